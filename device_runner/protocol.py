@@ -1,0 +1,126 @@
+"""The host <-> device contract of qskew: the single source of truth for job and result files.
+
+This module runs on the device too: it must stay Python 3.7 compatible and import only the
+standard library. ``harness`` imports it; it never imports ``harness``.
+
+A job is a folder holding ``job.json``; the model and inputs may sit elsewhere (paths in job.json
+are relative to the job folder or absolute), which lets a device keep one content-addressed copy
+of a test set for many jobs.
+
+job.json (written by the host)::
+
+    {
+      "protocol": "1.0",
+      "model": "model.tflite",            # path to the .tflite file
+      "inputs": "inputs.npy",             # [N, ...] samples in their storage dtype (e.g. uint8)
+      "preprocess": {"scale": 0.0625, "offset": 0.0},   # float_x = stored * scale + offset
+      "delegate": "xnnpack",              # see DELEGATES / parse_delegate
+      "num_threads": 2,
+      "batch_size": 64,                   # wanted; the runner uses 1 if the batch dim is fixed at 1
+      "runtime": "auto",                  # or one of RUNTIMES
+      "outputs": "outputs.npy",           # written by the runner
+      "result": "result.json"             # written by the runner
+    }
+
+The runner prints one handshake line first (``QSKEW-RUNNER protocol=1.0 python=3.9.18
+numpy=1.26.4``), then progress lines, and writes ``outputs.npy`` (raw values of output 0 in the
+tensor's own dtype, [N, ...]) and ``result.json`` (RESULT_FIELDS). The result file is written last
+(via a rename), so its presence means the job is finished, successfully or not.
+
+Exit codes: EXIT_OK, EXIT_BAD_JOB (job folder unreadable or malformed), EXIT_RUNTIME (the model or
+delegate failed to load, prepare or run; details in result.json), EXIT_PROTOCOL.
+"""
+
+import json
+
+PROTOCOL_VERSION = "1.0"
+HANDSHAKE_PREFIX = "QSKEW-RUNNER"
+
+JOB_FILE = "job.json"
+DEFAULT_OUTPUTS = "outputs.npy"
+DEFAULT_RESULT = "result.json"
+
+RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+DELEGATES = ("xnnpack", "reference", "builtin")  # plus "external:<path.so>[,key=value...]"
+
+EXIT_OK = 0
+EXIT_BAD_JOB = 2
+EXIT_RUNTIME = 3
+EXIT_PROTOCOL = 4
+
+RESULT_FIELDS = (
+    "protocol", "status", "error", "error_kind", "runtime", "runtime_version", "python", "numpy",
+    "platform", "delegate_requested", "delegate_applied", "num_threads", "batch_size", "n_samples",
+    "input", "output", "timings",
+)
+
+
+def major(version):
+    """Major part of a protocol version string: "1.0" -> 1."""
+    return int(str(version).split(".")[0])
+
+
+def handshake_line(python_version, numpy_version):
+    """The first line a runner prints."""
+    return "%s protocol=%s python=%s numpy=%s" % (
+        HANDSHAKE_PREFIX, PROTOCOL_VERSION, python_version, numpy_version)
+
+
+def parse_handshake(text):
+    """Find the handshake in a runner's output; return its key=value fields, or None if absent."""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith(HANDSHAKE_PREFIX + " "):
+            fields = {}
+            for item in line.split()[1:]:
+                key, _, value = item.partition("=")
+                fields[key] = value
+            return fields
+    return None
+
+
+def parse_delegate(spec):
+    """Split a delegate spec into (kind, library_path, options).
+
+    "xnnpack" -> ("xnnpack", None, {}); "external:/vendor/lib/libfoo.so,cache=1,mode=fast" ->
+    ("external", "/vendor/lib/libfoo.so", {"cache": "1", "mode": "fast"}).
+    Raises ValueError on an unknown or malformed spec.
+    """
+    spec = str(spec).strip()
+    if spec in DELEGATES:
+        return spec, None, {}
+    if spec.startswith("external:"):
+        parts = spec[len("external:"):].split(",")
+        path = parts[0]
+        if not path:
+            raise ValueError("external delegate needs a library path: external:<path.so>[,k=v...]")
+        options = {}
+        for item in parts[1:]:
+            if not item:
+                continue
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ValueError("external delegate option %r is not key=value" % item)
+            options[key] = value
+        return "external", path, options
+    raise ValueError("unknown delegate %r; known: %s, external:<path.so>[,key=value...]"
+                     % (spec, ", ".join(DELEGATES)))
+
+
+def make_job(model, inputs, preprocess, delegate="xnnpack", num_threads=2, batch_size=64,
+             runtime="auto", outputs=DEFAULT_OUTPUTS, result=DEFAULT_RESULT):
+    """A job.json dictionary; validates the delegate and runtime names."""
+    parse_delegate(delegate)
+    if runtime != "auto" and runtime not in RUNTIMES:
+        raise ValueError("unknown runtime %r; known: auto, %s" % (runtime, ", ".join(RUNTIMES)))
+    return {
+        "protocol": PROTOCOL_VERSION, "model": model, "inputs": inputs,
+        "preprocess": {"scale": float(preprocess["scale"]), "offset": float(preprocess["offset"])},
+        "delegate": delegate, "num_threads": int(num_threads), "batch_size": int(batch_size),
+        "runtime": runtime, "outputs": outputs, "result": result,
+    }
+
+
+def dumps(obj):
+    """Canonical JSON used for job and result files."""
+    return json.dumps(obj, indent=2, sort_keys=True)

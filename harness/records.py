@@ -1,0 +1,199 @@
+"""Frozen records passed between pipeline stages (see ARCHITECTURE.md).
+
+Every stage takes and returns one of these; none of them is mutated after it is built. Records that
+hold numpy arrays use ``eq=False`` (array equality is not a bool) and are compared field by field in
+tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How stored samples become model inputs: ``float_x = stored * scale + offset``.
+
+    Samples travel to devices in their storage dtype (uint8 images stay uint8); the runner applies
+    this mapping, then quantizes to the model's input dtype if the model has integer inputs.
+    """
+
+    scale: float = 1.0
+    offset: float = 0.0
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return x.astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)
+
+    def to_json(self) -> dict:
+        return {"scale": float(self.scale), "offset": float(self.offset)}
+
+
+@dataclass(frozen=True, eq=False)
+class GroupedDataset:
+    """A group-labelled dataset: one row per sample, all arrays of the same length N.
+
+    ids: unique sample ids (str); x: samples in storage dtype, shape [N, ...]; y: int64 class
+    labels in [0, num_classes); group: group label per sample (str); split: "train" or "test".
+    """
+
+    name: str
+    ids: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    group: np.ndarray
+    split: np.ndarray
+    num_classes: int
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    description: str = ""
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def subset(self, split: str) -> "GroupedDataset":
+        """The rows of one split, as a dataset of its own."""
+        mask = self.split == split
+        return self.take(np.flatnonzero(mask))
+
+    def take(self, index: np.ndarray) -> "GroupedDataset":
+        """The rows at ``index`` (in that order)."""
+        return GroupedDataset(
+            name=self.name, ids=self.ids[index], x=self.x[index], y=self.y[index],
+            group=self.group[index], split=self.split[index], num_classes=self.num_classes,
+            preprocess=self.preprocess, description=self.description,
+        )
+
+    @property
+    def groups(self) -> list[str]:
+        return sorted(set(self.group.tolist()))
+
+    def group_counts(self) -> dict[str, int]:
+        names, counts = np.unique(self.group, return_counts=True)
+        return {str(n): int(c) for n, c in zip(names, counts)}
+
+    def sha256(self) -> str:
+        """Content hash of ids, samples, labels, groups and splits (stable across runs)."""
+        h = hashlib.sha256()
+        for arr in (self.ids.astype(str), self.group.astype(str), self.split.astype(str)):
+            h.update("\x1f".join(arr.tolist()).encode())
+        for arr in (self.x, self.y):
+            a = np.ascontiguousarray(arr)
+            h.update(str(a.dtype).encode() + str(a.shape).encode())
+            h.update(a.tobytes())
+        h.update(repr(self.preprocess).encode())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class TensorIO:
+    """One input or output tensor of a .tflite model as the runtime reports it."""
+
+    name: str
+    index: int
+    dtype: str                      # numpy dtype name: "float32", "int8", "int16", "uint8"
+    shape: tuple[int, ...]
+    shape_signature: tuple[int, ...]  # -1 marks a dynamic dimension
+    scale: float                    # 0.0 when not quantized
+    zero_point: int
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale != 0.0
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return bool(self.shape_signature) and self.shape_signature[0] == -1
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "index": self.index, "dtype": self.dtype,
+                "shape": list(self.shape), "shape_signature": list(self.shape_signature),
+                "scale": self.scale, "zero_point": self.zero_point}
+
+
+@dataclass(frozen=True)
+class CalibrationInfo:
+    """The representative dataset used by a static-quantization variant."""
+
+    size: int
+    stratified: bool
+    seed: int
+    group_shares: Mapping[str, float]
+    sha256: str
+
+    def to_json(self) -> dict:
+        return {"size": self.size, "stratified": self.stratified, "seed": self.seed,
+                "group_shares": dict(self.group_shares), "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """One converted variant: a .tflite file and what its I/O looks like.
+
+    ``error`` is set (and ``path`` may be None) when the variant failed to convert or prepare; the
+    pipeline records it and goes on with the other variants.
+    """
+
+    variant: str
+    path: Path | None
+    sha256: str | None
+    size_bytes: int
+    inputs: tuple[TensorIO, ...]
+    outputs: tuple[TensorIO, ...]
+    recipe: Mapping[str, Any]
+    calibration: CalibrationInfo | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict:
+        return {"variant": self.variant, "path": str(self.path) if self.path else None,
+                "sha256": self.sha256, "size_bytes": self.size_bytes,
+                "inputs": [t.to_json() for t in self.inputs],
+                "outputs": [t.to_json() for t in self.outputs],
+                "recipe": dict(self.recipe),
+                "calibration": self.calibration.to_json() if self.calibration else None,
+                "error": self.error}
+
+
+@dataclass(frozen=True, eq=False)
+class Logits:
+    """Float logits for a set of samples, rows aligned with ``ids``."""
+
+    ids: np.ndarray
+    values: np.ndarray  # float32 [N, K]
+
+
+@dataclass(frozen=True, eq=False)
+class DeviceRun:
+    """The outcome of running one variant on one target with one delegate.
+
+    ``logits`` are dequantized float32 [N, K] rows aligned with the dataset's test ids, or None when
+    the job failed (then ``error`` says why). ``raw`` keeps the outputs as the device wrote them.
+    """
+
+    variant: str
+    target: str
+    delegate: str
+    artifact_sha256: str | None
+    logits: np.ndarray | None
+    raw: np.ndarray | None = None
+    runtime: str = ""
+    runtime_version: str = ""
+    delegate_applied: str = ""
+    batch_size: int = 0
+    timings: Mapping[str, Any] = field(default_factory=dict)
+    target_properties: Mapping[str, Any] = field(default_factory=dict)
+    transfer: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None

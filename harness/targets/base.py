@@ -1,0 +1,74 @@
+"""The device boundary: a small abstract ``Target`` that everything device-specific lives below.
+
+A target is a place where a runner can execute: this machine (``LocalTarget``), or a phone/board
+reached over ADB (a later issue). The pipeline talks to a device only through these methods, with
+remote paths as plain POSIX strings in the device's own file system.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from harness.targets.process import CommandResult
+
+
+@dataclass(frozen=True)
+class RemoteStat:
+    """Size and mode of a file on a target; ``None`` from ``stat`` means it does not exist."""
+
+    size_bytes: int
+    mode: int
+    mtime: int
+
+
+class Target(abc.ABC):
+    """A device that can hold files and run the qskew runner.
+
+    ``name`` identifies the device in logs, errors and the run directory; ``workdir`` is a folder
+    on the device that qskew owns (its content-addressed cache and job folders live below it);
+    ``python`` is the interpreter that runs ``device_runner``.
+    """
+
+    name: str
+    workdir: str
+    python: str
+
+    @abc.abstractmethod
+    def push(self, local: Path, remote: str) -> None:
+        """Copy a local file to ``remote`` (parent folders are created)."""
+
+    @abc.abstractmethod
+    def pull(self, remote: str, local: Path) -> None:
+        """Copy ``remote`` to a local file."""
+
+    @abc.abstractmethod
+    def run(self, argv: Sequence[str], timeout_s: float, cwd: str | None = None) -> CommandResult:
+        """Run ``argv`` on the device and return its exit code and output (any exit code)."""
+
+    @abc.abstractmethod
+    def stat(self, remote: str) -> RemoteStat | None:
+        """Size and mode of ``remote``, or None if it does not exist."""
+
+    @abc.abstractmethod
+    def sha256(self, remote: str) -> str | None:
+        """sha256 hex digest of ``remote``, or None if it does not exist."""
+
+    @abc.abstractmethod
+    def mkdirs(self, remote: str) -> None:
+        """Create ``remote`` and its parents if missing."""
+
+    def properties(self) -> Mapping[str, Any]:
+        """Facts about the device recorded in the run manifest (model, ABI, OS...)."""
+        return {"name": self.name}
+
+    def close(self) -> None:
+        """Release connections; the target may not be used afterwards."""
+
+    def __enter__(self) -> "Target":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -121,13 +121,13 @@ class CalibrationInfo:
     """The representative dataset used by a static-quantization variant."""
 
     size: int
-    stratified: bool
+    strategy: str                   # "random", "proportional" (stratified by group) or "balanced"
     seed: int
     group_shares: Mapping[str, float]
     sha256: str
 
     def to_json(self) -> dict:
-        return {"size": self.size, "stratified": self.stratified, "seed": self.seed,
+        return {"size": self.size, "strategy": self.strategy, "seed": self.seed,
                 "group_shares": dict(self.group_shares), "sha256": self.sha256}
 
 

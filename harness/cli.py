@@ -1,0 +1,214 @@
+"""The ``qskew`` command: parse -> load config -> one library call -> render.
+
+Heavy libraries (TensorFlow, the TFLite runtime, pandas) are imported inside the command functions
+so that ``qskew --help`` answers at once. Every ``QskewError`` becomes one line on stderr naming
+the file, model or device at fault, and exit code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from harness.errors import QskewError
+
+EXIT_ERROR = 2  # a QskewError: bad input, failed device, ... (argparse also uses 2 for bad usage)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    _quiet_tensorflow(args.debug)
+    try:
+        return args.func(args) or 0
+    except QskewError as err:
+        if args.debug:
+            raise
+        print(f"qskew: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("qskew: interrupted; finished jobs are kept in the run directory", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    from harness import __version__
+
+    p = argparse.ArgumentParser(prog="qskew", description="Measure how quantization skews a model across groups, "
+                                "on the devices it will ship to.")
+    p.add_argument("--version", action="version", version=f"qskew {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and TensorFlow logs")
+    sub = p.add_subparsers(title="commands", metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="built-in dataset and model, all variants, local target")
+    d.add_argument("--model", default="small_cnn", help="built-in model: small_cnn (default), mobilenet_v2")
+    d.add_argument("--variants", default=None, help="comma-separated subset (default: all six)")
+    d.add_argument("--delegates", default="xnnpack", help="comma-separated delegates (default: xnnpack)")
+    _common_run_flags(d)
+    d.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser("run", help="run an experiment file")
+    r.add_argument("experiment", type=Path, help="EXPERIMENT.toml")
+    _common_run_flags(r)
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("convert", help="write the TFLite variants of a model")
+    c.add_argument("--model", default="small_cnn", help="built-in model name, or a .keras file / SavedModel folder")
+    c.add_argument("--dataset", default="digits-groups", help="dataset for training/calibration (default digits-groups)")
+    c.add_argument("--variants", default=None, help="comma-separated (default: all six)")
+    c.add_argument("--calibration-size", type=int, default=256)
+    c.add_argument("--calibration-strategy", default="random", help="random, proportional or balanced")
+    c.add_argument("--out", type=Path, default=Path("variants"), help="folder for the .tflite files")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=cmd_convert)
+
+    i = sub.add_parser("inspect", help="inputs, outputs, quantization and op counts of a .tflite model")
+    i.add_argument("model", type=Path)
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.set_defaults(func=cmd_inspect)
+    return p
+
+
+def _common_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=None,
+                   help="run directory (default runs/<name>-<time>); an existing one is resumed")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON instead of tables")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def cmd_demo(args) -> int:
+    from harness import config
+
+    raw = {"experiment": {"name": f"demo-{args.model}"}, "model": {"name": args.model},
+           "run": {"delegates": _csv(args.delegates)}}
+    if args.variants:
+        raw["quantize"] = {"variants": _csv(args.variants)}
+    return _run_experiment(config.from_dict(raw, source="qskew demo"), args)
+
+
+def cmd_run(args) -> int:
+    from harness import config
+
+    return _run_experiment(config.load(args.experiment), args)
+
+
+def _run_experiment(exp, args) -> int:
+    from harness import datasets, results
+    from harness.evaluate import evaluate
+
+    progress = _progress(args)
+    echo = _echo(args)
+    out = args.out or Path("runs") / f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    echo(f"dataset: {exp.data.dataset}")
+    dataset = datasets.load(exp.data.dataset)
+    source = _model_source(exp, dataset, progress, echo)
+    evaluate(exp, dataset, source, out, progress=progress, echo=echo)
+    run = results.read_run(out)
+    if args.json:
+        print(json.dumps({"run_dir": str(out), "summary": run.summary}, indent=2, default=str))
+    else:
+        print()
+        print(results.format_table(run.metrics))
+        print()
+        print(results.format_summary(run.summary))
+        print(f"\nrun directory: {out}")
+    return 0
+
+
+def _model_source(exp, dataset, progress: bool, echo):
+    from harness import modelio
+    from harness.evaluate import ModelSource
+
+    if exp.model.path:
+        model = modelio.load_model(exp.model.path)
+        return ModelSource(model, {"source": "file", "path": str(exp.model.path),
+                                   "sha256": modelio.model_sha256(model)})
+    import models
+    from models.train import train_or_load
+
+    models.get(exp.model.name)  # fails helpfully on an unknown name before any work
+    echo(f"model: {exp.model.name} (seed {exp.model.seed})")
+    trained = train_or_load(exp.model.name, dataset, seed=exp.model.seed, progress=progress)
+    echo(f"  {'loaded from cache' if trained.from_cache else f'trained in {trained.train_s:.1f} s'}: {trained.path}")
+    return ModelSource(trained.model, {"source": "builtin", "name": exp.model.name, "seed": exp.model.seed,
+                                       "cache_key": trained.cache_key, "path": str(trained.path),
+                                       "sha256": modelio.model_sha256(trained.model)})
+
+
+def cmd_convert(args) -> int:
+    from harness import config, datasets
+    from harness.evaluate import STATIC_VARIANTS
+    from harness.quantize.calibration import make_calibration
+    from harness.quantize.convert import QuantizeOptions, convert_all
+
+    variants = _csv(args.variants) if args.variants else list(config.ALL_VARIANTS)
+    model_is_path = Path(args.model).exists()
+    exp = config.from_dict({"model": {"path": args.model} if model_is_path else {"name": args.model},
+                            "data": {"dataset": args.dataset},
+                            "quantize": {"variants": variants, "calibration_size": args.calibration_size,
+                                         "calibration_strategy": args.calibration_strategy}},
+                           source="qskew convert")
+    progress, echo = _progress(args), _echo(args)
+    dataset = datasets.load(exp.data.dataset)
+    source = _model_source(exp, dataset, progress, echo)
+    calibration = None
+    if STATIC_VARIANTS.intersection(variants):
+        calibration = make_calibration(dataset.subset("train"), size=args.calibration_size,
+                                       strategy=args.calibration_strategy, seed=0)
+    options = QuantizeOptions(calibration_size=args.calibration_size, calibration_strategy=args.calibration_strategy)
+    args.out.mkdir(parents=True, exist_ok=True)
+    artifacts = convert_all(source.model, variants, calibration, options, args.out / ".cache", progress=progress)
+    rows = []
+    for art in artifacts:
+        dest = None
+        if art.ok:
+            dest = args.out / f"{art.variant}.tflite"
+            dest.write_bytes(Path(art.path).read_bytes())
+        rows.append({**art.to_json(), "path": str(dest) if dest else None})
+    if args.json:
+        print(json.dumps({"variants": rows}, indent=2))
+    else:
+        for row in rows:
+            status = row["path"] if row["error"] is None else f"FAILED: {row['error']}"
+            print(f"{row['variant']:9s} {status}")
+    return 0 if all(r["error"] is None for r in rows) else EXIT_ERROR
+
+
+def cmd_inspect(args) -> int:
+    from harness.quantize.inspect import format_model_info, inspect_model
+
+    info = inspect_model(args.model)
+    print(json.dumps(info.to_json(), indent=2) if args.json else format_model_info(info))
+    return 0
+
+
+def _csv(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _progress(args) -> bool:
+    return not (args.no_progress or args.json) and sys.stderr.isatty()
+
+
+def _echo(args):
+    if args.json:
+        return lambda s: None
+    return lambda s: print(s, file=sys.stderr, flush=True)
+
+
+def _quiet_tensorflow(debug: bool) -> None:
+    if not debug:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Experiment files (TOML) -> a frozen ``Experiment``, validated once, on entry.
+
+An experiment names a dataset, a model, the variants to build, and where and how to run them::
+
+    [experiment]
+    name = "digits-demo"                # used in the default run-directory name
+
+    [data]
+    dataset = "digits-groups"           # built-in name, a .npz file, or a folder/CSV of images
+
+    [model]
+    name = "small_cnn"                  # a built-in model trained (and cached) on the dataset ...
+    # path = "my_model.keras"           # ... or your own .keras file / SavedModel folder
+    seed = 0                            # training seed for built-in models
+
+    [quantize]
+    variants = ["fp32", "dynamic", "float16", "int8", "int16x8", "mixed"]
+    calibration_size = 256              # samples drawn from the training split
+    calibration_strategy = "random"     # "random", "proportional" (stratified by group), "balanced"
+    seed = 0                            # calibration sampling seed
+    mixed_layers_regex = ""             # layers raised to 16-bit activations in "mixed" (regex) ...
+    mixed_last_n = 2                    # ... or, when the regex is empty, the last N quantizable ops
+
+    [run]
+    targets = ["local"]                 # where the runner executes ("local": a child process here)
+    delegates = ["xnnpack"]             # xnnpack, reference, builtin, external:<path.so>[,k=v...]
+    num_threads = 2
+    batch_size = 64
+    runtime = "auto"                    # auto, ai_edge_litert, tflite_runtime, tensorflow
+
+Every key is optional except that a model needs ``name`` or ``path``. Unknown tables or keys are
+errors that name the key and the file, so a typo never silently falls back to a default. Relative
+paths are resolved against the experiment file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from device_runner.protocol import RUNTIMES, parse_delegate
+from harness.errors import ConfigError
+
+ALL_VARIANTS = ("fp32", "dynamic", "float16", "int8", "int16x8", "mixed")
+CALIBRATION_STRATEGIES = ("random", "proportional", "balanced")
+DEFAULT_MODEL = "small_cnn"
+DEFAULT_DATASET = "digits-groups"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = DEFAULT_DATASET
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str | None = DEFAULT_MODEL
+    path: str | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    variants: tuple[str, ...] = ALL_VARIANTS
+    calibration_size: int = 256
+    calibration_strategy: str = "random"
+    seed: int = 0
+    mixed_layers_regex: str = ""
+    mixed_last_n: int = 2
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    targets: tuple[str, ...] = ("local",)
+    delegates: tuple[str, ...] = ("xnnpack",)
+    num_threads: int = 2
+    batch_size: int = 64
+    runtime: str = "auto"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str = "experiment"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    source: str = "<defaults>"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "quantize": QuantizeConfig, "run": RunConfig}
+
+
+def load(path: str | Path) -> Experiment:
+    """Read and validate an experiment file.
+
+    >>> load("examples/digits.toml").quantize.variants  # doctest: +SKIP
+    ('fp32', 'dynamic', 'float16', 'int8', 'int16x8', 'mixed')
+    """
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"experiment file {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read experiment file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    return from_dict(raw, source=str(path), base_dir=path.parent)
+
+
+def from_dict(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path | None = None) -> Experiment:
+    """Build an Experiment from parsed TOML, checking every key and value."""
+    unknown = set(raw) - set(_SECTIONS) - {"experiment"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown table(s) {sorted(unknown)}; known: experiment, {', '.join(_SECTIONS)}")
+    head = dict(raw.get("experiment", {}))
+    name = str(head.pop("name", Path(source).stem if source.endswith(".toml") else "experiment"))
+    if head:
+        raise ConfigError(f"{source}: unknown key(s) in [experiment]: {sorted(head)}; known: name")
+    sections = {key: _section(raw.get(key, {}), cls, key, source) for key, cls in _SECTIONS.items()}
+    exp = Experiment(name=name, source=source, **sections)
+    exp = _resolve_paths(exp, base_dir)
+    validate(exp)
+    return exp
+
+
+def _section(table: Any, cls: type, key: str, source: str):
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{source}: [{key}] must be a table")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(table) - set(names)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) in [{key}]: {sorted(unknown)}; known: {', '.join(names)}")
+    values = {}
+    for k, v in table.items():
+        default = names[k].default
+        if isinstance(default, tuple):
+            if isinstance(v, str):
+                v = [s.strip() for s in v.split(",") if s.strip()]
+            if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
+                raise ConfigError(f"{source}: [{key}] {k} must be a list of strings")
+            v = tuple(v)
+        elif isinstance(default, bool) or (default is not None and not isinstance(v, type(default))):
+            if not (isinstance(default, float) and isinstance(v, int)):
+                raise ConfigError(f"{source}: [{key}] {k} must be {type(default).__name__}, got {v!r}")
+        values[k] = v
+    if key == "model" and "path" in values and "name" not in values:
+        values["name"] = None
+    return cls(**values)
+
+
+def _resolve_paths(exp: Experiment, base_dir: Path | None) -> Experiment:
+    if base_dir is None:
+        return exp
+    data, model = exp.data, exp.model
+    if data.dataset != DEFAULT_DATASET and not Path(data.dataset).is_absolute():
+        data = DataConfig(dataset=str(base_dir / data.dataset))
+    if model.path and not Path(model.path).is_absolute():
+        model = dataclasses.replace(model, path=str(base_dir / model.path))
+    return dataclasses.replace(exp, data=data, model=model)
+
+
+def validate(exp: Experiment) -> None:
+    """Raise ConfigError for the first value that cannot work, naming it."""
+    src = exp.source
+    if not exp.model.name and not exp.model.path:
+        raise ConfigError(f"{src}: [model] needs name (a built-in model) or path (your .keras/SavedModel)")
+    if exp.model.name and exp.model.path:
+        raise ConfigError(f"{src}: [model] give name or path, not both")
+    if not exp.quantize.variants:
+        raise ConfigError(f"{src}: [quantize] variants is empty")
+    for v in exp.quantize.variants:
+        if v not in ALL_VARIANTS:
+            raise ConfigError(f"{src}: unknown variant {v!r}; known: {', '.join(ALL_VARIANTS)}")
+    if exp.quantize.calibration_strategy not in CALIBRATION_STRATEGIES:
+        raise ConfigError(f"{src}: unknown calibration_strategy {exp.quantize.calibration_strategy!r}; "
+                          f"known: {', '.join(CALIBRATION_STRATEGIES)}")
+    if exp.quantize.calibration_size < 1:
+        raise ConfigError(f"{src}: calibration_size must be >= 1")
+    for d in exp.run.delegates:
+        try:
+            parse_delegate(d)
+        except ValueError as exc:
+            raise ConfigError(f"{src}: {exc}") from exc
+    if exp.run.runtime != "auto" and exp.run.runtime not in RUNTIMES:
+        raise ConfigError(f"{src}: unknown runtime {exp.run.runtime!r}; known: auto, {', '.join(RUNTIMES)}")
+    if exp.run.num_threads < 1 or exp.run.batch_size < 1:
+        raise ConfigError(f"{src}: num_threads and batch_size must be >= 1")
+    if not exp.run.targets:
+        raise ConfigError(f"{src}: [run] targets is empty")
+    for t in exp.run.targets:
+        if t != "local":
+            raise ConfigError(f"{src}: unknown target {t!r}; this version runs on: local "
+                              "(ADB devices come with the device inventory)")

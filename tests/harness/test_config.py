@@ -1,0 +1,73 @@
+"""harness/config.py: experiment files are validated once, with errors that name the key and file."""
+
+import pytest
+
+from harness import config
+from harness.errors import ConfigError
+
+
+def write(tmp_path, text):
+    path = tmp_path / "exp.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_cover_all_six_variants_on_the_local_target():
+    exp = config.from_dict({})
+    assert exp.quantize.variants == ("fp32", "dynamic", "float16", "int8", "int16x8", "mixed")
+    assert exp.run.targets == ("local",) and exp.run.delegates == ("xnnpack",)
+    assert exp.model.name == "small_cnn" and exp.data.dataset == "digits-groups"
+
+
+def test_full_file_round_trips(tmp_path):
+    path = write(tmp_path, """
+[experiment]
+name = "mine"
+[data]
+dataset = "data/faces.npz"
+[model]
+path = "m.keras"
+[quantize]
+variants = ["int8", "mixed"]
+calibration_size = 64
+calibration_strategy = "balanced"
+mixed_layers_regex = "dense"
+[run]
+delegates = ["reference", "external:/opt/lib/libx.so,k=v"]
+num_threads = 1
+batch_size = 8
+""")
+    exp = config.load(path)
+    assert exp.name == "mine"
+    assert exp.data.dataset == str(tmp_path / "data/faces.npz")
+    assert exp.model.path == str(tmp_path / "m.keras") and exp.model.name is None
+    assert exp.quantize.variants == ("int8", "mixed")
+    assert exp.quantize.calibration_strategy == "balanced"
+    assert exp.run.delegates == ("reference", "external:/opt/lib/libx.so,k=v")
+    assert exp.run.batch_size == 8
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("[quantize]\nvariants = ['int4']", "unknown variant 'int4'; known: fp32, dynamic"),
+    ("[quantize]\nvariant = ['int8']", "unknown key(s) in [quantize]: ['variant']"),
+    ("[runn]\nx = 1", "unknown table(s) ['runn']"),
+    ("[run]\ndelegates = ['gpuu']", "unknown delegate 'gpuu'"),
+    ("[run]\nbatch_size = 'big'", "batch_size must be int"),
+    ("[run]\nbatch_size = 0", "must be >= 1"),
+    ("[run]\ntargets = ['pixel7']", "unknown target 'pixel7'"),
+    ("[quantize]\ncalibration_strategy = 'stratfied'", "unknown calibration_strategy 'stratfied'"),
+    ("[model]\nname = 'small_cnn'\npath = 'x.keras'", "give name or path, not both"),
+    ("[run\n", "is not valid TOML"),
+])
+def test_bad_files_name_the_problem_and_the_file(tmp_path, text, needle):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert needle in str(err.value)
+    if "TOML" not in needle:
+        assert str(path) in str(err.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(tmp_path / "nope.toml")

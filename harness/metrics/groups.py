@@ -1,0 +1,183 @@
+"""Per-group aggregation of the per-sample frame, and the disparity summary of each job.
+
+In fairlearn's words, :func:`group_metrics` computes the ``overall`` value and the values
+``by_group`` of every metric, for every job (variant x target x delegate) in the frame, and
+:func:`disparity` reduces them to ``group_min`` / ``group_max`` and ``difference(
+method="between_groups")`` style gaps. Unlike fairlearn's ``difference()``, drops keep their sign:
+``acc_drop = acc_ref - acc`` is positive when the variant is worse than the FP32 reference.
+
+Both functions return a DataFrame with the same columns in the same order whatever the input
+(zero rows, one group, many groups): STYLE.md rule 8. Rows are ordered by job, then the overall
+row, then groups in sorted order (:func:`sort_metrics`).
+
+``group_metrics`` columns (:data:`METRIC_COLUMNS`)::
+
+    variant, target, delegate    the job
+    scope                        "overall" (all samples of the job) or "group"
+    group                        group label; "" on the overall row
+    n                            number of samples
+    small_group                  n < MIN_GROUP_SIZE: the numbers are too noisy to read alone
+    acc_ref, acc                 accuracy of the reference / the variant
+    acc_drop                     acc_ref - acc (signed; positive = variant worse)
+    loss_ref, loss               mean softmax cross-entropy (nats)
+    excess_loss                  loss - loss_ref (Tran 2022's excess loss EL_g)
+    logit_var_ref, logit_var     mean over samples of the per-sample variance of the logits
+    margin_ref, margin           mean margin z_y - max_{k != y} z_k
+    flip_rate                    share of samples whose prediction changed
+    flip_right_to_wrong          share that the reference got right and the variant wrong
+    flip_wrong_to_right          share that the reference got wrong and the variant right
+                                 (acc_drop = flip_right_to_wrong - flip_wrong_to_right)
+    kl                           mean KL(p_ref || p_variant), nats
+    logit_mse                    mean over samples of the mean squared logit difference
+    psi                          acc_drop of the group - acc_drop overall (NaN on overall rows)
+
+``disparity`` columns (:data:`DISPARITY_COLUMNS`), one row per job::
+
+    variant, target, delegate, n, acc_ref, acc   the job and its overall row
+    overall_drop                 overall acc_drop
+    worst_group, worst_group_drop   group with the largest acc_drop (group_max of the drop)
+    best_group, best_group_drop     group with the smallest acc_drop (group_min of the drop)
+    drop_gap                     worst_group_drop - best_group_drop (between_groups difference)
+    psi, psi_group               max_g psi_g and its group (Balancing Act's accuracy-gap disparity)
+    excess_loss_gap              max_g EL_g - min_g EL_g (Liu/Tran's phi)
+    acc_gap_ref, acc_gap         max - min group accuracy under the reference / the variant, so a
+                                 gap that was already there is not mistaken for quantization damage
+    small_groups                 comma-separated groups with n < MIN_GROUP_SIZE ("" if none)
+
+Ties (two groups with the same drop) go to the group that sorts first. A job with no group rows
+gets NaN numbers and "" names.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# Below 100 samples the 95 % Wilson half-width at 90 % accuracy is about +-6 pp, larger than
+# typical post-training-quantization drops, so such a group's numbers must not be read alone.
+MIN_GROUP_SIZE = 100
+
+JOB_COLUMNS = ("variant", "target", "delegate")
+OVERALL = "overall"
+GROUP = "group"
+
+METRIC_COLUMNS: dict[str, str] = {
+    "variant": "str", "target": "str", "delegate": "str", "scope": "str", "group": "str",
+    "n": "int64", "small_group": "bool",
+    "acc_ref": "float64", "acc": "float64", "acc_drop": "float64",
+    "loss_ref": "float64", "loss": "float64", "excess_loss": "float64",
+    "logit_var_ref": "float64", "logit_var": "float64",
+    "margin_ref": "float64", "margin": "float64",
+    "flip_rate": "float64", "flip_right_to_wrong": "float64", "flip_wrong_to_right": "float64",
+    "kl": "float64", "logit_mse": "float64", "psi": "float64",
+}
+
+DISPARITY_COLUMNS: dict[str, str] = {
+    "variant": "str", "target": "str", "delegate": "str", "n": "int64",
+    "acc_ref": "float64", "acc": "float64", "overall_drop": "float64",
+    "worst_group": "str", "worst_group_drop": "float64",
+    "best_group": "str", "best_group_drop": "float64", "drop_gap": "float64",
+    "psi": "float64", "psi_group": "str", "excess_loss_gap": "float64",
+    "acc_gap_ref": "float64", "acc_gap": "float64", "small_groups": "str",
+}
+
+# Means over samples: metric column -> per-sample column it averages.
+_MEANS = {
+    "acc_ref": "correct_ref", "acc": "correct", "loss_ref": "loss_ref", "loss": "loss",
+    "logit_var_ref": "logit_var_ref", "logit_var": "logit_var",
+    "margin_ref": "margin_ref", "margin": "margin", "flip_rate": "flip",
+    "flip_right_to_wrong": "_r2w", "flip_wrong_to_right": "_w2r", "kl": "kl", "logit_mse": "logit_mse",
+}
+
+
+def group_metrics(frame: pd.DataFrame) -> pd.DataFrame:
+    """Overall and per-group metrics of every job in a per-sample frame (see module docstring).
+
+    Example::
+
+        metrics = group_metrics(per_sample(ref, run, test))
+        metrics[metrics.scope == "group"][["group", "n", "acc_drop", "psi"]]
+    """
+    work = frame.assign(_r2w=frame["correct_ref"] & ~frame["correct"],
+                        _w2r=~frame["correct_ref"] & frame["correct"])
+    keys = list(JOB_COLUMNS)
+    overall = _aggregate(work, keys).assign(scope=OVERALL, group="")
+    by_group = _aggregate(work, keys + ["group"]).assign(scope=GROUP)
+    by_group = by_group.merge(overall[keys + ["acc_drop"]].rename(columns={"acc_drop": "_drop_all"}),
+                              on=keys, how="left")
+    by_group["psi"] = by_group["acc_drop"] - by_group["_drop_all"]
+    overall["psi"] = np.nan
+    result = pd.concat([_typed(overall, METRIC_COLUMNS), _typed(by_group, METRIC_COLUMNS)],
+                       ignore_index=True)
+    return sort_metrics(result)
+
+
+def sort_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Rows ordered by job, then the overall row, then groups by name; index reset."""
+    order = metrics.assign(_is_group=(metrics["scope"] != OVERALL))
+    order = order.sort_values(list(JOB_COLUMNS) + ["_is_group", "group"], kind="mergesort")
+    return order.drop(columns="_is_group").reset_index(drop=True)
+
+
+def disparity(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per job summarising how unevenly the variant's damage falls on the groups."""
+    rows = []
+    for job, part in metrics.groupby(list(JOB_COLUMNS), sort=True):
+        overall = part[part["scope"] == OVERALL]
+        groups = part[part["scope"] == GROUP].sort_values("group", kind="mergesort")
+        rows.append(dict(zip(JOB_COLUMNS, job)) | _overall_fields(overall) | _group_fields(groups))
+    return _typed(pd.DataFrame(rows), DISPARITY_COLUMNS)
+
+
+def _aggregate(work: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """n and the per-sample means for each combination of ``keys``."""
+    grouped = work.groupby(keys, sort=True)
+    means = grouped[list(_MEANS.values())].mean()
+    means.columns = list(_MEANS.keys())
+    out = means.assign(n=grouped.size()).reset_index()
+    out["n"] = out["n"].astype("int64")
+    out["small_group"] = out["n"] < MIN_GROUP_SIZE
+    out["acc_drop"] = out["acc_ref"] - out["acc"]
+    out["excess_loss"] = out["loss"] - out["loss_ref"]
+    return out
+
+
+def _typed(table: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
+    """``table`` restricted to ``schema``'s columns, in order, with its dtypes (also when empty)."""
+    if table.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in schema.items()})
+    return table[list(schema)].astype(schema)
+
+
+def _overall_fields(overall: pd.DataFrame) -> dict:
+    if overall.empty:
+        return {"n": 0, "acc_ref": np.nan, "acc": np.nan, "overall_drop": np.nan}
+    row = overall.iloc[0]
+    return {"n": int(row["n"]), "acc_ref": row["acc_ref"], "acc": row["acc"],
+            "overall_drop": row["acc_drop"]}
+
+
+def _group_fields(groups: pd.DataFrame) -> dict:
+    if groups.empty:
+        return {"worst_group": "", "worst_group_drop": np.nan, "best_group": "",
+                "best_group_drop": np.nan, "drop_gap": np.nan, "psi": np.nan, "psi_group": "",
+                "excess_loss_gap": np.nan, "acc_gap_ref": np.nan, "acc_gap": np.nan,
+                "small_groups": ""}
+    names = groups["group"].to_numpy()
+    drop = groups["acc_drop"].to_numpy()
+    psi = groups["psi"].to_numpy()
+    worst, best, most = int(np.argmax(drop)), int(np.argmin(drop)), int(np.argmax(psi))
+    return {
+        "worst_group": names[worst], "worst_group_drop": drop[worst],
+        "best_group": names[best], "best_group_drop": drop[best],
+        "drop_gap": drop[worst] - drop[best],
+        "psi": psi[most], "psi_group": names[most],
+        "excess_loss_gap": _spread(groups["excess_loss"]),
+        "acc_gap_ref": _spread(groups["acc_ref"]), "acc_gap": _spread(groups["acc"]),
+        "small_groups": ",".join(names[groups["small_group"].to_numpy()].tolist()),
+    }
+
+
+def _spread(values: pd.Series) -> float:
+    """group_max - group_min (fairlearn's between_groups difference, unsigned by nature)."""
+    return float(values.max() - values.min())

@@ -42,6 +42,7 @@ its 12 % share of the training split, which is what the model learns from.
 from __future__ import annotations
 
 import csv
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -105,8 +106,9 @@ def validate_for_model(ds: GroupedDataset, input_shape: tuple, num_classes: int)
                            f"but the model takes {wanted}")
     bad = np.flatnonzero((ds.y < 0) | (ds.y >= num_classes))
     if bad.size:
+        first = bad[0]
         raise DatasetError(f"dataset {ds.name!r} has {bad.size} labels outside [0, {num_classes}) for a model "
-                           f"with {num_classes} classes (e.g. label {int(ds.y[bad[0]])} of {ds.ids[bad[0]]!r})")
+                           f"with {num_classes} classes (e.g. label {int(ds.y[first])} of {str(ds.ids[first])!r})")
 
 
 # --- built-in ---------------------------------------------------------------------------------------
@@ -182,7 +184,7 @@ def load_npz(path: Path) -> GroupedDataset:
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"{path}: not a readable .npz file ({exc})") from exc
     if not hasattr(npz, "files"):
         raise DatasetError(f"{path}: holds a single array, not a .npz archive of named arrays")
@@ -192,9 +194,11 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             try:
                 arrays[key] = npz[key]
             except ValueError as exc:
-                raise DatasetError(f"{path}: array {key!r} holds Python objects and would need pickle, which qskew "
-                                   "never loads; save strings as unicode arrays, e.g. np.array(values, dtype=str)"
-                                   ) from exc
+                if "pickle" not in str(exc):
+                    raise DatasetError(f"{path}: array {key!r} cannot be read ({exc})") from exc
+                raise DatasetError(f"{path}: array {key!r} holds Python objects and would need pickle, which "
+                                   "qskew never loads; save strings as unicode arrays, "
+                                   "e.g. np.array(values, dtype=str)") from exc
             except Exception as exc:  # zipfile/zlib errors of a truncated archive
                 raise DatasetError(f"{path}: array {key!r} cannot be read ({exc})") from exc
     return arrays
@@ -311,7 +315,8 @@ def _ids(source: Path, ids, n: int) -> np.ndarray:
     names, counts = np.unique(ids, return_counts=True)
     dups = names[counts > 1]
     if dups.size:
-        raise DatasetError(f"{source}: {dups.size} duplicate ids, e.g. {', '.join(map(repr, dups[:SHOWN_IDS].tolist()))}")
+        shown = ", ".join(repr(d) for d in dups[:SHOWN_IDS].tolist())
+        raise DatasetError(f"{source}: {dups.size} duplicate ids, e.g. {shown}")
     return ids
 
 
@@ -322,7 +327,7 @@ def _labels(source: Path, y: np.ndarray, ids: np.ndarray) -> np.ndarray:
         whole = np.isfinite(y) & (y == np.round(y))
         if not whole.all():
             i = int(np.flatnonzero(~whole)[0])
-            raise DatasetError(f"{source}: labels must be integers; got {y[i].item()!r} for id {ids[i]!r}")
+            raise DatasetError(f"{source}: labels must be integers; got {y[i].item()!r} for id {str(ids[i])!r}")
         labels = y.astype(np.int64)
     elif y.dtype.kind == "U":
         labels = np.empty(y.shape[0], dtype=np.int64)
@@ -330,12 +335,14 @@ def _labels(source: Path, y: np.ndarray, ids: np.ndarray) -> np.ndarray:
             try:
                 labels[i] = int(text.strip())
             except ValueError:
-                raise DatasetError(f"{source}: labels must be integers; got {text!r} for id {ids[i]!r}") from None
+                raise DatasetError(f"{source}: labels must be integers; got {text!r} "
+                                   f"for id {str(ids[i])!r}") from None
     else:
         raise DatasetError(f"{source}: labels must be integers; got an array of dtype {y.dtype}")
     negative = np.flatnonzero(labels < 0)
     if negative.size:
-        raise DatasetError(f"{source}: labels must be >= 0; got {labels[negative[0]]} for id {ids[negative[0]]!r}")
+        first = negative[0]
+        raise DatasetError(f"{source}: labels must be >= 0; got {labels[first]} for id {str(ids[first])!r}")
     return labels
 
 
@@ -363,7 +370,7 @@ def _splits(source: Path, split, groups: np.ndarray, ids: np.ndarray) -> tuple[n
     split = np.char.lower(np.char.strip(np.asarray(split).astype(str)))
     unknown = np.flatnonzero(~np.isin(split, SPLITS))
     if unknown.size:
-        raise DatasetError(f"{source}: unknown split {split[unknown[0]]!r} for id {ids[unknown[0]]!r} "
+        raise DatasetError(f"{source}: unknown split {str(split[unknown[0]])!r} for id {str(ids[unknown[0]])!r} "
                            f"({unknown.size} samples); splits are {', '.join(SPLITS)}")
     return split.astype("<U5"), ""
 

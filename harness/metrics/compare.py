@@ -52,7 +52,7 @@ def per_sample(ref: Logits, run: DeviceRun, test: GroupedDataset) -> pd.DataFram
         raise ValueError(f"job {job} has no logits (it failed: {run.error}); record it as a failure")
     ids = np.asarray(test.ids).astype(str)
     labels = np.asarray(test.y).astype(np.int64)
-    z_ref = _aligned_reference(ref, ids, job)
+    z_ref = align_reference(ref, ids, job)
     z_var = _as_matrix(run.logits, f"logits of job {job}")
     _check_shapes(z_ref, z_var, labels, test, job)
 
@@ -100,8 +100,11 @@ def kl_divergence(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
     return np.maximum((p * (logp - logq)).sum(axis=1), 0.0)
 
 
-def _aligned_reference(ref: Logits, ids: np.ndarray, job: str) -> np.ndarray:
-    """Reference logits reordered to ``ids``; the two id sets must be equal and unique."""
+def align_reference(ref: Logits, ids: np.ndarray, job: str) -> np.ndarray:
+    """Reference logits (float64) reordered to ``ids``; the id sets must be equal and unique.
+
+    ``job`` only names the job in the DatasetError raised otherwise.
+    """
     ref_ids = np.asarray(ref.ids).astype(str)
     z_ref = _as_matrix(ref.values, "reference logits")
     if ref_ids.shape[0] != z_ref.shape[0]:

@@ -1,0 +1,603 @@
+"""The run directory: the one writer (:class:`RunWriter`) and reader (:func:`read_run`) of its files.
+
+No other module knows these file names; report, signoff and compare read through :func:`read_run`.
+Every file is rewritten atomically (temporary file in the same folder, fsync, ``os.replace``) after
+each job, so a crash later in a sweep loses nothing already computed, and a reader never sees a
+half-written file. The writer rewrites ``predictions.parquet``, then ``metrics.csv``, then
+``summary.json``: a job counts as finished only once ``summary.json`` lists it with status "ok".
+
+Run directory layout (schema version 1)
+=======================================
+
+``manifest.json`` -- what was run, written once at the start (rewritten on resume)::
+
+    schema_version   int     version of this layout (SCHEMA_VERSION); readers refuse newer ones
+    created          str     ISO 8601 UTC time the run directory was first written
+    updated          str     ISO 8601 UTC time the manifest was last written (differs after a resume)
+    config_hash      str     sha256 of the canonical JSON of {config, dataset.sha256, model.sha256};
+                             a resume into the same folder must have the same hash
+    ...              any     everything the caller passed (``evaluate`` writes: config -- the
+                             experiment as JSON; versions -- qskew, protocol, python and library
+                             versions; dataset -- name, sha256, description, num_classes,
+                             preprocess, group_counts per split; model -- source, name/path, seed,
+                             sha256; calibration -- size, strategy, seed, group_shares, sha256 or
+                             null; variants -- one ModelArtifact.to_json() per variant; targets --
+                             device properties per target name)
+
+``predictions.parquet`` -- one row per test sample x job, plus the reference rows::
+
+    id        string         sample id (unique within a job)
+    group     string         the sample's group label
+    label     int64          true class
+    variant   string         variant name; "reference" for the FP32 Keras model on the host
+    target    string         device name; "host" for the reference
+    delegate  string         delegate spec as requested; "keras" for the reference
+    pred      int64          argmax of the logits (first index on ties)
+    logits    list<float32>  the K logits (dequantized for integer outputs)
+
+    Rows of one job are in test-set order; the reference rows come first. The parquet schema
+    metadata holds ``qskew_schema_version``. Joining a job's rows to the reference rows on ``id``
+    reproduces metrics.csv exactly (``RunData.per_sample`` does this).
+
+``metrics.csv`` -- one row per job x group plus one overall row per job; columns, in order
+(definitions in ``harness.metrics.groups``; all rates are fractions in [0, 1], losses in nats)::
+
+    variant, target, delegate   the job
+    scope                       "overall" or "group"
+    group                       group label; empty on the overall row
+    n                           number of samples
+    small_group                 True when n < 100 (too few samples to read the numbers alone)
+    acc_ref, acc                accuracy of the FP32 reference / of the variant
+    acc_drop                    acc_ref - acc; positive means the variant is worse
+    loss_ref, loss, excess_loss mean cross-entropy of the reference / the variant; loss - loss_ref
+    logit_var_ref, logit_var    mean per-sample variance of the logits across classes (ddof 0)
+    margin_ref, margin          mean of z_label - max_{k != label} z_k
+    flip_rate                   share of samples whose predicted class changed
+    flip_right_to_wrong         share the reference got right and the variant wrong
+    flip_wrong_to_right         share the reference got wrong and the variant right
+    kl                          mean KL(p_ref || p_variant), nats
+    logit_mse                   mean over samples of the mean squared logit difference
+    psi                         group acc_drop - overall acc_drop; empty (NaN) on overall rows
+
+    Rows are ordered by (variant, target, delegate), the overall row first, then groups by name.
+    Floats are written with full round-trip precision. Failed jobs have no rows.
+
+``summary.json`` -- ``{"schema_version": int, "runs": [entry, ...]}``, one entry per job in the
+order the jobs finished; every entry has every key (null where it does not apply)::
+
+    variant, target, delegate   the job
+    status                      "ok" or "failed"
+    stage                       where a failed job failed ("convert", "run", ...); null when ok
+    error                       the error message of a failed job; null when ok
+    artifact_sha256             sha256 of the .tflite file that ran
+    runtime, runtime_version    the TFLite runtime the runner used (e.g. "ai_edge_litert", "2.3.0")
+    delegate_applied            the delegate the runtime actually applied
+    batch_size                  batch size the runner used
+    latency_ms_per_sample       inference time per sample in ms (see _latency_ms_per_sample)
+    timings                     timings as the runner reported them (object)
+    transfer                    what the host pushed/pulled for the job (object)
+    n, acc_ref, acc             overall sample count and accuracies
+    overall_drop                overall acc_drop
+    worst_group, worst_group_drop   group with the largest acc_drop, and that drop
+    best_group, best_group_drop     group with the smallest acc_drop, and that drop
+    drop_gap                    worst_group_drop - best_group_drop
+    psi, psi_group              largest psi (group drop minus overall drop) and its group
+    excess_loss_gap             max - min group excess loss (Liu/Tran's phi)
+    acc_gap_ref, acc_gap        max - min group accuracy, reference / variant
+    small_groups                comma-separated groups with n < 100 ("" if none)
+
+Example::
+
+    writer = RunWriter(Path("runs/demo"), resume=True)
+    writer.write_manifest({"config": exp.to_json()})
+    writer.add_reference(ref, test)
+    writer.add_run(device_run, ref, test)
+    print(format_table(read_run(Path("runs/demo")).metrics))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import numpy as np
+
+from harness.errors import ResultsError
+from harness.records import DeviceRun, GroupedDataset, Logits
+
+if TYPE_CHECKING:  # pandas/pyarrow are imported lazily: the CLI imports this module at start-up
+    import pandas as pd
+    import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+MANIFEST_FILE = "manifest.json"
+PREDICTIONS_FILE = "predictions.parquet"
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+FILES = (MANIFEST_FILE, PREDICTIONS_FILE, METRICS_FILE, SUMMARY_FILE)
+
+REFERENCE_JOB = ("reference", "host", "keras")  # (variant, target, delegate) of the FP32 reference rows
+JOB_KEYS = ("variant", "target", "delegate")
+PARQUET_SCHEMA_KEY = b"qskew_schema_version"
+RUN_FIELDS = ("variant", "target", "delegate", "status", "stage", "error", "artifact_sha256", "runtime",
+              "runtime_version", "delegate_applied", "batch_size", "latency_ms_per_sample",
+              "timings", "transfer")
+
+Job = tuple[str, str, str]
+
+
+@dataclass(frozen=True, eq=False)
+class RunData:
+    """Everything in a run directory, as read by :func:`read_run`."""
+
+    path: Path
+    manifest: dict
+    predictions: "pd.DataFrame"
+    metrics: "pd.DataFrame"
+    summary: dict
+
+    def jobs(self, status: str = "ok") -> list[Job]:
+        """(variant, target, delegate) of the summary entries with ``status``, in file order."""
+        return [tuple(r[k] for k in JOB_KEYS) for r in self.summary["runs"] if r["status"] == status]
+
+    def logits(self, variant: str, target: str, delegate: str) -> Logits:
+        """The logits of one job (or of ``REFERENCE_JOB``), rows in stored order."""
+        rows = self._rows((variant, target, delegate))
+        values = np.stack(rows["logits"].to_list()).astype(np.float32) if len(rows) else np.zeros((0, 0), np.float32)
+        return Logits(ids=rows["id"].to_numpy().astype(str), values=values)
+
+    def per_sample(self, variant: str, target: str, delegate: str) -> "pd.DataFrame":
+        """Recompute ``compare.per_sample`` for one job from the stored logits (for CIs, tests...)."""
+        from harness.metrics.compare import per_sample
+
+        ref_rows = self._rows(REFERENCE_JOB)
+        if ref_rows.empty:
+            raise ResultsError(f"{self.path / PREDICTIONS_FILE} holds no reference rows")
+        job = self._rows((variant, target, delegate))
+        ref = self.logits(*REFERENCE_JOB)
+        num_classes = ref.values.shape[1]
+        test = GroupedDataset(
+            name=str(self.manifest.get("dataset", {}).get("name", self.path.name)),
+            ids=job["id"].to_numpy().astype(str), x=np.zeros((len(job), 0), np.uint8),
+            y=job["label"].to_numpy().astype(np.int64), group=job["group"].to_numpy().astype(str),
+            split=np.full(len(job), "test"), num_classes=num_classes)
+        values = self.logits(variant, target, delegate).values.reshape(len(job), num_classes)
+        run = DeviceRun(variant=variant, target=target, delegate=delegate, artifact_sha256=None, logits=values)
+        return per_sample(ref, run, test)
+
+    def _rows(self, job: Job) -> "pd.DataFrame":
+        p = self.predictions
+        mask = (p["variant"] == job[0]) & (p["target"] == job[1]) & (p["delegate"] == job[2])
+        return p[mask].reset_index(drop=True)
+
+
+class RunWriter:
+    """Writes a run directory job by job; every ``add_*`` leaves complete files on disk.
+
+    ``resume=False`` refuses a folder that already holds a run; ``resume=True`` loads what is
+    there (dropping rows of jobs that never reached summary.json) so finished jobs can be skipped
+    via :meth:`completed_jobs`. Adding a job that is already present replaces it.
+    """
+
+    def __init__(self, run_dir: Path, resume: bool = False):
+        self.run_dir = Path(run_dir)
+        existing = [name for name in FILES if (self.run_dir / name).exists()]
+        if existing and not resume:
+            raise ResultsError(f"{self.run_dir} already holds a run ({', '.join(existing)}); "
+                               f"resume it or choose another folder")
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ResultsError(f"cannot create run directory {self.run_dir}: {exc}") from exc
+        self._manifest: dict | None = None
+        self._predictions = _empty_predictions()
+        self._metrics = _empty_metrics()
+        self._runs: list[dict] = []
+        if existing:
+            self._load()
+
+    def write_manifest(self, manifest: Mapping[str, Any]) -> None:
+        """Write manifest.json (adds schema_version, created, updated, config_hash)."""
+        now = _now()
+        new = {**_jsonable(dict(manifest)), "schema_version": SCHEMA_VERSION, "created": now, "updated": now,
+               "config_hash": config_hash(manifest)}
+        if self._manifest is not None:
+            old_hash = self._manifest.get("config_hash")
+            if old_hash and old_hash != new["config_hash"]:
+                raise ResultsError(f"{self.run_dir / MANIFEST_FILE} was written for another experiment "
+                                   f"(config_hash {old_hash[:12]} != {new['config_hash'][:12]}); "
+                                   f"use a new run directory")
+            new["created"] = self._manifest.get("created", now)
+        self._manifest = new
+        _atomic_write(self.run_dir / MANIFEST_FILE, lambda p: p.write_text(_dumps(new)))
+        self._flush()
+
+    def add_reference(self, ref: Logits, test: GroupedDataset) -> None:
+        """Store the FP32 reference logits as predictions rows of ``REFERENCE_JOB``."""
+        from harness.metrics.compare import align_reference
+
+        values = align_reference(ref, np.asarray(test.ids).astype(str), "reference")
+        self._replace_predictions(REFERENCE_JOB, _predictions_table(
+            REFERENCE_JOB, test.ids, test.group, test.y, values.argmax(axis=1), values))
+        self._flush()
+
+    def add_run(self, run: DeviceRun, ref: Logits, test: GroupedDataset) -> None:
+        """Compare a finished job with the reference and store its predictions, metrics and summary.
+
+        A run that failed (``run.ok`` is False) is recorded with :meth:`add_failure`, stage "run".
+        """
+        from harness.metrics.compare import per_sample
+        from harness.metrics.groups import disparity, group_metrics
+
+        if not run.ok:
+            self.add_failure(run.variant, run.target, run.delegate, run.error or "unknown error", stage="run")
+            return
+        job = (run.variant, run.target, run.delegate)
+        # compute on exactly the float32 values stored, so metrics.csv is reproducible from the file
+        ref = Logits(ids=ref.ids, values=np.asarray(ref.values, dtype=np.float32))
+        run = replace(run, logits=np.asarray(run.logits, dtype=np.float32))
+        frame = per_sample(ref, run, test)
+        metrics = group_metrics(frame)
+        self._replace_predictions(job, _predictions_table(
+            job, frame["id"], frame["group"], frame["label"], frame["pred"], run.logits))
+        self._replace_metrics(job, metrics)
+        summary = disparity(metrics).iloc[0].to_dict()
+        self._replace_run(_run_entry(run, status="ok") | {k: v for k, v in summary.items() if k not in JOB_KEYS})
+        self._flush()
+
+    def add_failure(self, variant: str, target: str, delegate: str, error: str, stage: str) -> None:
+        """Record a job that failed at ``stage`` (e.g. "convert", "run"): summary entry only."""
+        job = (variant, target, delegate)
+        self._replace_predictions(job, None)
+        self._replace_metrics(job, None)
+        failed = DeviceRun(variant=variant, target=target, delegate=delegate, artifact_sha256=None,
+                           logits=None, error=str(error))
+        self._replace_run(_run_entry(failed, status="failed", stage=stage))
+        self._flush()
+
+    def completed_jobs(self) -> set[Job]:
+        """Jobs that finished with status "ok" (a rerun can skip them)."""
+        return {tuple(r[k] for k in JOB_KEYS) for r in self._runs if r["status"] == "ok"}
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        data, table = _read_parts(self.run_dir, required=False)
+        self._manifest = data.manifest or None
+        self._runs = list(data.summary.get("runs", []))
+        done = self.completed_jobs() | {REFERENCE_JOB}
+        self._predictions = table.filter(_job_mask(table, done))
+        keep = [tuple(k) in done for k in data.metrics[list(JOB_KEYS)].itertuples(index=False)]
+        self._metrics = data.metrics[np.asarray(keep, dtype=bool)].reset_index(drop=True)
+
+    def _replace_predictions(self, job: Job, table: "pa.Table | None") -> None:
+        import pyarrow as pa
+
+        kept = self._predictions.filter(_job_mask(self._predictions, {job}, invert=True))
+        parts = [kept] + ([table] if table is not None else [])
+        if job == REFERENCE_JOB:
+            parts.reverse()  # reference rows first
+        self._predictions = pa.concat_tables(parts)
+
+    def _replace_metrics(self, job: Job, metrics: "pd.DataFrame | None") -> None:
+        import pandas as pd
+
+        from harness.metrics.groups import sort_metrics
+
+        m = self._metrics
+        other = m[~((m["variant"] == job[0]) & (m["target"] == job[1]) & (m["delegate"] == job[2]))]
+        self._metrics = sort_metrics(pd.concat([other, metrics], ignore_index=True) if metrics is not None
+                                     else other)
+
+    def _replace_run(self, entry: dict) -> None:
+        job = tuple(entry[k] for k in JOB_KEYS)
+        self._runs = [r for r in self._runs if tuple(r[k] for k in JOB_KEYS) != job] + [_jsonable(entry)]
+
+    def _flush(self) -> None:
+        """Rewrite the three data files, summary last (it is what marks a job as finished)."""
+        import pyarrow.parquet as pq
+
+        table = self._predictions.replace_schema_metadata({PARQUET_SCHEMA_KEY: str(SCHEMA_VERSION).encode()})
+        _atomic_write(self.run_dir / PREDICTIONS_FILE, lambda p: pq.write_table(table, p))
+        _atomic_write(self.run_dir / METRICS_FILE, lambda p: self._metrics.to_csv(p, index=False))
+        summary = {"schema_version": SCHEMA_VERSION, "runs": self._runs}
+        _atomic_write(self.run_dir / SUMMARY_FILE, lambda p: p.write_text(_dumps(summary)))
+
+
+def read_run(run_dir: Path) -> RunData:
+    """Read a run directory; ResultsError names the missing or unreadable file, or a newer schema.
+
+    Example::
+
+        run = read_run(Path("runs/demo"))
+        run.metrics[run.metrics.scope == "group"]
+    """
+    data, _ = _read_parts(Path(run_dir), required=True)
+    return data
+
+
+def _read_parts(run_dir: Path, required: bool) -> "tuple[RunData, pa.Table]":
+    """The run directory's contents plus the predictions as an arrow table; with ``required``
+    False (resuming) missing files count as empty."""
+    if not run_dir.is_dir():
+        raise ResultsError(f"run directory {run_dir} does not exist")
+    manifest = _read_json(run_dir / MANIFEST_FILE, required, default={})
+    summary = _read_json(run_dir / SUMMARY_FILE, required, default={"schema_version": SCHEMA_VERSION, "runs": []})
+    table = _read_predictions(run_dir / PREDICTIONS_FILE, required)
+    metrics = _read_metrics(run_dir / METRICS_FILE, required)
+    data = RunData(path=run_dir, manifest=manifest, predictions=table.to_pandas(), metrics=metrics,
+                   summary=summary)
+    return data, table
+
+
+def config_hash(manifest: Mapping[str, Any]) -> str:
+    """sha256 of what must not change for a run directory to be resumed."""
+    dataset = manifest.get("dataset") or {}
+    model = manifest.get("model") or {}
+    key = {"config": manifest.get("config"), "dataset_sha256": dataset.get("sha256"),
+           "model_sha256": model.get("sha256")}
+    return hashlib.sha256(json.dumps(_jsonable(key), sort_keys=True).encode()).hexdigest()
+
+
+# -- tables printed by the CLI -----------------------------------------------------------------
+
+TABLE_WIDTHS = {"variant": 9, "target": 8, "delegate": 9, "group": 12}  # keeps a row under 100 columns
+
+
+def format_table(metrics: "pd.DataFrame") -> str:
+    """The per-group table the CLI prints: per job its overall row, then its groups.
+
+    drop_pp is acc_ref - acc in percentage points (positive = variant worse); var_x is
+    logit_var / logit_var_ref; n marked * is below the small-group threshold.
+    """
+    from harness.metrics.groups import MIN_GROUP_SIZE, OVERALL, sort_metrics
+
+    if metrics.empty:
+        return "(no metrics: no job finished)"
+    header = (f"{'variant':9} {'target':8} {'delegate':9} {'group':12} {'n':>7} {'acc_ref%':>8} "
+              f"{'acc%':>6} {'drop_pp':>8} {'flip%':>6} {'xloss':>8} {'var_x':>6}")
+    lines = [header, "-" * len(header)]
+    for row in sort_metrics(metrics).itertuples(index=False):
+        overall = row.scope == OVERALL
+        job = [_fit(v, TABLE_WIDTHS[k]) if overall else "" for k, v in
+               (("variant", row.variant), ("target", row.target), ("delegate", row.delegate))]
+        n = f"{row.n}{'*' if row.small_group else ' '}"
+        lines.append(
+            f"{job[0]:9} {job[1]:8} {job[2]:9} {_fit('(all)' if overall else row.group, 12):12} {n:>7} "
+            f"{100 * row.acc_ref:8.1f} {100 * row.acc:6.1f} {100 * row.acc_drop:+8.2f} "
+            f"{100 * row.flip_rate:6.1f} {row.excess_loss:+8.4f} {_ratio(row.logit_var, row.logit_var_ref):>6}")
+    lines.append("drop_pp = acc_ref - acc in percentage points (positive: variant worse)")
+    lines.append(f"xloss = excess loss (nats); var_x = logit variance ratio; * n < {MIN_GROUP_SIZE}: too noisy alone")
+    return "\n".join(lines)
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """One line per job: overall drop, worst group and its drop, psi, the accuracy gap before/after."""
+    runs = summary.get("runs", [])
+    if not runs:
+        return "(no jobs)"
+    header = (f"{'variant':9} {'target':8} {'delegate':9} {'drop_pp':>8} {'worst':12} {'worst_pp':>8} "
+              f"{'psi_pp':>7} {'gap_ref':>7} {'gap':>6} {'ms/smp':>7}")
+    lines = [header, "-" * len(header)]
+    for r in runs:
+        job = f"{_fit(r['variant'], 9):9} {_fit(r['target'], 8):8} {_fit(r['delegate'], 9):9}"
+        if r["status"] != "ok":
+            lines.append(f"{job} {_fit('FAILED (' + str(r['stage']) + '): ' + str(r['error']), 70)}")
+            continue
+        lines.append(
+            f"{job} {_pp(r['overall_drop']):>8} {_fit(r['worst_group'] or '-', 12):12} "
+            f"{_pp(r['worst_group_drop']):>8} {_pp(r['psi']):>7} {_pct(r['acc_gap_ref']):>7} "
+            f"{_pct(r['acc_gap']):>6} {_num(r['latency_ms_per_sample'], '7.3f'):>7}")
+    lines.append("drop, worst, psi: percentage points (positive: worse than FP32)")
+    lines.append("gap_ref, gap: max - min group accuracy (%) of FP32 / the variant")
+    return "\n".join(lines)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def _predictions_table(job: Job, ids, groups, labels, preds, logits: np.ndarray) -> "pa.Table":
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(logits, dtype=np.float32)
+    n, k = values.shape
+    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * np.int32(k))
+    n_rows = n
+    columns = {
+        "id": pa.array(np.asarray(ids).astype(str).tolist(), pa.string()),
+        "group": pa.array(np.asarray(groups).astype(str).tolist(), pa.string()),
+        "label": pa.array(np.asarray(labels, dtype=np.int64)),
+        "variant": pa.array([job[0]] * n_rows, pa.string()),
+        "target": pa.array([job[1]] * n_rows, pa.string()),
+        "delegate": pa.array([job[2]] * n_rows, pa.string()),
+        "pred": pa.array(np.asarray(preds, dtype=np.int64)),
+        "logits": pa.ListArray.from_arrays(offsets, pa.array(values.ravel(), pa.float32())),
+    }
+    return pa.table(columns, schema=_predictions_schema())
+
+
+def _predictions_schema() -> "pa.Schema":
+    import pyarrow as pa
+
+    return pa.schema([("id", pa.string()), ("group", pa.string()), ("label", pa.int64()),
+                      ("variant", pa.string()), ("target", pa.string()), ("delegate", pa.string()),
+                      ("pred", pa.int64()), ("logits", pa.list_(pa.float32()))])
+
+
+def _empty_predictions() -> "pa.Table":
+    return _predictions_schema().empty_table()
+
+
+def _empty_metrics() -> "pd.DataFrame":
+    import pandas as pd
+
+    from harness.metrics.groups import METRIC_COLUMNS
+
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in METRIC_COLUMNS.items()})
+
+
+def _job_mask(table: "pa.Table", jobs: set[Job], invert: bool = False) -> "pa.ChunkedArray":
+    """Rows of ``table`` that belong to one of ``jobs`` (or to none of them with ``invert``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    mask = pa.chunked_array([pa.array(np.zeros(table.num_rows, dtype=bool))])
+    for job in jobs:
+        hit = pc.and_(pc.and_(pc.equal(table.column("variant"), job[0]), pc.equal(table.column("target"), job[1])),
+                      pc.equal(table.column("delegate"), job[2]))
+        mask = pc.or_(mask, hit)
+    return pc.invert(mask) if invert else mask
+
+
+def _run_entry(run: DeviceRun, status: str, stage: str | None = None) -> dict:
+    from harness.metrics.groups import DISPARITY_COLUMNS
+
+    entry = {
+        "variant": run.variant, "target": run.target, "delegate": run.delegate, "status": status,
+        "stage": stage, "error": run.error, "artifact_sha256": run.artifact_sha256,
+        "runtime": run.runtime or None, "runtime_version": run.runtime_version or None,
+        "delegate_applied": run.delegate_applied or None, "batch_size": run.batch_size or None,
+        "latency_ms_per_sample": _latency_ms_per_sample(run), "timings": dict(run.timings),
+        "transfer": dict(run.transfer),
+    }
+    return entry | {k: None for k in DISPARITY_COLUMNS if k not in entry}
+
+
+def _latency_ms_per_sample(run: DeviceRun) -> float | None:
+    """From the runner's timings: ``latency_ms_per_sample`` if given, else the per-batch invoke
+    times ``invoke_s`` (seconds, summed) over the number of samples; None if neither is there."""
+    t = run.timings or {}
+    if t.get("latency_ms_per_sample") is not None:
+        return float(t["latency_ms_per_sample"])
+    invoke = t.get("invoke_s")
+    n = 0 if run.logits is None else len(run.logits)
+    if isinstance(invoke, (list, tuple)) and invoke and n:
+        return 1000.0 * float(sum(invoke)) / n
+    return None
+
+
+def _read_json(path: Path, required: bool, default: dict) -> dict:
+    if not path.exists():
+        if required:
+            raise ResultsError(f"run directory file {path} is missing")
+        return default
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"cannot read {path}: {exc}") from exc
+    _check_schema(data.get("schema_version"), path)
+    return data
+
+
+def _read_predictions(path: Path, required: bool) -> "pa.Table":
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not path.exists():
+        if required:
+            raise ResultsError(f"run directory file {path} is missing")
+        return _empty_predictions()
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ResultsError(f"cannot read {path}: {exc}") from exc
+    version = (table.schema.metadata or {}).get(PARQUET_SCHEMA_KEY)
+    _check_schema(int(version) if version else None, path)
+    return table.select(_predictions_schema().names).cast(_predictions_schema())
+
+
+def _read_metrics(path: Path, required: bool) -> "pd.DataFrame":
+    import pandas as pd
+
+    from harness.metrics.groups import METRIC_COLUMNS
+
+    if not path.exists():
+        if required:
+            raise ResultsError(f"run directory file {path} is missing")
+        return _empty_metrics()
+    floats = [c for c, t in METRIC_COLUMNS.items() if t == "float64"]
+    try:
+        table = pd.read_csv(path, dtype=METRIC_COLUMNS, keep_default_na=False,
+                            na_values={c: ["", "NaN", "nan"] for c in floats}, float_precision="round_trip")
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"cannot read {path}: {exc}") from exc
+    if list(table.columns) != list(METRIC_COLUMNS):
+        raise ResultsError(f"{path} has columns {list(table.columns)}; expected {list(METRIC_COLUMNS)}")
+    return table
+
+
+def _check_schema(version, path: Path) -> None:
+    if not isinstance(version, int):
+        raise ResultsError(f"{path} has no integer schema_version")
+    if version > SCHEMA_VERSION:
+        raise ResultsError(f"{path} has schema_version {version}, newer than this qskew's "
+                           f"{SCHEMA_VERSION}; upgrade qskew to read it")
+
+
+def _atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
+    """Write via ``write(tmp)`` to a temporary file next to ``path``, fsync, then os.replace."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ResultsError(f"cannot write {path}: {exc}") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON types: numpy scalars/arrays unwrapped, NaN/inf -> None, paths -> str."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in (obj.tolist() if isinstance(obj, np.ndarray) else obj)]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _fit(text: str, width: int) -> str:
+    text = str(text)
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.3f}" if b and math.isfinite(a) and math.isfinite(b) else "-"
+
+
+def _pp(x) -> str:
+    return "-" if x is None else f"{100 * x:+.2f}"
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _num(x, spec: str) -> str:
+    return "-" if x is None else format(x, spec)

@@ -1,0 +1,169 @@
+"""Build the quantized variants of one model, cached by content, each checked on the host runtime.
+
+    >>> calib = make_calibration(dataset, size=256, strategy="proportional")
+    >>> artifacts = convert_all(keras_model, parse_variants("fp32,int8,int16x8,mixed"), calib,
+    ...                         QuantizeOptions(), paths.cache_dir("variants"))
+    >>> [(a.variant, a.ok, a.error) for a in artifacts]
+
+``model`` is a Keras 3 model or a ``pathlib.Path`` to a SavedModel folder. A variant that fails to
+convert, or whose .tflite fails to prepare on ai_edge_litert (resized to
+``options.check_batch_size`` when its batch is dynamic), comes back as a ModelArtifact with
+``error`` set; the other variants go on. A configuration mistake (unknown variant, a calibrated
+variant without calibration, a model that cannot be fingerprinted) raises before anything runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from harness import paths
+from harness.errors import ArtifactError, ConfigError, QskewError
+from harness.quantize import cache
+from harness.quantize.calibration import Calibration
+from harness.quantize.inspect import OpInfo, check_prepares, read_io
+from harness.quantize.mixed import int16_ops, mixed_request, quantize_mixed
+from harness.quantize.options import QuantizeOptions
+from harness.quantize.tflite_converter import converter_request, run_converter
+from harness.quantize.variants import get_variant, parse_variants
+from harness.records import ModelArtifact
+
+log = logging.getLogger(__name__)
+
+CACHE_SUBDIR = "variants"  # under harness.paths.cache_dir() when no cache_dir is given
+
+
+def convert(model: Any, variant: str, calibration: Calibration | None,
+            options: QuantizeOptions = QuantizeOptions(),
+            cache_dir: Path | None = None) -> ModelArtifact:
+    """One variant of ``model`` (keras.Model or SavedModel folder), from the cache if it is there."""
+    source = _source(model)
+    _require_calibration([variant], calibration)
+    return _convert_one(source, cache.model_fingerprint(source), variant, calibration, options,
+                        _cache_root(cache_dir))
+
+
+def convert_all(model: Any, variants: Sequence[str] | str, calibration: Calibration | None,
+                options: QuantizeOptions = QuantizeOptions(), cache_dir: Path | None = None,
+                progress: bool = True) -> list[ModelArtifact]:
+    """Every variant in ``variants``, in order; one variant's failure never stops the others."""
+    from tqdm import tqdm
+
+    names = parse_variants(variants)
+    source = _source(model)
+    _require_calibration(names, calibration)
+    fingerprint = cache.model_fingerprint(source)
+    root = _cache_root(cache_dir)
+    artifacts = []
+    bar = tqdm(names, desc="convert", unit="variant", disable=not progress or not _is_tty())
+    for name in bar:
+        bar.set_postfix_str(name)
+        artifacts.append(_convert_one(source, fingerprint, name, calibration, options, root))
+    return artifacts
+
+
+def variant_request(variant: str, options: QuantizeOptions) -> dict[str, Any]:
+    """What ``variant`` asks of its converter (recorded in the recipe, part of the cache key)."""
+    if variant == "mixed":
+        return mixed_request(options)
+    return converter_request(variant, options)
+
+
+def _convert_one(source: Any, fingerprint: str, variant: str, calibration: Calibration | None,
+                 options: QuantizeOptions, root: Path) -> ModelArtifact:
+    calib = calibration if get_variant(variant).needs_calibration else None
+    request = variant_request(variant, options)
+    key = cache.cache_key(fingerprint, variant, request, calib.info.sha256 if calib else None,
+                          cache.tool_versions())
+    meta = cache.load(root, key, variant)
+    if meta is None:
+        try:
+            meta = _build(source, fingerprint, variant, key, calib, options, root)
+        except QskewError as exc:
+            log.warning("%s", exc)
+            return ModelArtifact(variant=variant, path=None, sha256=None, size_bytes=0,
+                                 inputs=(), outputs=(), recipe=request,
+                                 calibration=calib.info if calib else None, error=str(exc))
+    else:
+        log.info("variant %s: cached %s", variant, cache.entry_paths(root, key, variant)[0])
+    return _checked(cache.entry_paths(root, key, variant)[0], variant, meta, calib, options)
+
+
+def _build(source: Any, fingerprint: str, variant: str, key: str, calib: Calibration | None,
+           options: QuantizeOptions, root: Path) -> dict:
+    """Convert, store the .tflite and its sidecar; returns the sidecar's content."""
+    started = time.perf_counter()
+    recipe = variant_request(variant, options)
+    if variant == "mixed":
+        float_path = _float_tflite(source, fingerprint, options, root)
+        data, chosen = quantize_mixed(float_path, calib, options)
+    else:
+        data = run_converter(source, variant, calib, options)
+    path = cache.store(root, key, variant, data)
+    if variant == "mixed":
+        recipe["float_model_sha256"] = cache.file_sha256(float_path)
+        recipe["layers_16bit"] = [{"op": op.op_name, "scope": op.scope, "float_model_index": op.index}
+                                  for op in chosen]
+        recipe["int16_activation_ops"] = [_op_json(op) for op in int16_ops(path)]
+    meta = {"sha256": cache.file_sha256(path), "size_bytes": path.stat().st_size,
+            "recipe": recipe, "calibration": calib.info.to_json() if calib else None,
+            "versions": cache.tool_versions(), "convert_s": round(time.perf_counter() - started, 3),
+            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    cache.store_sidecar(root, key, variant, meta)
+    log.info("variant %s: converted in %.1f s -> %s", variant, meta["convert_s"], path)
+    return meta
+
+
+def _float_tflite(source: Any, fingerprint: str, options: QuantizeOptions, root: Path) -> Path:
+    """The fp32 .tflite of ``source`` (the same cache entry as the fp32 variant)."""
+    request = variant_request("fp32", options)
+    key = cache.cache_key(fingerprint, "fp32", request, None, cache.tool_versions())
+    if cache.load(root, key, "fp32") is None:
+        _build(source, fingerprint, "fp32", key, None, options, root)
+    return cache.entry_paths(root, key, "fp32")[0]
+
+
+def _checked(path: Path, variant: str, meta: dict, calib: Calibration | None,
+             options: QuantizeOptions) -> ModelArtifact:
+    """The artifact of a stored .tflite, with ``error`` set if it does not prepare on the host."""
+    inputs, outputs, error = (), (), None
+    try:
+        inputs, outputs = read_io(path)
+        check_prepares(path, options.check_batch_size)
+    except ArtifactError as exc:
+        error = f"variant {variant!r} failed to prepare: {exc}"
+        log.warning("%s", error)
+    return ModelArtifact(variant=variant, path=path, sha256=meta["sha256"],
+                         size_bytes=int(meta["size_bytes"]), inputs=inputs, outputs=outputs,
+                         recipe=meta["recipe"], calibration=calib.info if calib else None,
+                         error=error)
+
+
+def _require_calibration(variants: Sequence[str], calibration: Calibration | None) -> None:
+    for name in variants:
+        if get_variant(name).needs_calibration and calibration is None:
+            raise ConfigError(f"variant {name!r} needs a calibration set (representative "
+                              "dataset): pass make_calibration(train, ...)")
+
+
+def _source(model: Any) -> Any:
+    """A SavedModel folder as a Path; anything else is taken as a Keras model."""
+    return Path(model) if isinstance(model, (str, os.PathLike)) else model
+
+
+def _cache_root(cache_dir: Path | None) -> Path:
+    return Path(cache_dir) if cache_dir is not None else paths.cache_dir(CACHE_SUBDIR)
+
+
+def _op_json(op: OpInfo) -> dict:
+    return {"index": op.index, "op": op.op_name, "scope": op.scope,
+            "output_dtypes": list(op.output_dtypes)}
+
+
+def _is_tty() -> bool:
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())

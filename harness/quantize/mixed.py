@@ -1,0 +1,115 @@
+"""The ``mixed`` variant: int8 everywhere, chosen layers at 16-bit activations (ai-edge-quantizer).
+
+Built from the float .tflite: ``Quantizer(path)``; ``add_static_config(".*", ALL_SUPPORTED, 8, 8)``;
+then, for each chosen op, ``add_static_config("^<its scope>$", <its op type>, 16, 8)`` (the later
+config wins for that op); calibrate with ``{signature: [{input: x[i:i+1]}, ...]}``; quantize.
+Raising only the op type (not ALL_SUPPORTED) keeps the graph's virtual OUTPUT op at 8 bits, so a
+raised last layer is re-quantized to int8 and the model keeps int8 input and output.
+
+Layers are chosen by :func:`choose_layers`: every quantizable op whose scope matches
+``options.mixed_layers_regex``, or else the last ``options.mixed_last_n`` weight ops
+(FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV, BATCH_MATMUL) in execution order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConversionError
+from harness.quantize.calibration import Calibration
+from harness.quantize.inspect import OpInfo, list_ops, open_interpreter
+from harness.quantize.options import QuantizeOptions
+
+VARIANT = "mixed"
+DEFAULT_BITS = {"activation": 8, "weight": 8}
+RAISED_BITS = {"activation": 16, "weight": 8}
+# TFLite op name (as the runtime reports it) -> ai-edge-quantizer TFLOperationName, for last-N.
+WEIGHT_OPS = {"FULLY_CONNECTED": "FULLY_CONNECTED", "CONV_2D": "CONV_2D",
+              "DEPTHWISE_CONV_2D": "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV": "CONV_2D_TRANSPOSE",
+              "BATCH_MATMUL": "BATCH_MATMUL"}
+NOT_LAYERS = {"INPUT", "OUTPUT", "CUSTOM_OP", "*"}  # TFLOperationName values that are not ops
+CALIBRATION_THREADS = max(1, os.cpu_count() or 1)  # ai-edge-quantizer defaults to 16 threads
+
+
+def mixed_request(options: QuantizeOptions) -> dict[str, Any]:
+    """What the mixed variant is asked to do (JSON-ready; part of its cache key)."""
+    selection = ({"mode": "regex", "regex": options.mixed_layers_regex}
+                 if options.mixed_layers_regex is not None
+                 else {"mode": "last_n", "n": options.mixed_last_n})
+    return {"tool": "ai_edge_quantizer", "base_variant": "fp32", "default_bits": DEFAULT_BITS,
+            "raised_bits": RAISED_BITS, "selection": selection}
+
+
+def choose_layers(ops: tuple[OpInfo, ...], options: QuantizeOptions) -> tuple[OpInfo, ...]:
+    """The ops to raise to 16-bit activations; ConversionError if none qualifies."""
+    if options.mixed_layers_regex is not None:
+        pattern = re.compile(options.mixed_layers_regex)
+        supported = _quantizable_op_names()
+        chosen = tuple(op for op in ops if op.op_name in supported and pattern.search(op.scope))
+        what = f"regex {options.mixed_layers_regex!r}"
+    else:
+        chosen = tuple(op for op in ops if op.op_name in WEIGHT_OPS)[-options.mixed_last_n:]
+        what = f"last {options.mixed_last_n} weight ops"
+    if not chosen:
+        shown = "; ".join(f"{op.op_name} {op.scope}" for op in ops if op.outputs)
+        raise ConversionError(VARIANT, f"{what} matched no quantizable op; ops: {shown}")
+    return chosen
+
+
+def quantize_mixed(float_path: Path, calibration: Calibration,
+                   options: QuantizeOptions) -> tuple[bytes, tuple[OpInfo, ...]]:
+    """Quantize the float model at ``float_path``; returns (bytes, the ops raised to 16 bits)."""
+    from ai_edge_quantizer import qtyping, quantizer
+
+    chosen = choose_layers(list_ops(float_path), options)
+    signature, input_name = _signature_input(float_path)
+    x = calibration.x_float
+    names = qtyping.TFLOperationName
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar ignores our --json/pipes
+            q = quantizer.Quantizer(Path(float_path))
+            q.add_static_config(".*", names.ALL_SUPPORTED, DEFAULT_BITS["activation"],
+                                DEFAULT_BITS["weight"])
+            for op in chosen:
+                q.add_static_config(f"^{re.escape(op.scope)}$", names(_aeq_name(op.op_name)),
+                                    RAISED_BITS["activation"], RAISED_BITS["weight"])
+            qsvs = q.calibrate({signature: [{input_name: x[i:i + 1]} for i in range(len(x))]},
+                               num_threads=CALIBRATION_THREADS)
+            result = q.quantize(qsvs, enable_progress_report=False)
+    except Exception as exc:  # ai-edge-quantizer raises ValueError/RuntimeError/KeyError...
+        raise ConversionError(VARIANT, str(exc).strip() or type(exc).__name__) from exc
+    return bytes(result.quantized_model), chosen
+
+
+def int16_ops(path: Path) -> tuple[OpInfo, ...]:
+    """Ops of a quantized model that compute with int16 activations (QUANTIZE ops excluded)."""
+    return tuple(op for op in list_ops(path)
+                 if op.op_name not in ("QUANTIZE", "DEQUANTIZE") and "int16" in op.output_dtypes)
+
+
+def _signature_input(path: Path) -> tuple[str, str]:
+    signatures = open_interpreter(path).get_signature_list()
+    if not signatures:
+        raise ConversionError(VARIANT, f"{path} has no signature to calibrate")
+    key = sorted(signatures)[0]
+    inputs = signatures[key]["inputs"]
+    if len(inputs) != 1:
+        raise ConversionError(VARIANT, f"signature {key!r} has {len(inputs)} inputs; "
+                                       "qskew calibrates single-input classifiers")
+    return key, inputs[0]
+
+
+def _aeq_name(op_name: str) -> str:
+    return WEIGHT_OPS.get(op_name, op_name)
+
+
+def _quantizable_op_names() -> set[str]:
+    from ai_edge_quantizer import qtyping
+
+    names = {member.value for member in qtyping.TFLOperationName} - NOT_LAYERS
+    return names | {tflite for tflite, aeq in WEIGHT_OPS.items() if aeq in names}

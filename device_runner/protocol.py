@@ -25,7 +25,34 @@ job.json (written by the host)::
 The runner prints one handshake line first (``QSKEW-RUNNER protocol=1.0 python=3.9.18
 numpy=1.26.4``), then progress lines, and writes ``outputs.npy`` (raw values of output 0 in the
 tensor's own dtype, [N, ...]) and ``result.json`` (RESULT_FIELDS). The result file is written last
-(via a rename), so its presence means the job is finished, successfully or not.
+(via a rename), so its presence means the job is finished, successfully or not. A runner removes
+an earlier run's result and outputs from the job folder before it starts, so a rerun never leaves
+stale files to be read. ``delegate_applied`` is read from the interpreter's execution plan after
+prepare ("none" when no node was delegated); ``execution_plan`` holds the counts behind it
+({"available", "nodes", "delegated_nodes", "delegate_partitions", "ops", "cpu_ops"}).
+
+result.json (written by the runner)::
+
+    {
+      "protocol": "1.0", "status": "ok",          # or "error"
+      "error": null, "error_kind": null,          # job | model_load | delegate | prepare | input | invoke
+      "runtime": "ai_edge_litert", "runtime_version": "2.3.0",
+      "python": "3.11.7", "numpy": "2.4.6", "platform": "Linux-...-x86_64-with-glibc2.36",
+      "delegate_requested": "xnnpack", "delegate_applied": "xnnpack",   # or "none", "external:<path>"
+      "execution_plan": {"available": true, "nodes": 6, "delegated_nodes": 2, ...},
+      "num_threads": 2, "batch_size": 64, "n_samples": 150,
+      "input": {"dtype": "int8", "shape": [64, 8, 8, 1], "shape_signature": [-1, 8, 8, 1],
+                "scale": 0.0039, "zero_point": -128},
+      "output": {"file": "outputs.npy", "dtype": "int8", "shape": [150, 10], "scale": 0.0059,
+                 "zero_point": 13},
+      "timings": {"load_s": ..., "prepare_s": ..., "invoke_s": ..., "total_s": ..., "per_batch_s": [...]}
+    }
+
+error_kind "job" means the job could not be run here at all (malformed job, no runtime importable);
+the other kinds are failures of this model on this runtime. Timings: load_s = runtime import and
+model load; prepare_s = resize and allocate_tensors; invoke_s = the whole inference loop (input
+conversion, copies and invokes); per_batch_s = each invoke() call alone; total_s = the runner's
+wall time after start-up.
 
 Exit codes: EXIT_OK, EXIT_BAD_JOB (job folder unreadable or malformed), EXIT_RUNTIME (the model or
 delegate failed to load, prepare or run; details in result.json), EXIT_PROTOCOL.
@@ -51,7 +78,7 @@ EXIT_PROTOCOL = 4
 RESULT_FIELDS = (
     "protocol", "status", "error", "error_kind", "runtime", "runtime_version", "python", "numpy",
     "platform", "delegate_requested", "delegate_applied", "num_threads", "batch_size", "n_samples",
-    "input", "output", "timings",
+    "input", "output", "timings", "execution_plan",
 )
 
 

@@ -127,6 +127,7 @@ FILES = (MANIFEST_FILE, PREDICTIONS_FILE, METRICS_FILE, SUMMARY_FILE)
 REFERENCE_JOB = ("reference", "host", "keras")  # (variant, target, delegate) of the FP32 reference rows
 JOB_KEYS = ("variant", "target", "delegate")
 PARQUET_SCHEMA_KEY = b"qskew_schema_version"
+CSV_ENGINE = "python"  # parses floats with float(): exact round trip (the C parser can be 1 ulp off)
 RUN_FIELDS = ("variant", "target", "delegate", "status", "stage", "error", "artifact_sha256", "runtime",
               "runtime_version", "delegate_applied", "batch_size", "latency_ms_per_sample",
               "timings", "transfer")
@@ -524,8 +525,8 @@ def _read_metrics(path: Path, required: bool) -> "pd.DataFrame":
         return _empty_metrics()
     floats = [c for c, t in METRIC_COLUMNS.items() if t == "float64"]
     try:
-        table = pd.read_csv(path, dtype=METRIC_COLUMNS, keep_default_na=False,
-                            na_values={c: ["", "NaN", "nan"] for c in floats}, float_precision="round_trip")
+        table = pd.read_csv(path, dtype=METRIC_COLUMNS, keep_default_na=False, engine=CSV_ENGINE,
+                            na_values={c: ["", "NaN", "nan"] for c in floats})
     except (OSError, ValueError) as exc:
         raise ResultsError(f"cannot read {path}: {exc}") from exc
     if list(table.columns) != list(METRIC_COLUMNS):

@@ -128,9 +128,6 @@ REFERENCE_JOB = ("reference", "host", "keras")  # (variant, target, delegate) of
 JOB_KEYS = ("variant", "target", "delegate")
 PARQUET_SCHEMA_KEY = b"qskew_schema_version"
 CSV_ENGINE = "python"  # parses floats with float(): exact round trip (the C parser can be 1 ulp off)
-RUN_FIELDS = ("variant", "target", "delegate", "status", "stage", "error", "artifact_sha256", "runtime",
-              "runtime_version", "delegate_applied", "batch_size", "latency_ms_per_sample",
-              "timings", "transfer")
 
 Job = tuple[str, str, str]
 
@@ -493,7 +490,11 @@ def _read_json(path: Path, required: bool, default: dict) -> dict:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ResultsError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path} does not hold a JSON object")
     _check_schema(data.get("schema_version"), path)
+    if path.name == SUMMARY_FILE and not isinstance(data.get("runs"), list):
+        raise ResultsError(f"{path} has no 'runs' list")
     return data
 
 

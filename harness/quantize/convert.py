@@ -41,7 +41,7 @@ CACHE_SUBDIR = "variants"  # under harness.paths.cache_dir() when no cache_dir i
 def convert(model: Any, variant: str, calibration: Calibration | None,
             options: QuantizeOptions = QuantizeOptions(),
             cache_dir: Path | None = None) -> ModelArtifact:
-    """One variant of ``model`` (keras.Model or SavedModel folder), from the cache if it is there."""
+    """One variant of ``model`` (keras.Model or SavedModel folder), from the cache if there."""
     source = _source(model)
     _require_calibration([variant], calibration)
     return _convert_one(source, cache.model_fingerprint(source), variant, calibration, options,
@@ -107,8 +107,8 @@ def _build(source: Any, fingerprint: str, variant: str, key: str, calib: Calibra
     path = cache.store(root, key, variant, data)
     if variant == "mixed":
         recipe["float_model_sha256"] = cache.file_sha256(float_path)
-        recipe["layers_16bit"] = [{"op": op.op_name, "scope": op.scope, "float_model_index": op.index}
-                                  for op in chosen]
+        recipe["layers_16bit"] = [{"op": op.op_name, "scope": op.scope,
+                                   "float_model_index": op.index} for op in chosen]
         recipe["int16_activation_ops"] = [_op_json(op) for op in int16_ops(path)]
     meta = {"sha256": cache.file_sha256(path), "size_bytes": path.stat().st_size,
             "recipe": recipe, "calibration": calib.info.to_json() if calib else None,

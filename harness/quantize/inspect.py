@@ -60,7 +60,7 @@ class ModelInfo:
 
 
 def open_interpreter(path: Path, **kwargs: Any):
-    """An ai_edge_litert Interpreter on ``path``; ArtifactError naming the file if it is unusable."""
+    """An ai_edge_litert Interpreter on ``path``; ArtifactError naming the file if unusable."""
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path} does not exist or is not a file")

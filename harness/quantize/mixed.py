@@ -17,6 +17,7 @@ import contextlib
 import io
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ WEIGHT_OPS = {"FULLY_CONNECTED": "FULLY_CONNECTED", "CONV_2D": "CONV_2D",
               "DEPTHWISE_CONV_2D": "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV": "CONV_2D_TRANSPOSE",
               "BATCH_MATMUL": "BATCH_MATMUL"}
 NOT_LAYERS = {"INPUT", "OUTPUT", "CUSTOM_OP", "*"}  # TFLOperationName values that are not ops
+MAX_SHOWN_CHARS = 2000  # op scopes listed in a "matched nothing" error: enough to write a regex
 CALIBRATION_THREADS = max(1, os.cpu_count() or 1)  # ai-edge-quantizer defaults to 16 threads
 
 
@@ -56,7 +58,9 @@ def choose_layers(ops: tuple[OpInfo, ...], options: QuantizeOptions) -> tuple[Op
         chosen = tuple(op for op in ops if op.op_name in WEIGHT_OPS)[-options.mixed_last_n:]
         what = f"last {options.mixed_last_n} weight ops"
     if not chosen:
-        shown = "; ".join(f"{op.op_name} {op.scope}" for op in ops if op.outputs)
+        shown = " | ".join(f"{op.op_name} {op.scope}" for op in ops if op.outputs)
+        if len(shown) > MAX_SHOWN_CHARS:
+            shown = shown[:MAX_SHOWN_CHARS] + " ..."
         raise ConversionError(VARIANT, f"{what} matched no quantizable op; ops: {shown}")
     return chosen
 
@@ -71,7 +75,9 @@ def quantize_mixed(float_path: Path, calibration: Calibration,
     x = calibration.x_float
     names = qtyping.TFLOperationName
     try:
-        with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar ignores our --json/pipes
+        # Its tqdm bar ignores our --json/pipes; its calibrator warns it preserves all tensors.
+        with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
             q = quantizer.Quantizer(Path(float_path))
             q.add_static_config(".*", names.ALL_SUPPORTED, DEFAULT_BITS["activation"],
                                 DEFAULT_BITS["weight"])

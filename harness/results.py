@@ -73,8 +73,10 @@ order the jobs finished; every entry has every key (null where it does not apply
     runtime, runtime_version    the TFLite runtime the runner used (e.g. "ai_edge_litert", "2.3.0")
     delegate_applied            the delegate the runtime actually applied
     batch_size                  batch size the runner used
-    latency_ms_per_sample       inference time per sample in ms (see _latency_ms_per_sample)
-    timings                     timings as the runner reported them (object)
+    latency_ms_per_sample       invoke time per sample in ms: timings.latency_ms_per_sample, else
+                                sum(timings.per_batch_s) / n * 1000; null when unknown or failed
+    timings                     the job's timings in seconds (object): the runner's invoke_s,
+                                per_batch_s, total_s... plus the host's host_*_s
     transfer                    what the host pushed/pulled for the job (object)
     n, acc_ref, acc             overall sample count and accuracies
     overall_drop                overall acc_drop
@@ -469,15 +471,16 @@ def _run_entry(run: DeviceRun, status: str, stage: str | None = None) -> dict:
 
 
 def _latency_ms_per_sample(run: DeviceRun) -> float | None:
-    """From the runner's timings: ``latency_ms_per_sample`` if given, else the per-batch invoke
-    times ``invoke_s`` (seconds, summed) over the number of samples; None if neither is there."""
+    """From the job's timings: ``latency_ms_per_sample`` if the on-device stage set it, else the
+    runner's per-batch invoke times ``per_batch_s`` (seconds) summed over the number of samples;
+    None if neither is there (e.g. a failed job)."""
     t = run.timings or {}
     if t.get("latency_ms_per_sample") is not None:
         return float(t["latency_ms_per_sample"])
-    invoke = t.get("invoke_s")
+    per_batch = t.get("per_batch_s")
     n = 0 if run.logits is None else len(run.logits)
-    if isinstance(invoke, (list, tuple)) and invoke and n:
-        return 1000.0 * float(sum(invoke)) / n
+    if isinstance(per_batch, (list, tuple)) and per_batch and n:
+        return 1000.0 * float(sum(per_batch)) / n
     return None
 
 

@@ -58,7 +58,11 @@ def written(tmp_path):
     writer.add_reference(ref, test)
     for seed, job in enumerate(JOBS, start=2):
         z = z_ref + np.random.default_rng(seed).normal(scale=0.6, size=z_ref.shape).astype(np.float32)
-        writer.add_run(_run(job, z, timings={"invoke_s": [0.003, 0.003, 0.003]}), ref, test)
+        # the runner's timings format; int8's on-device stage also set latency_ms_per_sample
+        timings = {"invoke_s": 0.0091, "per_batch_s": [0.003, 0.003, 0.003], "total_s": 0.02}
+        if job[0] == "int8":
+            timings["latency_ms_per_sample"] = 0.25
+        writer.add_run(_run(job, z, timings=timings), ref, test)
     writer.add_failure("int16x8", "local", "xnnpack", "converter said no", stage="convert")
     return tmp_path / "run", writer, test, ref
 
@@ -121,7 +125,9 @@ def test_summary_lists_ok_and_failed_jobs_with_the_same_keys(written):
     ok = runs[JOBS[0]]
     assert ok["status"] == "ok" and ok["error"] is None and ok["stage"] is None
     assert ok["runtime"] == "ai_edge_litert" and ok["batch_size"] == 16
-    assert ok["latency_ms_per_sample"] == pytest.approx(1000 * 0.009 / N_SAMPLES)
+    assert ok["latency_ms_per_sample"] == 0.25
+    assert runs[JOBS[1]]["latency_ms_per_sample"] == pytest.approx(1000 * 0.009 / N_SAMPLES)
+    assert ok["timings"]["per_batch_s"] == [0.003, 0.003, 0.003]
     assert set(DISPARITY_COLUMNS) <= set(ok)
     metrics = results.read_run(run_dir).metrics
     int8 = metrics[(metrics["variant"] == "int8") & (metrics["scope"] == "group")]

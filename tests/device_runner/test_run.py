@@ -1,0 +1,165 @@
+"""device_runner/run.py as a subprocess on real job folders, with real .tflite models and runtimes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device_runner import protocol
+
+REPO = Path(__file__).resolve().parents[2]
+BOARD_PYTHON = REPO / ".venv-board" / "bin" / "python"  # Python 3.9 + tflite-runtime 2.14 + numpy<2
+
+
+def ok_run(run_runner, runner, folder, **kw):
+    proc, result = run_runner(runner, folder, **kw)
+    assert proc.returncode == protocol.EXIT_OK, proc.stdout + proc.stderr
+    assert result["status"] == "ok", result
+    return proc, result, np.load(folder / "outputs.npy", allow_pickle=False)
+
+
+def test_handshake_comes_first_and_result_has_every_field(run_runner, board_runner, job_folder, tiny_tflite):
+    proc, result, out = ok_run(run_runner, board_runner, job_folder(tiny_tflite["fp32"]))
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith(protocol.HANDSHAKE_PREFIX + " ")
+    assert protocol.parse_handshake(first)["protocol"] == protocol.PROTOCOL_VERSION
+    assert set(protocol.RESULT_FIELDS) <= set(result)
+    assert result["runtime"] == "ai_edge_litert" and result["runtime_version"]
+    assert result["python"] and result["numpy"] == np.__version__ and result["platform"]
+    assert result["num_threads"] == 2 and result["n_samples"] == 150
+    assert result["input"]["dtype"] == "float32" and result["input"]["shape_signature"][0] == -1
+    assert result["output"] == {"file": "outputs.npy", "dtype": "float32", "shape": [150, 10],
+                                "scale": 0.0, "zero_point": 0}
+    assert out.dtype == np.float32 and out.shape == (150, 10)
+    assert not list(job_folder(tiny_tflite["fp32"]).glob("*.tmp-*"))  # atomic writes left nothing behind
+    timings = result["timings"]
+    assert {"load_s", "prepare_s", "invoke_s", "total_s", "per_batch_s"} <= set(timings)
+    assert timings["total_s"] >= timings["invoke_s"] >= sum(timings["per_batch_s"]) > 0
+
+
+def test_dynamic_batch_model_runs_in_batches_of_64(run_runner, board_runner, job_folder, tiny_tflite):
+    _, result, out = ok_run(run_runner, board_runner, job_folder(tiny_tflite["fp32"], batch_size=64))
+    assert result["batch_size"] == 64
+    assert len(result["timings"]["per_batch_s"]) == 3  # 64 + 64 + 22
+    assert np.isfinite(out).all() and len(np.unique(out.argmax(1))) > 1
+
+
+def test_fixed_batch_model_runs_one_at_a_time_with_the_same_rows(run_runner, board_runner, job_folder,
+                                                                 tiny_tflite):
+    _, dyn, batched = ok_run(run_runner, board_runner, job_folder(tiny_tflite["fp32"]))
+    _, fixed, single = ok_run(run_runner, board_runner, job_folder(tiny_tflite["fixed1"], batch_size=64))
+    assert fixed["batch_size"] == 1 and len(fixed["timings"]["per_batch_s"]) == 150
+    assert fixed["input"]["shape_signature"][0] == 1
+    np.testing.assert_allclose(single, batched, rtol=1e-5, atol=1e-5)  # same weights, rows in order
+
+
+def test_int8_model_gets_int8_inputs_and_outputs(run_runner, board_runner, job_folder, tiny_tflite):
+    _, result, out = ok_run(run_runner, board_runner, job_folder(tiny_tflite["int8"]))
+    assert out.dtype == np.int8 and out.shape == (150, 10)
+    assert result["output"]["dtype"] == "int8" and result["output"]["scale"] > 0
+    assert result["input"]["dtype"] == "int8" and result["input"]["scale"] > 0
+    assert result["delegate_applied"] == "xnnpack"
+
+
+def test_delegate_applied_is_read_from_the_execution_plan(run_runner, board_runner, job_folder, tiny_tflite):
+    _, xnn, _ = ok_run(run_runner, board_runner, job_folder(tiny_tflite["fp32"], delegate="xnnpack"))
+    plan = xnn["execution_plan"]
+    assert xnn["delegate_applied"] == "xnnpack"
+    assert 0 < plan["delegated_nodes"] <= plan["nodes"] == len(plan["ops"])
+    assert plan["delegate_partitions"] >= 1 and "CONV_2D" not in plan["cpu_ops"]
+    for delegate in ("reference", "builtin"):
+        _, other, _ = ok_run(run_runner, board_runner, job_folder(tiny_tflite["fp32"], delegate=delegate))
+        assert other["delegate_requested"] == delegate and other["delegate_applied"] == "none"
+        assert other["execution_plan"]["delegated_nodes"] == 0
+        assert other["execution_plan"]["cpu_ops"] == plan["ops"]
+
+
+def test_int16x8_model_has_no_xnnpack_path(run_runner, board_runner, job_folder, tiny_tflite):
+    _, result, out = ok_run(run_runner, board_runner, job_folder(tiny_tflite["int16x8"], delegate="xnnpack"))
+    assert result["delegate_requested"] == "xnnpack" and result["delegate_applied"] == "none"
+    assert result["execution_plan"]["delegated_nodes"] == 0
+    assert out.dtype == np.float32 and out.shape == (150, 10)
+
+
+def test_truncated_model_is_a_runtime_error_with_the_runtimes_message(run_runner, board_runner, job_folder,
+                                                                      tiny_tflite, tmp_path):
+    broken = tmp_path / "broken.tflite"
+    data = tiny_tflite["fp32"].read_bytes()
+    broken.write_bytes(data[: len(data) // 3])
+    proc, result = run_runner(board_runner, job_folder(broken))
+    assert proc.returncode == protocol.EXIT_RUNTIME
+    assert result["status"] == "error" and result["error_kind"] == "model_load"
+    assert str(broken) in result["error"] and len(result["error"]) > len(str(broken)) + 20
+    assert not (tmp_path / "job" / "outputs.npy").exists()
+
+
+def test_rerun_never_leaves_the_previous_result_behind(run_runner, board_runner, job_folder, tiny_tflite,
+                                                       tmp_path):
+    folder = job_folder(tiny_tflite["fp32"])
+    ok_run(run_runner, board_runner, folder)
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"not a flatbuffer")
+    proc, result = run_runner(board_runner, job_folder(broken))
+    assert result["status"] == "error" and not (folder / "outputs.npy").exists()
+
+
+def test_other_protocol_major_is_refused(run_runner, board_runner, job_folder, tiny_tflite):
+    proc, result = run_runner(board_runner, job_folder(tiny_tflite["fp32"], protocol="2.0"))
+    assert proc.returncode == protocol.EXIT_PROTOCOL
+    assert result["status"] == "error" and result["error_kind"] == "job" and "2.0" in result["error"]
+    assert protocol.parse_handshake(proc.stdout) is not None  # the handshake still comes first
+
+
+def test_unknown_delegate_is_a_bad_job(run_runner, board_runner, job_folder, tiny_tflite):
+    folder = job_folder(tiny_tflite["fp32"])
+    job = (folder / "job.json").read_text().replace('"xnnpack"', '"hexagon"')
+    (folder / "job.json").write_text(job)
+    proc, result = run_runner(board_runner, folder)
+    assert proc.returncode == protocol.EXIT_BAD_JOB
+    assert result["error_kind"] == "job" and "hexagon" in result["error"]
+
+
+def test_missing_external_delegate_names_the_library(run_runner, board_runner, job_folder, tiny_tflite,
+                                                     tmp_path):
+    library = tmp_path / "no such dir" / "libqskew_missing_delegate.so"
+    folder = job_folder(tiny_tflite["fp32"], delegate=f"external:{library},cache=1")
+    proc, result = run_runner(board_runner, folder)
+    assert proc.returncode == protocol.EXIT_RUNTIME
+    assert result["error_kind"] == "delegate" and str(library) in result["error"]
+    assert result["delegate_requested"].startswith("external:")
+
+
+def test_samples_that_do_not_fit_the_model_are_an_input_error(run_runner, board_runner, job_folder,
+                                                              tiny_tflite):
+    wrong = np.zeros((5, 9, 9, 1), np.uint8)
+    proc, result = run_runner(board_runner, job_folder(tiny_tflite["fp32"], inputs=wrong))
+    assert proc.returncode == protocol.EXIT_BAD_JOB
+    assert result["error_kind"] == "input" and "[9, 9, 1]" in result["error"]
+
+
+def test_missing_job_folder_is_a_bad_job(run_runner, board_runner, tmp_path):
+    proc, result = run_runner(board_runner, tmp_path / "nowhere")
+    assert proc.returncode == protocol.EXIT_BAD_JOB and result is None
+    assert protocol.parse_handshake(proc.stdout) is not None and "nowhere" in proc.stderr
+
+
+def test_runs_as_a_module_from_a_checkout(run_runner, job_folder, tiny_tflite):
+    ok_run(run_runner, None, job_folder(tiny_tflite["int8"], delegate="reference"), module=True)
+
+
+@pytest.mark.skipif(not BOARD_PYTHON.exists(), reason="no .venv-board (make board): Python 3.9 + "
+                    "tflite-runtime 2.14 + numpy<2 plays an older board")
+def test_older_board_runtime_gives_the_same_outputs(run_runner, board_runner, job_folder, tiny_tflite):
+    _, here, expected = ok_run(run_runner, board_runner, job_folder(tiny_tflite["int8"], delegate="reference"))
+    _, board, got = ok_run(run_runner, board_runner, job_folder(tiny_tflite["int8"], delegate="reference"),
+                           python=str(BOARD_PYTHON))
+    assert board["runtime"] == "tflite_runtime" and board["python"].startswith("3.9")
+    assert board["numpy"].startswith("1.")
+    assert np.array_equal(got, expected)  # reference kernels: bit-identical across runtimes
+    _, fixed, _ = ok_run(run_runner, board_runner, job_folder(tiny_tflite["fixed1"]), python=str(BOARD_PYTHON))
+    assert fixed["delegate_applied"] == "xnnpack"
+    if board["runtime_version"] == "2.14.0":  # this release does not delegate a dynamic batch dimension
+        _, dyn, _ = ok_run(run_runner, board_runner, job_folder(tiny_tflite["fp32"]), python=str(BOARD_PYTHON))
+        assert dyn["delegate_applied"] == "none" and dyn["execution_plan"]["delegated_nodes"] == 0

@@ -89,13 +89,37 @@ def quantize_mixed(float_path: Path, calibration: Calibration,
             result = q.quantize(qsvs, enable_progress_report=False)
     except Exception as exc:  # ai-edge-quantizer raises ValueError/RuntimeError/KeyError...
         raise ConversionError(VARIANT, str(exc).strip() or type(exc).__name__) from exc
-    return bytes(result.quantized_model), chosen
+    return _restore_dynamic_batch(bytes(result.quantized_model)), chosen
 
 
 def int16_ops(path: Path) -> tuple[OpInfo, ...]:
     """Ops of a quantized model that compute with int16 activations (QUANTIZE ops excluded)."""
     return tuple(op for op in list_ops(path)
                  if op.op_name not in ("QUANTIZE", "DEQUANTIZE") and "int16" in op.output_dtypes)
+
+
+def _restore_dynamic_batch(data: bytes) -> bytes:
+    """Give the tensors ai-edge-quantizer adds after QUANTIZE/DEQUANTIZE ops the shape signature
+    of their input: it copies only the static shape, so a re-quantized model output loses its
+    dynamic batch (``shape_signature`` [1, 10] instead of [-1, 10]) although it still resizes."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    model = fb.read_model_from_bytearray(bytearray(data))
+    elementwise = {schema.BuiltinOperator.QUANTIZE, schema.BuiltinOperator.DEQUANTIZE}
+    changed = False
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            code = fb.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex])
+            if code not in elementwise:
+                continue
+            src, dst = subgraph.tensors[op.inputs[0]], subgraph.tensors[op.outputs[0]]
+            signature = list(src.shapeSignature) if src.shapeSignature is not None else []
+            if (-1 in signature and (dst.shapeSignature is None or len(dst.shapeSignature) == 0)
+                    and list(dst.shape) == list(src.shape)):
+                dst.shapeSignature = signature
+                changed = True
+    return bytes(fb.convert_object_to_bytearray(model)) if changed else data
 
 
 def _signature_input(path: Path) -> tuple[str, str]:

@@ -92,6 +92,7 @@ def test_int16x8_with_int16_io(tiny_cnn, calibration, tmp_path):
 def test_mixed_has_int8_io_and_int16_only_in_the_chosen_layers(artifacts):
     mixed = artifacts["mixed"]
     assert _io(mixed) == (["int8"], ["int8"])
+    assert mixed.outputs[0].shape_signature == (-1, 10)  # restored after ai-edge-quantizer
     chosen = {layer["scope"] for layer in mixed.recipe["layers_16bit"]}
     assert len(chosen) == 2  # default: the last two weight ops (both Dense layers)
     for op in list_ops(mixed.path):
@@ -177,3 +178,34 @@ def test_saved_model_folder_converts_like_the_keras_model(tiny_cnn, calibration,
     (logits,) = runner(**{interpreter.get_signature_list()["serving_default"]["inputs"][0]:
                           x[:1]}).values()
     np.testing.assert_allclose(logits, tiny_cnn.predict(x[:1], verbose=0), rtol=1e-4, atol=1e-5)
+
+
+def _run(artifact, x_float):
+    """Run a variant on a batch with the host runtime, quantizing/dequantizing by its I/O."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(artifact.path))
+    inp, out = artifact.inputs[0], artifact.outputs[0]
+    interpreter.resize_tensor_input(inp.index, [len(x_float), *inp.shape_signature[1:]])
+    interpreter.allocate_tensors()
+    x = x_float
+    if inp.quantized:
+        info = np.iinfo(inp.dtype)
+        x = np.clip(np.round(x / inp.scale) + inp.zero_point, info.min, info.max)
+    interpreter.set_tensor(inp.index, x.astype(inp.dtype))
+    interpreter.invoke()
+    y = interpreter.get_tensor(out.index).astype(np.float32)
+    return (y - out.zero_point) * out.scale if out.quantized else y
+
+
+def test_every_variant_runs_a_batch_and_agrees_with_keras(artifacts, tiny_cnn, digits):
+    test = digits.subset("test")
+    x = test.preprocess.apply(test.x[:48])
+    expected = tiny_cnn.predict(x, verbose=0)
+    for name, artifact in artifacts.items():
+        logits = _run(artifact, x)
+        assert logits.shape == (48, 10), name
+        agreement = np.mean(logits.argmax(1) == expected.argmax(1))
+        assert agreement >= 0.9, (name, agreement)
+        if name in ("fp32", "float16"):
+            np.testing.assert_allclose(logits, expected, rtol=1e-2, atol=1e-3)

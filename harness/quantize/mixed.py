@@ -43,8 +43,9 @@ def mixed_request(options: QuantizeOptions) -> dict[str, Any]:
     selection = ({"mode": "regex", "regex": options.mixed_layers_regex}
                  if options.mixed_layers_regex is not None
                  else {"mode": "last_n", "n": options.mixed_last_n})
-    return {"tool": "ai_edge_quantizer", "base_variant": "fp32", "default_bits": dict(DEFAULT_BITS),
-            "raised_bits": dict(RAISED_BITS), "selection": selection}
+    return {"tool": "ai_edge_quantizer", "base_variant": "fp32",
+            "default_bits": dict(DEFAULT_BITS), "raised_bits": dict(RAISED_BITS),
+            "selection": selection}
 
 
 def choose_layers(ops: tuple[OpInfo, ...], options: QuantizeOptions) -> tuple[OpInfo, ...]:

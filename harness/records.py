@@ -193,6 +193,9 @@ class DeviceRun:
     target_properties: Mapping[str, Any] = field(default_factory=dict)
     transfer: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
+    # what the interpreter really delegated: {"available", "nodes", "delegated_nodes",
+    # "delegate_partitions", "ops", "cpu_ops"} (device_runner.protocol documents it)
+    execution_plan: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

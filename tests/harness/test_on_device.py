@@ -1,0 +1,220 @@
+"""harness/on_device.py: a job's lifecycle on a LocalTarget with real tiny models and the real runtime."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.errors import CommandTimeout, ConfigError, ProtocolMismatch, RunnerError
+from harness.on_device import run_job
+from harness.records import GroupedDataset, ModelArtifact, Preprocess
+from harness.targets.local import LocalTarget
+
+N_SAMPLES = 150  # 64 + 64 + 22 with batch 64
+HOSTILE_NAME = "wd 'a\"b $(touch pwned) ;touch pwned2; `touch pwned3`"
+
+
+def _tiny_models():
+    """tests/device_runner/tiny_models.py, loaded by path (test folders are not packages)."""
+    name = "qskew_test_tiny_models"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "device_runner" / "tiny_models.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+tiny = _tiny_models()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    return tiny.build_models(tmp_path_factory.getbasetemp() / "tiny-tflite-models")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("QSKEW_CACHE_DIR", str(tmp_path / "host-cache"))
+
+
+@pytest.fixture(scope="module")
+def test_set() -> GroupedDataset:
+    n = N_SAMPLES
+    return GroupedDataset(
+        name="tiny", ids=np.array([f"s{i}" for i in range(n)]), x=tiny.make_inputs(n, seed=3),
+        y=np.arange(n) % tiny.NUM_CLASSES, group=np.array(["a", "b"] * (n // 2)),
+        split=np.array(["test"] * n), num_classes=tiny.NUM_CLASSES,
+        preprocess=Preprocess(scale=tiny.PREPROCESS_SCALE, offset=0.0))
+
+
+def artifact(path: Path, variant: str = "v") -> ModelArtifact:
+    data = path.read_bytes()
+    return ModelArtifact(variant=variant, path=path, sha256=hashlib.sha256(data).hexdigest(),
+                         size_bytes=len(data), inputs=(), outputs=(), recipe={})
+
+
+def bare_loop(model: Path, x: np.ndarray, delegate: str, num_threads: int, batch: int):
+    """The interpreter driven directly (same resolver, threads and batch size as the job);
+    returns (raw outputs, (output scale, output zero point))."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = {"xnnpack": OpResolverType.AUTO, "reference": OpResolverType.BUILTIN_REF,
+                "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}[delegate]
+    interp = Interpreter(model_path=str(model), num_threads=num_threads,
+                         experimental_op_resolver_type=resolver)
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    xf = x.astype(np.float32) * np.float32(tiny.PREPROCESS_SCALE)
+    if inp["dtype"] != np.float32:  # TFLite rounds half away from zero
+        scale, zero_point = inp["quantization"]
+        q = xf / np.float32(scale)
+        q = np.sign(q) * np.floor(np.abs(q) + np.float32(0.5)) + zero_point
+        xf = np.clip(q, np.iinfo(inp["dtype"]).min, np.iinfo(inp["dtype"]).max).astype(inp["dtype"])
+    rows = []
+    for start in range(0, len(x), batch):
+        xb = xf[start:start + batch]
+        interp.resize_tensor_input(inp["index"], list(xb.shape))
+        interp.allocate_tensors()
+        interp.set_tensor(inp["index"], xb)
+        interp.invoke()
+        rows.append(interp.get_tensor(out["index"]))
+    return np.concatenate(rows), out["quantization"]
+
+
+@pytest.mark.parametrize("delegate", ["xnnpack", "reference", "builtin"])
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_outputs_are_bit_identical_to_the_bare_interpreter(variant, delegate, models, test_set, tmp_path):
+    target = LocalTarget(tmp_path / "device")
+    run = run_job(target, artifact(models[variant], variant), test_set, delegate, num_threads=2, batch_size=64)
+    assert run.ok, run.error
+    expected, (scale, zero_point) = bare_loop(models[variant], test_set.x, delegate, 2, 64)
+    assert run.raw.dtype == expected.dtype == (np.int8 if variant == "int8" else np.float32)
+    assert np.array_equal(run.raw, expected)
+    dequantized = (expected.astype(np.float32) - zero_point) * np.float32(scale) if scale else expected
+    assert run.logits.dtype == np.float32 and np.array_equal(run.logits, dequantized)
+    assert run.delegate == delegate and run.delegate_applied == ("xnnpack" if delegate == "xnnpack" else "none")
+    assert run.batch_size == 64 and run.runtime == "ai_edge_litert" and run.runtime_version
+    assert run.variant == variant and run.artifact_sha256 == artifact(models[variant]).sha256
+    assert run.target == "local" and run.target_properties["name"] == "local"
+
+
+def test_second_run_pushes_nothing_but_the_job(models, test_set, tmp_path):
+    target = LocalTarget(tmp_path / "device")
+    first = run_job(target, artifact(models["int8"]), test_set)
+    second = run_job(target, artifact(models["int8"]), test_set)
+    size = models["int8"].stat().st_size
+    assert first.transfer["pushed"]["model"] == size and first.transfer["pushed"]["inputs"] > test_set.x.nbytes
+    assert first.transfer["pushed"]["runner"] > 0
+    assert {k: second.transfer["pushed"][k] for k in ("model", "inputs", "runner")} == \
+        {"model": 0, "inputs": 0, "runner": 0}
+    assert second.transfer["bytes_pushed"] == second.transfer["pushed"]["job"] > 0
+    assert second.transfer["bytes_pulled"] > 0 and np.array_equal(first.raw, second.raw)
+    cache = Path(target.workdir) / "cache"
+    assert sorted(p.suffix for p in cache.iterdir()) == [".npy", ".tflite"]
+    assert (cache / f"{artifact(models['int8']).sha256}.tflite").read_bytes() == models["int8"].read_bytes()
+    timings = second.timings
+    assert {"load_s", "invoke_s", "per_batch_s", "host_push_s", "host_run_s", "host_pull_s"} <= set(timings)
+    assert timings["latency_ms_per_sample"] > 0
+
+
+def test_a_changed_device_copy_is_pushed_again(models, test_set, tmp_path):
+    target = LocalTarget(tmp_path / "device")
+    run_job(target, artifact(models["fp32"]), test_set)
+    cached = Path(target.workdir) / "cache" / f"{artifact(models['fp32']).sha256}.tflite"
+    data = bytearray(cached.read_bytes())
+    data[100] ^= 0xFF  # same size, different bytes
+    cached.write_bytes(bytes(data))
+    again = run_job(target, artifact(models["fp32"]), test_set)
+    assert again.ok and again.transfer["pushed"]["model"] == len(data)
+    assert cached.read_bytes() == models["fp32"].read_bytes()
+
+
+def test_a_hostile_workdir_name_works_and_executes_nothing(models, test_set, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    target = LocalTarget(tmp_path / HOSTILE_NAME)
+    run = run_job(target, artifact(models["fp32"]), test_set, "reference")
+    assert run.ok, run.error
+    assert run.logits.shape == (N_SAMPLES, tiny.NUM_CLASSES)
+    assert not any((tmp_path / n).exists() for n in ("pwned", "pwned2", "pwned3"))
+
+
+def test_failed_conversion_pushes_nothing(test_set, tmp_path):
+    target = LocalTarget(tmp_path / "device")
+    failed = ModelArtifact(variant="int16x8", path=None, sha256=None, size_bytes=0, inputs=(), outputs=(),
+                           recipe={}, error="converter said no")
+    run = run_job(target, failed, test_set)
+    assert not run.ok and run.error == "converter said no" and run.logits is None
+    assert not os.path.exists(target.workdir)
+
+
+def test_a_model_that_cannot_load_is_the_jobs_error(test_set, tmp_path, models):
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(models["fp32"].read_bytes()[:500])
+    run = run_job(LocalTarget(tmp_path / "device"), artifact(broken, "fp32"), test_set)
+    assert not run.ok and run.logits is None
+    assert run.error.startswith("model_load: ") and artifact(broken).sha256 in run.error  # the device copy
+    assert "Flatbuffer" in run.error  # the runtime's own words
+    assert run.runtime == "ai_edge_litert"
+
+
+def test_a_model_with_other_classes_is_the_jobs_error(models, test_set, tmp_path):
+    five = GroupedDataset(name="five", ids=test_set.ids, x=test_set.x, y=test_set.y % 5, group=test_set.group,
+                          split=test_set.split, num_classes=5, preprocess=test_set.preprocess)
+    run = run_job(LocalTarget(tmp_path / "device"), artifact(models["fp32"]), five)
+    assert not run.ok and "10 values per sample" in run.error and "5 classes" in run.error
+
+
+def test_unknown_options_are_config_errors(models, test_set, tmp_path):
+    target = LocalTarget(tmp_path / "device")
+    with pytest.raises(ConfigError, match="hexagon"):
+        run_job(target, artifact(models["fp32"]), test_set, "hexagon")
+    with pytest.raises(ConfigError, match="onnx"):
+        run_job(target, artifact(models["fp32"]), test_set, runtime="onnx")
+
+
+def _stand_in_python(tmp_path: Path, body: str) -> str:
+    """An executable that the target runs in place of python (a device without a real runner)."""
+    script = tmp_path / "stand-in-python"
+    script.write_text(f"#!{sys.executable}\n{body}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_no_handshake_is_a_runner_error_with_the_output(models, test_set, tmp_path):
+    python = _stand_in_python(tmp_path, "print('Segmentation fault (core dumped)')")
+    with pytest.raises(RunnerError, match="no handshake") as err:
+        run_job(LocalTarget(tmp_path / "device", python=python), artifact(models["fp32"]), test_set)
+    assert "Segmentation fault" in err.value.output and "Segmentation fault" in str(err.value)
+
+
+def test_another_major_protocol_is_refused(models, test_set, tmp_path):
+    python = _stand_in_python(tmp_path, "print('QSKEW-RUNNER protocol=2.0 python=3.13.0 numpy=3.0')")
+    with pytest.raises(ProtocolMismatch, match="2.0"):
+        run_job(LocalTarget(tmp_path / "device", python=python), artifact(models["fp32"]), test_set)
+
+
+def test_a_runner_that_dies_without_a_result_is_a_runner_error(models, test_set, tmp_path):
+    python = _stand_in_python(tmp_path, "print('QSKEW-RUNNER protocol=1.0 python=3 numpy=2'); "
+                                        "import sys; sys.exit(-9)")
+    with pytest.raises(RunnerError, match="without writing"):
+        run_job(LocalTarget(tmp_path / "device", python=python), artifact(models["fp32"]), test_set)
+
+
+def test_a_hung_runner_times_out(models, test_set, tmp_path):
+    python = _stand_in_python(tmp_path, "import time; time.sleep(60)")
+    with pytest.raises(CommandTimeout):
+        run_job(LocalTarget(tmp_path / "device", python=python), artifact(models["fp32"]), test_set,
+                timeout_s=1.0)
+
+
+def test_properties_come_from_the_target(models, test_set, tmp_path):
+    run = run_job(LocalTarget(tmp_path / "device", name="bench-7"), artifact(models["int8"]), test_set)
+    assert run.target == "bench-7" and run.target_properties["name"] == "bench-7"
+    assert run.execution_plan["delegated_nodes"] > 0

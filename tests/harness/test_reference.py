@@ -1,0 +1,59 @@
+"""Tests for harness/reference.py: host FP32 logits, aligned with the test ids."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+from harness.errors import ModelError
+from harness.records import GroupedDataset, Preprocess
+from harness.reference import reference_logits
+
+
+def _dataset(n: int = 37) -> GroupedDataset:
+    rng = np.random.default_rng(0)
+    return GroupedDataset(
+        name="tiny", ids=np.array([f"s{i:03d}" for i in range(n)]),
+        x=rng.integers(0, 256, (n, 6, 6, 1), dtype=np.uint8), y=rng.integers(0, 4, n),
+        group=np.array(["a", "b"])[rng.integers(0, 2, n)], split=np.full(n, "test"), num_classes=4,
+        preprocess=Preprocess(scale=1 / 255, offset=-0.5),
+    )
+
+
+@pytest.fixture(scope="module")
+def model():
+    import keras
+
+    inputs = keras.Input((6, 6, 1))
+    x = keras.layers.Flatten()(inputs)
+    return keras.Model(inputs, keras.layers.Dense(4, kernel_initializer=keras.initializers.GlorotUniform(3))(x))
+
+
+def test_matches_predict_on_preprocessed_inputs(model):
+    ds = _dataset()
+    ref = reference_logits(model, ds, batch_size=8)
+    expected = model.predict(ds.x.astype(np.float32) / 255 - 0.5, verbose=0)
+    assert ref.values.shape == (37, 4) and ref.values.dtype == np.float32
+    np.testing.assert_allclose(ref.values, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(ref.ids, ds.ids)
+
+
+def test_rows_follow_the_dataset_order(model):
+    ds = _dataset()
+    order = np.random.default_rng(1).permutation(len(ds))
+    shuffled = reference_logits(model, ds.take(order))
+    np.testing.assert_array_equal(shuffled.ids, ds.ids[order])
+    np.testing.assert_allclose(shuffled.values, reference_logits(model, ds).values[order], rtol=1e-6, atol=1e-6)
+
+
+def test_model_that_does_not_fit_raises_model_error():
+    import keras
+
+    inputs = keras.Input((5, 5, 1))
+    wrong = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(inputs)), name="wrong_shape")
+    with pytest.raises(ModelError, match="wrong_shape"):
+        reference_logits(wrong, _dataset())

@@ -22,7 +22,8 @@ def _model(seed: int = 0, classes: int = 10):
     inputs = keras.Input((8, 8, 1), name="image")
     x = keras.layers.Conv2D(4, 3, kernel_initializer=keras.initializers.GlorotUniform(seed), name="conv")(inputs)
     x = keras.layers.Flatten(name="flat")(x)
-    out = keras.layers.Dense(classes, kernel_initializer=keras.initializers.GlorotUniform(seed + 1), name="logits")(x)
+    init = keras.initializers.GlorotUniform(seed + 1)
+    out = keras.layers.Dense(classes, kernel_initializer=init, name="logits")(x)
     return keras.Model(inputs, out, name="tiny")
 
 

@@ -39,7 +39,7 @@ tiny = load_tiny_models()
 
 @pytest.fixture(scope="session")
 def tiny_tflite(tmp_path_factory) -> dict[str, Path]:
-    """name -> .tflite path for fp32, int8, int16x8 and fixed1 (batch fixed at 1)."""
+    """name -> .tflite path for fp32, int8, int16x8, fixed1 and fixed4 (batch fixed at 1 / 4)."""
     return tiny.build_models(tmp_path_factory.getbasetemp() / "tiny-tflite-models")
 
 

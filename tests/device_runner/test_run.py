@@ -55,6 +55,15 @@ def test_fixed_batch_model_runs_one_at_a_time_with_the_same_rows(run_runner, boa
     np.testing.assert_allclose(single, batched, rtol=1e-5, atol=1e-5)  # same weights, rows in order
 
 
+def test_fixed_batch_of_four_pads_the_last_batch_and_drops_the_padding(run_runner, board_runner,
+                                                                        job_folder, tiny_tflite):
+    _, _, batched = ok_run(run_runner, board_runner, job_folder(tiny_tflite["fp32"]))
+    _, fixed, four = ok_run(run_runner, board_runner, job_folder(tiny_tflite["fixed4"], n=150))
+    assert fixed["batch_size"] == 4 and len(fixed["timings"]["per_batch_s"]) == 38  # 37 x 4 + 2
+    assert four.shape == (150, 10)
+    np.testing.assert_allclose(four, batched, rtol=1e-5, atol=1e-5)
+
+
 def test_int8_model_gets_int8_inputs_and_outputs(run_runner, board_runner, job_folder, tiny_tflite):
     _, result, out = ok_run(run_runner, board_runner, job_folder(tiny_tflite["int8"]))
     assert out.dtype == np.int8 and out.shape == (150, 10)
@@ -163,3 +172,23 @@ def test_older_board_runtime_gives_the_same_outputs(run_runner, board_runner, jo
     if board["runtime_version"] == "2.14.0":  # this release does not delegate a dynamic batch dimension
         _, dyn, _ = ok_run(run_runner, board_runner, job_folder(tiny_tflite["fp32"]), python=str(BOARD_PYTHON))
         assert dyn["delegate_applied"] == "none" and dyn["execution_plan"]["delegated_nodes"] == 0
+
+
+def test_a_named_runtime_is_used(run_runner, board_runner, job_folder, tiny_tflite):
+    _, litert, expected = ok_run(run_runner, board_runner, job_folder(tiny_tflite["int8"], delegate="reference"))
+    _, tf_lite, got = ok_run(run_runner, board_runner,
+                             job_folder(tiny_tflite["int8"], delegate="reference", runtime="tensorflow"))
+    assert tf_lite["runtime"] == "tensorflow" and tf_lite["runtime_version"].startswith("2.")
+    assert np.array_equal(got, expected)
+
+
+def test_a_runtime_the_device_lacks_is_named_in_the_error(run_runner, board_runner, job_folder, tiny_tflite):
+    pytest.importorskip("ai_edge_litert")
+    try:
+        import tflite_runtime  # noqa: F401
+        pytest.skip("tflite_runtime is installed here")
+    except ImportError:
+        pass
+    proc, result = run_runner(board_runner, job_folder(tiny_tflite["fp32"], runtime="tflite_runtime"))
+    assert proc.returncode == protocol.EXIT_RUNTIME
+    assert result["error_kind"] == "job" and "tflite_runtime" in result["error"]

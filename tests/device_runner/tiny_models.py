@@ -2,7 +2,7 @@
 
 A Keras CNN on 8x8x1 images with 10 classes, converted with the real TFLite converter to:
 fp32 (dynamic batch), int8 (full-integer, int8 in/out), int16x8 (float I/O, int16 activations; no
-XNNPACK path) and fp32 with a batch dimension fixed at 1. All share one set of weights.
+XNNPACK path) and fp32 with a batch dimension fixed at 1 and at 4. All share one set of weights.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ NUM_CLASSES = 10
 IMAGE_SHAPE = (8, 8, 1)
 PREPROCESS_SCALE = 1.0 / 255.0  # stored uint8 -> float in [0, 1]
 CALIBRATION_SAMPLES = 16
-MODEL_NAMES = ("fp32", "int8", "int16x8", "fixed1")
+MODEL_NAMES = ("fp32", "int8", "int16x8", "fixed1", "fixed4")
 
 
 def make_inputs(n: int, seed: int = 0) -> np.ndarray:
@@ -28,7 +28,7 @@ def make_inputs(n: int, seed: int = 0) -> np.ndarray:
 
 
 def build_models(out_dir: Path) -> dict[str, Path]:
-    """Convert the four models into ``out_dir`` unless they are there already; name -> path."""
+    """Convert the models into ``out_dir`` unless they are there already; name -> path."""
     paths = {name: out_dir / f"{name}.tflite" for name in MODEL_NAMES}
     if all(p.is_file() for p in paths.values()):
         return paths
@@ -38,8 +38,9 @@ def build_models(out_dir: Path) -> dict[str, Path]:
 
     keras.utils.set_random_seed(0)
     model = _cnn(keras, None)
-    fixed = _cnn(keras, 1)
-    fixed.set_weights(model.get_weights())
+    fixed = {b: _cnn(keras, b) for b in (1, 4)}
+    for m in fixed.values():
+        m.set_weights(model.get_weights())
     calib = make_inputs(CALIBRATION_SAMPLES, seed=1).astype(np.float32) * np.float32(PREPROCESS_SCALE)
 
     def representative():
@@ -50,7 +51,8 @@ def build_models(out_dir: Path) -> dict[str, Path]:
     converters = {"fp32": tf.lite.TFLiteConverter.from_keras_model(model),
                   "int8": tf.lite.TFLiteConverter.from_keras_model(model),
                   "int16x8": tf.lite.TFLiteConverter.from_keras_model(model),
-                  "fixed1": tf.lite.TFLiteConverter.from_keras_model(fixed)}
+                  "fixed1": tf.lite.TFLiteConverter.from_keras_model(fixed[1]),
+                  "fixed4": tf.lite.TFLiteConverter.from_keras_model(fixed[4])}
     for name in ("int8", "int16x8"):
         conv = converters[name]
         conv.optimizations = [tf.lite.Optimize.DEFAULT]

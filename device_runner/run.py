@@ -97,8 +97,8 @@ def load_runtime(preference):
 
 def _resolver_for(runtime, kind):
     """The op resolver for a delegate kind, or None to keep the runtime's default."""
+    # external: builtin kernels without XNNPACK, so that every DELEGATE node belongs to the library
     wanted = {"xnnpack": "AUTO", "reference": "BUILTIN_REF",
-              # external: plain builtin kernels so that every DELEGATE node belongs to the library
               "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
               "external": "BUILTIN_WITHOUT_DEFAULT_DELEGATES"}[kind]
     if runtime.resolver_types is None:

@@ -88,6 +88,11 @@ order the jobs finished; every entry has every key (null where it does not apply
     acc_gap_ref, acc_gap        max - min group accuracy, reference / variant
     small_groups                comma-separated groups with n < 100 ("" if none)
 
+Written later by the commands that read a run (never by RunWriter, which ignores them):
+``signoff.json`` -- the last ``qskew signoff`` verdict (``{"schema_version", "verdict", "policy",
+"rules": [...]}``, fields documented in ``harness.signoff``), and ``report/`` -- the HTML report and
+its PNG charts (``harness.report``).
+
 Example::
 
     writer = RunWriter(Path("runs/demo"), resume=True)
@@ -125,6 +130,9 @@ PREDICTIONS_FILE = "predictions.parquet"
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 FILES = (MANIFEST_FILE, PREDICTIONS_FILE, METRICS_FILE, SUMMARY_FILE)
+# Outputs of the commands that read a run (not part of the run itself; RunWriter ignores them).
+SIGNOFF_FILE = "signoff.json"   # the last `qskew signoff` verdict
+REPORT_DIR = "report"           # `qskew report`: the HTML page and its PNG charts
 
 REFERENCE_JOB = ("reference", "host", "keras")  # (variant, target, delegate) of the FP32 reference rows
 JOB_KEYS = ("variant", "target", "delegate")
@@ -336,6 +344,23 @@ def _read_parts(run_dir: Path, required: bool) -> "tuple[RunData, pa.Table]":
     data = RunData(path=run_dir, manifest=manifest, predictions=table.to_pandas(), metrics=metrics,
                    summary=summary)
     return data, table
+
+
+def report_dir(run_dir: Path) -> Path:
+    """Folder inside a run directory where ``qskew report`` writes its page and charts."""
+    return Path(run_dir) / REPORT_DIR
+
+
+def write_signoff(run_dir: Path, verdict: Mapping[str, Any]) -> Path:
+    """Write a sign-off verdict (a JSON object) atomically as RUN_DIR/signoff.json; returns the path."""
+    path = Path(run_dir) / SIGNOFF_FILE
+    _atomic_write(path, lambda p: p.write_text(_dumps({"schema_version": SCHEMA_VERSION, **_jsonable(verdict)})))
+    return path
+
+
+def read_signoff(run_dir: Path) -> dict:
+    """The verdict last written by :func:`write_signoff`; ResultsError if there is none."""
+    return _read_json(Path(run_dir) / SIGNOFF_FILE, required=True, default={})
 
 
 def config_hash(manifest: Mapping[str, Any]) -> str:

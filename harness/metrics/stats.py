@@ -1,0 +1,299 @@
+"""Statistics behind a sign-off: intervals, paired tests and small-sample warnings (reference §6).
+
+Everything here is computed from a per-sample frame (``compare.per_sample``, or
+``RunData.per_sample`` for a stored run), so the run directory's ``predictions.parquet`` stays the
+single source: ``qskew report``, ``signoff`` and ``compare`` recompute the statistics when they run
+(:func:`run_stats`) and nothing statistical is written into the run directory.
+
+* **Wilson intervals** for each group's accuracy under the reference and the variant
+  (``statsmodels.stats.proportion.proportion_confint(method="wilson")``).
+* **Paired, group-stratified bootstrap** percentile intervals for each group's accuracy drop, its
+  psi, the overall drop, and the job's disparity measures (worst-group drop ``max_g drop_g``,
+  ``psi = max_g psi_g``, ``drop_gap = max_g drop_g - min_g drop_g``). Each test item falls in one
+  of five paired cells (both right; right->wrong; wrong->right; both wrong with the same
+  prediction; both wrong with different predictions). Resampling the n_g items of a group with
+  replacement is exactly a multinomial draw of the n_g cell counts with the observed cell shares,
+  so the bootstrap draws the counts (``Generator.multinomial``) instead of indices: the same
+  distribution, vectorised over resamples, O(groups x resamples) whatever the test-set size. Group
+  sizes stay fixed (stratified); the reference and the variant stay paired. The generator is
+  seeded with ``(seed, crc32(job))``, so a job's intervals do not depend on the other jobs.
+* **Exact McNemar** per group on the discordant pairs b (wrong->right) and c (right->wrong),
+  ``statsmodels.stats.contingency_tables.mcnemar(exact=True)`` (= ``scipy.stats.binomtest(min(b,
+  c), b + c, 0.5)``), with **Holm** correction across the groups of one job
+  (``statsmodels.stats.multitest.multipletests(method="holm")``); the overall row is not part of
+  the family and carries its raw p-value as its adjusted one.
+* **Warnings** (``warnings`` column, ``;``-separated): ``n<100`` when the group has fewer than
+  MIN_GROUP_SIZE samples, ``b+c<6`` when it has fewer than MIN_DISCORDANT discordant pairs (no
+  exact McNemar test can then reach p < 0.05, whatever the drop).
+
+:func:`compute_stats` returns :class:`Stats` with two DataFrames of fixed columns.
+
+``Stats.groups`` (:data:`GROUP_STATS_COLUMNS`), one row per job x (overall + each group)::
+
+    variant, target, delegate, scope, group   as in metrics.csv ("overall" row has group "")
+    n                            samples
+    acc_ref, acc_ref_lo, acc_ref_hi   reference accuracy and its Wilson interval
+    acc, acc_lo, acc_hi          variant accuracy and its Wilson interval
+    acc_drop, acc_drop_lo, acc_drop_hi   acc_ref - acc and its paired bootstrap interval
+    psi, psi_lo, psi_hi          group drop - overall drop and its interval (NaN on overall rows)
+    b, c                         discordant pairs: wrong->right, right->wrong
+    flips                        samples whose predicted class changed (b + c + wrong->other wrong)
+    flip_rate                    flips / n
+    mcnemar_p, mcnemar_p_holm    exact McNemar p-value; Holm-adjusted across the job's groups
+    warnings                     "" or codes joined by ";" (see above)
+
+``Stats.disparity`` (:data:`DISPARITY_STATS_COLUMNS`), one row per job::
+
+    variant, target, delegate, n
+    overall_drop, overall_drop_lo, overall_drop_hi
+    worst_group, worst_group_drop, worst_group_drop_lo, worst_group_drop_hi
+    psi_group, psi, psi_lo, psi_hi
+    drop_gap, drop_gap_lo, drop_gap_hi
+    n_resamples, seed, confidence   how the intervals were made
+
+The bootstrap of a maximum over groups is biased upwards when groups are close; its interval is
+reported as what a resampled test set would show, not as a bias-corrected estimate.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from harness.metrics.groups import GROUP, JOB_COLUMNS, MIN_GROUP_SIZE, OVERALL
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from harness.results import RunData
+
+N_RESAMPLES = 2000   # percentile bounds of a 95 % interval settle to ~0.1 pp at this many resamples
+SEED = 0             # default seed: the same run gives the same intervals on every machine
+CONFIDENCE = 0.95    # two-sided level of every interval
+MIN_DISCORDANT = 6   # below 6 discordant pairs the exact two-sided McNemar test cannot reach p < 0.05
+
+# Paired cells of one test item (reference x variant), in the order the bootstrap draws them.
+CELLS = ("both_right", "right_to_wrong", "wrong_to_right", "both_wrong_same", "both_wrong_other")
+
+GROUP_STATS_COLUMNS: dict[str, str] = {
+    "variant": "str", "target": "str", "delegate": "str", "scope": "str", "group": "str", "n": "int64",
+    "acc_ref": "float64", "acc_ref_lo": "float64", "acc_ref_hi": "float64",
+    "acc": "float64", "acc_lo": "float64", "acc_hi": "float64",
+    "acc_drop": "float64", "acc_drop_lo": "float64", "acc_drop_hi": "float64",
+    "psi": "float64", "psi_lo": "float64", "psi_hi": "float64",
+    "b": "int64", "c": "int64", "flips": "int64", "flip_rate": "float64",
+    "mcnemar_p": "float64", "mcnemar_p_holm": "float64", "warnings": "str",
+}
+
+DISPARITY_STATS_COLUMNS: dict[str, str] = {
+    "variant": "str", "target": "str", "delegate": "str", "n": "int64",
+    "overall_drop": "float64", "overall_drop_lo": "float64", "overall_drop_hi": "float64",
+    "worst_group": "str", "worst_group_drop": "float64",
+    "worst_group_drop_lo": "float64", "worst_group_drop_hi": "float64",
+    "psi_group": "str", "psi": "float64", "psi_lo": "float64", "psi_hi": "float64",
+    "drop_gap": "float64", "drop_gap_lo": "float64", "drop_gap_hi": "float64",
+    "n_resamples": "int64", "seed": "int64", "confidence": "float64",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Stats:
+    """Per-group statistics and per-job disparity intervals (see the module docstring)."""
+
+    groups: "pd.DataFrame"
+    disparity: "pd.DataFrame"
+
+
+# -- building blocks ---------------------------------------------------------------------------
+
+def wilson_interval(count, nobs, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval(s) for ``count`` successes in ``nobs`` trials (arrays broadcast)."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    lo, hi = proportion_confint(np.asarray(count), np.asarray(nobs), alpha=1 - confidence, method="wilson")
+    return np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value for b wrong->right and c right->wrong pairs (1.0 if none)."""
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    return float(mcnemar(np.array([[0, int(c)], [int(b), 0]]), exact=True).pvalue)
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm step-down adjusted p-values (family-wise error control), in the input order."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(pvalues, dtype=np.float64)
+    return p.copy() if p.size == 0 else multipletests(p, method="holm")[1]
+
+
+def paired_cells(frame: "pd.DataFrame") -> np.ndarray:
+    """Counts of the :data:`CELLS` of each row of a per-sample frame, as a one-hot int matrix."""
+    right_ref = frame["correct_ref"].to_numpy(bool)
+    right = frame["correct"].to_numpy(bool)
+    same = (frame["pred_ref"].to_numpy() == frame["pred"].to_numpy())
+    cells = np.stack([right_ref & right, right_ref & ~right, ~right_ref & right,
+                      ~right_ref & ~right & same, ~right_ref & ~right & ~same], axis=1)
+    return cells.astype(np.int64)
+
+
+def bootstrap_cells(counts: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Resampled cell counts, shape (n_resamples, groups, cells), each group resampled on its own.
+
+    ``counts`` is (groups, cells). Drawing n_g items with replacement from a group and counting
+    their cells is a multinomial draw with the observed shares; that is what this does.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    out = np.empty((n_resamples,) + counts.shape, dtype=np.int64)
+    for g, row in enumerate(counts):
+        n = int(row.sum())
+        out[:, g, :] = rng.multinomial(n, row / n, size=n_resamples) if n else 0
+    return out
+
+
+def percentile_interval(draws: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided percentile interval along axis 0 of bootstrap draws."""
+    tail = (1 - confidence) / 2
+    lo, hi = np.quantile(draws, [tail, 1 - tail], axis=0)
+    return lo, hi
+
+
+def job_rng(seed: int, job: tuple[str, str, str]) -> np.random.Generator:
+    """Generator for one job: seeded by ``seed`` and the job's name, independent of other jobs."""
+    return np.random.default_rng([int(seed), zlib.crc32("\x1f".join(job).encode())])
+
+
+# -- the tables --------------------------------------------------------------------------------
+
+def compute_stats(frame: "pd.DataFrame", n_resamples: int = N_RESAMPLES, seed: int = SEED,
+                  confidence: float = CONFIDENCE) -> Stats:
+    """Per-group statistics and disparity intervals of every job in a per-sample frame.
+
+    Example::
+
+        stats = compute_stats(run.per_sample("int8", "local", "xnnpack"), n_resamples=2000, seed=0)
+        stats.groups[["group", "acc_drop", "acc_drop_lo", "acc_drop_hi", "mcnemar_p_holm", "warnings"]]
+    """
+    import pandas as pd
+
+    if int(n_resamples) < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    group_parts, disparity_rows = [], []
+    for job, part in frame.groupby(list(JOB_COLUMNS), sort=True):
+        rows, disparity_row = _job_stats(tuple(job), part, int(n_resamples), int(seed), confidence)
+        group_parts.append(rows)
+        disparity_rows.append(disparity_row)
+    groups = pd.concat(group_parts, ignore_index=True) if group_parts else pd.DataFrame()
+    return Stats(groups=_typed(groups, GROUP_STATS_COLUMNS),
+                 disparity=_typed(pd.DataFrame(disparity_rows), DISPARITY_STATS_COLUMNS))
+
+
+def run_stats(run: "RunData", n_resamples: int = N_RESAMPLES, seed: int = SEED,
+              confidence: float = CONFIDENCE) -> Stats:
+    """:func:`compute_stats` over every finished job of a run directory (read with ``read_run``)."""
+    import pandas as pd
+
+    frames = [run.per_sample(*job) for job in run.jobs("ok")]
+    if not frames:
+        return compute_stats(pd.DataFrame(columns=list(JOB_COLUMNS)), n_resamples, seed, confidence)
+    return compute_stats(pd.concat(frames, ignore_index=True), n_resamples, seed, confidence)
+
+
+def _job_stats(job: tuple[str, str, str], part: "pd.DataFrame", n_resamples: int, seed: int,
+               confidence: float) -> tuple["pd.DataFrame", dict]:
+    """Group rows (overall first) and the disparity row of one job."""
+    import pandas as pd
+
+    names, counts = _group_cells(part)
+    draws = bootstrap_cells(counts, n_resamples, job_rng(seed, job))
+    n_g = counts.sum(axis=1)
+    drop_draws = (draws[..., 1] - draws[..., 2]) / n_g                       # (B, G)
+    overall_draws = (draws[..., 1].sum(axis=1) - draws[..., 2].sum(axis=1)) / n_g.sum()  # (B,)
+    psi_draws = drop_draws - overall_draws[:, None]
+
+    table = np.vstack([counts.sum(axis=0, keepdims=True), counts])           # overall row first
+    drop_lo, drop_hi = percentile_interval(np.column_stack([overall_draws, drop_draws]), confidence)
+    psi_lo, psi_hi = percentile_interval(psi_draws, confidence)
+    rows = _count_columns(table, confidence) | {
+        "scope": [OVERALL] + [GROUP] * len(names), "group": [""] + list(names),
+        "acc_drop_lo": drop_lo, "acc_drop_hi": drop_hi,
+        "psi_lo": np.r_[np.nan, psi_lo], "psi_hi": np.r_[np.nan, psi_hi],
+    }
+    rows["psi"] = np.r_[np.nan, rows["acc_drop"][1:] - rows["acc_drop"][0]]
+    rows["mcnemar_p_holm"] = np.r_[rows["mcnemar_p"][0], holm(rows["mcnemar_p"][1:])]
+    frame = pd.DataFrame(rows).assign(variant=job[0], target=job[1], delegate=job[2])
+    return frame, _disparity_row(job, names, rows, drop_draws, psi_draws, overall_draws,
+                                 n_resamples, seed, confidence)
+
+
+def _group_cells(part: "pd.DataFrame") -> tuple[np.ndarray, np.ndarray]:
+    """Sorted group names and their (groups, cells) count matrix."""
+    groups = part["group"].to_numpy().astype(str)
+    names, index = np.unique(groups, return_inverse=True)
+    one_hot = paired_cells(part)
+    counts = np.zeros((names.size, len(CELLS)), dtype=np.int64)
+    np.add.at(counts, index, one_hot)
+    return names, counts
+
+
+def _count_columns(table: np.ndarray, confidence: float) -> dict:
+    """Columns that follow from cell counts alone: accuracies, Wilson bounds, b, c, McNemar."""
+    n = table.sum(axis=1)
+    right_ref = table[:, 0] + table[:, 1]
+    right = table[:, 0] + table[:, 2]
+    b, c = table[:, 2], table[:, 1]
+    flips = table[:, 1] + table[:, 2] + table[:, 4]
+    ref_lo, ref_hi = wilson_interval(right_ref, n, confidence)
+    lo, hi = wilson_interval(right, n, confidence)
+    return {
+        "n": n, "acc_ref": right_ref / n, "acc_ref_lo": ref_lo, "acc_ref_hi": ref_hi,
+        "acc": right / n, "acc_lo": lo, "acc_hi": hi, "acc_drop": (c - b) / n,
+        "b": b, "c": c, "flips": flips, "flip_rate": flips / n,
+        "mcnemar_p": np.array([mcnemar_exact(x, y) for x, y in zip(b, c)], dtype=np.float64),
+        "warnings": [_warnings(int(k), int(x + y)) for k, x, y in zip(n, b, c)],
+    }
+
+
+def _warnings(n: int, discordant: int) -> str:
+    codes = []
+    if n < MIN_GROUP_SIZE:
+        codes.append(f"n<{MIN_GROUP_SIZE}")
+    if discordant < MIN_DISCORDANT:
+        codes.append(f"b+c<{MIN_DISCORDANT}")
+    return ";".join(codes)
+
+
+def _disparity_row(job, names, rows, drop_draws, psi_draws, overall_draws, n_resamples, seed,
+                   confidence) -> dict:
+    drop = np.asarray(rows["acc_drop"][1:], dtype=np.float64)
+    psi = drop - rows["acc_drop"][0]
+    worst, most = int(np.argmax(drop)), int(np.argmax(psi))
+    bounds = {
+        "overall_drop": overall_draws, "worst_group_drop": drop_draws.max(axis=1),
+        "psi": psi_draws.max(axis=1), "drop_gap": drop_draws.max(axis=1) - drop_draws.min(axis=1),
+    }
+    row = dict(zip(JOB_COLUMNS, job)) | {
+        "n": int(rows["n"][0]), "overall_drop": rows["acc_drop"][0],
+        "worst_group": names[worst], "worst_group_drop": drop[worst],
+        "psi_group": names[most], "psi": psi[most], "drop_gap": drop.max() - drop.min(),
+        "n_resamples": n_resamples, "seed": seed, "confidence": confidence,
+    }
+    for name, draws in bounds.items():
+        row[f"{name}_lo"], row[f"{name}_hi"] = percentile_interval(draws, confidence)
+    return row
+
+
+def _typed(table: "pd.DataFrame", schema: dict[str, str]) -> "pd.DataFrame":
+    """``table`` restricted to ``schema``'s columns, in order, with its dtypes (also when empty)."""
+    import pandas as pd
+
+    if table.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in schema.items()})
+    return table[list(schema)].astype(schema).reset_index(drop=True)

@@ -147,7 +147,8 @@ def cmd_convert(args) -> int:
     from harness import config, datasets
     from harness.evaluate import STATIC_VARIANTS
     from harness.quantize.calibration import make_calibration
-    from harness.quantize.convert import QuantizeOptions, convert_all
+    from harness.quantize.convert import convert_all
+    from harness.quantize.options import QuantizeOptions
 
     variants = _csv(args.variants) if args.variants else list(config.ALL_VARIANTS)
     model_is_path = Path(args.model).exists()

@@ -70,7 +70,8 @@ def _calibration(exp: Experiment, train: GroupedDataset):
 
 def _convert(exp: Experiment, model, calibration, progress: bool, echo) -> list[ModelArtifact]:
     from harness.paths import cache_dir
-    from harness.quantize.convert import QuantizeOptions, convert_all
+    from harness.quantize.convert import convert_all
+    from harness.quantize.options import QuantizeOptions
 
     q = exp.quantize
     options = QuantizeOptions(calibration_size=q.calibration_size, calibration_strategy=q.calibration_strategy,

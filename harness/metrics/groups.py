@@ -113,10 +113,14 @@ def group_metrics(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def sort_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Rows ordered by job, then the overall row, then groups by name; index reset."""
-    order = metrics.assign(_is_group=(metrics["scope"] != OVERALL))
-    order = order.sort_values(list(JOB_COLUMNS) + ["_is_group", "group"], kind="mergesort")
-    return order.drop(columns="_is_group").reset_index(drop=True)
+    """Rows ordered by job (variants in registry order), the overall row first, then groups by name."""
+    from harness.quantize.variants import known_variants
+
+    rank = {name: i for i, name in enumerate(known_variants())}  # fp32 first ... mixed last
+    order = metrics.assign(_is_group=(metrics["scope"] != OVERALL),
+                           _rank=metrics["variant"].map(lambda v: rank.get(v, len(rank))))
+    order = order.sort_values(["_rank"] + list(JOB_COLUMNS) + ["_is_group", "group"], kind="mergesort")
+    return order.drop(columns=["_is_group", "_rank"]).reset_index(drop=True)
 
 
 def disparity(metrics: pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,7 @@ the file, model or device at fault, and exit code 2; ``--debug`` shows the trace
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -17,6 +18,13 @@ from pathlib import Path
 from harness.errors import QskewError
 
 EXIT_ERROR = 2  # a QskewError: bad input, failed device, ... (argparse also uses 2 for bad usage)
+_json_out = None  # the real stdout while a --json command runs (see main)
+
+
+def _print_json(obj) -> None:
+    out = _json_out or sys.stdout
+    out.write(json.dumps(obj, indent=2, default=str) + "\n")
+    out.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +35,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     _quiet_tensorflow(args.debug)
     try:
+        if getattr(args, "heavy", False):
+            _import_tensorflow_quietly(args.debug)
+        if getattr(args, "json", False):
+            # Machine-readable output owns stdout: anything native code prints goes to stderr,
+            # and the JSON document is written to a duplicate of the real stdout.
+            global _json_out
+            with os.fdopen(os.dup(1), "w") as _json_out, _fd_redirect(1, 2):
+                return args.func(args) or 0
         return args.func(args) or 0
     except QskewError as err:
         if args.debug:
@@ -52,12 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--variants", default=None, help="comma-separated subset (default: all six)")
     d.add_argument("--delegates", default="xnnpack", help="comma-separated delegates (default: xnnpack)")
     _common_run_flags(d)
-    d.set_defaults(func=cmd_demo)
+    d.set_defaults(func=cmd_demo, heavy=True)
 
     r = sub.add_parser("run", help="run an experiment file")
     r.add_argument("experiment", type=Path, help="EXPERIMENT.toml")
     _common_run_flags(r)
-    r.set_defaults(func=cmd_run)
+    r.set_defaults(func=cmd_run, heavy=True)
 
     c = sub.add_parser("convert", help="write the TFLite variants of a model")
     c.add_argument("--model", default="small_cnn", help="built-in model name, or a .keras file / SavedModel folder")
@@ -68,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--out", type=Path, default=Path("variants"), help="folder for the .tflite files")
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.add_argument("--no-progress", action="store_true")
-    c.set_defaults(func=cmd_convert)
+    c.set_defaults(func=cmd_convert, heavy=True)
 
     i = sub.add_parser("inspect", help="inputs, outputs, quantization and op counts of a .tflite model")
     i.add_argument("model", type=Path)
@@ -113,7 +129,7 @@ def _run_experiment(exp, args) -> int:
     evaluate(exp, dataset, source, out, progress=progress, echo=echo)
     run = results.read_run(out)
     if args.json:
-        print(json.dumps({"run_dir": str(out), "summary": run.summary}, indent=2, default=str))
+        _print_json({"run_dir": str(out), "summary": run.summary})
     else:
         print()
         print(results.format_table(run.metrics))
@@ -175,7 +191,7 @@ def cmd_convert(args) -> int:
             dest.write_bytes(Path(art.path).read_bytes())
         rows.append({**art.to_json(), "path": str(dest) if dest else None})
     if args.json:
-        print(json.dumps({"variants": rows}, indent=2))
+        _print_json({"variants": rows})
     else:
         for row in rows:
             status = row["path"] if row["error"] is None else f"FAILED: {row['error']}"
@@ -187,7 +203,10 @@ def cmd_inspect(args) -> int:
     from harness.quantize.inspect import format_model_info, inspect_model
 
     info = inspect_model(args.model)
-    print(json.dumps(info.to_json(), indent=2) if args.json else format_model_info(info))
+    if args.json:
+        _print_json(info.to_json())
+    else:
+        print(format_model_info(info))
     return 0
 
 
@@ -209,6 +228,37 @@ def _quiet_tensorflow(debug: bool) -> None:
     if not debug:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+
+
+@contextlib.contextmanager
+def _fd_redirect(fd: int, to_fd: int | None):
+    """Point file descriptor ``fd`` at ``to_fd`` (None: /dev/null) for a while, at the OS level.
+
+    TensorFlow's C++ start-up lines and the converter's ``fully_quantize: ...`` line are written
+    straight to fds 2 and 1, past Python's sys.stdout/sys.stderr, so only this silences them.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    target = os.open(os.devnull, os.O_WRONLY) if to_fd is None else to_fd
+    try:
+        os.dup2(target, fd)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved, fd)
+        os.close(saved)
+        if to_fd is None:
+            os.close(target)
+
+
+def _import_tensorflow_quietly(debug: bool) -> None:
+    """Import TensorFlow once with fd 2 silenced (it ignores TF_CPP_MIN_LOG_LEVEL for these lines)."""
+    if debug or "tensorflow" in sys.modules:
+        return
+    with _fd_redirect(2, None):
+        import tensorflow  # noqa: F401
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("model", type=Path)
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(func=cmd_inspect)
+    _add_run_dir_commands(sub)
     return p
 
 
@@ -207,6 +208,97 @@ def cmd_inspect(args) -> int:
         _print_json(info.to_json())
     else:
         print(format_model_info(info))
+    return 0
+
+
+# -- commands that read a run directory: report, signoff, compare (harness.report, signoff, compare_runs)
+
+def _add_run_dir_commands(sub) -> None:
+    rp = sub.add_parser("report", help="one self-contained HTML report of a run directory",
+                        description="Write one HTML file (charts embedded, opens from an email) and the "
+                                    "charts as PNG files next to it.")
+    rp.add_argument("run_dir", type=Path, help="RUN_DIR")
+    rp.add_argument("--out", type=Path, default=None,
+                    help="HTML file (default RUN_DIR/report/report.html); PNGs go next to it")
+    _stats_flags(rp)
+    rp.set_defaults(func=cmd_report)
+
+    so = sub.add_parser("signoff", help="judge a run against a policy: PASS, WARN or FAIL",
+                        description="Judge RUN_DIR against a policy; write RUN_DIR/signoff.json and JUnit XML.",
+                        epilog="exit codes: 0 PASS; 0 WARN, with a line starting 'WARNING:' on stderr; "
+                               "1 FAIL; 2 the run or the policy could not be read. WARN: a limit holds on the "
+                               "point estimate but not on its 95 % interval, a flip-rate ratio rests on < 6 flips, "
+                               "an applied delegate is unknown, or some job failed.")
+    so.add_argument("run_dir", type=Path, help="RUN_DIR")
+    so.add_argument("--policy", type=Path, default=None,
+                    help="POLICY.toml (default: the policy shipped in harness/policies/default.toml)")
+    so.add_argument("--junit", type=Path, default=None, help="JUnit XML file (default RUN_DIR/signoff-junit.xml)")
+    so.add_argument("--json", dest="as_json", action="store_true", help="print the verdict as JSON")
+    _stats_flags(so)
+    so.set_defaults(func=cmd_signoff)
+
+    cp = sub.add_parser("compare", help="what changed between two run directories, per job and group")
+    cp.add_argument("run_a", type=Path, help="RUN_A (before)")
+    cp.add_argument("run_b", type=Path, help="RUN_B (after)")
+    cp.add_argument("--json", dest="as_json", action="store_true", help="print the table as JSON records")
+    _stats_flags(cp)
+    cp.set_defaults(func=cmd_compare)
+
+
+def _stats_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resamples", type=int, default=None, help="bootstrap resamples (default 2000)")
+    p.add_argument("--seed", type=int, default=None, help="bootstrap seed (default 0)")
+
+
+def _stats_options(args) -> dict:
+    from harness.errors import ConfigError
+    from harness.metrics.stats import N_RESAMPLES, SEED
+
+    n = N_RESAMPLES if args.resamples is None else args.resamples
+    if n < 1:
+        raise ConfigError(f"--resamples must be >= 1, got {n}")
+    return {"n_resamples": n, "seed": SEED if args.seed is None else args.seed}
+
+
+def cmd_report(args) -> int:
+    from harness.report.render import write_report
+
+    files = write_report(args.run_dir, args.out, **_stats_options(args))
+    print(f"report: {files.html}")
+    for png in files.pngs:
+        print(f"chart:  {png}")
+    return 0
+
+
+def cmd_signoff(args) -> int:
+    from harness import results, signoff
+
+    policy = signoff.load_policy(args.policy)
+    verdict = signoff.signoff(args.run_dir, policy, **_stats_options(args))
+    results.write_signoff(args.run_dir, verdict.to_json())
+    junit = signoff.write_junit(verdict, args.junit or results.signoff_junit_path(args.run_dir))
+    if args.as_json:
+        print(json.dumps(results.read_signoff(args.run_dir), indent=2))
+    else:
+        print(signoff.format_verdict(verdict))
+        print(f"written: {args.run_dir / results.SIGNOFF_FILE}, {junit}")
+    if verdict.verdict == signoff.WARN:
+        reasons = "; ".join(f"{r.rule}: {r.message}" for r in verdict.rules if r.status == signoff.WARN)
+        print(f"WARNING: sign-off verdict is WARN ({reasons})", file=sys.stderr)
+        return signoff.EXIT_WARN
+    return signoff.EXIT_FAIL if verdict.verdict == signoff.FAIL else signoff.EXIT_PASS
+
+
+def cmd_compare(args) -> int:
+    from harness.compare_runs import compare_runs, format_comparison
+
+    comparison = compare_runs(args.run_a, args.run_b, **_stats_options(args))
+    if args.as_json:
+        table = comparison.table.astype(object).where(comparison.table.notna(), None)
+        print(json.dumps({"run_a": comparison.run_a, "run_b": comparison.run_b, "paired": comparison.paired,
+                          "reason": comparison.reason, "rows": table.to_dict(orient="records")}, indent=2))
+    else:
+        print(format_comparison(comparison))
     return 0
 
 

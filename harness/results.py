@@ -90,8 +90,8 @@ order the jobs finished; every entry has every key (null where it does not apply
 
 Written later by the commands that read a run (never by RunWriter, which ignores them):
 ``signoff.json`` -- the last ``qskew signoff`` verdict (``{"schema_version", "verdict", "policy",
-"rules": [...]}``, fields documented in ``harness.signoff``), and ``report/`` -- the HTML report and
-its PNG charts (``harness.report``).
+"rules": [...]}``, fields documented in ``harness.signoff``), ``signoff-junit.xml`` -- the same
+verdict as JUnit XML, and ``report/`` -- the HTML report and its PNG charts (``harness.report``).
 
 Example::
 
@@ -132,6 +132,7 @@ SUMMARY_FILE = "summary.json"
 FILES = (MANIFEST_FILE, PREDICTIONS_FILE, METRICS_FILE, SUMMARY_FILE)
 # Outputs of the commands that read a run (not part of the run itself; RunWriter ignores them).
 SIGNOFF_FILE = "signoff.json"   # the last `qskew signoff` verdict
+SIGNOFF_JUNIT_FILE = "signoff-junit.xml"  # its JUnit XML when --junit names no other file
 REPORT_DIR = "report"           # `qskew report`: the HTML page and its PNG charts
 
 REFERENCE_JOB = ("reference", "host", "keras")  # (variant, target, delegate) of the FP32 reference rows
@@ -161,6 +162,10 @@ class RunData:
         rows = self._rows((variant, target, delegate))
         values = np.stack(rows["logits"].to_list()).astype(np.float32) if len(rows) else np.zeros((0, 0), np.float32)
         return Logits(ids=rows["id"].to_numpy().astype(str), values=values)
+
+    def test_set(self) -> "pd.DataFrame":
+        """The test samples as the reference rows hold them: columns id, group, label (stored order)."""
+        return self._rows(REFERENCE_JOB)[["id", "group", "label"]]
 
     def per_sample(self, variant: str, target: str, delegate: str) -> "pd.DataFrame":
         """Recompute ``compare.per_sample`` for one job from the stored logits (for CIs, tests...)."""
@@ -356,6 +361,11 @@ def write_signoff(run_dir: Path, verdict: Mapping[str, Any]) -> Path:
     path = Path(run_dir) / SIGNOFF_FILE
     _atomic_write(path, lambda p: p.write_text(_dumps({"schema_version": SCHEMA_VERSION, **_jsonable(verdict)})))
     return path
+
+
+def signoff_junit_path(run_dir: Path) -> Path:
+    """Default place of the sign-off's JUnit XML inside a run directory."""
+    return Path(run_dir) / SIGNOFF_JUNIT_FILE
 
 
 def read_signoff(run_dir: Path) -> dict:

@@ -156,6 +156,27 @@ def bootstrap_cells(counts: np.ndarray, n_resamples: int, rng: np.random.Generat
     return out
 
 
+def stratified_bootstrap_means(values: np.ndarray, groups: np.ndarray, n_resamples: int,
+                               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bootstrap means of the columns of ``values`` (n, m), resampling the rows within each group.
+
+    Returns (sorted group names, group sizes, draws of shape (n_resamples, groups, m)). Rows are
+    counted by their distinct values and each group's counts drawn from a multinomial, which is
+    the same as resampling row indices and is fast when values take few distinct rows (paired
+    0/1 outcomes and their differences).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    names, index = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    sizes = np.bincount(index, minlength=names.size)
+    draws = np.empty((n_resamples, names.size, values.shape[1]))
+    for g in range(names.size):
+        distinct, inverse = np.unique(values[index == g], axis=0, return_inverse=True)
+        counts = np.bincount(inverse.ravel(), minlength=distinct.shape[0])
+        resampled = rng.multinomial(sizes[g], counts / sizes[g], size=n_resamples)
+        draws[:, g, :] = resampled @ distinct / sizes[g]
+    return names, sizes, draws
+
+
 def percentile_interval(draws: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
     """Two-sided percentile interval along axis 0 of bootstrap draws."""
     tail = (1 - confidence) / 2

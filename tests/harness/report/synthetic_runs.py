@@ -28,7 +28,7 @@ def make_test_set(sizes: Mapping[str, int] = SIZES, num_classes: int = 4, data_s
                   id_prefix: str = "s") -> tuple[GroupedDataset, np.ndarray]:
     """A test split and its reference logits [N, K] (float32)."""
     rng = np.random.default_rng(data_seed)
-    groups = np.concatenate([np.full(n, g) for g, n in sorted(sizes.items())]).astype("<U16")
+    groups = np.array([g for g, n in sorted(sizes.items()) for _ in range(n)], dtype=str)
     n = groups.size
     labels = rng.integers(0, num_classes, n).astype(np.int64)
     z = rng.normal(0.0, 1.0, (n, num_classes))

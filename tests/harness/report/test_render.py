@@ -1,0 +1,101 @@
+"""The HTML report: self-contained, every section present, text escaped, charts written as PNG."""
+
+from __future__ import annotations
+
+import base64
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from harness.report.render import SECTIONS, build_report, write_report
+from harness.results import read_run, report_dir
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class _Links(HTMLParser):
+    """Collects every src/href attribute, the section ids and the text content."""
+
+    def __init__(self):
+        super().__init__()
+        self.links, self.ids, self.tags, self.text = [], [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        for name, value in attrs:
+            if name in ("src", "href", "srcset", "action", "data"):
+                self.links.append(value)
+            if name == "id":
+                self.ids.append(value)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+@pytest.fixture(scope="module")
+def files(report_run):
+    return write_report(report_run, n_resamples=200, seed=1)
+
+
+@pytest.fixture(scope="module")
+def page(files):
+    parser = _Links()
+    parser.feed(files.html.read_text(encoding="utf-8"))
+    return parser
+
+
+def test_report_is_self_contained(files, page):
+    assert files.html == report_dir(files.html.parents[1]) / "report.html"
+    external = [link for link in page.links if not (link.startswith("data:image/png;base64,") or link.startswith("#"))]
+    assert external == []
+    assert not {"script", "link", "iframe", "object", "embed"} & set(page.tags)
+    assert "url(" not in files.html.read_text(encoding="utf-8")  # no CSS fetches either
+    images = [link for link in page.links if link.startswith("data:")]
+    assert len(images) == 5
+    for link in images:
+        assert base64.b64decode(link.split(",", 1)[1]).startswith(PNG_MAGIC)
+
+
+def test_report_has_every_section(page):
+    assert [key for key, _ in SECTIONS] == [i for i in page.ids]
+    text = " ".join(page.text)
+    for _, title in SECTIONS:
+        assert title in text
+    for needle in ("int8 / pixel7 / xnnpack", "ai_edge_litert", "2.3.0", "m" * 64, "Failed jobs",
+                   "McNemar", "balanced", "Linux <x86_64>"):
+        assert needle in text, needle
+
+
+def test_text_from_the_run_is_escaped(files, page):
+    html = files.html.read_text(encoding="utf-8")
+    assert "<b>minority" not in html
+    assert "&lt;b&gt;minority &amp; co&lt;/b&gt;" in html
+    assert "b" not in page.tags  # the group name did not become markup
+    assert "Linux &lt;x86_64&gt;" in html
+
+
+def test_charts_are_saved_next_to_the_page(files):
+    names = sorted(p.name for p in files.pngs)
+    assert names == sorted(f"report-{n}.png" for n in ("accuracy", "drops", "logits", "flips", "calibration"))
+    for png in files.pngs:
+        assert png.parent == files.html.parent and png.read_bytes().startswith(PNG_MAGIC)
+        assert png.stat().st_size > 5000
+
+
+def test_out_option_and_numbers_match_the_run(report_run, tmp_path):
+    out = tmp_path / "mail" / "skew.html"
+    files = write_report(report_run, out, n_resamples=50, seed=0)
+    assert files.html == out and all(p.name.startswith("skew-") for p in files.pngs)
+    run = read_run(report_run)
+    worst = [r for r in run.summary["runs"] if r["status"] == "ok" and r["variant"] == "int8"][0]
+    html = out.read_text(encoding="utf-8")
+    assert f"{100 * worst['worst_group_drop']:+.2f} [" in html  # the summary shows the stored drop
+
+
+def test_report_of_a_run_without_finished_jobs(synthetic, tmp_path):
+    run_dir = synthetic.make_run_dir(tmp_path / "run", variants={"int8": {}}, failed=[("int8", "local", "xnnpack")])
+    report = build_report(run_dir, n_resamples=10)
+    assert "No job finished" in report.html and "Failed jobs" in report.html
+    assert set(report.images) == {"calibration"}
+    assert re.search(r'src="(?!data:)', report.html) is None

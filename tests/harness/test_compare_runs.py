@@ -1,0 +1,113 @@
+"""compare_runs: paired intervals on the same test set, no interval (and a reason) otherwise."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.cli import main
+from harness.compare_runs import COMPARE_COLUMNS, compare_runs, format_comparison
+from harness.results import read_run
+
+A_VARIANTS = {"fp32": {}, "int8": {"majority": (0.9, 0.4), "minority": (0.5, 1.3)}}
+B_VARIANTS = {"int8": {"majority": (0.9, 0.4), "minority": (0.8, 0.5)}, "int16x8": {"majority": (1.0, 0.1)}}
+
+
+def _synthetic():
+    name = "qskew_test_synthetic_runs"
+    if name not in sys.modules:
+        path = Path(__file__).parent / "report" / "synthetic_runs.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    syn = _synthetic()
+    return {
+        "a": syn.make_run_dir(root / "a", variants=A_VARIANTS, noise_seed=1),
+        "b": syn.make_run_dir(root / "b", variants=B_VARIANTS, noise_seed=7),        # same test set
+        "other_ids": syn.make_run_dir(root / "c", variants=A_VARIANTS, id_prefix="t"),
+        "other_labels": syn.make_run_dir(root / "d", variants=A_VARIANTS, data_seed=9),  # same ids
+    }
+
+
+def rows(table, variant, scope="group"):
+    part = table[(table["variant"] == variant) & (table["scope"] == scope)]
+    return part.set_index("group") if scope == "group" else part.iloc[0]
+
+
+def test_same_test_set_is_paired_with_intervals(runs):
+    c = compare_runs(runs["a"], runs["b"], n_resamples=1000, seed=0)
+    assert c.paired and c.reason.startswith("paired: the same 750 test samples")
+    assert list(c.table.columns) == list(COMPARE_COLUMNS)
+    int8 = rows(c.table, "int8")
+    assert (int8["status"] == "both").all() and int8["paired"].all()
+    ma, mb = read_run(runs["a"]).metrics, read_run(runs["b"]).metrics
+    for g in ("majority", "minority"):
+        a = ma[(ma.variant == "int8") & (ma.group == g)].iloc[0]
+        b = mb[(mb.variant == "int8") & (mb.group == g)].iloc[0]
+        assert int8.loc[g, "acc_diff"] == pytest.approx(b["acc"] - a["acc"])
+        assert int8.loc[g, "drop_diff"] == pytest.approx(b["acc_drop"] - a["acc_drop"])
+        assert int8.loc[g, "flip_rate_diff"] == pytest.approx(b["flip_rate"] - a["flip_rate"])
+        for prefix in ("acc", "drop", "flip_rate"):
+            assert int8.loc[g, f"{prefix}_diff_lo"] <= int8.loc[g, f"{prefix}_diff"] <= int8.loc[g, f"{prefix}_diff_hi"]
+    # B's gentler int8 hurts the minority less: the whole interval of the drop change is negative
+    assert int8.loc["minority", "drop_diff_hi"] < 0
+
+
+def test_paired_interval_matches_the_paired_normal_approximation(runs):
+    """With ~150-600 paired items the bootstrap percentile interval is close to mean +- 1.96 sd/sqrt(n)."""
+    c = compare_runs(runs["a"], runs["b"], n_resamples=4000, seed=1)
+    fa, fb = read_run(runs["a"]).per_sample("int8", "local", "xnnpack"), read_run(runs["b"]).per_sample(
+        "int8", "local", "xnnpack")
+    for g in ("majority", "minority"):
+        d = fb.loc[fb.group == g, "correct"].to_numpy(float) - fa.loc[fa.group == g, "correct"].to_numpy(float)
+        half = 1.96 * d.std() / np.sqrt(d.size)
+        row = rows(c.table, "int8").loc[g]
+        assert row["acc_diff_lo"] == pytest.approx(d.mean() - half, abs=0.012)
+        assert row["acc_diff_hi"] == pytest.approx(d.mean() + half, abs=0.012)
+
+
+def test_a_run_against_itself_changes_nothing(runs):
+    c = compare_runs(runs["a"], runs["a"], n_resamples=200)
+    both = c.table[c.table["status"] == "both"]
+    for col in ("acc_diff", "acc_diff_lo", "acc_diff_hi", "drop_diff_hi", "flip_rate_diff_lo"):
+        assert (both[col] == 0).all()
+
+
+def test_jobs_in_one_run_only_are_listed(runs):
+    c = compare_runs(runs["a"], runs["b"], n_resamples=50)
+    assert rows(c.table, "fp32", "overall")["status"] == "only_a"
+    assert rows(c.table, "int16x8", "overall")["status"] == "only_b"
+    assert np.isnan(rows(c.table, "fp32", "overall")["acc_diff"]) and rows(c.table, "fp32", "overall")["n_b"] == 0
+    text = format_comparison(c)
+    assert "fp32/local/xnnpack" in text and "only in run A" in text and "only in run B" in text
+
+
+@pytest.mark.parametrize("other, why", [("other_ids", "ids only in A"), ("other_labels", "another label")])
+def test_different_test_sets_are_not_paired(runs, other, why):
+    c = compare_runs(runs["a"], runs[other], n_resamples=50)
+    assert not c.paired and why in c.reason and "no interval" in c.reason
+    both = c.table[c.table["status"] == "both"]
+    assert len(both) and not both["paired"].any()
+    assert both["acc_diff"].notna().all() and both["acc_diff_lo"].isna().all() and both["drop_diff_hi"].isna().all()
+
+
+def test_cli_compare(runs, capsys):
+    assert main(["compare", str(runs["a"]), str(runs["b"]), "--resamples", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "paired: the same 750 test samples" in out and "int8/local/xnnpack" in out
+    assert main(["compare", str(runs["a"]), str(runs["other_ids"]), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["paired"] is False and data["rows"][0]["acc_diff_lo"] is None
+    assert main(["compare", str(runs["a"]), str(runs["a"].parent / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err

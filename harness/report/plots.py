@@ -9,8 +9,9 @@ meaning the variant is worse than the FP32 reference.
 
 from __future__ import annotations
 
+import functools
 import io
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -36,6 +37,19 @@ def job_label(job: Sequence[str]) -> str:
     return " / ".join(str(part) for part in job)
 
 
+def plain_text(draw: Callable[..., bytes]) -> Callable[..., bytes]:
+    """Draw with mathtext off: a "$" in a group or device name is printed, never parsed as TeX."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs) -> bytes:
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
 def to_png(fig: "Figure") -> bytes:
     """Render a figure with the Agg canvas and return the PNG bytes."""
     buffer = io.BytesIO()
@@ -43,6 +57,7 @@ def to_png(fig: "Figure") -> bytes:
     return buffer.getvalue()
 
 
+@plain_text
 def accuracy_plot(groups: "pd.DataFrame") -> bytes:
     """Per-group accuracy of FP32 and of each variant with Wilson 95 % bars; one panel per
     target x delegate (the reference is the same in each)."""
@@ -80,6 +95,7 @@ def _accuracy_panel(ax: "Axes", part: "pd.DataFrame") -> None:
     ax.legend(fontsize=7, loc="lower left")
 
 
+@plain_text
 def drop_heatmap(groups: "pd.DataFrame") -> bytes:
     """Accuracy drop (pp) per job (rows: variant x target x delegate) and group (columns), with
     the bootstrap interval written in each cell; red = variant worse."""
@@ -113,6 +129,7 @@ def drop_heatmap(groups: "pd.DataFrame") -> bytes:
     return to_png(fig)
 
 
+@plain_text
 def distribution_plot(frames: Mapping[Job, "pd.DataFrame"]) -> bytes:
     """Per-sample logit variance and margin per group, reference vs variant, one row per job
     (at most MAX_DISTRIBUTION_JOBS rows): the seed paper's mechanism, flatter logits."""
@@ -151,6 +168,7 @@ def _paired_boxes(ax: "Axes", frame: "pd.DataFrame", col: str) -> None:
               ["FP32", "variant"], fontsize=7, loc="best")
 
 
+@plain_text
 def flips_plot(groups: "pd.DataFrame") -> bytes:
     """Flips in both directions per job and group: right -> wrong to the right (red), wrong ->
     right to the left (blue), as % of the group's samples."""
@@ -176,6 +194,7 @@ def flips_plot(groups: "pd.DataFrame") -> bytes:
     return to_png(fig)
 
 
+@plain_text
 def calibration_plot(calibration_shares: Mapping[str, float], test_counts: Mapping[str, int]) -> bytes:
     """Share of each group in the calibration set next to its share of the test set."""
     from matplotlib.figure import Figure

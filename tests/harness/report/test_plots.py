@@ -47,3 +47,9 @@ def test_distribution_rows_are_capped(one_job):
     many = {(f"v{i:02d}", "t", "d"): frame for i in range(plots.MAX_DISTRIBUTION_JOBS + 3)}
     few = {k: many[k] for k in sorted(many)[:plots.MAX_DISTRIBUTION_JOBS]}
     assert decode(plots.distribution_plot(many)).shape == decode(plots.distribution_plot(few)).shape
+
+
+def test_dollar_signs_in_names_are_text_not_tex():
+    # "$\\x$" would be a mathtext parse error if it were read as TeX
+    png = plots.calibration_plot({"$\\x$": 0.5, "a$b": 0.5}, {"$\\x$": 10, "a$b": 10})
+    assert decode(png).shape[1] > 200

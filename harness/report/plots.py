@@ -64,7 +64,8 @@ def accuracy_plot(groups: "pd.DataFrame") -> bytes:
     from matplotlib.figure import Figure
 
     panels = sorted(set(zip(groups["target"], groups["delegate"])))
-    fig = Figure(figsize=(PANEL_W_IN * min(len(panels), 2), PANEL_H_IN * ((len(panels) + 1) // 2)))
+    fig = Figure(figsize=(PANEL_W_IN * min(len(panels), 2), PANEL_H_IN * ((len(panels) + 1) // 2) + 0.4),
+                 layout="constrained")  # keeps the suptitle clear of the panel titles
     axes = fig.subplots((len(panels) + 1) // 2, min(len(panels), 2), squeeze=False).ravel()
     for ax, (target, delegate) in zip(axes, panels):
         part = groups[(groups["target"] == target) & (groups["delegate"] == delegate)]

@@ -59,7 +59,8 @@ def test_same_test_set_is_paired_with_intervals(runs):
         assert int8.loc[g, "drop_diff"] == pytest.approx(b["acc_drop"] - a["acc_drop"])
         assert int8.loc[g, "flip_rate_diff"] == pytest.approx(b["flip_rate"] - a["flip_rate"])
         for prefix in ("acc", "drop", "flip_rate"):
-            assert int8.loc[g, f"{prefix}_diff_lo"] <= int8.loc[g, f"{prefix}_diff"] <= int8.loc[g, f"{prefix}_diff_hi"]
+            lo, point, hi = (int8.loc[g, f"{prefix}_diff{end}"] for end in ("_lo", "", "_hi"))
+            assert lo <= point <= hi
     # B's gentler int8 hurts the minority less: the whole interval of the drop change is negative
     assert int8.loc["minority", "drop_diff_hi"] < 0
 

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.skipif(
 def screenshot(html, tmp_path):
     shot = tmp_path / "shot.png"
     argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+            "--disable-component-update", "--disable-sync", "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
             f"--screenshot={shot}", "--window-size=1200,2000", "--enable-logging=stderr", "--v=0", html.as_uri()]
     result = run_command(argv, timeout_s=CHROMIUM_TIMEOUT_S)
     return result, shot

@@ -71,3 +71,10 @@ def test_bad_files_name_the_problem_and_the_file(tmp_path, text, needle):
 def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         config.load(tmp_path / "nope.toml")
+
+
+def test_the_shipped_example_is_valid():
+    from pathlib import Path
+
+    exp = config.load(Path(__file__).resolve().parents[2] / "examples" / "digits.toml")
+    assert exp.name == "digits" and exp.run.delegates == ("xnnpack", "reference")

@@ -1,7 +1,7 @@
 """The whole pipeline through the CLI: real training, real converter, real runtime, local target.
 
-One demo run (all six variants) is shared by the tests in this module; it takes a few seconds
-once the small CNN is trained (which itself takes a few seconds on 2 cores).
+One demo run (all six variants, ``conftest.demo_run``) is shared by the tests; it takes a few
+seconds once the small CNN is trained (which itself takes a few seconds on 2 cores).
 """
 
 import json
@@ -18,13 +18,6 @@ from harness.paths import cache_dir
 from harness.metrics.groups import group_metrics
 
 ALL = ["fp32", "dynamic", "float16", "int8", "int16x8", "mixed"]
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "run"
-    assert cli.main(["demo", "--out", str(out), "--no-progress"]) == 0
-    return out
 
 
 def test_demo_writes_the_four_files_with_all_six_variants(demo_run, capsys):

@@ -37,6 +37,8 @@ else:  # run as a plain script: protocol.py sits next to this file (first on sys
 # Samples converted to the model's input dtype at a time: conversion stays vectorised and out of
 # the per-batch loop, while memory stays bounded on boards with little RAM.
 CONVERT_CHUNK_BYTES = 32 * 1024 * 1024
+# Integer storage up to this many bytes per value (uint8, int16...) is converted by table lookup.
+LUT_MAX_ITEMSIZE = 2
 # Op name under which a delegate's partition appears in the interpreter's node list.
 DELEGATE_OP_NAME = "DELEGATE"
 
@@ -291,8 +293,18 @@ def to_model_input(stored, preprocess, in_info):
     """Stored samples -> the model's input dtype: float_x = stored*scale+offset, then quantize.
 
     Quantization follows TFLite's own QUANTIZE kernel: round half away from zero of x/scale, plus
-    the zero point, clipped to the dtype's range.
+    the zero point, clipped to the dtype's range. 8- and 16-bit integer storage (uint8 images...)
+    goes through a lookup table of every storable value, computed with exactly the same float32
+    arithmetic: one gather instead of eight passes over the data.
     """
+    if stored.dtype.kind in "ui" and stored.dtype.itemsize <= LUT_MAX_ITEMSIZE:
+        info = np.iinfo(stored.dtype)
+        table = _convert(np.arange(info.min, info.max + 1, dtype=stored.dtype), preprocess, in_info)
+        return table[stored.astype(np.intp) - info.min] if info.min else table[stored]
+    return _convert(stored, preprocess, in_info)
+
+
+def _convert(stored, preprocess, in_info):
     x = stored.astype(np.float32)
     x *= np.float32(preprocess["scale"])
     x += np.float32(preprocess["offset"])

@@ -30,6 +30,7 @@ import os
 import posixpath
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -45,6 +46,7 @@ from harness.records import DeviceRun, GroupedDataset, ModelArtifact
 from harness.targets.base import Target
 
 log = logging.getLogger(__name__)
+_INPUTS_FILES: "weakref.WeakKeyDictionary[GroupedDataset, tuple[Path, str]]" = weakref.WeakKeyDictionary()
 
 RUNNER_DIR = Path(device_runner.__file__).resolve().parent
 RUNNER_FILES = ("__init__.py", "protocol.py", "run.py")  # all a board needs besides numpy + runtime
@@ -164,7 +166,20 @@ def push_inputs(target: Target, test: GroupedDataset, transfer: _Transfer) -> tu
 
 
 def _inputs_file(test: GroupedDataset) -> tuple[Path, str]:
-    """The host cache file holding test.x as .npy, named by the sha256 of its bytes."""
+    """The host cache file holding test.x as .npy, named by the sha256 of its bytes.
+
+    Remembered per dataset object (datasets are frozen and their arrays read-only), so a sweep of
+    many variants and delegates serializes and hashes the test set once, not once per job.
+    """
+    known = _INPUTS_FILES.get(test)
+    if known is not None and known[0].is_file():
+        return known
+    made = _write_inputs_file(test)
+    _INPUTS_FILES[test] = made
+    return made
+
+
+def _write_inputs_file(test: GroupedDataset) -> tuple[Path, str]:
     buf = io.BytesIO()
     try:
         np.save(buf, np.ascontiguousarray(test.x), allow_pickle=False)

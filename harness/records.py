@@ -62,10 +62,10 @@ class GroupedDataset:
         return self.take(np.flatnonzero(mask))
 
     def take(self, index: np.ndarray) -> "GroupedDataset":
-        """The rows at ``index`` (in that order)."""
+        """The rows at ``index`` (in that order), as read-only arrays like every dataset's."""
         return GroupedDataset(
-            name=self.name, ids=self.ids[index], x=self.x[index], y=self.y[index],
-            group=self.group[index], split=self.split[index], num_classes=self.num_classes,
+            name=self.name, ids=_frozen(self.ids[index]), x=_frozen(self.x[index]), y=_frozen(self.y[index]),
+            group=_frozen(self.group[index]), split=_frozen(self.split[index]), num_classes=self.num_classes,
             preprocess=self.preprocess, description=self.description,
         )
 
@@ -88,6 +88,11 @@ class GroupedDataset:
             h.update(a.tobytes())
         h.update(repr(self.preprocess).encode())
         return h.hexdigest()
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
 
 
 @dataclass(frozen=True)

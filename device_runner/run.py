@@ -341,34 +341,30 @@ def _new_output(got, fed, n_samples):
 def infer(interpreter, x, preprocess, in_info, out_info, batch, dynamic):
     """Run every sample; returns (outputs [N, ...], per-batch invoke seconds).
 
-    The loop body is what a bare interpreter loop does (set_tensor, invoke, get_tensor) plus one
-    copy into a preallocated array; input conversion happens per chunk, outside it.
+    The loop body is what a bare interpreter loop does (fill the input, invoke, get_tensor) plus
+    one copy into a preallocated array. A final partial batch resizes a dynamic batch dimension,
+    or is padded (and its extra outputs dropped) when the batch is fixed.
     """
     n = x.shape[0]
-    in_index, out_index = in_info["index"], out_info["index"]
-    set_tensor, invoke, get_tensor = interpreter.set_tensor, interpreter.invoke, interpreter.get_tensor
+    out_index = out_info["index"]
+    invoke, get_tensor = interpreter.invoke, interpreter.get_tensor
+    feed = (_direct_feeder(interpreter, x, preprocess, in_info)
+            or _chunk_feeder(interpreter, x, preprocess, in_info, batch))
     clock = time.perf_counter
-    sample_bytes = max(1, int(np.prod(x.shape[1:])) * 4)
-    chunk = max(batch, (CONVERT_CHUNK_BYTES // sample_bytes) // batch * batch)
     out, per_batch_s, start = None, [], 0
     try:
-        for c0 in range(0, n, chunk):
-            xs = to_model_input(x[c0:c0 + chunk], preprocess, in_info)
-            for b0 in range(0, xs.shape[0], batch):
-                xb = xs[b0:b0 + batch]
-                m = xb.shape[0]
-                if m != batch:
-                    xb = _last_batch(interpreter, in_info, xb, batch, dynamic)
-                set_tensor(in_index, xb)
-                t0 = clock()
-                invoke()
-                per_batch_s.append(clock() - t0)
-                got = get_tensor(out_index)
-                if out is None or m != batch:
-                    out = _new_output(got, xb.shape[0], n) if out is None else out
-                    got = got[:m]
-                out[start:start + m] = got
-                start += m
+        for start in range(0, n, batch):
+            m = min(batch, n - start)
+            if m != batch and dynamic:
+                prepare(interpreter, in_info, m, True)
+            feed(start, m)
+            t0 = clock()
+            invoke()
+            per_batch_s.append(clock() - t0)
+            got = get_tensor(out_index)
+            if out is None:
+                out = _new_output(got, m if dynamic else batch, n)
+            out[start:start + m] = got[:m]
     except JobFailure:
         raise
     except Exception as exc:
@@ -377,14 +373,43 @@ def infer(interpreter, x, preprocess, in_info, out_info, batch, dynamic):
     return out, per_batch_s
 
 
-def _last_batch(interpreter, in_info, xb, batch, dynamic):
-    """The final, partial batch: resize a dynamic batch dimension, else pad (outputs dropped)."""
-    if dynamic:
-        prepare(interpreter, in_info, xb.shape[0], True)
-        return xb
-    pad = np.zeros((batch,) + xb.shape[1:], dtype=xb.dtype)
-    pad[:xb.shape[0]] = xb
-    return pad
+def _direct_feeder(interpreter, x, preprocess, in_info):
+    """For 8/16-bit unsigned storage (uint8 images...): gather each batch through the conversion
+    table straight into the input tensor's buffer -- no converted copy of the data set, no extra
+    set_tensor copy. None when the storage dtype does not allow it."""
+    if x.dtype.kind != "u" or x.dtype.itemsize > LUT_MAX_ITEMSIZE:
+        return None
+    table = _convert(np.arange(np.iinfo(x.dtype).max + 1, dtype=x.dtype), preprocess, in_info)
+    in_index = in_info["index"]
+
+    def feed(b0, m):
+        view = interpreter.tensor(in_index)()  # dropped on return: invoke refuses live views
+        if view.shape[0] == m:
+            np.take(table, x[b0:b0 + m], out=view)
+        else:
+            view[:m] = table[x[b0:b0 + m]]
+            view[m:] = 0
+    return feed
+
+
+def _chunk_feeder(interpreter, x, preprocess, in_info, batch):
+    """Any other storage: convert CONVERT_CHUNK_BYTES of samples at a time, set_tensor per batch."""
+    sample_bytes = max(1, int(np.prod(x.shape[1:])) * 4)
+    chunk = max(batch, (CONVERT_CHUNK_BYTES // sample_bytes) // batch * batch)
+    in_index, set_tensor = in_info["index"], interpreter.set_tensor
+    held = {"at": None, "xs": None}
+
+    def feed(b0, m):
+        c0 = b0 // chunk * chunk
+        if held["at"] != c0:
+            held["at"], held["xs"] = c0, to_model_input(x[c0:c0 + chunk], preprocess, in_info)
+        xb = held["xs"][b0 - c0:b0 - c0 + m]
+        if m != batch and interpreter.get_input_details()[0]["shape"][0] != m:
+            pad = np.zeros((batch,) + xb.shape[1:], dtype=xb.dtype)
+            pad[:m] = xb
+            xb = pad
+        set_tensor(in_index, xb)
+    return feed
 
 
 def _atomic_write(path, write):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -16,25 +15,12 @@ import pytest  # noqa: E402
 
 from device_runner import protocol  # noqa: E402
 from harness.targets.process import run_command  # noqa: E402
+from support import tiny_models as tiny  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 RUNNER_SRC = REPO / "device_runner"
 RUNNER_TIMEOUT_S = 120.0  # one tiny job; generous for a loaded 2-core machine
 N_SAMPLES = 150           # 64 + 64 + 22: exercises the last, partial batch
-
-
-def load_tiny_models():
-    """tests/device_runner/tiny_models.py, loaded by path once (test folders are not packages)."""
-    name = "qskew_test_tiny_models"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("tiny_models.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-tiny = load_tiny_models()
 
 
 @pytest.fixture(scope="session")

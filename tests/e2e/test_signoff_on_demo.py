@@ -1,16 +1,12 @@
 """Sign-off, report and compare on a real demo run (issue 5's "on the demo run" checks)."""
 
 import json
-import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
 from harness import cli, results
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness" / "report"))
-from test_chromium import CHROMIUM, PAGE_ERRORS, screenshot  # noqa: E402  (one screenshot helper)
+from support.chromium import CHROMIUM, PAGE_ERRORS, screenshot
 
 # Strict: the demo's minority has 180 test samples and no phone is attached, so two rules must fail.
 STRICT = """

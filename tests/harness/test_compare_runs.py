@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,30 +10,20 @@ import pytest
 from harness.cli import main
 from harness.compare_runs import COMPARE_COLUMNS, compare_runs, format_comparison
 from harness.results import read_run
+from support.synthetic_runs import make_run_dir
 
 A_VARIANTS = {"fp32": {}, "int8": {"majority": (0.9, 0.4), "minority": (0.5, 1.3)}}
 B_VARIANTS = {"int8": {"majority": (0.9, 0.4), "minority": (0.8, 0.5)}, "int16x8": {"majority": (1.0, 0.1)}}
 
 
-def _synthetic():
-    name = "qskew_test_synthetic_runs"
-    if name not in sys.modules:
-        path = Path(__file__).parent / "report" / "synthetic_runs.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("compare")
-    syn = _synthetic()
     return {
-        "a": syn.make_run_dir(root / "a", variants=A_VARIANTS, noise_seed=1),
-        "b": syn.make_run_dir(root / "b", variants=B_VARIANTS, noise_seed=7),        # same test set
-        "other_ids": syn.make_run_dir(root / "c", variants=A_VARIANTS, id_prefix="t"),
-        "other_labels": syn.make_run_dir(root / "d", variants=A_VARIANTS, data_seed=9),  # same ids
+        "a": make_run_dir(root / "a", variants=A_VARIANTS, noise_seed=1),
+        "b": make_run_dir(root / "b", variants=B_VARIANTS, noise_seed=7),        # same test set
+        "other_ids": make_run_dir(root / "c", variants=A_VARIANTS, id_prefix="t"),
+        "other_labels": make_run_dir(root / "d", variants=A_VARIANTS, data_seed=9),  # same ids
     }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -15,24 +14,10 @@ from harness.errors import CommandTimeout, ConfigError, ProtocolMismatch, Runner
 from harness.on_device import run_job
 from harness.records import GroupedDataset, ModelArtifact, Preprocess
 from harness.targets.local import LocalTarget
+from support import tiny_models as tiny
 
 N_SAMPLES = 150  # 64 + 64 + 22 with batch 64
 HOSTILE_NAME = "wd 'a\"b $(touch pwned) ;touch pwned2; `touch pwned3`"
-
-
-def _tiny_models():
-    """tests/device_runner/tiny_models.py, loaded by path (test folders are not packages)."""
-    name = "qskew_test_tiny_models"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "device_runner" / "tiny_models.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-tiny = _tiny_models()
 
 
 @pytest.fixture(scope="module")

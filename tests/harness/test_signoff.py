@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from harness.errors import ConfigError
 from harness.metrics.stats import run_stats
 from harness.records import DeviceRun, GroupedDataset, Logits
 from harness.results import RunWriter, read_run, read_signoff, signoff_junit_path
+from support.synthetic_runs import make_run_dir
 
 MILD = {"fp32": {}, "int8": {"majority": (0.95, 0.3), "minority": (0.7, 0.8)}}
 LENIENT = {"max_worst_group_drop": 0.5, "max_psi": 0.5, "judge_on_upper_bound": True, "max_flip_rate_ratio": 50.0,
@@ -24,19 +23,9 @@ LENIENT = {"max_worst_group_drop": 0.5, "max_psi": 0.5, "judge_on_upper_bound": 
 STRICT = {"max_worst_group_drop": 0.005, "max_psi": 0.5, "min_group_size": 10}
 
 
-def _synthetic():
-    name = "qskew_test_synthetic_runs"
-    if name not in sys.modules:
-        path = Path(__file__).parent / "report" / "synthetic_runs.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    return _synthetic().make_run_dir(tmp_path_factory.mktemp("signoff") / "run", variants=MILD)
+    return make_run_dir(tmp_path_factory.mktemp("signoff") / "run", variants=MILD)
 
 
 @pytest.fixture(scope="module")
@@ -106,19 +95,18 @@ def test_min_group_size_and_coverage_rules(run_dir, stats):
 
 @pytest.mark.parametrize("applied, status", [("none", so.FAIL), ("unknown", so.WARN), ("xnnpack", so.PASS)])
 def test_a_delegate_counts_only_if_it_really_ran(tmp_path, applied, status):
-    run_dir = _synthetic().make_run_dir(tmp_path / "run", variants={"fp32": {}}, delegate_applied=applied)
+    run_dir = make_run_dir(tmp_path / "run", variants={"fp32": {}}, delegate_applied=applied)
     v = verdict_of(run_dir, {"require_delegates": ["xnnpack"]})
     assert rule(v, "require_delegates").status == status
     assert v.verdict == status
 
 
 def test_failed_jobs_warn_and_no_finished_job_fails(tmp_path):
-    syn = _synthetic()
-    some = syn.make_run_dir(tmp_path / "some", variants=MILD, failed=[("int8", "local", "xnnpack")])
+    some = make_run_dir(tmp_path / "some", variants=MILD, failed=[("int8", "local", "xnnpack")])
     v = verdict_of(some, {})
     assert [r.rule for r in v.rules] == ["jobs_completed"] and v.verdict == so.WARN
     assert "int8 / local / xnnpack (run)" in v.rules[0].message
-    none = syn.make_run_dir(tmp_path / "none", variants={"int8": {}}, failed=[("int8", "local", "xnnpack")])
+    none = make_run_dir(tmp_path / "none", variants={"int8": {}}, failed=[("int8", "local", "xnnpack")])
     v = verdict_of(none, {"max_worst_group_drop": 0.5})
     assert v.verdict == so.FAIL and rule(v, "jobs_completed").status == so.FAIL
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,23 +11,13 @@ from harness.metrics import stats as st
 from harness.metrics.compare import per_sample
 from harness.metrics.groups import disparity, group_metrics
 from harness.records import DeviceRun, Logits
-
-
-def _synthetic():
-    name = "qskew_test_synthetic_runs"
-    if name not in sys.modules:
-        path = Path(__file__).parents[1] / "report" / "synthetic_runs.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+from support.synthetic_runs import make_test_set, variant_logits
 
 
 def make_frame(sizes=None, spec=None, variant="int8", target="local", delegate="xnnpack", seed=0) -> pd.DataFrame:
-    syn = _synthetic()
-    test, z_ref = syn.make_test_set(sizes or {"majority": 400, "minority": 120, "tiny": 30}, data_seed=seed)
+    test, z_ref = make_test_set(sizes or {"majority": 400, "minority": 120, "tiny": 30}, data_seed=seed)
     spec = spec if spec is not None else {"majority": (0.9, 0.5), "minority": (0.5, 1.2), "tiny": (0.7, 0.8)}
-    z_var = syn.variant_logits(z_ref, test.group, spec, noise_seed=seed + 1)
+    z_var = variant_logits(z_ref, test.group, spec, noise_seed=seed + 1)
     run = DeviceRun(variant=variant, target=target, delegate=delegate, artifact_sha256=None, logits=z_var)
     return per_sample(Logits(ids=test.ids, values=z_ref), run, test)
 

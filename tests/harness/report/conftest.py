@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-
-def load_synthetic():
-    """tests/harness/report/synthetic_runs.py, loaded by path once (test folders are not packages)."""
-    name = "qskew_test_synthetic_runs"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("synthetic_runs.py"))
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+from support import synthetic_runs
 
 
 @pytest.fixture(scope="session")
 def synthetic():
-    return load_synthetic()
+    return synthetic_runs
 
 
 @pytest.fixture(scope="module")

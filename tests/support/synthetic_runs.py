@@ -3,7 +3,7 @@
 The reference logits are Gaussian noise plus a boost on the true class (about 90 % accuracy). A
 variant's logits are the reference's shrunk towards zero and jittered, per group: a larger
 ``shrink``/``noise`` for a group flattens its logits and costs it accuracy, the mechanism the
-report plots. Loaded by path from the tests (test folders are not packages).
+report plots. Imported by the tests as ``support.synthetic_runs``.
 """
 
 from __future__ import annotations

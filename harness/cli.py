@@ -186,7 +186,7 @@ def cmd_convert(args) -> int:
                                        strategy=args.calibration_strategy, seed=0)
     options = QuantizeOptions(calibration_size=args.calibration_size, calibration_strategy=args.calibration_strategy)
     args.out.mkdir(parents=True, exist_ok=True)
-    artifacts = convert_all(source.model, variants, calibration, options, args.out / ".cache", progress=progress)
+    artifacts = convert_all(source.model, variants, calibration, options, progress=progress)  # shared cache
     rows = []
     for art in artifacts:
         dest = None

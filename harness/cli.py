@@ -281,7 +281,7 @@ def cmd_signoff(args) -> int:
     results.write_signoff(args.run_dir, verdict.to_json())
     junit = signoff.write_junit(verdict, args.junit or results.signoff_junit_path(args.run_dir))
     if args.as_json:
-        print(json.dumps(results.read_signoff(args.run_dir), indent=2))
+        _print_json(results.read_signoff(args.run_dir))
     else:
         print(signoff.format_verdict(verdict))
         print(f"written: {args.run_dir / results.SIGNOFF_FILE}, {junit}")
@@ -298,8 +298,8 @@ def cmd_compare(args) -> int:
     comparison = compare_runs(args.run_a, args.run_b, **_stats_options(args))
     if args.as_json:
         table = comparison.table.astype(object).where(comparison.table.notna(), None)
-        print(json.dumps({"run_a": comparison.run_a, "run_b": comparison.run_b, "paired": comparison.paired,
-                          "reason": comparison.reason, "rows": table.to_dict(orient="records")}, indent=2))
+        _print_json({"run_a": comparison.run_a, "run_b": comparison.run_b, "paired": comparison.paired,
+                     "reason": comparison.reason, "rows": table.to_dict(orient="records")})
     else:
         print(format_comparison(comparison))
     return 0

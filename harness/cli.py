@@ -41,8 +41,11 @@ def main(argv: list[str] | None = None) -> int:
             # Machine-readable output owns stdout: anything native code prints goes to stderr,
             # and the JSON document is written to a duplicate of the real stdout.
             global _json_out
-            with os.fdopen(os.dup(1), "w") as _json_out, _fd_redirect(1, 2):
-                return args.func(args) or 0
+            try:
+                with os.fdopen(os.dup(1), "w") as _json_out, _fd_redirect(1, 2):
+                    return args.func(args) or 0
+            finally:
+                _json_out = None
         return args.func(args) or 0
     except QskewError as err:
         if args.debug:

@@ -43,9 +43,10 @@ from typing import Any, Mapping
 
 from device_runner.protocol import RUNTIMES, parse_delegate
 from harness.errors import ConfigError
+from harness.quantize.options import CALIBRATION_STRATEGIES
+from harness.quantize.variants import get_variant, known_variants
 
-ALL_VARIANTS = ("fp32", "dynamic", "float16", "int8", "int16x8", "mixed")
-CALIBRATION_STRATEGIES = ("random", "proportional", "balanced")
+ALL_VARIANTS = tuple(known_variants())  # the registry's names, in its order (defined there once)
 DEFAULT_MODEL = "small_cnn"
 DEFAULT_DATASET = "digits-groups"
 
@@ -177,8 +178,10 @@ def validate(exp: Experiment) -> None:
     if not exp.quantize.variants:
         raise ConfigError(f"{src}: [quantize] variants is empty")
     for v in exp.quantize.variants:
-        if v not in ALL_VARIANTS:
-            raise ConfigError(f"{src}: unknown variant {v!r}; known: {', '.join(ALL_VARIANTS)}")
+        try:
+            get_variant(v)
+        except ConfigError as exc:
+            raise ConfigError(f"{src}: {exc}") from None
     if exp.quantize.calibration_strategy not in CALIBRATION_STRATEGIES:
         raise ConfigError(f"{src}: unknown calibration_strategy {exp.quantize.calibration_strategy!r}; "
                           f"known: {', '.join(CALIBRATION_STRATEGIES)}")

@@ -168,10 +168,7 @@ def _model_source(exp, dataset, progress: bool, echo):
 
 def cmd_convert(args) -> int:
     from harness import config, datasets
-    from harness.evaluate import STATIC_VARIANTS
-    from harness.quantize.calibration import make_calibration
-    from harness.quantize.convert import convert_all
-    from harness.quantize.options import QuantizeOptions
+    from harness.evaluate import build_variants
 
     variants = _csv(args.variants) if args.variants else list(config.ALL_VARIANTS)
     model_is_path = Path(args.model).exists()
@@ -183,13 +180,8 @@ def cmd_convert(args) -> int:
     progress, echo = _progress(args), _echo(args)
     dataset = datasets.load(exp.data.dataset)
     source = _model_source(exp, dataset, progress, echo)
-    calibration = None
-    if STATIC_VARIANTS.intersection(variants):
-        calibration = make_calibration(dataset.subset("train"), size=args.calibration_size,
-                                       strategy=args.calibration_strategy, seed=0)
-    options = QuantizeOptions(calibration_size=args.calibration_size, calibration_strategy=args.calibration_strategy)
     args.out.mkdir(parents=True, exist_ok=True)
-    artifacts = convert_all(source.model, variants, calibration, options, progress=progress)  # shared cache
+    _, artifacts = build_variants(exp, source.model, dataset.subset("train"), progress, echo)
     rows = []
     for art in artifacts:
         dest = None

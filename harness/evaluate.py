@@ -21,8 +21,6 @@ from harness.records import GroupedDataset, ModelArtifact
 
 log = logging.getLogger(__name__)
 
-STATIC_VARIANTS = frozenset({"int8", "int16x8", "mixed"})  # variants that need calibration data
-
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -46,8 +44,7 @@ def evaluate(exp: Experiment, dataset: GroupedDataset, source: ModelSource, out_
     writer = results.RunWriter(out_dir, resume=True)
     echo(f"reference: FP32 Keras logits for {len(test)} test samples")
     ref = reference.reference_logits(source.model, test)
-    calibration = _calibration(exp, train)
-    artifacts = _convert(exp, source.model, calibration, progress, echo)
+    calibration, artifacts = build_variants(exp, source.model, train, progress, echo)
     targets = _open_targets(exp)
     try:
         writer.write_manifest(_manifest(exp, dataset, source, calibration, artifacts, targets))
@@ -59,21 +56,19 @@ def evaluate(exp: Experiment, dataset: GroupedDataset, source: ModelSource, out_
     return out_dir
 
 
-def _calibration(exp: Experiment, train: GroupedDataset):
-    if not STATIC_VARIANTS.intersection(exp.quantize.variants):
-        return None
-    from harness.quantize.calibration import make_calibration
-
-    q = exp.quantize
-    return make_calibration(train, size=q.calibration_size, strategy=q.calibration_strategy, seed=q.seed)
-
-
-def _convert(exp: Experiment, model, calibration, progress: bool, echo) -> list[ModelArtifact]:
+def build_variants(exp: Experiment, model, train: GroupedDataset, progress: bool = True,
+                   echo: Callable[[str], None] = lambda s: None):
+    """Calibration set (when a variant needs one) and every variant of ``exp``: (calibration, artifacts)."""
     from harness.paths import cache_dir
+    from harness.quantize.calibration import make_calibration
     from harness.quantize.convert import convert_all
     from harness.quantize.options import QuantizeOptions
+    from harness.quantize.variants import get_variant
 
     q = exp.quantize
+    calibration = None
+    if any(get_variant(v).needs_calibration for v in q.variants):
+        calibration = make_calibration(train, size=q.calibration_size, strategy=q.calibration_strategy, seed=q.seed)
     options = QuantizeOptions(calibration_size=q.calibration_size, calibration_strategy=q.calibration_strategy,
                               seed=q.seed, mixed_layers_regex=q.mixed_layers_regex or None,
                               mixed_last_n=q.mixed_last_n, check_batch_size=exp.run.batch_size)
@@ -82,7 +77,7 @@ def _convert(exp: Experiment, model, calibration, progress: bool, echo) -> list[
     for art in artifacts:
         if not art.ok:
             echo(f"  {art.variant}: FAILED ({art.error})")
-    return artifacts
+    return calibration, artifacts
 
 
 def _open_targets(exp: Experiment) -> list:

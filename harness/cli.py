@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import sys
@@ -17,6 +18,9 @@ from pathlib import Path
 
 from harness.errors import QskewError
 
+# Commands that live in their own module: each has ``register(subparsers)`` and imports nothing
+# heavy at module level (``qskew --help`` stays instant).
+COMMAND_MODULES = ("harness.commands.device", "harness.commands.analysis")
 EXIT_ERROR = 2  # a QskewError: bad input, failed device, ... (argparse also uses 2 for bad usage)
 _json_out = None  # the real stdout while a --json command runs (see main)
 
@@ -97,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(func=cmd_inspect)
     _add_run_dir_commands(sub)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return p
 
 

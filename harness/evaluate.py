@@ -13,7 +13,7 @@ import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from harness.config import Experiment
 from harness.errors import ConfigError
@@ -31,8 +31,12 @@ class ModelSource:
 
 
 def evaluate(exp: Experiment, dataset: GroupedDataset, source: ModelSource, out_dir: Path,
-             *, progress: bool = True, echo: Callable[[str], None] = lambda s: None) -> Path:
+             *, progress: bool = True, echo: Callable[[str], None] = lambda s: None,
+             extra_artifacts: Sequence[ModelArtifact] = ()) -> Path:
     """Run ``exp`` end to end and return the run directory.
+
+    ``extra_artifacts`` are variants built elsewhere (e.g. by ``qskew mitigate``) that run next to
+    the experiment's own variants, under their own variant names.
 
     >>> evaluate(config.from_dict({}), datasets.load("digits-groups"), source, Path("runs/x"))  # doctest: +SKIP
     """
@@ -45,6 +49,7 @@ def evaluate(exp: Experiment, dataset: GroupedDataset, source: ModelSource, out_
     echo(f"reference: FP32 Keras logits for {len(test)} test samples")
     ref = reference.reference_logits(source.model, test)
     calibration, artifacts = build_variants(exp, source.model, train, progress, echo)
+    artifacts = list(artifacts) + list(extra_artifacts)
     targets = _open_targets(exp)
     try:
         writer.write_manifest(_manifest(exp, dataset, source, calibration, artifacts, targets))

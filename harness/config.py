@@ -22,7 +22,8 @@ An experiment names a dataset, a model, the variants to build, and where and how
     mixed_last_n = 2                    # ... or, when the regex is empty, the last N quantizable ops
 
     [run]
-    targets = ["local"]                 # where the runner executes ("local": a child process here)
+    targets = ["local"]                 # devices by name or label ("soc=tensor-g2"), from the inventory
+    devices_file = ""                   # devices.toml; default $QSKEW_DEVICES, else ./devices.toml
     delegates = ["xnnpack"]             # xnnpack, reference, builtin, external:<path.so>[,k=v...]
     num_threads = 2
     batch_size = 64
@@ -75,7 +76,8 @@ class QuantizeConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    targets: tuple[str, ...] = ("local",)
+    targets: tuple[str, ...] = ("local",)   # device names or key=value label selectors
+    devices_file: str = ""                  # inventory (devices.toml); "" = harness.inventory's default
     delegates: tuple[str, ...] = ("xnnpack",)
     num_threads: int = 2
     batch_size: int = 64
@@ -165,7 +167,10 @@ def _resolve_paths(exp: Experiment, base_dir: Path | None) -> Experiment:
         data = DataConfig(dataset=str(base_dir / data.dataset))
     if model.path and not Path(model.path).is_absolute():
         model = dataclasses.replace(model, path=str(base_dir / model.path))
-    return dataclasses.replace(exp, data=data, model=model)
+    run = exp.run
+    if run.devices_file and not Path(run.devices_file).is_absolute():
+        run = dataclasses.replace(run, devices_file=str(base_dir / run.devices_file))
+    return dataclasses.replace(exp, data=data, model=model, run=run)
 
 
 def validate(exp: Experiment) -> None:
@@ -199,6 +204,5 @@ def validate(exp: Experiment) -> None:
     if not exp.run.targets:
         raise ConfigError(f"{src}: [run] targets is empty")
     for t in exp.run.targets:
-        if t != "local":
-            raise ConfigError(f"{src}: unknown target {t!r}; this version runs on: local "
-                              "(ADB devices come with the device inventory)")
+        if not t.strip() or t.strip().startswith("="):
+            raise ConfigError(f"{src}: [run] targets has an empty device name or label selector {t!r}")

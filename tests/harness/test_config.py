@@ -54,7 +54,7 @@ batch_size = 8
     ("[run]\ndelegates = ['gpuu']", "unknown delegate 'gpuu'"),
     ("[run]\nbatch_size = 'big'", "batch_size must be int"),
     ("[run]\nbatch_size = 0", "must be >= 1"),
-    ("[run]\ntargets = ['pixel7']", "unknown target 'pixel7'"),
+    ("[run]\ntargets = ['=x']", "empty device name or label selector"),
     ("[quantize]\ncalibration_strategy = 'stratfied'", "unknown calibration_strategy 'stratfied'"),
     ("[model]\nname = 'small_cnn'\npath = 'x.keras'", "give name or path, not both"),
     ("[run\n", "is not valid TOML"),

@@ -1,0 +1,241 @@
+"""The device inventory: which devices exist, how to reach them, and which ones an experiment selects.
+
+An inventory is a TOML file (``devices.toml``) with one ``[[device]]`` table per device::
+
+    [[device]]
+    name = "pixel7"                    # used in logs, errors and the run directory
+    reach = "adb-tcp"                  # adb-tcp | adb-usb | local | simulated
+    address = "192.168.1.20:5555"      # adb-tcp: host:port (after `adb tcpip 5555`)
+    # serial = "28161FDH2003LZ"        # adb-usb: the serial `adb devices` shows
+    runner = "python"                  # runner kind: python (device_runner on the device's Python)
+    python = "python3"                 # the interpreter that runs the runner on the device
+    workdir = "/data/local/tmp/qskew"  # a folder qskew owns on the device (its cache and jobs)
+    delegates = ["xnnpack", "reference"]   # what the device offers; empty or absent: anything
+    labels = { soc = "tensor-g2", accelerator = "tpu", os = "android" }
+
+``reach = "simulated"`` is a simulated ADB device that qskew starts on loopback for the run and
+stops afterwards (``python`` is then the host interpreter the simulated device runs; its file
+system lives in qskew's cache, so its content-addressed files survive between runs).
+``reach = "local"`` runs the runner as a child process of this machine.
+
+Two devices are always known, even without a file: ``local`` (this machine) and ``simulated`` (a
+simulated ADB device running this Python). A file may redefine either name.
+
+Selectors (``[run] targets`` of an experiment, ``--device`` on the command line) are device names,
+or ``key=value`` to take every device whose label (or ``reach``/``runner``) has that value.
+
+>>> inv = load_inventory(None)
+>>> [d.name for d in inv.select(["local"])]
+['local']
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from harness.errors import ConfigError
+
+REACH_KINDS = ("adb-tcp", "adb-usb", "local", "simulated")
+RUNNER_KINDS = ("python",)
+DEFAULT_WORKDIR = "/data/local/tmp/qskew"  # writable and exec-able over adb on stock Android
+DEFAULT_PYTHON = "python3"
+ENV_DEVICES = "QSKEW_DEVICES"              # an inventory file used when no --devices is given
+LOCAL_FILE = "devices.toml"                # ...else ./devices.toml when it exists
+_KEYS = {"name", "reach", "address", "serial", "runner", "python", "workdir", "delegates", "labels",
+         "max_payload", "features", "auth"}
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One device of the inventory: how to reach it and what it offers."""
+
+    name: str
+    reach: str
+    address: str = ""
+    serial: str = ""
+    runner: str = "python"
+    python: str = DEFAULT_PYTHON
+    workdir: str = DEFAULT_WORKDIR
+    delegates: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    # simulated devices only: what the simulated adbd advertises
+    max_payload: int = 1 << 20
+    features: tuple[str, ...] | None = None   # None: the simulator's defaults; () a legacy device
+    auth: bool = False
+
+    def offers(self, delegate: str) -> bool:
+        """Whether this device offers ``delegate`` (an external delegate matches "external")."""
+        if not self.delegates:
+            return True
+        kind = delegate.split(":", 1)[0]
+        return delegate in self.delegates or kind in self.delegates
+
+    def matches(self, selector: str) -> bool:
+        """True for the device's own name, or a ``key=value`` its labels/reach/runner satisfy."""
+        if "=" not in selector:
+            return selector == self.name
+        key, value = (s.strip() for s in selector.split("=", 1))
+        facts = {**self.labels, "reach": self.reach, "runner": self.runner}
+        return str(facts.get(key)) == value
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"name": self.name, "reach": self.reach, "runner": self.runner, "python": self.python,
+               "workdir": self.workdir, "delegates": list(self.delegates), "labels": dict(self.labels)}
+        if self.address:
+            out["address"] = self.address
+        if self.serial:
+            out["serial"] = self.serial
+        return out
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The devices known to this run, from a file and the built-ins."""
+
+    devices: tuple[DeviceSpec, ...]
+    source: str
+
+    def get(self, name: str) -> DeviceSpec:
+        for d in self.devices:
+            if d.name == name:
+                return d
+        raise ConfigError(f"{self.source}: no device named {name!r}; known: {self.names()}")
+
+    def names(self) -> str:
+        return ", ".join(d.name for d in self.devices)
+
+    def select(self, selectors: Iterable[str]) -> list[DeviceSpec]:
+        """Every device matching any selector, in inventory order, each once.
+
+        A selector that matches nothing is an error (a typo would otherwise silently drop a device).
+        """
+        selectors = list(selectors)
+        if not selectors:
+            raise ConfigError(f"{self.source}: no device selected")
+        chosen: list[DeviceSpec] = []
+        for sel in selectors:
+            hits = [d for d in self.devices if d.matches(sel)]
+            if not hits:
+                what = "label" if "=" in sel else "device"
+                raise ConfigError(f"{self.source}: no {what} matches {sel!r}; devices: {self.names()}")
+            chosen.extend(d for d in hits if d not in chosen)
+        return [d for d in self.devices if d in chosen]
+
+
+def builtin_devices() -> tuple[DeviceSpec, ...]:
+    """The two devices every inventory has unless a file redefines them."""
+    return (DeviceSpec(name="local", reach="local", python=sys.executable, workdir="",
+                       labels={"os": "linux", "kind": "host"}),
+            DeviceSpec(name="simulated", reach="simulated", python=sys.executable, workdir="",
+                       labels={"os": "linux", "kind": "simulated"}))
+
+
+def inventory_path(explicit: str | os.PathLike | None) -> Path | None:
+    """The file to read: ``explicit``, else $QSKEW_DEVICES, else ./devices.toml if present."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(ENV_DEVICES):
+        return Path(os.environ[ENV_DEVICES])
+    local = Path(LOCAL_FILE)
+    return local if local.is_file() else None
+
+
+def load_inventory(path: str | os.PathLike | None) -> Inventory:
+    """Read an inventory file (``None``: the rule of :func:`inventory_path`) plus the built-ins."""
+    file = inventory_path(path)
+    if file is None:
+        return Inventory(builtin_devices(), "built-in devices")
+    try:
+        raw = tomllib.loads(file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"device inventory {file} does not exist") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"device inventory {file} cannot be read: {exc}") from exc
+    return from_dict(raw, source=str(file), base_dir=file.resolve().parent)
+
+
+def from_dict(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path | None = None) -> Inventory:
+    """Build and check an inventory from parsed TOML (``{"device": [{...}, ...]}``)."""
+    unknown = set(raw) - {"device"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown top-level key(s) {sorted(unknown)}; use [[device]] tables")
+    tables = raw.get("device", [])
+    if not isinstance(tables, list):
+        raise ConfigError(f"{source}: 'device' must be an array of tables ([[device]])")
+    parsed = [_device(t, f"{source}: device #{i + 1}", base_dir) for i, t in enumerate(tables)]
+    names = [d.name for d in parsed]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{source}: device name(s) used twice: {', '.join(dupes)}")
+    extra = tuple(d for d in builtin_devices() if d.name not in names)
+    return Inventory(tuple(parsed) + extra, source)
+
+
+def _device(table: Any, where: str, base_dir: Path | None) -> DeviceSpec:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: must be a table")
+    unknown = set(table) - _KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(_KEYS)}")
+    name = table.get("name")
+    if not isinstance(name, str) or not name.strip() or "=" in name:
+        raise ConfigError(f"{where}: needs a name (a non-empty string without '=')")
+    where = f"{where} ({name!r})"
+    reach = table.get("reach")
+    if reach not in REACH_KINDS:
+        raise ConfigError(f"{where}: reach must be one of {', '.join(REACH_KINDS)}, got {reach!r}")
+    runner = table.get("runner", "python")
+    if runner not in RUNNER_KINDS:
+        raise ConfigError(f"{where}: unknown runner {runner!r}; known: {', '.join(RUNNER_KINDS)}")
+    _require_reach_fields(table, reach, where)
+    labels = table.get("labels", {})
+    if not isinstance(labels, Mapping):
+        raise ConfigError(f"{where}: labels must be a table of key = \"value\"")
+    delegates = _strings(table.get("delegates", []), where, "delegates")
+    _check_delegates(delegates, where)
+    python = str(table.get("python", sys.executable if reach in ("local", "simulated") else DEFAULT_PYTHON))
+    if reach in ("local", "simulated") and base_dir is not None and os.sep in python \
+            and not os.path.isabs(python):
+        python = str(base_dir / python)  # a host path written relative to the inventory file
+    default_dir = "" if reach in ("local", "simulated") else DEFAULT_WORKDIR
+    features = table.get("features")
+    return DeviceSpec(name=name, reach=reach, address=str(table.get("address", "")),
+                      serial=str(table.get("serial", "")), runner=runner, python=python,
+                      workdir=str(table.get("workdir", default_dir)), delegates=delegates,
+                      labels={str(k): str(v) for k, v in labels.items()},
+                      max_payload=int(table.get("max_payload", 1 << 20)),
+                      features=None if features is None else _strings(features, where, "features"),
+                      auth=bool(table.get("auth", False)))
+
+
+def _require_reach_fields(table: Mapping[str, Any], reach: str, where: str) -> None:
+    if reach == "adb-tcp":
+        address = str(table.get("address", ""))
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"{where}: adb-tcp needs address = \"host:port\", got {address!r}")
+    if reach == "adb-usb" and not table.get("serial"):
+        raise ConfigError(f"{where}: adb-usb needs serial = \"...\" (as `adb devices` shows it)")
+    if reach != "simulated":
+        for key in ("max_payload", "features", "auth"):
+            if key in table:
+                raise ConfigError(f"{where}: {key} only applies to reach = \"simulated\"")
+
+
+def _strings(value: Any, where: str, key: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: {key} must be a list of strings")
+    return tuple(value)
+
+
+def _check_delegates(delegates: Sequence[str], where: str) -> None:
+    from device_runner.protocol import DELEGATES
+
+    for d in delegates:
+        if d.split(":", 1)[0] not in DELEGATES:
+            raise ConfigError(f"{where}: unknown delegate {d!r}; known: {', '.join(DELEGATES)}")

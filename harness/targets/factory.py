@@ -1,0 +1,83 @@
+"""From an inventory entry to a connected ``Target``: the one place that knows every reach kind.
+
+``local`` is a child process on this machine; ``adb-tcp`` / ``adb-usb`` are ``AdbTarget``s;
+``simulated`` starts a :class:`harness.adb.simulator.SimulatedDevice` on loopback and connects an
+``AdbTarget`` to it over real ADB, so everything after the connection is the same code path a
+phone takes. The simulated device's file system is kept in qskew's cache (one folder per device
+name), so the content-addressed files it received survive between runs, as on a real device.
+
+>>> target = open_target(load_inventory(None).get("simulated"))   # doctest: +SKIP
+>>> target.properties()["model"]                                   # doctest: +SKIP
+'qskew simulated device'
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from harness.errors import ConfigError
+from harness.inventory import DeviceSpec
+from harness.paths import cache_dir
+from harness.targets.base import Target
+
+log = logging.getLogger(__name__)
+SIM_WORKDIR = "data/local/tmp/qskew"  # below the simulated device's root, where a phone keeps it
+
+
+def open_target(spec: DeviceSpec) -> Target:
+    """Connect to the device ``spec`` describes; the caller closes the target."""
+    if spec.runner != "python":
+        raise ConfigError(f"device {spec.name!r}: runner kind {spec.runner!r} is not supported")
+    if spec.reach == "local":
+        from harness.targets.local import LocalTarget
+
+        workdir = Path(spec.workdir) if spec.workdir else cache_dir("local-device")
+        return LocalTarget(workdir, python=spec.python, name=spec.name)
+    if spec.reach == "simulated":
+        return _simulated(spec)
+    from harness.targets.adb import AdbTarget
+
+    if spec.reach == "adb-tcp":
+        return AdbTarget(spec.name, address=spec.address, workdir=spec.workdir, python=spec.python)
+    return AdbTarget(spec.name, serial=spec.serial, workdir=spec.workdir, python=spec.python)
+
+
+def simulated_root(name: str) -> Path:
+    """The folder that plays the file system of the simulated device called ``name``."""
+    return cache_dir("simulated-devices") / name
+
+
+def _simulated(spec: DeviceSpec) -> Target:
+    from harness.adb.simulator import DEFAULT_FEATURES, SimulatedDevice
+    from harness.targets.adb import AdbTarget
+
+    root = simulated_root(spec.name)
+    root.mkdir(parents=True, exist_ok=True)
+    features = DEFAULT_FEATURES if spec.features is None else spec.features
+    sim = SimulatedDevice(root, python=spec.python, max_payload=spec.max_payload, features=features,
+                          auth=spec.auth, serial=f"qskew-sim-{spec.name}").start()
+    host, port = sim.address
+    workdir = spec.workdir or str(root / SIM_WORKDIR)
+    try:
+        target = AdbTarget(spec.name, address=f"{host}:{port}", workdir=workdir, python="python3")
+    except BaseException:
+        sim.stop()
+        raise
+    log.info("[%s] simulated device on %s:%d (root %s)", spec.name, host, port, root)
+    return _stopping_simulator_on_close(target, sim)
+
+
+def _stopping_simulator_on_close(target: Target, sim) -> Target:
+    """Make ``target.close()`` also stop the simulated device it talks to."""
+    close = target.close
+
+    def close_both() -> None:
+        try:
+            close()
+        finally:
+            sim.stop()
+
+    target.close = close_both  # type: ignore[method-assign]
+    target.simulator = sim     # tests reach the device's fault hooks through the target
+    return target

@@ -1,0 +1,100 @@
+"""The device inventory: parsing, clear errors, and selection by name or label."""
+
+import pytest
+
+from harness import inventory
+from harness.errors import ConfigError
+
+FILE = """
+[[device]]
+name = "pixel7"
+reach = "adb-tcp"
+address = "192.168.1.20:5555"
+delegates = ["xnnpack", "reference"]
+labels = { soc = "tensor-g2", os = "android" }
+
+[[device]]
+name = "rpi4"
+reach = "adb-usb"
+serial = "ABC123"
+workdir = "/home/pi/qskew"
+labels = { soc = "bcm2711", os = "linux" }
+
+[[device]]
+name = "old-board"
+reach = "simulated"
+python = "venv/bin/python"
+features = []
+max_payload = 4096
+labels = { os = "linux" }
+"""
+
+
+@pytest.fixture
+def inv(tmp_path):
+    path = tmp_path / "devices.toml"
+    path.write_text(FILE)
+    return inventory.load_inventory(path)
+
+
+def test_a_file_adds_its_devices_to_the_builtins(inv, tmp_path):
+    assert [d.name for d in inv.devices] == ["pixel7", "rpi4", "old-board", "local", "simulated"]
+    pixel = inv.get("pixel7")
+    assert (pixel.reach, pixel.address, pixel.workdir, pixel.python) == \
+        ("adb-tcp", "192.168.1.20:5555", "/data/local/tmp/qskew", "python3")
+    old = inv.get("old-board")
+    assert old.features == () and old.max_payload == 4096
+    assert old.python == str(tmp_path / "venv/bin/python")  # relative host paths: from the file's folder
+
+
+def test_selection_by_name_and_label_keeps_inventory_order(inv):
+    assert [d.name for d in inv.select(["os=linux"])] == ["rpi4", "old-board", "local", "simulated"]
+    assert [d.name for d in inv.select(["local", "soc=tensor-g2"])] == ["pixel7", "local"]
+    assert [d.name for d in inv.select(["reach=simulated", "old-board"])] == ["old-board", "simulated"]
+
+
+def test_a_selector_that_matches_nothing_is_an_error(inv):
+    with pytest.raises(ConfigError, match=r"no label matches 'soc=exynos'; devices: pixel7, rpi4"):
+        inv.select(["soc=exynos"])
+    with pytest.raises(ConfigError, match=r"no device named 'pixle7'|no device matches 'pixle7'"):
+        inv.select(["pixle7"])
+
+
+def test_delegates_offered(inv):
+    assert inv.get("pixel7").offers("reference") and not inv.get("pixel7").offers("builtin")
+    assert inv.get("rpi4").offers("external:/x/libedgetpu.so.1")  # no list: anything
+
+
+def test_without_a_file_only_the_builtins(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(inventory.ENV_DEVICES, raising=False)
+    assert [d.name for d in inventory.load_inventory(None).devices] == ["local", "simulated"]
+    (tmp_path / "devices.toml").write_text('[[device]]\nname = "x"\nreach = "local"\n')
+    assert inventory.load_inventory(None).get("x").reach == "local"  # ./devices.toml is picked up
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('[[device]]\nname = "a"\nreach = "ssh"', "reach must be one of adb-tcp, adb-usb, local, simulated"),
+    ('[[device]]\nname = "a"\nreach = "adb-tcp"', "adb-tcp needs address"),
+    ('[[device]]\nname = "a"\nreach = "adb-tcp"\naddress = "host"', "adb-tcp needs address"),
+    ('[[device]]\nname = "a"\nreach = "adb-usb"', "adb-usb needs serial"),
+    ('[[device]]\nname = "a"\nreach = "local"\nmax_payload = 4096', "only applies to reach"),
+    ('[[device]]\nname = "a"\nreach = "local"\ndelegates = ["gpuu"]', "unknown delegate 'gpuu'"),
+    ('[[device]]\nname = "a"\nreach = "local"\nrunner = "apk"', "unknown runner 'apk'"),
+    ('[[device]]\nname = "a"\nreach = "local"\nport = 1', "unknown key(s) ['port']"),
+    ('[[device]]\nreach = "local"', "needs a name"),
+    ('[[device]]\nname = "a"\nreach = "local"\n[[device]]\nname = "a"\nreach = "local"', "used twice: a"),
+    ('[device]\nname = "a"', "array of tables"),
+    ('[[device]\n', "cannot be read"),
+])
+def test_bad_inventories_name_the_file_and_the_device(tmp_path, text, needle):
+    path = tmp_path / "devices.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        inventory.load_inventory(path)
+    assert needle in str(info.value) and str(path) in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        inventory.load_inventory(tmp_path / "nope.toml")

@@ -1,0 +1,138 @@
+"""What a device really offers: reachability, ABI, OS, Python, runtime, free space, delegates that load.
+
+``qskew devices check`` calls :func:`check_device` for every device of the inventory. Delegates are
+not taken on trust: each one runs a real two-sample job of a tiny FP32 model through the same
+``on_device.run_job`` path a sweep takes, and counts as loading only if the runner reports it
+applied ("none" means the runtime ran everything on its own kernels).
+
+>>> check = check_device(load_inventory(None).get("local"))   # doctest: +SKIP
+>>> check.delegates["xnnpack"]                               # doctest: +SKIP
+'ok'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from harness.errors import QskewError
+from harness.inventory import DeviceSpec
+from harness.records import GroupedDataset, ModelArtifact
+
+log = logging.getLogger(__name__)
+DEFAULT_DELEGATES = ("xnnpack", "reference", "builtin")  # what every TFLite runtime can try
+PROBE_SAMPLES = 2          # enough to exercise batching; the point is loading, not accuracy
+DF_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class DeviceCheck:
+    """The outcome of checking one device; ``error`` is set when it could not be reached at all."""
+
+    name: str
+    reach: str
+    reachable: bool
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    runtime: str = ""
+    free_bytes: int | None = None
+    delegates: Mapping[str, str] = field(default_factory=dict)  # delegate -> "ok" or why not
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "reach": self.reach, "reachable": self.reachable,
+                "properties": dict(self.properties), "runtime": self.runtime,
+                "free_bytes": self.free_bytes, "delegates": dict(self.delegates), "error": self.error}
+
+
+def check_device(spec: DeviceSpec, probe: ModelArtifact | None = None) -> DeviceCheck:
+    """Connect to ``spec``'s device and try each delegate it offers (or the default three)."""
+    from harness.targets.factory import open_target
+
+    try:
+        target = open_target(spec)
+    except QskewError as err:
+        return DeviceCheck(spec.name, spec.reach, reachable=False, error=str(err))
+    try:
+        props = dict(target.properties())
+        free = free_bytes(target)
+        probe = probe or probe_artifact()
+        delegates, runtime = {}, ""
+        for delegate in spec.delegates or DEFAULT_DELEGATES:
+            outcome, rt = _try_delegate(target, probe, delegate)
+            delegates[delegate] = outcome
+            runtime = runtime or rt
+        return DeviceCheck(spec.name, spec.reach, True, props, runtime, free, delegates)
+    except QskewError as err:
+        return DeviceCheck(spec.name, spec.reach, reachable=True, error=str(err))
+    finally:
+        target.close()
+
+
+def free_bytes(target) -> int | None:
+    """Free space in the target's work folder from ``df -k`` (None if df is missing or unreadable)."""
+    target.mkdirs(target.workdir)
+    result = target.run(["df", "-k", target.workdir], timeout_s=DF_TIMEOUT_S)
+    lines = [line.split() for line in result.stdout.splitlines() if line.strip()]
+    if result.returncode != 0 or len(lines) < 2:
+        return None
+    try:  # "Filesystem 1K-blocks Used Available Use% Mounted-on"; a long name may wrap the line
+        return int(lines[-1][-3]) * 1024
+    except (ValueError, IndexError):
+        return None
+
+
+def _try_delegate(target, probe: ModelArtifact, delegate: str) -> tuple[str, str]:
+    from harness.on_device import run_job
+
+    run = run_job(target, probe, probe_dataset(), delegate, num_threads=1, batch_size=PROBE_SAMPLES)
+    runtime = f"{run.runtime} {run.runtime_version}".strip()
+    if not run.ok:
+        return f"fails: {run.error}", runtime
+    if delegate in ("xnnpack",) or delegate.startswith("external:"):
+        if run.delegate_applied in ("", "none"):
+            return "not applied (the runtime ran every op on its own kernels)", runtime
+    return "ok", runtime
+
+
+def probe_dataset() -> GroupedDataset:
+    """Two fixed samples for the probe model (4 features, 3 classes)."""
+    x = np.arange(PROBE_SAMPLES * 4, dtype=np.float32).reshape(PROBE_SAMPLES, 4) / 8.0
+    return GroupedDataset(name="qskew-probe", ids=np.array([f"p{i}" for i in range(PROBE_SAMPLES)]),
+                          x=x, y=np.zeros(PROBE_SAMPLES, dtype=np.int64),
+                          group=np.array(["all"] * PROBE_SAMPLES), split=np.array(["test"] * PROBE_SAMPLES),
+                          num_classes=3, description="probe inputs of qskew devices check")
+
+
+def probe_artifact() -> ModelArtifact:
+    """A tiny FP32 model (Dense 4 -> 3), converted once with the real converter and cached."""
+    import hashlib
+
+    from harness.paths import cache_dir
+    from harness.quantize.inspect import read_io
+
+    path = cache_dir("probe") / "probe-dense-4x3.tflite"
+    if not path.is_file():
+        _build_probe(path)
+    data = path.read_bytes()
+    inputs, outputs = read_io(path)
+    return ModelArtifact(variant="probe", path=path, sha256=hashlib.sha256(data).hexdigest(),
+                         size_bytes=len(data), inputs=inputs, outputs=outputs, recipe={"probe": True})
+
+
+def _build_probe(path: Path) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its SavedModel's endpoints
+        data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    tmp = path.with_suffix(".part")
+    tmp.write_bytes(data)
+    tmp.replace(path)

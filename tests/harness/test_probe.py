@@ -1,0 +1,55 @@
+"""`qskew devices check`: what each device really offers, found by running a probe job on it."""
+
+import json
+import re
+import sys
+
+import pytest
+
+from harness import cli
+from harness.inventory import DeviceSpec
+from harness.probe import check_device, probe_artifact
+from support.boards import BOARD_PYTHON, needs_board
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return probe_artifact()
+
+
+def test_local_device_loads_every_default_delegate(tmp_path, probe):
+    check = check_device(DeviceSpec("here", "local", python=sys.executable, workdir=str(tmp_path / "dev")), probe)
+    assert check.reachable and not check.error
+    assert check.delegates == {"xnnpack": "ok", "reference": "ok", "builtin": "ok"}
+    assert check.runtime.startswith("ai_edge_litert ") and check.free_bytes > 0
+
+
+@needs_board
+def test_older_board_reports_its_own_runtime(tmp_path, probe):
+    spec = DeviceSpec("board", "local", python=str(BOARD_PYTHON), workdir=str(tmp_path / "board"),
+                      delegates=("xnnpack", "reference"))
+    check = check_device(spec, probe)
+    assert check.runtime == "tflite_runtime 2.14.0" and check.properties["python_version"].startswith("3.9")
+    assert check.delegates == {"xnnpack": "ok", "reference": "ok"}
+
+
+def test_a_delegate_that_cannot_load_is_a_row_not_a_crash(tmp_path, probe):
+    spec = DeviceSpec("here", "local", python=sys.executable, workdir=str(tmp_path / "dev"),
+                      delegates=("external:/nonexistent/libedgetpu.so.1", "reference"))
+    check = check_device(spec, probe)
+    assert check.delegates["reference"] == "ok"
+    assert check.delegates["external:/nonexistent/libedgetpu.so.1"].startswith("fails: delegate")
+
+
+def test_cli_table_and_exit_code(tmp_path, capsys):
+    devices = tmp_path / "devices.toml"
+    devices.write_text(f'[[device]]\nname = "here"\nreach = "local"\nworkdir = "{tmp_path / "d"}"\n'
+                       f'[[device]]\nname = "broken"\nreach = "local"\npython = "/nonexistent/python3"\n'
+                       f'workdir = "{tmp_path / "e"}"\n')
+    code = cli.main(["devices", "check", "--devices", str(devices), "--device", "reach=local"])
+    out = capsys.readouterr().out
+    assert code == 1  # "broken" cannot run anything
+    assert re.search(r"^here\s+local\s+yes\s+x86_64", out, re.M) and "broken: ERROR" in out and "/nonexistent/python3" in out
+    assert cli.main(["devices", "check", "--devices", str(devices), "--device", "here", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [d["name"] for d in doc["devices"]] == ["here"] and doc["devices"][0]["delegates"]["builtin"] == "ok"

@@ -41,15 +41,15 @@ def test_a_delegate_that_cannot_load_is_a_row_not_a_crash(tmp_path, probe):
     assert check.delegates["external:/nonexistent/libedgetpu.so.1"].startswith("fails: delegate")
 
 
-def test_cli_table_and_exit_code(tmp_path, capsys):
+def test_cli_table_and_exit_code(tmp_path, capfd):
     devices = tmp_path / "devices.toml"
     devices.write_text(f'[[device]]\nname = "here"\nreach = "local"\nworkdir = "{tmp_path / "d"}"\n'
                        f'[[device]]\nname = "broken"\nreach = "local"\npython = "/nonexistent/python3"\n'
                        f'workdir = "{tmp_path / "e"}"\n')
     code = cli.main(["devices", "check", "--devices", str(devices), "--device", "reach=local"])
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     assert code == 1  # "broken" cannot run anything
     assert re.search(r"^here\s+local\s+yes\s+x86_64", out, re.M) and "broken: ERROR" in out and "/nonexistent/python3" in out
     assert cli.main(["devices", "check", "--devices", str(devices), "--device", "here", "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    doc = json.loads(capfd.readouterr().out)
     assert [d["name"] for d in doc["devices"]] == ["here"] and doc["devices"][0]["delegates"]["builtin"] == "ok"

@@ -107,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _common_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", action="append", default=None, metavar="NAME|KEY=VALUE",
+                   help="run on these inventory devices (repeatable; overrides [run] targets): "
+                        "'local', 'simulated' (a simulated ADB device started for the run), a name or "
+                        "a label from --devices")
+    p.add_argument("--devices", type=Path, default=None,
+                   help="device inventory (default: [run] devices_file, $QSKEW_DEVICES, ./devices.toml)")
     p.add_argument("--out", type=Path, default=None,
                    help="run directory (default runs/<name>-<time>); an existing one is resumed")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of tables")
@@ -129,10 +135,27 @@ def cmd_run(args) -> int:
     return _run_experiment(config.load(args.experiment), args)
 
 
+def _with_devices(exp, args):
+    """The experiment with --device / --devices from the command line applied."""
+    import dataclasses
+
+    from harness import config
+
+    run = exp.run
+    if args.device:
+        run = dataclasses.replace(run, targets=tuple(args.device))
+    if args.devices:
+        run = dataclasses.replace(run, devices_file=str(args.devices.resolve()))
+    exp = dataclasses.replace(exp, run=run)
+    config.validate(exp)
+    return exp
+
+
 def _run_experiment(exp, args) -> int:
     from harness import datasets, results
     from harness.evaluate import evaluate
 
+    exp = _with_devices(exp, args)
     progress = _progress(args)
     echo = _echo(args)
     out = args.out or Path("runs") / f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -229,6 +229,8 @@ class RunWriter:
                                    f"(config_hash {old_hash[:12]} != {new['config_hash'][:12]}); "
                                    f"use a new run directory")
             new["created"] = self._manifest.get("created", now)
+            # devices of earlier sessions keep their facts; a device seen again is updated
+            new["targets"] = {**(self._manifest.get("targets") or {}), **(new.get("targets") or {})}
         self._manifest = new
         _atomic_write(self.run_dir / MANIFEST_FILE, lambda p: p.write_text(_dumps(new)))
         self._flush()
@@ -373,11 +375,21 @@ def read_signoff(run_dir: Path) -> dict:
     return _read_json(Path(run_dir) / SIGNOFF_FILE, required=True, default={})
 
 
+DEVICE_KEYS = ("targets", "devices_file")  # [run] keys that choose devices, not what is measured
+
+
 def config_hash(manifest: Mapping[str, Any]) -> str:
-    """sha256 of what must not change for a run directory to be resumed."""
+    """sha256 of what must not change for a run directory to be resumed.
+
+    Which devices run is not part of it: a farm run may be resumed with one more phone, or with
+    the device that was offline; each job's row names its device.
+    """
     dataset = manifest.get("dataset") or {}
     model = manifest.get("model") or {}
-    key = {"config": manifest.get("config"), "dataset_sha256": dataset.get("sha256"),
+    config = dict(manifest.get("config") or {})
+    if isinstance(config.get("run"), Mapping):
+        config["run"] = {k: v for k, v in config["run"].items() if k not in DEVICE_KEYS}
+    key = {"config": config, "dataset_sha256": dataset.get("sha256"),
            "model_sha256": model.get("sha256")}
     return hashlib.sha256(json.dumps(_jsonable(key), sort_keys=True).encode()).hexdigest()
 

@@ -301,3 +301,20 @@ def test_atomic_write_helper_leaves_no_temp_file_on_error(tmp_path):
     with pytest.raises(RuntimeError):
         results._atomic_write(target, failing)
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["file.txt"]
+
+
+def test_resuming_with_other_devices_keeps_every_device_in_the_manifest(tmp_path):
+    from harness import results
+
+    base = {"config": {"run": {"targets": ["a"], "devices_file": "", "delegates": ["xnnpack"]}},
+            "dataset": {"sha256": "d"}, "model": {"sha256": "m"}, "targets": {"a": {"abi": "arm64"}}}
+    results.RunWriter(tmp_path / "run", resume=True).write_manifest(base)
+    later = {**base, "config": {"run": {"targets": ["b"], "devices_file": "x.toml", "delegates": ["xnnpack"]}},
+             "targets": {"b": {"abi": "x86_64"}}}
+    writer = results.RunWriter(tmp_path / "run", resume=True)
+    writer.write_manifest(later)  # another device set: same experiment, resumable
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["targets"] == {"a": {"abi": "arm64"}, "b": {"abi": "x86_64"}}
+    changed = {**later, "config": {"run": {"targets": ["b"], "delegates": ["reference"]}}}
+    with pytest.raises(results.ResultsError, match="written for another experiment"):
+        results.RunWriter(tmp_path / "run", resume=True).write_manifest(changed)

@@ -98,3 +98,12 @@ def test_bad_inventories_name_the_file_and_the_device(tmp_path, text, needle):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         inventory.load_inventory(tmp_path / "nope.toml")
+
+
+def test_the_shipped_example_inventory_loads():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "devices.toml"
+    inv = inventory.load_inventory(example)
+    assert [d.name for d in inv.select(["accelerator=none"])] == ["pixel7", "rpi4", "old-board"]
+    assert inv.get("old-board").python.endswith(".venv-board/bin/python")

@@ -15,7 +15,8 @@ An inventory is a TOML file (``devices.toml``) with one ``[[device]]`` table per
 
 ``reach = "simulated"`` is a simulated ADB device that qskew starts on loopback for the run and
 stops afterwards (``python`` is then the host interpreter the simulated device runs; its file
-system lives in qskew's cache, so its content-addressed files survive between runs).
+system lives in qskew's cache, so its content-addressed files survive between runs; a relative
+``workdir`` lies below that file system, default ``data/local/tmp/qskew``).
 ``reach = "local"`` runs the runner as a child process of this machine.
 
 Two devices are always known, even without a file: ``local`` (this machine) and ``simulated`` (a

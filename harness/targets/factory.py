@@ -58,7 +58,8 @@ def _simulated(spec: DeviceSpec) -> Target:
     sim = SimulatedDevice(root, python=spec.python, max_payload=spec.max_payload, features=features,
                           auth=spec.auth, serial=f"qskew-sim-{spec.name}").start()
     host, port = sim.address
-    workdir = spec.workdir or str(root / SIM_WORKDIR)
+    # a simulated device's file system is its root: a relative work folder lies below it
+    workdir = str(root / (spec.workdir or SIM_WORKDIR))
     try:
         target = AdbTarget(spec.name, address=f"{host}:{port}", workdir=workdir, python="python3")
     except BaseException:

@@ -1,0 +1,146 @@
+"""Test helpers around the simulated ADB device: adb-shell with TCP_NODELAY, Debian's real ``adb``
+on a private server, and a raw wire-level client for protocol checks.
+
+Used by tests/harness/adb (and usable by any test that needs an ADB client of the simulator).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from adb_shell.adb_device import AdbDevice
+from adb_shell.transport.tcp_transport import TcpTransport
+
+from harness.adb import wire
+from harness.targets.process import CommandResult, run_command
+
+ADB_BINARY = shutil.which("adb") or "/usr/bin/adb"
+ADB_TIMEOUT_S = 60.0  # one adb command (a few MB push on a loaded 2-core machine)
+DEVICE_ONLINE_TIMEOUT_S = 15.0  # adb connect -> "device" in `adb devices`
+RAW_READ_TIMEOUT_S = 5.0  # a raw client waiting for one message
+EMULATOR_PORTS = range(5554, 5586)  # never give the adb server one of these
+
+
+class NoDelayTcpTransport(TcpTransport):
+    """adb-shell's TCP transport with TCP_NODELAY (stock: ~40 ms per small request, Nagle)."""
+
+    def connect(self, transport_timeout_s):
+        super().connect(transport_timeout_s)
+        self._connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def adb_shell_device(address: tuple[str, int], rsa_keys=None, nodelay: bool = True, **connect_kw) -> AdbDevice:
+    """A connected adb-shell AdbDevice for a simulator at ``address``."""
+    transport = (NoDelayTcpTransport if nodelay else TcpTransport)(address[0], address[1])
+    device = AdbDevice(transport)
+    connect_kw.setdefault("read_timeout_s", 10.0)
+    device.connect(rsa_keys=rsa_keys, **connect_kw)
+    return device
+
+
+def free_port() -> int:
+    """An unused loopback port outside the range the adb server probes as emulators."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in EMULATOR_PORTS:
+            return port
+
+
+class RealAdb:
+    """Debian's ``adb`` with a private server port and HOME, through the one process seam."""
+
+    def __init__(self, home: Path):
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.server_port = free_port()
+        self.env = {"HOME": str(self.home), "ANDROID_ADB_SERVER_PORT": str(self.server_port),
+                    "ADB_EMU": "0", "ADB_MDNS": "0", "ADB_USB": "0", "ADB_VENDOR_KEYS": ""}
+
+    def __call__(self, *args: str, serial: str | None = None, timeout_s: float = ADB_TIMEOUT_S) -> CommandResult:
+        argv = [ADB_BINARY, "-P", str(self.server_port)] + (["-s", serial] if serial else []) + list(args)
+        return run_command(argv, timeout_s=timeout_s, env=self.env, device=serial or "adb")
+
+    def connect(self, address: tuple[str, int]) -> str:
+        """``adb connect`` and wait until ``adb devices`` lists it as ``device``; returns the serial."""
+        serial = f"{address[0]}:{address[1]}"
+        self("connect", serial)  # its text ("failed to authenticate") is not to be trusted
+        deadline = time.monotonic() + DEVICE_ONLINE_TIMEOUT_S
+        states = ""
+        while time.monotonic() < deadline:
+            states = self("devices").stdout
+            if f"{serial}\tdevice" in states:
+                return serial
+            time.sleep(0.1)
+        raise AssertionError(f"{serial} never became 'device'; adb devices said:\n{states}")
+
+    def kill_server(self) -> None:
+        self("kill-server", timeout_s=20.0)
+
+
+class RawClient:
+    """A wire-level ADB host for protocol checks: send and receive single messages."""
+
+    def __init__(self, address: tuple[str, int], maxdata: int = wire.MAX_PAYLOAD):
+        self.sock = socket.create_connection(address, timeout=RAW_READ_TIMEOUT_S)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.maxdata = maxdata
+
+    def send(self, command: int, arg0: int, arg1: int, data: bytes = b"") -> None:
+        self.sock.sendall(wire.pack_message(command, arg0, arg1, data))
+
+    def recv(self, timeout_s: float = RAW_READ_TIMEOUT_S) -> tuple[wire.Header, bytes]:
+        """One message; asserts the device sent the real checksum and magic."""
+        self.sock.settimeout(timeout_s)
+        header = wire.unpack_header(self._exact(wire.HEADER_SIZE))
+        data = self._exact(header.data_length)
+        assert header.data_check == wire.checksum(data), f"{header.name} carries a wrong checksum"
+        return header, data
+
+    def connect(self, version: int = wire.A_VERSION) -> tuple[wire.Header, bytes]:
+        self.send(wire.A_CNXN, version, self.maxdata, b"host::features=shell_v2\0")
+        return self.recv()
+
+    def open(self, local_id: int, service: bytes) -> wire.Header:
+        self.send(wire.A_OPEN, local_id, 0, service + b"\0")
+        header, _ = self.recv()
+        return header
+
+    def closed_by_peer(self, timeout_s: float = RAW_READ_TIMEOUT_S) -> bool:
+        """True once the device has closed the connection (EOF or reset) within the timeout."""
+        self.sock.settimeout(timeout_s)
+        try:
+            while self.sock.recv(65536):
+                pass
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _exact(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("device closed the connection")
+            buf += chunk
+        return bytes(buf)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

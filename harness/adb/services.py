@@ -127,6 +127,10 @@ def serve_sync(device: SimulatedDevice, stream: _Stream) -> None:
     _SyncSession(device, stream).run()
 
 
+class _Vanish(_Closed):
+    """An armed ``vanish_after`` fault fired inside a sync request."""
+
+
 class _SyncSession:
     """One ``sync:`` stream. Replies are buffered and sent in WRTEs of maxdata before any read
     that would wait, so records straddle WRTEs exactly as with adbd."""
@@ -142,21 +146,25 @@ class _SyncSession:
 
     def run(self) -> None:
         try:
-            while True:
-                ident, length = wire.SYNC_REQUEST.unpack(self._read(wire.SYNC_REQUEST.size))
-                if ident == wire.ID_QUIT:
-                    return
-                handler = self.handlers.get(ident)
-                if handler is None:
-                    self._fail(f"unknown command {ident:08x}")
-                    return
-                if length > wire.SYNC_PATH_MAX:
-                    self._fail("path too long")
-                    return
-                if not handler(ident, self._read(length)):
-                    return
-        finally:
+            self._serve_requests()
             self.flush()
+        except _Vanish:  # an armed fault fired; the half-received file is already gone
+            self.device.vanish()
+
+    def _serve_requests(self) -> None:
+        while True:
+            ident, length = wire.SYNC_REQUEST.unpack(self._read(wire.SYNC_REQUEST.size))
+            if ident == wire.ID_QUIT:
+                return
+            handler = self.handlers.get(ident)
+            if handler is None:
+                self._fail(f"unknown command {ident:08x}")
+                return
+            if length > wire.SYNC_PATH_MAX:
+                self._fail("path too long")
+                return
+            if not handler(ident, self._read(length)):
+                return
 
     # --- buffered I/O ---
 
@@ -190,8 +198,7 @@ class _SyncSession:
     def _vanish_if_due(self, stage: str, nbytes: int) -> None:
         if self.device.fault_due(stage, nbytes):
             self.flush()
-            self.device.vanish()
-            raise _Closed
+            raise _Vanish
 
     # --- paths ---
 

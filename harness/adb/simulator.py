@@ -499,7 +499,9 @@ class _Connection:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         except OSError:
             pass
-        _shutdown_quietly(self.sock)  # wakes the reader thread; its close() then sends the RST
+        # SHUT_RD wakes the reader thread without sending a FIN; its close() then sends the RST.
+        # (After a FIN, adb-shell reads b"" in a loop until its read timeout instead of failing.)
+        _shutdown_quietly(self.sock, socket.SHUT_RD)
         self._close_streams()
 
     # --- reading ----------------------------------------------------------------------------

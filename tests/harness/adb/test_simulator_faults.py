@@ -1,0 +1,161 @@
+"""Faults of the simulated ADB device: vanishing mid-push/pull/run, dropped links, a full disk,
+and the ``qskew device simulate`` process stopping cleanly on SIGTERM."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from adb_shell import exceptions as adb_exc
+
+from harness.targets.process import run_command
+from support.adb_sim import adb_shell_device
+
+LINK_ERRORS = (OSError, adb_exc.AdbTimeoutError, adb_exc.TcpTimeoutException, adb_exc.InvalidCommandError)
+WAIT_S = 10.0  # upper bound for anything these tests wait for
+
+
+def _wait_for(predicate, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie is dead too
+        return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _refused(address) -> bool:
+    with pytest.raises(ConnectionRefusedError):
+        adb_shell_device(address)
+    return True
+
+
+def test_vanish_during_push_fails_the_push_and_refuses_later_connects(make_device, tmp_path):
+    device = make_device(max_payload=262144)
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(3_000_000))
+    remote = device.root / "data" / "local" / "tmp" / "big.bin"
+    device.vanish_after("push", 1_000_000)
+    adb = adb_shell_device(device.address, read_timeout_s=5)
+    with pytest.raises(LINK_ERRORS):
+        adb.push(str(src), str(remote), read_timeout_s=5)
+    assert not remote.exists()  # adbd unlinks a half-received file
+    assert _refused(device.address)
+
+
+def test_vanish_during_pull(make_device, tmp_path):
+    device = make_device()
+    remote = device.root / "data" / "local" / "tmp" / "out.bin"
+    remote.write_bytes(os.urandom(2_000_000))
+    device.vanish_after("pull", 500_000)
+    adb = adb_shell_device(device.address)
+    with pytest.raises(LINK_ERRORS):
+        adb.pull(str(remote), str(tmp_path / "back.bin"), read_timeout_s=5)
+    assert _refused(device.address)
+
+
+def test_vanish_during_run_kills_the_runner(make_device):
+    device = make_device()
+    device.vanish_after("run")
+    adb = adb_shell_device(device.address)
+    started = time.monotonic()
+    with pytest.raises(LINK_ERRORS):
+        adb.shell("echo $$ > runner.pid; exec sleep 30 # device_runner", read_timeout_s=5)
+    assert time.monotonic() - started < 5
+    pid = int((device.root / "runner.pid").read_text())
+    _wait_for(lambda: not _alive(pid), "the runner to be killed")
+    assert _refused(device.address)
+
+
+def test_run_fault_ignores_commands_without_the_marker(make_device):
+    device = make_device()
+    device.vanish_after("run")
+    adb = adb_shell_device(device.address)
+    assert adb.shell("sleep 0.7; echo done") == "done\n"
+    with pytest.raises(ValueError, match="unknown fault stage"):
+        device.vanish_after("reboot")
+
+
+def test_drop_connections_keeps_processes_and_listening(make_device):
+    device = make_device()
+    adb = adb_shell_device(device.address)
+    errors = []
+
+    def long_command():
+        try:
+            adb.shell("echo $$ > sleeper.pid; exec sleep 30", read_timeout_s=20)
+        except LINK_ERRORS as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=long_command)
+    worker.start()
+    pid_file = device.root / "sleeper.pid"
+    _wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), "the sleeper to start")
+    pid = int(pid_file.read_text())
+    device.drop_connections()
+    worker.join(WAIT_S)
+    assert not worker.is_alive() and errors, "the client should see the dropped link"
+    assert _alive(pid)
+    again = adb_shell_device(device.address)
+    assert again.shell(f"kill -0 {pid} && echo alive") == "alive\n"
+    device.stop()
+    _wait_for(lambda: not _alive(pid), "stop() to kill the sleeper")
+
+
+def test_disk_quota_fails_the_push_with_no_space(make_device, tmp_path):
+    device = make_device(disk_quota_bytes=1_000_000)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(1_500_000))
+    small = tmp_path / "small.bin"
+    small.write_bytes(os.urandom(10_000))
+    target = device.root / "data" / "local" / "tmp" / "f.bin"
+    adb = adb_shell_device(device.address)
+    with pytest.raises(adb_exc.PushFailedError, match="No space left on device"):
+        adb.push(str(big), str(target))
+    assert not target.exists()
+    adb = adb_shell_device(device.address)
+    adb.push(str(small), str(target))
+    assert target.stat().st_size == 10_000
+
+
+def test_cli_serves_until_sigterm_and_exits_zero(tmp_path):
+    root = tmp_path / "cli-device"
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "device", "simulate", "--port", "0",
+                             "--root", str(root), "--serial", "cli-sim", "--features", "none"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[3])
+    try:
+        line = proc.stdout.readline()
+        match = re.fullmatch(r"qskew simulated device cli-sim listening on 127\.0\.0\.1:(\d+) \(root (.+)\)\n", line)
+        assert match, f"unexpected first line {line!r}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
+        assert Path(match.group(2)) == root.resolve()
+        address = ("127.0.0.1", int(match.group(1)))
+        adb = adb_shell_device(address)
+        assert adb.shell("getprop ro.serialno") == "cli-sim\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=WAIT_S) == 0
+        assert _refused(address)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_refuses_emulator_ports():
+    proc = run_command([sys.executable, "-m", "harness.cli", "device", "simulate", "--port", "5555"],
+                       timeout_s=WAIT_S * 3, cwd=Path(__file__).resolve().parents[3])
+    assert proc.returncode == 2
+    assert "5555-5585" in proc.stderr and "emulators" in proc.stderr

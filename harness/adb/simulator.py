@@ -56,6 +56,7 @@ RUN_FAULT_MARKER = "device_runner"  # vanish_after("run") fires on a shell comma
 RUN_FAULT_DELAY_S = 0.5  # ... once that command has been running this long
 SDK_VERSION = "34"  # ro.build.version.sdk reported by getprop
 BUILD_RELEASE = "qskew-sim"  # ro.build.version.release
+PROCESS_TOKEN_VAR = "QSKEW_SIM_TOKEN"  # env var marking processes started by one device instance
 SHELL_PATH_TAIL = "/usr/local/bin:/usr/bin:/bin"  # host tools (sh, mkdir, sha256sum) after system/bin
 FAULT_STAGES = ("push", "pull", "run")
 _ABI_BY_MACHINE = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64-v8a", "arm64": "arm64-v8a",
@@ -115,7 +116,8 @@ class SimulatedDevice:
         self._listener: socket.socket | None = None
         self._connections: set[_Connection] = set()
         self._threads: set[threading.Thread] = set()
-        self._processes: dict[int, subprocess.Popen] = {}  # pid (= process group id) -> process
+        self._processes: dict[int, subprocess.Popen] = {}  # running shells: pid (= process group id) -> process
+        self._token = secrets.token_hex(8)  # in every device shell's environment: finds strays at stop()
         self._stopped = threading.Event()
         self._fault: tuple[str, int] | None = None
         self._fault_count = 0
@@ -243,7 +245,7 @@ class SimulatedDevice:
         tmp = self.root / "data" / "local" / "tmp"
         return {"PATH": f"{self.root / 'system' / 'bin'}:{SHELL_PATH_TAIL}", "HOME": str(self.root),
                 "TMPDIR": str(tmp), "SHELL": "/bin/sh", "ANDROID_SERIAL": self._serial,
-                "LANG": "C.UTF-8"}
+                "LANG": "C.UTF-8", PROCESS_TOKEN_VAR: self._token}
 
     def spawn_shell(self, command: str, merge_stderr: bool) -> subprocess.Popen:
         """Start ``sh -c command`` in its own process group inside the sandbox."""
@@ -252,6 +254,8 @@ class SimulatedDevice:
                                 stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
                                 start_new_session=True)
         with self._lock:
+            for pid in [pid for pid, p in self._processes.items() if p.poll() is not None]:
+                del self._processes[pid]  # reaped: its pid (and group id) may be reused by anyone
             self._processes[proc.pid] = proc
             fault = self._fault
         if self._stopped.is_set():  # raced with stop(): do not leave it running
@@ -336,10 +340,18 @@ class SimulatedDevice:
         self.vanish()
 
     def _kill_processes(self) -> None:
+        """SIGKILL the process group of every running shell, then any process left behind
+        (``cmd &``, ``setsid``) that still carries this device's token in its environment."""
         with self._lock:
-            procs = list(self._processes.values())
+            procs = [p for p in self._processes.values() if p.poll() is None]
+            self._processes.clear()
         for proc in procs:
-            _killpg(proc.pid)
+            _killpg(proc.pid)  # the leader is not reaped yet, so the group id is still ours
+        for pid in _pids_with_env(f"{PROCESS_TOKEN_VAR}={self._token}".encode()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         for proc in procs:
             try:
                 proc.wait(timeout=JOIN_TIMEOUT_S)
@@ -647,6 +659,23 @@ def _write_executable(path: Path, text: str) -> None:
     tmp.write_text(text)
     tmp.chmod(0o755)
     os.replace(tmp, path)
+
+
+def _pids_with_env(entry: bytes) -> list[int]:
+    """Processes of this user whose environment holds ``entry`` (Linux /proc; [] elsewhere)."""
+    found = []
+    try:
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                if entry in fh.read().split(b"\0"):
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
 
 
 def _killpg(pgid: int) -> None:

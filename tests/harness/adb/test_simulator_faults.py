@@ -159,3 +159,13 @@ def test_cli_refuses_emulator_ports():
                        timeout_s=WAIT_S * 3, cwd=Path(__file__).resolve().parents[3])
     assert proc.returncode == 2
     assert "5555-5585" in proc.stderr and "emulators" in proc.stderr
+
+
+def test_stop_kills_detached_background_jobs_too(make_device):
+    device = make_device()
+    adb = adb_shell_device(device.address)
+    pid = int(adb.shell("setsid sleep 30 > /dev/null 2>&1 < /dev/null & echo $!"))
+    assert _alive(pid)
+    assert adb.shell("echo still") == "still\n"
+    device.stop()
+    _wait_for(lambda: not _alive(pid), "stop() to kill the detached job")

@@ -1,7 +1,7 @@
 """The device boundary: a small abstract ``Target`` that everything device-specific lives below.
 
 A target is a place where a runner can execute: this machine (``LocalTarget``), or a phone/board
-reached over ADB (a later issue). The pipeline talks to a device only through these methods, with
+reached over ADB (``harness.targets.adb.AdbTarget``). The pipeline talks to a device only through these methods, with
 remote paths as plain POSIX strings in the device's own file system.
 """
 
@@ -47,6 +47,18 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def run(self, argv: Sequence[str], timeout_s: float, cwd: str | None = None) -> CommandResult:
         """Run ``argv`` on the device and return its exit code and output (any exit code)."""
+
+    def run_detached(self, argv: Sequence[str], job_dir: str, timeout_s: float,
+                     cwd: str | None = None) -> CommandResult:
+        """Run a long command (the device runner) and wait for it, surviving a dropped link.
+
+        A target whose link can drop (ADB) starts ``argv`` in the background on the device with
+        its stdout, stderr and exit status written to files in ``job_dir`` (a folder the caller
+        owns), polls it with short commands until it exits or ``timeout_s`` passes, reconnects
+        and polls again if the connection drops, and kills the process group on timeout
+        (CommandTimeout). This default, for targets whose link cannot drop, is plain ``run``.
+        """
+        return self.run(argv, timeout_s=timeout_s, cwd=cwd)
 
     @abc.abstractmethod
     def stat(self, remote: str) -> RemoteStat | None:

@@ -8,8 +8,9 @@ Usage (on the device, or locally)::
 It prints the handshake line (``protocol.handshake_line``) first, reads ``JOB_DIR/job.json``, loads
 the model with the job's runtime and delegate, feeds the stored samples in batches and writes
 ``outputs.npy`` (raw values of output 0, [N, ...], in the output tensor's dtype) and ``result.json``
-(``protocol.RESULT_FIELDS``; written last, via a rename). The file formats and exit codes are
-documented in ``protocol.py``.
+(``protocol.RESULT_FIELDS``; written last, via a rename; ``output.sha256`` is the sha256 of
+outputs.npy's bytes, so the host trusts a pulled copy only if it matches). The file formats and
+exit codes are documented in ``protocol.py``.
 
 The delegate reported in ``delegate_applied`` is the one the interpreter really used: it is read
 from the execution plan (delegated nodes appear as DELEGATE ops), because a runtime silently falls
@@ -20,6 +21,8 @@ This file runs on boards: Python 3.7+, numpy 1.x or 2.x, the standard library an
 only. It never imports ``harness``.
 """
 
+import hashlib
+import io
 import json
 import os
 import platform
@@ -420,7 +423,12 @@ def _atomic_write(path, write):
 
 
 def save_outputs(path, out):
-    _atomic_write(path, lambda f: np.save(f, out, allow_pickle=False))
+    """Write outputs.npy; returns the sha256 of its bytes (the host checks its pulled copy)."""
+    buf = io.BytesIO()
+    np.save(buf, out, allow_pickle=False)
+    data = buf.getvalue()
+    _atomic_write(path, lambda f: f.write(data))
+    return hashlib.sha256(data).hexdigest()
 
 
 def write_result(path, result):
@@ -466,12 +474,13 @@ def run_job(job_dir, job, result, clock):
     out, per_batch_s = infer(interpreter, x, job["preprocess"], in_info, out_info, batch, dynamic)
     clock["invoke_s"] = time.perf_counter() - t0
     clock["per_batch_s"] = per_batch_s
-    save_outputs(_in_job(job_dir, job["outputs"]), out)
+    outputs_sha256 = save_outputs(_in_job(job_dir, job["outputs"]), out)
     result["input"] = {"dtype": in_info["dtype"], "shape": [batch] + in_info["shape"][1:],
                        "shape_signature": in_info["shape_signature"],
                        "scale": in_info["scale"], "zero_point": in_info["zero_point"]}
     result["output"] = {"file": job["outputs"], "dtype": out.dtype.name, "shape": list(out.shape),
-                        "scale": out_info["scale"], "zero_point": out_info["zero_point"]}
+                        "scale": out_info["scale"], "zero_point": out_info["zero_point"],
+                        "sha256": outputs_sha256}
 
 
 def new_result():

@@ -64,11 +64,12 @@ class _Transfer:
     bytes_pulled: int = 0
     push_s: float = 0.0
     pull_s: float = 0.0
+    run_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {"bytes_pushed": sum(self.pushed.values()), "bytes_pulled": self.bytes_pulled,
-                "push_s": round(self.push_s, 6), "pull_s": round(self.pull_s, 6),
-                "pushed": dict(self.pushed)}
+                "push_s": round(self.push_s, 6), "run_s": round(self.run_s, 6),
+                "pull_s": round(self.pull_s, 6), "pushed": dict(self.pushed)}
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def run_job(target: Target, artifact: ModelArtifact, test: GroupedDataset, deleg
         start = time.perf_counter()
         timeout = timeout_s if timeout_s is not None else default_timeout_s(len(test))
         proc = start_runner(target, runner, job_dir, timeout)
-        run_s = time.perf_counter() - start
+        run_s = transfer.run_s = time.perf_counter() - start
         outcome = pull_outcome(target, job_dir, proc, Path(tmp), transfer)
     return build_run(target, artifact, test, delegate, outcome, transfer, run_s)
 
@@ -234,8 +235,12 @@ def write_job(target: Target, job: Mapping[str, Any], job_id: str, tmp: Path,
 
 
 def start_runner(target: Target, runner: str, job_dir: str, timeout_s: float):
-    """Run the runner on the job folder and check its handshake; returns the CommandResult."""
-    proc = target.run([target.python, runner, job_dir], timeout_s=timeout_s)
+    """Run the runner on the job folder and check its handshake; returns the CommandResult.
+
+    The runner runs detached where the target supports it (ADB): a long silent inference meets no
+    read timeout, and a dropped connection is reconnected and the job polled again.
+    """
+    proc = target.run_detached([target.python, runner, job_dir], job_dir, timeout_s=timeout_s)
     output = proc.stdout + proc.stderr
     fields = protocol.parse_handshake(proc.stdout)
     if fields is None:
@@ -262,7 +267,8 @@ def pull_outcome(target: Target, job_dir: str, proc, tmp: Path, transfer: _Trans
         if proc.returncode != protocol.EXIT_OK:
             raise _with_output(RunnerError(f"runner exited {proc.returncode} but reported success in "
                                            f"{job_dir}: {_tail(output)}", target.name), output)
-        raw = _pull_array(target, posixpath.join(job_dir, result["output"]["file"]), tmp, transfer)
+        raw = _pull_array(target, posixpath.join(job_dir, result["output"]["file"]),
+                          result["output"].get("sha256"), tmp, transfer)
     elif result.get("error_kind") == "job":
         raise _with_output(RunnerError(f"runner could not run job {job_dir}: {result.get('error')}",
                                        target.name), output)
@@ -277,8 +283,7 @@ def _pull_result(target: Target, job_dir: str, proc, tmp: Path, transfer: _Trans
         raise _with_output(RunnerError(f"runner exited {proc.returncode} without writing {remote}: "
                                        f"{_tail(output)}", target.name), output)
     local = tmp / protocol.DEFAULT_RESULT
-    target.pull(remote, local)
-    transfer.bytes_pulled += local.stat().st_size
+    _pull_verified(target, remote, local, None, transfer)
     try:
         result = json.loads(local.read_text())
     except ValueError as exc:
@@ -289,14 +294,28 @@ def _pull_result(target: Target, job_dir: str, proc, tmp: Path, transfer: _Trans
     return result
 
 
-def _pull_array(target: Target, remote: str, tmp: Path, transfer: _Transfer) -> np.ndarray:
+def _pull_array(target: Target, remote: str, sha: str | None, tmp: Path,
+                transfer: _Transfer) -> np.ndarray:
     local = tmp / posixpath.basename(remote)
-    target.pull(remote, local)
-    transfer.bytes_pulled += local.stat().st_size
+    _pull_verified(target, remote, local, sha, transfer)
     try:
         return np.load(local, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise RunnerError(f"runner wrote an unreadable {remote}: {exc}", target.name) from exc
+
+
+def _pull_verified(target: Target, remote: str, local: Path, sha: str | None,
+                   transfer: _Transfer) -> None:
+    """Pull ``remote`` and trust it only if its bytes hash to ``sha`` (the runner's record) or,
+    when the runner recorded none, to the device copy's own sha256."""
+    target.pull(remote, local)
+    transfer.bytes_pulled += local.stat().st_size
+    expected = sha or target.sha256(remote)
+    got = _sha256_file(local)
+    if got != expected:
+        source = "the runner recorded" if sha else "the device copy has"
+        raise TargetError(f"pulled {remote}, but the copy has sha256 {got}; {source} {expected}",
+                          target.name)
 
 
 def build_run(target: Target, artifact: ModelArtifact, test: GroupedDataset, delegate: str,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from harness.errors import CommandTimeout, ConfigError, ProtocolMismatch, RunnerError
+from harness.errors import CommandTimeout, ConfigError, ProtocolMismatch, RunnerError, TargetError
 from harness.on_device import run_job
 from harness.records import GroupedDataset, ModelArtifact, Preprocess
 from harness.targets.local import LocalTarget
@@ -203,3 +205,167 @@ def test_properties_come_from_the_target(models, test_set, tmp_path):
     run = run_job(LocalTarget(tmp_path / "device", name="bench-7"), artifact(models["int8"]), test_set)
     assert run.target == "bench-7" and run.target_properties["name"] == "bench-7"
     assert run.execution_plan["delegated_nodes"] > 0
+
+
+# --- over ADB: the simulated device speaks the real protocol; same runner, runtime and delegate ---
+
+@pytest.fixture
+def simulated(tmp_path, monkeypatch):
+    """``simulated(**options)`` -> a started SimulatedDevice; HOME is private (its own ADB key)."""
+    from harness.adb.simulator import SimulatedDevice
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
+    devices = []
+
+    def start(**options):
+        root = tmp_path / f"phone{len(devices)}"
+        root.mkdir()
+        devices.append(SimulatedDevice(root, **options).start())
+        return devices[-1]
+
+    yield start
+    for device in devices:
+        device.stop()
+
+
+def adb_on(sim, name: str = "sim-phone", **options):
+    from harness.targets.adb import AdbTarget
+
+    host, port = sim.address
+    return AdbTarget(name, address=f"{host}:{port}", workdir=str(sim.root / "data/local/tmp/qskew"), **options)
+
+
+def _job_started(sim) -> bool:
+    return any((sim.root / "data/local/tmp/qskew/jobs").glob("*/.qskew-job.stdout"))
+
+
+def _when(condition, action, timeout_s: float = 60.0) -> threading.Thread:
+    def body():
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not condition():
+            time.sleep(0.01)
+        action()
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("variant,delegate", [("int8", "xnnpack"), ("fp32", "reference")])
+def test_a_run_over_adb_is_bit_identical_to_the_local_target(variant, delegate, models, test_set,
+                                                             simulated, tmp_path):
+    art = artifact(models[variant], variant)
+    local = run_job(LocalTarget(tmp_path / "local"), art, test_set, delegate)
+    with adb_on(simulated()) as phone:
+        remote = run_job(phone, art, test_set, delegate)
+    assert local.ok and remote.ok, (local.error, remote.error)
+    assert np.array_equal(remote.raw, local.raw) and remote.raw.dtype == local.raw.dtype
+    assert np.array_equal(remote.logits, local.logits)
+    assert (remote.runtime, remote.runtime_version, remote.delegate_applied) == \
+        (local.runtime, local.runtime_version, local.delegate_applied)
+    assert remote.target == "sim-phone" and remote.target_properties["kind"] == "adb"
+    assert remote.target_properties["python_version"]
+    transfer = remote.transfer
+    assert transfer["pushed"]["model"] == models[variant].stat().st_size
+    assert transfer["pushed"]["inputs"] == local.transfer["pushed"]["inputs"] > test_set.x.nbytes
+    assert transfer["bytes_pulled"] > remote.raw.nbytes and local.transfer["bytes_pulled"] > local.raw.nbytes
+    assert transfer["run_s"] > 0 and transfer["push_s"] > 0 and transfer["pull_s"] > 0
+
+
+def test_a_sweep_on_one_simulated_device_pushes_the_test_set_once(models, test_set, simulated):
+    variants = ("fp32", "int8", "int16x8")
+    with adb_on(simulated()) as phone:
+        runs = [run_job(phone, artifact(models[v], v), test_set, d)
+                for v in variants for d in ("xnnpack", "reference")]
+    assert all(r.ok for r in runs), [r.error for r in runs]
+    pushed = {kind: sum(r.transfer["pushed"][kind] for r in runs) for kind in ("inputs", "model", "runner")}
+    assert pushed["inputs"] == runs[0].transfer["pushed"]["inputs"] > test_set.x.nbytes
+    assert pushed["model"] == sum(models[v].stat().st_size for v in variants)
+    assert pushed["runner"] == runs[0].transfer["pushed"]["runner"] > 0
+    assert all(r.transfer["pushed"]["inputs"] == 0 for r in runs[1:])
+
+
+def test_a_legacy_device_without_shell_v2_runs_the_job(models, test_set, simulated, tmp_path):
+    art = artifact(models["int8"], "int8")
+    with adb_on(simulated(features=(), max_payload=4096)) as phone:
+        remote = run_job(phone, art, test_set)
+        assert phone.features == frozenset() and phone.max_payload == 4096
+    assert remote.ok, remote.error
+    assert np.array_equal(remote.raw, run_job(LocalTarget(tmp_path / "local"), art, test_set).raw)
+
+
+def test_a_job_outlives_a_dropped_connection_and_is_polled_again(models, test_set, simulated, tmp_path):
+    sim = simulated()
+    art = artifact(models["fp32"], "fp32")
+    dropper = _when(lambda: _job_started(sim), sim.drop_connections)
+    with adb_on(sim) as phone:
+        remote = run_job(phone, art, test_set, "reference")
+        reconnects = phone.reconnects
+    dropper.join()
+    assert remote.ok and reconnects >= 1
+    assert np.array_equal(remote.raw, run_job(LocalTarget(tmp_path / "local"), art, test_set, "reference").raw)
+
+
+def test_a_runner_that_crashes_over_adb_is_a_runner_error(models, test_set, simulated):
+    with adb_on(simulated(), python="false") as phone:
+        with pytest.raises(RunnerError, match="no handshake") as err:
+            run_job(phone, artifact(models["fp32"]), test_set)
+    assert err.value.device == "sim-phone"
+
+
+def test_a_job_the_runner_cannot_run_over_adb_is_a_runner_error(models, test_set, simulated):
+    pytest.importorskip("numpy")
+    try:
+        import tflite_runtime  # noqa: F401
+        pytest.skip("tflite_runtime is importable here")
+    except ImportError:
+        pass
+    with adb_on(simulated()) as phone:
+        with pytest.raises(RunnerError, match="could not run job") as err:
+            run_job(phone, artifact(models["fp32"]), test_set, runtime="tflite_runtime")
+    assert err.value.device == "sim-phone" and "tflite_runtime" in str(err.value)
+
+
+@pytest.mark.parametrize("stage,nbytes", [("push", 4096), ("pull", 1)])
+def test_a_device_vanishing_mid_transfer_names_the_device(stage, nbytes, models, test_set, simulated):
+    sim = simulated()
+    sim.vanish_after(stage, nbytes)
+    with adb_on(sim, name="flaky-phone") as phone:
+        with pytest.raises(TargetError) as err:
+            run_job(phone, artifact(models["fp32"]), test_set)
+    assert err.value.device == "flaky-phone" and "gone" in str(err.value)
+    assert stage in str(err.value)
+
+
+def test_a_device_vanishing_mid_run_names_the_device_and_the_runner(models, test_set, simulated):
+    sim = simulated()
+    # vanish_after("run") waits for a shell command that is still running after 0.5 s; the runner's
+    # start command returns at once (the job is detached), so the test pulls the plug itself.
+    _when(lambda: _job_started(sim), sim.vanish)
+    with adb_on(sim, name="flaky-phone") as phone:
+        with pytest.raises(TargetError, match="gone") as err:
+            run_job(phone, artifact(models["fp32"]), test_set)
+    assert err.value.device == "flaky-phone" and "run.py" in str(err.value)
+
+
+def test_a_full_device_disk_names_the_device(models, test_set, simulated):
+    with adb_on(simulated(disk_quota_bytes=20_000), name="full-phone") as phone:
+        with pytest.raises(TargetError, match="No space left on device") as err:
+            run_job(phone, artifact(models["fp32"]), test_set)
+    assert err.value.device == "full-phone" and "qskew" in str(err.value)
+
+
+def test_a_pulled_output_that_does_not_match_the_runners_hash_is_refused(models, test_set, tmp_path):
+    python = _stand_in_python(tmp_path, f"""
+import json, os, sys
+import numpy as np
+print('QSKEW-RUNNER protocol=1.0 python=3 numpy=2')
+job = sys.argv[2]
+np.save(os.path.join(job, 'outputs.npy'), np.zeros(({N_SAMPLES}, 10), np.float32), allow_pickle=False)
+out = {{'file': 'outputs.npy', 'dtype': 'float32', 'shape': [{N_SAMPLES}, 10], 'scale': 0.0,
+        'zero_point': 0, 'sha256': '0' * 64}}
+with open(os.path.join(job, 'result.json'), 'w') as f:
+    json.dump({{'protocol': '1.0', 'status': 'ok', 'output': out}}, f)
+""")
+    with pytest.raises(TargetError, match="the runner recorded 0000"):
+        run_job(LocalTarget(tmp_path / "device", python=python), artifact(models["fp32"]), test_set)

@@ -62,9 +62,10 @@ class RealAdb:
         self.env = {"HOME": str(self.home), "ANDROID_ADB_SERVER_PORT": str(self.server_port),
                     "ADB_EMU": "0", "ADB_MDNS": "0", "ADB_USB": "0", "ADB_VENDOR_KEYS": ""}
 
-    def __call__(self, *args: str, serial: str | None = None, timeout_s: float = ADB_TIMEOUT_S) -> CommandResult:
+    def __call__(self, *args: str, serial: str | None = None, timeout_s: float = ADB_TIMEOUT_S,
+                 stdin_bytes: bytes | None = None) -> CommandResult:
         argv = [ADB_BINARY, "-P", str(self.server_port)] + (["-s", serial] if serial else []) + list(args)
-        return run_command(argv, timeout_s=timeout_s, env=self.env, device=serial or "adb")
+        return run_command(argv, timeout_s=timeout_s, env=self.env, device=serial or "adb", stdin_bytes=stdin_bytes)
 
     def connect(self, address: tuple[str, int]) -> str:
         """``adb connect`` and wait until ``adb devices`` lists it as ``device``; returns the serial."""

@@ -108,3 +108,13 @@ def test_real_adb_push_failures_are_reported(real_adb, make_device, tmp_path):
     assert outside.returncode != 0 and "Permission denied" in outside.stdout + outside.stderr
     assert not (tmp_path / "planted.bin").exists() and not (device.root / "big.bin").exists()
     assert real_adb("shell", "echo", "alive", serial=serial).stdout == "alive\n"
+
+
+def test_real_adb_stdin_reaches_the_command_through_shell_v2(real_adb, make_device):
+    device = make_device()
+    serial = real_adb.connect(device.address)
+    data = os.urandom(300_000)
+    target = device.root / "stdin.bin"
+    result = real_adb("shell", f"cat > '{target}'; wc -c < '{target}'", serial=serial, stdin_bytes=data)
+    assert (result.returncode, result.stdout.strip()) == (0, "300000")  # close-stdin (id 4) ended cat
+    assert target.read_bytes() == data

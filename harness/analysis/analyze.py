@@ -115,7 +115,7 @@ def load_inputs(run_dir: Path, max_samples_per_group: int = MAX_SAMPLES_PER_GROU
     dataset = load_checked_dataset(run)
     test = dataset.subset("test")
     index = sample_index(test.group, max_samples_per_group, seed)
-    minority, majority = minority_majority(run.manifest, test)
+    minority, majority = minority_majority(run.manifest, test.group_counts())
     return RunInputs(run=run, model=model, dataset=dataset, x=test.preprocess.apply(test.x[index]),
                      y=np.asarray(test.y[index], np.int64), group=np.asarray(test.group[index]).astype(str),
                      minority=minority, majority=majority)
@@ -166,9 +166,10 @@ def sample_index(groups: np.ndarray, max_per_group: int, seed: int) -> np.ndarra
     return np.sort(np.concatenate(parts))
 
 
-def minority_majority(manifest: dict, test: "GroupedDataset") -> tuple[str, str]:
-    """(group with the fewest, group with the most) training samples; test counts if none recorded."""
-    counts = (((manifest.get("dataset") or {}).get("group_counts") or {}).get("train")) or test.group_counts()
+def minority_majority(manifest: dict, fallback_counts: dict[str, int]) -> tuple[str, str]:
+    """(group with the fewest, group with the most) training samples per the manifest, ties broken by
+    name order; ``fallback_counts`` (e.g. the test split's) when none are recorded."""
+    counts = (((manifest.get("dataset") or {}).get("group_counts") or {}).get("train")) or fallback_counts
     ranked = sorted(counts.items(), key=lambda kv: (kv[1], kv[0]))
     return str(ranked[0][0]), str(ranked[-1][0])
 

@@ -63,7 +63,7 @@ def group_curvature(model: Any, x: np.ndarray, y: np.ndarray, iterations: int = 
     """
     if len(x) == 0:
         raise ModelError(f"model {model.name!r}: no samples to analyze")
-    ops = _Ops(model, x, np.asarray(y, dtype=np.int64), batch_size)
+    ops = GroupOps(model, x, y, batch_size)
     rng = np.random.default_rng(seed)
     loss, logit_var, grads = ops.loss_and_grad()
     top, used = power_iteration(ops.hvp, ops.shapes, ops.dtype, iterations, tol, rng)
@@ -105,12 +105,16 @@ def hutchinson_trace(hvp: Callable[[list[np.ndarray]], list[np.ndarray]], shapes
     return float(values.mean()), se
 
 
-class _Ops:
-    """Loss, gradient and Hessian-vector products of one model on one group, batch by batch."""
+class GroupOps:
+    """Loss, gradient and Hessian-vector products of one model on one group, batch by batch.
 
-    def __init__(self, model: Any, x: np.ndarray, y: np.ndarray, batch_size: int):
+    ``hvp(v)`` takes and returns a list of arrays shaped like ``model.trainable_variables``.
+    """
+
+    def __init__(self, model: Any, x: np.ndarray, y: np.ndarray, batch_size: int = BATCH_SIZE):
         import tensorflow as tf
 
+        y = np.asarray(y, dtype=np.int64)
         self.model = model
         self.params = list(model.trainable_variables)
         if not self.params:
@@ -147,7 +151,7 @@ class _Ops:
 _LAST_TRACED: dict[str, Any] = {}  # one model's functions: analyze finishes a model before the next
 
 
-def _traced(ops: _Ops, sample_shape: tuple, x_dtype) -> tuple[Callable, Callable]:
+def _traced(ops: GroupOps, sample_shape: tuple, x_dtype) -> tuple[Callable, Callable]:
     """The model's gradient and HVP ``tf.function``s, traced once per model (any batch size).
 
     Only the last model's functions are kept (it is what the next group of the same model reuses);

@@ -162,10 +162,10 @@ def _evaluate(inputs: "RunInputs", regex: str, out: Path, progress: bool, echo: 
     raw = dict(inputs.run.manifest.get("config") or {})
     if not raw:
         raise ConfigError(f"{inputs.run.path / 'manifest.json'} holds no experiment config to repeat")
-    quantize = {**(raw.get("quantize") or {}), "variants": list(COMPARED), "mixed_layers_regex": regex}
-    exp = config.from_dict({"experiment": {"name": f"{raw.get('name', 'run')}{OUT_SUFFIX}"},
-                            "data": raw.get("data") or {}, "model": raw.get("model") or {},
-                            "quantize": quantize, "run": raw.get("run") or {}},
+    section = {key: {k: v for k, v in (raw.get(key) or {}).items() if v is not None}  # None = "not given"
+               for key in ("data", "model", "quantize", "run")}
+    section["quantize"].update(variants=list(COMPARED), mixed_layers_regex=regex)
+    exp = config.from_dict({"experiment": {"name": f"{raw.get('name', 'run')}{OUT_SUFFIX}"}, **section},
                            source=f"qskew suggest-mixed {inputs.run.path}")
     source = ModelSource(inputs.model, dict(inputs.run.manifest.get("model") or {}))
     evaluate(exp, inputs.dataset, source, out, progress=progress, echo=echo)

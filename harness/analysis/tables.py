@@ -81,7 +81,7 @@ def frame(rows: list[dict], columns: dict[str, str]) -> "pd.DataFrame":
     table = pd.DataFrame(rows, columns=list(columns))
     for name, dtype in columns.items():
         if dtype == "string":
-            table[name] = table[name].fillna("").astype(str)
+            table[name] = table[name].fillna("").astype("string")
         elif dtype == "int64":
             table[name] = table[name].fillna(0).astype("int64")
         else:

@@ -11,6 +11,9 @@ Sections, in order: summary (disparity per job with intervals), accuracy per gro
 variant, Wilson bars), heatmap of per-group drops over variant x target x delegate, logit variance
 and margin per group (reference vs variant), flips in both directions with McNemar tests,
 calibration-set group shares, provenance (model and variant hashes, runtime versions, devices).
+When ``qskew analyze`` has written analysis.csv and layers.csv into the run directory, an
+"analysis" section (:data:`ANALYSIS_SECTION`) comes before provenance: per-group curvature of the
+FP32 model and of each variant's dequantized weights, and per-layer errors ranked by group skew.
 
 :func:`write_report` writes the page (default ``RUN_DIR/report/report.html``) and each chart as
 ``<stem>-<chart>.png`` in the same folder.
@@ -37,6 +40,7 @@ REPORT_FILE = "report.html"  # default page name inside the run directory's repo
 SECTIONS = (("summary", "Summary"), ("accuracy", "Accuracy per group"), ("drops", "Drop heatmap"),
             ("logits", "Logit variance and margin"), ("flips", "Flips"),
             ("calibration", "Calibration set"), ("provenance", "Provenance"))
+ANALYSIS_SECTION = ("analysis", "Why it skews: curvature and layers")  # only when qskew analyze ran
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1150px}
@@ -125,7 +129,9 @@ def render_html(run: "RunData", stats: "Stats", images: Mapping[str, bytes]) -> 
     title = f"qskew report: {run.path.name}"
     head = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(title)}</title><style>{CSS}</style></head><body>")
-    nav = "<nav>" + "".join(f'<a href="#{key}">{_e(name)}</a>' for key, name in SECTIONS) + "</nav>"
+    analysis = _analysis(run)
+    sections = SECTIONS[:-1] + ((ANALYSIS_SECTION,) if analysis else ()) + SECTIONS[-1:]
+    nav = "<nav>" + "".join(f'<a href="#{key}">{_e(name)}</a>' for key, name in sections) + "</nav>"
     intro = (f"<h1>{_e(title)}</h1><p class=\"note\">dataset {_e(_get(manifest, 'dataset', 'name'))} · "
              f"model {_e(_model_name(manifest))} · created {_e(manifest.get('created', '?'))} · "
              f"intervals: {CONFIDENCE:.0%}, Wilson for accuracies, paired group-stratified bootstrap "
@@ -138,6 +144,7 @@ def render_html(run: "RunData", stats: "Stats", images: Mapping[str, bytes]) -> 
         _section("logits", _img(images, "logits") + _logit_table(run.metrics)),
         _section("flips", _img(images, "flips") + _flip_table(stats.groups)),
         _section("calibration", _calibration(manifest, images)),
+        _section("analysis", analysis) if analysis else "",
         _section("provenance", _provenance(run)),
     ]
     return head + intro + nav + "".join(body) + "</body></html>\n"
@@ -211,6 +218,46 @@ def _calibration(manifest: Mapping[str, Any], images: Mapping[str, bytes]) -> st
     return meta + _img(images, "calibration") + _table(["group", "share %"], rows, left=(0,))
 
 
+def _analysis(run: "RunData") -> str:
+    """analysis.csv and layers.csv of the run directory as tables; "" when analyze has not run."""
+    from harness.analysis.analyze import minority_majority, skew_table
+    from harness.analysis.tables import read_analysis, read_layers
+
+    analysis, layers = read_analysis(run.path), read_layers(run.path)
+    if analysis is None and layers is None:
+        return ""
+    parts = []
+    if analysis is not None:
+        rows = [[r.variant, r.group, r.n, _num(r.loss, ".4f"), _num(r.excess_loss, "+.4f"),
+                 _num(r.logit_variance, ".4g"), _num(r.grad_norm, ".4g"), _num(r.hessian_top_eig, ".4g"),
+                 f"{_num(r.hessian_trace, '.4g')} ± {_num(r.hessian_trace_se, '.2g')}", r.iterations, r.probes,
+                 _num(r.weight_delta_norm, ".4g"), _num(r.excess_loss_bound, ".4g"), r.error]
+                for r in analysis.itertuples(index=False)]
+        parts += ["<h3>Per group: loss and curvature</h3>", _table(
+            ["model", "group", "n", "loss", "excess loss", "logit var", "‖∇L‖", "λmax", "trace (Hutchinson ± se)",
+             "iterations", "probes", "‖Δθ‖", "EL bound", "error"], rows, left=(0, 1, 13)),
+            "<p class=\"note\">reference = the FP32 Keras model; every other row = the FP32 model with that "
+            "variant's weights dequantized from its .tflite put back in. Only the WEIGHTS are quantized in "
+            "those models: activations, inputs and logits stay float, so the on-device drop also holds "
+            "activation rounding that these rows do not. λmax: eigenvalue of largest magnitude of the group "
+            "loss's Hessian (power iteration); EL bound = ‖∇L_ref‖‖Δθ‖ + ½|λmax,ref|‖Δθ‖² (Tran 2022). "
+            "All models use the same probes (seed), so trace differences between rows are paired.</p>"]
+    if layers is not None and len(layers):
+        minority, majority = minority_majority(run.manifest, {g: 0 for g in sorted(set(layers["group"]))})
+        skew = skew_table(layers, minority, majority)
+        rows = [[r.variant, r.layer, r.op, _num(r.snr_minority_db, ".2f"), _num(r.snr_majority_db, ".2f"),
+                 _num(r.snr_gap_db, "+.2f"), _num(r.rmse_minority, ".4g"), _num(r.rmse_majority, ".4g"),
+                 _num(r.rmse_ratio, ".3f")] for r in skew.itertuples(index=False)]
+        parts += [f"<h3>Per layer: where {_e(minority)} loses most relative to {_e(majority)}</h3>", _table(
+            ["variant", "layer", "TFLite op", f"SNR {minority} dB", f"SNR {majority} dB", "gap dB",
+             f"RMSE {minority}", f"RMSE {majority}", "RMSE ratio"], rows, left=(0, 1, 2)),
+            "<p class=\"note\">Each layer's output in the variant's .tflite (all tensors preserved, dequantized) "
+            "against the FP32 Keras layer on the same samples; errors accumulate through the network. gap = "
+            "SNR(majority) − SNR(minority): positive when the minority's signal is degraded more. Sorted by "
+            "gap within each variant. Minority/majority: fewest/most training samples.</p>"]
+    return "".join(parts)
+
+
 def _provenance(run: "RunData") -> str:
     m = run.manifest
     model = m.get("model") or {}
@@ -242,7 +289,7 @@ def _e(value: Any) -> str:
 
 
 def _section(key: str, content: str) -> str:
-    title = dict(SECTIONS)[key]
+    title = dict(SECTIONS + (ANALYSIS_SECTION,))[key]
     return f'<section id="{_e(key)}"><h2>{_e(title)}</h2>{content}</section>'
 
 

@@ -111,3 +111,36 @@ def test_cli_report(report_run, tmp_path, capsys):
     assert "(20 resamples, seed 4)" in out.read_text(encoding="utf-8")
     assert main(["report", str(report_run), "--resamples", "0"]) == 2
     assert "--resamples must be >= 1" in capsys.readouterr().err
+
+
+def test_analysis_section_appears_only_when_analyze_wrote_its_files(report_run, tmp_path):
+    import shutil
+
+    from harness.analysis import tables
+    from harness.report.render import ANALYSIS_SECTION
+
+    run = tmp_path / "run"
+    shutil.copytree(report_run, run, ignore=shutil.ignore_patterns("report"))
+    minority = "<b>minority & co</b>"
+    analysis = tables.frame([
+        {"variant": v, "group": g, "n": 10, "loss": 0.5 + i, "logit_variance": 2.0, "grad_norm": 0.25,
+         "hessian_top_eig": 7.5 + i, "hessian_trace": 31.0, "iterations": 9, "probes": 30, "seed": 0,
+         "hessian_trace_se": 1.5, "excess_loss": 0.0, "weight_delta_norm": 0.1, "excess_loss_bound": 0.2}
+        for v in ("reference", "int8") for i, g in enumerate(("majority", minority))], tables.ANALYSIS_COLUMNS)
+    layers = tables.frame([
+        {"variant": "int8", "layer": "dense_9", "group": g, "rmse": 0.01, "snr_db": snr, "n": 10, "order": 0,
+         "op": "FULLY_CONNECTED", "dtype": "int8", "tensor": "m/dense_9/MatMul"}
+        for g, snr in (("majority", 44.25), (minority, 37.5))], tables.LAYER_COLUMNS)
+    tables.write_analysis(run, analysis)
+    tables.write_layers(run, layers)
+    page = _Links()
+    html = build_report(run, n_resamples=50).html
+    page.feed(html)
+    keys = [key for key, _ in SECTIONS]
+    assert page.ids == keys[:-1] + [ANALYSIS_SECTION[0]] + keys[-1:]
+    text = " ".join(page.text)
+    for needle in (ANALYSIS_SECTION[1], "7.5", "31 ± 1.5", "dense_9", "+6.75", "44.25", "37.50",
+                   "activations, inputs and logits stay float"):
+        assert needle in text, needle
+    assert "<b>minority" not in html and "&lt;b&gt;minority &amp; co&lt;/b&gt;" in html
+    assert "#analysis" in page.links

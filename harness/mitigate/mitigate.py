@@ -250,7 +250,7 @@ def _run_child(job_dir: Path, job: QatJob, timeout_s: float) -> str:
     try:
         result = run_command(argv, timeout_s=timeout_s, env=env)
     except CommandTimeout as exc:
-        raise ModelError(f"QAT of model {job.model_label} did not finish in {timeout_s:.0f} s; "
+        raise ModelError(f"QAT of model {job.model_label} did not finish in {timeout_s:g} s; "
                          f"last output: {_tail(exc.output)}") from exc
     if result.returncode != 0:
         raise ModelError(f"QAT of model {job.model_label} failed (exit code {result.returncode}); "

@@ -81,3 +81,14 @@ def test_a_crash_in_the_qat_process_quotes_its_traceback(tiny_keras3, digits, tm
     assert "user/broken.keras" in message and "exit code 1" in message
     quoted = message.split("last output:")[1]
     assert "BadZipFile" in quoted and "^^^" not in quoted  # the traceback's end, without markers
+
+
+def test_a_qat_process_over_its_time_limit_is_killed_and_named(tiny_keras3, digits, tmp_path):
+    from harness.mitigate.mitigate import _run_child, _write_job
+
+    calibration = make_calibration(digits.subset("train"), size=16, seed=0)
+    job = qat_job(_user_source(tiny_keras3, "user/slow.keras"), digits, (), WEIGHTED)
+    _write_job(tmp_path, job, tiny_keras3, digits, calibration)
+    with pytest.raises(ModelError, match=r"QAT of model user/slow.keras did not finish in 0.5 s"):
+        _run_child(tmp_path, job, timeout_s=0.5)  # TensorFlow alone takes longer to import
+    assert not (tmp_path / jobfiles.RESULT_FILE).exists()

@@ -38,6 +38,16 @@ def test_by_default_qat_keeps_float_the_layers_mixed_raises(tiny_keras3, tiny_op
     assert plan.layers == ("out",) and plan.mixed_regex is None  # mixed-qat uses mixed's own recipe
 
 
+def test_a_suggested_scope_regex_in_the_experiment_keeps_its_keras_layer_float(tiny_keras3, tiny_ops):
+    """``qskew suggest-mixed`` prints a mixed_layers_regex of op scopes; QAT maps it to layers."""
+    import re
+
+    conv_op = next(op for op in tiny_ops if op.op_name == "CONV_2D")
+    qopts = QuantizeOptions(mixed_layers_regex=f"^{re.escape(conv_op.scope)}$")
+    plan = keep_plan(tiny_keras3, tiny_ops, MitigationOptions(), qopts, "tiny")
+    assert plan.layers == ("conv",) and plan.mixed_regex is None
+
+
 def test_keep_layers_regex_names_keras_layers_and_the_matching_ops(tiny_keras3, tiny_ops):
     from harness.quantize.mixed import choose_layers
 

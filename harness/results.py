@@ -397,6 +397,15 @@ def config_hash(manifest: Mapping[str, Any]) -> str:
 # -- tables printed by the CLI -----------------------------------------------------------------
 
 TABLE_WIDTHS = {"variant": 9, "target": 8, "delegate": 9, "group": 12}  # keeps a row under 100 columns
+MAX_NAME_WIDTHS = {"variant": 20, "target": 16}  # longer names ("int8-balanced-calib") widen up to this
+
+
+def _job_widths(variants, targets) -> tuple[int, int]:
+    """Column widths for variant and target: the defaults, widened to fit the longest names."""
+    def width(key, names):
+        longest = max((len(str(n)) for n in names), default=0)
+        return min(MAX_NAME_WIDTHS[key], max(TABLE_WIDTHS[key], longest))
+    return width("variant", variants), width("target", targets)
 
 
 def format_table(metrics: "pd.DataFrame") -> str:
@@ -409,16 +418,18 @@ def format_table(metrics: "pd.DataFrame") -> str:
 
     if metrics.empty:
         return "(no metrics: no job finished)"
-    header = (f"{'variant':9} {'target':8} {'delegate':9} {'group':12} {'n':>7} {'acc_ref%':>8} "
+    wv, wt = _job_widths(metrics.variant, metrics.target)
+    widths = {**TABLE_WIDTHS, "variant": wv, "target": wt}
+    header = (f"{'variant':{wv}} {'target':{wt}} {'delegate':9} {'group':12} {'n':>7} {'acc_ref%':>8} "
               f"{'acc%':>6} {'drop_pp':>8} {'flip%':>6} {'xloss':>8} {'var_x':>6}")
     lines = [header, "-" * len(header)]
     for row in sort_metrics(metrics).itertuples(index=False):
         overall = row.scope == OVERALL
-        job = [_fit(v, TABLE_WIDTHS[k]) if overall else "" for k, v in
+        job = [_fit(v, widths[k]) if overall else "" for k, v in
                (("variant", row.variant), ("target", row.target), ("delegate", row.delegate))]
         n = f"{row.n}{'*' if row.small_group else ' '}"
         lines.append(
-            f"{job[0]:9} {job[1]:8} {job[2]:9} {_fit('(all)' if overall else row.group, 12):12} {n:>7} "
+            f"{job[0]:{wv}} {job[1]:{wt}} {job[2]:9} {_fit('(all)' if overall else row.group, 12):12} {n:>7} "
             f"{100 * row.acc_ref:8.1f} {100 * row.acc:6.1f} {100 * row.acc_drop:+8.2f} "
             f"{100 * row.flip_rate:6.1f} {row.excess_loss:+8.4f} {_ratio(row.logit_var, row.logit_var_ref):>6}")
     lines.append("drop_pp = acc_ref - acc in percentage points (positive: variant worse)")
@@ -431,11 +442,12 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     runs = summary.get("runs", [])
     if not runs:
         return "(no jobs)"
-    header = (f"{'variant':9} {'target':8} {'delegate':9} {'drop_pp':>8} {'worst':12} {'worst_pp':>8} "
+    wv, wt = _job_widths([r["variant"] for r in runs], [r["target"] for r in runs])
+    header = (f"{'variant':{wv}} {'target':{wt}} {'delegate':9} {'drop_pp':>8} {'worst':12} {'worst_pp':>8} "
               f"{'psi_pp':>7} {'gap_ref':>7} {'gap':>6} {'ms/smp':>7}")
     lines = [header, "-" * len(header)]
     for r in runs:
-        job = f"{_fit(r['variant'], 9):9} {_fit(r['target'], 8):8} {_fit(r['delegate'], 9):9}"
+        job = f"{_fit(r['variant'], wv):{wv}} {_fit(r['target'], wt):{wt}} {_fit(r['delegate'], 9):9}"
         if r["status"] != "ok":
             lines.append(f"{job} {_fit('FAILED (' + str(r['stage']) + '): ' + str(r['error']), 70)}")
             continue

@@ -220,42 +220,49 @@ def _calibration(manifest: Mapping[str, Any], images: Mapping[str, bytes]) -> st
 
 def _analysis(run: "RunData") -> str:
     """analysis.csv and layers.csv of the run directory as tables; "" when analyze has not run."""
-    from harness.analysis.analyze import minority_majority, skew_table
     from harness.analysis.tables import read_analysis, read_layers
 
     analysis, layers = read_analysis(run.path), read_layers(run.path)
     if analysis is None and layers is None:
         return ""
-    parts = []
-    if analysis is not None:
-        rows = [[r.variant, r.group, r.n, _num(r.loss, ".4f"), _num(r.excess_loss, "+.4f"),
-                 _num(r.logit_variance, ".4g"), _num(r.grad_norm, ".4g"), _num(r.hessian_top_eig, ".4g"),
-                 f"{_num(r.hessian_trace, '.4g')} ± {_num(r.hessian_trace_se, '.2g')}", r.iterations, r.probes,
-                 _num(r.weight_delta_norm, ".4g"), _num(r.excess_loss_bound, ".4g"), r.error]
-                for r in analysis.itertuples(index=False)]
-        parts += ["<h3>Per group: loss and curvature</h3>", _table(
-            ["model", "group", "n", "loss", "excess loss", "logit var", "‖∇L‖", "λmax", "trace (Hutchinson ± se)",
-             "iterations", "probes", "‖Δθ‖", "EL bound", "error"], rows, left=(0, 1, 13)),
-            "<p class=\"note\">reference = the FP32 Keras model; every other row = the FP32 model with that "
-            "variant's weights dequantized from its .tflite put back in. Only the WEIGHTS are quantized in "
-            "those models: activations, inputs and logits stay float, so the on-device drop also holds "
-            "activation rounding that these rows do not. λmax: eigenvalue of largest magnitude of the group "
-            "loss's Hessian (power iteration); EL bound = ‖∇L_ref‖‖Δθ‖ + ½|λmax,ref|‖Δθ‖² (Tran 2022). "
-            "All models use the same probes (seed), so trace differences between rows are paired.</p>"]
+    parts = _curvature_table(analysis) if analysis is not None else ""
     if layers is not None and len(layers):
-        minority, majority = minority_majority(run.manifest, {g: 0 for g in sorted(set(layers["group"]))})
-        skew = skew_table(layers, minority, majority)
-        rows = [[r.variant, r.layer, r.op, _num(r.snr_minority_db, ".2f"), _num(r.snr_majority_db, ".2f"),
-                 _num(r.snr_gap_db, "+.2f"), _num(r.rmse_minority, ".4g"), _num(r.rmse_majority, ".4g"),
-                 _num(r.rmse_ratio, ".3f")] for r in skew.itertuples(index=False)]
-        parts += [f"<h3>Per layer: where {_e(minority)} loses most relative to {_e(majority)}</h3>", _table(
-            ["variant", "layer", "TFLite op", f"SNR {minority} dB", f"SNR {majority} dB", "gap dB",
-             f"RMSE {minority}", f"RMSE {majority}", "RMSE ratio"], rows, left=(0, 1, 2)),
-            "<p class=\"note\">Each layer's output in the variant's .tflite (all tensors preserved, dequantized) "
-            "against the FP32 Keras layer on the same samples; errors accumulate through the network. gap = "
-            "SNR(majority) − SNR(minority): positive when the minority's signal is degraded more. Sorted by "
-            "gap within each variant. Minority/majority: fewest/most training samples.</p>"]
-    return "".join(parts)
+        parts += _layer_skew_table(run, layers)
+    return parts
+
+
+def _curvature_table(analysis: "pd.DataFrame") -> str:
+    rows = [[r.variant, r.group, r.n, _num(r.loss, ".4f"), _num(r.excess_loss, "+.4f"),
+             _num(r.logit_variance, ".4g"), _num(r.grad_norm, ".4g"), _num(r.hessian_top_eig, ".4g"),
+             f"{_num(r.hessian_trace, '.4g')} ± {_num(r.hessian_trace_se, '.2g')}", r.iterations, r.probes,
+             _num(r.weight_delta_norm, ".4g"), _num(r.excess_loss_bound, ".4g"), r.error]
+            for r in analysis.itertuples(index=False)]
+    headers = ["model", "group", "n", "loss", "excess loss", "logit var", "‖∇L‖", "λmax",
+               "trace (Hutchinson ± se)", "iterations", "probes", "‖Δθ‖", "EL bound", "error"]
+    return ("<h3>Per group: loss and curvature</h3>" + _table(headers, rows, left=(0, 1, 13))
+            + "<p class=\"note\">reference = the FP32 Keras model; every other row = the FP32 model with that "
+              "variant's weights dequantized from its .tflite put back in. Only the WEIGHTS are quantized in "
+              "those models: activations, inputs and logits stay float, so the on-device drop also holds "
+              "activation rounding that these rows do not. λmax: eigenvalue of largest magnitude of the group "
+              "loss's Hessian (power iteration); EL bound = ‖∇L_ref‖‖Δθ‖ + ½|λmax,ref|‖Δθ‖² (Tran 2022). "
+              "All models use the same probes (seed), so trace differences between rows are paired.</p>")
+
+
+def _layer_skew_table(run: "RunData", layers: "pd.DataFrame") -> str:
+    from harness.analysis.analyze import minority_majority, skew_table
+
+    minority, majority = minority_majority(run.manifest, {g: 0 for g in sorted(set(layers["group"]))})
+    rows = [[r.variant, r.layer, r.op, _num(r.snr_minority_db, ".2f"), _num(r.snr_majority_db, ".2f"),
+             _num(r.snr_gap_db, "+.2f"), _num(r.rmse_minority, ".4g"), _num(r.rmse_majority, ".4g"),
+             _num(r.rmse_ratio, ".3f")] for r in skew_table(layers, minority, majority).itertuples(index=False)]
+    headers = ["variant", "layer", "TFLite op", f"SNR {minority} dB", f"SNR {majority} dB", "gap dB",
+               f"RMSE {minority}", f"RMSE {majority}", "RMSE ratio"]
+    return (f"<h3>Per layer: where {_e(minority)} loses most relative to {_e(majority)}</h3>"
+            + _table(headers, rows, left=(0, 1, 2))
+            + "<p class=\"note\">Each layer's output in the variant's .tflite (all tensors preserved, "
+              "dequantized) against the FP32 Keras layer on the same samples; errors accumulate through the "
+              "network. gap = SNR(majority) − SNR(minority): positive when the minority's signal is degraded "
+              "more. Sorted by gap within each variant. Minority/majority: fewest/most training samples.</p>")
 
 
 def _provenance(run: "RunData") -> str:

@@ -49,7 +49,8 @@ def test_fp32_is_near_exact_and_16_bit_activations_beat_8_bit(tiny_model, varian
     x, _, groups = test_inputs
     snr = {}
     for name in ("fp32", "int16x8", "int8"):
-        snr[name] = {(r.layer, r.group): r.snr_db for r in layer_errors(tiny_model, variants[name].path, x, groups).rows}
+        rows = layer_errors(tiny_model, variants[name].path, x, groups).rows
+        snr[name] = {(r.layer, r.group): r.snr_db for r in rows}
     assert min(snr["fp32"].values()) > 90
     gains = [snr["int16x8"][key] - snr["int8"][key] for key in snr["int8"]]
     assert min(gains) > 0          # the same int8 weights, finer activations: never worse...

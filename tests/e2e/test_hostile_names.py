@@ -12,14 +12,16 @@ import pytest
 from harness import cli, results
 
 
-def _hostile(canary) -> str:
-    return f"a b'c\"d;touch {canary};$(touch {canary})`touch {canary}`\ne"
+CANARY = "QSKEW-CANARY"  # `cd` with no argument goes home: the device's root, or the host user's HOME
+
+
+def _hostile() -> str:
+    return f"a b'c\"d;cd;touch {CANARY};$(cd;touch {CANARY})`cd;touch {CANARY}`\ne"
 
 
 @pytest.mark.slow
 def test_hostile_names_everywhere(tmp_path):
-    canary = tmp_path / "CANARY"
-    bad = _hostile(canary)
+    bad = _hostile()
     folder = tmp_path / f"models {bad}"
     folder.mkdir()
     import keras
@@ -32,7 +34,7 @@ def test_hostile_names_everywhere(tmp_path):
     rng = np.random.default_rng(0)
     n = 40
     ids = np.array([f"{bad}-{i}" for i in range(n)], dtype=str)
-    groups = np.array([f"group {bad}" if i % 4 == 0 else "other $(x)" for i in range(n)], dtype=str)
+    groups = np.array([f"group {bad}" if i % 3 == 0 else "other $(x)" for i in range(n)], dtype=str)
     data = tmp_path / f"data {bad}.npz"
     with open(data, "wb") as f:
         np.savez(f, x=rng.integers(0, 256, (n, 4, 4, 1)).astype(np.uint8), y=rng.integers(0, 3, n),
@@ -49,7 +51,12 @@ def test_hostile_names_everywhere(tmp_path):
     run = results.read_run(out)
     assert sorted(run.jobs()) == [("fp32", "sim", "xnnpack"), ("int8", "sim", "xnnpack")]
     assert set(run.predictions.id) == set(ids[1::2]) and f"group {bad}" in set(run.metrics.group)
-    assert not canary.exists()
+    from pathlib import Path
+
+    from harness.targets.factory import simulated_root
+
+    for home in (simulated_root("sim"), Path.home(), Path.cwd(), tmp_path):
+        assert not (home / CANARY).exists(), home
 
 
 def _toml(text: str) -> str:

@@ -330,14 +330,25 @@ class SimulatedDevice:
         return thread
 
     def _run_fault(self, proc: subprocess.Popen) -> None:
-        if proc.poll() is not None:
-            return
+        if proc.poll() is not None and not self._marked_process_alive():
+            return  # finished (a detached runner started by this command counts as still running)
         with self._lock:
             if not self._fault or self._fault[0] != "run":
                 return
             self._fault = None
         log.info("[%s] fault: vanishing while the runner runs", self._serial)
         self.vanish()
+
+    def _marked_process_alive(self) -> bool:
+        """Whether a process of this device with RUN_FAULT_MARKER in its command line still runs."""
+        for pid in _pids_with_env(f"{PROCESS_TOKEN_VAR}={self._token}".encode()):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    if RUN_FAULT_MARKER.encode() in fh.read():
+                        return True
+            except OSError:
+                continue
+        return False
 
     def _kill_processes(self) -> None:
         """SIGKILL the process group of every running shell, then any process left behind

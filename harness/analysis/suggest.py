@@ -10,8 +10,10 @@
    model's ops (``harness.quantize.mixed.choose_layers``) before anything is built.
 3. Evaluate int8, int16x8 and the suggested mixed variant into a new run directory with the run's
    own experiment (same dataset, model, calibration, devices), via ``harness.evaluate.evaluate``.
-4. Per variant and group: accuracy drop with its 95 % paired bootstrap interval, the worst group,
-   and latency per sample.
+4. Per variant and group: accuracy drop with its 95 % paired bootstrap interval, excess loss, flip
+   rate, the worst group and latency per sample; and, per variant, the minority's and majority's
+   SNR at the raised layers and at the output (what the recipe buys inside the network: the mixed
+   model's output is re-quantized to int8, so a gain in the raised layers can vanish there).
 
 ``suggested-mixed.json`` in the new run directory records::
 
@@ -24,8 +26,10 @@
     matched_ops                  op scopes of the float model the regex raised to 16 bits
     run_dir                      the new run directory
     results                      one record per variant x group (group "" = overall): n, acc,
-                                 acc_drop, acc_drop_lo, acc_drop_hi, worst_group, latency_ms_per_sample,
-                                 status, error
+                                 acc_drop, acc_drop_lo, acc_drop_hi, excess_loss, flip_rate, worst_group,
+                                 latency_ms_per_sample, status, error
+    layer_check                  one record per variant x (raised layer, output layer): the columns of
+                                 ``analyze.skew_table`` (snr_minority_db, snr_majority_db, snr_gap_db...)
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ class Suggestion:
     recipe: MixedRecipe
     run_dir: Path
     results: "pd.DataFrame"
+    layer_check: "pd.DataFrame"   # analyze.skew_table rows of the chosen layers and the output, per variant
     minority: str
     majority: str
     file: Path
@@ -91,12 +96,13 @@ def suggest_mixed(run_dir: Path, top: int = TOP_K, out: Path | None = None, prog
     out = Path(out) if out is not None else run_dir.parent / f"{run_dir.name}{OUT_SUFFIX}"
     _evaluate(inputs, recipe.regex, out, progress, echo)
     results = comparison(out)
+    check = layer_check(inputs, out, [d["layer"] for d in recipe.layers])
     record = {"source_run": str(run_dir), "source_variant": recipe.source_variant, "minority": inputs.minority,
               "majority": inputs.majority, "top": top, "layers": list(recipe.layers), "regex": recipe.regex,
-              "matched_ops": list(recipe.matched_ops), "run_dir": str(out),
-              "results": results.astype(object).where(results.notna(), None).to_dict(orient="records")}
+              "matched_ops": list(recipe.matched_ops), "run_dir": str(out), "results": _records(results),
+              "layer_check": _records(check)}
     file = tables.write_suggestion(out, record)
-    return Suggestion(recipe=recipe, run_dir=out, results=results, minority=inputs.minority,
+    return Suggestion(recipe=recipe, run_dir=out, results=results, layer_check=check, minority=inputs.minority,
                       majority=inputs.majority, file=file)
 
 
@@ -205,6 +211,23 @@ def comparison(run_dir: Path) -> "pd.DataFrame":
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
 
 
+def layer_check(inputs: "RunInputs", run_dir: Path, layers: list[str]) -> "pd.DataFrame":
+    """Per variant of the new run: minority and majority SNR at the chosen layers and at the output."""
+    from harness.analysis.analyze import layer_table, skew_table, variant_files
+    from harness.results import read_run
+
+    files = [f for f in variant_files(read_run(run_dir).manifest, list(COMPARED)) if not f.error]
+    skew = skew_table(layer_table(inputs, files, lambda s: None), inputs.minority, inputs.majority)
+    keep = skew[skew["layer"].isin(layers) | (skew["order"] == skew["order"].max())]
+    rank = keep["variant"].map({name: i for i, name in enumerate(COMPARED)})
+    return keep.assign(_rank=rank).sort_values(["order", "_rank"], kind="mergesort") \
+        .drop(columns="_rank").reset_index(drop=True)
+
+
+def _records(table: "pd.DataFrame") -> list[dict]:
+    return table.astype(object).where(table.notna(), None).to_dict(orient="records")
+
+
 def format_suggestion(s: Suggestion) -> str:
     """The recipe, then per variant and group the drop with its interval, the worst group and latency."""
     lines = [f"recipe (ranked on {s.recipe.source_variant}: SNR gap {s.majority!r} - {s.minority!r}, dB):"]
@@ -229,5 +252,9 @@ def format_suggestion(s: Suggestion) -> str:
                  "* = worst group")
     lines.append("xloss = excess loss (nats) vs FP32; flip% = samples whose predicted class changed; "
                  "ms/smp = latency per sample")
+    lines += ["", f"layer check (SNR of the layer's output vs FP32, dB; gap = {s.majority!r} - {s.minority!r}):"]
+    for r in s.layer_check.itertuples(index=False):
+        lines.append(f"  {r.variant:9} {r.layer:16} {r.snr_minority_db:8.2f} {r.snr_majority_db:8.2f} "
+                     f"gap {r.snr_gap_db:+6.2f}")
     lines.append(f"run directory: {s.run_dir}  (recipe in {s.file.name})")
     return "\n".join(lines)

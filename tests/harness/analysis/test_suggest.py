@@ -79,3 +79,10 @@ def test_suggest_mixed_end_to_end(tiny_run, tmp_path):
     assert (s.results["acc_drop_lo"] <= s.results["acc_drop"]).all()
     assert (s.results["acc_drop"] <= s.results["acc_drop_hi"]).all()
     json.dumps(record)  # plain JSON
+    check = s.layer_check
+    assert set(check["variant"]) == {"int8", "int16x8", "mixed"}
+    chosen = s.recipe.layers[0]["layer"]
+    at = check[check["layer"] == chosen].set_index("variant")
+    # the raised layer's own output is finer in mixed than in int8 (16-bit activations there)
+    assert at.loc["mixed", "snr_majority_db"] > at.loc["int8", "snr_majority_db"]
+    assert record["layer_check"] and record["layer_check"][0]["variant"] == "int8"

@@ -27,7 +27,7 @@ def register(sub) -> None:
         description="Fine-tune the FP32 model with quantization-aware training (tfmot, in a child "
                     "process) and export it as int8-qat, mixed-qat and fp32-qat; build an int8 "
                     "calibrated on a group-balanced set; run them next to int8 and mixed and print "
-                    "the per-group drop before and after, with 95 %% intervals.",
+                    "the per-group drop before and after, with 95 % intervals.",
         epilog="Drops are against the original FP32 model. fp32-qat shows what fine-tuning alone "
                "changed. Without EXPERIMENT the demo's model (small_cnn) and data are used.")
     m.add_argument("experiment", nargs="?", type=Path, default=None,

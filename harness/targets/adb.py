@@ -68,8 +68,9 @@ CONNECT_TIMEOUT_S = 10.0       # TCP connect + CNXN on a phone over Wi-Fi
 AUTH_TIMEOUT_S = 60.0          # after our public key is sent: time for a person to tap "Allow"
 COMMAND_TIMEOUT_S = 120.0      # short commands (mkdir, mv, stat, a sha256 of a big test set on a slow board)
 TRANSFER_READ_TIMEOUT_S = 60.0  # longest silence inside one push/pull (one packet's round trip)
-RECONNECT_ATTEMPTS = 4         # a Wi-Fi blip or adbd restart; a device gone for longer is reported
-RECONNECT_BACKOFF_S = 0.25     # first wait before reconnecting; doubles each attempt (0.25..2 s)
+RECONNECT_ATTEMPTS = 5         # a Wi-Fi blip or adbd restart (waits 0.25+0.5+1+2 s); longer = gone
+RECONNECT_BACKOFF_S = 0.25     # first wait before reconnecting; doubles each attempt
+POLL_TIMEOUT_S = 30.0          # one poll of a detached job; a link silent for longer is reconnected
 POLL_FIRST_S = 0.02            # a job of a few samples finishes in well under a second
 POLL_MAX_S = 1.0               # longest wait between polls of a long job: one tiny command per second
 POLL_GROWTH = 1.5              # polls thin out geometrically while a job runs
@@ -85,10 +86,13 @@ PY_SHA256 = ("import hashlib,sys\nh=hashlib.sha256()\nwith open(sys.argv[1],'rb'
 PY_SETSID = "import os,sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
 # The detached job's files in its job folder, and the script that runs it and records its status.
 DETACHED_OUT, DETACHED_ERR, DETACHED_EXIT = ".qskew-job.stdout", ".qskew-job.stderr", ".qskew-job.exit"
+DETACHED_PID = ".qskew-job.pid"  # the job's process group id, written right after launch
+START_RECOVERY_S = 5.0         # after a drop during a start: how long the pid file may take to appear
 DETACHED_SCRIPT = ('o=$1 e=$2 x=$3 d=$4; shift 4; cd "$d" && "$@" </dev/null >"$o" 2>"$e"; '
                    'echo $? >"$x.tmp"; mv -f "$x.tmp" "$x"')
 POLL_SCRIPT = ('if [ -f "$1" ]; then echo "exit $(cat "$1")"; elif kill -0 "$2" 2>/dev/null; '
                'then echo running; elif [ -f "$1" ]; then echo "exit $(cat "$1")"; else echo gone; fi')
+MOVE_SCRIPT = 'if [ -e "$1" ]; then mv -f "$1" "$2"; fi && [ -e "$2" ]'  # safe to repeat after a drop
 PROPS_SCRIPT = 'for p in "$@"; do printf "%s=%s\\n" "$p" "$(getprop "$p")"; done'
 GETPROP_KEYS = {"model": "ro.product.model", "manufacturer": "ro.product.manufacturer",
                 "abi": "ro.product.cpu.abi", "os_release": "ro.build.version.release",
@@ -266,6 +270,10 @@ class QskewAdbDevice(AdbDevice):
         return result
 
 
+class _LinkLost(TargetError):
+    """The connection broke under a command that may or may not have run on the device."""
+
+
 class _LocalFileError(Exception):
     """A local read/write failed inside an adb-shell transfer (kept apart from socket OSErrors)."""
 
@@ -325,7 +333,8 @@ class AdbTarget(Target):
     def __init__(self, name: str, *, address: str | None = None, serial: str | None = None,
                  workdir: str = DEFAULT_WORKDIR, python: str = "python3", key_path: Path | None = None,
                  connect_timeout_s: float = CONNECT_TIMEOUT_S, auth_timeout_s: float = AUTH_TIMEOUT_S,
-                 max_payload: int | None = None, nodelay: bool = True):
+                 max_payload: int | None = None, nodelay: bool = True,
+                 reconnect_attempts: int = RECONNECT_ATTEMPTS):
         if (address is None) == (serial is None):
             raise ConfigError(f"device {name!r}: give exactly one of address (host:port) or serial (USB)")
         self.name = name
@@ -339,6 +348,7 @@ class AdbTarget(Target):
         self._auth_timeout_s = auth_timeout_s
         self._max_payload = max_payload
         self._nodelay = nodelay
+        self._reconnect_attempts = max(1, int(reconnect_attempts))
         self._device: AdbDevice | None = None
         self._banner: DeviceBanner | None = None
         self._was_connected = False
@@ -395,7 +405,7 @@ class AdbTarget(Target):
     def _reconnect(self, what: str) -> AdbDevice:
         """Reconnect after a drop, with backoff; TargetError naming ``what`` if the device is gone."""
         delay, last = RECONNECT_BACKOFF_S, None
-        for attempt in range(1, RECONNECT_ATTEMPTS + 1):
+        for attempt in range(1, self._reconnect_attempts + 1):
             try:
                 device = self._connect_once(what)
                 self.reconnects += 1
@@ -404,11 +414,11 @@ class AdbTarget(Target):
             except TargetError as exc:
                 last = exc
                 log.info("[%s] reconnect %d/%d to %s failed: %s", self.name, attempt,
-                         RECONNECT_ATTEMPTS, self._where, exc)
-                if attempt < RECONNECT_ATTEMPTS:
+                         self._reconnect_attempts, self._where, exc)
+                if attempt < self._reconnect_attempts:
                     time.sleep(delay)
                     delay *= 2
-        raise TargetError(f"device {self._where} is gone ({what}): {RECONNECT_ATTEMPTS} reconnect "
+        raise TargetError(f"device {self._where} is gone ({what}): {self._reconnect_attempts} reconnect "
                           f"attempts failed: {getattr(last, 'reason', last)}", self.name) from last
 
     def _connect_once(self, what: str) -> AdbDevice:
@@ -471,7 +481,7 @@ class AdbTarget(Target):
         TargetError naming ``what`` when the link breaks under it.
         """
         with self._lock:
-            for attempt in range(RECONNECT_ATTEMPTS + 1):
+            for attempt in range(self._reconnect_attempts + 1):
                 device = self._connected(what)
                 try:
                     return op(device)
@@ -479,7 +489,7 @@ class AdbTarget(Target):
                     raise TargetError(f"{what}: local file error: {exc}", self.name) from exc
                 except LINK_ERRORS as exc:
                     self._drop_link()
-                    if not idempotent or attempt == RECONNECT_ATTEMPTS:
+                    if not idempotent or attempt == self._reconnect_attempts:
                         raise TargetError(f"{what}: connection to {self._where} lost: {_bare(exc)}",
                                           self.name) from exc
                     log.info("[%s] %s: link lost (%s); reconnecting", self.name, what, _bare(exc))
@@ -508,8 +518,8 @@ class AdbTarget(Target):
                 raise CommandTimeout(list(argv), timeout_s, "", self.name) from exc
             except LINK_ERRORS as exc:
                 self._drop_link()
-                raise TargetError(f"{what}: connection to {self._where} lost: {_bare(exc)}",
-                                  self.name) from exc
+                raise _LinkLost(f"{what}: connection to {self._where} lost: {_bare(exc)}",
+                                self.name) from exc
         return CommandResult(tuple(argv), code, _decode(out), _decode(err), time.perf_counter() - start)
 
     def _run_v2(self, device: AdbDevice, command: str, timeout_s: float, what: str):
@@ -547,15 +557,16 @@ class AdbTarget(Target):
             raise CommandFailed(list(argv), result.returncode, result.stdout + result.stderr, self.name)
         return result
 
-    def _run_retrying(self, argv: Sequence[str], what: str) -> str:
-        """A short read-only command, retried after a reconnect; returns its stdout."""
+    def _run_retrying(self, argv: Sequence[str], what: str, timeout_s: float = COMMAND_TIMEOUT_S) -> str:
+        """A command safe to repeat (read-only, or idempotent like ``mkdir -p``), retried after a
+        reconnect; raises CommandFailed on a non-zero exit, returns its stdout."""
         argv = _checked_argv(argv, self.name)
 
         def op(device: AdbDevice) -> str:
             if "shell_v2" in self._banner.features:
-                code, out, err = self._run_v2(device, shell_command(argv), COMMAND_TIMEOUT_S, what)
+                code, out, err = self._run_v2(device, shell_command(argv), timeout_s, what)
             else:
-                code, out, err = self._run_marker(device, shell_command(argv), COMMAND_TIMEOUT_S, what)
+                code, out, err = self._run_marker(device, shell_command(argv), timeout_s, what)
             if code != 0:
                 raise CommandFailed(list(argv), code, _decode(out + err), self.name)
             return _decode(out)
@@ -574,7 +585,8 @@ class AdbTarget(Target):
         argv = _checked_argv(argv, self.name)
         start = time.perf_counter()
         files = {k: posixpath.join(job_dir, n) for k, n in
-                 (("out", DETACHED_OUT), ("err", DETACHED_ERR), ("exit", DETACHED_EXIT))}
+                 (("out", DETACHED_OUT), ("err", DETACHED_ERR), ("exit", DETACHED_EXIT),
+                  ("pid", DETACHED_PID))}
         pgid = self._start_detached(argv, job_dir, cwd or job_dir, files)
         log.debug("[%s] started %s as process group %d", self.name, _shown(argv), pgid)
         code = self._wait_detached(argv, files, pgid, start + timeout_s, timeout_s)
@@ -588,15 +600,33 @@ class AdbTarget(Target):
         inner = [*launcher, "sh", "-c", DETACHED_SCRIPT, "qskew-job", files["out"], files["err"],
                  files["exit"], cwd, *argv]
         q = shlex.quote
+        pid, pid_tmp = q(files["pid"]), q(files["pid"] + ".tmp")
         script = (f"cd {q(job_dir)} || exit 97; rm -f {q(files['exit'])} {q(files['exit'] + '.tmp')} "
-                  f"{q(files['out'])} {q(files['err'])}; "
-                  f"{' '.join(q(a) for a in inner)} </dev/null >/dev/null 2>&1 & echo \"QSKEW_PGID=$!\"")
-        result = self._check(["sh", "-c", script])
+                  f"{q(files['out'])} {q(files['err'])} {pid}; "
+                  f"{' '.join(q(a) for a in inner)} </dev/null >/dev/null 2>&1 & "
+                  f"echo $! >{pid_tmp} && mv -f {pid_tmp} {pid} && echo \"QSKEW_PGID=$!\"")
+        try:
+            result = self._check(["sh", "-c", script])
+        except _LinkLost as exc:  # did it start before the link went? its pid file says
+            log.info("[%s] link lost while starting %s; looking for its pid file", self.name, _shown(argv))
+            return self._recover_start(argv, files, exc)
         match = re.search(r"QSKEW_PGID=(\d+)", result.stdout)
         if match is None:
             raise TargetError(f"starting {_shown(argv)} in {job_dir} printed no process id: "
                               f"{result.stdout + result.stderr!r}", self.name)
         return int(match.group(1))
+
+    def _recover_start(self, argv: Sequence[str], files: Mapping[str, str], exc: TargetError) -> int:
+        """The job's process group from its pid file, written right after launch; reconnects."""
+        deadline = time.perf_counter() + START_RECOVERY_S
+        while True:
+            text = self._read_small(files["pid"], f"start of {_shown(argv)}").strip()
+            if text.isdigit():
+                return int(text)
+            if time.perf_counter() > deadline:
+                raise TargetError(f"the link dropped while starting {_shown(argv)} and it left no "
+                                  f"pid file {files['pid']}: not started ({exc})", self.name) from exc
+            time.sleep(POLL_FIRST_S)
 
     def _setsid_prefix(self) -> tuple[str, ...]:
         """``setsid`` when the device has it, else the device's Python doing the same."""
@@ -612,7 +642,7 @@ class AdbTarget(Target):
         delay = POLL_FIRST_S
         while True:
             state = self._run_retrying(["sh", "-c", POLL_SCRIPT, "qskew-poll", files["exit"], str(pgid)],
-                               what).strip()
+                                       what, POLL_TIMEOUT_S).strip()
             if state.startswith("exit "):
                 try:
                     return int(state.split()[1])
@@ -668,7 +698,7 @@ class AdbTarget(Target):
             except adb_exc.PushFailedError as exc:
                 self._drop_link()  # adb-shell leaves the failed sync stream open
                 raise TargetError(f"{what} failed on the device: {_push_message(exc)}", self.name) from exc
-            self._check(["mv", "-f", tmp, remote])
+            self._run_retrying(["sh", "-c", MOVE_SCRIPT, "qskew-mv", tmp, remote], f"mv {tmp} {remote}")
         except TargetError:
             self._discard(tmp)
             raise

@@ -330,7 +330,7 @@ def test_a_job_the_runner_cannot_run_over_adb_is_a_runner_error(models, test_set
 def test_a_device_vanishing_mid_transfer_names_the_device(stage, nbytes, models, test_set, simulated):
     sim = simulated()
     sim.vanish_after(stage, nbytes)
-    with adb_on(sim, name="flaky-phone") as phone:
+    with adb_on(sim, name="flaky-phone", reconnect_attempts=2) as phone:
         with pytest.raises(TargetError) as err:
             run_job(phone, artifact(models["fp32"]), test_set)
     assert err.value.device == "flaky-phone" and "gone" in str(err.value)
@@ -342,7 +342,7 @@ def test_a_device_vanishing_mid_run_names_the_device_and_the_runner(models, test
     # vanish_after("run") waits for a shell command that is still running after 0.5 s; the runner's
     # start command returns at once (the job is detached), so the test pulls the plug itself.
     _when(lambda: _job_started(sim), sim.vanish)
-    with adb_on(sim, name="flaky-phone") as phone:
+    with adb_on(sim, name="flaky-phone", reconnect_attempts=2) as phone:
         with pytest.raises(TargetError, match="gone") as err:
             run_job(phone, artifact(models["fp32"]), test_set)
     assert err.value.device == "flaky-phone" and "run.py" in str(err.value)

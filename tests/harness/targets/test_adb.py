@@ -274,6 +274,20 @@ def test_a_detached_job_outlives_dropped_connections(simulated, adb_target):
     assert target.reconnects >= 1
 
 
+def test_a_link_dropped_while_the_job_starts_finds_the_job_by_its_pid_file(simulated, adb_target):
+    sim = simulated()
+    slow_mv = sim.root / "system" / "bin" / "mv"  # first on the device's PATH: the start's reply comes late
+    slow_mv.write_text('#!/bin/sh\nsleep 1\nexec /bin/mv "$@"\n')
+    slow_mv.chmod(0o755)
+    target = adb_target(sim)
+    job = workdir(sim) / "jobs" / "j2"
+    target.mkdirs(str(job))
+    dropper = _when((job / "started").exists, sim.drop_connections)  # the job runs; its start is unanswered
+    result = target.run_detached(["sh", "-c", "touch started; sleep 0.5; echo ok"], str(job), timeout_s=60)
+    dropper.join()
+    assert result.returncode == 0 and result.stdout == "ok\n" and target.reconnects >= 1
+
+
 @pytest.mark.parametrize("options", [{}, LEGACY], ids=["shell_v2", "legacy"])
 def test_a_detached_job_past_its_timeout_is_killed_with_its_children(options, simulated, adb_target):
     sim = simulated(**options)
@@ -304,7 +318,7 @@ def _alive(pid: int) -> bool:
 
 def test_a_device_vanishing_mid_run_names_the_device_and_command(simulated, adb_target):
     sim = simulated()
-    target = adb_target(sim, name="vanishing")
+    target = adb_target(sim, name="vanishing")  # the default reconnect schedule (5 attempts)
     job = workdir(sim) / "jobs" / "v"
     target.mkdirs(str(job))
     # vanish_after("run") fires only for a shell command that is still running after 0.5 s; a
@@ -313,13 +327,14 @@ def test_a_device_vanishing_mid_run_names_the_device_and_command(simulated, adb_
     with pytest.raises(TargetError, match="gone") as err:
         target.run_detached(["sh", "-c", "touch started; sleep 20"], str(job), timeout_s=60)
     assert err.value.device == "vanishing" and "sleep 20" in str(err.value)
+    assert "5 reconnect attempts failed" in str(err.value)
     with pytest.raises(TargetError, match="refused"):
         target.stat(str(job))
 
 
 def test_a_device_vanishing_mid_push_names_the_device_and_path(simulated, adb_target, tmp_path):
     sim = simulated()
-    target = adb_target(sim, name="vanishing")
+    target = adb_target(sim, name="vanishing", reconnect_attempts=2)
     src = tmp_path / "big.bin"
     src.write_bytes(os.urandom(4 * 1024 * 1024))
     target.mkdirs(target.workdir)
@@ -333,7 +348,7 @@ def test_a_device_vanishing_mid_push_names_the_device_and_path(simulated, adb_ta
 
 def test_a_device_vanishing_mid_pull_names_the_device_and_path(simulated, adb_target, tmp_path):
     sim = simulated()
-    target = adb_target(sim, name="vanishing")
+    target = adb_target(sim, name="vanishing", reconnect_attempts=2)
     remote = workdir(sim) / "out.bin"
     remote.parent.mkdir(parents=True)
     remote.write_bytes(os.urandom(4 * 1024 * 1024))

@@ -8,7 +8,12 @@ device however many variants and delegates run on it, and a rerun pushes nothing
     cache/<sha256>.tflite     models
     jobs/<job id>/job.json    job id = sha256(model, inputs, preprocess, delegate, threads,
                               batch, runtime)[:16]; the runner writes result.json and
-                              outputs.npy next to it
+                              outputs.npy next to it (a detached run on ADB adds its
+                              .qskew-job.{stdout,stderr,exit,pid} files there)
+
+Every pushed file is checked by its sha256 on the device after the push; every pulled file is
+trusted only if its bytes hash to what the runner recorded (``output.sha256``) or, for
+result.json and runners that record nothing, to the device copy's sha256.
 
 Failures are sorted once, here: a failure of the model on this runtime (load, delegate, prepare,
 input, invoke, unusable output) becomes ``DeviceRun.error`` so a sweep goes on with the next job;

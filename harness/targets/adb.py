@@ -66,7 +66,7 @@ T = TypeVar("T")
 DEFAULT_WORKDIR = "/data/local/tmp/qskew"  # world-writable and exec-allowed on stock Android
 CONNECT_TIMEOUT_S = 10.0       # TCP connect + CNXN on a phone over Wi-Fi
 AUTH_TIMEOUT_S = 60.0          # after our public key is sent: time for a person to tap "Allow"
-COMMAND_TIMEOUT_S = 120.0      # short commands (mkdir, mv, stat, a sha256 of a big test set on a slow board)
+COMMAND_TIMEOUT_S = 120.0      # short commands: mkdir, mv, stat, a big test set's sha256 on a slow board
 TRANSFER_READ_TIMEOUT_S = 60.0  # longest silence inside one push/pull (one packet's round trip)
 RECONNECT_ATTEMPTS = 5         # a Wi-Fi blip or adbd restart (waits 0.25+0.5+1+2 s); longer = gone
 RECONNECT_BACKOFF_S = 0.25     # first wait before reconnecting; doubles each attempt
@@ -118,8 +118,8 @@ class DeviceBanner:
     def parse(cls, data: bytes) -> "DeviceBanner":
         """Parse a banner (AOSP ``parse_banner``): type, then ``;``-separated key=value pairs.
 
-        >>> DeviceBanner.parse(b"device::ro.product.model=P;features=shell_v2,cmd").features
-        frozenset({'cmd', 'shell_v2'})
+        >>> sorted(DeviceBanner.parse(b"device::ro.product.model=P;features=shell_v2,cmd").features)
+        ['cmd', 'shell_v2']
         """
         text = bytes(data).rstrip(b"\0").decode("utf-8", errors="replace")
         pieces = text.split(":", 2)
@@ -185,7 +185,7 @@ class NoDelayTcpTransport(TcpTransport):
         return sent
 
 
-class BannerIOManager(_AdbIOManager):
+class QskewIOManager(_AdbIOManager):
     """adb-shell's I/O manager, keeping the CNXN banner (features) that ``connect`` throws away,
     and computing the payload checksum with numpy (the stock pure-Python byte sum costs ~3.6 ms
     per MiB each way, most of a 1 MiB packet's time on a fast link)."""
@@ -283,16 +283,16 @@ class _FileSource(io.BytesIO):
 
     def __init__(self, path: Path):
         super().__init__()
-        self._file = open(path, "rb")
-        self.bytes_read = 0
+        try:
+            self._file = open(path, "rb")
+        except OSError as exc:
+            raise _LocalFileError(exc) from exc
 
     def read(self, size=-1):
         try:
-            data = self._file.read(size)
+            return self._file.read(size)
         except OSError as exc:
             raise _LocalFileError(exc) from exc
-        self.bytes_read += len(data)
-        return data
 
     def close(self):
         self._file.close()
@@ -304,11 +304,12 @@ class _FileSink(io.BytesIO):
 
     def __init__(self, path: Path | None):
         super().__init__()
-        self._file = open(path, "wb") if path is not None else None
-        self.bytes_written = 0
+        try:
+            self._file = open(path, "wb") if path is not None else None
+        except OSError as exc:
+            raise _LocalFileError(exc) from exc
 
     def write(self, data):
-        self.bytes_written += len(data)
         if self._file is None:
             return super().write(data)
         try:
@@ -327,7 +328,7 @@ class AdbTarget(Target):
 
     Connects lazily on first use (``connect()`` forces it); ``close()`` drops the connection.
     ``max_payload`` caps the payload below what the device offers (None: the device's maximum).
-    Not for concurrent use from several threads beyond one job at a time (calls are serialized).
+    Calls are serialized by a lock: one job at a time per device, as the scheduler runs them.
     """
 
     def __init__(self, name: str, *, address: str | None = None, serial: str | None = None,
@@ -427,8 +428,8 @@ class AdbTarget(Target):
             self._signer, self._key_file = adb_keys.load_signer(self._key_path, self.name)
         transport = self._make_transport()
         device = QskewAdbDevice(transport, banner="qskew")
-        manager = BannerIOManager(transport)
-        device._io_manager = manager  # the one seam adb-shell offers to see the CNXN banner
+        manager = QskewIOManager(transport)
+        device._io_manager = manager  # adb-shell builds its own; ours keeps the banner, sums fast
         try:
             device.connect(rsa_keys=[self._signer], transport_timeout_s=self._connect_timeout_s,
                            auth_timeout_s=self._auth_timeout_s, read_timeout_s=self._connect_timeout_s)
@@ -446,7 +447,7 @@ class AdbTarget(Target):
                   device._maxdata, ",".join(sorted(self._banner.features)))
         return device
 
-    def _connect_error(self, what: str, manager: BannerIOManager, exc: BaseException) -> TargetError:
+    def _connect_error(self, what: str, manager: QskewIOManager, exc: BaseException) -> TargetError:
         if isinstance(exc, ConnectionRefusedError):
             reason = (f"cannot connect to {self._where}: connection refused (is adbd listening? on a "
                       f"phone: `adb tcpip 5555`)")
@@ -796,8 +797,8 @@ class AdbTarget(Target):
         argv = [self.python, "-c", "import platform; print(platform.python_version())"]
         result = self.run(argv, timeout_s=COMMAND_TIMEOUT_S)
         if result.returncode != 0:
-            return {"python_version": None,
-                    "python_error": f"exit {result.returncode}: {(result.stdout + result.stderr).strip()[-300:]}"}
+            output = (result.stdout + result.stderr).strip()[-300:]
+            return {"python_version": None, "python_error": f"exit {result.returncode}: {output}"}
         return {"python_version": result.stdout.strip()}
 
 

@@ -10,7 +10,7 @@ of a test set for many jobs.
 job.json (written by the host)::
 
     {
-      "protocol": "1.0",
+      "protocol": "1.1",
       "model": "model.tflite",            # path to the .tflite file
       "inputs": "inputs.npy",             # [N, ...] samples in their storage dtype (e.g. uint8)
       "preprocess": {"scale": 0.0625, "offset": 0.0},   # float_x = stored * scale + offset
@@ -22,7 +22,7 @@ job.json (written by the host)::
       "result": "result.json"             # written by the runner
     }
 
-The runner prints one handshake line first (``QSKEW-RUNNER protocol=1.0 python=3.9.18
+The runner prints one handshake line first (``QSKEW-RUNNER protocol=1.1 python=3.9.18
 numpy=1.26.4``), then progress lines, and writes ``outputs.npy`` (raw values of output 0 in the
 tensor's own dtype, [N, ...]) and ``result.json`` (RESULT_FIELDS). The result file is written last
 (via a rename), so its presence means the job is finished, successfully or not. A runner removes
@@ -34,7 +34,7 @@ prepare ("none" when no node was delegated); ``execution_plan`` holds the counts
 result.json (written by the runner)::
 
     {
-      "protocol": "1.0", "status": "ok",          # or "error"
+      "protocol": "1.1", "status": "ok",          # or "error"
       "error": null, "error_kind": null,          # job | model_load | delegate | prepare | input | invoke
       "runtime": "ai_edge_litert", "runtime_version": "2.3.0",
       "python": "3.11.7", "numpy": "2.4.6", "platform": "Linux-...-x86_64-with-glibc2.36",
@@ -44,7 +44,7 @@ result.json (written by the runner)::
       "input": {"dtype": "int8", "shape": [64, 8, 8, 1], "shape_signature": [-1, 8, 8, 1],
                 "scale": 0.0039, "zero_point": -128},
       "output": {"file": "outputs.npy", "dtype": "int8", "shape": [150, 10], "scale": 0.0059,
-                 "zero_point": 13},
+                 "zero_point": 13, "sha256": "9f2c..."},  # sha256 of outputs.npy (since 1.1)
       "timings": {"load_s": ..., "prepare_s": ..., "invoke_s": ..., "total_s": ..., "per_batch_s": [...]}
     }
 
@@ -60,7 +60,7 @@ delegate failed to load, prepare or run; details in result.json), EXIT_PROTOCOL.
 
 import json
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"  # 1.1: output.sha256 (the host checks a pulled file against it)
 HANDSHAKE_PREFIX = "QSKEW-RUNNER"
 
 JOB_FILE = "job.json"

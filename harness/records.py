@@ -196,6 +196,8 @@ class DeviceRun:
     batch_size: int = 0
     timings: Mapping[str, Any] = field(default_factory=dict)
     target_properties: Mapping[str, Any] = field(default_factory=dict)
+    # bytes_pushed, bytes_pulled, push_s, run_s, pull_s and pushed (bytes per kind: runner,
+    # inputs, model, job) for this job; content already on the device counts 0
     transfer: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
     # what the interpreter really delegated: {"available", "nodes", "delegated_nodes",

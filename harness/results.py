@@ -77,7 +77,9 @@ order the jobs finished; every entry has every key (null where it does not apply
                                 sum(timings.per_batch_s) / n * 1000; null when unknown or failed
     timings                     the job's timings in seconds (object): the runner's invoke_s,
                                 per_batch_s, total_s... plus the host's host_*_s
-    transfer                    what the host pushed/pulled for the job (object)
+    transfer                    what the host moved for the job (object): bytes_pushed,
+                                bytes_pulled, push_s, run_s, pull_s, pushed (bytes by kind:
+                                runner, inputs, model, job; 0 when the device had it already)
     n, acc_ref, acc             overall sample count and accuracies
     overall_drop                overall acc_drop
     worst_group, worst_group_drop   group with the largest acc_drop, and that drop

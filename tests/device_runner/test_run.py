@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,10 @@ def test_handshake_comes_first_and_result_has_every_field(run_runner, board_runn
     assert result["python"] and result["numpy"] == np.__version__ and result["platform"]
     assert result["num_threads"] == 2 and result["n_samples"] == 150
     assert result["input"]["dtype"] == "float32" and result["input"]["shape_signature"][0] == -1
-    assert result["output"] == {"file": "outputs.npy", "dtype": "float32", "shape": [150, 10],
-                                "scale": 0.0, "zero_point": 0}
+    output = dict(result["output"])
+    digest = output.pop("sha256")
+    assert output == {"file": "outputs.npy", "dtype": "float32", "shape": [150, 10], "scale": 0.0, "zero_point": 0}
+    assert digest == hashlib.sha256((job_folder(tiny_tflite["fp32"]) / "outputs.npy").read_bytes()).hexdigest()
     assert out.dtype == np.float32 and out.shape == (150, 10)
     assert not list(job_folder(tiny_tflite["fp32"]).glob("*.tmp-*"))  # atomic writes left nothing behind
     timings = result["timings"]

@@ -54,12 +54,15 @@ def check_device(spec: DeviceSpec, probe: ModelArtifact | None = None) -> Device
     """Connect to ``spec``'s device and try each delegate it offers (or the default three)."""
     from harness.targets.factory import open_target
 
-    try:
+    target = None
+    try:  # ADB targets connect on first use: the first question is the reachability test
         target = open_target(spec)
+        props = dict(target.properties())
     except QskewError as err:
+        if target is not None:
+            target.close()
         return DeviceCheck(spec.name, spec.reach, reachable=False, error=str(err))
     try:
-        props = dict(target.properties())
         free = free_bytes(target)
         probe = probe or probe_artifact()
         delegates, runtime = {}, ""

@@ -53,3 +53,20 @@ def test_cli_table_and_exit_code(tmp_path, capfd):
     assert cli.main(["devices", "check", "--devices", str(devices), "--device", "here", "--json"]) == 0
     doc = json.loads(capfd.readouterr().out)
     assert [d["name"] for d in doc["devices"]] == ["here"] and doc["devices"][0]["delegates"]["builtin"] == "ok"
+
+
+def test_a_simulated_device_is_checked_over_adb(probe):
+    check = check_device(DeviceSpec("sim-check", "simulated", python=sys.executable, workdir=""), probe)
+    assert check.reachable and not check.error, check.error
+    assert check.properties["model"] == "qskew simulated device" and check.properties["abi"]
+    assert check.delegates == {"xnnpack": "ok", "reference": "ok", "builtin": "ok"}
+
+
+def test_a_phone_that_does_not_answer_is_unreachable_and_named(probe):
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    check = check_device(DeviceSpec("pixel-off", "adb-tcp", address=f"127.0.0.1:{port}"), probe)
+    assert not check.reachable and "pixel-off" in check.error and str(port) in check.error

@@ -52,7 +52,7 @@ def format_checks(checks) -> str:
         p = c.properties
         loaded = [d for d, outcome in c.delegates.items() if outcome == "ok"]
         rows.append((c.name, c.reach, "yes" if c.reachable else "NO", str(p.get("abi", p.get("machine", ""))),
-                     str(p.get("os", p.get("platform", "")))[:28], str(p.get("python_version", "")),
+                     _os(p)[:28], str(p.get("python_version", "")),
                      c.runtime, _size(c.free_bytes), ",".join(loaded) or "-"))
         notes += [f"  {c.name}: {d}: {outcome}" for d, outcome in c.delegates.items() if outcome != "ok"]
         if c.error:
@@ -60,6 +60,13 @@ def format_checks(checks) -> str:
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in [header] + rows]
     return "\n".join(lines + (["", "not loading / errors:"] + notes if notes else []))
+
+
+def _os(props) -> str:
+    """Android release/SDK for ADB devices, the platform string for local ones."""
+    if props.get("os_release") or props.get("sdk"):
+        return f"android {props.get('os_release', '?')} (sdk {props.get('sdk', '?')})"
+    return str(props.get("platform", ""))
 
 
 def _size(n: int | None) -> str:

@@ -455,6 +455,9 @@ class AdbTarget(Target):
             reason = (f"{self._where} did not accept ADB key {self._key_file} ({_bare(exc)}); authorize "
                       f"this computer on the device (\"Allow USB debugging?\") or add "
                       f"{self._key_file}.pub to its adb_keys")
+        elif isinstance(exc, (adb_exc.InvalidCommandError, adb_exc.InvalidChecksumError)):
+            reason = (f"{self._where} answered, but not in ADB ({_bare(exc)}): is it the right address "
+                      f"and port, and is the device's adbd listening there?")
         else:
             reason = f"cannot connect to {self._where}: {_bare(exc)}"
         err = TargetError(f"{what}: {reason}", self.name)

@@ -374,3 +374,24 @@ def test_a_full_disk_names_the_device_and_path(simulated, adb_target, tmp_path):
     small.write_bytes(b"still works")
     target.push(small, remote)  # the link survived the failed push
     assert Path(remote).read_bytes() == b"still works"
+
+
+def test_a_peer_that_does_not_speak_adb_is_named_as_such():
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def http_reply():  # an HTTP server (or proxy) where adbd was expected
+        conn, _ = server.accept()
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" + b"\0" * 24)
+        conn.close()
+
+    threading.Thread(target=http_reply, daemon=True).start()
+    target = AdbTarget("web", address=f"127.0.0.1:{server.getsockname()[1]}", connect_timeout_s=5,
+                       reconnect_attempts=1)
+    with pytest.raises(TargetError, match=r"answered, but not in ADB") as info:
+        target.run(["true"], timeout_s=5)
+    assert info.value.device == "web"
+    server.close()

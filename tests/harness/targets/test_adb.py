@@ -377,7 +377,6 @@ def test_a_full_disk_names_the_device_and_path(simulated, adb_target, tmp_path):
 
 
 def test_a_peer_that_does_not_speak_adb_is_named_as_such():
-
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)

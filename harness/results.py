@@ -222,7 +222,7 @@ class RunWriter:
     def write_manifest(self, manifest: Mapping[str, Any]) -> None:
         """Write manifest.json (adds schema_version, created, updated, config_hash)."""
         now = _now()
-        new = {**_jsonable(dict(manifest)), "schema_version": SCHEMA_VERSION, "created": now, "updated": now,
+        new = {**jsonable(dict(manifest)), "schema_version": SCHEMA_VERSION, "created": now, "updated": now,
                "config_hash": config_hash(manifest)}
         if self._manifest is not None:
             old_hash = self._manifest.get("config_hash")
@@ -234,7 +234,7 @@ class RunWriter:
             # devices of earlier sessions keep their facts; a device seen again is updated
             new["targets"] = {**(self._manifest.get("targets") or {}), **(new.get("targets") or {})}
         self._manifest = new
-        _atomic_write(self.run_dir / MANIFEST_FILE, lambda p: p.write_text(_dumps(new)))
+        atomic_write(self.run_dir / MANIFEST_FILE, lambda p: p.write_text(_dumps(new)))
         self._flush()
 
     def add_reference(self, ref: Logits, test: GroupedDataset) -> None:
@@ -316,17 +316,17 @@ class RunWriter:
 
     def _replace_run(self, entry: dict) -> None:
         job = tuple(entry[k] for k in JOB_KEYS)
-        self._runs = [r for r in self._runs if tuple(r[k] for k in JOB_KEYS) != job] + [_jsonable(entry)]
+        self._runs = [r for r in self._runs if tuple(r[k] for k in JOB_KEYS) != job] + [jsonable(entry)]
 
     def _flush(self) -> None:
         """Rewrite the three data files, summary last (it is what marks a job as finished)."""
         import pyarrow.parquet as pq
 
         table = self._predictions.replace_schema_metadata({PARQUET_SCHEMA_KEY: str(SCHEMA_VERSION).encode()})
-        _atomic_write(self.run_dir / PREDICTIONS_FILE, lambda p: pq.write_table(table, p))
-        _atomic_write(self.run_dir / METRICS_FILE, lambda p: self._metrics.to_csv(p, index=False))
+        atomic_write(self.run_dir / PREDICTIONS_FILE, lambda p: pq.write_table(table, p))
+        atomic_write(self.run_dir / METRICS_FILE, lambda p: self._metrics.to_csv(p, index=False))
         summary = {"schema_version": SCHEMA_VERSION, "runs": self._runs}
-        _atomic_write(self.run_dir / SUMMARY_FILE, lambda p: p.write_text(_dumps(summary)))
+        atomic_write(self.run_dir / SUMMARY_FILE, lambda p: p.write_text(_dumps(summary)))
 
 
 def read_run(run_dir: Path) -> RunData:
@@ -363,7 +363,7 @@ def report_dir(run_dir: Path) -> Path:
 def write_signoff(run_dir: Path, verdict: Mapping[str, Any]) -> Path:
     """Write a sign-off verdict (a JSON object) atomically as RUN_DIR/signoff.json; returns the path."""
     path = Path(run_dir) / SIGNOFF_FILE
-    _atomic_write(path, lambda p: p.write_text(_dumps({"schema_version": SCHEMA_VERSION, **_jsonable(verdict)})))
+    atomic_write(path, lambda p: p.write_text(_dumps({"schema_version": SCHEMA_VERSION, **jsonable(verdict)})))
     return path
 
 
@@ -393,7 +393,7 @@ def config_hash(manifest: Mapping[str, Any]) -> str:
         config["run"] = {k: v for k, v in config["run"].items() if k not in DEVICE_KEYS}
     key = {"config": config, "dataset_sha256": dataset.get("sha256"),
            "model_sha256": model.get("sha256")}
-    return hashlib.sha256(json.dumps(_jsonable(key), sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(jsonable(key), sort_keys=True).encode()).hexdigest()
 
 
 # -- tables printed by the CLI -----------------------------------------------------------------
@@ -607,7 +607,7 @@ def _check_schema(version, path: Path) -> None:
                            f"{SCHEMA_VERSION}; upgrade qskew to read it")
 
 
-def _atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
     """Write via ``write(tmp)`` to a temporary file next to ``path``, fsync, then os.replace."""
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -625,12 +625,12 @@ def _atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
         raise
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """Plain JSON types: numpy scalars/arrays unwrapped, NaN/inf -> None, paths -> str."""
     if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in (obj.tolist() if isinstance(obj, np.ndarray) else obj)]
+        return [jsonable(v) for v in (obj.tolist() if isinstance(obj, np.ndarray) else obj)]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):

@@ -45,13 +45,11 @@ run directory it creates. Files are written atomically (temporary file, fsync, `
 from __future__ import annotations
 
 import json
-import math
-import os
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import ResultsError
+from harness.results import atomic_write, jsonable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -109,8 +107,8 @@ def read_layers(run_dir: Path) -> "pd.DataFrame | None":
 
 def write_suggestion(run_dir: Path, suggestion: dict[str, Any]) -> Path:
     path = Path(run_dir) / SUGGESTION_FILE
-    text = json.dumps(_jsonable(suggestion), indent=2, allow_nan=False) + "\n"
-    _atomic_write(path, lambda p: p.write_text(text))
+    text = json.dumps(jsonable(suggestion), indent=2, allow_nan=False) + "\n"
+    atomic_write(path, lambda p: p.write_text(text))
     return path
 
 
@@ -127,7 +125,7 @@ def read_suggestion(run_dir: Path) -> dict | None:
 def _write_csv(path: Path, table: "pd.DataFrame", columns: dict[str, str]) -> Path:
     if list(table.columns) != list(columns):
         raise ResultsError(f"{path}: refusing to write columns {list(table.columns)}; expected {list(columns)}")
-    _atomic_write(path, lambda p: table.to_csv(p, index=False))
+    atomic_write(path, lambda p: table.to_csv(p, index=False))
     return path
 
 
@@ -145,34 +143,3 @@ def _read_csv(path: Path, columns: dict[str, str]) -> "pd.DataFrame | None":
     if list(table.columns) != list(columns):
         raise ResultsError(f"{path} has columns {list(table.columns)}; expected {list(columns)}")
     return table
-
-
-def _atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ResultsError(f"cannot write {path}: {exc}") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj

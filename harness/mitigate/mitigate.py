@@ -45,11 +45,8 @@ from harness.mitigate.options import MitigationOptions
 from harness.records import ModelArtifact
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from harness.config import Experiment
     from harness.evaluate import ModelSource
-    from harness.quantize.calibration import Calibration
     from harness.quantize.options import QuantizeOptions
     from harness.records import GroupedDataset
 

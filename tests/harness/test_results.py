@@ -299,7 +299,7 @@ def test_atomic_write_helper_leaves_no_temp_file_on_error(tmp_path):
         raise RuntimeError("interrupted")
 
     with pytest.raises(RuntimeError):
-        results._atomic_write(target, failing)
+        results.atomic_write(target, failing)
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["file.txt"]
 
 

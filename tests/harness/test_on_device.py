@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from harness.on_device import run_job
 from harness.records import GroupedDataset, ModelArtifact, Preprocess
 from harness.targets.local import LocalTarget
 from support import tiny_models as tiny
+from support.adb_sim import when
 
 N_SAMPLES = 150  # 64 + 64 + 22 with batch 64
 HOSTILE_NAME = "wd 'a\"b $(touch pwned) ;touch pwned2; `touch pwned3`"
@@ -240,15 +239,6 @@ def _job_started(sim) -> bool:
     return any((sim.root / "data/local/tmp/qskew/jobs").glob("*/.qskew-job.stdout"))
 
 
-def _when(condition, action, timeout_s: float = 60.0) -> threading.Thread:
-    def body():
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and not condition():
-            time.sleep(0.01)
-        action()
-    thread = threading.Thread(target=body, daemon=True)
-    thread.start()
-    return thread
 
 
 @pytest.mark.parametrize("variant,delegate", [("int8", "xnnpack"), ("fp32", "reference")])
@@ -297,7 +287,7 @@ def test_a_legacy_device_without_shell_v2_runs_the_job(models, test_set, simulat
 def test_a_job_outlives_a_dropped_connection_and_is_polled_again(models, test_set, simulated, tmp_path):
     sim = simulated()
     art = artifact(models["fp32"], "fp32")
-    dropper = _when(lambda: _job_started(sim), sim.drop_connections)
+    dropper = when(lambda: _job_started(sim), sim.drop_connections)
     with adb_on(sim) as phone:
         remote = run_job(phone, art, test_set, "reference")
         reconnects = phone.reconnects
@@ -341,7 +331,7 @@ def test_a_device_vanishing_mid_run_names_the_device_and_the_runner(models, test
     sim = simulated()
     # vanish_after("run") waits for a shell command that is still running after 0.5 s; the runner's
     # start command returns at once (the job is detached), so the test pulls the plug itself.
-    _when(lambda: _job_started(sim), sim.vanish)
+    when(lambda: _job_started(sim), sim.vanish)
     with adb_on(sim, name="flaky-phone", reconnect_attempts=2) as phone:
         with pytest.raises(TargetError, match="gone") as err:
             run_job(phone, artifact(models["fp32"]), test_set)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -145,3 +146,15 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def when(condition, action, timeout_s: float = 60.0) -> threading.Thread:
+    """Run ``action`` on a thread as soon as ``condition()`` holds (a fault timed to a job's state)."""
+    def body():
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not condition():
+            time.sleep(0.01)
+        action()
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    return thread

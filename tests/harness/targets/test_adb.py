@@ -16,6 +16,7 @@ import pytest
 from harness.errors import CommandFailed, CommandTimeout, ConfigError, TargetError
 from harness.targets import adb_keys
 from harness.targets.adb import AdbTarget, DeviceBanner, shell_command
+from support.adb_sim import when
 
 HOSTILE = ["a b", "it's", 'say "hi"', "x;touch pwned1", "$(touch pwned2)", "`touch pwned3`",
            "line1\nline2", "--", "*", "", "~", "&& touch pwned4", "\\", "ünï"]
@@ -243,16 +244,6 @@ def test_a_device_that_accepts_new_keys_lets_the_generated_key_in(simulated, adb
 
 # --- long jobs, dropped links and vanishing devices ------------------------------------------
 
-def _when(condition, action, timeout_s: float = 30.0) -> threading.Thread:
-    """Run ``action`` on a thread as soon as ``condition()`` holds."""
-    def body():
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and not condition():
-            time.sleep(0.01)
-        action()
-    thread = threading.Thread(target=body, daemon=True)
-    thread.start()
-    return thread
 
 
 def test_a_detached_job_outlives_dropped_connections(simulated, adb_target):
@@ -266,7 +257,7 @@ def test_a_detached_job_outlives_dropped_connections(simulated, adb_target):
         sim.drop_connections()
         time.sleep(0.4)
         sim.drop_connections()
-    dropper = _when(started.exists, drop_twice)
+    dropper = when(started.exists, drop_twice)
     result = target.run_detached(["sh", "-c", "touch started; sleep 1.5; echo done; echo warn >&2; exit 4"],
                                  str(job), timeout_s=60)
     dropper.join()
@@ -282,7 +273,7 @@ def test_a_link_dropped_while_the_job_starts_finds_the_job_by_its_pid_file(simul
     target = adb_target(sim)
     job = workdir(sim) / "jobs" / "j2"
     target.mkdirs(str(job))
-    dropper = _when((job / "started").exists, sim.drop_connections)  # the job runs; its start is unanswered
+    dropper = when((job / "started").exists, sim.drop_connections)  # the job runs; its start is unanswered
     result = target.run_detached(["sh", "-c", "touch started; sleep 0.5; echo ok"], str(job), timeout_s=60)
     dropper.join()
     assert result.returncode == 0 and result.stdout == "ok\n" and target.reconnects >= 1
@@ -323,7 +314,7 @@ def test_a_device_vanishing_mid_run_names_the_device_and_command(simulated, adb_
     target.mkdirs(str(job))
     # vanish_after("run") fires only for a shell command that is still running after 0.5 s; a
     # detached job's start command returns at once, so the test pulls the plug itself.
-    _when((job / "started").exists, sim.vanish)
+    when((job / "started").exists, sim.vanish)
     with pytest.raises(TargetError, match="gone") as err:
         target.run_detached(["sh", "-c", "touch started; sleep 20"], str(job), timeout_s=60)
     assert err.value.device == "vanishing" and "sleep 20" in str(err.value)

@@ -10,7 +10,7 @@ Three figures, each a ratio of two things timed here and now:
    qskew), alternating who goes first, best of ``ROUNDS`` each. The device runs in its own
    process. Goal: AdbTarget MB/s >= 0.8 x adb's.
 2. **TCP_NODELAY.** Stock ``adb_shell.AdbDeviceTcp`` against the same client on the NODELAY
-   transport (``harness.targets.adb.NoDelayTcpTransport``), on a device that offers only 4096-byte
+   transport (``harness.targets.adb_link.NoDelayTcpTransport``), on a device that offers only 4096-byte
    payloads: a push of a small file and ``shell('true')`` round trips.
 3. **Bytes pushed by a sweep.** ``on_device.run_job`` for 6 variants x 2 delegates of small_cnn
    (digits-groups, converted with ``harness.quantize.convert``) on a fresh simulated device:
@@ -167,7 +167,7 @@ def nodelay(tmp: Path, rounds: int) -> None:
     from adb_shell.adb_device import AdbDevice, AdbDeviceTcp
 
     from harness.adb.simulator import SimulatedDevice
-    from harness.targets.adb import NoDelayTcpTransport
+    from harness.targets.adb_link import NoDelayTcpTransport
 
     src = tmp / "small.bin"
     src.write_bytes(os.urandom(SMALL_FILE_BYTES))

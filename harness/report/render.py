@@ -14,6 +14,8 @@ calibration-set group shares, provenance (model and variant hashes, runtime vers
 When ``qskew analyze`` has written analysis.csv and layers.csv into the run directory, an
 "analysis" section (:data:`ANALYSIS_SECTION`) comes before provenance: per-group curvature of the
 FP32 model and of each variant's dequantized weights, and per-layer errors ranked by group skew.
+When the run holds ``qskew mitigate``'s variants (``*-qat``, ``*-calib``), a "mitigation" section
+(:data:`MITIGATION_SECTION`) puts each group's drop before and after side by side.
 
 :func:`write_report` writes the page (default ``RUN_DIR/report/report.html``) and each chart as
 ``<stem>-<chart>.png`` in the same folder.
@@ -41,6 +43,7 @@ SECTIONS = (("summary", "Summary"), ("accuracy", "Accuracy per group"), ("drops"
             ("logits", "Logit variance and margin"), ("flips", "Flips"),
             ("calibration", "Calibration set"), ("provenance", "Provenance"))
 ANALYSIS_SECTION = ("analysis", "Why it skews: curvature and layers")  # only when qskew analyze ran
+MITIGATION_SECTION = ("mitigation", "Before and after mitigation")  # only when qskew mitigate's variants ran
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1150px}
@@ -129,8 +132,9 @@ def render_html(run: "RunData", stats: "Stats", images: Mapping[str, bytes]) -> 
     title = f"qskew report: {run.path.name}"
     head = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(title)}</title><style>{CSS}</style></head><body>")
-    analysis = _analysis(run)
-    sections = SECTIONS[:-1] + ((ANALYSIS_SECTION,) if analysis else ()) + SECTIONS[-1:]
+    analysis, mitigation = _analysis(run), _mitigation(stats.groups)
+    extra = ((MITIGATION_SECTION,) if mitigation else ()) + ((ANALYSIS_SECTION,) if analysis else ())
+    sections = SECTIONS[:-1] + extra + SECTIONS[-1:]
     nav = "<nav>" + "".join(f'<a href="#{key}">{_e(name)}</a>' for key, name in sections) + "</nav>"
     intro = (f"<h1>{_e(title)}</h1><p class=\"note\">dataset {_e(_get(manifest, 'dataset', 'name'))} · "
              f"model {_e(_model_name(manifest))} · created {_e(manifest.get('created', '?'))} · "
@@ -144,6 +148,7 @@ def render_html(run: "RunData", stats: "Stats", images: Mapping[str, bytes]) -> 
         _section("logits", _img(images, "logits") + _logit_table(run.metrics)),
         _section("flips", _img(images, "flips") + _flip_table(stats.groups)),
         _section("calibration", _calibration(manifest, images)),
+        _section("mitigation", mitigation) if mitigation else "",
         _section("analysis", analysis) if analysis else "",
         _section("provenance", _provenance(run)),
     ]
@@ -216,6 +221,29 @@ def _calibration(manifest: Mapping[str, Any], images: Mapping[str, bytes]) -> st
     meta = (f"<p>size {_e(calibration.get('size'))}, strategy {_e(calibration.get('strategy'))}, "
             f"seed {_e(calibration.get('seed'))}, sha256 <code>{_e(calibration.get('sha256'))}</code></p>")
     return meta + _img(images, "calibration") + _table(["group", "share %"], rows, left=(0,))
+
+
+def _mitigation(groups: "pd.DataFrame") -> str:
+    """Per target/delegate: each group's drop for the plain variants next to the mitigated ones."""
+    from harness.mitigate.table import ROLES
+
+    present = [v for v in ROLES if v in set(groups["variant"])]
+    if not any(v.endswith(("-qat", "-calib")) for v in present):
+        return ""
+    parts = []
+    for (target, delegate), part in groups[groups["variant"].isin(present)].groupby(["target", "delegate"],
+                                                                                   sort=False):
+        by_variant = {v: part[part["variant"] == v].set_index("group") for v in present}
+        first = by_variant[present[0]]
+        rows = [[g or "(all)", first.loc[g, "n"]]
+                + [_pp_ci(*(t.loc[g, c] for c in ("acc_drop", "acc_drop_lo", "acc_drop_hi")))
+                   if g in t.index else "–" for t in by_variant.values()] for g in first.index]
+        parts.append(f"<h3>{_e(target)} / {_e(delegate)}</h3>"
+                     + _table(["group", "n"] + [f"{v} ({ROLES[v]})" for v in present], rows, left=(0,)))
+    return ("".join(parts) + "<p class=\"note\">drop vs the original FP32 model in percentage points, with "
+            "its paired bootstrap interval; \"before\" variants are post-training quantization of the original "
+            "model, \"after\" variants come from quantization-aware training (qskew mitigate); fp32-qat is "
+            "the fine-tuned model unquantized, so fine-tuning's own effect can be told from quantization's.</p>")
 
 
 def _analysis(run: "RunData") -> str:
@@ -296,7 +324,7 @@ def _e(value: Any) -> str:
 
 
 def _section(key: str, content: str) -> str:
-    title = dict(SECTIONS + (ANALYSIS_SECTION,))[key]
+    title = dict(SECTIONS + (ANALYSIS_SECTION, MITIGATION_SECTION))[key]
     return f'<section id="{_e(key)}"><h2>{_e(title)}</h2>{content}</section>'
 
 

@@ -144,3 +144,29 @@ def test_analysis_section_appears_only_when_analyze_wrote_its_files(report_run, 
         assert needle in text, needle
     assert "<b>minority" not in html and "&lt;b&gt;minority &amp; co&lt;/b&gt;" in html
     assert "#analysis" in page.links
+
+
+def test_mitigation_section_shows_each_group_before_and_after(tmp_path):
+    import pandas as pd
+
+    from harness.metrics.stats import compute_stats
+    from harness.report.render import MITIGATION_SECTION
+    from harness.results import read_run
+    from support.synthetic_runs import make_run_dir
+
+    plain = build_report(make_run_dir(tmp_path / "plain"), n_resamples=50).html
+    assert f'id="{MITIGATION_SECTION[0]}"' not in plain  # no mitigated variant: no section
+    variants = {"fp32": {}, "int8": {"majority": (0.9, 0.4), "minority": (0.45, 1.5)},
+                "int8-qat": {"majority": (0.95, 0.2), "minority": (0.9, 0.3)}}
+    run_dir = make_run_dir(tmp_path / "mitigated", variants=variants)
+    page = _Links()
+    page.feed(build_report(run_dir, n_resamples=50).html)
+    keys = [key for key, _ in SECTIONS]
+    assert page.ids == keys[:-1] + [MITIGATION_SECTION[0]] + keys[-1:]
+    text = " ".join(page.text)
+    assert "int8 (before: int8 (PTQ))" in text and "int8-qat (after: int8 (QAT))" in text
+    run = read_run(run_dir)
+    stats = compute_stats(pd.concat([run.per_sample(*job) for job in run.jobs("ok")], ignore_index=True),
+                          n_resamples=50)
+    row = stats.groups[(stats.groups.variant == "int8-qat") & (stats.groups.group == "minority")].iloc[0]
+    assert f"{100 * row.acc_drop:+.2f} [{100 * row.acc_drop_lo:+.2f}, {100 * row.acc_drop_hi:+.2f}]" in text

@@ -19,11 +19,12 @@ job.json (written by the host)::
       "batch_size": 64,                   # wanted; the runner uses 1 if the batch dim is fixed at 1
       "runtime": "auto",                  # or one of RUNTIMES
       "outputs": "outputs.npy",           # written by the runner
-      "result": "result.json"             # written by the runner
+      "result": "result.json",            # written by the runner
+      "progress_interval_s": 1.0          # optional (1.1): print progress at most this often
     }
 
 The runner prints one handshake line first (``QSKEW-RUNNER protocol=1.1 python=3.9.18
-numpy=1.26.4``), then progress lines, and writes ``outputs.npy`` (raw values of output 0 in the
+numpy=1.26.4``), then progress lines (``QSKEW-PROGRESS 320 719``, at most once a second), and writes ``outputs.npy`` (raw values of output 0 in the
 tensor's own dtype, [N, ...]) and ``result.json`` (RESULT_FIELDS). The result file is written last
 (via a rename), so its presence means the job is finished, successfully or not. A runner removes
 an earlier run's result and outputs from the job folder before it starts, so a rerun never leaves
@@ -62,6 +63,8 @@ import json
 
 PROTOCOL_VERSION = "1.1"  # 1.1: output.sha256 (the host checks a pulled file against it)
 HANDSHAKE_PREFIX = "QSKEW-RUNNER"
+PROGRESS_PREFIX = "QSKEW-PROGRESS"  # "QSKEW-PROGRESS <samples done> <samples in all>" (since 1.1)
+PROGRESS_INTERVAL_S = 1.0           # a runner prints progress at most this often: a phone job can run minutes
 
 JOB_FILE = "job.json"
 DEFAULT_OUTPUTS = "outputs.npy"
@@ -91,6 +94,20 @@ def handshake_line(python_version, numpy_version):
     """The first line a runner prints."""
     return "%s protocol=%s python=%s numpy=%s" % (
         HANDSHAKE_PREFIX, PROTOCOL_VERSION, python_version, numpy_version)
+
+
+def progress_line(done, total):
+    """A progress line: how many samples of the job have been run."""
+    return "%s %d %d" % (PROGRESS_PREFIX, done, total)
+
+
+def parse_progress(text):
+    """The last progress line in ``text`` as (done, total), or None if there is none."""
+    for line in reversed(text.splitlines()):
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == PROGRESS_PREFIX and parts[1].isdigit() and parts[2].isdigit():
+            return int(parts[1]), int(parts[2])
+    return None
 
 
 def parse_handshake(text):
@@ -135,7 +152,7 @@ def parse_delegate(spec):
 
 
 def make_job(model, inputs, preprocess, delegate="xnnpack", num_threads=2, batch_size=64,
-             runtime="auto", outputs=DEFAULT_OUTPUTS, result=DEFAULT_RESULT):
+             runtime="auto", outputs=DEFAULT_OUTPUTS, result=DEFAULT_RESULT, progress_interval_s=None):
     """A job.json dictionary; validates the delegate and runtime names."""
     parse_delegate(delegate)
     if runtime != "auto" and runtime not in RUNTIMES:
@@ -145,6 +162,7 @@ def make_job(model, inputs, preprocess, delegate="xnnpack", num_threads=2, batch
         "preprocess": {"scale": float(preprocess["scale"]), "offset": float(preprocess["offset"])},
         "delegate": delegate, "num_threads": int(num_threads), "batch_size": int(batch_size),
         "runtime": runtime, "outputs": outputs, "result": result,
+        "progress_interval_s": float(PROGRESS_INTERVAL_S if progress_interval_s is None else progress_interval_s),
     }
 
 

@@ -341,7 +341,8 @@ def _new_output(got, fed, n_samples):
     return np.empty((n_samples,) + got.shape[1:], dtype=got.dtype)
 
 
-def infer(interpreter, x, preprocess, in_info, out_info, batch, dynamic):
+def infer(interpreter, x, preprocess, in_info, out_info, batch, dynamic,
+          progress_interval_s=protocol.PROGRESS_INTERVAL_S):
     """Run every sample; returns (outputs [N, ...], per-batch invoke seconds).
 
     The loop body is what a bare interpreter loop does (fill the input, invoke, get_tensor) plus
@@ -355,6 +356,7 @@ def infer(interpreter, x, preprocess, in_info, out_info, batch, dynamic):
             or _chunk_feeder(interpreter, x, preprocess, in_info, batch))
     clock = time.perf_counter
     out, per_batch_s, start = None, [], 0
+    reported = clock()
     try:
         for start in range(0, n, batch):
             m = min(batch, n - start)
@@ -368,6 +370,9 @@ def infer(interpreter, x, preprocess, in_info, out_info, batch, dynamic):
             if out is None:
                 out = _new_output(got, m if dynamic else batch, n)
             out[start:start + m] = got[:m]
+            if t0 - reported >= progress_interval_s:  # a long job says it is alive
+                print(protocol.progress_line(start + m, n), flush=True)
+                reported = t0
     except JobFailure:
         raise
     except Exception as exc:
@@ -471,7 +476,8 @@ def run_job(job_dir, job, result, clock):
           % (runtime.name, runtime.version, batch, result["delegate_applied"]))
     sys.stdout.flush()
     t0 = time.perf_counter()
-    out, per_batch_s = infer(interpreter, x, job["preprocess"], in_info, out_info, batch, dynamic)
+    out, per_batch_s = infer(interpreter, x, job["preprocess"], in_info, out_info, batch, dynamic,
+                             float(job.get("progress_interval_s", protocol.PROGRESS_INTERVAL_S)))
     clock["invoke_s"] = time.perf_counter() - t0
     clock["per_batch_s"] = per_batch_s
     outputs_sha256 = save_outputs(_in_job(job_dir, job["outputs"]), out)

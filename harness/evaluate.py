@@ -151,7 +151,7 @@ def _run_jobs(exp, artifacts, devices, test, ref, writer, progress: bool, echo, 
 
     def work(dev: OpenDevice) -> None:
         for art, delegate in plan[dev.spec.name]:
-            _one_job(exp, dev.target, art, delegate, test, ref, writer, done, lock, echo)
+            _one_job(exp, dev.target, art, delegate, test, ref, writer, done, lock, bar, echo)
             with lock:
                 bar.update()
 
@@ -180,7 +180,7 @@ def _side_by_side(work: Callable[[OpenDevice], None], devices) -> list[tuple[str
     return errors
 
 
-def _one_job(exp, target, art, delegate, test, ref, writer, done, lock, echo) -> None:
+def _one_job(exp, target, art, delegate, test, ref, writer, done, lock, bar, echo) -> None:
     from harness.on_device import run_job
 
     key = (art.variant, target.name, delegate)
@@ -191,8 +191,13 @@ def _one_job(exp, target, art, delegate, test, ref, writer, done, lock, echo) ->
         with lock:
             writer.add_failure(art.variant, target.name, delegate, art.error, stage="convert")
         return
+    def progress(done: int, total: int) -> None:
+        with lock:
+            bar.set_postfix_str(f"{target.name}: {art.variant}/{delegate} {done}/{total} samples")
+        log.info("[%s] %s/%s: %d/%d samples", target.name, art.variant, delegate, done, total)
+
     run = run_job(target, art, test, delegate, num_threads=exp.run.num_threads,
-                  batch_size=exp.run.batch_size, runtime=exp.run.runtime)
+                  batch_size=exp.run.batch_size, runtime=exp.run.runtime, progress=progress)
     with lock:
         if run.ok:
             writer.add_run(run, ref, test)

@@ -38,7 +38,7 @@ import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -88,11 +88,13 @@ class _RunnerOutcome:
 
 def run_job(target: Target, artifact: ModelArtifact, test: GroupedDataset, delegate: str = "xnnpack",
             *, num_threads: int = 2, batch_size: int = 64, runtime: str = "auto",
-            timeout_s: float | None = None) -> DeviceRun:
+            timeout_s: float | None = None,
+            progress: Callable[[int, int], None] | None = None) -> DeviceRun:
     """Run ``artifact`` on every sample of ``test`` on ``target`` and return dequantized logits.
 
     ``delegate`` is "xnnpack", "reference", "builtin" or "external:<path.so>[,key=value...]";
-    ``timeout_s`` defaults to BASE_TIMEOUT_S + PER_SAMPLE_TIMEOUT_S per sample.
+    ``timeout_s`` defaults to BASE_TIMEOUT_S + PER_SAMPLE_TIMEOUT_S per sample; ``progress(done,
+    total)`` is called with the runner's progress while a detached job (ADB) runs.
     Raises ConfigError for unknown options, ArtifactError/DatasetError for unusable local files,
     TargetError (RunnerError, ProtocolMismatch, CommandTimeout...) when the device or runner fails.
     """
@@ -110,7 +112,7 @@ def run_job(target: Target, artifact: ModelArtifact, test: GroupedDataset, deleg
         transfer.push_s = time.perf_counter() - start
         start = time.perf_counter()
         timeout = timeout_s if timeout_s is not None else default_timeout_s(len(test))
-        proc = start_runner(target, runner, job_dir, timeout)
+        proc = start_runner(target, runner, job_dir, timeout, progress)
         run_s = transfer.run_s = time.perf_counter() - start
         outcome = pull_outcome(target, job_dir, proc, Path(tmp), transfer)
     return build_run(target, artifact, test, delegate, outcome, transfer, run_s)
@@ -239,13 +241,20 @@ def write_job(target: Target, job: Mapping[str, Any], job_id: str, tmp: Path,
     return job_dir
 
 
-def start_runner(target: Target, runner: str, job_dir: str, timeout_s: float):
+def start_runner(target: Target, runner: str, job_dir: str, timeout_s: float,
+                 progress: Callable[[int, int], None] | None = None):
     """Run the runner on the job folder and check its handshake; returns the CommandResult.
 
     The runner runs detached where the target supports it (ADB): a long silent inference meets no
     read timeout, and a dropped connection is reconnected and the job polled again.
     """
-    proc = target.run_detached([target.python, runner, job_dir], job_dir, timeout_s=timeout_s)
+    def watch(line: str) -> None:
+        done = protocol.parse_progress(line)
+        if done is not None and progress is not None:
+            progress(*done)
+
+    proc = target.run_detached([target.python, runner, job_dir], job_dir, timeout_s=timeout_s,
+                               watch=watch if progress is not None else None)
     output = proc.stdout + proc.stderr
     fields = protocol.parse_handshake(proc.stdout)
     if fields is None:

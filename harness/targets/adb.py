@@ -79,8 +79,10 @@ DETACHED_PID = ".qskew-job.pid"  # the job's process group id, written right aft
 START_RECOVERY_S = 5.0         # after a drop during a start: how long the pid file may take to appear
 DETACHED_SCRIPT = ('o=$1 e=$2 x=$3 d=$4; shift 4; cd "$d" && "$@" </dev/null >"$o" 2>"$e"; '
                    'echo $? >"$x.tmp"; mv -f "$x.tmp" "$x"')
+# One poll: the exit status if the job ended, else "running" and the last line it printed.
 POLL_SCRIPT = ('if [ -f "$1" ]; then echo "exit $(cat "$1")"; elif kill -0 "$2" 2>/dev/null; '
-               'then echo running; elif [ -f "$1" ]; then echo "exit $(cat "$1")"; else echo gone; fi')
+               'then echo running; tail -n 1 "$3" 2>/dev/null; elif [ -f "$1" ]; then echo "exit $(cat "$1")"; '
+               'else echo gone; fi')
 MOVE_SCRIPT = 'if [ -e "$1" ]; then mv -f "$1" "$2"; fi && [ -e "$2" ]'  # safe to repeat after a drop
 PROPS_SCRIPT = 'for p in "$@"; do printf "%s=%s\\n" "$p" "$(getprop "$p")"; done'
 GETPROP_KEYS = {"model": "ro.product.model", "manufacturer": "ro.product.manufacturer",
@@ -347,7 +349,8 @@ class AdbTarget(Target):
     # --- detached jobs ----------------------------------------------------------------------------
 
     def run_detached(self, argv: Sequence[str], job_dir: str, timeout_s: float,
-                     cwd: str | None = None) -> CommandResult:
+                     cwd: str | None = None,
+                     watch: Callable[[str], None] | None = None) -> CommandResult:
         """Run ``argv`` in its own session on the device and poll it until it exits.
 
         stdout, stderr and the exit status go to files in ``job_dir``; a dropped connection is
@@ -361,7 +364,7 @@ class AdbTarget(Target):
                   ("pid", DETACHED_PID))}
         pgid = self._start_detached(argv, job_dir, cwd or job_dir, files)
         log.debug("[%s] started %s as process group %d", self.name, _shown(argv), pgid)
-        code = self._wait_detached(argv, files, pgid, start + timeout_s, timeout_s)
+        code = self._wait_detached(argv, files, pgid, start + timeout_s, timeout_s, watch)
         out = self._read_small(files["out"], f"output of {_shown(argv)}")
         err = self._read_small(files["err"], f"output of {_shown(argv)}")
         return CommandResult(tuple(argv), code, _decode(out), _decode(err), time.perf_counter() - start)
@@ -409,12 +412,15 @@ class AdbTarget(Target):
         return self._tools["setsid"]
 
     def _wait_detached(self, argv: Sequence[str], files: Mapping[str, str], pgid: int,
-                       deadline: float, timeout_s: float) -> int:
+                       deadline: float, timeout_s: float, watch: Callable[[str], None] | None) -> int:
         what = f"polling {_shown(argv)} (process group {pgid})"
         delay = POLL_FIRST_S
         while True:
-            state = self._run_retrying(["sh", "-c", POLL_SCRIPT, "qskew-poll", files["exit"], str(pgid)],
-                                       what, POLL_TIMEOUT_S).strip()
+            reply = self._run_retrying(["sh", "-c", POLL_SCRIPT, "qskew-poll", files["exit"], str(pgid),
+                                        files["out"]], what, POLL_TIMEOUT_S).strip()
+            state, _, last_line = reply.partition("\n")
+            if state == "running" and watch is not None and last_line:
+                watch(last_line)
             if state.startswith("exit "):
                 try:
                     return int(state.split()[1])

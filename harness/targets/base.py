@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from harness.targets.process import CommandResult
 
@@ -49,14 +49,17 @@ class Target(abc.ABC):
         """Run ``argv`` on the device and return its exit code and output (any exit code)."""
 
     def run_detached(self, argv: Sequence[str], job_dir: str, timeout_s: float,
-                     cwd: str | None = None) -> CommandResult:
+                     cwd: str | None = None,
+                     watch: Callable[[str], None] | None = None) -> CommandResult:
         """Run a long command (the device runner) and wait for it, surviving a dropped link.
 
         A target whose link can drop (ADB) starts ``argv`` in the background on the device with
         its stdout, stderr and exit status written to files in ``job_dir`` (a folder the caller
         owns), polls it with short commands until it exits or ``timeout_s`` passes, reconnects
         and polls again if the connection drops, and kills the process group on timeout
-        (CommandTimeout). This default, for targets whose link cannot drop, is plain ``run``.
+        (CommandTimeout). ``watch``, if given, is called at each poll with the last line the command
+        has printed so far (the runner's progress). This default, for targets whose link cannot
+        drop, is plain ``run`` (and never calls ``watch``).
         """
         return self.run(argv, timeout_s=timeout_s, cwd=cwd)
 

@@ -195,3 +195,18 @@ def test_a_runtime_the_device_lacks_is_named_in_the_error(run_runner, board_runn
     proc, result = run_runner(board_runner, job_folder(tiny_tflite["fp32"], runtime="tflite_runtime"))
     assert proc.returncode == protocol.EXIT_RUNTIME
     assert result["error_kind"] == "job" and "tflite_runtime" in result["error"]
+
+
+def test_progress_lines_come_at_the_interval_the_job_asks(run_runner, board_runner, job_folder, tiny_tflite):
+    proc, result = run_runner(board_runner, job_folder(tiny_tflite["fp32"], progress_interval_s=0.0))
+    assert result["status"] == "ok"
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(protocol.PROGRESS_PREFIX)]
+    assert lines == [protocol.progress_line(done, 150) for done in (64, 128, 150)]
+    assert protocol.parse_progress(proc.stdout) == (150, 150)
+    quiet, _ = run_runner(board_runner, job_folder(tiny_tflite["fp32"]))  # default: at most once a second
+    assert protocol.PROGRESS_PREFIX not in quiet.stdout
+
+
+def test_parse_progress_takes_the_last_well_formed_line():
+    assert protocol.parse_progress("QSKEW-PROGRESS 3 10\nnoise\nQSKEW-PROGRESS 7 10\nQSKEW-PROGRESS x 10") == (7, 10)
+    assert protocol.parse_progress("QSKEW-RUNNER protocol=1.1") is None

@@ -359,3 +359,15 @@ with open(os.path.join(job, 'result.json'), 'w') as f:
 """)
     with pytest.raises(TargetError, match="the runner recorded 0000"):
         run_job(LocalTarget(tmp_path / "device", python=python), artifact(models["fp32"]), test_set)
+
+
+def test_the_progress_of_a_running_job_reaches_the_caller_over_adb(models, test_set, simulated, tmp_path):
+    slow = tmp_path / "slow-python"  # a device interpreter that reports some progress, then pauses
+    slow.write_text(f'#!/bin/sh\necho "QSKEW-PROGRESS 7 {N_SAMPLES}"\nsleep 1\nexec {sys.executable} "$@"\n')
+    slow.chmod(0o755)
+    seen = []
+    with adb_on(simulated(), python=str(slow)) as phone:
+        run = run_job(phone, artifact(models["fp32"], "fp32"), test_set, "xnnpack",
+                      progress=lambda done, total: seen.append((done, total)))
+    assert run.ok, run.error
+    assert (7, N_SAMPLES) in seen

@@ -81,7 +81,8 @@ DETACHED_SCRIPT = ('o=$1 e=$2 x=$3 d=$4; shift 4; cd "$d" && "$@" </dev/null >"$
                    'echo $? >"$x.tmp"; mv -f "$x.tmp" "$x"')
 # One poll: the exit status if the job ended, else "running" and the last line it printed.
 POLL_SCRIPT = ('if [ -f "$1" ]; then echo "exit $(cat "$1")"; elif kill -0 "$2" 2>/dev/null; '
-               'then echo running; tail -n 1 "$3" 2>/dev/null; elif [ -f "$1" ]; then echo "exit $(cat "$1")"; '
+               'then echo running; tail -n 1 "$3" 2>/dev/null || true; elif [ -f "$1" ]; '
+               'then echo "exit $(cat "$1")"; '
                'else echo gone; fi')
 MOVE_SCRIPT = 'if [ -e "$1" ]; then mv -f "$1" "$2"; fi && [ -e "$2" ]'  # safe to repeat after a drop
 PROPS_SCRIPT = 'for p in "$@"; do printf "%s=%s\\n" "$p" "$(getprop "$p")"; done'

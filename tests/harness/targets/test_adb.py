@@ -385,3 +385,14 @@ def test_a_peer_that_does_not_speak_adb_is_named_as_such():
         target.run(["true"], timeout_s=5)
     assert info.value.device == "web"
     server.close()
+
+
+def test_a_poll_before_the_job_has_written_its_output_says_running(simulated, adb_target):
+    from harness.targets.adb import POLL_SCRIPT
+
+    target = adb_target(simulated())
+    pid = target.run(["sh", "-c", "sleep 5 >/dev/null 2>&1 & echo $!"], timeout_s=10).stdout.strip()
+    poll = target.run(["sh", "-c", POLL_SCRIPT, "qskew-poll", "/nonexistent/exit", pid, "/nonexistent/out"],
+                      timeout_s=10)
+    assert (poll.returncode, poll.stdout.strip()) == (0, "running")
+    target.run(["kill", pid], timeout_s=10)

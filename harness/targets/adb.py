@@ -13,6 +13,8 @@ What this adds to the stock adb-shell client (``devices-and-adb.md`` section 4):
   and exit status written to files in the job folder, then polled with short commands. A silent
   inference never meets a read timeout, and a dropped connection is reconnected (a few attempts with
   backoff) and the same job polled again. At the job's deadline the remote process group is killed.
+  The same job still running from an earlier session (its host died) is attached to, not started
+  a second time.
 * Files: sync ``SEND`` to a temp name next to the destination, then ``mv``, so a content-addressed
   name never holds a partial file; ``sha256sum`` (or ``toybox``/``busybox sha256sum``, ``openssl``,
   the device's Python) for hashes.
@@ -377,7 +379,12 @@ class AdbTarget(Target):
                  files["exit"], cwd, *argv]
         q = shlex.quote
         pid, pid_tmp = q(files["pid"]), q(files["pid"] + ".tmp")
-        script = (f"cd {q(job_dir)} || exit 97; rm -f {q(files['exit'])} {q(files['exit'] + '.tmp')} "
+        # The same job still running from an earlier session (its host died or was stopped): attach
+        # to it instead of starting it twice. Its pid must still be the job's own shell (pids recycle).
+        attach = (f"if [ ! -f {q(files['exit'])} ] && p=$(cat {pid} 2>/dev/null) && kill -0 \"$p\" 2>/dev/null "
+                  f"&& tr '\\0' '\\n' </proc/\"$p\"/cmdline 2>/dev/null | grep -qxF {q(files['exit'])}; "
+                  f"then echo \"QSKEW_PGID=$p QSKEW_ATTACHED\"; exit 0; fi; ")
+        script = (f"cd {q(job_dir)} || exit 97; {attach}rm -f {q(files['exit'])} {q(files['exit'] + '.tmp')} "
                   f"{q(files['out'])} {q(files['err'])} {pid}; "
                   f"{' '.join(q(a) for a in inner)} </dev/null >/dev/null 2>&1 & "
                   f"echo $! >{pid_tmp} && mv -f {pid_tmp} {pid} && echo \"QSKEW_PGID=$!\"")
@@ -390,6 +397,9 @@ class AdbTarget(Target):
         if match is None:
             raise TargetError(f"starting {_shown(argv)} in {job_dir} printed no process id: "
                               f"{result.stdout + result.stderr!r}", self.name)
+        if "QSKEW_ATTACHED" in result.stdout:
+            log.info("[%s] %s is still running from an earlier session (process %s): polling it",
+                     self.name, _shown(argv), match.group(1))
         return int(match.group(1))
 
     def _recover_start(self, argv: Sequence[str], files: Mapping[str, str], exc: TargetError) -> int:

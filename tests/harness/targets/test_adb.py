@@ -265,6 +265,25 @@ def test_a_detached_job_outlives_dropped_connections(simulated, adb_target):
     assert target.reconnects >= 1
 
 
+def test_a_job_still_running_from_an_earlier_session_is_attached_not_started_twice(simulated, adb_target):
+    sim = simulated()
+    job = workdir(sim) / "jobs" / "j 2"
+    argv = ["sh", "-c", "echo start >> starts; sleep 1; echo done; exit 3"]
+    first = adb_target(sim, name="host-that-died")
+    first.mkdirs(str(job))
+    from harness.targets.adb import DETACHED_ERR, DETACHED_EXIT, DETACHED_OUT, DETACHED_PID
+
+    files = {k: str(job / n) for k, n in (("out", DETACHED_OUT), ("err", DETACHED_ERR),
+                                          ("exit", DETACHED_EXIT), ("pid", DETACHED_PID))}
+    first._start_detached(argv, str(job), str(job), files)  # its host then goes away without polling
+    first.close()
+    result = adb_target(sim, name="next-session").run_detached(argv, str(job), timeout_s=60)
+    assert (result.returncode, result.stdout) == (3, "done\n")
+    assert (job / "starts").read_text() == "start\n"  # one run, not two
+    again = adb_target(sim, name="later").run_detached(argv, str(job), timeout_s=60)  # finished: runs anew
+    assert again.returncode == 3 and (job / "starts").read_text() == "start\nstart\n"
+
+
 def test_a_link_dropped_while_the_job_starts_finds_the_job_by_its_pid_file(simulated, adb_target):
     sim = simulated()
     slow_mv = sim.root / "system" / "bin" / "mv"  # first on the device's PATH: the start's reply comes late

@@ -77,7 +77,7 @@ class QuantizeConfig:
 @dataclass(frozen=True)
 class RunConfig:
     targets: tuple[str, ...] = ("local",)   # device names or key=value label selectors
-    devices_file: str = ""                  # inventory (devices.toml); "" = harness.inventory's default
+    devices_file: str = ""                  # inventory (devices.toml); "" = harness.farm.inventory's default
     delegates: tuple[str, ...] = ("xnnpack",)
     num_threads: int = 2
     batch_size: int = 64

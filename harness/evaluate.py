@@ -1,7 +1,7 @@
 """The pipeline as a table of contents: dataset + model -> variants -> device jobs -> run directory.
 
 ``evaluate`` only sequences the stages; each stage is a function of its own module and is tested
-there. Everything a job produces is written to the run directory as soon as the job ends (by
+there (device choice and scheduling: ``harness.farm``). Everything a job produces is written to the run directory as soon as the job ends (by
 ``results.RunWriter``), so a failure later in the sweep loses nothing, and rerunning into the same
 run directory skips the jobs that already finished.
 """
@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import logging
 import platform
-import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from harness.config import Experiment
-from harness.errors import QskewError
 from harness.records import GroupedDataset, ModelArtifact
 
 log = logging.getLogger(__name__)
@@ -42,6 +39,7 @@ def evaluate(exp: Experiment, dataset: GroupedDataset, source: ModelSource, out_
     >>> evaluate(config.from_dict({}), datasets.load("digits-groups"), source, Path("runs/x"))  # doctest: +SKIP
     """
     from harness import datasets, reference, results
+    from harness.farm import schedule
     from harness.modelio import model_input_shape, model_num_classes
 
     datasets.validate_for_model(dataset, model_input_shape(source.model), model_num_classes(source.model))
@@ -51,11 +49,11 @@ def evaluate(exp: Experiment, dataset: GroupedDataset, source: ModelSource, out_
     ref = reference.reference_logits(source.model, test)
     calibration, artifacts = build_variants(exp, source.model, train, progress, echo)
     artifacts = list(artifacts) + list(extra_artifacts)
-    devices, unreachable = _open_targets(exp, echo)
+    devices, unreachable = schedule.open_devices(exp, echo)
     try:
         writer.write_manifest(_manifest(exp, dataset, source, calibration, artifacts, devices))
         writer.add_reference(ref, test)
-        _run_jobs(exp, artifacts, devices, test, ref, writer, progress, echo, unreachable)
+        schedule.run_sweep(exp, artifacts, devices, test, ref, writer, progress, echo, unreachable)
     finally:
         for dev in devices:
             dev.target.close()
@@ -84,128 +82,6 @@ def build_variants(exp: Experiment, model, train: GroupedDataset, progress: bool
         if not art.ok:
             echo(f"  {art.variant}: FAILED ({art.error})")
     return calibration, artifacts
-
-
-def _open_targets(exp: Experiment, echo: Callable[[str], None]) -> tuple[list[OpenDevice], list]:
-    """Select the experiment's devices from the inventory and connect to each.
-
-    Returns (opened devices, [(device name, error)] for devices that could not be reached): one
-    offline phone does not stop a farm run; its error is raised once the others have finished.
-    """
-    from harness.inventory import load_inventory
-    from harness.targets.factory import open_target
-
-    specs = load_inventory(exp.run.devices_file or None).select(exp.run.targets)
-    opened: list[OpenDevice] = []
-    failed: list[tuple[str, QskewError]] = []
-    for spec in specs:
-        echo(f"device {spec.name}: connecting ({spec.reach})")
-        target = None
-        try:
-            target = open_target(spec)
-            opened.append(OpenDevice(spec, target, dict(target.properties())))
-        except QskewError as err:
-            if target is not None:
-                target.close()
-            echo(f"device {spec.name}: unreachable ({err})")
-            failed.append((spec.name, err))
-        except BaseException:
-            for dev in opened:
-                dev.target.close()
-            raise
-    if not opened:
-        raise failed[0][1]
-    return opened, failed
-
-
-@dataclass(frozen=True)
-class OpenDevice:
-    """A selected inventory entry, its connected target and the facts it reported."""
-
-    spec: Any      # harness.inventory.DeviceSpec
-    target: Any    # harness.targets.base.Target
-    properties: Mapping[str, Any]
-
-
-def _device_jobs(exp: Experiment, artifacts, dev: OpenDevice, echo) -> list[tuple[ModelArtifact, str]]:
-    """This device's jobs: every artifact x every experiment delegate the device offers."""
-    delegates = [d for d in exp.run.delegates if dev.spec.offers(d)]
-    for d in exp.run.delegates:
-        if d not in delegates:
-            echo(f"  {dev.spec.name}: does not offer delegate {d} (inventory), skipped")
-    return [(a, d) for a in artifacts for d in delegates]
-
-
-def _run_jobs(exp, artifacts, devices, test, ref, writer, progress: bool, echo, unreachable=()) -> None:
-    """Every artifact x device x delegate, devices side by side, one job at a time per device.
-
-    Jobs the run directory already holds are skipped. A device that fails stops only its own
-    jobs; the others finish and are saved, then the first device error is raised.
-    """
-    from tqdm import tqdm
-
-    plan = {dev.spec.name: _device_jobs(exp, artifacts, dev, echo) for dev in devices}
-    lock = threading.Lock()  # the run directory and the progress bar are shared by the device threads
-    bar = tqdm(total=sum(map(len, plan.values())), desc="jobs", unit="job", disable=not progress, leave=False)
-    done = writer.completed_jobs()
-
-    def work(dev: OpenDevice) -> None:
-        for art, delegate in plan[dev.spec.name]:
-            _one_job(exp, dev.target, art, delegate, test, ref, writer, done, lock, bar, echo)
-            with lock:
-                bar.update()
-
-    errors = list(unreachable) + _side_by_side(work, devices)
-    bar.close()
-    if errors:
-        for name, err in errors[1:]:
-            echo(f"device {name} also failed: {err}")
-        raise errors[0][1]
-
-
-def _side_by_side(work: Callable[[OpenDevice], None], devices) -> list[tuple[str, BaseException]]:
-    """Run ``work`` for every device in its own thread; returns the (device, error) pairs raised."""
-    if len(devices) == 1:  # no thread: tracebacks and Ctrl-C stay simple for the common case
-        try:
-            work(devices[0])
-        except QskewError as err:
-            return [(devices[0].spec.name, err)]
-        return []
-    errors = []
-    with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="qskew-device") as pool:
-        futures = {pool.submit(work, dev): dev.spec.name for dev in devices}
-        for fut in as_completed(futures):
-            if fut.exception() is not None:
-                errors.append((futures[fut], fut.exception()))
-    return errors
-
-
-def _one_job(exp, target, art, delegate, test, ref, writer, done, lock, bar, echo) -> None:
-    from harness.on_device import run_job
-
-    key = (art.variant, target.name, delegate)
-    if key in done:
-        echo(f"  {art.variant} on {target.name}/{delegate}: already in the run directory, skipped")
-        return
-    if not art.ok:
-        with lock:
-            writer.add_failure(art.variant, target.name, delegate, art.error, stage="convert")
-        return
-    def progress(done: int, total: int) -> None:
-        with lock:
-            bar.set_postfix_str(f"{target.name}: {art.variant}/{delegate} {done}/{total} samples")
-        log.info("[%s] %s/%s: %d/%d samples", target.name, art.variant, delegate, done, total)
-
-    run = run_job(target, art, test, delegate, num_threads=exp.run.num_threads,
-                  batch_size=exp.run.batch_size, runtime=exp.run.runtime, progress=progress)
-    with lock:
-        if run.ok:
-            writer.add_run(run, ref, test)
-            echo(f"  {art.variant} on {target.name}/{delegate}: {run.runtime} {run.runtime_version}, "
-                 f"delegate applied: {run.delegate_applied}, batch {run.batch_size}")
-        else:
-            writer.add_failure(art.variant, target.name, delegate, run.error, stage="run")
-            echo(f"  {art.variant} on {target.name}/{delegate}: FAILED ({run.error})")
 
 
 def _manifest(exp, dataset, source, calibration, artifacts, devices) -> dict:

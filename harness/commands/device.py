@@ -49,7 +49,7 @@ def _register_simulate(device_sub) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from harness.adb.simulator import DEFAULT_FEATURES, SimulatedDevice
+    from harness.targets.simulate.simulator import DEFAULT_FEATURES, SimulatedDevice
     from harness.errors import ConfigError
 
     features = DEFAULT_FEATURES if args.features is None else _parse_features(args.features)

@@ -28,8 +28,8 @@ def register(sub) -> None:
 
 def cmd_devices_check(args: argparse.Namespace) -> int:
     from harness.cli import _print_json
-    from harness.inventory import load_inventory
-    from harness.probe import check_device, probe_artifact
+    from harness.farm.inventory import load_inventory
+    from harness.farm.probe import check_device, probe_artifact
 
     inv = load_inventory(args.devices)
     specs = inv.select(args.device) if args.device else list(inv.devices)

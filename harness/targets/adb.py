@@ -45,7 +45,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 from adb_shell import exceptions as adb_exc
 from adb_shell.adb_device import AdbDevice
 
-from harness.adb.wire import parse_shell_v2
+from harness.targets.adb_wire import parse_shell_v2
 from harness.errors import CommandFailed, CommandTimeout, ConfigError, TargetError
 from harness.targets import adb_keys
 from harness.targets.adb_link import (LINK_ERRORS, TIMEOUT_ERRORS, DeviceBanner, FileSink, FileSource,

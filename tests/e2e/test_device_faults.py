@@ -10,10 +10,10 @@ The same holds for a device whose disk is full and for a runner that crashes.
 import pytest
 
 from harness import config, datasets, on_device, results
-from harness.adb import simulator
+from harness.targets.simulate import simulator
 from harness.errors import TargetError
 from harness.evaluate import ModelSource, evaluate
-from harness.targets import factory
+from harness.farm import connect
 
 VARIANTS = ["fp32", "int8", "float16"]
 
@@ -68,7 +68,7 @@ def test_device_vanishing_mid_job(tmp_path, small_cnn, monkeypatch, stage, nbyte
 
 @pytest.mark.slow
 def test_full_device_disk(tmp_path, small_cnn, monkeypatch):
-    real_open = factory._simulated
+    real_open = connect._simulated
     full = []
 
     def small_disk(spec):
@@ -78,7 +78,7 @@ def test_full_device_disk(tmp_path, small_cnn, monkeypatch):
             full.append(True)
         return target
 
-    monkeypatch.setattr(factory, "_simulated", small_disk)
+    monkeypatch.setattr(connect, "_simulated", small_disk)
     sweep = _sweep(tmp_path, small_cnn, monkeypatch, lambda target, n: None)
     out = tmp_path / "run"
     with pytest.raises(TargetError) as info:

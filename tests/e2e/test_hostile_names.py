@@ -53,7 +53,7 @@ def test_hostile_names_everywhere(tmp_path):
     assert set(run.predictions.id) == set(ids[1::2]) and f"group {bad}" in set(run.metrics.group)
     from pathlib import Path
 
-    from harness.targets.factory import simulated_root
+    from harness.farm.connect import simulated_root
 
     for home in (simulated_root("sim"), Path.home(), Path.cwd(), tmp_path):
         assert not (home / CANARY).exists(), home

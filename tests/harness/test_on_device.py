@@ -211,7 +211,7 @@ def test_properties_come_from_the_target(models, test_set, tmp_path):
 @pytest.fixture
 def simulated(tmp_path, monkeypatch):
     """``simulated(**options)`` -> a started SimulatedDevice; HOME is private (its own ADB key)."""
-    from harness.adb.simulator import SimulatedDevice
+    from harness.targets.simulate.simulator import SimulatedDevice
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))

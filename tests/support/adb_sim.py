@@ -16,7 +16,7 @@ from pathlib import Path
 from adb_shell.adb_device import AdbDevice
 from adb_shell.transport.tcp_transport import TcpTransport
 
-from harness.adb import wire
+from harness.targets import adb_wire as wire
 from harness.targets.process import CommandResult, run_command
 
 ADB_BINARY = shutil.which("adb") or "/usr/bin/adb"

@@ -29,7 +29,7 @@ def adb_home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def simulated(tmp_path, adb_home) -> Callable:
     """``simulated(**options)`` -> a started SimulatedDevice with its own sandbox root."""
-    from harness.adb.simulator import SimulatedDevice
+    from harness.targets.simulate.simulator import SimulatedDevice
 
     devices = []
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from harness.adb import auth as device_auth
+from harness.targets.simulate import auth as device_auth
 from harness.errors import TargetError
 from harness.targets import adb_keys
 

@@ -1,4 +1,4 @@
-"""harness/adb/auth.py: Android public keys and the SHA-1-prehashed PKCS#1 v1.5 token check."""
+"""harness/targets/simulate/auth.py: Android public keys and the SHA-1-prehashed PKCS#1 v1.5 token check."""
 
 import os
 
@@ -6,7 +6,7 @@ import pytest
 from adb_shell.auth.sign_cryptography import CryptographySigner
 from adb_shell.auth.sign_pythonrsa import PythonRSASigner
 
-from harness.adb import auth
+from harness.targets.simulate import auth
 
 
 def test_decodes_the_pubkey_adb_shell_writes(rsa_key):

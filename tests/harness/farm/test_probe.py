@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from harness import cli
-from harness.inventory import DeviceSpec
-from harness.probe import check_device, probe_artifact
+from harness.farm.inventory import DeviceSpec
+from harness.farm.probe import check_device, probe_artifact
 from support.boards import BOARD_PYTHON, needs_board
 
 

@@ -40,9 +40,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from harness.adb import auth as adb_auth
-from harness.adb import wire
-from harness.adb.wire import A_AUTH, A_CLSE, A_CNXN, A_OKAY, A_OPEN, A_VERSION, A_WRTE
+from harness.targets.simulate import auth as adb_auth
+from harness.targets import adb_wire as wire
+from harness.targets.adb_wire import A_AUTH, A_CLSE, A_CNXN, A_OKAY, A_OPEN, A_VERSION, A_WRTE
 
 log = logging.getLogger(__name__)
 
@@ -604,7 +604,7 @@ class _Connection:
         self.send(A_CNXN, A_VERSION, self.maxdata, self.device.banner())
 
     def _on_open(self, header: wire.Header, data: bytes) -> None:
-        from harness.adb import services
+        from harness.targets.simulate import services
 
         if header.arg0 == 0:
             return

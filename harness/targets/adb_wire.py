@@ -1,7 +1,7 @@
 """The ADB wire format: message headers, sync records and shell-protocol-v2 packets.
 
-Shared by the simulated device (``harness.adb.simulator``) and the adb-shell target, so both sides
-read the bytes the same way. Pure stdlib; no I/O. Reference: ``devices-and-adb.md`` sections 1-3
+Shared by the simulated device (``harness.targets.simulate``) and the adb-shell target, so both
+sides read the bytes the same way. Pure stdlib; no I/O. Reference: ``devices-and-adb.md`` sections 1-3
 (AOSP ``adb/protocol.txt``, ``SYNC.TXT``, ``shell_protocol.h`` at platform-tools 29.0.6).
 
 Message layer: every message is a 24-byte header of six little-endian uint32 ::

@@ -1,4 +1,4 @@
-"""harness/adb/simulator.py (+ services.py) driven by adb-shell 0.4.4 and by a raw wire client."""
+"""harness/targets/simulate/simulator.py (+ services.py) driven by adb-shell 0.4.4 and by a raw wire client."""
 
 import os
 import socket
@@ -9,8 +9,8 @@ import pytest
 from adb_shell import exceptions as adb_exc
 from adb_shell.auth.sign_pythonrsa import PythonRSASigner
 
-from harness.adb import wire
-from harness.adb.simulator import SimulatedDevice
+from harness.targets import adb_wire as wire
+from harness.targets.simulate.simulator import SimulatedDevice
 from support.adb_sim import RawClient, adb_shell_device, sha256_file
 
 TRANSFER_SIZE_BYTES = 3 * 1024 * 1024 + 12345  # "a few MB", not a multiple of any chunk size

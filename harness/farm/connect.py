@@ -1,7 +1,7 @@
 """From an inventory entry to a connected ``Target``: the one place that knows every reach kind.
 
 ``local`` is a child process on this machine; ``adb-tcp`` / ``adb-usb`` are ``AdbTarget``s;
-``simulated`` starts a :class:`harness.adb.simulator.SimulatedDevice` on loopback and connects an
+``simulated`` starts a :class:`harness.targets.simulate.simulator.SimulatedDevice` on loopback and connects an
 ``AdbTarget`` to it over real ADB, so everything after the connection is the same code path a
 phone takes. The simulated device's file system is kept in qskew's cache (one folder per device
 name), so the content-addressed files it received survive between runs, as on a real device.
@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.inventory import DeviceSpec
+from harness.farm.inventory import DeviceSpec
 from harness.paths import cache_dir
 from harness.targets.base import Target
 
@@ -49,7 +49,7 @@ def simulated_root(name: str) -> Path:
 
 
 def _simulated(spec: DeviceSpec) -> Target:
-    from harness.adb.simulator import DEFAULT_FEATURES, SimulatedDevice
+    from harness.targets.simulate.simulator import DEFAULT_FEATURES, SimulatedDevice
     from harness.targets.adb import AdbTarget
 
     root = simulated_root(spec.name)

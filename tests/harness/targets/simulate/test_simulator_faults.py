@@ -139,7 +139,7 @@ def test_cli_serves_until_sigterm_and_exits_zero(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "device", "simulate", "--port", "0",
                              "--root", str(root), "--serial", "cli-sim", "--features", "none"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parents[3])
+                            cwd=Path(__file__).resolve().parents[4])
     try:
         line = proc.stdout.readline()
         match = re.fullmatch(r"qskew simulated device cli-sim listening on 127\.0\.0\.1:(\d+) \(root (.+)\)\n", line)
@@ -159,7 +159,7 @@ def test_cli_serves_until_sigterm_and_exits_zero(tmp_path):
 
 def test_cli_refuses_emulator_ports():
     proc = run_command([sys.executable, "-m", "harness.cli", "device", "simulate", "--port", "5555"],
-                       timeout_s=WAIT_S * 3, cwd=Path(__file__).resolve().parents[3])
+                       timeout_s=WAIT_S * 3, cwd=Path(__file__).resolve().parents[4])
     assert proc.returncode == 2
     assert "5555-5585" in proc.stderr and "emulators" in proc.stderr
 

@@ -1,8 +1,8 @@
-"""harness/adb/wire.py: headers, checksums, sync records and shell-v2 packets."""
+"""harness/targets/adb_wire.py: headers, checksums, sync records and shell-v2 packets."""
 
 import pytest
 
-from harness.adb import wire
+from harness.targets import adb_wire as wire
 
 
 def test_message_round_trip_with_real_checksum_and_magic():

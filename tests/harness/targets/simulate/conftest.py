@@ -8,7 +8,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from harness.adb.simulator import SimulatedDevice  # noqa: E402
+from harness.targets.simulate.simulator import SimulatedDevice  # noqa: E402
 from support.adb_sim import ADB_BINARY, RealAdb  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """The services of the simulated ADB device: ``shell:``, ``shell,v2,...:``, ``exec:`` and ``sync:``.
 
-Each service runs on its own thread with a ``_Stream`` (see ``harness.adb.simulator``): it reads the
+Each service runs on its own thread with a ``_Stream`` (see ``harness.targets.simulate.simulator``): it reads the
 host's bytes with ``read_exact``/``read_some`` (records may straddle WRTEs) and answers with
 ``write``, which cuts at maxdata and keeps one WRTE in flight.
 
@@ -19,8 +19,8 @@ import subprocess
 from functools import partial
 from typing import Callable
 
-from harness.adb import wire
-from harness.adb.simulator import SimulatedDevice, _Closed, _Stream
+from harness.targets import adb_wire as wire
+from harness.targets.simulate.simulator import SimulatedDevice, _Closed, _Stream
 
 SEND_DIR_MODE = 0o775  # parent folders SEND creates (adbd secure_mkdirs)
 EXIT_SIGNAL_BASE = 128  # exit byte of a killed process: 128 + signal, as adbd reports it

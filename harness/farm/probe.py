@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from harness.errors import QskewError
-from harness.inventory import DeviceSpec
+from harness.farm.inventory import DeviceSpec
 from harness.records import GroupedDataset, ModelArtifact
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class DeviceCheck:
 
 def check_device(spec: DeviceSpec, probe: ModelArtifact | None = None) -> DeviceCheck:
     """Connect to ``spec``'s device and try each delegate it offers (or the default three)."""
-    from harness.targets.factory import open_target
+    from harness.farm.connect import open_target
 
     target = None
     try:  # ADB targets connect on first use: the first question is the reachability test

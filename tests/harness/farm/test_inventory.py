@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness import inventory
+from harness.farm import inventory
 from harness.errors import ConfigError
 
 FILE = """
@@ -103,7 +103,7 @@ def test_missing_file(tmp_path):
 def test_the_shipped_example_inventory_loads():
     from pathlib import Path
 
-    example = Path(__file__).resolve().parents[2] / "examples" / "devices.toml"
+    example = Path(__file__).resolve().parents[3] / "examples" / "devices.toml"
     inv = inventory.load_inventory(example)
     assert [d.name for d in inv.select(["accelerator=none"])] == ["pixel7", "rpi4", "old-board"]
     assert inv.get("old-board").python.endswith(".venv-board/bin/python")

@@ -166,7 +166,7 @@ class _AdbServer:
 def nodelay(tmp: Path, rounds: int) -> None:
     from adb_shell.adb_device import AdbDevice, AdbDeviceTcp
 
-    from harness.adb.simulator import SimulatedDevice
+    from harness.targets.simulate.simulator import SimulatedDevice
     from harness.targets.adb_link import NoDelayTcpTransport
 
     src = tmp / "small.bin"
@@ -200,7 +200,7 @@ def _shells(client) -> None:
 
 def sweep(tmp: Path) -> None:
     from harness import datasets
-    from harness.adb.simulator import SimulatedDevice
+    from harness.targets.simulate.simulator import SimulatedDevice
     from harness.on_device import RUNNER_DIR, RUNNER_FILES, _inputs_file, run_job
     from harness.targets.adb import AdbTarget
 

@@ -580,22 +580,28 @@ def _read_predictions(path: Path, required: bool) -> "pa.Table":
 
 
 def _read_metrics(path: Path, required: bool) -> "pd.DataFrame":
-    import pandas as pd
-
     from harness.metrics.groups import METRIC_COLUMNS
 
     if not path.exists():
         if required:
             raise ResultsError(f"run directory file {path} is missing")
         return _empty_metrics()
-    floats = [c for c, t in METRIC_COLUMNS.items() if t == "float64"]
+    return read_typed_csv(path, METRIC_COLUMNS)
+
+
+def read_typed_csv(path: Path, columns: Mapping[str, str]) -> "pd.DataFrame":
+    """A CSV of the run directory with exactly ``columns`` (name -> dtype); empty cells of float
+    columns read as NaN, of string columns as "". ResultsError if unreadable or other columns."""
+    import pandas as pd
+
+    floats = [c for c, t in columns.items() if t == "float64"]
     try:
-        table = pd.read_csv(path, dtype=METRIC_COLUMNS, keep_default_na=False, engine=CSV_ENGINE,
+        table = pd.read_csv(path, dtype=dict(columns), keep_default_na=False, engine=CSV_ENGINE,
                             na_values={c: ["", "NaN", "nan"] for c in floats})
     except (OSError, ValueError) as exc:
         raise ResultsError(f"cannot read {path}: {exc}") from exc
-    if list(table.columns) != list(METRIC_COLUMNS):
-        raise ResultsError(f"{path} has columns {list(table.columns)}; expected {list(METRIC_COLUMNS)}")
+    if list(table.columns) != list(columns):
+        raise ResultsError(f"{path} has columns {list(table.columns)}; expected {list(columns)}")
     return table
 
 

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import ResultsError
-from harness.results import atomic_write, jsonable
+from harness.results import atomic_write, jsonable, read_typed_csv
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,7 +69,6 @@ LAYER_COLUMNS: dict[str, str] = {
     "variant": "string", "layer": "string", "group": "string", "rmse": "float64", "snr_db": "float64",
     "n": "int64", "order": "int64", "op": "string", "dtype": "string", "tensor": "string",
 }
-CSV_ENGINE = "python"  # parses floats with float(): exact round trip
 
 
 def frame(rows: list[dict], columns: dict[str, str]) -> "pd.DataFrame":
@@ -130,16 +129,4 @@ def _write_csv(path: Path, table: "pd.DataFrame", columns: dict[str, str]) -> Pa
 
 
 def _read_csv(path: Path, columns: dict[str, str]) -> "pd.DataFrame | None":
-    import pandas as pd
-
-    if not path.is_file():
-        return None
-    floats = [c for c, t in columns.items() if t == "float64"]
-    try:
-        table = pd.read_csv(path, dtype=columns, keep_default_na=False, engine=CSV_ENGINE,
-                            na_values={c: ["", "NaN", "nan"] for c in floats})
-    except (OSError, ValueError) as exc:
-        raise ResultsError(f"cannot read {path}: {exc}") from exc
-    if list(table.columns) != list(columns):
-        raise ResultsError(f"{path} has columns {list(table.columns)}; expected {list(columns)}")
-    return table
+    return read_typed_csv(path, columns) if path.is_file() else None

@@ -114,18 +114,13 @@ def probe_dataset() -> GroupedDataset:
 
 def probe_artifact() -> ModelArtifact:
     """A tiny FP32 model (Dense 4 -> 3), converted once with the real converter and cached."""
-    import hashlib
-
     from harness.paths import cache_dir
-    from harness.quantize.inspect import read_io
+    from harness.quantize.convert import artifact_of
 
     path = cache_dir("probe") / "probe-dense-4x3.tflite"
     if not path.is_file():
         _build_probe(path)
-    data = path.read_bytes()
-    inputs, outputs = read_io(path)
-    return ModelArtifact(variant="probe", path=path, sha256=hashlib.sha256(data).hexdigest(),
-                         size_bytes=len(data), inputs=inputs, outputs=outputs, recipe={"probe": True})
+    return artifact_of(path, "probe", {"probe": True}, None, PROBE_SAMPLES)
 
 
 def _build_probe(path: Path) -> None:

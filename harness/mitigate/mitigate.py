@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from harness.errors import ArtifactError, ConfigError, ConversionError, ModelError, ResultsError
+from harness.errors import ConfigError, ConversionError, ModelError, ResultsError
 from harness.mitigate import job as jobfiles
 from harness.mitigate.job import QatJob, QatResult
 from harness.mitigate.options import MitigationOptions
@@ -133,7 +133,7 @@ def quantize_options(exp: "Experiment") -> "QuantizeOptions":
 def build_qat_variants(exp, dataset, source, calibration, options: MitigationOptions, echo):
     """(artifacts int8-qat/mixed-qat/fp32-qat, QatResult, KeepPlan, from cache?) for ``source``."""
     from harness.paths import cache_dir
-    from harness.quantize.convert import convert
+    from harness.quantize.convert import artifact_of, convert
 
     qopts = quantize_options(exp)
     variants_cache = cache_dir("variants")
@@ -145,9 +145,9 @@ def build_qat_variants(exp, dataset, source, calibration, options: MitigationOpt
     result = QatResult.from_json(jobfiles.read_json(job_dir / jobfiles.RESULT_FILE))
     recipe = _qat_recipe(job, result, job_dir)
     tuned = fine_tuned_model(source.model, job_dir / jobfiles.QAT_WEIGHTS_FILE, job.model_label)
-    int8 = wrap_tflite(QAT_INT8, job_dir / jobfiles.INT8_FILE, calibration, qopts.check_batch_size,
+    int8 = artifact_of(job_dir / jobfiles.INT8_FILE, QAT_INT8,
                        {"tool": "tensorflow_model_optimization+tflite_converter", "base_variant": "int8",
-                        "qat": recipe})
+                        "qat": recipe}, calibration, qopts.check_batch_size)
     fp32 = convert(tuned, "fp32", None, qopts, variants_cache)
     mixed_opts = replace(qopts, mixed_layers_regex=keep.mixed_regex) if keep.mixed_regex else qopts
     mixed = convert(tuned, "mixed", calibration, mixed_opts, variants_cache)
@@ -294,24 +294,6 @@ def calibration_variant_name(strategy: str) -> str:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-def wrap_tflite(variant: str, path: Path, calibration, check_batch_size: int,
-                recipe: dict[str, Any]) -> ModelArtifact:
-    """A .tflite built outside harness.quantize as a ModelArtifact: sha256, I/O, host prepare check."""
-    from harness.quantize.cache import file_sha256
-    from harness.quantize.inspect import check_prepares, read_io
-
-    inputs, outputs, error = (), (), None
-    try:
-        inputs, outputs = read_io(path)
-        check_prepares(path, check_batch_size)
-    except ArtifactError as exc:
-        error = f"variant {variant!r} failed to prepare: {exc}"
-        log.warning("%s", error)
-    return ModelArtifact(variant=variant, path=Path(path), sha256=file_sha256(path),
-                         size_bytes=Path(path).stat().st_size, inputs=inputs, outputs=outputs,
-                         recipe=recipe, calibration=calibration.info if calibration else None, error=error)
-
 
 def _float_ops(model, qopts, variants_cache: Path):
     """The ops of the FP32 model's float .tflite (the same cache entry as its fp32 variant)."""

@@ -131,17 +131,26 @@ def _float_tflite(source: Any, fingerprint: str, options: QuantizeOptions, root:
 def _checked(path: Path, variant: str, meta: dict, calib: Calibration | None,
              options: QuantizeOptions) -> ModelArtifact:
     """The artifact of a stored .tflite, with ``error`` set if it does not prepare on the host."""
+    return artifact_of(path, variant, meta["recipe"], calib, options.check_batch_size,
+                       sha256=meta["sha256"], size_bytes=int(meta["size_bytes"]))
+
+
+def artifact_of(path: Path, variant: str, recipe: dict, calib: Calibration | None, check_batch_size: int,
+                sha256: str | None = None, size_bytes: int | None = None) -> ModelArtifact:
+    """A .tflite (converted here or built elsewhere, e.g. by qskew mitigate) as a ModelArtifact:
+    sha256, I/O quantization, and ``error`` set if it does not prepare on the host."""
     inputs, outputs, error = (), (), None
     try:
         inputs, outputs = read_io(path)
-        check_prepares(path, options.check_batch_size)
+        check_prepares(path, check_batch_size)
     except ArtifactError as exc:
         error = f"variant {variant!r} failed to prepare: {exc}"
         log.warning("%s", error)
-    return ModelArtifact(variant=variant, path=path, sha256=meta["sha256"],
-                         size_bytes=int(meta["size_bytes"]), inputs=inputs, outputs=outputs,
-                         recipe=meta["recipe"], calibration=calib.info if calib else None,
-                         error=error)
+    return ModelArtifact(variant=variant, path=Path(path),
+                         sha256=sha256 or cache.file_sha256(path),
+                         size_bytes=Path(path).stat().st_size if size_bytes is None else size_bytes,
+                         inputs=inputs, outputs=outputs, recipe=recipe,
+                         calibration=calib.info if calib else None, error=error)
 
 
 def _require_calibration(variants: Sequence[str], calibration: Calibration | None) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from harness.errors import ConfigError
 from harness.farm.inventory import DeviceSpec
 from harness.paths import cache_dir
+from harness.targets.adb import AdbTarget
 from harness.targets.base import Target
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,6 @@ def open_target(spec: DeviceSpec) -> Target:
         return LocalTarget(workdir, python=spec.python, name=spec.name)
     if spec.reach == "simulated":
         return _simulated(spec)
-    from harness.targets.adb import AdbTarget
-
     if spec.reach == "adb-tcp":
         return AdbTarget(spec.name, address=spec.address, workdir=spec.workdir, python=spec.python)
     return AdbTarget(spec.name, serial=spec.serial, workdir=spec.workdir, python=spec.python)
@@ -50,7 +49,6 @@ def simulated_root(name: str) -> Path:
 
 def _simulated(spec: DeviceSpec) -> Target:
     from harness.targets.simulate.simulator import DEFAULT_FEATURES, SimulatedDevice
-    from harness.targets.adb import AdbTarget
 
     root = simulated_root(spec.name)
     root.mkdir(parents=True, exist_ok=True)
@@ -61,24 +59,27 @@ def _simulated(spec: DeviceSpec) -> Target:
     # a simulated device's file system is its root: a relative work folder lies below it
     workdir = str(root / (spec.workdir or SIM_WORKDIR))
     try:
-        target = AdbTarget(spec.name, address=f"{host}:{port}", workdir=workdir, python="python3")
+        target = SimulatedAdbTarget(sim, spec.name, address=f"{host}:{port}", workdir=workdir,
+                                    python="python3")
     except BaseException:
         sim.stop()
         raise
     log.info("[%s] simulated device on %s:%d (root %s)", spec.name, host, port, root)
-    return _stopping_simulator_on_close(target, sim)
-
-
-def _stopping_simulator_on_close(target: Target, sim) -> Target:
-    """Make ``target.close()`` also stop the simulated device it talks to."""
-    close = target.close
-
-    def close_both() -> None:
-        try:
-            close()
-        finally:
-            sim.stop()
-
-    target.close = close_both  # type: ignore[method-assign]
-    target.simulator = sim     # tests reach the device's fault hooks through the target
     return target
+
+
+class SimulatedAdbTarget(AdbTarget):
+    """An AdbTarget that owns the simulated device it talks to: closing it stops the device.
+
+    ``simulator`` exposes the device's fault hooks (``vanish_after``...) to tests.
+    """
+
+    def __init__(self, simulator, name: str, **options):
+        super().__init__(name, **options)
+        self.simulator = simulator
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.simulator.stop()

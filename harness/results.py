@@ -14,15 +14,17 @@ Run directory layout (schema version 1)
     schema_version   int     version of this layout (SCHEMA_VERSION); readers refuse newer ones
     created          str     ISO 8601 UTC time the run directory was first written
     updated          str     ISO 8601 UTC time the manifest was last written (differs after a resume)
-    config_hash      str     sha256 of the canonical JSON of {config, dataset.sha256, model.sha256};
-                             a resume into the same folder must have the same hash
+    config_hash      str     sha256 of the canonical JSON of {config without [run] targets and
+                             devices_file, dataset.sha256, model.sha256}; a resume into the same
+                             folder must have the same hash (it may select other devices)
     ...              any     everything the caller passed (``evaluate`` writes: config -- the
                              experiment as JSON; versions -- qskew, protocol, python and library
                              versions; dataset -- name, sha256, description, num_classes,
                              preprocess, group_counts per split; model -- source, name/path, seed,
                              sha256; calibration -- size, strategy, seed, group_shares, sha256 or
                              null; variants -- one ModelArtifact.to_json() per variant; targets --
-                             device properties per target name)
+                             device properties and inventory entry per device name, kept
+                             for every device of earlier sessions too)
 
 ``predictions.parquet`` -- one row per test sample x job, plus the reference rows::
 
@@ -135,6 +137,9 @@ FILES = (MANIFEST_FILE, PREDICTIONS_FILE, METRICS_FILE, SUMMARY_FILE)
 # Outputs of the commands that read a run (not part of the run itself; RunWriter ignores them).
 SIGNOFF_FILE = "signoff.json"   # the last `qskew signoff` verdict
 SIGNOFF_JUNIT_FILE = "signoff-junit.xml"  # its JUnit XML when --junit names no other file
+ANALYSIS_FILE = "analysis.csv"            # `qskew analyze`: per model x group curvature (harness.analysis.tables)
+LAYERS_FILE = "layers.csv"                # `qskew analyze`: per variant x layer x group error
+SUGGESTION_FILE = "suggested-mixed.json"  # `qskew suggest-mixed`: the recipe, in its new run directory
 REPORT_DIR = "report"           # `qskew report`: the HTML page and its PNG charts
 
 REFERENCE_JOB = ("reference", "host", "keras")  # (variant, target, delegate) of the FP32 reference rows

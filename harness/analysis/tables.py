@@ -49,14 +49,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import ResultsError
-from harness.results import atomic_write, jsonable, read_typed_csv
+from harness.results import (ANALYSIS_FILE, LAYERS_FILE, SUGGESTION_FILE, atomic_write, jsonable,
+                             read_typed_csv)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-ANALYSIS_FILE = "analysis.csv"
-LAYERS_FILE = "layers.csv"
-SUGGESTION_FILE = "suggested-mixed.json"
 REFERENCE = "reference"   # variant name of the FP32 Keras model (as in predictions.parquet)
 
 ANALYSIS_COLUMNS: dict[str, str] = {

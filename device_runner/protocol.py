@@ -71,7 +71,13 @@ DEFAULT_OUTPUTS = "outputs.npy"
 DEFAULT_RESULT = "result.json"
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
-DELEGATES = ("xnnpack", "reference", "builtin")  # plus "external:<path.so>[,key=value...]"
+DELEGATES = ("xnnpack", "reference", "builtin", "gpu", "nnapi", "hexagon", "edgetpu")
+# plus "nnapi:<accelerator name>", "edgetpu:<device>" (usb, usb:0, pci, pci:0, :0) and
+# "external:<path.so>[,key=value...]"
+# The Python runner drives these; gpu, nnapi and hexagon exist only in runners built on the C++
+# runtime (the benchmark_model runner kind), since the Python wheels ship none of them.
+PYTHON_DELEGATES = ("xnnpack", "reference", "builtin", "edgetpu", "external")
+EDGETPU_LIBRARY = "libedgetpu.so.1"  # the Edge TPU delegate library on Linux boards (pycoral's name)
 
 EXIT_OK = 0
 EXIT_BAD_JOB = 2
@@ -126,15 +132,28 @@ def parse_handshake(text):
 def parse_delegate(spec):
     """Split a delegate spec into (kind, library_path, options).
 
-    "xnnpack" -> ("xnnpack", None, {}); "external:/vendor/lib/libfoo.so,cache=1,mode=fast" ->
-    ("external", "/vendor/lib/libfoo.so", {"cache": "1", "mode": "fast"}).
+    "xnnpack" -> ("xnnpack", None, {}); "nnapi:qti-dsp" -> ("nnapi", None, {"accelerator":
+    "qti-dsp"}); "edgetpu:usb" -> ("edgetpu", "libedgetpu.so.1", {"device": "usb"});
+    "external:/vendor/lib/libfoo.so,cache=1,mode=fast" -> ("external", "/vendor/lib/libfoo.so",
+    {"cache": "1", "mode": "fast"}).
     Raises ValueError on an unknown or malformed spec.
     """
     spec = str(spec).strip()
+    if spec == "edgetpu":
+        return "edgetpu", EDGETPU_LIBRARY, {}
     if spec in DELEGATES:
         return spec, None, {}
-    if spec.startswith("external:"):
-        parts = spec[len("external:"):].split(",")
+    kind, sep, rest = spec.partition(":")
+    if sep and kind == "nnapi":
+        if not rest:
+            raise ValueError("nnapi:<accelerator> needs an accelerator name (e.g. nnapi:qti-dsp)")
+        return "nnapi", None, {"accelerator": rest}
+    if sep and kind == "edgetpu":
+        if not rest:
+            raise ValueError("edgetpu:<device> needs a device (usb, usb:0, pci, pci:0, :0)")
+        return "edgetpu", EDGETPU_LIBRARY, {"device": rest}
+    if sep and kind == "external":
+        parts = rest.split(",")
         path = parts[0]
         if not path:
             raise ValueError("external delegate needs a library path: external:<path.so>[,k=v...]")
@@ -147,8 +166,8 @@ def parse_delegate(spec):
                 raise ValueError("external delegate option %r is not key=value" % item)
             options[key] = value
         return "external", path, options
-    raise ValueError("unknown delegate %r; known: %s, external:<path.so>[,key=value...]"
-                     % (spec, ", ".join(DELEGATES)))
+    raise ValueError("unknown delegate %r; known: %s, nnapi:<accelerator>, edgetpu:<device>, "
+                     "external:<path.so>[,key=value...]" % (spec, ", ".join(DELEGATES)))
 
 
 def make_job(model, inputs, preprocess, delegate="xnnpack", num_threads=2, batch_size=64,

@@ -102,10 +102,17 @@ def load_runtime(preference):
 
 def _resolver_for(runtime, kind):
     """The op resolver for a delegate kind, or None to keep the runtime's default."""
-    # external: builtin kernels without XNNPACK, so that every DELEGATE node belongs to the library
+    if kind not in protocol.PYTHON_DELEGATES:
+        raise JobFailure("delegate", "the Python runner cannot apply the %s delegate: TFLite's "
+                         "Python runtimes ship no %s delegate; run it with runner = "
+                         "\"benchmark_model\" in the device inventory" % (kind, kind),
+                         protocol.EXIT_RUNTIME)
+    # external delegates (and the Edge TPU's): builtin kernels without XNNPACK, so that every
+    # DELEGATE node belongs to the library
     wanted = {"xnnpack": "AUTO", "reference": "BUILTIN_REF",
               "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
-              "external": "BUILTIN_WITHOUT_DEFAULT_DELEGATES"}[kind]
+              "external": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
+              "edgetpu": "BUILTIN_WITHOUT_DEFAULT_DELEGATES"}[kind]
     if runtime.resolver_types is None:
         if kind == "xnnpack":
             return None
@@ -114,12 +121,13 @@ def _resolver_for(runtime, kind):
     return getattr(runtime.resolver_types, wanted)
 
 
-def _load_external(runtime, library, options):
+def _load_external(runtime, library, options, kind="external"):
+    what = "Edge TPU delegate library" if kind == "edgetpu" else "external delegate library"
     try:
         return runtime.load_delegate(library, options)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise JobFailure("delegate", "external delegate library %s failed to load: %s"
-                         % (library, exc), protocol.EXIT_RUNTIME)
+    except (OSError, ValueError, RuntimeError) as exc:  # a missing library is OSError (ctypes)
+        raise JobFailure("delegate", "%s %s failed to load: %s" % (what, library, exc),
+                         protocol.EXIT_RUNTIME)
 
 
 def make_interpreter(runtime, model_path, delegate, num_threads):
@@ -129,8 +137,8 @@ def make_interpreter(runtime, model_path, delegate, num_threads):
     resolver = _resolver_for(runtime, kind)
     if resolver is not None:
         kwargs["experimental_op_resolver_type"] = resolver
-    if kind == "external":
-        kwargs["experimental_delegates"] = [_load_external(runtime, library, options)]
+    if kind in ("external", "edgetpu"):
+        kwargs["experimental_delegates"] = [_load_external(runtime, library, options, kind)]
     if not os.path.isfile(model_path):
         raise JobFailure("model_load", "model file %s does not exist" % model_path,
                          protocol.EXIT_RUNTIME)
@@ -289,6 +297,8 @@ def applied_delegate(delegate, plan):
         return "xnnpack"
     if kind == "external":
         return "external:%s" % library
+    if kind == "edgetpu":
+        return "edgetpu"
     return "unknown"  # reference/builtin resolvers add no delegate; say so rather than guess
 
 

@@ -20,14 +20,18 @@ An experiment names a dataset, a model, the variants to build, and where and how
     seed = 0                            # calibration sampling seed
     mixed_layers_regex = ""             # layers raised to 16-bit activations in "mixed" (regex) ...
     mixed_last_n = 2                    # ... or, when the regex is empty, the last N quantizable ops
+    fixed_batch = 0                     # 0: variants keep a dynamic batch; N: convert with batch N
+                                        # fixed (Edge TPU needs 1; some delegates want static shapes)
 
     [run]
     targets = ["local"]                 # devices by name or label ("soc=tensor-g2"), from the inventory
     devices_file = ""                   # devices.toml; default $QSKEW_DEVICES, else ./devices.toml
-    delegates = ["xnnpack"]             # xnnpack, reference, builtin, external:<path.so>[,k=v...]
+    delegates = ["xnnpack"]             # xnnpack, reference, builtin, gpu, nnapi[:accelerator],
+                                        # hexagon, edgetpu[:device], external:<path.so>[,k=v...]
     num_threads = 2
     batch_size = 64
     runtime = "auto"                    # auto, ai_edge_litert, tflite_runtime, tensorflow
+    repeat = 1                          # run each job N times: the device's run-to-run noise
 
 Every key is optional except that a model needs ``name`` or ``path``. Unknown tables or keys are
 errors that name the key and the file, so a typo never silently falls back to a default. Relative
@@ -72,6 +76,7 @@ class QuantizeConfig:
     seed: int = 0
     mixed_layers_regex: str = ""
     mixed_last_n: int = 2
+    fixed_batch: int = 0   # 0 = dynamic batch dimension; N >= 1 = converted with batch N fixed
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ class RunConfig:
     num_threads: int = 2
     batch_size: int = 64
     runtime: str = "auto"
+    repeat: int = 1        # times each job runs (the first run's logits are the job's)
 
 
 @dataclass(frozen=True)
@@ -199,8 +205,10 @@ def validate(exp: Experiment) -> None:
             raise ConfigError(f"{src}: {exc}") from exc
     if exp.run.runtime != "auto" and exp.run.runtime not in RUNTIMES:
         raise ConfigError(f"{src}: unknown runtime {exp.run.runtime!r}; known: auto, {', '.join(RUNTIMES)}")
-    if exp.run.num_threads < 1 or exp.run.batch_size < 1:
-        raise ConfigError(f"{src}: num_threads and batch_size must be >= 1")
+    if exp.run.num_threads < 1 or exp.run.batch_size < 1 or exp.run.repeat < 1:
+        raise ConfigError(f"{src}: num_threads, batch_size and repeat must be >= 1")
+    if exp.quantize.fixed_batch < 0:
+        raise ConfigError(f"{src}: [quantize] fixed_batch must be 0 (dynamic) or a batch size >= 1")
     if not exp.run.targets:
         raise ConfigError(f"{src}: [run] targets is empty")
     for t in exp.run.targets:

@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.farm.inventory import DeviceSpec
+from harness.farm.inventory import RUNNER_KINDS, DeviceSpec
 from harness.paths import cache_dir
 from harness.targets.adb import AdbTarget
 from harness.targets.base import Target
@@ -28,7 +28,7 @@ SIM_WORKDIR = "data/local/tmp/qskew"  # below the simulated device's root, where
 
 def open_target(spec: DeviceSpec) -> Target:
     """Connect to the device ``spec`` describes; the caller closes the target."""
-    if spec.runner != "python":
+    if spec.runner not in RUNNER_KINDS:
         raise ConfigError(f"device {spec.name!r}: runner kind {spec.runner!r} is not supported")
     if spec.reach == "local":
         from harness.targets.local import LocalTarget

@@ -8,6 +8,10 @@ An inventory is a TOML file (``devices.toml``) with one ``[[device]]`` table per
     address = "192.168.1.20:5555"      # adb-tcp: host:port (after `adb tcpip 5555`)
     # serial = "28161FDH2003LZ"        # adb-usb: the serial `adb devices` shows
     runner = "python"                  # runner kind: python (device_runner on the device's Python)
+                                       # or benchmark_model (TFLite's benchmark_model binary)
+    # benchmark_model = "bin/android_aarch64_benchmark_model"  # runner = benchmark_model: the
+                                       # binary for the device's ABI, a host path qskew pushes once
+    # profile = "edgetpu"              # what the device's accelerator accepts (see farm.profiles)
     python = "python3"                 # the interpreter that runs the runner on the device
     workdir = "/data/local/tmp/qskew"  # a folder qskew owns on the device (its cache and jobs)
     delegates = ["xnnpack", "reference"]   # what the device offers; empty or absent: anything
@@ -42,13 +46,15 @@ from typing import Any, Iterable, Mapping, Sequence
 from harness.errors import ConfigError
 
 REACH_KINDS = ("adb-tcp", "adb-usb", "local", "simulated")
-RUNNER_KINDS = ("python",)
+RUNNER_KINDS = ("python", "benchmark_model")
+PROFILES = ("", "edgetpu")  # "": any variant; edgetpu: full-integer, fixed-shape, batch-1 variants
+STANDIN_BINARY = "standin"  # benchmark_model = "standin": qskew's Python stand-in for the binary
 DEFAULT_WORKDIR = "/data/local/tmp/qskew"  # writable and exec-able over adb on stock Android
 DEFAULT_PYTHON = "python3"
 ENV_DEVICES = "QSKEW_DEVICES"              # an inventory file used when no --devices is given
 LOCAL_FILE = "devices.toml"                # ...else ./devices.toml when it exists
 _KEYS = {"name", "reach", "address", "serial", "runner", "python", "workdir", "delegates", "labels",
-         "max_payload", "features", "auth"}
+         "max_payload", "features", "auth", "benchmark_model", "profile"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,8 @@ class DeviceSpec:
     serial: str = ""
     runner: str = "python"
     python: str = DEFAULT_PYTHON
+    benchmark_model: str = ""   # runner = benchmark_model: host path of the binary, or "standin"
+    profile: str = ""           # "" or "edgetpu" (PROFILES)
     workdir: str = DEFAULT_WORKDIR
     delegates: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -81,7 +89,7 @@ class DeviceSpec:
         if "=" not in selector:
             return selector == self.name
         key, value = (s.strip() for s in selector.split("=", 1))
-        facts = {**self.labels, "reach": self.reach, "runner": self.runner}
+        facts = {**self.labels, "reach": self.reach, "runner": self.runner, "profile": self.profile}
         return str(facts.get(key)) == value
 
     def to_json(self) -> dict[str, Any]:
@@ -91,6 +99,10 @@ class DeviceSpec:
             out["address"] = self.address
         if self.serial:
             out["serial"] = self.serial
+        if self.benchmark_model:
+            out["benchmark_model"] = self.benchmark_model
+        if self.profile:
+            out["profile"] = self.profile
         return out
 
 
@@ -194,6 +206,10 @@ def _device(table: Any, where: str, base_dir: Path | None) -> DeviceSpec:
     if runner not in RUNNER_KINDS:
         raise ConfigError(f"{where}: unknown runner {runner!r}; known: {', '.join(RUNNER_KINDS)}")
     _require_reach_fields(table, reach, where)
+    binary = _benchmark_model(table, runner, where, base_dir)
+    profile = table.get("profile", "")
+    if profile not in PROFILES:
+        raise ConfigError(f"{where}: unknown profile {profile!r}; known: {', '.join(p for p in PROFILES if p)}")
     labels = table.get("labels", {})
     if not isinstance(labels, Mapping):
         raise ConfigError(f"{where}: labels must be a table of key = \"value\"")
@@ -207,6 +223,7 @@ def _device(table: Any, where: str, base_dir: Path | None) -> DeviceSpec:
     features = table.get("features")
     return DeviceSpec(name=name, reach=reach, address=str(table.get("address", "")),
                       serial=str(table.get("serial", "")), runner=runner, python=python,
+                      benchmark_model=binary, profile=profile,
                       workdir=str(table.get("workdir", default_dir)), delegates=delegates,
                       labels={str(k): str(v) for k, v in labels.items()},
                       max_payload=int(table.get("max_payload", 1 << 20)),
@@ -226,6 +243,26 @@ def _require_reach_fields(table: Mapping[str, Any], reach: str, where: str) -> N
         for key in ("max_payload", "features", "auth"):
             if key in table:
                 raise ConfigError(f"{where}: {key} only applies to reach = \"simulated\"")
+
+
+def _benchmark_model(table: Mapping[str, Any], runner: str, where: str, base_dir: Path | None) -> str:
+    """The benchmark_model binary's host path ("standin" for qskew's stand-in), checked."""
+    binary = table.get("benchmark_model", "")
+    if runner != "benchmark_model":
+        if binary:
+            raise ConfigError(f"{where}: benchmark_model only applies to runner = \"benchmark_model\"")
+        return ""
+    if not isinstance(binary, str) or not binary:
+        raise ConfigError(f"{where}: runner = \"benchmark_model\" needs benchmark_model = \"<host path "
+                          f"of the binary for the device's ABI>\" (or \"{STANDIN_BINARY}\")")
+    if binary == STANDIN_BINARY:
+        return binary
+    path = Path(binary).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if not path.is_file():
+        raise ConfigError(f"{where}: benchmark_model binary {path} does not exist")
+    return str(path)
 
 
 def _strings(value: Any, where: str, key: str) -> tuple[str, ...]:

@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from harness import on_device
 from harness.config import Experiment
 from harness.errors import QskewError
+from harness.farm import runners
 from harness.farm.connect import open_target
 from harness.farm.inventory import load_inventory
 from harness.records import ModelArtifact
@@ -92,7 +92,7 @@ def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: 
 
     def work(dev: OpenDevice) -> None:
         for art, delegate in plan[dev.spec.name]:
-            _one_job(exp, dev.target, art, delegate, test, ref, writer, done, lock, bar, echo)
+            _one_job(exp, dev, art, delegate, test, ref, writer, done, lock, bar, echo)
             with lock:
                 bar.update()
 
@@ -121,8 +121,8 @@ def _side_by_side(work: Callable[[OpenDevice], None], devices) -> list[tuple[str
     return errors
 
 
-def _one_job(exp, target, art, delegate, test, ref, writer, done, lock, bar, echo) -> None:
-
+def _one_job(exp, dev, art, delegate, test, ref, writer, done, lock, bar, echo) -> None:
+    target = dev.target
     key = (art.variant, target.name, delegate)
     if key in done:
         echo(f"  {art.variant} on {target.name}/{delegate}: already in the run directory, skipped")
@@ -136,8 +136,9 @@ def _one_job(exp, target, art, delegate, test, ref, writer, done, lock, bar, ech
             bar.set_postfix_str(f"{target.name}: {art.variant}/{delegate} {done}/{total} samples")
         log.info("[%s] %s/%s: %d/%d samples", target.name, art.variant, delegate, done, total)
 
-    run = on_device.run_job(target, art, test, delegate, num_threads=exp.run.num_threads,
-                  batch_size=exp.run.batch_size, runtime=exp.run.runtime, progress=progress)
+    run = runners.run_on_device(dev.spec, target, art, test, delegate, num_threads=exp.run.num_threads,
+                                batch_size=exp.run.batch_size, runtime=exp.run.runtime,
+                                progress=progress, echo=echo)
     with lock:
         if run.ok:
             writer.add_run(run, ref, test)

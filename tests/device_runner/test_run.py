@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -126,11 +127,24 @@ def test_other_protocol_major_is_refused(run_runner, board_runner, job_folder, t
 
 def test_unknown_delegate_is_a_bad_job(run_runner, board_runner, job_folder, tiny_tflite):
     folder = job_folder(tiny_tflite["fp32"])
-    job = (folder / "job.json").read_text().replace('"xnnpack"', '"hexagon"')
+    job = (folder / "job.json").read_text().replace('"xnnpack"', '"hexagonal"')
     (folder / "job.json").write_text(job)
     proc, result = run_runner(board_runner, folder)
     assert proc.returncode == protocol.EXIT_BAD_JOB
-    assert result["error_kind"] == "job" and "hexagon" in result["error"]
+    assert result["error_kind"] == "job" and "hexagonal" in result["error"]
+
+
+@pytest.mark.parametrize("delegate", ["gpu", "nnapi:qti-dsp", "hexagon"])
+def test_delegates_of_the_cpp_runtime_are_refused_by_the_python_runner(run_runner, board_runner,
+                                                                      job_folder, tiny_tflite, delegate):
+    folder = job_folder(tiny_tflite["fp32"])
+    job = (folder / "job.json").read_text().replace('"xnnpack"', json.dumps(delegate))
+    (folder / "job.json").write_text(job)
+    proc, result = run_runner(board_runner, folder)
+    assert proc.returncode == protocol.EXIT_RUNTIME
+    kind = delegate.split(":")[0]
+    assert result["error_kind"] == "delegate" and "benchmark_model" in result["error"]
+    assert f"no {kind} delegate" in result["error"]
 
 
 def test_missing_external_delegate_names_the_library(run_runner, board_runner, job_folder, tiny_tflite,

@@ -1,0 +1,46 @@
+"""Which runner runs a job on a device: the one place that knows runner kinds and device profiles.
+
+A device's inventory entry says how a job runs there: ``runner = "python"`` runs qskew's device
+runner on the device's Python (:func:`harness.on_device.run_job`); ``runner = "benchmark_model"``
+drives TFLite's ``benchmark_model`` binary, one invocation per batch
+(:func:`harness.benchmark_model.run_job`). A device ``profile`` (``edgetpu``) first decides whether
+the variant may run there at all -- a refusal is the job's error, and nothing is pushed -- and
+may turn the artifact into the one the accelerator needs (an Edge TPU compiled model).
+
+>>> run = run_on_device(spec, target, artifact, test, "xnnpack", num_threads=2, batch_size=64)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from harness import on_device
+from harness.records import DeviceRun, GroupedDataset, ModelArtifact
+
+
+def run_on_device(spec, target, artifact: ModelArtifact, test: GroupedDataset, delegate: str, *,
+                  num_threads: int = 2, batch_size: int = 64, runtime: str = "auto",
+                  progress: Callable[[int, int], None] | None = None,
+                  echo: Callable[[str], None] = lambda s: None) -> DeviceRun:
+    """Run ``artifact`` on every test sample on the device ``spec`` describes (connected as ``target``).
+
+    ``spec`` is the device's :class:`harness.farm.inventory.DeviceSpec`. Raises what the runner
+    raises (TargetError when the device or runner fails); a variant the device's profile refuses
+    comes back as a DeviceRun whose ``error`` says why.
+    """
+    from harness.farm import profiles
+
+    refusal = profiles.refusal(spec, artifact, delegate)
+    if refusal:
+        return DeviceRun(variant=artifact.variant, target=target.name, delegate=delegate,
+                         artifact_sha256=artifact.sha256, logits=None,
+                         error=f"profile: device {spec.name} ({spec.profile}): {refusal}")
+    artifact = profiles.prepare(spec, artifact, echo)
+    if spec.runner == "benchmark_model":
+        from harness import benchmark_model
+
+        return benchmark_model.run_job(target, artifact, test, delegate, binary=spec.benchmark_model,
+                                       num_threads=num_threads, batch_size=batch_size,
+                                       progress=progress)
+    return on_device.run_job(target, artifact, test, delegate, num_threads=num_threads,
+                             batch_size=batch_size, runtime=runtime, progress=progress)

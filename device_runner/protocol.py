@@ -10,7 +10,7 @@ of a test set for many jobs.
 job.json (written by the host)::
 
     {
-      "protocol": "1.1",
+      "protocol": "1.2",
       "model": "model.tflite",            # path to the .tflite file
       "inputs": "inputs.npy",             # [N, ...] samples in their storage dtype (e.g. uint8)
       "preprocess": {"scale": 0.0625, "offset": 0.0},   # float_x = stored * scale + offset
@@ -23,19 +23,21 @@ job.json (written by the host)::
       "progress_interval_s": 1.0          # optional (1.1): print progress at most this often
     }
 
-The runner prints one handshake line first (``QSKEW-RUNNER protocol=1.1 python=3.9.18
+The runner prints one handshake line first (``QSKEW-RUNNER protocol=1.2 python=3.9.18
 numpy=1.26.4``), then progress lines (``QSKEW-PROGRESS 320 719``, at most once a second), and writes ``outputs.npy`` (raw values of output 0 in the
 tensor's own dtype, [N, ...]) and ``result.json`` (RESULT_FIELDS). The result file is written last
 (via a rename), so its presence means the job is finished, successfully or not. A runner removes
 an earlier run's result and outputs from the job folder before it starts, so a rerun never leaves
 stale files to be read. ``delegate_applied`` is read from the interpreter's execution plan after
 prepare ("none" when no node was delegated); ``execution_plan`` holds the counts behind it
-({"available", "nodes", "delegated_nodes", "delegate_partitions", "ops", "cpu_ops"}).
+({"available", "source", "nodes", "delegated_nodes", "delegate_partitions", "ops", "cpu_ops",
+"placement"}); ``placement`` (since 1.2) lists every original node in execution order as
+{"node": index, "op": name, "on": "delegate" or "cpu"}.
 
 result.json (written by the runner)::
 
     {
-      "protocol": "1.1", "status": "ok",          # or "error"
+      "protocol": "1.2", "status": "ok",          # or "error"
       "error": null, "error_kind": null,          # job | model_load | delegate | prepare | input | invoke
       "runtime": "ai_edge_litert", "runtime_version": "2.3.0",
       "python": "3.11.7", "numpy": "2.4.6", "platform": "Linux-...-x86_64-with-glibc2.36",
@@ -61,7 +63,8 @@ delegate failed to load, prepare or run; details in result.json), EXIT_PROTOCOL.
 
 import json
 
-PROTOCOL_VERSION = "1.1"  # 1.1: output.sha256 (the host checks a pulled file against it)
+PROTOCOL_VERSION = "1.2"  # 1.1: output.sha256 (the host checks a pulled file against it);
+                          # 1.2: execution_plan.placement (which node ran where)
 HANDSHAKE_PREFIX = "QSKEW-RUNNER"
 PROGRESS_PREFIX = "QSKEW-PROGRESS"  # "QSKEW-PROGRESS <samples done> <samples in all>" (since 1.1)
 PROGRESS_INTERVAL_S = 1.0           # a runner prints progress at most this often: a phone job can run minutes

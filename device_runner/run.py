@@ -280,9 +280,13 @@ def execution_plan(interpreter):
             stack.extend(int(t) for t in by_index[node]["inputs"])
     original = [op for op in ops if op["op_name"] != DELEGATE_OP_NAME]
     return {
-        "available": True, "nodes": len(original), "delegated_nodes": len(delegated),
-        "delegate_partitions": len(partitions), "ops": [op["op_name"] for op in original],
+        "available": True, "source": "interpreter", "nodes": len(original),
+        "delegated_nodes": len(delegated), "delegate_partitions": len(partitions),
+        "ops": [op["op_name"] for op in original],
         "cpu_ops": [op["op_name"] for op in original if int(op["index"]) not in delegated],
+        "placement": [{"node": int(op["index"]), "op": op["op_name"],
+                       "on": "delegate" if int(op["index"]) in delegated else "cpu"}
+                      for op in original],
     }
 
 

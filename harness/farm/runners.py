@@ -12,6 +12,7 @@ may turn the artifact into the one the accelerator needs (an Edge TPU compiled m
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 from harness import on_device
@@ -39,8 +40,17 @@ def run_on_device(spec, target, artifact: ModelArtifact, test: GroupedDataset, d
     if spec.runner == "benchmark_model":
         from harness import benchmark_model
 
-        return benchmark_model.run_job(target, artifact, test, delegate, binary=spec.benchmark_model,
-                                       num_threads=num_threads, batch_size=batch_size,
-                                       progress=progress)
-    return on_device.run_job(target, artifact, test, delegate, num_threads=num_threads,
-                             batch_size=batch_size, runtime=runtime, progress=progress)
+        run = benchmark_model.run_job(target, artifact, test, delegate, binary=spec.benchmark_model,
+                                      num_threads=num_threads, batch_size=batch_size,
+                                      progress=progress)
+    else:
+        run = on_device.run_job(target, artifact, test, delegate, num_threads=num_threads,
+                                batch_size=batch_size, runtime=runtime, progress=progress)
+    return _naming_device(run, spec.name)
+
+
+def _naming_device(run: DeviceRun, device: str) -> DeviceRun:
+    """A delegate that fails to load is a fact about the device: its error names the device."""
+    if run.error and run.error.startswith("delegate:") and f"device {device}" not in run.error:
+        return dataclasses.replace(run, error=f"{run.error} (on device {device})")
+    return run

@@ -159,8 +159,8 @@ def test_a_model_with_other_classes_is_the_jobs_error(models, test_set, tmp_path
 
 def test_unknown_options_are_config_errors(models, test_set, tmp_path):
     target = LocalTarget(tmp_path / "device")
-    with pytest.raises(ConfigError, match="hexagon"):
-        run_job(target, artifact(models["fp32"]), test_set, "hexagon")
+    with pytest.raises(ConfigError, match="hexagonal"):
+        run_job(target, artifact(models["fp32"]), test_set, "hexagonal")
     with pytest.raises(ConfigError, match="onnx"):
         run_job(target, artifact(models["fp32"]), test_set, runtime="onnx")
 

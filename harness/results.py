@@ -51,6 +51,10 @@ Run directory layout (schema version 1)
     small_group                 True when n < 100 (too few samples to read the numbers alone)
     acc_ref, acc                accuracy of the FP32 reference / of the variant
     acc_drop                    acc_ref - acc; positive means the variant is worse
+    drop_quantization           acc_ref - accuracy of the same variant on the CPU reference
+                                kernels (this device's reference-kernel job, else another
+                                device's); NaN when the run has no reference-kernel job of it
+    drop_delegate               acc_drop - drop_quantization: what the delegate adds on top
     loss_ref, loss, excess_loss mean cross-entropy of the reference / the variant; loss - loss_ref
     logit_var_ref, logit_var    mean per-sample variance of the logits across classes (ddof 0)
     margin_ref, margin          mean of z_label - max_{k != label} z_k
@@ -133,7 +137,9 @@ MANIFEST_FILE = "manifest.json"
 PREDICTIONS_FILE = "predictions.parquet"
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
+PLACEMENT_FILE = "placement.csv"  # optional: runs written before it existed have none
 FILES = (MANIFEST_FILE, PREDICTIONS_FILE, METRICS_FILE, SUMMARY_FILE)
+OPTIONAL_FILES = (PLACEMENT_FILE,)  # written by every writer now; absent from older run directories
 # Outputs of the commands that read a run (not part of the run itself; RunWriter ignores them).
 SIGNOFF_FILE = "signoff.json"   # the last `qskew signoff` verdict
 SIGNOFF_JUNIT_FILE = "signoff-junit.xml"  # its JUnit XML when --junit names no other file
@@ -148,6 +154,7 @@ PARQUET_SCHEMA_KEY = b"qskew_schema_version"
 CSV_ENGINE = "python"  # parses floats with float(): exact round trip (the C parser can be 1 ulp off)
 
 Job = tuple[str, str, str]
+ATTRIBUTION_COLUMNS = ("drop_quantization", "drop_delegate")  # metrics.csv columns added later in schema 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,6 +166,7 @@ class RunData:
     predictions: "pd.DataFrame"
     metrics: "pd.DataFrame"
     summary: dict
+    placement: "pd.DataFrame | None" = None   # placement.csv; None for runs written before it
 
     def jobs(self, status: str = "ok") -> list[Job]:
         """(variant, target, delegate) of the summary entries with ``status``, in file order."""
@@ -220,6 +228,7 @@ class RunWriter:
         self._manifest: dict | None = None
         self._predictions = _empty_predictions()
         self._metrics = _empty_metrics()
+        self._placement: list[dict] = []
         self._runs: list[dict] = []
         if existing:
             self._load()
@@ -258,6 +267,7 @@ class RunWriter:
         """
         from harness.metrics.compare import per_sample
         from harness.metrics.groups import disparity, group_metrics
+        from harness.placement import placement_rows
 
         if not run.ok:
             self.add_failure(run.variant, run.target, run.delegate, run.error or "unknown error", stage="run")
@@ -271,6 +281,7 @@ class RunWriter:
         self._replace_predictions(job, _predictions_table(
             job, frame["id"], frame["group"], frame["label"], frame["pred"], run.logits))
         self._replace_metrics(job, metrics)
+        self._replace_placement(job, placement_rows(job, run.execution_plan or {}))
         summary = disparity(metrics).iloc[0].to_dict()
         self._replace_run(_run_entry(run, status="ok") | {k: v for k, v in summary.items() if k not in JOB_KEYS})
         self._flush()
@@ -280,6 +291,7 @@ class RunWriter:
         job = (variant, target, delegate)
         self._replace_predictions(job, None)
         self._replace_metrics(job, None)
+        self._replace_placement(job, [])
         failed = DeviceRun(variant=variant, target=target, delegate=delegate, artifact_sha256=None,
                            logits=None, error=str(error))
         self._replace_run(_run_entry(failed, status="failed", stage=stage))
@@ -299,6 +311,9 @@ class RunWriter:
         self._predictions = table.filter(_job_mask(table, done))
         keep = [tuple(k) in done for k in data.metrics[list(JOB_KEYS)].itertuples(index=False)]
         self._metrics = data.metrics[np.asarray(keep, dtype=bool)].reset_index(drop=True)
+        if data.placement is not None:
+            self._placement = [r for r in data.placement.to_dict("records")
+                               if tuple(r[k] for k in JOB_KEYS) in done]
 
     def _replace_predictions(self, job: Job, table: "pa.Table | None") -> None:
         import pyarrow as pa
@@ -312,12 +327,15 @@ class RunWriter:
     def _replace_metrics(self, job: Job, metrics: "pd.DataFrame | None") -> None:
         import pandas as pd
 
-        from harness.metrics.groups import sort_metrics
+        from harness.metrics.groups import attribute_drops, sort_metrics
 
         m = self._metrics
         other = m[~((m["variant"] == job[0]) & (m["target"] == job[1]) & (m["delegate"] == job[2]))]
-        self._metrics = sort_metrics(pd.concat([other, metrics], ignore_index=True) if metrics is not None
-                                     else other)
+        self._metrics = attribute_drops(sort_metrics(
+            pd.concat([other, metrics], ignore_index=True) if metrics is not None else other))
+
+    def _replace_placement(self, job: Job, rows: list[dict]) -> None:
+        self._placement = [r for r in self._placement if tuple(r[k] for k in JOB_KEYS) != job] + rows
 
     def _replace_run(self, entry: dict) -> None:
         job = tuple(entry[k] for k in JOB_KEYS)
@@ -330,6 +348,8 @@ class RunWriter:
         table = self._predictions.replace_schema_metadata({PARQUET_SCHEMA_KEY: str(SCHEMA_VERSION).encode()})
         atomic_write(self.run_dir / PREDICTIONS_FILE, lambda p: pq.write_table(table, p))
         atomic_write(self.run_dir / METRICS_FILE, lambda p: self._metrics.to_csv(p, index=False))
+        placement = _placement_frame(self._placement)
+        atomic_write(self.run_dir / PLACEMENT_FILE, lambda p: placement.to_csv(p, index=False))
         summary = {"schema_version": SCHEMA_VERSION, "runs": self._runs}
         atomic_write(self.run_dir / SUMMARY_FILE, lambda p: p.write_text(_dumps(summary)))
 
@@ -355,8 +375,9 @@ def _read_parts(run_dir: Path, required: bool) -> "tuple[RunData, pa.Table]":
     summary = _read_json(run_dir / SUMMARY_FILE, required, default={"schema_version": SCHEMA_VERSION, "runs": []})
     table = _read_predictions(run_dir / PREDICTIONS_FILE, required)
     metrics = _read_metrics(run_dir / METRICS_FILE, required)
+    placement = _read_placement(run_dir / PLACEMENT_FILE)
     data = RunData(path=run_dir, manifest=manifest, predictions=table.to_pandas(), metrics=metrics,
-                   summary=summary)
+                   summary=summary, placement=placement)
     return data, table
 
 
@@ -591,7 +612,33 @@ def _read_metrics(path: Path, required: bool) -> "pd.DataFrame":
         if required:
             raise ResultsError(f"run directory file {path} is missing")
         return _empty_metrics()
-    return read_typed_csv(path, METRIC_COLUMNS)
+    try:
+        return read_typed_csv(path, METRIC_COLUMNS)
+    except ResultsError as first:  # written before the drop attribution columns existed?
+        from harness.metrics.groups import attribute_drops
+
+        older = {k: v for k, v in METRIC_COLUMNS.items() if k not in ATTRIBUTION_COLUMNS}
+        try:
+            table = read_typed_csv(path, older)
+        except ResultsError:
+            raise first from None
+        table = table.assign(**{c: float("nan") for c in ATTRIBUTION_COLUMNS})
+        return attribute_drops(table[list(METRIC_COLUMNS)])
+
+
+def _placement_frame(rows: list[dict]) -> "pd.DataFrame":
+    import pandas as pd
+
+    from harness.placement import PLACEMENT_COLUMNS
+
+    frame = pd.DataFrame(rows, columns=list(PLACEMENT_COLUMNS))
+    return frame.astype(PLACEMENT_COLUMNS).sort_values(list(JOB_KEYS), kind="mergesort")
+
+
+def _read_placement(path: Path) -> "pd.DataFrame | None":
+    from harness.placement import PLACEMENT_COLUMNS
+
+    return read_typed_csv(path, PLACEMENT_COLUMNS) if path.exists() else None
 
 
 def read_typed_csv(path: Path, columns: Mapping[str, str]) -> "pd.DataFrame":

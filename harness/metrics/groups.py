@@ -19,6 +19,12 @@ row, then groups in sorted order (:func:`sort_metrics`).
     small_group                  n < MIN_GROUP_SIZE: the numbers are too noisy to read alone
     acc_ref, acc                 accuracy of the reference / the variant
     acc_drop                     acc_ref - acc (signed; positive = variant worse)
+    drop_quantization            the part of acc_drop that quantization causes: acc_ref minus the
+                                 accuracy of the same variant on the CPU reference kernels
+    drop_delegate                the part the delegate causes: accuracy on reference kernels
+                                 minus acc (drop_quantization + drop_delegate = acc_drop)
+                                 (both: see :func:`attribute_drops`; NaN when no reference-kernel
+                                 job of the variant exists in the run)
     loss_ref, loss               mean softmax cross-entropy (nats)
     excess_loss                  loss - loss_ref (Tran 2022's excess loss EL_g)
     logit_var_ref, logit_var     mean over samples of the per-sample variance of the logits
@@ -65,6 +71,7 @@ METRIC_COLUMNS: dict[str, str] = {
     "variant": "str", "target": "str", "delegate": "str", "scope": "str", "group": "str",
     "n": "int64", "small_group": "bool",
     "acc_ref": "float64", "acc": "float64", "acc_drop": "float64",
+    "drop_quantization": "float64", "drop_delegate": "float64",
     "loss_ref": "float64", "loss": "float64", "excess_loss": "float64",
     "logit_var_ref": "float64", "logit_var": "float64",
     "margin_ref": "float64", "margin": "float64",
@@ -109,7 +116,35 @@ def group_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     overall["psi"] = np.nan
     result = pd.concat([_typed(overall, METRIC_COLUMNS), _typed(by_group, METRIC_COLUMNS)],
                        ignore_index=True)
-    return sort_metrics(result)
+    return attribute_drops(sort_metrics(result))
+
+
+# The CPU reference kernels define what a quantized op computes; a delegate's departure from them
+# is the delegate's own effect. Where a device has no reference-kernel job of the variant (e.g. a
+# benchmark_model device), the reference-kernel job of the same variant on another device stands
+# in: reference kernels are portable C++ and compute the same integer results everywhere.
+BASELINE_DELEGATE = "reference"
+
+
+def attribute_drops(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Fill drop_quantization and drop_delegate of every row from the reference-kernel jobs.
+
+    For a row of job (variant, target, delegate) and group g, the baseline is the row of job
+    (variant, target, "reference") and group g, else the same variant's reference-kernel job on
+    the first other target (in name order) that has one. drop_quantization = acc_ref -
+    acc_baseline and drop_delegate = acc_drop - drop_quantization, so the two add up to acc_drop.
+    """
+    out = metrics.copy()
+    base = metrics[metrics["delegate"] == BASELINE_DELEGATE]
+    lookup = {}
+    for row in base.sort_values("target", kind="mergesort").itertuples(index=False):
+        lookup.setdefault((row.variant, row.target, row.scope, row.group), row.acc)
+        lookup.setdefault((row.variant, None, row.scope, row.group), row.acc)
+    baseline = [lookup.get((v, t, sc, g), lookup.get((v, None, sc, g), np.nan))
+                for v, t, sc, g in zip(out["variant"], out["target"], out["scope"], out["group"])]
+    out["drop_quantization"] = out["acc_ref"] - np.asarray(baseline, dtype=np.float64)
+    out["drop_delegate"] = out["acc_drop"] - out["drop_quantization"]
+    return out
 
 
 def sort_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -142,6 +177,7 @@ def _aggregate(work: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     out["n"] = out["n"].astype("int64")
     out["small_group"] = out["n"] < MIN_GROUP_SIZE
     out["acc_drop"] = out["acc_ref"] - out["acc"]
+    out["drop_quantization"] = out["drop_delegate"] = np.nan  # across jobs: attribute_drops
     out["excess_loss"] = out["loss"] - out["loss_ref"]
     return out
 

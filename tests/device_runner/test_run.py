@@ -82,11 +82,16 @@ def test_delegate_applied_is_read_from_the_execution_plan(run_runner, board_runn
     assert xnn["delegate_applied"] == "xnnpack"
     assert 0 < plan["delegated_nodes"] <= plan["nodes"] == len(plan["ops"])
     assert plan["delegate_partitions"] >= 1 and "CONV_2D" not in plan["cpu_ops"]
+    placed = plan["placement"]  # protocol 1.2: node by node, consistent with the counts
+    assert [p["op"] for p in placed] == plan["ops"]
+    assert sum(p["on"] == "delegate" for p in placed) == plan["delegated_nodes"]
+    assert sorted(p["op"] for p in placed if p["on"] == "cpu") == sorted(plan["cpu_ops"])
     for delegate in ("reference", "builtin"):
         _, other, _ = ok_run(run_runner, board_runner, job_folder(tiny_tflite["fp32"], delegate=delegate))
         assert other["delegate_requested"] == delegate and other["delegate_applied"] == "none"
         assert other["execution_plan"]["delegated_nodes"] == 0
         assert other["execution_plan"]["cpu_ops"] == plan["ops"]
+        assert {p["on"] for p in other["execution_plan"]["placement"]} == {"cpu"}
 
 
 def test_int16x8_model_has_no_xnnpack_path(run_runner, board_runner, job_folder, tiny_tflite):

@@ -157,7 +157,7 @@ def test_files_on_disk_follow_every_add(tmp_path):
     ref = Logits(test.ids, _logits(test, 1))
     writer = results.RunWriter(run_dir)
     writer.write_manifest(MANIFEST)
-    assert sorted(p.name for p in run_dir.iterdir()) == sorted(results.FILES)
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(results.FILES + results.OPTIONAL_FILES)
     assert len(results.read_run(run_dir).predictions) == 0
     writer.add_reference(ref, test)
     assert len(results.read_run(run_dir).predictions) == 12
@@ -167,7 +167,7 @@ def test_files_on_disk_follow_every_add(tmp_path):
     assert run.jobs() == [JOBS[0]]
     writer.add_failure(*JOBS[1], error="boom", stage="run")
     assert results.read_run(run_dir).jobs("failed") == [JOBS[1]]
-    assert sorted(p.name for p in run_dir.iterdir()) == sorted(results.FILES)  # no temp files left
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(results.FILES + results.OPTIONAL_FILES)  # no temp files left
 
 
 def test_a_crash_while_writing_leaves_the_previous_file_intact(tmp_path, monkeypatch):
@@ -188,7 +188,7 @@ def test_a_crash_while_writing_leaves_the_previous_file_intact(tmp_path, monkeyp
     with pytest.raises(ResultsError, match="predictions.parquet"):
         writer.add_run(_run(JOBS[0], _logits(test, 2)), ref, test)
     assert (run_dir / "predictions.parquet").read_bytes() == before
-    assert sorted(p.name for p in run_dir.iterdir()) == sorted(results.FILES)
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(results.FILES + results.OPTIONAL_FILES)
     assert results.read_run(run_dir).jobs() == []  # summary was not advanced past the failed write
 
 
@@ -318,3 +318,71 @@ def test_resuming_with_other_devices_keeps_every_device_in_the_manifest(tmp_path
     changed = {**later, "config": {"run": {"targets": ["b"], "delegates": ["reference"]}}}
     with pytest.raises(results.ResultsError, match="written for another experiment"):
         results.RunWriter(tmp_path / "run", resume=True).write_manifest(changed)
+
+
+# -- drop attribution (quantization part + delegate part) and op placement -----------------------
+
+def test_drop_attribution_adds_up_and_uses_the_reference_kernel_job(tmp_path):
+    test = _dataset()
+    z_ref = _logits(test, 1)
+    ref = Logits(test.ids, z_ref)
+    noisy = {seed: z_ref + np.random.default_rng(seed).normal(scale=0.9, size=z_ref.shape).astype(np.float32)
+             for seed in (5, 6, 7)}
+    writer = results.RunWriter(tmp_path / "run")
+    writer.write_manifest(MANIFEST)
+    writer.add_reference(ref, test)
+    writer.add_run(_run(("int8", "phone", "xnnpack"), noisy[5]), ref, test)
+    before = results.read_run(tmp_path / "run").metrics
+    assert before["drop_quantization"].isna().all()  # no reference-kernel job yet: unknown
+    writer.add_run(_run(("int8", "phone", "reference"), noisy[6]), ref, test)
+    writer.add_run(_run(("int8", "board", "builtin"), noisy[7]), ref, test)  # board: no reference job
+    m = results.read_run(tmp_path / "run").metrics
+    base = m[m.delegate == "reference"].set_index(["scope", "group"])
+    for _, row in m.iterrows():
+        b = base.loc[(row.scope, row.group)]
+        assert row.drop_quantization == pytest.approx(row.acc_ref - b.acc, abs=1e-12)
+        assert row.drop_quantization + row.drop_delegate == pytest.approx(row.acc_drop, abs=1e-12)
+    on_ref = m[m.delegate == "reference"]
+    assert (on_ref.drop_delegate.abs() < 1e-12).all()
+    xnn = m[(m.delegate == "xnnpack") & (m.scope == "overall")].iloc[0]
+    acc_xnn = per_sample(ref, _run(("int8", "phone", "xnnpack"), noisy[5]), test)["correct"].mean()
+    acc_base = per_sample(ref, _run(("int8", "phone", "reference"), noisy[6]), test)["correct"].mean()
+    assert xnn.drop_delegate == pytest.approx(acc_base - acc_xnn, abs=1e-12)
+
+
+def test_metrics_written_before_the_attribution_columns_still_read(written):
+    path = written[0] / results.METRICS_FILE
+    old = pd.read_csv(path).drop(columns=list(results.ATTRIBUTION_COLUMNS))
+    old.to_csv(path, index=False)
+    m = results.read_run(written[0]).metrics
+    assert list(m.columns) == list(METRIC_COLUMNS)
+    assert not m.loc[m.delegate == "reference", "drop_quantization"].isna().any()
+
+
+def test_placement_is_written_per_job_from_the_execution_plan(tmp_path):
+    test = _dataset(12)
+    ref = Logits(test.ids, _logits(test, 1))
+    plan = {"available": True, "source": "interpreter", "placement": [
+        {"node": 0, "op": "CONV_2D", "on": "delegate"}, {"node": 1, "op": "SHAPE", "on": "cpu"}]}
+    logged = {"available": True, "source": "benchmark_model log", "delegate_partitions": 2,
+              "fully_delegated": False, "log_lines": ["partially executed by the delegate w/ 2 delegate kernels"]}
+    writer = results.RunWriter(tmp_path / "run")
+    writer.write_manifest(MANIFEST)
+    writer.add_reference(ref, test)
+    writer.add_run(_run(("int8", "local", "xnnpack"), _logits(test, 2), execution_plan=plan), ref, test)
+    writer.add_run(_run(("int8", "phone", "xnnpack"), _logits(test, 3), execution_plan=logged), ref, test)
+    p = results.read_run(tmp_path / "run").placement
+    local = p[p.target == "local"]
+    assert list(zip(local.node, local.op, local.on)) == [(0, "CONV_2D", "delegate"), (1, "SHAPE", "cpu")]
+    phone = p[p.target == "phone"].iloc[0]
+    assert (phone.source, phone.on, phone["count"]) == ("benchmark_model log", "partial", 2)
+    writer.add_failure("int8", "local", "xnnpack", "gone", stage="run")  # a rerun that failed
+    assert set(results.read_run(tmp_path / "run").placement.target) == {"phone"}
+    resumed = results.RunWriter(tmp_path / "run", resume=True)
+    resumed.add_reference(ref, test)
+    assert set(results.read_run(tmp_path / "run").placement.target) == {"phone"}
+
+
+def test_a_run_without_placement_file_reads_as_none(written):
+    (written[0] / results.PLACEMENT_FILE).unlink()
+    assert results.read_run(written[0]).placement is None

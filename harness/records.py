@@ -203,6 +203,9 @@ class DeviceRun:
     # what the interpreter really delegated: {"available", "nodes", "delegated_nodes",
     # "delegate_partitions", "ops", "cpu_ops"} (device_runner.protocol documents it)
     execution_plan: Mapping[str, Any] = field(default_factory=dict)
+    # when the job ran several times ([run] repeat): the run-to-run noise of the device
+    # (harness.metrics.noise.repeat_noise); empty for a single run
+    repeats: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

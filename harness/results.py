@@ -41,6 +41,10 @@ Run directory layout (schema version 1)
     metadata holds ``qskew_schema_version``. Joining a job's rows to the reference rows on ``id``
     reproduces metrics.csv exactly (``RunData.per_sample`` does this).
 
+``placement.csv`` -- which ops of each job ran on the delegate and which on the CPU, as far as
+the runtime can tell (columns and sources: ``harness.placement``). Run directories written before
+it existed have none (``RunData.placement`` is None).
+
 ``metrics.csv`` -- one row per job x group plus one overall row per job; columns, in order
 (definitions in ``harness.metrics.groups``; all rates are fractions in [0, 1], losses in nats)::
 
@@ -86,6 +90,11 @@ order the jobs finished; every entry has every key (null where it does not apply
     transfer                    what the host moved for the job (object): bytes_pushed,
                                 bytes_pulled, push_s, run_s, pull_s, pushed (bytes by kind:
                                 runner, inputs, model, job; 0 when the device had it already)
+    repeat                      null for a job run once; with [run] repeat = N > 1 the device's
+                                run-to-run noise (object; harness.metrics.noise): runs, failed,
+                                identical, max_abs_logit_diff, flip_rate_max,
+                                latency_ms_per_sample (list), latency_ms_median/min/max,
+                                latency_rel_spread
     n, acc_ref, acc             overall sample count and accuracies
     overall_drop                overall acc_drop
     worst_group, worst_group_drop   group with the largest acc_drop, and that drop
@@ -145,7 +154,8 @@ SIGNOFF_FILE = "signoff.json"   # the last `qskew signoff` verdict
 SIGNOFF_JUNIT_FILE = "signoff-junit.xml"  # its JUnit XML when --junit names no other file
 ANALYSIS_FILE = "analysis.csv"            # `qskew analyze`: per model x group curvature (harness.analysis.tables)
 LAYERS_FILE = "layers.csv"                # `qskew analyze`: per variant x layer x group error
-SUGGESTION_FILE = "suggested-mixed.json"  # `qskew suggest-mixed`: the recipe, in its new run directory
+SUGGESTION_FILE = "suggested-mixed.json"
+DELEGATES_FILE = "delegates.csv"          # `qskew compare-delegates`: its table (harness.delegate_compare)  # `qskew suggest-mixed`: the recipe, in its new run directory
 REPORT_DIR = "report"           # `qskew report`: the HTML page and its PNG charts
 
 REFERENCE_JOB = ("reference", "host", "keras")  # (variant, target, delegate) of the FP32 reference rows
@@ -552,7 +562,7 @@ def _run_entry(run: DeviceRun, status: str, stage: str | None = None) -> dict:
         "runtime": run.runtime or None, "runtime_version": run.runtime_version or None,
         "delegate_applied": run.delegate_applied or None, "batch_size": run.batch_size or None,
         "latency_ms_per_sample": _latency_ms_per_sample(run), "timings": dict(run.timings),
-        "transfer": dict(run.transfer),
+        "transfer": dict(run.transfer), "repeat": dict(run.repeats) or None,
     }
     return entry | {k: None for k in DISPARITY_COLUMNS if k not in entry}
 

@@ -12,6 +12,7 @@ run directory's writer is shared under a lock), then the first device error is r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -23,6 +24,7 @@ from harness.errors import QskewError
 from harness.farm import runners
 from harness.farm.connect import open_target
 from harness.farm.inventory import load_inventory
+from harness.metrics.noise import repeat_noise
 from harness.records import ModelArtifact
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,29 @@ def _side_by_side(work: Callable[[OpenDevice], None], devices) -> list[tuple[str
     return errors
 
 
+def _run_repeated(exp, dev, art, test, delegate, progress, echo):
+    """Run the job ``[run] repeat`` times; the first run's logits are the job's, the others
+    measure the device's run-to-run noise (DeviceRun.repeats). A repeat that fails is noted in
+    the noise, not fatal; the first run failing is the job's failure."""
+    def once():
+        return runners.run_on_device(dev.spec, dev.target, art, test, delegate,
+                                     num_threads=exp.run.num_threads, batch_size=exp.run.batch_size,
+                                     runtime=exp.run.runtime, progress=progress, echo=echo)
+
+    first = once()
+    if exp.run.repeat <= 1 or not first.ok:
+        return first
+    runs = [first] + [once() for _ in range(exp.run.repeat - 1)]
+    noise = repeat_noise(runs)
+    echo(f"  {art.variant} on {dev.spec.name}/{delegate}: {noise['runs']} runs, max |Δlogit| between "
+         f"runs {noise['max_abs_logit_diff']:.3g}, latency spread {_pct(noise['latency_rel_spread'])}")
+    return dataclasses.replace(first, repeats=noise)
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
 def _one_job(exp, dev, art, delegate, test, ref, writer, done, lock, bar, echo) -> None:
     target = dev.target
     key = (art.variant, target.name, delegate)
@@ -136,9 +161,7 @@ def _one_job(exp, dev, art, delegate, test, ref, writer, done, lock, bar, echo) 
             bar.set_postfix_str(f"{target.name}: {art.variant}/{delegate} {done}/{total} samples")
         log.info("[%s] %s/%s: %d/%d samples", target.name, art.variant, delegate, done, total)
 
-    run = runners.run_on_device(dev.spec, target, art, test, delegate, num_threads=exp.run.num_threads,
-                                batch_size=exp.run.batch_size, runtime=exp.run.runtime,
-                                progress=progress, echo=echo)
+    run = _run_repeated(exp, dev, art, test, delegate, progress, echo)
     with lock:
         if run.ok:
             writer.add_run(run, ref, test)

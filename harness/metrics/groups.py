@@ -126,21 +126,29 @@ def group_metrics(frame: pd.DataFrame) -> pd.DataFrame:
 BASELINE_DELEGATE = "reference"
 
 
+def baseline_target(targets_with_reference, target: str) -> str | None:
+    """Whose reference-kernel job is the baseline of a job on ``target``: its own device's if it
+    has one, else the first other device (in name order) that has one; None if none has."""
+    if target in targets_with_reference:
+        return target
+    return min(targets_with_reference, default=None)
+
+
 def attribute_drops(metrics: pd.DataFrame) -> pd.DataFrame:
     """Fill drop_quantization and drop_delegate of every row from the reference-kernel jobs.
 
-    For a row of job (variant, target, delegate) and group g, the baseline is the row of job
-    (variant, target, "reference") and group g, else the same variant's reference-kernel job on
-    the first other target (in name order) that has one. drop_quantization = acc_ref -
-    acc_baseline and drop_delegate = acc_drop - drop_quantization, so the two add up to acc_drop.
+    For a row of job (variant, target, delegate) and group g, the baseline is group g's row of
+    the same variant's reference-kernel job on :func:`baseline_target`. drop_quantization =
+    acc_ref - acc_baseline and drop_delegate = acc_drop - drop_quantization, so the two add up
+    to acc_drop (NaN when the variant has no reference-kernel job in the run).
     """
     out = metrics.copy()
     base = metrics[metrics["delegate"] == BASELINE_DELEGATE]
-    lookup = {}
-    for row in base.sort_values("target", kind="mergesort").itertuples(index=False):
-        lookup.setdefault((row.variant, row.target, row.scope, row.group), row.acc)
-        lookup.setdefault((row.variant, None, row.scope, row.group), row.acc)
-    baseline = [lookup.get((v, t, sc, g), lookup.get((v, None, sc, g), np.nan))
+    acc = {(r.variant, r.target, r.scope, r.group): r.acc for r in base.itertuples(index=False)}
+    with_ref: dict[str, set] = {}
+    for variant, target, _, _ in acc:
+        with_ref.setdefault(variant, set()).add(target)
+    baseline = [acc.get((v, baseline_target(with_ref.get(v, ()), t), sc, g), np.nan)
                 for v, t, sc, g in zip(out["variant"], out["target"], out["scope"], out["group"])]
     out["drop_quantization"] = out["acc_ref"] - np.asarray(baseline, dtype=np.float64)
     out["drop_delegate"] = out["acc_drop"] - out["drop_quantization"]

@@ -1,0 +1,154 @@
+"""What each delegate does to one variant's results, per group: the table of ``qskew compare-delegates``.
+
+For one variant, every job (device x delegate) of a run directory is set against two references:
+
+- the FP32 Keras model on the host: accuracy drop, split into its two sources (metrics.csv
+  ``drop_quantization`` -- FP32 to the variant on the CPU reference kernels -- and
+  ``drop_delegate`` -- reference kernels to this delegate; they add up to the drop);
+- the same variant on the CPU reference kernels (the baseline job of
+  :func:`harness.metrics.groups.baseline_target`: the same device's, else another device's):
+  the share of samples whose predicted class differs, and the largest logit difference.
+
+A job that failed (a delegate that would not load, a profile that refused the variant) is one
+row with status "failed" and its error, so the table shows every delegate asked for.
+
+Columns of :func:`delegate_table` (:data:`TABLE_COLUMNS`), one row per job x (overall, groups)::
+
+    target, delegate, delegate_applied, status, error
+    group                      "" on a job's overall row
+    n, acc, acc_drop           accuracy and its drop vs FP32 (fractions)
+    drop_quantization, drop_delegate   the drop's two parts (metrics.csv)
+    baseline_target            whose reference-kernel job the next two columns compare with
+    flip_vs_ref                share of samples whose predicted class differs from the baseline's
+    max_abs_dlogit_vs_ref      max over samples and classes of |z - z_baseline|
+    latency_ms_per_sample      the job's latency (median of its runs when repeated)
+    noise_max_abs_dlogit       max |Δlogit| between repeated runs of this job (NaN: ran once)
+    noise_latency_spread       (max - min) / median latency over the repeats (NaN: ran once)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.metrics.groups import BASELINE_DELEGATE, OVERALL, baseline_target
+from harness.results import RunData
+
+TABLE_COLUMNS: dict[str, str] = {
+    "target": "str", "delegate": "str", "delegate_applied": "str", "status": "str", "error": "str",
+    "group": "str", "n": "int64", "acc": "float64", "acc_drop": "float64",
+    "drop_quantization": "float64", "drop_delegate": "float64", "baseline_target": "str",
+    "flip_vs_ref": "float64", "max_abs_dlogit_vs_ref": "float64", "latency_ms_per_sample": "float64",
+    "noise_max_abs_dlogit": "float64", "noise_latency_spread": "float64",
+}
+
+
+def delegate_table(run: RunData, variant: str, delegates: Sequence[str] = ()) -> pd.DataFrame:
+    """Rows of TABLE_COLUMNS for every job of ``variant`` in ``run``: devices in name order, and
+    on each device the delegates in the order of ``delegates`` (others after them, by name)."""
+    rank = {d: i for i, d in enumerate(delegates)}
+    entries = sorted((r for r in run.summary.get("runs", []) if r["variant"] == variant),
+                     key=lambda r: (r["target"], rank.get(r["delegate"], len(rank)), r["delegate"]))
+    with_ref = {r["target"] for r in entries if r["delegate"] == BASELINE_DELEGATE and r["status"] == "ok"}
+    rows: list[dict] = []
+    for entry in entries:
+        rows.extend(_job_rows(run, variant, entry, baseline_target(with_ref, entry["target"])))
+    table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    return table.astype(TABLE_COLUMNS) if len(table) else table
+
+
+def _job_rows(run: RunData, variant: str, entry: dict, base: str | None) -> list[dict]:
+    job = (variant, entry["target"], entry["delegate"])
+    common = {"target": job[1], "delegate": job[2], "delegate_applied": entry.get("delegate_applied") or "",
+              "status": entry["status"], "error": entry.get("error") or "", "baseline_target": base or ""}
+    if entry["status"] != "ok":
+        return [{**common, "group": "", "n": 0, **{k: math.nan for k, t in TABLE_COLUMNS.items()
+                                                    if t == "float64"}}]
+    m = run.metrics
+    mine = m[(m.variant == job[0]) & (m.target == job[1]) & (m.delegate == job[2])]
+    flips = _against_baseline(run, job, base)
+    noise = entry.get("repeat") or {}
+    latency = noise.get("latency_ms_median", entry.get("latency_ms_per_sample"))
+    out = []
+    for row in mine.itertuples(index=False):
+        group = "" if row.scope == OVERALL else row.group
+        flip, dmax = flips.get(group, (math.nan, math.nan))
+        out.append({**common, "group": group, "n": int(row.n), "acc": row.acc, "acc_drop": row.acc_drop,
+                    "drop_quantization": row.drop_quantization, "drop_delegate": row.drop_delegate,
+                    "flip_vs_ref": flip, "max_abs_dlogit_vs_ref": dmax,
+                    "latency_ms_per_sample": _num(latency),
+                    "noise_max_abs_dlogit": _num(noise.get("max_abs_logit_diff")),
+                    "noise_latency_spread": _num(noise.get("latency_rel_spread"))})
+    return out
+
+
+def _against_baseline(run: RunData, job, base: str | None) -> dict[str, tuple[float, float]]:
+    """{group ("" = all): (flip share, max |Δlogit|)} of ``job`` against the reference-kernel job."""
+    if base is None:
+        return {}
+    mine = run.logits(*job)
+    theirs = run.logits(job[0], base, BASELINE_DELEGATE)
+    order = pd.Index(theirs.ids).get_indexer(mine.ids)
+    if (order < 0).any() or len(order) != len(theirs.ids):
+        return {}
+    z, zb = mine.values.astype(np.float64), theirs.values.astype(np.float64)[order]
+    flip = z.argmax(axis=1) != zb.argmax(axis=1)
+    dmax = np.abs(z - zb).max(axis=1) if z.size else np.zeros(len(z))
+    groups = run.test_set().set_index("id").loc[mine.ids, "group"].to_numpy().astype(str)
+    out = {"": (float(flip.mean()) if len(flip) else math.nan, float(dmax.max()) if len(dmax) else math.nan)}
+    for g in np.unique(groups):
+        sel = groups == g
+        out[str(g)] = (float(flip[sel].mean()), float(dmax[sel].max()))
+    return out
+
+
+def _num(x: Any) -> float:
+    return math.nan if x is None else float(x)
+
+
+def format_delegate_table(table: pd.DataFrame, variant: str) -> str:
+    """The side-by-side table the CLI prints: per device x delegate its overall row, then groups."""
+    if table.empty:
+        return f"(no job of variant {variant!r} in the run)"
+    header = (f"{'device':12} {'delegate':10} {'group':12} {'n':>5} {'acc%':>6} {'drop_pp':>8} "
+              f"{'quant_pp':>8} {'deleg_pp':>8} {'flip_ref%':>9} {'max|Δz|':>8} {'ms/smp':>7} {'noise|Δz|':>9}")
+    lines = [f"variant {variant}: each delegate against FP32 and against the CPU reference kernels",
+             header, "-" * len(header)]
+    for row in table.itertuples(index=False):
+        first = row.group == ""
+        dev = _fit(row.target, 12) if first else ""
+        dlg = _fit(row.delegate, 10) if first else ""
+        if row.status != "ok":
+            lines.append(f"{dev:12} {dlg:10} FAILED: {_fit(row.error, 70)}")
+            continue
+        lines.append(
+            f"{dev:12} {dlg:10} {_fit('(all)' if first else row.group, 12):12} {row.n:>5} "
+            f"{100 * row.acc:6.1f} {_pp(row.acc_drop):>8} {_pp(row.drop_quantization):>8} "
+            f"{_pp(row.drop_delegate):>8} {_pct(row.flip_vs_ref):>9} {_g(row.max_abs_dlogit_vs_ref):>8} "
+            f"{_g(row.latency_ms_per_sample, '.3f') if first else '':>7} "
+            f"{_g(row.noise_max_abs_dlogit) if first else '':>9}")
+    lines += ["drop_pp = accuracy drop vs FP32 (pp) = quant_pp (FP32 -> variant on reference kernels) "
+              "+ deleg_pp (reference kernels -> delegate)",
+              "flip_ref%, max|Δz| = against the same variant on the CPU reference kernels; "
+              "noise|Δz| = between repeated runs (--repeat)"]
+    return "\n".join(lines)
+
+
+def _pp(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{100 * x:+.2f}"
+
+
+def _pct(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{100 * x:.2f}"
+
+
+def _g(x: float, fmt: str = ".3g") -> str:
+    return "n/a" if math.isnan(x) else format(x, fmt)
+
+
+def _fit(text: str, width: int) -> str:
+    text = str(text).replace("\n", " ")
+    return text if len(text) <= width else text[:width - 1] + "…"

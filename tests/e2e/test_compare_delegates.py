@@ -1,0 +1,78 @@
+"""``qskew compare-delegates`` end to end: the demo's model, the local target and the simulated ADB
+device, real runtime; the drop's two parts add up, a delegate that cannot load is a row, and
+``--repeat`` records each job's run-to-run noise."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from harness import cli, results
+
+DELEGATES = ["xnnpack", "reference", "builtin"]
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    out = tmp_path_factory.mktemp("delegates") / "run"
+    code = cli.main(["compare-delegates", "--delegates", ",".join(DELEGATES), "--device", "local",
+                     "--device", "simulated", "--repeat", "2", "--out", str(out), "--no-progress"])
+    assert code == 0
+    return out
+
+
+def test_the_table_covers_every_device_and_delegate(compared, capsys):
+    table = pd.read_csv(compared / results.DELEGATES_FILE, keep_default_na=False)
+    overall = table[table.group == ""]
+    assert sorted(zip(overall.target, overall.delegate)) == sorted(
+        (t, d) for t in ("local", "simulated") for d in DELEGATES)
+    assert (overall.status == "ok").all()
+    assert set(table.group) == {"", "faint", "standard"}
+    # the reference-kernel job is its own baseline: no flips, no logit difference
+    ref = overall[overall.delegate == "reference"]
+    assert (ref.flip_vs_ref.astype(float) == 0).all() and (ref.max_abs_dlogit_vs_ref.astype(float) == 0).all()
+    assert (overall.latency_ms_per_sample.astype(float) > 0).all()
+
+
+def test_quantization_part_plus_delegate_part_is_the_drop_per_group(compared):
+    run = results.read_run(compared)
+    m = run.metrics
+    assert not m[["drop_quantization", "drop_delegate"]].isna().any().any()
+    total = m.drop_quantization + m.drop_delegate
+    assert ((total - m.acc_drop).abs() < 1e-12).all()
+    # the quantization part is one number per device and group: the reference kernels' drop
+    for (target, group), part in m.groupby(["target", "group"]):
+        ref = part[part.delegate == "reference"].acc_drop.iloc[0]
+        assert (part.drop_quantization - ref).abs().max() < 1e-12, (target, group)
+
+
+def test_repeat_records_run_to_run_noise(compared):
+    run = results.read_run(compared)
+    for entry in run.summary["runs"]:
+        noise = entry["repeat"]
+        assert noise["runs"] == 2 and len(noise["latency_ms_per_sample"]) == 2
+        assert noise["identical"] and noise["max_abs_logit_diff"] == 0.0  # CPU kernels are deterministic
+
+
+def test_placement_is_in_the_run_directory(compared):
+    placement = results.read_run(compared).placement
+    xnn = placement[(placement.target == "simulated") & (placement.delegate == "xnnpack")]
+    assert len(xnn) > 0 and (xnn.source == "interpreter").all() and "delegate" in set(xnn.on)
+    ref = placement[placement.delegate == "reference"]
+    assert set(ref.on) == {"cpu"}
+
+
+def test_a_delegate_that_cannot_load_is_a_row_not_a_crash(tmp_path, capfd):
+    out = tmp_path / "run"
+    missing = tmp_path / "no such" / "libqskew_missing.so"
+    code = cli.main(["compare-delegates", "--delegates", f"xnnpack,external:{missing}", "--device", "local",
+                     "--out", str(out), "--json", "--no-progress"])
+    assert code == 0
+    doc = json.loads(capfd.readouterr().out)
+    rows = {(r["delegate"], r["group"]): r for r in doc["rows"]}
+    failed = rows[(f"external:{missing}", "")]
+    assert failed["status"] == "failed" and "libqskew_missing.so" in failed["error"]
+    assert "device local" in failed["error"]
+    assert rows[("reference", "")]["status"] == "ok"  # added as the baseline
+    assert not math.isnan(rows[("xnnpack", "faint")]["drop_delegate"])

@@ -82,6 +82,11 @@ def test_without_a_file_only_the_builtins(tmp_path, monkeypatch):
     ('[[device]]\nname = "a"\nreach = "local"\ndelegates = ["gpuu"]', "unknown delegate 'gpuu'"),
     ('[[device]]\nname = "a"\nreach = "local"\nrunner = "apk"', "unknown runner 'apk'"),
     ('[[device]]\nname = "a"\nreach = "local"\nport = 1', "unknown key(s) ['port']"),
+    ('[[device]]\nname = "a"\nreach = "local"\nrunner = "benchmark_model"', "needs benchmark_model ="),
+    ('[[device]]\nname = "a"\nreach = "local"\nrunner = "benchmark_model"\nbenchmark_model = "nope/bm"',
+     "benchmark_model binary"),
+    ('[[device]]\nname = "a"\nreach = "local"\nbenchmark_model = "standin"', "only applies to runner"),
+    ('[[device]]\nname = "a"\nreach = "local"\nprofile = "tpu"', "unknown profile 'tpu'"),
     ('[[device]]\nreach = "local"', "needs a name"),
     ('[[device]]\nname = "a"\nreach = "local"\n[[device]]\nname = "a"\nreach = "local"', "used twice: a"),
     ('[device]\nname = "a"', "array of tables"),
@@ -107,3 +112,22 @@ def test_the_shipped_example_inventory_loads():
     inv = inventory.load_inventory(example)
     assert [d.name for d in inv.select(["accelerator=none"])] == ["pixel7", "rpi4", "old-board"]
     assert inv.get("old-board").python.endswith(".venv-board/bin/python")
+
+
+def test_benchmark_model_devices_and_profiles(tmp_path):
+    binary = tmp_path / "bin" / "android_aarch64_benchmark_model"
+    binary.parent.mkdir()
+    binary.write_bytes(b"\x7fELF")
+    path = tmp_path / "devices.toml"
+    path.write_text('[[device]]\nname = "phone"\nreach = "adb-tcp"\naddress = "10.0.0.2:5555"\n'
+                    'runner = "benchmark_model"\nbenchmark_model = "bin/android_aarch64_benchmark_model"\n'
+                    'delegates = ["xnnpack", "gpu", "nnapi:qti-dsp"]\n'
+                    '[[device]]\nname = "coral"\nreach = "adb-tcp"\naddress = "10.0.0.3:5555"\n'
+                    'profile = "edgetpu"\ndelegates = ["edgetpu:usb", "reference"]\n')
+    inv = inventory.load_inventory(path)
+    phone = inv.get("phone")
+    assert phone.benchmark_model == str(binary)  # relative to the inventory file
+    assert phone.offers("nnapi:qti-dsp") and phone.offers("gpu") and not phone.offers("hexagon")
+    assert [d.name for d in inv.select(["runner=benchmark_model"])] == ["phone"]
+    assert [d.name for d in inv.select(["profile=edgetpu"])] == ["coral"]
+    assert phone.to_json()["benchmark_model"] == str(binary) and inv.get("coral").to_json()["profile"] == "edgetpu"

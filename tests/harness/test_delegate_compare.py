@@ -1,0 +1,68 @@
+"""The compare-delegates table from a written run directory (no TensorFlow)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from harness import results
+from harness.delegate_compare import delegate_table, format_delegate_table
+from harness.records import DeviceRun, GroupedDataset, Logits
+
+N = 40
+
+
+def _dataset():
+    rng = np.random.default_rng(0)
+    return GroupedDataset(name="t", ids=np.array([f"s{i}" for i in range(N)]), x=np.zeros((N, 0), np.uint8),
+                          y=rng.integers(0, 3, N).astype(np.int64),
+                          group=np.where(np.arange(N) < 10, "minority", "majority"),
+                          split=np.full(N, "test"), num_classes=3)
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    test = _dataset()
+    z_ref = np.random.default_rng(1).normal(size=(N, 3)).astype(np.float32)
+    z_ref[np.arange(N), test.y] += 2
+    ref = Logits(test.ids, z_ref)
+    z_base = z_ref.copy()
+    z_gpu = z_ref.copy()
+    z_gpu[0] = [5, -5, -5] if test.y[0] != 0 else [-5, 5, -5]   # the GPU flips one minority sample
+    w = results.RunWriter(tmp_path / "run")
+    w.write_manifest({"config": {}, "dataset": {"sha256": "d"}, "model": {"sha256": "m"}})
+    w.add_reference(ref, test)
+    for target, delegate, z in [("phone", "gpu", z_gpu), ("phone", "reference", z_base),
+                                ("board", "xnnpack", z_base)]:
+        w.add_run(DeviceRun("int8", target, delegate, "a", logits=z, timings={"per_batch_s": [0.004]}), ref, test)
+    w.add_failure("int8", "phone", "nnapi", "delegate: NNAPI is not available (on device phone)", stage="run")
+    return tmp_path / "run", z_gpu, z_base
+
+
+def test_rows_flips_and_attribution(run_dir):
+    path, z_gpu, z_base = run_dir
+    table = delegate_table(results.read_run(path), "int8", ["reference", "gpu", "nnapi"])
+    overall = table[table.group == ""]
+    assert list(zip(overall.target, overall.delegate)) == [
+        ("board", "xnnpack"), ("phone", "reference"), ("phone", "gpu"), ("phone", "nnapi")]
+    gpu = table[(table.delegate == "gpu")].set_index("group")
+    assert gpu.loc["minority", "flip_vs_ref"] == pytest.approx(0.1)
+    assert gpu.loc["majority", "flip_vs_ref"] == 0.0
+    assert gpu.loc["", "flip_vs_ref"] == pytest.approx(1 / N)
+    assert gpu.loc["", "max_abs_dlogit_vs_ref"] == pytest.approx(float(np.abs(z_gpu - z_base).max()))
+    assert gpu.loc["minority", "drop_delegate"] == pytest.approx(0.1)  # it was right, now wrong
+    assert gpu.loc["minority", "drop_quantization"] == pytest.approx(0.0)
+    for row in table[table.status == "ok"].itertuples():
+        assert row.drop_quantization + row.drop_delegate == pytest.approx(row.acc_drop, abs=1e-12)
+    # a device without a reference-kernel job is compared with another device's
+    board = table[table.target == "board"].iloc[0]
+    assert board.baseline_target == "phone" and board.flip_vs_ref == 0.0
+    failed = overall[overall.delegate == "nnapi"].iloc[0]
+    assert failed.status == "failed" and "NNAPI" in failed.error and math.isnan(failed.acc)
+    text = format_delegate_table(table, "int8")
+    assert "FAILED: delegate: NNAPI is not available" in text and "minority" in text
+
+
+def test_no_job_of_the_variant(run_dir):
+    table = delegate_table(results.read_run(run_dir[0]), "mixed")
+    assert table.empty and "no job of variant 'mixed'" in format_delegate_table(table, "mixed")

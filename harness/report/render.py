@@ -44,6 +44,7 @@ SECTIONS = (("summary", "Summary"), ("accuracy", "Accuracy per group"), ("drops"
             ("calibration", "Calibration set"), ("provenance", "Provenance"))
 ANALYSIS_SECTION = ("analysis", "Why it skews: curvature and layers")  # only when qskew analyze ran
 MITIGATION_SECTION = ("mitigation", "Before and after mitigation")  # only when qskew mitigate's variants ran
+DELEGATES_SECTION = ("delegates", "Delegates: quantization vs delegate")  # only with reference-kernel jobs
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1150px}
@@ -132,8 +133,9 @@ def render_html(run: "RunData", stats: "Stats", images: Mapping[str, bytes]) -> 
     title = f"qskew report: {run.path.name}"
     head = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(title)}</title><style>{CSS}</style></head><body>")
-    analysis, mitigation = _analysis(run), _mitigation(stats.groups)
-    extra = ((MITIGATION_SECTION,) if mitigation else ()) + ((ANALYSIS_SECTION,) if analysis else ())
+    analysis, mitigation, delegates = _analysis(run), _mitigation(stats.groups), _delegates(run)
+    extra = (((DELEGATES_SECTION,) if delegates else ()) + ((MITIGATION_SECTION,) if mitigation else ())
+             + ((ANALYSIS_SECTION,) if analysis else ()))
     sections = SECTIONS[:-1] + extra + SECTIONS[-1:]
     nav = "<nav>" + "".join(f'<a href="#{key}">{_e(name)}</a>' for key, name in sections) + "</nav>"
     intro = (f"<h1>{_e(title)}</h1><p class=\"note\">dataset {_e(_get(manifest, 'dataset', 'name'))} · "
@@ -148,6 +150,7 @@ def render_html(run: "RunData", stats: "Stats", images: Mapping[str, bytes]) -> 
         _section("logits", _img(images, "logits") + _logit_table(run.metrics)),
         _section("flips", _img(images, "flips") + _flip_table(stats.groups)),
         _section("calibration", _calibration(manifest, images)),
+        _section("delegates", delegates) if delegates else "",
         _section("mitigation", mitigation) if mitigation else "",
         _section("analysis", analysis) if analysis else "",
         _section("provenance", _provenance(run)),
@@ -246,6 +249,63 @@ def _mitigation(groups: "pd.DataFrame") -> str:
             "the fine-tuned model unquantized, so fine-tuning's own effect can be told from quantization's.</p>")
 
 
+def _delegates(run: "RunData") -> str:
+    """Per variant that ran on the reference kernels and something else: the delegate table
+    (drop split into quantization and delegate parts, flips vs the reference kernels, noise) and
+    where the ops ran; "" when no variant has a reference-kernel job next to another delegate."""
+    from harness.delegate_compare import delegate_table
+    from harness.metrics.groups import BASELINE_DELEGATE
+
+    jobs = run.jobs() + run.jobs("failed")
+    variants = sorted({v for v, _, d in jobs if d == BASELINE_DELEGATE
+                       and any(v2 == v and d2 != BASELINE_DELEGATE for v2, _, d2 in jobs)})
+    parts = []
+    for variant in variants:
+        t = delegate_table(run, variant, run.manifest.get("config", {}).get("run", {}).get("delegates", ()))
+        rows = [[r.target if r.group == "" else "", r.delegate if r.group == "" else "",
+                 r.group or "(all)", r.n, _pct1(r.acc), _pp2(r.acc_drop), _pp2(r.drop_quantization),
+                 _pp2(r.drop_delegate), _pct2(r.flip_vs_ref), _num(r.max_abs_dlogit_vs_ref, ".3g"),
+                 _num(r.noise_max_abs_dlogit, ".3g")] if r.status == "ok" else
+                [r.target, r.delegate, f"FAILED: {r.error}"] + [""] * 8 for r in t.itertuples()]
+        parts.append(f"<h3>{_e(variant)}</h3>" + _table(
+            ["device", "delegate", "group", "n", "acc %", "drop pp", "quantization pp", "delegate pp",
+             "flips vs ref %", "max |Δz| vs ref", "run-to-run |Δz|"], rows, left=(0, 1, 2)))
+    if not parts:
+        return ""
+    return ("".join(parts) + _placement_table(run) + "<p class=\"note\">drop = quantization part (FP32 → "
+            "the variant on the CPU reference kernels) + delegate part (reference kernels → this "
+            "delegate), per group. Flips and |Δz| compare with the same variant on the reference "
+            "kernels of the same device (else of another device); run-to-run |Δz| is the largest "
+            "logit change between repeated runs of the job (--repeat), the noise to beat.</p>")
+
+
+def _placement_table(run: "RunData") -> str:
+    """Per job: how many ops ran on the delegate and how many on the CPU, by source."""
+    p = run.placement
+    if p is None or p.empty:
+        return ""
+    rows = []
+    for (v, t, d, src), part in p.groupby(["variant", "target", "delegate", "source"], sort=True):
+        counts = part.groupby("on")["count"].sum()
+        cpu_ops = sorted(set(part.loc[part.on == "cpu", "op"]) - {""})
+        rows.append([v, t, d, src, int(counts.get("delegate", 0)), int(counts.get("cpu", 0)),
+                     ", ".join(cpu_ops) or ("(whole graph: " + part.on.iloc[0] + ")" if (part.op == "").all() else "")])
+    return "<h3>Where the ops ran</h3>" + _table(
+        ["variant", "device", "delegate", "source", "on delegate", "on CPU", "CPU ops"], rows, left=(0, 1, 2, 3, 6))
+
+
+def _pct1(x) -> str:
+    return _num(100 * x, ".1f")
+
+
+def _pct2(x) -> str:
+    return _num(100 * x, ".2f")
+
+
+def _pp2(x) -> str:
+    return _num(100 * x, "+.2f")
+
+
 def _analysis(run: "RunData") -> str:
     """analysis.csv and layers.csv of the run directory as tables; "" when analyze has not run."""
     from harness.analysis.tables import read_analysis, read_layers
@@ -324,7 +384,7 @@ def _e(value: Any) -> str:
 
 
 def _section(key: str, content: str) -> str:
-    title = dict(SECTIONS + (ANALYSIS_SECTION, MITIGATION_SECTION))[key]
+    title = dict(SECTIONS + (ANALYSIS_SECTION, MITIGATION_SECTION, DELEGATES_SECTION))[key]
     return f'<section id="{_e(key)}"><h2>{_e(title)}</h2>{content}</section>'
 
 

@@ -66,3 +66,12 @@ def test_rows_flips_and_attribution(run_dir):
 def test_no_job_of_the_variant(run_dir):
     table = delegate_table(results.read_run(run_dir[0]), "mixed")
     assert table.empty and "no job of variant 'mixed'" in format_delegate_table(table, "mixed")
+
+
+def test_the_report_section_shows_the_table_and_the_placement(run_dir):
+    from harness.report.render import _delegates
+
+    html = _delegates(results.read_run(run_dir[0]))
+    assert "FAILED: delegate: NNAPI is not available" in html
+    assert "<td>10.00</td>" in html  # the GPU's minority flip rate vs the reference kernels, in %
+    assert "Where the ops ran" not in html  # these synthetic jobs recorded no execution plan

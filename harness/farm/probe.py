@@ -67,7 +67,10 @@ def check_device(spec: DeviceSpec, probe: ModelArtifact | None = None) -> Device
         probe = probe or probe_artifact()
         delegates, runtime = {}, ""
         for delegate in spec.delegates or DEFAULT_DELEGATES:
-            outcome, rt = _try_delegate(target, probe, delegate)
+            model = probe
+            if delegate.split(":", 1)[0] == "edgetpu" or spec.profile == "edgetpu":
+                model = probe_artifact(full_integer=True)  # an Edge TPU takes only these
+            outcome, rt = _try_delegate(spec, target, model, delegate)
             delegates[delegate] = outcome
             runtime = runtime or rt
         return DeviceCheck(spec.name, spec.reach, True, props, runtime, free, delegates)
@@ -90,10 +93,11 @@ def free_bytes(target) -> int | None:
         return None
 
 
-def _try_delegate(target, probe: ModelArtifact, delegate: str) -> tuple[str, str]:
-    from harness.on_device import run_job
+def _try_delegate(spec: DeviceSpec, target, probe: ModelArtifact, delegate: str) -> tuple[str, str]:
+    from harness.farm.runners import run_on_device
 
-    run = run_job(target, probe, probe_dataset(), delegate, num_threads=1, batch_size=PROBE_SAMPLES)
+    run = run_on_device(spec, target, probe, probe_dataset(), delegate, num_threads=1,
+                        batch_size=PROBE_SAMPLES)
     runtime = f"{run.runtime} {run.runtime_version}".strip()
     if not run.ok:
         return f"fails: {run.error}", runtime
@@ -112,25 +116,36 @@ def probe_dataset() -> GroupedDataset:
                           num_classes=3, description="probe inputs of qskew devices check")
 
 
-def probe_artifact() -> ModelArtifact:
-    """A tiny FP32 model (Dense 4 -> 3), converted once with the real converter and cached."""
+def probe_artifact(full_integer: bool = False) -> ModelArtifact:
+    """A tiny model (Dense 4 -> 3), converted once with the real converter and cached: FP32 with a
+    dynamic batch, or (``full_integer``) int8 in and out with the batch fixed at 1, the only kind
+    an Edge TPU accepts."""
     from harness.paths import cache_dir
     from harness.quantize.convert import artifact_of
 
-    path = cache_dir("probe") / "probe-dense-4x3.tflite"
+    name = "probe-dense-4x3-int8-b1.tflite" if full_integer else "probe-dense-4x3.tflite"
+    path = cache_dir("probe") / name
     if not path.is_file():
-        _build_probe(path)
-    return artifact_of(path, "probe", {"probe": True}, None, PROBE_SAMPLES)
+        _build_probe(path, full_integer)
+    return artifact_of(path, "probe", {"probe": True, "full_integer": full_integer}, None,
+                       1 if full_integer else PROBE_SAMPLES)
 
 
-def _build_probe(path: Path) -> None:
+def _build_probe(path: Path, full_integer: bool) -> None:
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    batch = 1 if full_integer else None
+    model = keras.Sequential([keras.Input((4,), batch_size=batch), keras.layers.Dense(3)])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if full_integer:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([probe_dataset().x[i:i + 1]] for i in range(PROBE_SAMPLES))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int8
     with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its SavedModel's endpoints
-        data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+        data = converter.convert()
     tmp = path.with_suffix(".part")
     tmp.write_bytes(data)
     tmp.replace(path)

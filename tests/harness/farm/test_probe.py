@@ -70,3 +70,15 @@ def test_a_phone_that_does_not_answer_is_unreachable_and_named(probe):
         port = s.getsockname()[1]
     check = check_device(DeviceSpec("pixel-off", "adb-tcp", address=f"127.0.0.1:{port}"), probe)
     assert not check.reachable and "pixel-off" in check.error and str(port) in check.error
+
+
+def test_an_edgetpu_delegate_is_probed_with_a_full_integer_batch_one_model(tmp_path, probe):
+    spec = DeviceSpec("coral", "local", python=sys.executable, workdir=str(tmp_path / "coral"),
+                      delegates=("edgetpu", "reference"))
+    check = check_device(spec, probe)
+    assert check.delegates["reference"] == "ok"
+    # no libedgetpu on this machine: the delegate fails to load, and the row says which library
+    assert check.delegates["edgetpu"].startswith("fails: delegate:")
+    assert "libedgetpu.so.1" in check.delegates["edgetpu"] and "coral" in check.delegates["edgetpu"]
+    small = probe_artifact(full_integer=True)
+    assert small.inputs[0].dtype == "int8" and small.inputs[0].shape_signature == (1, 4)

@@ -75,7 +75,8 @@ def build_variants(exp: Experiment, model, train: GroupedDataset, progress: bool
         calibration = make_calibration(train, size=q.calibration_size, strategy=q.calibration_strategy, seed=q.seed)
     options = QuantizeOptions(calibration_size=q.calibration_size, calibration_strategy=q.calibration_strategy,
                               seed=q.seed, mixed_layers_regex=q.mixed_layers_regex or None,
-                              mixed_last_n=q.mixed_last_n, check_batch_size=exp.run.batch_size)
+                              mixed_last_n=q.mixed_last_n, check_batch_size=exp.run.batch_size,
+                              fixed_batch=q.fixed_batch)
     echo(f"converting {len(q.variants)} variant(s): {', '.join(q.variants)}")
     artifacts = convert_all(model, list(q.variants), calibration, options, cache_dir("variants"), progress=progress)
     for art in artifacts:

@@ -5,15 +5,18 @@
     ...                         QuantizeOptions(), paths.cache_dir("variants"))
     >>> [(a.variant, a.ok, a.error) for a in artifacts]
 
-``model`` is a Keras 3 model or a ``pathlib.Path`` to a SavedModel folder. A variant that fails to
-convert, or whose .tflite fails to prepare on ai_edge_litert (resized to
-``options.check_batch_size`` when its batch is dynamic), comes back as a ModelArtifact with
-``error`` set; the other variants go on. A configuration mistake (unknown variant, a calibrated
-variant without calibration, a model that cannot be fingerprinted) raises before anything runs.
+``model`` is a Keras 3 model or a ``pathlib.Path`` to a SavedModel folder. With
+``options.fixed_batch = N`` every variant (``mixed`` too, built from the fixed-batch fp32 model)
+has its batch dimension fixed at N; N is in each recipe, hence in the cache key. A variant that
+fails to convert, or whose .tflite fails to prepare on ai_edge_litert (at batch N when fixed, else
+resized to ``options.check_batch_size``), comes back as a ModelArtifact with ``error`` set; the
+other variants go on. A configuration mistake (unknown variant, a calibrated variant without
+calibration, a model that cannot be fingerprinted) raises before anything runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -101,12 +104,16 @@ def _build(source: Any, fingerprint: str, variant: str, key: str, calib: Calibra
     recipe = variant_request(variant, options)
     if variant == "mixed":
         float_path = _float_tflite(source, fingerprint, options, root)
-        data, chosen = quantize_mixed(float_path, calib, options)
+        ranges_from = (_float_tflite(source, fingerprint, dataclasses.replace(options, fixed_batch=0), root)
+                       if options.fixed_batch else None)
+        data, chosen = quantize_mixed(float_path, calib, options, calibrate_on=ranges_from)
     else:
         data = run_converter(source, variant, calib, options)
     path = cache.store(root, key, variant, data)
     if variant == "mixed":
         recipe["float_model_sha256"] = cache.file_sha256(float_path)
+        if ranges_from is not None:
+            recipe["ranges_from_float_model_sha256"] = cache.file_sha256(ranges_from)
         recipe["layers_16bit"] = [{"op": op.op_name, "scope": op.scope,
                                    "float_model_index": op.index} for op in chosen]
         recipe["int16_activation_ops"] = [_op_json(op) for op in int16_ops(path)]
@@ -131,7 +138,7 @@ def _float_tflite(source: Any, fingerprint: str, options: QuantizeOptions, root:
 def _checked(path: Path, variant: str, meta: dict, calib: Calibration | None,
              options: QuantizeOptions) -> ModelArtifact:
     """The artifact of a stored .tflite, with ``error`` set if it does not prepare on the host."""
-    return artifact_of(path, variant, meta["recipe"], calib, options.check_batch_size,
+    return artifact_of(path, variant, meta["recipe"], calib, options.prepare_batch_size,
                        sha256=meta["sha256"], size_bytes=int(meta["size_bytes"]))
 
 

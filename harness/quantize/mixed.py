@@ -6,7 +6,9 @@ config wins for that op); calibrate with the whole calibration set as ONE batch 
 (ai-edge-quantizer keeps a moving average of each batch's min/max, so per-sample batches shrink
 every range towards a typical sample's and clip the tails -- on the demo CNN the int8 output range
 fell from [-32, 24] to [-13, 15]; one batch gives the global min/max the TFLite converter uses);
-a model with a fixed batch is calibrated in batches of its size; quantize.
+a model converted with ``fixed_batch`` takes its ranges from the dynamic-batch float model of the
+same graph (one batch again); any other fixed-batch model is calibrated in batches of its size;
+quantize.
 Raising only the op type (not ALL_SUPPORTED) keeps the graph's virtual OUTPUT op at 8 bits, so a
 raised last layer is re-quantized to int8 and the model keeps int8 input and output.
 
@@ -48,9 +50,12 @@ def mixed_request(options: QuantizeOptions) -> dict[str, Any]:
     selection = ({"mode": "regex", "regex": options.mixed_layers_regex}
                  if options.mixed_layers_regex is not None
                  else {"mode": "last_n", "n": options.mixed_last_n})
-    return {"tool": "ai_edge_quantizer", "base_variant": "fp32",
-            "default_bits": dict(DEFAULT_BITS), "raised_bits": dict(RAISED_BITS),
-            "selection": selection, "calibration_batches": CALIBRATION_BATCHING}
+    request = {"tool": "ai_edge_quantizer", "base_variant": "fp32",
+               "default_bits": dict(DEFAULT_BITS), "raised_bits": dict(RAISED_BITS),
+               "selection": selection, "calibration_batches": CALIBRATION_BATCHING}
+    if options.fixed_batch:  # built from the fixed-batch fp32 model: another artifact
+        request["fixed_batch"] = options.fixed_batch
+    return request
 
 
 def choose_layers(ops: tuple[OpInfo, ...], options: QuantizeOptions) -> tuple[OpInfo, ...]:
@@ -71,31 +76,47 @@ def choose_layers(ops: tuple[OpInfo, ...], options: QuantizeOptions) -> tuple[Op
     return chosen
 
 
-def quantize_mixed(float_path: Path, calibration: Calibration,
-                   options: QuantizeOptions) -> tuple[bytes, tuple[OpInfo, ...]]:
-    """Quantize the float model at ``float_path``; returns (bytes, the ops raised to 16 bits)."""
-    from ai_edge_quantizer import qtyping, quantizer
+def quantize_mixed(float_path: Path, calibration: Calibration, options: QuantizeOptions,
+                   calibrate_on: Path | None = None) -> tuple[bytes, tuple[OpInfo, ...]]:
+    """Quantize the float model at ``float_path``; returns (bytes, the ops raised to 16 bits).
 
+    ``calibrate_on``: another float .tflite of the same graph whose activation ranges to use --
+    the dynamic-batch one when ``float_path`` has a fixed batch, so that the ranges come from one
+    batch of the whole calibration set, not from a moving average over batch-1 steps. Its tensor
+    names must include those of ``float_path`` (a fixed-batch conversion only drops the SHAPE/
+    STRIDED_SLICE/PACK tensors of a Flatten).
+    """
     chosen = choose_layers(list_ops(float_path), options)
-    signature, input_name = _signature_input(float_path)
     x = calibration.x_float
-    names = qtyping.TFLOperationName
     try:
         # Its tqdm bar ignores our --json/pipes; its calibrator warns it preserves all tensors.
         with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
-            q = quantizer.Quantizer(Path(float_path))
-            q.add_static_config(".*", names.ALL_SUPPORTED, DEFAULT_BITS["activation"],
-                                DEFAULT_BITS["weight"])
-            for op in chosen:
-                q.add_static_config(f"^{re.escape(op.scope)}$", names(_aeq_name(op.op_name)),
-                                    RAISED_BITS["activation"], RAISED_BITS["weight"])
-            qsvs = q.calibrate({signature: _calibration_batches(float_path, input_name, x)},
-                               num_threads=CALIBRATION_THREADS)
+            q = _configured_quantizer(float_path, chosen)
+            source = q if calibrate_on is None else _configured_quantizer(calibrate_on, chosen)
+            signature, input_name = _signature_input(calibrate_on or float_path)
+            qsvs = source.calibrate(
+                {signature: _calibration_batches(calibrate_on or float_path, input_name, x)},
+                num_threads=CALIBRATION_THREADS)
             result = q.quantize(qsvs, enable_progress_report=False)
+    except ConversionError:
+        raise
     except Exception as exc:  # ai-edge-quantizer raises ValueError/RuntimeError/KeyError...
         raise ConversionError(VARIANT, str(exc).strip() or type(exc).__name__) from exc
     return _restore_dynamic_batch(bytes(result.quantized_model)), chosen
+
+
+def _configured_quantizer(float_path: Path, chosen: tuple[OpInfo, ...]):
+    """A Quantizer on ``float_path``: every op at 8 bits, the ``chosen`` ones at 16."""
+    from ai_edge_quantizer import qtyping, quantizer
+
+    names = qtyping.TFLOperationName
+    q = quantizer.Quantizer(Path(float_path))
+    q.add_static_config(".*", names.ALL_SUPPORTED, DEFAULT_BITS["activation"], DEFAULT_BITS["weight"])
+    for op in chosen:
+        q.add_static_config(f"^{re.escape(op.scope)}$", names(_aeq_name(op.op_name)),
+                            RAISED_BITS["activation"], RAISED_BITS["weight"])
+    return q
 
 
 def _calibration_batches(float_path: Path, input_name: str, x) -> list[dict]:

@@ -3,7 +3,8 @@
 The calibration_* fields say how the caller should build the representative dataset
 (``make_calibration(train, o.calibration_size, o.calibration_strategy, o.seed)``); the mixed_*
 fields choose which layers the ``mixed`` variant raises to 16-bit activations; check_batch_size is
-the batch the host prepare check resizes a dynamic-batch model to.
+the batch the host prepare check resizes a dynamic-batch model to; fixed_batch (0 = dynamic) fixes
+the batch dimension of every variant at conversion (the Edge TPU needs 1).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class QuantizeOptions:
     mixed_last_n: int = 2
     check_batch_size: int = 64
     int16x8_io: str = "float32"
+    fixed_batch: int = 0
 
     def __post_init__(self) -> None:
         if self.calibration_size < 1:
@@ -45,6 +47,9 @@ class QuantizeOptions:
             raise ConfigError(f"mixed_last_n must be >= 1, got {self.mixed_last_n}")
         if self.check_batch_size < 1:
             raise ConfigError(f"check_batch_size must be >= 1, got {self.check_batch_size}")
+        if self.fixed_batch < 0:
+            raise ConfigError(f"fixed_batch must be 0 (dynamic batch) or a batch size >= 1, "
+                              f"got {self.fixed_batch}")
         if self.int16x8_io not in INT16X8_IO_DTYPES:
             raise ConfigError(f"int16x8_io must be one of {', '.join(INT16X8_IO_DTYPES)}, "
                               f"got {self.int16x8_io!r}")
@@ -59,4 +64,10 @@ class QuantizeOptions:
         return {"calibration_size": self.calibration_size,
                 "calibration_strategy": self.calibration_strategy, "seed": self.seed,
                 "mixed_layers_regex": self.mixed_layers_regex, "mixed_last_n": self.mixed_last_n,
-                "check_batch_size": self.check_batch_size, "int16x8_io": self.int16x8_io}
+                "check_batch_size": self.check_batch_size, "int16x8_io": self.int16x8_io,
+                "fixed_batch": self.fixed_batch}
+
+    @property
+    def prepare_batch_size(self) -> int:
+        """The batch the host prepare check runs at: the fixed batch, else check_batch_size."""
+        return self.fixed_batch or self.check_batch_size

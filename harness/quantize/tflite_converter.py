@@ -3,14 +3,24 @@
 :func:`converter_request` says, as plain JSON, what the converter is told for a variant (this is
 recorded in the artifact's recipe and is part of its cache key); :func:`run_converter` does it.
 Inputs are a Keras 3 model (``from_keras_model``) or a SavedModel folder (``from_saved_model``).
-The representative dataset yields one calibration sample per step, as ``[x[i:i+1]]``.
+The representative dataset yields one calibration sample per step, as ``[x[i:i+1]]`` (with a fixed
+batch N: N samples per step, the only shape the model takes).
+
+With ``options.fixed_batch = N`` the model is first exported to a temporary SavedModel whose
+serving signature has batch N fixed -- a Keras model through ``keras.export.ExportArchive`` with
+``training=False``, as ``from_keras_model`` itself does, a SavedModel by wrapping its
+``serving_default`` signature -- so the .tflite has ``shape_signature`` [N, ...] and a Flatten
+becomes one static RESHAPE instead of SHAPE/STRIDED_SLICE/PACK/RESHAPE. Input and output names
+and the signature key stay those of the dynamic-batch conversion.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,7 +38,15 @@ MAX_MESSAGE_CHARS = 4000  # converter errors can run to pages of MLIR dumps; kee
 
 
 def converter_request(variant: str, options: QuantizeOptions) -> dict[str, Any]:
-    """The converter settings of ``variant`` (JSON-ready)."""
+    """The converter settings of ``variant`` (JSON-ready); ``fixed_batch`` only when fixed, so a
+    dynamic-batch variant keeps the recipe (and cache key) it always had."""
+    request = _variant_settings(variant, options)
+    if options.fixed_batch:
+        request["fixed_batch"] = options.fixed_batch
+    return request
+
+
+def _variant_settings(variant: str, options: QuantizeOptions) -> dict[str, Any]:
     if variant == "fp32":
         return {"tool": "tflite_converter", "optimizations": []}
     if variant == "dynamic":
@@ -56,11 +74,17 @@ def run_converter(model: Any, variant: str, calibration: Calibration | None,
     request = converter_request(variant, options)
     chatter = io.StringIO()
     try:
-        with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
+        with contextlib.redirect_stdout(chatter), warnings.catch_warnings(), \
+                tempfile.TemporaryDirectory(prefix="qskew-fixed-batch-") as tmp:
             warnings.filterwarnings("ignore", message=BENIGN_WARNING)
-            converter = (tf.lite.TFLiteConverter.from_saved_model(str(model))
-                         if isinstance(model, Path) else
-                         tf.lite.TFLiteConverter.from_keras_model(model))
+            if options.fixed_batch:
+                fixed = Path(tmp) / "saved_model"
+                _export_fixed_batch(model, options.fixed_batch, fixed, tf)
+                converter = tf.lite.TFLiteConverter.from_saved_model(str(fixed))
+            elif isinstance(model, Path):
+                converter = tf.lite.TFLiteConverter.from_saved_model(str(model))
+            else:
+                converter = tf.lite.TFLiteConverter.from_keras_model(model)
             _configure(converter, request, calibration, tf)
             data = converter.convert()
     except Exception as exc:  # the converter raises ConverterError, ValueError, RuntimeError...
@@ -69,6 +93,44 @@ def run_converter(model: Any, variant: str, calibration: Calibration | None,
         if chatter.getvalue():
             log.debug("converter output for %s:\n%s", variant, chatter.getvalue())
     return bytes(data)
+
+
+def _export_fixed_batch(model: Any, batch: int, out_dir: Path, tf) -> None:
+    """Write ``model`` (keras.Model or SavedModel folder) as a SavedModel whose serving signature
+    takes batch ``batch``; names of inputs and outputs are kept."""
+    if isinstance(model, Path):
+        _export_saved_model_fixed(model, batch, out_dir, tf)
+        return
+    import keras
+
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        raise ValueError(f"fixed_batch = {batch} needs a Functional or Sequential Keras model "
+                         "(one with model.inputs); export another model as a SavedModel folder")
+    specs = [tf.TensorSpec([batch, *t.shape[1:]], t.dtype, name=t.name) for t in inputs]
+    signature = [specs] if len(specs) > 1 else specs  # as from_keras_model passes a multi-input
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", functools.partial(model.__call__, training=False), signature)
+    archive.write_out(str(out_dir), verbose=False)
+
+
+def _export_saved_model_fixed(folder: Path, batch: int, out_dir: Path, tf) -> None:
+    loaded = tf.saved_model.load(str(folder))
+    if "serving_default" not in loaded.signatures:
+        raise ValueError(f"{folder} has no serving_default signature to fix the batch of")
+    serve = loaded.signatures["serving_default"]
+    _, by_name = serve.structured_input_signature
+    names = sorted(by_name)
+    specs = [tf.TensorSpec([batch, *by_name[n].shape[1:]], by_name[n].dtype, name=n) for n in names]
+
+    @tf.function(input_signature=specs)
+    def fixed(*tensors):
+        return serve(**dict(zip(names, tensors)))
+
+    module = tf.Module()
+    module.loaded, module.fixed = loaded, fixed  # tracked, so the variables are saved too
+    tf.saved_model.save(module, str(out_dir), signatures={"serving_default": fixed.get_concrete_function()})
 
 
 def _configure(converter, request: dict, calibration: Calibration | None, tf) -> None:
@@ -80,7 +142,7 @@ def _configure(converter, request: dict, calibration: Calibration | None, tf) ->
     if request.get("representative_dataset"):
         if calibration is None:
             raise ValueError("a representative dataset is required")
-        converter.representative_dataset = _representative(calibration)
+        converter.representative_dataset = _representative(calibration, request.get("fixed_batch", 1))
         converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, name)
                                                for name in request["supported_ops"]]
         dtypes = {"int8": tf.int8, "int16": tf.int16, "float32": tf.float32}
@@ -88,12 +150,18 @@ def _configure(converter, request: dict, calibration: Calibration | None, tf) ->
         converter.inference_output_type = dtypes[request["inference_output_type"]]
 
 
-def _representative(calibration: Calibration):
+def _representative(calibration: Calibration, step: int = 1):
+    """One calibration batch of ``step`` samples per step (a trailing partial batch is dropped;
+    with fewer samples than ``step`` they are repeated to fill one batch)."""
+    import numpy as np
+
     x = calibration.x_float
+    if x.shape[0] < step:
+        x = np.resize(x, (step, *x.shape[1:]))
 
     def samples():
-        for i in range(x.shape[0]):
-            yield [x[i:i + 1]]
+        for i in range(0, x.shape[0] - step + 1, step):
+            yield [x[i:i + step]]
 
     return samples
 

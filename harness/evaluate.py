@@ -66,23 +66,31 @@ def build_variants(exp: Experiment, model, train: GroupedDataset, progress: bool
     from harness.paths import cache_dir
     from harness.quantize.calibration import make_calibration
     from harness.quantize.convert import convert_all
-    from harness.quantize.options import QuantizeOptions
     from harness.quantize.variants import get_variant
 
     q = exp.quantize
     calibration = None
     if any(get_variant(v).needs_calibration for v in q.variants):
         calibration = make_calibration(train, size=q.calibration_size, strategy=q.calibration_strategy, seed=q.seed)
-    options = QuantizeOptions(calibration_size=q.calibration_size, calibration_strategy=q.calibration_strategy,
-                              seed=q.seed, mixed_layers_regex=q.mixed_layers_regex or None,
-                              mixed_last_n=q.mixed_last_n, check_batch_size=exp.run.batch_size,
-                              fixed_batch=q.fixed_batch)
+    options = quantize_options(exp)
     echo(f"converting {len(q.variants)} variant(s): {', '.join(q.variants)}")
     artifacts = convert_all(model, list(q.variants), calibration, options, cache_dir("variants"), progress=progress)
     for art in artifacts:
         if not art.ok:
             echo(f"  {art.variant}: FAILED ({art.error})")
     return calibration, artifacts
+
+
+def quantize_options(exp: Experiment):
+    """The QuantizeOptions of ``exp``: the one mapping from [quantize]/[run] to the converter's
+    options (``qskew mitigate`` builds its variants with these too, so recipes match)."""
+    from harness.quantize.options import QuantizeOptions
+
+    q = exp.quantize
+    return QuantizeOptions(calibration_size=q.calibration_size, calibration_strategy=q.calibration_strategy,
+                           seed=q.seed, mixed_layers_regex=q.mixed_layers_regex or None,
+                           mixed_last_n=q.mixed_last_n, check_batch_size=exp.run.batch_size,
+                           fixed_batch=q.fixed_batch)
 
 
 def _manifest(exp, dataset, source, calibration, artifacts, devices) -> dict:

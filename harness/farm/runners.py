@@ -36,7 +36,10 @@ def run_on_device(spec, target, artifact: ModelArtifact, test: GroupedDataset, d
         return DeviceRun(variant=artifact.variant, target=target.name, delegate=delegate,
                          artifact_sha256=artifact.sha256, logits=None,
                          error=f"profile: device {spec.name} ({spec.profile}): {refusal}")
-    artifact = profiles.prepare(spec, artifact, echo)
+    artifact = profiles.prepare(spec, artifact, echo, delegate=delegate)
+    if not artifact.ok:  # e.g. no Edge TPU model could be had: nothing is pushed
+        return DeviceRun(variant=artifact.variant, target=target.name, delegate=delegate,
+                         artifact_sha256=artifact.sha256, logits=None, error=f"prepare: {artifact.error}")
     if spec.runner == "benchmark_model":
         from harness import benchmark_model
 
@@ -46,7 +49,15 @@ def run_on_device(spec, target, artifact: ModelArtifact, test: GroupedDataset, d
     else:
         run = on_device.run_job(target, artifact, test, delegate, num_threads=num_threads,
                                 batch_size=batch_size, runtime=runtime, progress=progress)
-    return _naming_device(run, spec.name)
+    return _with_compiler_report(_naming_device(run, spec.name), artifact)
+
+
+def _with_compiler_report(run: DeviceRun, artifact: ModelArtifact) -> DeviceRun:
+    """An Edge TPU compiler's per-op statuses join the job's execution plan (placement.csv)."""
+    report = (artifact.recipe or {}).get("edgetpu")
+    if not report or not report.get("ops") or not run.ok:
+        return run
+    return dataclasses.replace(run, execution_plan={**dict(run.execution_plan or {}), "compiler": report})
 
 
 def _naming_device(run: DeviceRun, device: str) -> DeviceRun:

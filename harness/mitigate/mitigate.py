@@ -42,12 +42,12 @@ from harness.errors import ConfigError, ConversionError, ModelError, ResultsErro
 from harness.mitigate import job as jobfiles
 from harness.mitigate.job import QatJob, QatResult
 from harness.mitigate.options import MitigationOptions
+from harness.evaluate import quantize_options
 from harness.records import ModelArtifact
 
 if TYPE_CHECKING:
     from harness.config import Experiment
     from harness.evaluate import ModelSource
-    from harness.quantize.options import QuantizeOptions
     from harness.records import GroupedDataset
 
 log = logging.getLogger(__name__)
@@ -117,18 +117,6 @@ def mitigation_experiment(exp: "Experiment", options: MitigationOptions) -> "Exp
             wanted.append(name)
     return replace(exp, quantize=replace(exp.quantize, variants=tuple(wanted)))
 
-
-def quantize_options(exp: "Experiment") -> "QuantizeOptions":
-    """The QuantizeOptions ``evaluate.build_variants`` uses for ``exp`` (so recipes match)."""
-    from harness.quantize.options import QuantizeOptions
-
-    q = exp.quantize
-    return QuantizeOptions(calibration_size=q.calibration_size, calibration_strategy=q.calibration_strategy,
-                           seed=q.seed, mixed_layers_regex=q.mixed_layers_regex or None,
-                           mixed_last_n=q.mixed_last_n, check_batch_size=exp.run.batch_size)
-
-
-# -- QAT ------------------------------------------------------------------------------------------
 
 def build_qat_variants(exp, dataset, source, calibration, options: MitigationOptions, echo):
     """(artifacts int8-qat/mixed-qat/fp32-qat, QatResult, KeepPlan, from cache?) for ``source``."""

@@ -62,7 +62,7 @@ OUTPUT_TAIL_CHARS = 2000       # runner output quoted in errors: enough for a tr
 
 
 @dataclass
-class _Transfer:
+class Transfer:
     """Bytes and seconds spent moving files for one job (mutable while the job runs)."""
 
     pushed: dict[str, int] = field(default_factory=dict)
@@ -100,8 +100,8 @@ def run_job(target: Target, artifact: ModelArtifact, test: GroupedDataset, deleg
     """
     if not artifact.ok:
         return _failed(target, artifact, delegate, artifact.error)
-    model_path = _checked_model(artifact)
-    transfer = _Transfer()
+    model_path = checked_model(artifact)
+    transfer = Transfer()
     with tempfile.TemporaryDirectory(prefix="qskew-job-") as tmp:
         start = time.perf_counter()
         runner = ensure_runner(target, transfer)
@@ -123,12 +123,12 @@ def default_timeout_s(n_samples: int) -> float:
     return BASE_TIMEOUT_S + PER_SAMPLE_TIMEOUT_S * n_samples
 
 
-def _checked_model(artifact: ModelArtifact) -> Path:
+def checked_model(artifact: ModelArtifact) -> Path:
     """The artifact's .tflite file, checked against its recorded sha256."""
     path = Path(artifact.path) if artifact.path is not None else None
     if path is None or not path.is_file():
         raise ArtifactError(f"variant {artifact.variant!r}: model file {path} does not exist")
-    actual = _sha256_file(path)
+    actual = sha256_file(path)
     if actual != artifact.sha256:
         raise ArtifactError(f"variant {artifact.variant!r}: {path} has sha256 {actual}, "
                             f"not the recorded {artifact.sha256} (changed on disk?)")
@@ -152,7 +152,7 @@ def _job_id(model_sha: str, inputs_sha: str, job: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:JOB_ID_CHARS]
 
 
-def ensure_runner(target: Target, transfer: _Transfer) -> str:
+def ensure_runner(target: Target, transfer: Transfer) -> str:
     """Put the runner files on the device (once per version); returns the remote run.py path."""
     digest = hashlib.sha256()
     files = []
@@ -162,12 +162,12 @@ def ensure_runner(target: Target, transfer: _Transfer) -> str:
         files.append((name, hashlib.sha256(data).hexdigest()))
     remote_dir = posixpath.join(target.workdir, "runner", digest.hexdigest(), "device_runner")
     for name, sha in files:
-        pushed = _push_verified(target, RUNNER_DIR / name, sha, posixpath.join(remote_dir, name))
+        pushed = push_verified(target, RUNNER_DIR / name, sha, posixpath.join(remote_dir, name))
         transfer.pushed["runner"] = transfer.pushed.get("runner", 0) + pushed
     return posixpath.join(remote_dir, "run.py")
 
 
-def push_inputs(target: Target, test: GroupedDataset, transfer: _Transfer) -> tuple[str, str]:
+def push_inputs(target: Target, test: GroupedDataset, transfer: Transfer) -> tuple[str, str]:
     """Write test.x (storage dtype) once to the host cache and push it; returns (remote, sha256)."""
     local, sha = _inputs_file(test)
     return push_file(target, local, sha, "inputs", ".npy", transfer), sha
@@ -206,14 +206,14 @@ def _write_inputs_file(test: GroupedDataset) -> tuple[Path, str]:
 
 
 def push_file(target: Target, local: Path, sha: str, kind: str, suffix: str,
-              transfer: _Transfer) -> str:
+              transfer: Transfer) -> str:
     """Push ``local`` to <workdir>/cache/<sha><suffix> unless it is there; returns the remote path."""
     remote = posixpath.join(target.workdir, "cache", sha + suffix)
-    transfer.pushed[kind] = transfer.pushed.get(kind, 0) + _push_verified(target, local, sha, remote)
+    transfer.pushed[kind] = transfer.pushed.get(kind, 0) + push_verified(target, local, sha, remote)
     return remote
 
 
-def _push_verified(target: Target, local: Path, sha: str, remote: str) -> int:
+def push_verified(target: Target, local: Path, sha: str, remote: str) -> int:
     """Push unless ``remote`` already holds these bytes; verify after a push. Returns bytes pushed."""
     size = local.stat().st_size
     existing = target.stat(remote)
@@ -230,7 +230,7 @@ def _push_verified(target: Target, local: Path, sha: str, remote: str) -> int:
 
 
 def write_job(target: Target, job: Mapping[str, Any], job_id: str, tmp: Path,
-              transfer: _Transfer) -> str:
+              transfer: Transfer) -> str:
     """Push job.json into <workdir>/jobs/<job id>/; returns that folder."""
     local = tmp / protocol.JOB_FILE
     local.write_text(protocol.dumps(dict(job)) + "\n")
@@ -271,7 +271,7 @@ def start_runner(target: Target, runner: str, job_dir: str, timeout_s: float,
     return proc
 
 
-def pull_outcome(target: Target, job_dir: str, proc, tmp: Path, transfer: _Transfer) -> _RunnerOutcome:
+def pull_outcome(target: Target, job_dir: str, proc, tmp: Path, transfer: Transfer) -> _RunnerOutcome:
     """Pull result.json (and outputs.npy when the job succeeded) from the job folder."""
     output = proc.stdout + proc.stderr
     start = time.perf_counter()
@@ -290,14 +290,14 @@ def pull_outcome(target: Target, job_dir: str, proc, tmp: Path, transfer: _Trans
     return _RunnerOutcome(result, raw, output)
 
 
-def _pull_result(target: Target, job_dir: str, proc, tmp: Path, transfer: _Transfer,
+def _pull_result(target: Target, job_dir: str, proc, tmp: Path, transfer: Transfer,
                  output: str) -> dict:
     remote = posixpath.join(job_dir, protocol.DEFAULT_RESULT)
     if target.stat(remote) is None:
         raise _with_output(RunnerError(f"runner exited {proc.returncode} without writing {remote}: "
                                        f"{_tail(output)}", target.name), output)
     local = tmp / protocol.DEFAULT_RESULT
-    _pull_verified(target, remote, local, None, transfer)
+    pull_verified(target, remote, local, None, transfer)
     try:
         result = json.loads(local.read_text())
     except ValueError as exc:
@@ -309,23 +309,23 @@ def _pull_result(target: Target, job_dir: str, proc, tmp: Path, transfer: _Trans
 
 
 def _pull_array(target: Target, remote: str, sha: str | None, tmp: Path,
-                transfer: _Transfer) -> np.ndarray:
+                transfer: Transfer) -> np.ndarray:
     local = tmp / posixpath.basename(remote)
-    _pull_verified(target, remote, local, sha, transfer)
+    pull_verified(target, remote, local, sha, transfer)
     try:
         return np.load(local, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise RunnerError(f"runner wrote an unreadable {remote}: {exc}", target.name) from exc
 
 
-def _pull_verified(target: Target, remote: str, local: Path, sha: str | None,
-                   transfer: _Transfer) -> None:
+def pull_verified(target: Target, remote: str, local: Path, sha: str | None,
+                  transfer: Transfer) -> None:
     """Pull ``remote`` and trust it only if its bytes hash to ``sha`` (the runner's record) or,
     when the runner recorded none, to the device copy's own sha256."""
     target.pull(remote, local)
     transfer.bytes_pulled += local.stat().st_size
     expected = sha or target.sha256(remote)
-    got = _sha256_file(local)
+    got = sha256_file(local)
     if got != expected:
         source = "the runner recorded" if sha else "the device copy has"
         raise TargetError(f"pulled {remote}, but the copy has sha256 {got}; {source} {expected}",
@@ -333,7 +333,7 @@ def _pull_verified(target: Target, remote: str, local: Path, sha: str | None,
 
 
 def build_run(target: Target, artifact: ModelArtifact, test: GroupedDataset, delegate: str,
-              outcome: _RunnerOutcome, transfer: _Transfer, run_s: float) -> DeviceRun:
+              outcome: _RunnerOutcome, transfer: Transfer, run_s: float) -> DeviceRun:
     """The DeviceRun for a finished job: dequantized logits, or the runner's error."""
     result = outcome.result
     timings = dict(result.get("timings") or {})
@@ -404,7 +404,7 @@ def _tail(text: str) -> str:
     return text if len(text) <= OUTPUT_TAIL_CHARS else "..." + text[-OUTPUT_TAIL_CHARS:]
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -1,0 +1,73 @@
+"""Fixtures for the benchmark_model runner kind: tiny real models, a test set, artifacts, the
+Python runner's logits to compare with, and a two-output int8 model for output splitting."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.records import GroupedDataset, ModelArtifact, Preprocess
+from support import tiny_models as tiny
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+N_SAMPLES = 150  # 64 + 64 + 22 with batch 64: two full batches and a partial one
+HOSTILE_NAME = "wd 'a\"b $(touch pwned) ;touch pwned2; `touch pwned3`, x:y"
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory) -> dict[str, Path]:
+    return tiny.build_models(tmp_path_factory.getbasetemp() / "tiny-tflite-models")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("QSKEW_CACHE_DIR", str(tmp_path / "host-cache"))
+
+
+def make_set(n: int, seed: int = 3, name: str = "tiny") -> GroupedDataset:
+    return GroupedDataset(
+        name=name, ids=np.array([f"s{i}" for i in range(n)]), x=tiny.make_inputs(n, seed=seed),
+        y=np.arange(n) % tiny.NUM_CLASSES, group=np.array(["a", "b"] * (n // 2) + ["a"] * (n % 2)),
+        split=np.array(["test"] * n), num_classes=tiny.NUM_CLASSES,
+        preprocess=Preprocess(scale=tiny.PREPROCESS_SCALE, offset=0.0))
+
+
+@pytest.fixture(scope="session")
+def test_set() -> GroupedDataset:
+    return make_set(N_SAMPLES)
+
+
+def artifact(path: Path, variant: str = "v") -> ModelArtifact:
+    data = Path(path).read_bytes()
+    return ModelArtifact(variant=variant, path=Path(path), sha256=hashlib.sha256(data).hexdigest(),
+                         size_bytes=len(data), inputs=(), outputs=(), recipe={})
+
+
+@pytest.fixture(scope="session")
+def two_output_model(tmp_path_factory) -> Path:
+    """A full-integer (int8 in, two int8 outputs with different scales) Keras model."""
+    path = tmp_path_factory.getbasetemp() / "two-output-int8.tflite"
+    if path.is_file():
+        return path
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(1)
+    inp = keras.Input(tiny.IMAGE_SHAPE)
+    x = keras.layers.Flatten()(keras.layers.Conv2D(3, 3, activation="relu")(inp))
+    # logits listed second: the interpreter then reports them as output 0 (the tests check it)
+    model = keras.Model(inp, [keras.layers.Dense(3)(x) * 7.0, keras.layers.Dense(tiny.NUM_CLASSES)(x)])
+    calib = tiny.make_inputs(16, seed=5).astype(np.float32) * np.float32(tiny.PREPROCESS_SCALE)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([row[None]] for row in calib)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    path.write_bytes(conv.convert())
+    return path

@@ -1,0 +1,188 @@
+"""harness/benchmark_model.py: delegate flags, and reading the binary's log (timings, delegates).
+
+The log texts below follow benchmark_model's own wording (tflite/tools/benchmark/
+benchmark_tflite_model.cc and benchmark_model.cc, read with the search tool).
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from harness import benchmark_model as bm
+from harness.errors import ConfigError
+from harness.records import TensorIO
+
+
+@pytest.mark.parametrize("spec, flags", [
+    ("xnnpack", ("--use_xnnpack=true",)),
+    ("builtin", ("--use_xnnpack=false",)),
+    ("gpu", ("--use_gpu=true",)),
+    ("hexagon", ("--use_hexagon=true",)),
+    ("nnapi", ("--use_nnapi=true",)),
+    ("nnapi:qti-dsp", ("--use_nnapi=true", "--nnapi_accelerator_name=qti-dsp")),
+    ("external:/vendor/lib/libfoo.so",
+     ("--use_xnnpack=false", "--external_delegate_path=/vendor/lib/libfoo.so")),
+    ("external:/d/libfoo.so,cache=1,mode=fast",
+     ("--use_xnnpack=false", "--external_delegate_path=/d/libfoo.so",
+      "--external_delegate_options=cache:1;mode:fast")),
+    ("edgetpu", ("--use_xnnpack=false", "--external_delegate_path=libedgetpu.so.1")),
+    ("edgetpu:usb", ("--use_xnnpack=false", "--external_delegate_path=libedgetpu.so.1",
+                     "--external_delegate_options=device:usb")),
+])
+def test_delegate_flags(spec, flags):
+    assert bm.delegate_flags(spec) == flags
+
+
+def test_reference_kernels_have_no_flag_and_builtin_is_named_instead():
+    with pytest.raises(bm.UnsupportedDelegate, match="reference kernels") as err:
+        bm.delegate_flags("reference")
+    assert "`builtin`" in str(err.value) and "closest CPU baseline" in str(err.value)
+
+
+def test_options_the_registrar_would_split_are_refused():
+    # "device:usb:0" splits in three and the registrar silently drops it
+    with pytest.raises(bm.UnsupportedDelegate, match="usb:0"):
+        bm.delegate_flags("edgetpu:usb:0")
+    with pytest.raises(bm.UnsupportedDelegate, match="exactly key:value"):
+        bm.delegate_flags("external:/x.so,a=b;c")
+
+
+def test_a_malformed_spec_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown delegate"):
+        bm.delegate_flags("tpu")
+
+
+def test_applied_names_match_what_signoff_compares():
+    assert bm.applied_name("xnnpack") == "xnnpack"
+    assert bm.applied_name("external:/d/libfoo.so,cache=1") == "external:/d/libfoo.so"
+    assert bm.applied_name("nnapi:qti-dsp") == "nnapi:qti-dsp"
+    assert bm.applied_name("edgetpu:usb") == "edgetpu"
+
+
+def _io(dtype, shape, signature, scale=0.0, zero_point=0, name="t"):
+    return TensorIO(name=name, index=0, dtype=dtype, shape=tuple(shape), shape_signature=tuple(signature),
+                    scale=scale, zero_point=zero_point)
+
+
+def test_batch_size_comes_from_the_model():
+    dynamic = _io("int8", (1, 8, 8, 1), (-1, 8, 8, 1))
+    assert bm.choose_batch(dynamic, 64, 150) == (64, True)
+    assert bm.choose_batch(dynamic, 64, 10) == (10, True)
+    assert bm.choose_batch(_io("float32", (4, 8, 8, 1), (4, 8, 8, 1)), 64, 150) == (4, False)
+
+
+def _batches(counts, fed):
+    out, start = [], 0
+    for i, m in enumerate(counts):
+        out.append(bm.Batch(i, start, m, fed if fed else m, "0" * 64, None))
+        start += m
+    return out
+
+
+def test_split_outputs_several_outputs_dynamic_batch():
+    logits = _io("int8", (1, 3), (-1, 3), 0.5, -2)
+    extra = _io("float32", (1, 2), (-1, 2))
+    batches = _batches([2, 1], None)
+    rows = [(np.array([[1, 2, 3], [4, 5, 6]], np.int8), np.array([[.5, 1.5], [2.5, 3.5]], np.float32)),
+            (np.array([[7, 8, 9]], np.int8), np.array([[4.5, 5.5]], np.float32))]
+    data = b"".join(a.tobytes() + b.tobytes() for a, b in rows)  # per batch: output 0, then output 1
+    first, second = bm.split_outputs(data, [logits, extra], True, batches)
+    assert first.dtype == np.int8 and first.tolist() == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    assert second.dtype == np.float32 and second.tolist() == [[.5, 1.5], [2.5, 3.5], [4.5, 5.5]]
+    with pytest.raises(ValueError, match="34 bytes, but the model.s 2 output.s. take 33 bytes"):
+        bm.split_outputs(data + b"\0", [logits, extra], True, batches)
+
+
+def test_split_outputs_fixed_batch_drops_the_padding():
+    out = _io("float32", (4, 2), (4, 2))
+    batches = _batches([4, 1], 4)  # 5 samples: 4, then 1 padded to 4
+    data = np.arange(16, dtype=np.float32).tobytes()
+    (got,) = bm.split_outputs(data, [out], False, batches)
+    assert got.tolist() == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+
+
+LOG = """\
+INFO: STARTING!
+INFO: Log parameter values verbosely: [0]
+INFO: Graph: [0d1f.tflite]
+INFO: Loaded model 0d1f.tflite
+INFO: Created TensorFlow Lite XNNPACK delegate for CPU.
+INFO: Explicitly applied XNNPACK delegate, and the model graph will be partially executed by the delegate w/ 3 delegate kernels.
+INFO: The input model file size (MB): 4.21
+INFO: Initialized session in 151.2ms.
+INFO: Running benchmark for at least 0 iterations and at least 0 seconds but terminate if exceeding 150 seconds.
+INFO: count=0
+INFO: Running benchmark for at least 1 iterations and at least 0 seconds but terminate if exceeding 150 seconds.
+INFO: count=1 curr=1234567
+INFO: Inference timings in us: Init: 151200, First inference: 0, Warmup (avg): 0, Inference (avg): 1.23457e+06
+"""
+
+
+def test_split_log_and_timings():
+    text = (f"{bm.BATCH_MARK} 0\n{LOG}{bm.EXIT_MARK} 0 0\n"
+            f"{bm.BATCH_MARK} 1\nFATAL: The size of x.raw is 3 bytes. It should be 4 bytes.{bm.EXIT_MARK} 1 134\n")
+    sections = bm.split_log(text)
+    assert [(i, rc) for i, rc, _ in sections] == [(0, 0), (1, 134)]
+    assert sections[1][2] == "FATAL: The size of x.raw is 3 bytes. It should be 4 bytes."
+    t = bm.parse_timings(sections[0][2])
+    assert t == {"init_us": 151200.0, "first_inference_us": 0.0, "warmup_avg_us": 0.0,
+                 "inference_avg_us": 1234570.0}
+    assert bm.parse_timings(sections[1][2]) is None
+    assert bm.failure_stage(sections[1][2]) == "input"
+
+
+def test_timings_accept_nan_and_feed_latency():
+    nan_line = "INFO: Inference timings in us: Init: 10, First inference: 5, Warmup (avg): nan, Inference (avg): 250"
+    assert math.isnan(bm.parse_timings(nan_line)["warmup_avg_us"])
+    timings = bm.job_timings([LOG, nan_line], 100, bm.on_device.Transfer())
+    assert timings["per_batch_s"] == [1.23457, 0.00025] and timings["invocations"] == 2
+    assert timings["latency_ms_per_sample"] == pytest.approx(1000 * (1.23457 + 0.00025) / 100)
+    missing = bm.job_timings([LOG, "INFO: no timing here"], 100, bm.on_device.Transfer())
+    assert missing["timing_lines_missing"] == 1 and missing["latency_ms_per_sample"] is None
+
+
+@pytest.mark.parametrize("line, partitions, fully, applied", [
+    ("INFO: Explicitly applied XNNPACK delegate, and the model graph will be completely executed by the delegate.",
+     1, True, "xnnpack"),
+    ("INFO: Explicitly applied XNNPACK delegate, and the model graph will be partially executed by the delegate w/ 3 delegate kernels.",
+     3, False, "xnnpack"),
+    ("INFO: Though XNNPACK delegate is explicitly applied, the model graph will not be executed by the delegate.",
+     0, False, "none"),
+    ("INFO: Loaded model m.tflite", 0, False, "none"),  # no delegate applied explicitly
+])
+def test_delegate_log(line, partitions, fully, applied):
+    plan, name = bm.parse_delegate_log([line + "\n", line + "\n"], "xnnpack")
+    assert plan == {"available": True, "source": "benchmark_model log", "delegate_partitions": partitions,
+                    "fully_delegated": fully, "log_lines": [line] if "delegate" in line else []}
+    assert name == applied
+
+
+def test_delegate_log_of_nothing_is_unknown():
+    plan, name = bm.parse_delegate_log([], "xnnpack")
+    assert plan["available"] is False and plan["delegate_partitions"] is None and name == "unknown"
+
+
+def test_placement_reads_the_plan_as_a_whole_graph_statement():
+    from harness.placement import placement_rows
+
+    plan, _ = bm.parse_delegate_log([LOG], "xnnpack")
+    (row,) = placement_rows(("int8", "phone", "xnnpack"), plan)
+    assert row["source"] == "benchmark_model log" and row["on"] == "partial" and row["count"] == 3
+
+
+def test_runtime_version():
+    assert bm.runtime_version("INFO: qskew benchmark_model stand-in (not TFLite's binary): runtime "
+                              "ai_edge_litert 2.3.0\n") == "stand-in on ai_edge_litert 2.3.0"
+    assert bm.runtime_version(LOG) == "unknown"
+
+
+@pytest.mark.parametrize("text, stage", [
+    ("ERROR: Failed to apply GPU delegate.\nERROR: Benchmarking failed.", "delegate"),
+    ("ERROR: Failed to load delegate from /x.so: nope", "delegate"),
+    ("ERROR: Failed to allocate tensors!", "prepare"),
+    ("ERROR: Failed to load model m.tflite", "model_load"),
+    ("ERROR: Node number 3 (CONV_2D) failed to invoke.", "invoke"),
+])
+def test_failure_stage(text, stage):
+    assert bm.failure_stage(text) == stage

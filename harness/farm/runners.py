@@ -13,9 +13,11 @@ may turn the artifact into the one the accelerator needs (an Edge TPU compiled m
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Callable
 
 from harness import on_device
+from harness.errors import ConfigError
 from harness.records import DeviceRun, GroupedDataset, ModelArtifact
 
 
@@ -43,6 +45,8 @@ def run_on_device(spec, target, artifact: ModelArtifact, test: GroupedDataset, d
     if spec.runner == "benchmark_model":
         from harness import benchmark_model
 
+        _check_binary(spec)
+
         run = benchmark_model.run_job(target, artifact, test, delegate, binary=spec.benchmark_model,
                                       num_threads=num_threads, batch_size=batch_size,
                                       progress=progress)
@@ -58,6 +62,14 @@ def _with_compiler_report(run: DeviceRun, artifact: ModelArtifact) -> DeviceRun:
     if not report or not report.get("ops") or not run.ok:
         return run
     return dataclasses.replace(run, execution_plan={**dict(run.execution_plan or {}), "compiler": report})
+
+
+def _check_binary(spec) -> None:
+    from harness.farm.inventory import STANDIN_BINARY
+
+    if spec.benchmark_model != STANDIN_BINARY and not Path(spec.benchmark_model).is_file():
+        raise ConfigError(f"device {spec.name}: benchmark_model binary {spec.benchmark_model} does not "
+                          f"exist (download the build for the device's ABI and name it in the inventory)")
 
 
 def _naming_device(run: DeviceRun, device: str) -> DeviceRun:

@@ -83,8 +83,6 @@ def test_without_a_file_only_the_builtins(tmp_path, monkeypatch):
     ('[[device]]\nname = "a"\nreach = "local"\nrunner = "apk"', "unknown runner 'apk'"),
     ('[[device]]\nname = "a"\nreach = "local"\nport = 1', "unknown key(s) ['port']"),
     ('[[device]]\nname = "a"\nreach = "local"\nrunner = "benchmark_model"', "needs benchmark_model ="),
-    ('[[device]]\nname = "a"\nreach = "local"\nrunner = "benchmark_model"\nbenchmark_model = "nope/bm"',
-     "benchmark_model binary"),
     ('[[device]]\nname = "a"\nreach = "local"\nbenchmark_model = "standin"', "only applies to runner"),
     ('[[device]]\nname = "a"\nreach = "local"\nprofile = "tpu"', "unknown profile 'tpu'"),
     ('[[device]]\nreach = "local"', "needs a name"),

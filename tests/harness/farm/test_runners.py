@@ -32,3 +32,15 @@ def test_delegate_errors_name_the_device_once():
     assert named.error == "delegate: libedgetpu.so.1 failed to load (on device coral)"
     assert _naming_device(named, "coral").error == named.error
     assert _naming_device(_run("invoke: boom"), "coral").error == "invoke: boom"
+
+
+def test_a_missing_benchmark_model_binary_is_named_before_anything_runs(tmp_path):
+    import pytest
+
+    from harness.errors import ConfigError
+    from harness.farm.inventory import DeviceSpec
+    from harness.farm.runners import run_on_device
+
+    spec = DeviceSpec("phone", "local", runner="benchmark_model", benchmark_model=str(tmp_path / "bm"))
+    with pytest.raises(ConfigError, match=r"device phone: benchmark_model binary .*bm does not exist"):
+        run_on_device(spec, None, _artifact({}), None, "xnnpack")

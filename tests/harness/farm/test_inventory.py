@@ -108,7 +108,9 @@ def test_the_shipped_example_inventory_loads():
 
     example = Path(__file__).resolve().parents[3] / "examples" / "devices.toml"
     inv = inventory.load_inventory(example)
-    assert [d.name for d in inv.select(["accelerator=none"])] == ["pixel7", "rpi4", "old-board"]
+    assert [d.name for d in inv.select(["accelerator=none"])] == ["pixel7", "rpi4", "old-board", "sim-phone"]
+    assert [d.name for d in inv.select(["runner=benchmark_model"])] == ["galaxy-s23", "sim-phone"]
+    assert inv.get("coral").profile == "edgetpu"
     assert inv.get("old-board").python.endswith(".venv-board/bin/python")
 
 

@@ -15,9 +15,14 @@ DELEGATES = ["xnnpack", "reference", "builtin"]
 
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory):
-    out = tmp_path_factory.mktemp("delegates") / "run"
+    folder = tmp_path_factory.mktemp("delegates")
+    out = folder / "run"
+    # a simulated device of its own: other tests count what reaches the built-in one's file system
+    (folder / "devices.toml").write_text('[[device]]\nname = "simulated"\nreach = "simulated"\n'
+                                         'workdir = "data/local/tmp/qskew-delegates"\n')
     code = cli.main(["compare-delegates", "--delegates", ",".join(DELEGATES), "--device", "local",
-                     "--device", "simulated", "--repeat", "2", "--out", str(out), "--no-progress"])
+                     "--device", "simulated", "--devices", str(folder / "devices.toml"),
+                     "--repeat", "2", "--out", str(out), "--no-progress"])
     assert code == 0
     return out
 

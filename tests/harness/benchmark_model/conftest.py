@@ -1,16 +1,15 @@
-"""Fixtures for the benchmark_model runner kind: tiny real models, a test set, artifacts, the
-Python runner's logits to compare with, and a two-output int8 model for output splitting."""
+"""Fixtures for the benchmark_model runner kind: tiny real models, test sets, a hostile name and a
+two-output int8 model for output splitting."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from harness.records import GroupedDataset, ModelArtifact, Preprocess
+from harness.records import GroupedDataset, Preprocess
 from support import tiny_models as tiny
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -29,6 +28,11 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("QSKEW_CACHE_DIR", str(tmp_path / "host-cache"))
 
 
+@pytest.fixture(scope="session")
+def hostile_name() -> str:
+    return HOSTILE_NAME
+
+
 def make_set(n: int, seed: int = 3, name: str = "tiny") -> GroupedDataset:
     return GroupedDataset(
         name=name, ids=np.array([f"s{i}" for i in range(n)]), x=tiny.make_inputs(n, seed=seed),
@@ -42,10 +46,10 @@ def test_set() -> GroupedDataset:
     return make_set(N_SAMPLES)
 
 
-def artifact(path: Path, variant: str = "v") -> ModelArtifact:
-    data = Path(path).read_bytes()
-    return ModelArtifact(variant=variant, path=Path(path), sha256=hashlib.sha256(data).hexdigest(),
-                         size_bytes=len(data), inputs=(), outputs=(), recipe={})
+@pytest.fixture(scope="session")
+def small_set():
+    """A test set of ``n`` samples (a fixed-batch model runs one process per 4 samples)."""
+    return make_set
 
 
 @pytest.fixture(scope="session")

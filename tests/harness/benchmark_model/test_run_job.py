@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -13,13 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import HOSTILE_NAME, N_SAMPLES, artifact, make_set
 from harness import benchmark_model as bm
 from harness import on_device
 from harness.errors import RunnerError
+from harness.records import ModelArtifact
 from harness.targets.local import LocalTarget
 
 BATCH = 64
+N_SAMPLES = 150  # the test_set fixture: 64 + 64 + 22
+
+
+def artifact(path: Path, variant: str = "v") -> ModelArtifact:
+    data = Path(path).read_bytes()
+    return ModelArtifact(variant=variant, path=Path(path), sha256=hashlib.sha256(data).hexdigest(),
+                         size_bytes=len(data), inputs=(), outputs=(), recipe={})
 
 
 def bm_run(target, model, test, delegate, binary="standin", **kw):
@@ -53,8 +61,8 @@ def test_logits_are_identical_to_the_python_runner(variant, delegate, models, te
     assert len(run.timings["per_batch_s"]) == 3 and run.timings["latency_ms_per_sample"] > 0
 
 
-def test_a_fixed_batch_model_pads_its_last_batch(models, tmp_path):
-    test = make_set(10)
+def test_a_fixed_batch_model_pads_its_last_batch(models, small_set, tmp_path):
+    test = small_set(10)
     target = LocalTarget(tmp_path / "device")
     run = bm_run(target, models["fixed4"], test, "xnnpack")
     ref = py_run(target, models["fixed4"], test, "xnnpack")
@@ -167,11 +175,11 @@ def test_an_output_of_the_wrong_size_names_the_device_and_the_file(models, test_
                          "but the model's 1 output(s) take 1500 bytes for 3 batch(es)")
 
 
-def test_hostile_work_folder_and_model_path(models, test_set, tmp_path, monkeypatch):
+def test_hostile_work_folder_and_model_path(models, test_set, hostile_name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    hostile = tmp_path / HOSTILE_NAME
+    hostile = tmp_path / hostile_name
     hostile.mkdir()
-    model = hostile / f"{HOSTILE_NAME}.tflite"
+    model = hostile / f"{hostile_name}.tflite"
     shutil.copy(models["int8"], model)
     target = LocalTarget(hostile / "device")
     run = bm_run(target, model, test_set, "xnnpack")
@@ -180,18 +188,18 @@ def test_hostile_work_folder_and_model_path(models, test_set, tmp_path, monkeypa
     assert not [p for p in tmp_path.rglob("pwned*")] and not Path("pwned").exists()
 
 
-def test_every_argument_reaches_the_binary_unchanged(tmp_path):
+def test_every_argument_reaches_the_binary_unchanged(hostile_name, tmp_path):
     """The script's quoting: a program that records its argv stands in for the binary."""
     record = ("import json, sys\n"
               "out = [a for a in sys.argv[1:] if a.startswith('--output_filepath=')][0].split('=', 1)[1]\n"
               "open(out, 'wb').write(b'x')\n"
               "print(json.dumps(sys.argv[1:]))\n")
-    job = tmp_path / HOSTILE_NAME / "job"
+    job = tmp_path / hostile_name / "job"
     job.mkdir(parents=True)
-    args = [HOSTILE_NAME, "--input_layer=a b;$(touch pwned)", "--x='\"`touch pwned`\"'", "--y=\\n*?[a]", "--z=-n"]
+    args = [hostile_name, "--input_layer=a b;$(touch pwned)", "--x='\"`touch pwned`\"'", "--y=\\n*?[a]", "--z=-n"]
     b = bm.Batch(0, 0, 1, 1, "0" * 64, None)
     argv = [sys.executable, "-c", record, *args, f"--output_filepath={job / 'out' / '0.bin'}"]
-    script = bm.build_script(str(tmp_path / HOSTILE_NAME), str(job), [(b, argv)], 1)
+    script = bm.build_script(str(tmp_path / hostile_name), str(job), [(b, argv)], 1)
     proc = LocalTarget(tmp_path / "device").run(["sh", "-c", script], timeout_s=30, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     (_, _, text), = bm.split_log((job / bm.LOG_FILE).read_text())

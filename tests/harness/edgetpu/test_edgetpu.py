@@ -4,6 +4,8 @@ compile/precompiled paths (with the FAKE edgetpu_compiler: the real one cannot b
 import dataclasses
 import os
 
+import re
+
 import pytest
 
 from harness import edgetpu
@@ -85,7 +87,9 @@ def test_refusal_of_each_dynamic_batch_variant_says_why(dynamic_variants, varian
     if variant in ("int16x8", "mixed"):
         assert why.endswith("the Edge TPU runs 8-bit integer models only")
     if variant in ("fp32", "dynamic", "float16"):
-        assert "input 'serving_default_keras_tensor:0' is float32" in why and "use the int8 variant" in why
+        # Keras numbers its tensors per process: the input's name depends on what ran before
+        assert re.search(r"input 'serving_default_keras_tensor(_\d+)?:0' is float32", why), why
+        assert "use the int8 variant" in why
     if variant == "int8":
         assert "[-1, 8, 8, 1]" in why and "fixed_batch = 1" in why
 

@@ -3,7 +3,6 @@ compile/precompiled paths (with the FAKE edgetpu_compiler: the real one cannot b
 
 import dataclasses
 import os
-
 import re
 
 import pytest

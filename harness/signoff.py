@@ -328,7 +328,8 @@ def _applied(requested: str, applied: Any) -> bool | None:
         return True
     if applied in (None, "", "unknown"):
         return None
-    return str(applied) == requested.split(",")[0]
+    # runners name an Edge TPU "edgetpu" whatever device option was asked for ("edgetpu:usb")
+    return str(applied) in (requested.split(",")[0], requested.split(":", 1)[0])
 
 
 def _jobs_rule(runs: list[dict]) -> RuleResult:

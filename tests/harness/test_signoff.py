@@ -211,3 +211,12 @@ def test_cli_json_prints_the_saved_verdict(run_dir, tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed == read_signoff(run_dir) and printed["verdict"] == "PASS"
     assert [r["rule"] for r in printed["rules"]][-1] == "jobs_completed"
+
+
+def test_a_delegate_counts_as_applied_by_its_kind_or_its_full_name():
+    from harness.signoff import _applied
+
+    assert _applied("edgetpu:usb", "edgetpu") is True
+    assert _applied("nnapi:qti-dsp", "nnapi:qti-dsp") is True
+    assert _applied("external:/v/libx.so,cache=1", "external:/v/libx.so") is True
+    assert _applied("edgetpu:usb", "none") is False and _applied("gpu", "unknown") is None

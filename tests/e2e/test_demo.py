@@ -7,11 +7,9 @@ seconds once the small CNN is trained (which itself takes a few seconds on 2 cor
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from harness import cli, results
 from harness.paths import cache_dir

@@ -3,7 +3,6 @@
 import os
 import socket
 import stat
-import time
 
 import pytest
 from adb_shell import exceptions as adb_exc

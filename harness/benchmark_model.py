@@ -489,7 +489,7 @@ def build_run(target: Target, artifact: ModelArtifact, test: GroupedDataset, del
         text = next((t for i, _, t in sections if i == index), "")
         return DeviceRun(logits=None, error=(
             f"{failure_stage(text)}: benchmark_model exited {status} on batch {index} (samples "
-            f"{b.start}..{b.start + b.count - 1}) on device {target.name}: {_tail(text)}"), **common)
+            f"{b.start}..{b.start + b.count - 1}) on device {target.name}: {_why(text)}"), **common)
     try:
         arrays = split_outputs(outcome.data or b"", plan.outputs, plan.dynamic, plan.batches)
     except ValueError as exc:
@@ -616,6 +616,13 @@ def _failed(target: Target, artifact: ModelArtifact, delegate: str, error: str) 
     return DeviceRun(variant=artifact.variant, target=target.name, delegate=delegate,
                      artifact_sha256=artifact.sha256, logits=None, runtime="benchmark_model",
                      error=error)
+
+
+def _why(text: str) -> str:
+    """A failing invocation's ERROR/FATAL lines first (what went wrong), then its log's tail."""
+    errors = [line.strip() for line in (text or "").splitlines()
+              if line.startswith(("ERROR:", "FATAL:"))]
+    return ("; ".join(errors) + "\n" if errors else "") + "log: " + _tail(text)
 
 
 def _tail(text: str) -> str:

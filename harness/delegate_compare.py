@@ -29,6 +29,7 @@ Columns of :func:`delegate_table` (:data:`TABLE_COLUMNS`), one row per job x (ov
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Any, Sequence
 
 import numpy as np
@@ -36,6 +37,8 @@ import pandas as pd
 
 from harness.metrics.groups import BASELINE_DELEGATE, OVERALL, baseline_target
 from harness.results import RunData
+
+ERROR_LINES = 3  # a failed job's error in the printed table (the whole error is in delegates.csv)
 
 TABLE_COLUMNS: dict[str, str] = {
     "target": "str", "delegate": "str", "delegate_applied": "str", "status": "str", "error": "str",
@@ -121,8 +124,11 @@ def format_delegate_table(table: pd.DataFrame, variant: str) -> str:
         first = row.group == ""
         dev = _fit(row.target, 12) if first else ""
         dlg = _fit(row.delegate, 10) if first else ""
-        if row.status != "ok":
-            lines.append(f"{dev:12} {dlg:10} FAILED: {_fit(row.error, 70)}")
+        if row.status != "ok":  # the error's first line, wrapped below the delegate's name
+            why = textwrap.wrap("FAILED: " + row.error.splitlines()[0] if row.error else "FAILED",
+                                width=len(header) - 24, max_lines=ERROR_LINES, placeholder=" …")
+            lines += [f"{dev if i == 0 else '':12} {dlg if i == 0 else '':10} {part}"
+                      for i, part in enumerate(why)]
             continue
         lines.append(
             f"{dev:12} {dlg:10} {_fit('(all)' if first else row.group, 12):12} {row.n:>5} "
@@ -130,6 +136,10 @@ def format_delegate_table(table: pd.DataFrame, variant: str) -> str:
             f"{_pp(row.drop_delegate):>8} {_pct(row.flip_vs_ref):>9} {_g(row.max_abs_dlogit_vs_ref):>8} "
             f"{_g(row.latency_ms_per_sample, '.3f') if first else '':>7} "
             f"{_g(row.noise_max_abs_dlogit) if first else '':>9}")
+    ok = table[table.status == "ok"]
+    if len(ok) and (ok.baseline_target == "").all():
+        lines.append("no device finished the variant on the reference kernels, so the drop is not split and "
+                     "nothing is compared with them: add a device that can run them (e.g. --device local)")
     lines += ["drop_pp = accuracy drop vs FP32 (pp) = quant_pp (FP32 -> variant on reference kernels) "
               "+ deleg_pp (reference kernels -> delegate)",
               "flip_ref%, max|Δz| = against the same variant on the CPU reference kernels; "

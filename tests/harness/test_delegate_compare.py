@@ -75,3 +75,15 @@ def test_the_report_section_shows_the_table_and_the_placement(run_dir):
     assert "FAILED: delegate: NNAPI is not available" in html
     assert "<td>10.00</td>" in html  # the GPU's minority flip rate vs the reference kernels, in %
     assert "Where the ops ran" not in html  # these synthetic jobs recorded no execution plan
+
+
+def test_without_any_reference_kernel_job_the_table_says_what_to_add(run_dir):
+    run = results.read_run(run_dir[0])
+    summary = {"runs": [r for r in run.summary["runs"] if r["delegate"] != "reference"]}
+    import dataclasses
+
+    table = delegate_table(dataclasses.replace(run, summary=summary), "int8")
+    assert (table[table.status == "ok"].baseline_target == "").all()
+    assert "add a device that can run them" in format_delegate_table(table, "int8")
+    long_error = table[table.status == "failed"].iloc[0].error
+    assert long_error.splitlines()[0][:40] in format_delegate_table(table, "int8")

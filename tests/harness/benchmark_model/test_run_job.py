@@ -105,6 +105,8 @@ def test_a_failing_batch_is_the_jobs_error_not_a_crash(models, test_set, tmp_pat
     assert not run.ok and run.logits is None
     assert run.error.startswith("delegate: benchmark_model exited 1 on batch 0 (samples 0..63) on device phone-1")
     assert "Failed to load delegate from /nonexistent/libdelegate.so" in run.error
+    first = run.error.splitlines()[0]  # the binary's ERROR lines lead, before the log
+    assert first.split("on device phone-1: ")[1].startswith("ERROR:")
     assert run.timings["invocations"] == 1  # stopped at the first failing batch
 
 

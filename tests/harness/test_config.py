@@ -78,3 +78,24 @@ def test_the_shipped_example_is_valid():
 
     exp = config.load(Path(__file__).resolve().parents[2] / "examples" / "digits.toml")
     assert exp.name == "digits" and exp.run.delegates == ("xnnpack", "reference")
+
+
+def test_the_shipped_edgetpu_example_is_valid_and_selects_the_coral():
+    from pathlib import Path
+
+    from harness.farm.inventory import load_inventory
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    exp = config.load(examples / "edgetpu.toml")
+    assert (exp.quantize.fixed_batch, exp.run.repeat) == (1, 3)
+    chosen = load_inventory(examples / "devices.toml").select(exp.run.targets)
+    assert [d.name for d in chosen] == ["coral"] and chosen[0].profile == "edgetpu"
+
+
+@pytest.mark.parametrize("section, key, value, needle", [
+    ("run", "repeat", 0, "repeat must be >= 1"),
+    ("quantize", "fixed_batch", -1, "fixed_batch must be 0"),
+])
+def test_repeat_and_fixed_batch_are_checked(section, key, value, needle):
+    with pytest.raises(ConfigError, match=needle):
+        config.from_dict({section: {key: value}}, source="t")

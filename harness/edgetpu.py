@@ -446,7 +446,7 @@ def prepare(artifact: ModelArtifact, device: str,
         compiled = compiled_artifact(artifact, report)
     except QskewError as exc:
         error = f"device {device} (edgetpu): variant {artifact.variant!r}: {exc}"
-        log.warning("%s", error)
+        log.info("%s", error)  # the job's failure line says it to the user
         return dataclasses.replace(artifact, error=error)
     source = " ".join(filter(None, (report.source, report.compiler_version)))
     mapped = ("no operator log" if report.ops is None

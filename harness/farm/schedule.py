@@ -142,6 +142,13 @@ def _run_repeated(exp, dev, art, test, delegate, progress, echo):
     return dataclasses.replace(first, repeats=noise)
 
 
+def _stage(error: str | None) -> str:
+    """Where a job failed: before anything ran on the device (the device's profile refused the
+    variant, or the artifact it needs could not be made) or while running."""
+    kind = (error or "").split(":", 1)[0]
+    return kind if kind in ("profile", "prepare") else "run"
+
+
 def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f} %"
 
@@ -168,5 +175,5 @@ def _one_job(exp, dev, art, delegate, test, ref, writer, done, lock, bar, echo) 
             echo(f"  {art.variant} on {target.name}/{delegate}: {run.runtime} {run.runtime_version}, "
                  f"delegate applied: {run.delegate_applied}, batch {run.batch_size}")
         else:
-            writer.add_failure(art.variant, target.name, delegate, run.error, stage="run")
+            writer.add_failure(art.variant, target.name, delegate, run.error, stage=_stage(run.error))
             echo(f"  {art.variant} on {target.name}/{delegate}: FAILED ({run.error})")

@@ -77,7 +77,9 @@ order the jobs finished; every entry has every key (null where it does not apply
 
     variant, target, delegate   the job
     status                      "ok" or "failed"
-    stage                       where a failed job failed ("convert", "run", ...); null when ok
+    stage                       where a failed job failed: "convert", "profile" (the device's
+                                profile refused the variant), "prepare" (the model the device
+                                needs could not be made), "run"; null when ok
     error                       the error message of a failed job; null when ok
     artifact_sha256             sha256 of the .tflite file that ran
     runtime, runtime_version    the TFLite runtime the runner used (e.g. "ai_edge_litert", "2.3.0")

@@ -386,3 +386,13 @@ def test_placement_is_written_per_job_from_the_execution_plan(tmp_path):
 def test_a_run_without_placement_file_reads_as_none(written):
     (written[0] / results.PLACEMENT_FILE).unlink()
     assert results.read_run(written[0]).placement is None
+
+
+def test_a_run_written_before_fixed_batch_and_repeat_existed_can_be_resumed():
+    old = {"config": {"quantize": {"variants": ["int8"]}, "run": {"delegates": ["xnnpack"]}},
+           "dataset": {"sha256": "d"}, "model": {"sha256": "m"}}
+    new = {**old, "config": {"quantize": {"variants": ["int8"], "fixed_batch": 0},
+                             "run": {"delegates": ["xnnpack"], "repeat": 1, "targets": ["phone"]}}}
+    assert results.config_hash(new) == results.config_hash(old)
+    fixed = {**old, "config": {**new["config"], "quantize": {"variants": ["int8"], "fixed_batch": 1}}}
+    assert results.config_hash(fixed) != results.config_hash(old)  # another model: another run

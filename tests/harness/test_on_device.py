@@ -12,7 +12,7 @@ import pytest
 
 from harness.errors import CommandTimeout, ConfigError, ProtocolMismatch, RunnerError, TargetError
 from harness.on_device import run_job
-from harness.records import GroupedDataset, ModelArtifact, Preprocess
+from harness.records import GroupedDataset, ModelArtifact
 from harness.targets.local import LocalTarget
 from support import tiny_models as tiny
 from support.adb_sim import when
@@ -33,12 +33,7 @@ def private_cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def test_set() -> GroupedDataset:
-    n = N_SAMPLES
-    return GroupedDataset(
-        name="tiny", ids=np.array([f"s{i}" for i in range(n)]), x=tiny.make_inputs(n, seed=3),
-        y=np.arange(n) % tiny.NUM_CLASSES, group=np.array(["a", "b"] * (n // 2)),
-        split=np.array(["test"] * n), num_classes=tiny.NUM_CLASSES,
-        preprocess=Preprocess(scale=tiny.PREPROCESS_SCALE, offset=0.0))
+    return tiny.make_test_set(N_SAMPLES)
 
 
 def artifact(path: Path, variant: str = "v") -> ModelArtifact:

@@ -27,6 +27,17 @@ def make_inputs(n: int, seed: int = 0) -> np.ndarray:
     return ((base + ramp * (np.arange(n) % 3)[:, None, None, None]) % 256).astype(np.uint8)
 
 
+def make_test_set(n: int, seed: int = 3, name: str = "tiny"):
+    """A GroupedDataset of ``n`` test samples from :func:`make_inputs`, groups "a"/"b" alternating."""
+    from harness.records import GroupedDataset, Preprocess
+
+    return GroupedDataset(
+        name=name, ids=np.array([f"s{i}" for i in range(n)]), x=make_inputs(n, seed=seed),
+        y=np.arange(n) % NUM_CLASSES, group=np.array(["a", "b"] * (n // 2) + ["a"] * (n % 2)),
+        split=np.array(["test"] * n), num_classes=NUM_CLASSES,
+        preprocess=Preprocess(scale=PREPROCESS_SCALE, offset=0.0))
+
+
 def build_models(out_dir: Path) -> dict[str, Path]:
     """Convert the models into ``out_dir`` unless they are there already; name -> path."""
     paths = {name: out_dir / f"{name}.tflite" for name in MODEL_NAMES}

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.records import GroupedDataset, Preprocess
+from harness.records import GroupedDataset
 from support import tiny_models as tiny
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -33,23 +33,15 @@ def hostile_name() -> str:
     return HOSTILE_NAME
 
 
-def make_set(n: int, seed: int = 3, name: str = "tiny") -> GroupedDataset:
-    return GroupedDataset(
-        name=name, ids=np.array([f"s{i}" for i in range(n)]), x=tiny.make_inputs(n, seed=seed),
-        y=np.arange(n) % tiny.NUM_CLASSES, group=np.array(["a", "b"] * (n // 2) + ["a"] * (n % 2)),
-        split=np.array(["test"] * n), num_classes=tiny.NUM_CLASSES,
-        preprocess=Preprocess(scale=tiny.PREPROCESS_SCALE, offset=0.0))
-
-
 @pytest.fixture(scope="session")
 def test_set() -> GroupedDataset:
-    return make_set(N_SAMPLES)
+    return tiny.make_test_set(N_SAMPLES)
 
 
 @pytest.fixture(scope="session")
 def small_set():
     """A test set of ``n`` samples (a fixed-batch model runs one process per 4 samples)."""
-    return make_set
+    return tiny.make_test_set
 
 
 @pytest.fixture(scope="session")

@@ -210,3 +210,16 @@ class DeviceRun:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def latency_ms_per_sample(self) -> float | None:
+        """Invoke time per sample in ms: ``timings.latency_ms_per_sample`` if the on-device stage
+        set it, else the runner's per-batch invoke seconds ``per_batch_s`` summed over the number
+        of samples; None if neither is there (e.g. a failed job)."""
+        t = self.timings or {}
+        if t.get("latency_ms_per_sample") is not None:
+            return float(t["latency_ms_per_sample"])
+        per_batch = t.get("per_batch_s")
+        n = 0 if self.logits is None else len(self.logits)
+        if isinstance(per_batch, (list, tuple)) and per_batch and n:
+            return 1000.0 * float(sum(per_batch)) / n
+        return None

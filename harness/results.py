@@ -569,24 +569,10 @@ def _run_entry(run: DeviceRun, status: str, stage: str | None = None) -> dict:
         "stage": stage, "error": run.error, "artifact_sha256": run.artifact_sha256,
         "runtime": run.runtime or None, "runtime_version": run.runtime_version or None,
         "delegate_applied": run.delegate_applied or None, "batch_size": run.batch_size or None,
-        "latency_ms_per_sample": _latency_ms_per_sample(run), "timings": dict(run.timings),
+        "latency_ms_per_sample": run.latency_ms_per_sample(), "timings": dict(run.timings),
         "transfer": dict(run.transfer), "repeat": dict(run.repeats) or None,
     }
     return entry | {k: None for k in DISPARITY_COLUMNS if k not in entry}
-
-
-def _latency_ms_per_sample(run: DeviceRun) -> float | None:
-    """From the job's timings: ``latency_ms_per_sample`` if the on-device stage set it, else the
-    runner's per-batch invoke times ``per_batch_s`` (seconds) summed over the number of samples;
-    None if neither is there (e.g. a failed job)."""
-    t = run.timings or {}
-    if t.get("latency_ms_per_sample") is not None:
-        return float(t["latency_ms_per_sample"])
-    per_batch = t.get("per_batch_s")
-    n = 0 if run.logits is None else len(run.logits)
-    if isinstance(per_batch, (list, tuple)) and per_batch and n:
-        return 1000.0 * float(sum(per_batch)) / n
-    return None
 
 
 def _read_json(path: Path, required: bool, default: dict) -> dict:

@@ -46,7 +46,6 @@ def run_on_device(spec, target, artifact: ModelArtifact, test: GroupedDataset, d
         from harness import benchmark_model
 
         _check_binary(spec)
-
         run = benchmark_model.run_job(target, artifact, test, delegate, binary=spec.benchmark_model,
                                       num_threads=num_threads, batch_size=batch_size,
                                       progress=progress)

@@ -33,7 +33,7 @@ def repeat_noise(runs: Sequence[DeviceRun]) -> dict[str, Any]:
         z = np.asarray(r.logits, dtype=np.float64)
         diffs.append(float(np.max(np.abs(z - base))) if z.size else 0.0)
         flips.append(float(np.mean(z.argmax(axis=1) != base.argmax(axis=1))) if len(z) else 0.0)
-    latencies = [_latency(r) for r in ok]
+    latencies = [r.latency_ms_per_sample() for r in ok]
     known = np.array([x for x in latencies if x is not None], dtype=np.float64)
     median = float(np.median(known)) if known.size else None
     return {
@@ -46,12 +46,3 @@ def repeat_noise(runs: Sequence[DeviceRun]) -> dict[str, Any]:
         "latency_rel_spread": float((known.max() - known.min()) / median) if median else None,
     }
 
-
-def _latency(run: DeviceRun) -> float | None:
-    t = run.timings or {}
-    if t.get("latency_ms_per_sample") is not None:
-        return float(t["latency_ms_per_sample"])
-    per_batch = t.get("per_batch_s")
-    if per_batch and run.logits is not None and len(run.logits):
-        return 1000.0 * float(sum(per_batch)) / len(run.logits)
-    return None

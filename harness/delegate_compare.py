@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from harness.metrics.groups import BASELINE_DELEGATE, OVERALL, baseline_target
-from harness.results import RunData
+from harness.results import RunData, fit_cell
 
 ERROR_LINES = 3  # a failed job's error in the printed table (the whole error is in delegates.csv)
 
@@ -122,8 +122,8 @@ def format_delegate_table(table: pd.DataFrame, variant: str) -> str:
              header, "-" * len(header)]
     for row in table.itertuples(index=False):
         first = row.group == ""
-        dev = _fit(row.target, 12) if first else ""
-        dlg = _fit(row.delegate, 10) if first else ""
+        dev = fit_cell(row.target, 12) if first else ""
+        dlg = fit_cell(row.delegate, 10) if first else ""
         if row.status != "ok":  # the error's first line, wrapped below the delegate's name
             why = textwrap.wrap("FAILED: " + row.error.splitlines()[0] if row.error else "FAILED",
                                 width=len(header) - 24, max_lines=ERROR_LINES, placeholder=" …")
@@ -131,7 +131,7 @@ def format_delegate_table(table: pd.DataFrame, variant: str) -> str:
                       for i, part in enumerate(why)]
             continue
         lines.append(
-            f"{dev:12} {dlg:10} {_fit('(all)' if first else row.group, 12):12} {row.n:>5} "
+            f"{dev:12} {dlg:10} {fit_cell('(all)' if first else row.group, 12):12} {row.n:>5} "
             f"{100 * row.acc:6.1f} {_pp(row.acc_drop):>8} {_pp(row.drop_quantization):>8} "
             f"{_pp(row.drop_delegate):>8} {_pct(row.flip_vs_ref):>9} {_g(row.max_abs_dlogit_vs_ref):>8} "
             f"{_g(row.latency_ms_per_sample, '.3f') if first else '':>7} "
@@ -157,8 +157,3 @@ def _pct(x: float) -> str:
 
 def _g(x: float, fmt: str = ".3g") -> str:
     return "n/a" if math.isnan(x) else format(x, fmt)
-
-
-def _fit(text: str, width: int) -> str:
-    text = str(text).replace("\n", " ")
-    return text if len(text) <= width else text[:width - 1] + "…"

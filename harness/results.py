@@ -156,8 +156,8 @@ SIGNOFF_FILE = "signoff.json"   # the last `qskew signoff` verdict
 SIGNOFF_JUNIT_FILE = "signoff-junit.xml"  # its JUnit XML when --junit names no other file
 ANALYSIS_FILE = "analysis.csv"            # `qskew analyze`: per model x group curvature (harness.analysis.tables)
 LAYERS_FILE = "layers.csv"                # `qskew analyze`: per variant x layer x group error
-SUGGESTION_FILE = "suggested-mixed.json"
-DELEGATES_FILE = "delegates.csv"          # `qskew compare-delegates`: its table (harness.delegate_compare)  # `qskew suggest-mixed`: the recipe, in its new run directory
+SUGGESTION_FILE = "suggested-mixed.json"  # `qskew suggest-mixed`: the recipe, in its new run directory
+DELEGATES_FILE = "delegates.csv"          # `qskew compare-delegates`: its table (harness.delegate_compare)
 REPORT_DIR = "report"           # `qskew report`: the HTML page and its PNG charts
 
 REFERENCE_JOB = ("reference", "host", "keras")  # (variant, target, delegate) of the FP32 reference rows
@@ -471,11 +471,11 @@ def format_table(metrics: "pd.DataFrame") -> str:
     lines = [header, "-" * len(header)]
     for row in sort_metrics(metrics).itertuples(index=False):
         overall = row.scope == OVERALL
-        job = [_fit(v, widths[k]) if overall else "" for k, v in
+        job = [fit_cell(v, widths[k]) if overall else "" for k, v in
                (("variant", row.variant), ("target", row.target), ("delegate", row.delegate))]
         n = f"{row.n}{'*' if row.small_group else ' '}"
         lines.append(
-            f"{job[0]:{wv}} {job[1]:{wt}} {job[2]:9} {_fit('(all)' if overall else row.group, 12):12} {n:>7} "
+            f"{job[0]:{wv}} {job[1]:{wt}} {job[2]:9} {fit_cell('(all)' if overall else row.group, 12):12} {n:>7} "
             f"{100 * row.acc_ref:8.1f} {100 * row.acc:6.1f} {100 * row.acc_drop:+8.2f} "
             f"{100 * row.flip_rate:6.1f} {row.excess_loss:+8.4f} {_ratio(row.logit_var, row.logit_var_ref):>6}")
     lines.append("drop_pp = acc_ref - acc in percentage points (positive: variant worse)")
@@ -493,12 +493,12 @@ def format_summary(summary: Mapping[str, Any]) -> str:
               f"{'psi_pp':>7} {'gap_ref':>7} {'gap':>6} {'ms/smp':>7}")
     lines = [header, "-" * len(header)]
     for r in runs:
-        job = f"{_fit(r['variant'], wv):{wv}} {_fit(r['target'], wt):{wt}} {_fit(r['delegate'], 9):9}"
+        job = f"{fit_cell(r['variant'], wv):{wv}} {fit_cell(r['target'], wt):{wt}} {fit_cell(r['delegate'], 9):9}"
         if r["status"] != "ok":
-            lines.append(f"{job} {_fit('FAILED (' + str(r['stage']) + '): ' + str(r['error']), 70)}")
+            lines.append(f"{job} {fit_cell('FAILED (' + str(r['stage']) + '): ' + str(r['error']), 70)}")
             continue
         lines.append(
-            f"{job} {_pp(r['overall_drop']):>8} {_fit(r['worst_group'] or '-', 12):12} "
+            f"{job} {_pp(r['overall_drop']):>8} {fit_cell(r['worst_group'] or '-', 12):12} "
             f"{_pp(r['worst_group_drop']):>8} {_pp(r['psi']):>7} {_pct(r['acc_gap_ref']):>7} "
             f"{_pct(r['acc_gap']):>6} {_num(r['latency_ms_per_sample'], '7.3f'):>7}")
     lines.append("drop, worst, psi: percentage points (positive: worse than FP32)")
@@ -710,8 +710,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _fit(text: str, width: int) -> str:
-    text = str(text)
+def fit_cell(text: str, width: int) -> str:
+    """``text`` on one line, cut to ``width`` characters (a cut ends in "~") for a table cell."""
+    text = str(text).replace("\n", " ")
     return text if len(text) <= width else text[: width - 1] + "~"
 
 

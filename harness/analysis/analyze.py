@@ -28,6 +28,7 @@ import numpy as np
 
 from harness.analysis import tables
 from harness.errors import ArtifactError, DatasetError, ModelError, QskewError
+from harness.results import fit_cell
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -335,11 +336,11 @@ def format_analysis(analysis: "pd.DataFrame") -> str:
     lines = [header, "-" * len(header)]
     for r in analysis.itertuples(index=False):
         if r.error:
-            lines.append(f"{_fit(r.variant, 10):10} {_fit(r.group, 12):12} {r.n:>5} not analyzed: {_fit(r.error, 60)}")
+            lines.append(f"{fit_cell(r.variant, 10):10} {fit_cell(r.group, 12):12} {r.n:>5} not analyzed: {fit_cell(r.error, 60)}")
             continue
         trace = f"{r.hessian_trace:.4g} +- {r.hessian_trace_se:.2g}" if np.isfinite(r.hessian_trace_se) \
             else f"{r.hessian_trace:.4g}"
-        lines.append(f"{_fit(r.variant, 10):10} {_fit(r.group, 12):12} {r.n:>5} {r.loss:8.4f} {r.excess_loss:+8.4f} "
+        lines.append(f"{fit_cell(r.variant, 10):10} {fit_cell(r.group, 12):12} {r.n:>5} {r.loss:8.4f} {r.excess_loss:+8.4f} "
                      f"{r.logit_variance:9.3f} {r.grad_norm:9.4g} {r.hessian_top_eig:10.4g} {trace:>18} "
                      f"{r.iterations:>3}")
     lines.append("variants other than 'reference': their dequantized WEIGHTS in the FP32 Keras model; "
@@ -358,14 +359,9 @@ def format_skew(skew: "pd.DataFrame", minority: str, majority: str, top: int = S
              header, "-" * len(header)]
     for variant, part in skew.groupby("variant", sort=True):
         for r in part.head(top).itertuples(index=False):
-            lines.append(f"{_fit(variant, 10):10} {_fit(r.layer, 16):16} {_fit(r.op, 16):16} "
+            lines.append(f"{fit_cell(variant, 10):10} {fit_cell(r.layer, 16):16} {fit_cell(r.op, 16):16} "
                          f"{r.snr_minority_db:8.2f} {r.snr_majority_db:8.2f} {r.snr_gap_db:+7.2f} "
                          f"{r.rmse_ratio:10.3f}")
     lines.append("snr: 10 log10(signal / error) of the layer's output vs FP32, dB (cumulative through the network); "
                  "gap = majority - minority")
     return "\n".join(lines)
-
-
-def _fit(text: Any, width: int) -> str:
-    text = str(text)
-    return text if len(text) <= width else text[: width - 1] + "~"

@@ -66,10 +66,11 @@ def check_device(spec: DeviceSpec, probe: ModelArtifact | None = None) -> Device
         free = free_bytes(target)
         probe = probe or probe_artifact()
         delegates, runtime = {}, ""
+        integer = None  # built once, for an Edge TPU (the only kind of model it takes)
         for delegate in spec.delegates or DEFAULT_DELEGATES:
             model = probe
             if delegate.split(":", 1)[0] == "edgetpu" or spec.profile == "edgetpu":
-                model = probe_artifact(full_integer=True)  # an Edge TPU takes only these
+                model = integer = integer or probe_artifact(full_integer=True)
             outcome, rt = _try_delegate(spec, target, model, delegate)
             delegates[delegate] = outcome
             runtime = runtime or rt

@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import posixpath
 import re
 import shlex
@@ -235,10 +234,9 @@ def plan_job(model_path: Path, test: GroupedDataset, batch_size: int) -> JobPlan
 
 def choose_batch(tin: TensorIO, wanted: int, n_samples: int) -> tuple[int, bool]:
     """(batch size, dynamic?): ``wanted`` (at most n) for a -1 batch dimension, else the model's."""
-    signature = tin.shape_signature or tin.shape
-    if signature and signature[0] == -1:
-        return max(1, min(int(wanted), n_samples)), True
-    return int(signature[0]) if signature else 1, False
+    from device_runner.run import choose_batch as runner_choice  # the Python runner's rule
+
+    return runner_choice({"shape_signature": list(tin.shape_signature or tin.shape)}, wanted, n_samples)
 
 
 def write_batches(test: GroupedDataset, tin: TensorIO, batch: int, dynamic: bool) -> list[Batch]:
@@ -263,16 +261,9 @@ def write_batches(test: GroupedDataset, tin: TensorIO, batch: int, dynamic: bool
         sha = hashlib.sha256(data).hexdigest()
         path = folder / f"{sha}.raw"
         if not path.is_file() or path.stat().st_size != len(data):
-            _atomic_write(path, data)
+            on_device.write_cache_file(path, data)
         batches.append(Batch(i, start, m, fed, sha, path))
     return batches
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def output_layout(outputs: Sequence[TensorIO], dynamic: bool, fed: int) -> list[tuple[int, ...]]:

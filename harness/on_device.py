@@ -198,11 +198,16 @@ def _write_inputs_file(test: GroupedDataset) -> tuple[Path, str]:
     sha = hashlib.sha256(data).hexdigest()
     path = cache_dir("inputs") / f"{sha}.npy"
     if not path.is_file() or path.stat().st_size != len(data):
-        fd, tmp = tempfile.mkstemp(prefix=f".{sha}.", suffix=".part", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        write_cache_file(path, data)
     return path, sha
+
+
+def write_cache_file(path: Path, data: bytes) -> None:
+    """Write a host cache file via a temporary name and a rename: a reader never sees half of it."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
 
 
 def push_file(target: Target, local: Path, sha: str, kind: str, suffix: str,

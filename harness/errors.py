@@ -21,6 +21,8 @@ where the dependency is called, with ``raise ... from exc`` so ``--debug`` still
 
 from __future__ import annotations
 
+from harness import text
+
 
 class QskewError(Exception):
     """Root of every error qskew raises on purpose."""
@@ -64,7 +66,7 @@ class CommandFailed(TargetError):
 
     def __init__(self, cmd, returncode: int, output: str, device: str = "local"):
         shown = cmd if isinstance(cmd, str) else " ".join(str(c) for c in cmd)
-        tail = _tail(output)
+        tail = text.tail(output)
         super().__init__(f"command {shown!r} exited with {returncode}" + (f": {tail}" if tail else ""), device)
         self.cmd = cmd
         self.returncode = returncode
@@ -92,9 +94,3 @@ class RunnerError(TargetError):
 
 class ResultsError(QskewError):
     """A run directory is missing a file or has an unsupported schema version."""
-
-
-def _tail(text: str, max_chars: int = 600) -> str:
-    """Last part of a command's output, enough to show the cause without flooding the terminal."""
-    text = (text or "").strip()
-    return text if len(text) <= max_chars else "..." + text[-max_chars:]

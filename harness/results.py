@@ -125,9 +125,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import os
-import tempfile
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -136,6 +133,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 
 from harness.errors import ResultsError
+from harness.fsutil import atomic_write as _atomic_write, dumps_json, jsonable
+from harness.text import fit_cell, num_cell as _num, pct_cell as _pct, pp_cell as _pp, ratio_cell as _ratio
 from harness.records import DeviceRun, GroupedDataset, Logits
 
 if TYPE_CHECKING:  # pandas/pyarrow are imported lazily: the CLI imports this module at start-up
@@ -669,64 +668,14 @@ def _check_schema(version, path: Path) -> None:
                            f"{SCHEMA_VERSION}; upgrade qskew to read it")
 
 
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    """Write via ``write(tmp)`` to a temporary file next to ``path``, fsync, then os.replace."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ResultsError(f"cannot write {path}: {exc}") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def jsonable(obj: Any) -> Any:
-    """Plain JSON types: numpy scalars/arrays unwrapped, NaN/inf -> None, paths -> str."""
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [jsonable(v) for v in (obj.tolist() if isinstance(obj, np.ndarray) else obj)]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    return dumps_json(obj)
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def fit_cell(text: str, width: int) -> str:
-    """``text`` on one line, cut to ``width`` characters (a cut ends in "~") for a table cell."""
-    text = str(text).replace("\n", " ")
-    return text if len(text) <= width else text[: width - 1] + "~"
-
-
-def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.3f}" if b and math.isfinite(a) and math.isfinite(b) else "-"
-
-
-def _pp(x) -> str:
-    return "-" if x is None else f"{100 * x:+.2f}"
-
-
-def _pct(x) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
-
-
-def _num(x, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
+def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
+    """:func:`harness.fsutil.atomic_write` raising ResultsError (the run directory's error)."""
+    _atomic_write(path, write, error=ResultsError)

@@ -28,7 +28,7 @@ import numpy as np
 
 from harness.analysis import tables
 from harness.errors import ArtifactError, DatasetError, ModelError, QskewError
-from harness.results import fit_cell
+from harness.text import fit_cell
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -164,14 +164,16 @@ def _run_experiment(exp, args) -> int:
     dataset = datasets.load(exp.data.dataset)
     source = _model_source(exp, dataset, progress, echo)
     evaluate(exp, dataset, source, out, progress=progress, echo=echo)
+    from harness.report.text import format_summary, format_table
+
     run = results.read_run(out)
     if args.json:
         _print_json({"run_dir": str(out), "summary": run.summary})
     else:
         print()
-        print(results.format_table(run.metrics))
+        print(format_table(run.metrics))
         print()
-        print(results.format_summary(run.summary))
+        print(format_summary(run.summary))
         print(f"\nrun directory: {out}")
     return 0
 

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from harness import results
+from harness.report import text as report_text
 from harness.errors import ResultsError
 from harness.metrics.compare import per_sample
 from harness.metrics.groups import DISPARITY_COLUMNS, METRIC_COLUMNS, group_metrics
@@ -267,7 +268,7 @@ def test_unreadable_json_is_named(written):
 
 def test_format_table_fits_100_columns_with_overall_rows_first(written):
     metrics = results.read_run(written[0]).metrics
-    text = results.format_table(metrics)
+    text = report_text.format_table(metrics)
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 100
     body = [line for line in lines[2:] if line[:1] != " " and "(all)" in line]
@@ -277,11 +278,11 @@ def test_format_table_fits_100_columns_with_overall_rows_first(written):
     assert f"{100 * row['acc_drop']:+.2f}" in int8_line.split()
     first_group_line = lines[lines.index(int8_line) + 1]
     assert first_group_line.split()[0] == "east"
-    assert results.format_table(metrics.iloc[:0]).startswith("(no metrics")
+    assert report_text.format_table(metrics.iloc[:0]).startswith("(no metrics")
 
 
 def test_format_summary_fits_100_columns_and_shows_failures(written):
-    text = results.format_summary(results.read_run(written[0]).summary)
+    text = report_text.format_summary(results.read_run(written[0]).summary)
     assert max(len(line) for line in text.splitlines()) <= 100
     assert "FAILED (convert): converter said no" in text
 

@@ -94,12 +94,14 @@ def print_json(obj) -> None:
 
 @contextlib.contextmanager
 def json_stdout() -> Iterator[None]:
-    """While a --json command runs: fd 1 points at stderr, :func:`print_json` at the real stdout."""
+    """While a --json command runs: fd 1 and ``sys.stdout`` point at stderr, :func:`print_json` at
+    the real stdout (Python's prints and native code's writes to fd 1 both end on stderr)."""
     from harness.logs import redirect_fd
 
     global _json_out
     try:
-        with os.fdopen(os.dup(1), "w") as _json_out, redirect_fd(1, 2):
+        with os.fdopen(os.dup(1), "w") as _json_out, redirect_fd(1, 2), \
+                contextlib.redirect_stdout(sys.stderr):
             yield
     finally:
         _json_out = None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator, Mapping
@@ -26,6 +27,9 @@ from typing import Any
 
 LIBRARY_LOGGERS = ("harness", "models", "device_runner")  # raised to DEBUG by --debug
 NOISY_LOGGERS = ("tensorflow", "absl")  # their lines: errors only unless --debug
+# Python warnings raised inside these packages (e.g. the converter's "Statistics for quantized
+# inputs were expected") are their internals talking, not something a qskew user can act on.
+NOISY_WARNING_SOURCE = re.compile(r"\S*[/\\](tensorflow|tf_keras|keras|absl)[/\\]")  # "path:line: ..."
 NORMAL_FORMAT = "%(levelname)s: %(message)s"  # like "WARNING: sign-off verdict is WARN ..."
 DEBUG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # TensorFlow's C++ side and absl read these when they load; "3" keeps only fatal lines.
@@ -58,6 +62,7 @@ def configure(debug: bool = False, quiet: bool = False, stream=None) -> None:
     logging.captureWarnings(True)  # warnings.warn(...) -> logger "py.warnings" -> this handler
     _handler = handler
     if not debug:
+        handler.addFilter(_drop_noisy_warnings)
         quiet_tensorflow()
 
 
@@ -72,6 +77,11 @@ def reset() -> None:
         logging.getLogger(name or None).setLevel(level)
     _saved_levels.clear()
     logging.captureWarnings(False)
+
+
+def _drop_noisy_warnings(record: logging.LogRecord) -> bool:
+    """False for a captured Python warning raised inside TensorFlow, Keras or absl."""
+    return not (record.name == "py.warnings" and NOISY_WARNING_SOURCE.match(record.getMessage()))
 
 
 def _remember(logger: logging.Logger, name: str) -> logging.Logger:

@@ -80,3 +80,16 @@ def test_job_logger_prefixes_device_and_job(stream):
     assert stream.getvalue().splitlines() == ["WARNING: [pixel7 int8/xnnpack] runner exited 3",
                                               "WARNING: [pixel7] no job", "WARNING: [int8/xnnpack] no device"]
     assert records[0].qskew_device == "pixel7" and records[0].qskew_job == "int8/xnnpack"
+
+
+def test_warnings_raised_inside_tensorflow_are_dropped_unless_debug(stream):
+    def warn_as(filename: str, message: str) -> None:
+        warnings.warn_explicit(message, UserWarning, filename, 846)
+
+    logs.configure(stream=stream)
+    warn_as("/venv/site-packages/tensorflow/lite/python/convert.py", "Statistics for quantized inputs")
+    warn_as("/work/harness/quantize/convert.py", "ours")
+    assert "Statistics" not in stream.getvalue() and "UserWarning: ours" in stream.getvalue()
+    logs.configure(debug=True, stream=stream)
+    warn_as("/venv/site-packages/tensorflow/lite/python/convert.py", "Statistics again")
+    assert "Statistics again" in stream.getvalue()

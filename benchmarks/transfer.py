@@ -103,13 +103,13 @@ def throughput(tmp: Path, size_bytes: int, rounds: int) -> None:
 
 
 class _SimulatorProcess:
-    """``qskew device simulate`` in its own process, as a phone is its own machine: the device's
+    """``qskew devices simulate`` in its own process, as a phone is its own machine: the device's
     Python work must not compete with the client under test for this process's GIL."""
 
     def __init__(self, root: Path):
         root.mkdir()
         self.argv = [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())",
-                     "device", "simulate", "--port", "0", "--root", str(root)]
+                     "devices", "simulate", "--port", "0", "--root", str(root)]
 
     def __enter__(self) -> tuple[str, int]:
         import re

@@ -12,16 +12,15 @@ into ``drop_quantization`` and ``drop_delegate``) plus ``delegates.csv``, the pr
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
+
+from harness.commands import _common
 
 DEFAULT_VARIANT = "int8"
 
 
 def register(sub) -> None:
     """Add this module's command to the ``qskew`` subparsers."""
-    from harness.cli import _common_run_flags
-
     c = sub.add_parser(
         "compare-delegates", help="one variant on several delegates: per-group table vs FP32 and reference kernels",
         description="Run one variant with each delegate on each chosen device and print, per delegate "
@@ -41,23 +40,22 @@ def register(sub) -> None:
                    help=f"the variant to compare (default {DEFAULT_VARIANT}, or the experiment's only variant)")
     c.add_argument("--repeat", type=int, default=None, metavar="N",
                    help="run each job N times to measure run-to-run noise (default: [run] repeat, 1)")
-    _common_run_flags(c)
+    _common.add_run_flags(c)
     c.set_defaults(func=cmd_compare_delegates, heavy=True)
 
 
 def cmd_compare_delegates(args) -> int:
     from harness import datasets, results
-    from harness.cli import _echo, _model_source, _progress, _with_devices
     from harness.errors import QskewError
     from harness.evaluate import evaluate
 
-    exp = _with_devices(_experiment(args), args)
+    exp = _common.with_devices(_experiment(args), args)
     variant = exp.quantize.variants[0]
-    progress, echo = _progress(args), _echo(args)
-    out = args.out or Path("runs") / f"{exp.name}-delegates-{time.strftime('%Y%m%d-%H%M%S')}"
+    progress, echo = _common.progress(args), _common.echo(args)
+    out = args.out or _common.default_run_dir(exp.name, "-delegates")
     echo(f"comparing delegates {', '.join(exp.run.delegates)} on variant {variant}")
     dataset = datasets.load(exp.data.dataset)
-    source = _model_source(exp, dataset, progress, echo)
+    source = _common.model_source(exp, dataset, progress, echo)
     try:
         evaluate(exp, dataset, source, out, progress=progress, echo=echo)
     except QskewError:  # a device failed: show what the others measured, then report it
@@ -70,7 +68,6 @@ def cmd_compare_delegates(args) -> int:
 
 def _show(out: Path, variant: str, delegates, args, echo, partial: bool = False):
     from harness import results
-    from harness.cli import _print_json
     from harness.delegate_compare import delegate_table, format_delegate_table
 
     if not (out / results.SUMMARY_FILE).exists():
@@ -81,7 +78,7 @@ def _show(out: Path, variant: str, delegates, args, echo, partial: bool = False)
         return table
     if args.json:
         records = table.astype(object).where(table.notna(), None).to_dict(orient="records")
-        _print_json({"run_dir": str(out), "variant": variant, "rows": records})
+        _common.print_json({"run_dir": str(out), "variant": variant, "rows": records})
     else:
         print()
         print(format_delegate_table(table, variant))
@@ -92,7 +89,6 @@ def _show(out: Path, variant: str, delegates, args, echo, partial: bool = False)
 def _experiment(args):
     """The experiment (file or demo) narrowed to one variant and the delegates asked for."""
     from harness import config
-    from harness.cli import _csv
     from harness.errors import ConfigError
     from harness.metrics.groups import BASELINE_DELEGATE
 
@@ -103,7 +99,7 @@ def _experiment(args):
                                 "model": {"name": config.DEFAULT_MODEL}}, source="qskew compare-delegates")
     variant = args.variant or (exp.quantize.variants[0] if args.experiment is not None
                                and len(exp.quantize.variants) == 1 else DEFAULT_VARIANT)
-    delegates = _csv(args.delegates)
+    delegates = _common.csv_list(args.delegates)
     if not delegates:
         raise ConfigError("--delegates is empty; name at least one delegate")
     if BASELINE_DELEGATE not in delegates:

@@ -1,17 +1,43 @@
-"""``qskew devices check``: connect to every device of the inventory and say what it really offers."""
+"""``qskew devices``: the device inventory. ``devices check`` says what each device really offers;
+``devices simulate`` serves a simulated ADB device on 127.0.0.1 until SIGINT/SIGTERM::
+
+    $ qskew devices check --devices devices.toml
+    $ qskew devices simulate --port 0
+    qskew simulated device qskew-sim listening on 127.0.0.1:40123 (root /tmp/qskew-device-x1y2)
+    $ adb connect 127.0.0.1:40123
+
+``qskew device ...`` (the old name of the group) still works; the CLI says on stderr that it is
+deprecated (``DEPRECATED_ALIAS``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import signal
+import tempfile
+import threading
 from pathlib import Path
 
+from harness.commands import _common
+
 EXIT_UNREACHABLE = 1  # some selected device could not be reached or checked
+ROOT_PREFIX = "qskew-device-"  # name of the temporary sandbox when --root is not given
+DEPRECATED_ALIAS = "device"  # `qskew device simulate` was the first name of `qskew devices simulate`
 
 
 def register(sub) -> None:
-    """Add ``qskew devices`` to the ``qskew`` subparsers."""
-    p = sub.add_parser("devices", help="the device inventory: check what each device offers")
+    """Add ``qskew devices`` (and its deprecated alias ``qskew device``) to the ``qskew`` subparsers."""
+    p = sub.add_parser("devices", aliases=[DEPRECATED_ALIAS],
+                       help="the device inventory: check what each device offers; simulate one "
+                            f"('{DEPRECATED_ALIAS}' is a deprecated alias)")
     dsub = p.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
+    _register_check(dsub)
+    _register_simulate(dsub)
+    p.set_defaults(func=_common.print_group_help(p))
+
+
+def _register_check(dsub) -> None:
     c = dsub.add_parser("check", help="connect to each device; print ABI, OS, Python, runtime, free space "
                                       "and the delegates that really load",
                         epilog="exit codes: 0 every device answered; 1 some device is unreachable; "
@@ -21,13 +47,11 @@ def register(sub) -> None:
                         "'local' and 'simulated')")
     c.add_argument("--device", action="append", default=None, metavar="NAME|KEY=VALUE",
                    help="check only these devices (repeatable; default: all)")
-    c.add_argument("--json", action="store_true", help="machine-readable output")
+    _common.add_json_flag(c)
     c.set_defaults(func=cmd_devices_check, heavy=True)
-    p.set_defaults(func=lambda args: p.print_help() or 0)
 
 
 def cmd_devices_check(args: argparse.Namespace) -> int:
-    from harness.cli import _print_json
     from harness.farm.inventory import load_inventory
     from harness.farm.probe import check_device, probe_artifact
 
@@ -36,7 +60,7 @@ def cmd_devices_check(args: argparse.Namespace) -> int:
     probe = probe_artifact()
     checks = [check_device(spec, probe) for spec in specs]
     if args.json:
-        _print_json({"inventory": inv.source, "devices": [c.to_json() for c in checks]})
+        _common.print_json({"inventory": inv.source, "devices": [c.to_json() for c in checks]})
     else:
         print(f"inventory: {inv.source}")
         print(format_checks(checks))
@@ -73,3 +97,67 @@ def _size(n: int | None) -> str:
     if n is None:
         return "?"
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def _register_simulate(dsub) -> None:
+    s = dsub.add_parser("simulate", help="serve a simulated ADB device on 127.0.0.1 until Ctrl-C",
+                              description="A real ADB endpoint (adb and adb-shell connect to it) running "
+                              "shell commands with sh -c inside a sandbox folder.")
+    s.add_argument("--port", type=int, default=0, help="TCP port (default 0: a free one; 5555-5585 are refused)")
+    s.add_argument("--root", type=Path, default=None, help="sandbox folder playing the device's file system "
+                   "(default: a new temporary folder, removed on exit)")
+    s.add_argument("--python", default=None, help="interpreter that python3/python run on the device "
+                   "(default: this one)")
+    s.add_argument("--auth", action="store_true", help="require RSA authentication (new public keys are accepted)")
+    s.add_argument("--trusted-keys", type=Path, default=None, help="adb_keys file of trusted public keys; "
+                   "with --auth, accepted keys are appended")
+    s.add_argument("--max-payload", type=int, default=1 << 20, help="maxdata: 4096, 262144 or 1048576 (default)")
+    s.add_argument("--features", default=None, help="comma-separated CNXN features, or 'none' for a legacy "
+                   "device without shell_v2 (default: shell_v2,cmd,stat_v2,ls_v2,fixed_push_mkdir)")
+    s.add_argument("--serial", default="qskew-sim", help="ro.serialno (default: qskew-sim)")
+    s.add_argument("--disk-quota-bytes", type=int, default=None, help="bytes the sandbox may hold; "
+                   "pushes beyond it fail with 'No space left on device'")
+    s.set_defaults(func=_simulate)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from harness.errors import ConfigError
+    from harness.targets.simulate.simulator import DEFAULT_FEATURES, SimulatedDevice
+
+    features = DEFAULT_FEATURES if args.features is None else _parse_features(args.features)
+    own_root = args.root is None
+    root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX)) if own_root else args.root
+    try:
+        try:
+            device = SimulatedDevice(root, port=args.port, auth=args.auth, trusted_keys=args.trusted_keys,
+                                     max_payload=args.max_payload, features=features, python=args.python,
+                                     serial=args.serial, disk_quota_bytes=args.disk_quota_bytes)
+            device.start()
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"cannot start the simulated device on port {args.port}: {exc}") from exc
+        _serve_until_signal(device)
+    finally:
+        if own_root:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+def _parse_features(text: str) -> tuple[str, ...]:
+    if text.strip().lower() in ("", "none"):
+        return ()
+    return tuple(f.strip() for f in text.split(",") if f.strip())
+
+
+def _serve_until_signal(device) -> None:
+    """Print the ready line, serve until SIGINT/SIGTERM, then stop the device."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        host, port = device.address
+        print(f"qskew simulated device {device.serial} listening on {host}:{port} (root {device.root})", flush=True)
+        while not stop.wait(1.0):
+            pass
+    finally:
+        device.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -11,15 +11,15 @@ prints the before/after table (``harness.mitigate.table``).
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
+
+from harness.commands import _common
 
 DEMO_VARIANTS = ["int8", "mixed"]  # the baselines; mitigate adds its own variants next to them
 
 
 def register(sub) -> None:
     """Add this module's commands to the ``qskew`` subparsers."""
-    from harness.cli import _common_run_flags
     from harness.mitigate import options as o
 
     m = sub.add_parser(
@@ -50,32 +50,31 @@ def register(sub) -> None:
                    help="add int8 calibrated on a group-balanced set next to the plain int8 (default: on)")
     m.add_argument("--qat-timeout", type=float, default=o.QAT_TIMEOUT_S, metavar="SECONDS",
                    help=f"give up on the QAT process after this long (default {o.QAT_TIMEOUT_S:.0f})")
-    _common_run_flags(m)
+    _common.add_run_flags(m)
     m.set_defaults(func=cmd_mitigate, heavy=True)
 
 
 def cmd_mitigate(args) -> int:
     from harness import datasets
-    from harness.cli import _echo, _model_source, _print_json, _progress, _with_devices
     from harness.mitigate.mitigate import mitigate
     from harness.mitigate.table import before_after, format_before_after, to_json
 
     options = _options(args)
-    exp = _with_devices(_experiment(args.experiment), args)
-    progress, echo = _progress(args), _echo(args)
-    out = args.out or Path("runs") / f"{exp.name}-mitigate-{time.strftime('%Y%m%d-%H%M%S')}"
+    exp = _common.with_devices(_experiment(args.experiment), args)
+    progress, echo = _common.progress(args), _common.echo(args)
+    out = args.out or _common.default_run_dir(exp.name, "-mitigate")
     echo(f"dataset: {exp.data.dataset}")
     dataset = datasets.load(exp.data.dataset)
-    source = _model_source(exp, dataset, progress, echo)
+    source = _common.model_source(exp, dataset, progress, echo)
     result = mitigate(exp, dataset, source, out, options, progress=progress, echo=echo)
     table = before_after(out)
     if args.json:
-        _print_json({"run_dir": str(out), "options": options.to_json(),
-                     "variants": [a.variant for a in result.artifacts],
-                     "kept_float_layers": list(result.keep.layers) if result.keep else [],
-                     "qat": result.qat.to_json() if result.qat else None,
-                     "qat_from_cache": result.qat_cached,
-                     "before_after": to_json(table)})
+        _common.print_json({"run_dir": str(out), "options": options.to_json(),
+                            "variants": [a.variant for a in result.artifacts],
+                            "kept_float_layers": list(result.keep.layers) if result.keep else [],
+                            "qat": result.qat.to_json() if result.qat else None,
+                            "qat_from_cache": result.qat_cached,
+                            "before_after": to_json(table)})
     else:
         print()
         print(format_before_after(table))

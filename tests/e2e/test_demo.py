@@ -5,8 +5,6 @@ seconds once the small CNN is trained (which itself takes a few seconds on 2 cor
 """
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -125,13 +123,3 @@ def test_wrong_sample_shape_is_one_clear_error(tmp_path, capsys):
     assert cli.main(["run", str(exp), "--out", str(tmp_path / "run"), "--no-progress"]) == cli.EXIT_ERROR
     err = capsys.readouterr().err
     assert "(16, 16, 1)" in err and "(8, 8, 1)" in err
-
-
-def test_cli_start_up_imports_no_heavy_library():
-    probe = ("import sys, io, contextlib, harness.cli as c\n"
-             "with contextlib.redirect_stdout(io.StringIO()):\n"
-             "    try:\n        c._parser().parse_args(['demo', '--help'])\n    except SystemExit: pass\n"
-             "heavy = [m for m in ('tensorflow', 'keras', 'pandas', 'ai_edge_litert', 'sklearn') if m in sys.modules]\n"
-             "print(','.join(heavy))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "", f"heavy modules imported at start-up: {out}"

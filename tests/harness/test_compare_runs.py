@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
-from harness.cli import main
 from harness.compare_runs import COMPARE_COLUMNS, compare_runs, format_comparison
 from harness.results import read_run
 from support.synthetic_runs import make_run_dir
@@ -88,14 +85,3 @@ def test_different_test_sets_are_not_paired(runs, other, why):
     both = c.table[c.table["status"] == "both"]
     assert len(both) and not both["paired"].any()
     assert both["acc_diff"].notna().all() and both["acc_diff_lo"].isna().all() and both["drop_diff_hi"].isna().all()
-
-
-def test_cli_compare(runs, capsys):
-    assert main(["compare", str(runs["a"]), str(runs["b"]), "--resamples", "100"]) == 0
-    out = capsys.readouterr().out
-    assert "paired: the same 750 test samples" in out and "int8/local/xnnpack" in out
-    assert main(["compare", str(runs["a"]), str(runs["other_ids"]), "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
-    assert data["paired"] is False and data["rows"][0]["acc_diff_lo"] is None
-    assert main(["compare", str(runs["a"]), str(runs["a"].parent / "missing")]) == 2
-    assert "does not exist" in capsys.readouterr().err

@@ -1,12 +1,10 @@
-"""`qskew devices check`: what each device really offers, found by running a probe job on it."""
+"""check_device: what each device really offers, found by running a probe job on it.
+(The `qskew devices check` command is tested in tests/harness/commands/test_devices.py.)"""
 
-import json
-import re
 import sys
 
 import pytest
 
-from harness import cli
 from harness.farm.inventory import DeviceSpec
 from harness.farm.probe import check_device, probe_artifact
 from support.boards import BOARD_PYTHON, needs_board
@@ -39,20 +37,6 @@ def test_a_delegate_that_cannot_load_is_a_row_not_a_crash(tmp_path, probe):
     check = check_device(spec, probe)
     assert check.delegates["reference"] == "ok"
     assert check.delegates["external:/nonexistent/libedgetpu.so.1"].startswith("fails: delegate")
-
-
-def test_cli_table_and_exit_code(tmp_path, capfd):
-    devices = tmp_path / "devices.toml"
-    devices.write_text(f'[[device]]\nname = "here"\nreach = "local"\nworkdir = "{tmp_path / "d"}"\n'
-                       f'[[device]]\nname = "broken"\nreach = "local"\npython = "/nonexistent/python3"\n'
-                       f'workdir = "{tmp_path / "e"}"\n')
-    code = cli.main(["devices", "check", "--devices", str(devices), "--device", "reach=local"])
-    out = capfd.readouterr().out
-    assert code == 1  # "broken" cannot run anything
-    assert re.search(r"^here\s+local\s+yes\s+x86_64", out, re.M) and "broken: ERROR" in out and "/nonexistent/python3" in out
-    assert cli.main(["devices", "check", "--devices", str(devices), "--device", "here", "--json"]) == 0
-    doc = json.loads(capfd.readouterr().out)
-    assert [d["name"] for d in doc["devices"]] == ["here"] and doc["devices"][0]["delegates"]["builtin"] == "ok"
 
 
 def test_a_simulated_device_is_checked_over_adb(probe):

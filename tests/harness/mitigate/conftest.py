@@ -23,11 +23,11 @@ def digits():
 @pytest.fixture(scope="session")
 def demo_source(digits):
     """small_cnn trained with its own recipe, as ``qskew mitigate`` resolves it."""
-    from harness import cli
+    from harness.commands._common import model_source
     from harness.commands.mitigate import _experiment
 
     exp = _experiment(None)
-    return exp, cli._model_source(exp, digits, progress=False, echo=lambda s: None)
+    return exp, model_source(exp, digits, False, lambda s: None)
 
 
 @pytest.fixture(scope="session")

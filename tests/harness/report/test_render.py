@@ -101,18 +101,6 @@ def test_report_of_a_run_without_finished_jobs(synthetic, tmp_path):
     assert re.search(r'src="(?!data:)', report.html) is None
 
 
-def test_cli_report(report_run, tmp_path, capsys):
-    from harness.cli import main
-
-    out = tmp_path / "r.html"
-    assert main(["report", str(report_run), "--out", str(out), "--resamples", "20", "--seed", "4"]) == 0
-    printed = capsys.readouterr().out
-    assert f"report: {out}" in printed and printed.count("chart:") == 5
-    assert "(20 resamples, seed 4)" in out.read_text(encoding="utf-8")
-    assert main(["report", str(report_run), "--resamples", "0"]) == 2
-    assert "--resamples must be >= 1" in capsys.readouterr().err
-
-
 def test_analysis_section_appears_only_when_analyze_wrote_its_files(report_run, tmp_path):
     import shutil
 

@@ -1,19 +1,13 @@
-"""Faults of the simulated ADB device: vanishing mid-push/pull/run, dropped links, a full disk,
-and the ``qskew device simulate`` process stopping cleanly on SIGTERM."""
+"""Faults of the simulated ADB device: vanishing mid-push/pull/run, dropped links, a full disk.
+(The ``qskew devices simulate`` command is tested in tests/harness/commands/test_devices.py.)"""
 
 import os
-import re
-import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from adb_shell import exceptions as adb_exc
 
-from harness.targets.process import run_command
 from support.adb_sim import adb_shell_device
 
 LINK_ERRORS = (OSError, adb_exc.AdbTimeoutError, adb_exc.TcpTimeoutException, adb_exc.InvalidCommandError)
@@ -132,36 +126,6 @@ def test_disk_quota_fails_the_push_with_no_space(make_device, tmp_path):
     adb = adb_shell_device(device.address)
     adb.push(str(small), str(target))
     assert target.stat().st_size == 10_000
-
-
-def test_cli_serves_until_sigterm_and_exits_zero(tmp_path):
-    root = tmp_path / "cli-device"
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "device", "simulate", "--port", "0",
-                             "--root", str(root), "--serial", "cli-sim", "--features", "none"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parents[4])
-    try:
-        line = proc.stdout.readline()
-        match = re.fullmatch(r"qskew simulated device cli-sim listening on 127\.0\.0\.1:(\d+) \(root (.+)\)\n", line)
-        assert match, f"unexpected first line {line!r}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
-        assert Path(match.group(2)) == root.resolve()
-        address = ("127.0.0.1", int(match.group(1)))
-        adb = adb_shell_device(address)
-        assert adb.shell("getprop ro.serialno") == "cli-sim\n"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=WAIT_S) == 0
-        assert _refused(address)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def test_cli_refuses_emulator_ports():
-    proc = run_command([sys.executable, "-m", "harness.cli", "device", "simulate", "--port", "5555"],
-                       timeout_s=WAIT_S * 3, cwd=Path(__file__).resolve().parents[4])
-    assert proc.returncode == 2
-    assert "5555-5585" in proc.stderr and "emulators" in proc.stderr
 
 
 def test_stop_kills_detached_background_jobs_too(make_device):

@@ -1,0 +1,182 @@
+"""What the command modules share: common flags, progress and echo, JSON output, model source, devices.
+
+Everything heavy (TensorFlow, pandas, the TFLite runtime) is imported inside the functions, so that
+building the parser for ``qskew --help`` stays instant.
+
+Output discipline: a command's result goes to stdout (tables, or with ``--json`` one JSON document
+and nothing else); progress lines, warnings and errors go to stderr. With ``--json`` the CLI points
+fd 1 at stderr while the command runs (:func:`json_stdout`), so even what native code prints cannot
+land in the document; :func:`print_json` writes to the real stdout saved before that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+EXIT_ERROR = 2  # a QskewError: bad input, failed device, ... (argparse also uses 2 for bad usage)
+JSON_HELP = "print one JSON document on stdout instead of tables (everything else goes to stderr)"
+
+_json_out = None  # the real stdout while a --json command runs (see json_stdout)
+
+
+def csv_list(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def add_json_flag(p: argparse.ArgumentParser, help: str = JSON_HELP) -> None:
+    """``--json``: the same flag and destination (``args.json``) on every command that has it."""
+    p.add_argument("--json", dest="json", action="store_true", help=help)
+
+
+def add_progress_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bars or progress lines")
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of every command that evaluates variants on devices (demo, run, mitigate, ...)."""
+    p.add_argument("--device", action="append", default=None, metavar="NAME|KEY=VALUE",
+                   help="run on these inventory devices (repeatable; overrides [run] targets): "
+                        "'local', 'simulated' (a simulated ADB device started for the run), a name or "
+                        "a label from --devices")
+    p.add_argument("--devices", type=Path, default=None,
+                   help="device inventory (default: [run] devices_file, $QSKEW_DEVICES, ./devices.toml)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="run directory (default runs/<name>-<time>); an existing one is resumed")
+    add_json_flag(p, "print the summary as JSON instead of tables (everything else goes to stderr)")
+    add_progress_flag(p)
+
+
+def add_stats_flags(p: argparse.ArgumentParser) -> None:
+    """Bootstrap options of the commands that compute intervals (report, signoff, compare)."""
+    p.add_argument("--resamples", type=int, default=None, help="bootstrap resamples (default 2000)")
+    p.add_argument("--seed", type=int, default=None, help="bootstrap seed (default 0)")
+
+
+def stats_options(args) -> dict:
+    """``n_resamples`` and ``seed`` keyword arguments from :func:`add_stats_flags`' flags."""
+    from harness.errors import ConfigError
+    from harness.metrics.stats import N_RESAMPLES, SEED
+
+    n = N_RESAMPLES if args.resamples is None else args.resamples
+    if n < 1:
+        raise ConfigError(f"--resamples must be >= 1, got {n}")
+    return {"n_resamples": n, "seed": SEED if args.seed is None else args.seed}
+
+
+def progress(args) -> bool:
+    """Progress bars only for a person at a terminal: not with --no-progress, --json or --quiet."""
+    off = getattr(args, "no_progress", False) or getattr(args, "json", False) or getattr(args, "quiet", False)
+    return not off and sys.stderr.isatty()
+
+
+def echo(args) -> Callable[[str], None]:
+    """A function printing progress lines to stderr; silent with --json or --quiet."""
+    if getattr(args, "json", False) or getattr(args, "quiet", False):
+        return lambda s: None
+    return lambda s: print(s, file=sys.stderr, flush=True)
+
+
+def print_json(obj) -> None:
+    """``obj`` as one strict JSON document on the real stdout (see :func:`json_stdout`)."""
+    from harness.fsutil import dumps_json
+
+    out = _json_out or sys.stdout
+    out.write(dumps_json(obj))
+    out.flush()
+
+
+@contextlib.contextmanager
+def json_stdout() -> Iterator[None]:
+    """While a --json command runs: fd 1 and ``sys.stdout`` point at stderr, :func:`print_json` at
+    the real stdout (Python's prints and native code's writes to fd 1 both end on stderr)."""
+    from harness.logs import redirect_fd
+
+    global _json_out
+    try:
+        with os.fdopen(os.dup(1), "w") as _json_out, redirect_fd(1, 2), \
+                contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _json_out = None
+
+
+def default_run_dir(name: str, suffix: str = "") -> Path:
+    """``runs/<name><suffix>-<YYYYmmdd-HHMMSS>``, where --out is not given."""
+    return Path("runs") / f"{name}{suffix}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def with_devices(exp, args):
+    """The experiment with --device / --devices from the command line applied, validated again."""
+    import dataclasses
+
+    from harness import config
+
+    run = exp.run
+    if args.device:
+        run = dataclasses.replace(run, targets=tuple(args.device))
+    if args.devices:
+        run = dataclasses.replace(run, devices_file=str(args.devices.resolve()))
+    exp = dataclasses.replace(exp, run=run)
+    config.validate(exp)
+    return exp
+
+
+def model_source(exp, dataset, show_progress: bool, say: Callable[[str], None]):
+    """The experiment's FP32 model: loaded from its file, or the built-in one trained (or cached)."""
+    from harness import modelio
+    from harness.evaluate import ModelSource
+
+    if exp.model.path:
+        model = modelio.load_model(exp.model.path)
+        return ModelSource(model, {"source": "file", "path": str(exp.model.path),
+                                   "sha256": modelio.model_sha256(model)})
+    import models
+    from models.train import train_or_load
+
+    models.get(exp.model.name)  # fails helpfully on an unknown name before any work
+    say(f"model: {exp.model.name} (seed {exp.model.seed})")
+    trained = train_or_load(exp.model.name, dataset, seed=exp.model.seed, progress=show_progress)
+    say(f"  {'loaded from cache' if trained.from_cache else f'trained in {trained.train_s:.1f} s'}: {trained.path}")
+    return ModelSource(trained.model, {"source": "builtin", "name": exp.model.name, "seed": exp.model.seed,
+                                       "cache_key": trained.cache_key, "path": str(trained.path),
+                                       "sha256": modelio.model_sha256(trained.model)})
+
+
+def run_experiment(exp, args) -> int:
+    """Evaluate ``exp`` into --out (or a new run directory) and print its tables or JSON summary."""
+    from harness import datasets, results
+    from harness.evaluate import evaluate
+    from harness.report.text import format_summary, format_table
+
+    exp = with_devices(exp, args)
+    show_progress, say = progress(args), echo(args)
+    out = args.out or default_run_dir(exp.name)
+    say(f"dataset: {exp.data.dataset}")
+    dataset = datasets.load(exp.data.dataset)
+    source = model_source(exp, dataset, show_progress, say)
+    evaluate(exp, dataset, source, out, progress=show_progress, echo=say)
+    run = results.read_run(out)
+    if args.json:
+        print_json({"run_dir": str(out), "summary": run.summary})
+    else:
+        print()
+        print(format_table(run.metrics))
+        print()
+        print(format_summary(run.summary))
+        print(f"\nrun directory: {out}")
+    return 0
+
+
+def print_group_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The ``func`` of a command group run without a subcommand: its help on stderr, exit 2."""
+    def show(args) -> int:
+        parser.print_help(sys.stderr)
+        return EXIT_ERROR
+    return show

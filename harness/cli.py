@@ -153,7 +153,7 @@ def _with_devices(exp, args):
 
 
 def _run_experiment(exp, args) -> int:
-    from harness import datasets, results
+    from harness import datasets, rundir
     from harness.evaluate import evaluate
 
     exp = _with_devices(exp, args)
@@ -166,7 +166,7 @@ def _run_experiment(exp, args) -> int:
     evaluate(exp, dataset, source, out, progress=progress, echo=echo)
     from harness.report.text import format_summary, format_table
 
-    run = results.read_run(out)
+    run = rundir.read_run(out)
     if args.json:
         _print_json({"run_dir": str(out), "summary": run.summary})
     else:
@@ -301,17 +301,17 @@ def cmd_report(args) -> int:
 
 
 def cmd_signoff(args) -> int:
-    from harness import results, signoff
+    from harness import rundir, signoff
 
     policy = signoff.load_policy(args.policy)
     verdict = signoff.signoff(args.run_dir, policy, **_stats_options(args))
-    results.write_signoff(args.run_dir, verdict.to_json())
-    junit = signoff.write_junit(verdict, args.junit or results.signoff_junit_path(args.run_dir))
+    rundir.write_signoff(args.run_dir, verdict.to_json())
+    junit = signoff.write_junit(verdict, args.junit or rundir.signoff_junit_path(args.run_dir))
     if args.as_json:
-        _print_json(results.read_signoff(args.run_dir))
+        _print_json(rundir.read_signoff(args.run_dir))
     else:
         print(signoff.format_verdict(verdict))
-        print(f"written: {args.run_dir / results.SIGNOFF_FILE}, {junit}")
+        print(f"written: {args.run_dir / rundir.SIGNOFF_FILE}, {junit}")
     if verdict.verdict == signoff.WARN:
         reasons = "; ".join(f"{r.rule}: {r.message}" for r in verdict.rules if r.status == signoff.WARN)
         print(f"WARNING: sign-off verdict is WARN ({reasons})", file=sys.stderr)

@@ -34,7 +34,7 @@ from harness.metrics.stats import CONFIDENCE, N_RESAMPLES, SEED
 if TYPE_CHECKING:
     import pandas as pd
 
-    from harness.results import RunData
+    from harness.rundir import RunData
 
 JOB = ["variant", "target", "delegate"]
 KEYS = JOB + ["scope", "group"]
@@ -72,7 +72,7 @@ def compare_runs(run_a: Path, run_b: Path, n_resamples: int = N_RESAMPLES, seed:
         comparison = compare_runs(Path("runs/monday"), Path("runs/tuesday"))
         print(format_comparison(comparison))
     """
-    from harness.results import read_run
+    from harness.rundir import read_run
 
     a, b = read_run(Path(run_a)), read_run(Path(run_b))
     paired, reason = same_test_set(a, b)

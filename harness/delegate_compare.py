@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from harness.metrics.groups import BASELINE_DELEGATE, OVERALL, baseline_target
-from harness.results import RunData
+from harness.rundir import RunData
 from harness.text import fit_cell
 
 ERROR_LINES = 3  # a failed job's error in the printed table (the whole error is in delegates.csv)

@@ -49,8 +49,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import ResultsError
-from harness.results import (ANALYSIS_FILE, LAYERS_FILE, SUGGESTION_FILE, atomic_write, jsonable,
-                             read_typed_csv)
+from harness.fsutil import jsonable
+from harness.rundir import ANALYSIS_FILE, LAYERS_FILE, SUGGESTION_FILE, atomic_write, read_typed_csv
 
 if TYPE_CHECKING:
     import pandas as pd

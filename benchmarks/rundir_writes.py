@@ -102,7 +102,8 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--dir", type=Path, default=None, help="parent folder of the run directory (default: a temp dir)")
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="parent folder of the run directory (default: a temp dir)")
     args = parser.parse_args(argv)
     parent = Path(tempfile.mkdtemp(dir=args.dir))
     try:

@@ -10,7 +10,7 @@ labels differ); there is no honest paired interval across different samples.
 
 Columns of ``Comparison.table`` (:data:`COMPARE_COLUMNS`), one row per job x (overall + groups)::
 
-    variant, target, delegate, scope, group   as in metrics.csv ("overall" row: group "")
+    variant, target, delegate, scope, group   as in the run's metrics ("overall" row: group "")
     status            "both", "only_a" or "only_b": where the job (and group) finished
     n_a, n_b          samples in run A / run B (0 where absent)
     acc_a, acc_b, acc_diff, acc_diff_lo, acc_diff_hi                 variant accuracy, B - A

@@ -55,7 +55,7 @@ from harness.rundir import ANALYSIS_FILE, LAYERS_FILE, SUGGESTION_FILE, atomic_w
 if TYPE_CHECKING:
     import pandas as pd
 
-REFERENCE = "reference"   # variant name of the FP32 Keras model (as in predictions.parquet)
+REFERENCE = "reference"   # variant name of the FP32 Keras model (as in the stored predictions)
 
 ANALYSIS_COLUMNS: dict[str, str] = {
     "variant": "string", "group": "string", "n": "int64", "loss": "float64", "logit_variance": "float64",

@@ -5,7 +5,7 @@
     qskew compare-delegates --device local --device simulated --delegates xnnpack,builtin --repeat 3
 
 The CPU reference kernels are the baseline a delegate is judged against, so ``reference`` is added
-to the list when it is missing. Writes a normal run directory (``metrics.csv`` has the drop split
+to the list when it is missing. Writes a normal run directory (its metrics have the drop split
 into ``drop_quantization`` and ``drop_delegate``) plus ``delegates.csv``, the printed table.
 """
 

@@ -30,7 +30,7 @@ single source: ``qskew report``, ``signoff`` and ``compare`` recompute the stati
 
 ``Stats.groups`` (:data:`GROUP_STATS_COLUMNS`), one row per job x (overall + each group)::
 
-    variant, target, delegate, scope, group   as in metrics.csv ("overall" row has group "")
+    variant, target, delegate, scope, group   as in the run's metrics ("overall" row has group "")
     n                            samples
     acc_ref, acc_ref_lo, acc_ref_hi   reference accuracy and its Wilson interval
     acc, acc_lo, acc_hi          variant accuracy and its Wilson interval

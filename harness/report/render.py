@@ -1,7 +1,7 @@
 """One self-contained HTML report of a run directory, plus its charts as PNG files.
 
 :func:`build_report` reads a run directory through ``harness.rundir.read_run``, recomputes the
-statistics from ``predictions.parquet`` (``harness.metrics.stats``; nothing statistical is stored
+statistics from the stored predictions (``harness.metrics.stats``; nothing statistical is stored
 in the run directory) and renders one HTML page whose charts are embedded as base64 PNG ``data:``
 URIs: no script, no stylesheet, image or font is fetched from anywhere, so the file opens from an
 email attachment or an air-gapped laptop. Every piece of text from the run (group names, device

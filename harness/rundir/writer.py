@@ -162,7 +162,8 @@ def convert_schema1(run_dir: Path) -> None:
     to_table = lambda frame: pa.Table.from_pandas(frame, schema=schema, preserve_index=False)  # noqa: E731
     if REFERENCE_JOB in rows:
         key = layout.job_key(REFERENCE_JOB)
-        write_parquet(layout.part_path(run_dir, layout.PREDICTIONS_DIR, REFERENCE_SEQ, key), to_table(rows[REFERENCE_JOB]))
+        path = layout.part_path(run_dir, layout.PREDICTIONS_DIR, REFERENCE_SEQ, key)
+        write_parquet(path, to_table(rows[REFERENCE_JOB]))
     for seq, entry in enumerate(data.summary["runs"], start=REFERENCE_SEQ + 1):
         job = tuple(entry[k] for k in JOB_KEYS)
         ok = entry["status"] == "ok"

@@ -146,6 +146,7 @@ def test_a_resumed_schema1_run_grows_by_parts(tmp_path):
     test = type(test)(name="fixture", ids=ref_rows["id"].to_numpy(str), x=test.x, y=ref_rows["label"].to_numpy(),
                       group=ref_rows["group"].to_numpy(str), split=test.split, num_classes=3)
     ref = old.logits(*rundir.REFERENCE_JOB)
-    add_run(writer, device_run(("dynamic", "local", "xnnpack"), logits(test, 3)[:, :3]), Logits(ref.ids, ref.values), test)
+    z = logits(test, 3)[:, :3]
+    add_run(writer, device_run(("dynamic", "local", "xnnpack"), z), Logits(ref.ids, ref.values), test)
     run = rundir.read_run(run_dir)
     assert run.jobs()[-1] == ("dynamic", "local", "xnnpack") and run.jobs("failed") == [("int16x8", "phone", "xnnpack")]

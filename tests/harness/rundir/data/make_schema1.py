@@ -5,8 +5,8 @@ no longer runs; it is kept as the record of what the fixture holds).
     PYTHONPATH=$PWD python tests/harness/rundir/data/make_schema1.py
 
 ``schema1/`` is the run directory as that code wrote it; ``schema1-expected/`` holds the frames
-that code's ``read_run`` returned for it (predictions, metrics, placement and the per_sample frames of every finished job as parquet; summary and
-manifest as JSON). ``test_reader.py`` checks that today's reader returns the same frames.
+that code's ``read_run`` returned for it (predictions, metrics, placement and the per_sample frames
+of every finished job as parquet; summary and manifest as JSON). ``test_reader.py`` checks that today's reader returns the same frames.
 """
 
 import json

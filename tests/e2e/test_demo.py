@@ -18,9 +18,12 @@ from harness.metrics.groups import group_metrics
 ALL = ["fp32", "dynamic", "float16", "int8", "int16x8", "mixed"]
 
 
-def test_demo_writes_the_four_files_with_all_six_variants(demo_run, capsys):
-    for name in rundir.FILES:
-        assert (demo_run / name).is_file(), name
+def test_demo_writes_the_manifest_and_one_part_per_job_with_all_six_variants(demo_run, capsys):
+    assert (demo_run / rundir.MANIFEST_FILE).is_file()
+    for name in rundir.layout.PART_DIRS:
+        assert (demo_run / name).is_dir(), name
+    for name in ("predictions", "metrics", "summary"):  # every job finished: reference + six parts
+        assert len(list((demo_run / name).glob("0*"))) == len(ALL) + (name == "predictions"), name
     run = rundir.read_run(demo_run)
     jobs = run.jobs()
     assert sorted(v for v, _, _ in jobs) == sorted(ALL)

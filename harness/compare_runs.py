@@ -10,7 +10,7 @@ labels differ); there is no honest paired interval across different samples.
 
 Columns of ``Comparison.table`` (:data:`COMPARE_COLUMNS`), one row per job x (overall + groups)::
 
-    variant, target, delegate, scope, group   as in metrics.csv ("overall" row: group "")
+    variant, target, delegate, scope, group   as in the run's metrics ("overall" row: group "")
     status            "both", "only_a" or "only_b": where the job (and group) finished
     n_a, n_b          samples in run A / run B (0 where absent)
     acc_a, acc_b, acc_diff, acc_diff_lo, acc_diff_hi                 variant accuracy, B - A
@@ -34,7 +34,7 @@ from harness.metrics.stats import CONFIDENCE, N_RESAMPLES, SEED
 if TYPE_CHECKING:
     import pandas as pd
 
-    from harness.results import RunData
+    from harness.rundir import RunData
 
 JOB = ["variant", "target", "delegate"]
 KEYS = JOB + ["scope", "group"]
@@ -72,7 +72,7 @@ def compare_runs(run_a: Path, run_b: Path, n_resamples: int = N_RESAMPLES, seed:
         comparison = compare_runs(Path("runs/monday"), Path("runs/tuesday"))
         print(format_comparison(comparison))
     """
-    from harness.results import read_run
+    from harness.rundir import read_run
 
     a, b = read_run(Path(run_a)), read_run(Path(run_b))
     paired, reason = same_test_set(a, b)

@@ -2,7 +2,7 @@
 
 For one variant, every job (device x delegate) of a run directory is set against two references:
 
-- the FP32 Keras model on the host: accuracy drop, split into its two sources (metrics.csv
+- the FP32 Keras model on the host: accuracy drop, split into its two sources (the run's metrics
   ``drop_quantization`` -- FP32 to the variant on the CPU reference kernels -- and
   ``drop_delegate`` -- reference kernels to this delegate; they add up to the drop);
 - the same variant on the CPU reference kernels (the baseline job of
@@ -17,7 +17,7 @@ Columns of :func:`delegate_table` (:data:`TABLE_COLUMNS`), one row per job x (ov
     target, delegate, delegate_applied, status, error
     group                      "" on a job's overall row
     n, acc, acc_drop           accuracy and its drop vs FP32 (fractions)
-    drop_quantization, drop_delegate   the drop's two parts (metrics.csv)
+    drop_quantization, drop_delegate   the drop's two parts (the run's metrics)
     baseline_target            whose reference-kernel job the next two columns compare with
     flip_vs_ref                share of samples whose predicted class differs from the baseline's
     max_abs_dlogit_vs_ref      max over samples and classes of |z - z_baseline|
@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from harness.metrics.groups import BASELINE_DELEGATE, OVERALL, baseline_target
-from harness.results import RunData
+from harness.rundir import RunData
 from harness.text import fit_cell
 
 ERROR_LINES = 3  # a failed job's error in the printed table (the whole error is in delegates.csv)

@@ -2,7 +2,7 @@
 
 ``evaluate`` only sequences the stages; each stage is a function of its own module and is tested
 there (device choice and scheduling: ``harness.farm``). Everything a job produces is written to the run directory as soon as the job ends (by
-``results.RunWriter``), so a failure later in the sweep loses nothing, and rerunning into the same
+``rundir.RunWriter``), so a failure later in the sweep loses nothing, and rerunning into the same
 run directory skips the jobs that already finished.
 """
 
@@ -38,13 +38,13 @@ def evaluate(exp: Experiment, dataset: GroupedDataset, source: ModelSource, out_
 
     >>> evaluate(config.from_dict({}), datasets.load("digits-groups"), source, Path("runs/x"))  # doctest: +SKIP
     """
-    from harness import datasets, reference, results
+    from harness import datasets, reference, rundir
     from harness.farm import schedule
     from harness.modelio import model_input_shape, model_num_classes
 
     datasets.validate_for_model(dataset, model_input_shape(source.model), model_num_classes(source.model))
     test, train = dataset.subset("test"), dataset.subset("train")
-    writer = results.RunWriter(out_dir, resume=True)
+    writer = rundir.RunWriter(out_dir, resume=True)
     echo(f"reference: FP32 Keras logits for {len(test)} test samples")
     ref = reference.reference_logits(source.model, test)
     calibration, artifacts = build_variants(exp, source.model, train, progress, echo)

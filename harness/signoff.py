@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from harness.metrics.stats import Stats
-    from harness.results import RunData
+    from harness.rundir import RunData
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 EXIT_PASS = 0
@@ -184,7 +184,7 @@ def signoff(run_dir: Path, policy: Policy, n_resamples: int | None = None, seed:
         print(format_verdict(verdict))
     """
     from harness.metrics import stats as st
-    from harness.results import read_run
+    from harness.rundir import read_run
 
     run = read_run(Path(run_dir))
     stats = st.run_stats(run, n_resamples=n_resamples or st.N_RESAMPLES, seed=st.SEED if seed is None else seed)

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from harness.records import GroupedDataset
-    from harness.results import RunData
+    from harness.rundir import RunData
 
 POWER_ITERATIONS = 20        # power-iteration cap: ~1e-3 relative agreement within it on the demo CNN
 PROBES = 30                  # Hutchinson probes: trace standard error ~7 % on the demo CNN (paired across variants)
@@ -109,7 +109,7 @@ def analyze(run_dir: Path, options: AnalyzeOptions = AnalyzeOptions(),
 
 def load_inputs(run_dir: Path, max_samples_per_group: int = MAX_SAMPLES_PER_GROUP, seed: int = SEED) -> RunInputs:
     """The run's model and dataset, checked against the manifest, and the chosen test samples."""
-    from harness.results import read_run
+    from harness.rundir import read_run
 
     run = read_run(run_dir)
     model = load_checked_model(run)

@@ -5,7 +5,7 @@ For a group's samples (x, y) and the model's trainable weights theta, with the g
 
 * ``loss``            L_g at the model's current weights;
 * ``logit_variance``  mean over samples of the variance of the logits across classes (ddof 0),
-                      the same definition as metrics.csv's ``logit_var``;
+                      the same definition as the run metrics' ``logit_var``;
 * ``grad_norm``       ||grad_theta L_g||_2 over every trainable weight, concatenated;
 * ``hessian_top_eig`` the eigenvalue of largest magnitude of the Hessian H_g of L_g, by power
                       iteration on Hessian-vector products (Rayleigh quotient of the last iterate);

@@ -186,7 +186,7 @@ def comparison(run_dir: Path) -> "pd.DataFrame":
     import pandas as pd
 
     from harness.metrics.stats import run_stats
-    from harness.results import read_run
+    from harness.rundir import read_run
 
     run = read_run(run_dir)
     stats = run_stats(run)
@@ -214,7 +214,7 @@ def comparison(run_dir: Path) -> "pd.DataFrame":
 def layer_check(inputs: "RunInputs", run_dir: Path, layers: list[str]) -> "pd.DataFrame":
     """Per variant of the new run: minority and majority SNR at the chosen layers and at the output."""
     from harness.analysis.analyze import layer_table, skew_table, variant_files
-    from harness.results import read_run
+    from harness.rundir import read_run
 
     files = [f for f in variant_files(read_run(run_dir).manifest, list(COMPARED)) if not f.error]
     skew = skew_table(layer_table(inputs, files, lambda s: None), inputs.minority, inputs.majority)

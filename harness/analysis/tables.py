@@ -49,13 +49,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import ResultsError
-from harness.results import (ANALYSIS_FILE, LAYERS_FILE, SUGGESTION_FILE, atomic_write, jsonable,
-                             read_typed_csv)
+from harness.fsutil import jsonable
+from harness.rundir import ANALYSIS_FILE, LAYERS_FILE, SUGGESTION_FILE, atomic_write, read_typed_csv
 
 if TYPE_CHECKING:
     import pandas as pd
 
-REFERENCE = "reference"   # variant name of the FP32 Keras model (as in predictions.parquet)
+REFERENCE = "reference"   # variant name of the FP32 Keras model (as in the stored predictions)
 
 ANALYSIS_COLUMNS: dict[str, str] = {
     "variant": "string", "group": "string", "n": "int64", "loss": "float64", "logit_variance": "float64",

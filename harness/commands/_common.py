@@ -151,7 +151,7 @@ def model_source(exp, dataset, show_progress: bool, say: Callable[[str], None]):
 
 def run_experiment(exp, args) -> int:
     """Evaluate ``exp`` into --out (or a new run directory) and print its tables or JSON summary."""
-    from harness import datasets, results
+    from harness import datasets, rundir
     from harness.evaluate import evaluate
     from harness.report.text import format_summary, format_table
 
@@ -162,7 +162,7 @@ def run_experiment(exp, args) -> int:
     dataset = datasets.load(exp.data.dataset)
     source = model_source(exp, dataset, show_progress, say)
     evaluate(exp, dataset, source, out, progress=show_progress, echo=say)
-    run = results.read_run(out)
+    run = rundir.read_run(out)
     if args.json:
         print_json({"run_dir": str(out), "summary": run.summary})
     else:

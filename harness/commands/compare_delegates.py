@@ -5,7 +5,7 @@
     qskew compare-delegates --device local --device simulated --delegates xnnpack,builtin --repeat 3
 
 The CPU reference kernels are the baseline a delegate is judged against, so ``reference`` is added
-to the list when it is missing. Writes a normal run directory (``metrics.csv`` has the drop split
+to the list when it is missing. Writes a normal run directory (its metrics have the drop split
 into ``drop_quantization`` and ``drop_delegate``) plus ``delegates.csv``, the printed table.
 """
 
@@ -45,7 +45,7 @@ def register(sub) -> None:
 
 
 def cmd_compare_delegates(args) -> int:
-    from harness import datasets, results
+    from harness import datasets, rundir
     from harness.errors import QskewError
     from harness.evaluate import evaluate
 
@@ -62,17 +62,17 @@ def cmd_compare_delegates(args) -> int:
         _show(out, variant, exp.run.delegates, args, echo, partial=True)
         raise
     table = _show(out, variant, exp.run.delegates, args, echo)
-    results.atomic_write(out / results.DELEGATES_FILE, lambda p: table.to_csv(p, index=False))
+    rundir.atomic_write(out / rundir.DELEGATES_FILE, lambda p: table.to_csv(p, index=False))
     return 0
 
 
 def _show(out: Path, variant: str, delegates, args, echo, partial: bool = False):
-    from harness import results
+    from harness import rundir
     from harness.delegate_compare import delegate_table, format_delegate_table
 
-    if not (out / results.SUMMARY_FILE).exists():
+    if not (out / rundir.SUMMARY_DIR).exists():
         return None
-    table = delegate_table(results.read_run(out), variant, delegates)
+    table = delegate_table(rundir.read_run(out), variant, delegates)
     if partial:
         echo(format_delegate_table(table, variant))
         return table

@@ -31,17 +31,17 @@ def register(sub) -> None:
 
 
 def cmd_signoff(args) -> int:
-    from harness import results, signoff
+    from harness import rundir, signoff
 
     policy = signoff.load_policy(args.policy)
     verdict = signoff.signoff(args.run_dir, policy, **_common.stats_options(args))
-    results.write_signoff(args.run_dir, verdict.to_json())
-    junit = signoff.write_junit(verdict, args.junit or results.signoff_junit_path(args.run_dir))
+    rundir.write_signoff(args.run_dir, verdict.to_json())
+    junit = signoff.write_junit(verdict, args.junit or rundir.signoff_junit_path(args.run_dir))
     if args.json:
-        _common.print_json(results.read_signoff(args.run_dir))
+        _common.print_json(rundir.read_signoff(args.run_dir))
     else:
         print(signoff.format_verdict(verdict))
-        print(f"written: {args.run_dir / results.SIGNOFF_FILE}, {junit}")
+        print(f"written: {args.run_dir / rundir.SIGNOFF_FILE}, {junit}")
     if verdict.verdict == signoff.WARN:
         reasons = "; ".join(f"{r.rule}: {r.message}" for r in verdict.rules if r.status == signoff.WARN)
         print(f"WARNING: sign-off verdict is WARN ({reasons})", file=sys.stderr)

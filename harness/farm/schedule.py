@@ -25,6 +25,7 @@ from harness.farm import runners
 from harness.farm.connect import open_target
 from harness.farm.inventory import load_inventory
 from harness.metrics.noise import repeat_noise
+from harness.metrics.score import score_job
 from harness.records import ModelArtifact
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ def _one_job(exp, dev, art, delegate, test, ref, writer, done, lock, bar, echo) 
     run = _run_repeated(exp, dev, art, test, delegate, progress, echo)
     with lock:
         if run.ok:
-            writer.add_run(run, ref, test)
+            writer.add_run(run, score_job(run, ref, test))
             echo(f"  {art.variant} on {target.name}/{delegate}: {run.runtime} {run.runtime_version}, "
                  f"delegate applied: {run.delegate_applied}, batch {run.batch_size}")
         else:

@@ -47,20 +47,29 @@ def per_sample(ref: Logits, run: DeviceRun, test: GroupedDataset) -> pd.DataFram
         frame = per_sample(ref_logits, device_run, ds.subset("test"))
         frame.groupby("group")["flip"].mean()
     """
+    return compare_samples(ref, run, test.ids, test.group, test.y,
+                           num_classes=test.num_classes, dataset=test.name)
+
+
+def compare_samples(ref: Logits, run: DeviceRun, ids, groups, labels, *, num_classes: int | None = None,
+                    dataset: str = "test set") -> pd.DataFrame:
+    """:func:`per_sample` from the test samples' ``ids``, ``groups`` and ``labels`` arrays (in the
+    order of ``run.logits``' rows), e.g. as a run directory stores them; ``num_classes`` None
+    takes K from the logits. ``dataset`` only names the data in errors."""
     job = f"{run.variant}/{run.target}/{run.delegate}"
     if run.logits is None:
         raise ValueError(f"job {job} has no logits (it failed: {run.error}); record it as a failure")
-    ids = np.asarray(test.ids).astype(str)
-    labels = np.asarray(test.y).astype(np.int64)
+    ids = np.asarray(ids).astype(str)
+    labels = np.asarray(labels).astype(np.int64)
     z_ref = align_reference(ref, ids, job)
     z_var = _as_matrix(run.logits, f"logits of job {job}")
-    _check_shapes(z_ref, z_var, labels, test, job)
+    _check_shapes(z_ref, z_var, labels, z_ref.shape[1] if num_classes is None else num_classes, dataset, job)
 
     pred_ref, pred = z_ref.argmax(axis=1), z_var.argmax(axis=1)
     logp_ref, logp_var = log_softmax(z_ref), log_softmax(z_var)
     rows = np.arange(len(ids))
     columns = {
-        "id": ids, "group": np.asarray(test.group).astype(str), "label": labels,
+        "id": ids, "group": np.asarray(groups).astype(str), "label": labels,
         "variant": run.variant, "target": run.target, "delegate": run.delegate,
         "pred_ref": pred_ref.astype(np.int64), "pred": pred.astype(np.int64),
         "correct_ref": pred_ref == labels, "correct": pred == labels,
@@ -131,13 +140,13 @@ def _as_matrix(values: np.ndarray, what: str) -> np.ndarray:
     return z
 
 
-def _check_shapes(z_ref: np.ndarray, z_var: np.ndarray, labels: np.ndarray,
-                  test: GroupedDataset, job: str) -> None:
+def _check_shapes(z_ref: np.ndarray, z_var: np.ndarray, labels: np.ndarray, num_classes: int,
+                  dataset: str, job: str) -> None:
     n, k = z_ref.shape
     if z_var.shape != (n, k):
         raise DatasetError(f"job {job} returned logits of shape {z_var.shape}; the reference has {(n, k)}")
-    if k != test.num_classes or k < 2:
-        raise DatasetError(f"dataset {test.name!r} has {test.num_classes} classes but the model "
+    if k != num_classes or k < 2:
+        raise DatasetError(f"dataset {dataset!r} has {num_classes} classes but the model "
                            f"outputs {k} logits (job {job}); per-sample metrics need K >= 2 logits")
     if labels.size and (labels.min() < 0 or labels.max() >= k):
-        raise DatasetError(f"dataset {test.name!r} has labels outside [0, {k}) (job {job})")
+        raise DatasetError(f"dataset {dataset!r} has labels outside [0, {k}) (job {job})")

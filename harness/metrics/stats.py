@@ -1,7 +1,7 @@
 """Statistics behind a sign-off: intervals, paired tests and small-sample warnings (reference §6).
 
 Everything here is computed from a per-sample frame (``compare.per_sample``, or
-``RunData.per_sample`` for a stored run), so the run directory's ``predictions.parquet`` stays the
+``RunData.per_sample`` for a stored run), so the run directory's predictions stay the
 single source: ``qskew report``, ``signoff`` and ``compare`` recompute the statistics when they run
 (:func:`run_stats`) and nothing statistical is written into the run directory.
 
@@ -30,7 +30,7 @@ single source: ``qskew report``, ``signoff`` and ``compare`` recompute the stati
 
 ``Stats.groups`` (:data:`GROUP_STATS_COLUMNS`), one row per job x (overall + each group)::
 
-    variant, target, delegate, scope, group   as in metrics.csv ("overall" row has group "")
+    variant, target, delegate, scope, group   as in the run's metrics ("overall" row has group "")
     n                            samples
     acc_ref, acc_ref_lo, acc_ref_hi   reference accuracy and its Wilson interval
     acc, acc_lo, acc_hi          variant accuracy and its Wilson interval
@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -67,8 +67,6 @@ from harness.metrics.groups import GROUP, JOB_COLUMNS, MIN_GROUP_SIZE, OVERALL
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from harness.results import RunData
 
 N_RESAMPLES = 2000   # percentile bounds of a 95 % interval settle to ~0.1 pp at this many resamples
 SEED = 0             # default seed: the same run gives the same intervals on every machine
@@ -216,7 +214,16 @@ def compute_stats(frame: "pd.DataFrame", n_resamples: int = N_RESAMPLES, seed: i
                  disparity=_typed(pd.DataFrame(disparity_rows), DISPARITY_STATS_COLUMNS))
 
 
-def run_stats(run: "RunData", n_resamples: int = N_RESAMPLES, seed: int = SEED,
+class StoredRun(Protocol):
+    """What :func:`run_stats` needs of a run read from disk (``harness.rundir.RunData`` has it);
+    a protocol, so the metrics stage does not import the run directory above it."""
+
+    def jobs(self, status: str = "ok") -> list[tuple[str, str, str]]: ...
+
+    def per_sample(self, variant: str, target: str, delegate: str) -> "pd.DataFrame": ...
+
+
+def run_stats(run: StoredRun, n_resamples: int = N_RESAMPLES, seed: int = SEED,
               confidence: float = CONFIDENCE) -> Stats:
     """:func:`compute_stats` over every finished job of a run directory (read with ``read_run``)."""
     import pandas as pd

@@ -348,9 +348,9 @@ def _qat_recipe(job: QatJob, result: QatResult, job_dir: Path) -> dict[str, Any]
 
 def _refuse_stale(out_dir: Path, artifacts: list[ModelArtifact]) -> None:
     """Resuming into ``out_dir`` must not keep results of other builds under the same names."""
-    from harness import results
+    from harness import rundir
 
-    manifest_path = out_dir / results.MANIFEST_FILE
+    manifest_path = out_dir / rundir.MANIFEST_FILE
     if not manifest_path.is_file():
         return
     try:

@@ -1,6 +1,6 @@
 """The before/after table of ``qskew mitigate``: per variant and group, the accuracy drop vs FP32.
 
-Read from the run directory through ``harness.results`` and ``harness.metrics.stats`` (the same
+Read from the run directory through ``harness.rundir`` and ``harness.metrics.stats`` (the same
 paired, group-stratified bootstrap intervals ``qskew report`` and ``signoff`` use), so the table
 can be rebuilt from any run directory ``qskew mitigate`` wrote.
 
@@ -45,12 +45,12 @@ class BeforeAfter:
 
 def before_after(run_dir: Path, n_resamples: int | None = None, seed: int | None = None) -> BeforeAfter:
     """The table of a run directory (intervals: ``harness.metrics.stats`` defaults unless given)."""
-    from harness import results
+    from harness import rundir
     from harness.metrics.stats import N_RESAMPLES, SEED, run_stats
 
     n_resamples = N_RESAMPLES if n_resamples is None else n_resamples
     seed = SEED if seed is None else seed
-    stats = run_stats(results.read_run(Path(run_dir)), n_resamples=n_resamples, seed=seed)
+    stats = run_stats(rundir.read_run(Path(run_dir)), n_resamples=n_resamples, seed=seed)
     groups = _ordered(stats.groups.assign(role=stats.groups["variant"].map(ROLES).fillna("")))
     worst = _ordered(stats.disparity.assign(role=stats.disparity["variant"].map(ROLES).fillna("")))
     return BeforeAfter(groups[list(GROUP_COLUMNS)].reset_index(drop=True),

@@ -1,7 +1,7 @@
 """One self-contained HTML report of a run directory, plus its charts as PNG files.
 
-:func:`build_report` reads a run directory through ``harness.results.read_run``, recomputes the
-statistics from ``predictions.parquet`` (``harness.metrics.stats``; nothing statistical is stored
+:func:`build_report` reads a run directory through ``harness.rundir.read_run``, recomputes the
+statistics from the stored predictions (``harness.metrics.stats``; nothing statistical is stored
 in the run directory) and renders one HTML page whose charts are embedded as base64 PNG ``data:``
 URIs: no script, no stylesheet, image or font is fetched from anywhere, so the file opens from an
 email attachment or an air-gapped laptop. Every piece of text from the run (group names, device
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from harness.metrics.stats import Stats
-    from harness.results import RunData
+    from harness.rundir import RunData
 
 REPORT_FILE = "report.html"  # default page name inside the run directory's report folder
 SECTIONS = (("summary", "Summary"), ("accuracy", "Accuracy per group"), ("drops", "Drop heatmap"),
@@ -84,7 +84,7 @@ def write_report(run_dir: Path, out: Path | None = None, n_resamples: int = N_RE
         print(files.html)  # runs/demo/report/report.html
     """
     from harness.errors import ResultsError
-    from harness.results import report_dir
+    from harness.rundir import report_dir
 
     report = build_report(run_dir, n_resamples=n_resamples, seed=seed)
     out = Path(out) if out is not None else report_dir(run_dir) / REPORT_FILE
@@ -107,7 +107,7 @@ def build_report(run_dir: Path, n_resamples: int = N_RESAMPLES, seed: int = SEED
 
     from harness.metrics.stats import compute_stats
     from harness.report import plots
-    from harness.results import read_run
+    from harness.rundir import read_run
 
     run = read_run(Path(run_dir))
     frames = {job: run.per_sample(*job) for job in run.jobs("ok")}

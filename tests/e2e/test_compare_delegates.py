@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from harness import cli, results
+from harness import cli, rundir
 
 DELEGATES = ["xnnpack", "reference", "builtin"]
 
@@ -28,7 +28,7 @@ def compared(tmp_path_factory):
 
 
 def test_the_table_covers_every_device_and_delegate(compared, capsys):
-    table = pd.read_csv(compared / results.DELEGATES_FILE, keep_default_na=False)
+    table = pd.read_csv(compared / rundir.DELEGATES_FILE, keep_default_na=False)
     overall = table[table.group == ""]
     assert sorted(zip(overall.target, overall.delegate)) == sorted(
         (t, d) for t in ("local", "simulated") for d in DELEGATES)
@@ -41,7 +41,7 @@ def test_the_table_covers_every_device_and_delegate(compared, capsys):
 
 
 def test_quantization_part_plus_delegate_part_is_the_drop_per_group(compared):
-    run = results.read_run(compared)
+    run = rundir.read_run(compared)
     m = run.metrics
     assert not m[["drop_quantization", "drop_delegate"]].isna().any().any()
     total = m.drop_quantization + m.drop_delegate
@@ -53,7 +53,7 @@ def test_quantization_part_plus_delegate_part_is_the_drop_per_group(compared):
 
 
 def test_repeat_records_run_to_run_noise(compared):
-    run = results.read_run(compared)
+    run = rundir.read_run(compared)
     for entry in run.summary["runs"]:
         noise = entry["repeat"]
         assert noise["runs"] == 2 and len(noise["latency_ms_per_sample"]) == 2
@@ -61,7 +61,7 @@ def test_repeat_records_run_to_run_noise(compared):
 
 
 def test_placement_is_in_the_run_directory(compared):
-    placement = results.read_run(compared).placement
+    placement = rundir.read_run(compared).placement
     xnn = placement[(placement.target == "simulated") & (placement.delegate == "xnnpack")]
     assert len(xnn) > 0 and (xnn.source == "interpreter").all() and "delegate" in set(xnn.on)
     ref = placement[placement.delegate == "reference"]

@@ -9,17 +9,20 @@ import json
 import numpy as np
 import pandas as pd
 
-from harness import cli, results
+from harness import cli, rundir
 from harness.paths import cache_dir
 from harness.metrics.groups import group_metrics
 
 ALL = ["fp32", "dynamic", "float16", "int8", "int16x8", "mixed"]
 
 
-def test_demo_writes_the_four_files_with_all_six_variants(demo_run, capsys):
-    for name in results.FILES:
-        assert (demo_run / name).is_file(), name
-    run = results.read_run(demo_run)
+def test_demo_writes_the_manifest_and_one_part_per_job_with_all_six_variants(demo_run, capsys):
+    assert (demo_run / rundir.MANIFEST_FILE).is_file()
+    for name in rundir.layout.PART_DIRS:
+        assert (demo_run / name).is_dir(), name
+    for name in ("predictions", "metrics", "summary"):  # every job finished: reference + six parts
+        assert len(list((demo_run / name).glob("0*"))) == len(ALL) + (name == "predictions"), name
+    run = rundir.read_run(demo_run)
     jobs = run.jobs()
     assert sorted(v for v, _, _ in jobs) == sorted(ALL)
     assert {(t, d) for _, t, d in jobs} == {("local", "xnnpack")}
@@ -43,7 +46,7 @@ def test_demo_prints_the_per_group_table_and_the_run_directory(tmp_path, capsys)
 
 
 def test_metrics_recomputed_from_predictions_equal_metrics_csv(demo_run):
-    run = results.read_run(demo_run)
+    run = rundir.read_run(demo_run)
     for job in run.jobs():
         recomputed = group_metrics(run.per_sample(*job)).reset_index(drop=True)
         stored = run.metrics[(run.metrics["variant"] == job[0]) & (run.metrics["target"] == job[1])
@@ -52,8 +55,8 @@ def test_metrics_recomputed_from_predictions_equal_metrics_csv(demo_run):
 
 
 def test_fp32_variant_matches_the_keras_reference_closely(demo_run):
-    run = results.read_run(demo_run)
-    ref = run.logits(*results.REFERENCE_JOB).values
+    run = rundir.read_run(demo_run)
+    ref = run.logits(*rundir.REFERENCE_JOB).values
     fp32 = run.logits("fp32", "local", "xnnpack").values
     assert np.abs(ref - fp32).max() < 1e-3
     assert (ref.argmax(1) == fp32.argmax(1)).mean() > 0.995
@@ -63,7 +66,7 @@ def test_rerun_into_the_same_directory_redoes_nothing(demo_run, capsys):
     assert cli.main(["demo", "--out", str(demo_run), "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert err.count("already in the run directory, skipped") == len(ALL)
-    assert len(results.read_run(demo_run).jobs()) == len(ALL)
+    assert len(rundir.read_run(demo_run).jobs()) == len(ALL)
 
 
 def test_json_output_is_one_parseable_document(tmp_path, capfd):

@@ -9,7 +9,7 @@ The same holds for a device whose disk is full and for a runner that crashes.
 
 import pytest
 
-from harness import config, datasets, on_device, results
+from harness import config, datasets, on_device, rundir
 from harness.targets.simulate import simulator
 from harness.errors import TargetError
 from harness.evaluate import ModelSource, evaluate
@@ -61,9 +61,9 @@ def test_device_vanishing_mid_job(tmp_path, small_cnn, monkeypatch, stage, nbyte
     with pytest.raises(TargetError) as info:
         sweep(out)
     assert info.value.device == "sim-faulty" and "sim-faulty" in str(info.value)
-    assert results.read_run(out).jobs() == [("fp32", "sim-faulty", "xnnpack")]
+    assert rundir.read_run(out).jobs() == [("fp32", "sim-faulty", "xnnpack")]
     assert sweep(out) == ["int8", "float16"]  # only what had not finished
-    assert sorted(v for v, _, _ in results.read_run(out).jobs()) == sorted(VARIANTS)
+    assert sorted(v for v, _, _ in rundir.read_run(out).jobs()) == sorted(VARIANTS)
 
 
 @pytest.mark.slow

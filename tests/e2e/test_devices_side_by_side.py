@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from harness import config, datasets, results
+from harness import config, datasets, rundir
 from harness.errors import TargetError
 from harness.evaluate import ModelSource, evaluate
 
@@ -52,14 +52,14 @@ def test_two_devices_one_fails_then_the_rerun_finishes_it(tmp_path, small_cnn):
         evaluate(exp, data, source, out, progress=False, echo=lines.append)
     assert info.value.device == "b" and "/bin/false" in str(info.value)
     # b was unreachable (its interpreter cannot even say its version); a finished all four jobs
-    assert sorted(results.read_run(out).jobs()) == [("fp32", "a", "reference"), ("fp32", "a", "xnnpack"),
+    assert sorted(rundir.read_run(out).jobs()) == [("fp32", "a", "reference"), ("fp32", "a", "xnnpack"),
                                                      ("int8", "a", "reference"), ("int8", "a", "xnnpack")]
     assert any(line.startswith("device b: unreachable") for line in lines)
 
     _inventory(devices, sys.executable)
     lines.clear()
     evaluate(exp, data, source, out, progress=False, echo=lines.append)
-    run = results.read_run(out)
+    run = rundir.read_run(out)
     assert sorted(j for j in run.jobs() if j[1] == "b") == [("fp32", "b", "xnnpack"), ("int8", "b", "xnnpack")]
     assert sum("already in the run directory" in line for line in lines) == 4
     assert "  b: does not offer delegate reference (inventory), skipped" in lines
@@ -84,4 +84,4 @@ def test_a_runner_crashing_on_one_device_mid_sweep_spares_the_other(tmp_path, sm
         evaluate(exp, datasets.load("digits-groups"), ModelSource(small_cnn, {"source": "test", "sha256": "x"}),
                  out, progress=False)
     assert info.value.device == "b" and "boom" in str(info.value)
-    assert sorted(results.read_run(out).jobs()) == [("fp32", "a", "xnnpack"), ("int8", "a", "xnnpack")]
+    assert sorted(rundir.read_run(out).jobs()) == [("fp32", "a", "xnnpack"), ("int8", "a", "xnnpack")]

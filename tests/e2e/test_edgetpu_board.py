@@ -4,7 +4,7 @@ TPU job lacks, and still runs the fixed-batch int8 on the board's CPU."""
 
 from pathlib import Path
 
-from harness import cli, results
+from harness import cli, rundir
 from harness.farm.connect import simulated_root
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "edgetpu.toml"
@@ -16,7 +16,7 @@ def test_the_edgetpu_example_on_a_simulated_coral(tmp_path):
                        'labels = { accelerator = "edgetpu" }\n')
     out = tmp_path / "run"
     assert cli.main(["run", str(EXAMPLE), "--devices", str(devices), "--out", str(out), "--no-progress"]) == 0
-    runs = {(r["variant"], r["delegate"]): r for r in results.read_run(out).summary["runs"]}
+    runs = {(r["variant"], r["delegate"]): r for r in rundir.read_run(out).summary["runs"]}
     for variant in ("int16x8", "mixed"):
         for delegate in ("edgetpu", "reference"):
             entry = runs[(variant, delegate)]

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from harness import config, datasets, results
+from harness import config, datasets, rundir
 from harness.evaluate import ModelSource, evaluate
 
 
@@ -22,7 +22,7 @@ def test_int16x8_fails_to_convert_and_the_sweep_goes_on(tmp_path):
     out = tmp_path / "run"
     evaluate(exp, datasets.load("digits-groups"), ModelSource(_model_with_a_sin_layer(), {"source": "test"}),
              out, progress=False)
-    run = results.read_run(out)
+    run = rundir.read_run(out)
     by_variant = {r["variant"]: r for r in run.summary["runs"]}
     assert by_variant["int8"]["status"] == "ok"
     failed = by_variant["int16x8"]

@@ -9,7 +9,7 @@ directory.
 import numpy as np
 import pytest
 
-from harness import cli, results
+from harness import cli, rundir
 
 
 CANARY = "QSKEW-CANARY"  # `cd` with no argument goes home: the device's root, or the host user's HOME
@@ -48,7 +48,7 @@ def test_hostile_names_everywhere(tmp_path):
                           '[run]\ntargets = ["sim"]\n')
     out = tmp_path / f"run {bad}"
     assert cli.main(["run", str(experiment), "--devices", str(devices), "--out", str(out), "--no-progress"]) == 0
-    run = results.read_run(out)
+    run = rundir.read_run(out)
     assert sorted(run.jobs()) == [("fp32", "sim", "xnnpack"), ("int8", "sim", "xnnpack")]
     assert set(run.predictions.id) == set(ids[1::2]) and f"group {bad}" in set(run.metrics.group)
     from pathlib import Path

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from harness import cli, results
+from harness import cli, rundir
 from support.boards import BOARD_PYTHON, needs_board
 
 VARIANTS = "fp32,int8,int16x8"
@@ -29,7 +29,7 @@ def adb_run(tmp_path_factory):
     code = cli.main(["demo", "--device", "simulated", "--device", "local", "--variants", VARIANTS,
                      "--delegates", "xnnpack,reference", "--out", str(out), "--no-progress"])
     assert code == 0
-    return results.read_run(out)
+    return rundir.read_run(out)
 
 
 def test_simulated_device_gives_the_same_logits_as_local(adb_run):

@@ -6,7 +6,7 @@ the first two jobs run for real, the third raises the TargetError a vanished dev
 
 import pytest
 
-from harness import config, datasets, on_device, results
+from harness import config, datasets, on_device, rundir
 from harness.errors import TargetError
 from harness.evaluate import ModelSource, evaluate
 
@@ -34,9 +34,9 @@ def test_sweep_resumes_where_the_device_dropped(tmp_path, monkeypatch, small_cnn
     monkeypatch.setattr(on_device, "run_job", flaky)
     with pytest.raises(TargetError, match="device went away"):
         evaluate(exp, data, source, out, progress=False)
-    assert results.read_run(out).jobs() == [("fp32", "local", "xnnpack"), ("dynamic", "local", "xnnpack")]
+    assert rundir.read_run(out).jobs() == [("fp32", "local", "xnnpack"), ("dynamic", "local", "xnnpack")]
 
     calls.clear()
     evaluate(exp, data, source, out, progress=False)
     assert calls == ["int8", "float16"]  # only the jobs that had not finished
-    assert sorted(v for v, _, _ in results.read_run(out).jobs()) == ["dynamic", "float16", "fp32", "int8"]
+    assert sorted(v for v, _, _ in rundir.read_run(out).jobs()) == ["dynamic", "float16", "fp32", "int8"]

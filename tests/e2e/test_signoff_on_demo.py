@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness import cli, results
+from harness import cli, rundir
 from support.chromium import CHROMIUM, PAGE_ERRORS, screenshot
 
 # Strict: the demo's minority has 180 test samples and no phone is attached, so two rules must fail.
@@ -65,7 +65,7 @@ def test_compare_a_demo_run_with_itself_changes_nothing(demo_run, capsys):
     assert cli.main(["compare", str(demo_run), str(demo_run), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["paired"] is True
-    jobs = results.read_run(demo_run).jobs()
+    jobs = rundir.read_run(demo_run).jobs()
     assert len(doc["rows"]) == 3 * len(jobs)  # overall + two groups per job
     for row in doc["rows"]:
         assert row["status"] == "both" and row["acc_diff"] == 0.0 and row["drop_diff"] == 0.0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness.compare_runs import COMPARE_COLUMNS, compare_runs, format_comparison
-from harness.results import read_run
+from harness.rundir import read_run
 from support.synthetic_runs import make_run_dir
 
 A_VARIANTS = {"fp32": {}, "int8": {"majority": (0.9, 0.4), "minority": (0.5, 1.3)}}

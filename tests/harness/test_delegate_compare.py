@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from harness import results
+from harness import rundir
 from harness.delegate_compare import delegate_table, format_delegate_table
+from harness.metrics.score import score_job
 from harness.records import DeviceRun, GroupedDataset, Logits
 
 N = 40
@@ -29,19 +30,20 @@ def run_dir(tmp_path):
     z_base = z_ref.copy()
     z_gpu = z_ref.copy()
     z_gpu[0] = [5, -5, -5] if test.y[0] != 0 else [-5, 5, -5]   # the GPU flips one minority sample
-    w = results.RunWriter(tmp_path / "run")
+    w = rundir.RunWriter(tmp_path / "run")
     w.write_manifest({"config": {}, "dataset": {"sha256": "d"}, "model": {"sha256": "m"}})
     w.add_reference(ref, test)
     for target, delegate, z in [("phone", "gpu", z_gpu), ("phone", "reference", z_base),
                                 ("board", "xnnpack", z_base)]:
-        w.add_run(DeviceRun("int8", target, delegate, "a", logits=z, timings={"per_batch_s": [0.004]}), ref, test)
+        run = DeviceRun("int8", target, delegate, "a", logits=z, timings={"per_batch_s": [0.004]})
+        w.add_run(run, score_job(run, ref, test))
     w.add_failure("int8", "phone", "nnapi", "delegate: NNAPI is not available (on device phone)", stage="run")
     return tmp_path / "run", z_gpu, z_base
 
 
 def test_rows_flips_and_attribution(run_dir):
     path, z_gpu, z_base = run_dir
-    table = delegate_table(results.read_run(path), "int8", ["reference", "gpu", "nnapi"])
+    table = delegate_table(rundir.read_run(path), "int8", ["reference", "gpu", "nnapi"])
     overall = table[table.group == ""]
     assert list(zip(overall.target, overall.delegate)) == [
         ("board", "xnnpack"), ("phone", "reference"), ("phone", "gpu"), ("phone", "nnapi")]
@@ -64,21 +66,21 @@ def test_rows_flips_and_attribution(run_dir):
 
 
 def test_no_job_of_the_variant(run_dir):
-    table = delegate_table(results.read_run(run_dir[0]), "mixed")
+    table = delegate_table(rundir.read_run(run_dir[0]), "mixed")
     assert table.empty and "no job of variant 'mixed'" in format_delegate_table(table, "mixed")
 
 
 def test_the_report_section_shows_the_table_and_the_placement(run_dir):
     from harness.report.render import _delegates
 
-    html = _delegates(results.read_run(run_dir[0]))
+    html = _delegates(rundir.read_run(run_dir[0]))
     assert "FAILED: delegate: NNAPI is not available" in html
     assert "<td>10.00</td>" in html  # the GPU's minority flip rate vs the reference kernels, in %
     assert "Where the ops ran" not in html  # these synthetic jobs recorded no execution plan
 
 
 def test_without_any_reference_kernel_job_the_table_says_what_to_add(run_dir):
-    run = results.read_run(run_dir[0])
+    run = rundir.read_run(run_dir[0])
     summary = {"runs": [r for r in run.summary["runs"] if r["delegate"] != "reference"]}
     import dataclasses
 

@@ -12,8 +12,9 @@ import pytest
 from harness import signoff as so
 from harness.errors import ConfigError
 from harness.metrics.stats import run_stats
+from harness.metrics.score import score_job
 from harness.records import DeviceRun, GroupedDataset, Logits
-from harness.results import RunWriter, read_run
+from harness.rundir import RunWriter, read_run
 from support.synthetic_runs import make_run_dir
 
 MILD = {"fp32": {}, "int8": {"majority": (0.95, 0.3), "minority": (0.7, 0.8)}}
@@ -124,7 +125,8 @@ def flip_run(path: Path, flips: dict[str, int], sizes: dict[str, int]) -> Path:
     writer.write_manifest({"dataset": {"name": "flips"}})
     ref = Logits(ids=test.ids, values=z_ref)
     writer.add_reference(ref, test)
-    writer.add_run(DeviceRun("int8", "local", "xnnpack", None, z_var, delegate_applied="xnnpack"), ref, test)
+    run = DeviceRun("int8", "local", "xnnpack", None, z_var, delegate_applied="xnnpack")
+    writer.add_run(run, score_job(run, ref, test))
     return path
 
 

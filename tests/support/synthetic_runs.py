@@ -13,8 +13,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from harness.metrics.score import score_job
 from harness.records import DeviceRun, GroupedDataset, Logits
-from harness.results import RunWriter
+from harness.rundir import RunWriter
 
 SIZES = {"majority": 600, "minority": 150}
 # variant -> group -> (shrink factor of the logits, noise sd); fp32 is the reference itself
@@ -67,11 +68,12 @@ def make_run_dir(path: Path, sizes: Mapping[str, int] = SIZES, variants=VARIANTS
                     writer.add_failure(variant, target, delegate, "delegate failed to prepare", stage="run")
                     continue
                 logits = variant_logits(z_ref, test.group, spec, noise_seed + 17 * t_index + 31 * d_index)
-                writer.add_run(DeviceRun(
+                run = DeviceRun(
                     variant=variant, target=target, delegate=delegate, artifact_sha256=f"{variant:0<64}"[:64],
                     logits=logits, runtime="ai_edge_litert", runtime_version="2.3.0",
                     delegate_applied=delegate_applied or delegate, batch_size=64,
-                    timings={"per_batch_s": [0.001] * 4}), ref, test)
+                    timings={"per_batch_s": [0.001] * 4})
+                writer.add_run(run, score_job(run, ref, test))
     return Path(path)
 
 

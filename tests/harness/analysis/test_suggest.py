@@ -57,7 +57,7 @@ def test_recipe_that_selects_nothing_is_refused():
 
 
 def test_suggest_mixed_end_to_end(tiny_run, tmp_path):
-    from harness.results import read_run
+    from harness.rundir import read_run
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

@@ -10,7 +10,7 @@ import pytest
 
 from harness.cli import main
 from harness.metrics.stats import run_stats
-from harness.results import read_run, read_signoff, signoff_junit_path
+from harness.rundir import read_run, read_signoff, signoff_junit_path
 from support.synthetic_runs import make_run_dir
 
 MILD = {"fp32": {}, "int8": {"majority": (0.95, 0.3), "minority": (0.7, 0.8)}}

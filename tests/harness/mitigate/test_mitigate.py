@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from harness import results
+from harness import rundir
 from harness.errors import ConfigError, ResultsError
 from harness.mitigate.mitigate import QAT_FLOAT, QAT_INT8, QAT_MIXED, _refuse_stale, keep_plan
 from harness.mitigate.options import MitigationOptions
@@ -67,7 +67,7 @@ def test_keep_layers_matching_nothing_lists_the_layers(tiny_keras3, tiny_ops):
 
 @pytest.mark.slow
 def test_mitigated_variants_are_in_metrics_csv_next_to_int8_and_mixed(mitigation_run):
-    run = results.read_run(mitigation_run.run_dir)
+    run = rundir.read_run(mitigation_run.run_dir)
     assert {a.variant for a in mitigation_run.artifacts} == MITIGATED
     assert {v for v, _, _ in run.jobs("ok")} == MITIGATED | {"int8", "mixed"}
     for variant in MITIGATED | {"int8", "mixed"}:
@@ -84,7 +84,7 @@ def test_int8_qat_is_full_integer_and_its_logits_differ_from_ptq_int8(mitigation
     assert [t.dtype for t in info.inputs + info.outputs] == ["int8", "int8"]
     assert {dtype for _, dtype, _ in info.op_counts} == {"int8"}
     assert set(dict(info.tensor_dtypes)) <= {"int8", "int32"}  # int32: biases only
-    run = results.read_run(mitigation_run.run_dir)
+    run = rundir.read_run(mitigation_run.run_dir)
     qat = run.logits(QAT_INT8, "local", "xnnpack")
     ptq = run.logits("int8", "local", "xnnpack")
     assert np.array_equal(qat.ids, ptq.ids)
@@ -98,7 +98,7 @@ def test_qat_kept_the_mixed_layers_float_and_fine_tuned_on_balanced_epochs(mitig
     assert qat.group_weights is None and len(qat.history["loss"]) == MitigationOptions().epochs
     for shares in qat.epoch_group_shares:
         assert shares == pytest.approx({"faint": 0.5, "standard": 0.5})
-    manifest = results.read_run(mitigation_run.run_dir).manifest
+    manifest = rundir.read_run(mitigation_run.run_dir).manifest
     recipes = {v["variant"]: v["recipe"] for v in manifest["variants"]}
     assert recipes[QAT_INT8]["qat"]["kept_float_layers"] == ["dense", "logits"]
     # mixed-qat raises the same number of ops to 16 bits as the plain mixed
@@ -107,7 +107,7 @@ def test_qat_kept_the_mixed_layers_float_and_fine_tuned_on_balanced_epochs(mitig
 
 @pytest.mark.slow
 def test_balanced_calibration_variant_sits_next_to_the_random_one(mitigation_run):
-    manifest = results.read_run(mitigation_run.run_dir).manifest
+    manifest = rundir.read_run(mitigation_run.run_dir).manifest
     calib = {v["variant"]: v["calibration"] for v in manifest["variants"]}
     assert calib["int8"]["strategy"] == "random"
     assert calib["int8-balanced-calib"]["strategy"] == "balanced"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from harness import cli, results
+from harness import cli, rundir
 from harness.mitigate.table import ROLES, before_after, format_before_after
 
 pytestmark = pytest.mark.slow  # all use the conftest's real mitigation run (~30 s once)
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow  # all use the conftest's real mitigation run (~30
 
 def test_table_matches_metrics_csv_and_brackets_each_drop(mitigation_run):
     table = before_after(mitigation_run.run_dir, n_resamples=500)
-    metrics = results.read_run(mitigation_run.run_dir).metrics
+    metrics = rundir.read_run(mitigation_run.run_dir).metrics
     merged = table.groups.merge(metrics, on=["variant", "target", "delegate", "scope", "group"],
                                 suffixes=("", "_csv"))
     assert len(merged) == len(table.groups) == len(metrics) == 6 * 3

@@ -9,7 +9,7 @@ import pytest
 
 from harness.metrics.stats import run_stats
 from harness.report import plots
-from harness.results import read_run
+from harness.rundir import read_run
 
 
 def decode(png: bytes) -> np.ndarray:

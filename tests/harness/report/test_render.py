@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import pytest
 
 from harness.report.render import SECTIONS, build_report, write_report
-from harness.results import read_run, report_dir
+from harness.rundir import read_run, report_dir
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -139,7 +139,7 @@ def test_mitigation_section_shows_each_group_before_and_after(tmp_path):
 
     from harness.metrics.stats import compute_stats
     from harness.report.render import MITIGATION_SECTION
-    from harness.results import read_run
+    from harness.rundir import read_run
     from support.synthetic_runs import make_run_dir
 
     plain = build_report(make_run_dir(tmp_path / "plain"), n_resamples=50).html

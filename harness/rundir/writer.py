@@ -1,0 +1,251 @@
+"""Write a run directory one job at a time (schema 2, layout in :mod:`harness.rundir.layout`).
+
+Each ``add_*`` writes the job's own parts and touches nothing an earlier job wrote, so the cost of
+a job does not grow with the number of jobs before it; a job's summary part goes last and marks it
+finished. The scores come from the metrics stage (``harness.metrics.score.score_job``); the writer
+only stores them.
+
+Example::
+
+    writer = RunWriter(Path("runs/demo"), resume=True)
+    writer.write_manifest({"config": exp.to_json()})
+    writer.add_reference(ref, test)
+    writer.add_run(device_run, score_job(device_run, ref, test))
+    print(format_table(read_run(Path("runs/demo")).metrics))
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from harness.errors import ResultsError
+from harness.fsutil import atomic_write as _atomic_write, dumps_json, jsonable
+from harness.records import DeviceRun, GroupedDataset, Logits
+from harness.rundir import layout, resume as _resume
+from harness.rundir.layout import JOB_KEYS, MANIFEST_FILE, REFERENCE_JOB, REFERENCE_SEQ, SCHEMA_VERSION, Job
+from harness.rundir.reader import read_json, read_schema1, summary_parts
+
+if TYPE_CHECKING:  # pandas/pyarrow are imported lazily: the CLI imports this module at start-up
+    import pandas as pd
+    import pyarrow as pa
+
+    from harness.metrics.score import JobScore
+
+
+class RunWriter:
+    """Writes a run directory job by job; every ``add_*`` leaves complete parts on disk.
+
+    ``resume=False`` refuses a folder that already holds a run; ``resume=True`` opens what is there
+    (converting a schema-1 directory to schema 2 once, deleting parts of jobs that never wrote
+    their summary part) so finished jobs can be skipped via :meth:`completed_jobs`. Adding a job
+    that is already present replaces its parts.
+    """
+
+    def __init__(self, run_dir: Path, resume: bool = False):
+        self.run_dir = Path(run_dir)
+        existing = _resume.existing_files(self.run_dir)
+        if existing and not resume:
+            raise ResultsError(f"{self.run_dir} already holds a run ({', '.join(existing)}); "
+                               f"resume it or choose another folder")
+        try:
+            for kind in layout.PART_DIRS:
+                (self.run_dir / kind).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ResultsError(f"cannot create run directory {self.run_dir}: {exc}") from exc
+        if _resume.schema_of(self.run_dir) == layout.SCHEMA1:
+            convert_schema1(self.run_dir)
+        self._state = _resume.open_state(self.run_dir)
+        self._manifest = self._state.manifest
+
+    def write_manifest(self, manifest: Mapping[str, Any]) -> None:
+        """Write manifest.json (adds schema_version, created, updated, config_hash)."""
+        now = _now()
+        new = {**jsonable(dict(manifest)), "schema_version": SCHEMA_VERSION, "created": now, "updated": now,
+               "config_hash": _resume.config_hash(manifest)}
+        if self._manifest is not None:
+            _resume.check_config_hash(self._manifest, new, self.run_dir / MANIFEST_FILE)
+            new["created"] = self._manifest.get("created", now)
+            # devices of earlier sessions keep their facts; a device seen again is updated
+            new["targets"] = {**(self._manifest.get("targets") or {}), **(new.get("targets") or {})}
+        self._manifest = new
+        write_json(self.run_dir / MANIFEST_FILE, new)
+
+    def add_reference(self, ref: Logits, test: GroupedDataset) -> None:
+        """Store the FP32 reference logits (in test order) as the predictions part of ``REFERENCE_JOB``."""
+        from harness.metrics.compare import align_reference
+
+        values = align_reference(ref, np.asarray(test.ids).astype(str), "reference")
+        table = predictions_table(REFERENCE_JOB, test.ids, test.group, test.y, values.argmax(axis=1), values)
+        key = layout.job_key(REFERENCE_JOB)
+        write_parquet(layout.part_path(self.run_dir, layout.PREDICTIONS_DIR, REFERENCE_SEQ, key), table)
+
+    def add_run(self, run: DeviceRun, score: "JobScore | None") -> None:
+        """Store a finished job's predictions, metrics, placement and summary from its ``score``.
+
+        A run that failed (``run.ok`` is False; ``score`` is then unused) is recorded with
+        :meth:`add_failure`, stage "run".
+        """
+        if not run.ok:
+            self.add_failure(run.variant, run.target, run.delegate, run.error or "unknown error", stage="run")
+            return
+        job = (run.variant, run.target, run.delegate)
+        if score is None or tuple(score.job) != job:
+            raise ResultsError(f"the score handed to {self.run_dir} is not job {'/'.join(job)}'s")
+        entry = run_entry(run, status="ok") | jsonable(dict(score.summary))
+        predictions = predictions_table(job, score.ids, score.groups, score.labels, score.preds, score.logits)
+        self._store(job, entry, predictions, score.metrics, list(score.placement))
+
+    def add_failure(self, variant: str, target: str, delegate: str, error: str, stage: "str | Enum") -> None:
+        """Record a job that failed at ``stage`` (e.g. "convert", "run"; a str-valued Enum is stored
+        as its value): a summary part only."""
+        failed = DeviceRun(variant=variant, target=target, delegate=delegate, artifact_sha256=None,
+                           logits=None, error=str(error))
+        stage = stage.value if isinstance(stage, Enum) else str(stage)
+        self._store((variant, target, delegate), run_entry(failed, status="failed", stage=stage), None, None, [])
+
+    def completed_jobs(self) -> set[Job]:
+        """Jobs that finished with status "ok" (a rerun can skip them)."""
+        return {job for job, entry in self._state.entries.items() if entry["status"] == "ok"}
+
+    def _store(self, job: Job, entry: dict, predictions: "pa.Table | None", metrics: "pd.DataFrame | None",
+               placement: list[dict]) -> None:
+        """Write the job's parts under the next sequence number, summary last, then drop the parts
+        of the job's earlier run (if any)."""
+        key, seq = layout.job_key(job), self._state.next_seq
+        write_job_parts(self.run_dir, seq, job, entry, predictions, metrics,
+                        placement_frame(placement) if placement else None)
+        old = self._state.seqs.get(job)
+        self._state.record(job, seq, jsonable(entry))
+        if old is not None:
+            _resume.remove_parts(self.run_dir, old, key)
+
+
+def write_job_parts(run_dir: Path, seq: int, job: Job, entry: Mapping[str, Any], predictions: "pa.Table | None",
+                    metrics: "pd.DataFrame | None", placement: "pd.DataFrame | None") -> None:
+    """Write one job's parts as ``seq``, its summary part last (it marks the job finished)."""
+    key = layout.job_key(job)
+    part = lambda kind: layout.part_path(run_dir, kind, seq, key)  # noqa: E731
+    if predictions is not None:
+        write_parquet(part(layout.PREDICTIONS_DIR), predictions)
+    if metrics is not None and len(metrics):
+        write_csv(part(layout.METRICS_DIR), metrics[list(layout.metrics_columns(stored=True))])
+    if placement is not None and len(placement):
+        write_csv(part(layout.PLACEMENT_DIR), placement)
+    write_json(part(layout.SUMMARY_DIR), {"schema_version": SCHEMA_VERSION, "run": jsonable(dict(entry))})
+
+
+def convert_schema1(run_dir: Path) -> None:
+    """Rewrite an older (schema 1) run directory as schema 2, once, when a writer resumes it.
+
+    The jobs keep their finishing order and their stored values (floats round-trip exactly). The
+    manifest, rewritten with schema_version 2, is the commit point: interrupted before it, the
+    next resume converts again from the untouched schema-1 files; after it, the next writer deletes
+    the schema-1 files left behind (``resume.remove_unfinished``).
+    """
+    import pyarrow as pa
+
+    manifest = read_json(run_dir / MANIFEST_FILE, required=True)
+    data = read_schema1(run_dir, manifest, required=False)
+    for kind in layout.PART_DIRS:  # parts of an earlier, interrupted conversion
+        for path in (run_dir / kind).iterdir():
+            path.unlink()
+    schema = layout.predictions_schema()
+    by_job = lambda frame: frame.groupby(list(JOB_KEYS), sort=False)  # noqa: E731
+    rows = {job: part for job, part in by_job(data.predictions)}
+    metrics = {job: part for job, part in by_job(data.metrics)}
+    placement = {job: part for job, part in by_job(data.placement)} if data.placement is not None else {}
+    to_table = lambda frame: pa.Table.from_pandas(frame, schema=schema, preserve_index=False)  # noqa: E731
+    if REFERENCE_JOB in rows:
+        key = layout.job_key(REFERENCE_JOB)
+        path = layout.part_path(run_dir, layout.PREDICTIONS_DIR, REFERENCE_SEQ, key)
+        write_parquet(path, to_table(rows[REFERENCE_JOB]))
+    for seq, entry in enumerate(data.summary["runs"], start=REFERENCE_SEQ + 1):
+        job = tuple(entry[k] for k in JOB_KEYS)
+        ok = entry["status"] == "ok"
+        write_job_parts(run_dir, seq, job, entry, to_table(rows[job]) if ok else None,
+                        metrics.get(job) if ok else None, placement.get(job) if ok else None)
+    write_json(run_dir / MANIFEST_FILE, {**manifest, "schema_version": SCHEMA_VERSION})
+    _resume.remove_unfinished(run_dir, keep={(p.seq, p.key) for p in summary_parts(run_dir)})
+
+
+def write_signoff(run_dir: Path, verdict: Mapping[str, Any]) -> Path:
+    """Write a sign-off verdict (a JSON object) atomically as RUN_DIR/signoff.json; returns the path."""
+    path = Path(run_dir) / layout.SIGNOFF_FILE
+    write_json(path, {"schema_version": SCHEMA_VERSION, **jsonable(verdict)})
+    return path
+
+
+# -- parts -------------------------------------------------------------------------------------
+
+def predictions_table(job: Job, ids, groups, labels, preds, logits: np.ndarray) -> "pa.Table":
+    """One job's predictions rows as an arrow table of :func:`layout.predictions_schema`."""
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(logits, dtype=np.float32)
+    n, k = values.shape
+    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * np.int32(k))
+    columns = {
+        "id": pa.array(np.asarray(ids).astype(str).tolist(), pa.string()),
+        "group": pa.array(np.asarray(groups).astype(str).tolist(), pa.string()),
+        "label": pa.array(np.asarray(labels, dtype=np.int64)),
+        "variant": pa.array([job[0]] * n, pa.string()),
+        "target": pa.array([job[1]] * n, pa.string()),
+        "delegate": pa.array([job[2]] * n, pa.string()),
+        "pred": pa.array(np.asarray(preds, dtype=np.int64)),
+        "logits": pa.ListArray.from_arrays(offsets, pa.array(values.ravel(), pa.float32())),
+    }
+    return pa.table(columns, schema=layout.predictions_schema())
+
+
+def placement_frame(rows: Iterable[Mapping[str, Any]]) -> "pd.DataFrame":
+    """Placement rows as a frame of ``layout.placement_columns()``, sorted by job (stable)."""
+    import pandas as pd
+
+    columns = layout.placement_columns()
+    frame = pd.DataFrame(list(rows), columns=list(columns))
+    return frame.astype(columns).sort_values(list(JOB_KEYS), kind="mergesort")
+
+
+def run_entry(run: DeviceRun, status: str, stage: str | None = None) -> dict:
+    """A summary entry with every key; the score's numbers are null until the caller adds them."""
+    from harness.metrics.groups import DISPARITY_COLUMNS
+
+    entry = {
+        "variant": run.variant, "target": run.target, "delegate": run.delegate, "status": status,
+        "stage": stage, "error": run.error, "artifact_sha256": run.artifact_sha256,
+        "runtime": run.runtime or None, "runtime_version": run.runtime_version or None,
+        "delegate_applied": run.delegate_applied or None, "batch_size": run.batch_size or None,
+        "latency_ms_per_sample": run.latency_ms_per_sample(), "timings": jsonable(run.timings or {}),
+        "transfer": jsonable(run.transfer or {}), "repeat": jsonable(run.repeats) or None,
+    }
+    return entry | {k: None for k in DISPARITY_COLUMNS if k not in entry}
+
+
+def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
+    """:func:`harness.fsutil.atomic_write` raising ResultsError (the run directory's error)."""
+    _atomic_write(path, write, error=ResultsError)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    text = dumps_json(obj)
+    atomic_write(path, lambda p: p.write_text(text))
+
+
+def write_csv(path: Path, frame: "pd.DataFrame") -> None:
+    atomic_write(path, lambda p: frame.to_csv(p, index=False))
+
+
+def write_parquet(path: Path, table: "pa.Table") -> None:
+    import pyarrow.parquet as pq
+
+    table = table.replace_schema_metadata({layout.PARQUET_SCHEMA_KEY: str(SCHEMA_VERSION).encode()})
+    atomic_write(path, lambda p: pq.write_table(table, p))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

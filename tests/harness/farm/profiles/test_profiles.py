@@ -72,7 +72,7 @@ def test_prepare_compiles_for_the_edgetpu_delegate_only(fixed_variants, copy_of,
 
 def test_without_compiler_or_precompiled_model_the_job_fails_before_any_push(
         fixed_variants, copy_of, edgetpu_device, tiny_data, no_compiler, tmp_path):
-    from harness import on_device
+    from harness.runners import python as py_runner
 
     int8 = copy_of(fixed_variants["int8"])
     prepared = profiles.prepare(edgetpu_device, int8, delegate="edgetpu")
@@ -80,7 +80,7 @@ def test_without_compiler_or_precompiled_model_the_job_fails_before_any_push(
     assert prepared.error.startswith("device coral-bench (edgetpu): variant 'int8': no Edge TPU model")
     assert "edgetpu_compiler is not on the PATH" in prepared.error
     device_dir = tmp_path / "device"
-    run = on_device.run_job(LocalTarget(device_dir), prepared, tiny_data.subset("test"), "edgetpu")
+    run = py_runner.run_job(LocalTarget(device_dir), prepared, tiny_data.subset("test"), "edgetpu")
     assert run.error == prepared.error and _device_files(device_dir) == []
 
 

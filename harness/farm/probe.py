@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from harness.errors import QskewError
+from harness.errors import JobFailed, QskewError
 from harness.farm.inventory import DeviceSpec
 from harness.records import GroupedDataset, ModelArtifact
 
@@ -95,8 +95,11 @@ def free_bytes(target) -> int | None:
 def _try_delegate(spec: DeviceSpec, target, probe: ModelArtifact, delegate: str) -> tuple[str, str]:
     from harness.farm.runners import run_on_device
 
-    run = run_on_device(spec, target, probe, probe_dataset(), delegate, num_threads=1,
-                        batch_size=PROBE_SAMPLES)
+    try:
+        run = run_on_device(spec, target, probe, probe_dataset(), delegate, num_threads=1,
+                            batch_size=PROBE_SAMPLES)
+    except JobFailed as err:  # the device's profile refused the probe, or it could not be prepared
+        return f"fails: {err}", ""
     runtime = f"{run.runtime} {run.runtime_version}".strip()
     if not run.ok:
         return f"fails: {run.error}", runtime

@@ -4,7 +4,7 @@ A device's inventory entry says how a job runs there: its ``runner`` is looked u
 :mod:`harness.runners.registry` (``python``: qskew's device runner on the device's Python;
 ``benchmark_model``: TFLite's binary, one invocation per batch). A device ``profile`` (``edgetpu``,
 :mod:`harness.farm.profiles`) first decides whether the variant may run there at all -- a refusal is
-the job's error, and nothing is pushed -- and may turn the artifact into the one the accelerator
+the job's error (JobFailed), and nothing is pushed -- and may turn the artifact into the one the accelerator
 needs (an Edge TPU compiled model).
 
 >>> run = run_on_device(spec, target, artifact, test, "xnnpack", num_threads=2, batch_size=64)  # doctest: +SKIP
@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+from harness.errors import FailureStage, JobFailed
 from harness.farm import profiles
 from harness.records import DeviceRun, GroupedDataset, ModelArtifact
 from harness.runners import registry
@@ -27,18 +28,16 @@ def run_on_device(spec, target, artifact: ModelArtifact, test: GroupedDataset, d
     """Run ``artifact`` on every test sample on the device ``spec`` describes (connected as ``target``).
 
     ``spec`` is the device's :class:`harness.farm.inventory.DeviceSpec`. Raises what the runner
-    raises (TargetError when the device or runner fails); a variant the device's profile refuses
-    comes back as a DeviceRun whose ``error`` says why.
+    raises (TargetError when the device or runner fails); JobFailed (stage ``profile``) when the
+    device's profile refuses the variant, (stage ``prepare``) when the model it needs cannot be
+    made -- nothing is pushed then. A job that fails on the device is a DeviceRun with ``error``.
     """
     refusal = profiles.refusal(spec, artifact, delegate)
     if refusal:
-        return DeviceRun(variant=artifact.variant, target=target.name, delegate=delegate,
-                         artifact_sha256=artifact.sha256, logits=None,
-                         error=f"profile: device {spec.name} ({spec.profile}): {refusal}")
+        raise JobFailed(f"profile: device {spec.name} ({spec.profile}): {refusal}", FailureStage.PROFILE)
     artifact = profiles.prepare(spec, artifact, echo, delegate=delegate)
     if not artifact.ok:  # e.g. no Edge TPU model could be had: nothing is pushed
-        return DeviceRun(variant=artifact.variant, target=target.name, delegate=delegate,
-                         artifact_sha256=artifact.sha256, logits=None, error=f"prepare: {artifact.error}")
+        raise JobFailed(f"prepare: {artifact.error}", FailureStage.PREPARE)
     run = registry.get(spec.runner).run(spec, target, artifact, test, delegate, num_threads=num_threads,
                                         batch_size=batch_size, runtime=runtime, progress=progress)
     return _with_compiler_report(_naming_device(run, spec.name), artifact)

@@ -52,7 +52,7 @@ import numpy as np
 import device_runner
 from device_runner import protocol
 from harness import on_device
-from harness.errors import ArtifactError, ConfigError, RunnerError, TargetError
+from harness.errors import ArtifactError, ConfigError, QskewError, RunnerError, TargetError
 from harness.fsutil import atomic_write_bytes
 from harness.paths import cache_dir
 from harness.records import DeviceRun, GroupedDataset, ModelArtifact, TensorIO
@@ -76,6 +76,10 @@ PER_INVOCATION_TIMEOUT_S = 15.0  # one process per batch: binary + model load + 
 JOB_ID_CHARS = 16                # as the Python runner's: unique among a device's jobs, short in paths
 LOG_TAIL_CHARS = 1500            # a failing batch's log quoted in the job's error
 RUNTIME = "benchmark_model"      # DeviceRun.runtime of this kind's jobs
+
+
+class UnfitJob(QskewError):
+    """The benchmark_model runner cannot drive this model with this test set (the job's error)."""
 
 
 @dataclass(frozen=True)
@@ -108,9 +112,10 @@ def run_job(target: Target, artifact: ModelArtifact, test: GroupedDataset, deleg
     except UnsupportedDelegate as exc:
         return failed_run(target, artifact, delegate, f"delegate: {exc}", runtime=RUNTIME)
     model_path = on_device.checked_model(artifact)
-    plan = plan_job(model_path, test, batch_size)
-    if isinstance(plan, str):
-        return failed_run(target, artifact, delegate, plan, runtime=RUNTIME)
+    try:
+        plan = plan_job(model_path, test, batch_size)
+    except UnfitJob as exc:
+        return failed_run(target, artifact, delegate, str(exc), runtime=RUNTIME)
     transfer = on_device.Transfer()
     with tempfile.TemporaryDirectory(prefix="qskew-bm-") as tmp:
         start = time.perf_counter()
@@ -132,27 +137,31 @@ def run_job(target: Target, artifact: ModelArtifact, test: GroupedDataset, deleg
 # ---- the plan: model I/O, batch size, input files ----------------------------------------------
 
 
-def plan_job(model_path: Path, test: GroupedDataset, batch_size: int) -> JobPlan | str:
-    """Read the model's I/O on the host and write the batches; a string is the job's error."""
+def plan_job(model_path: Path, test: GroupedDataset, batch_size: int) -> JobPlan:
+    """Read the model's I/O on the host and write the batches.
+
+    Raises UnfitJob (the job's error, "model_load: ..." or "input: ...") when this runner cannot
+    drive the model with this test set.
+    """
     from device_runner.run import JobFailure
     from harness.quantize.inspect import read_io
 
     inputs, outputs = read_io(model_path)
     if len(inputs) != 1 or not outputs:
-        return (f"model_load: {model_path.name} has {len(inputs)} inputs and {len(outputs)} outputs; "
-                f"the benchmark_model runner drives models with one input")
+        raise UnfitJob(f"model_load: {model_path.name} has {len(inputs)} inputs and {len(outputs)} "
+                       f"outputs; the benchmark_model runner drives models with one input")
     tin = inputs[0]
     if "," in tin.name:
-        return (f"input: input tensor name {tin.name!r} contains ',', which benchmark_model's "
-                f"--input_layer cannot carry (it splits names on ',')")
+        raise UnfitJob(f"input: input tensor name {tin.name!r} contains ',', which benchmark_model's "
+                       f"--input_layer cannot carry (it splits names on ',')")
     if not tin.shape or list(test.x.shape[1:]) != list(tin.shape[1:]):
-        return (f"input: dataset {test.name!r} has sample shape {list(test.x.shape[1:])}; the model "
-                f"wants {list(tin.shape[1:])}")
+        raise UnfitJob(f"input: dataset {test.name!r} has sample shape {list(test.x.shape[1:])}; the "
+                       f"model wants {list(tin.shape[1:])}")
     batch, dynamic = choose_batch(tin, batch_size, len(test))
     try:
         batches = write_batches(test, tin, batch, dynamic)
     except JobFailure as exc:  # the Python runner's conversion refuses (no quantization params)
-        return f"input: {exc.message}"
+        raise UnfitJob(f"input: {exc.message}") from exc
     return JobPlan(tin, tuple(outputs), batch, dynamic, tuple(batches))
 
 

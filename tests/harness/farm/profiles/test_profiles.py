@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from harness.errors import FailureStage, JobFailed
 from harness.farm import profiles
 from harness.farm.inventory import DeviceSpec
 from harness.farm.runners import run_on_device
@@ -30,12 +31,11 @@ def test_refused_variants_fail_with_a_reason_and_push_nothing(dynamic_variants, 
                                                               tmp_path, variant, delegate, reason):
     device_dir = tmp_path / "device"
     target = LocalTarget(device_dir, name=edgetpu_device.name)
-    run = run_on_device(edgetpu_device, target, dynamic_variants[variant], tiny_data.subset("test"),
-                        delegate)
-    assert not run.ok and run.logits is None
-    assert run.error.startswith(f"profile: device coral-bench (edgetpu): variant {variant!r}: ")
-    assert reason in run.error
-    assert run.delegate == delegate and run.artifact_sha256 == dynamic_variants[variant].sha256
+    with pytest.raises(JobFailed) as failed:
+        run_on_device(edgetpu_device, target, dynamic_variants[variant], tiny_data.subset("test"), delegate)
+    assert failed.value.stage is FailureStage.PROFILE
+    assert str(failed.value).startswith(f"profile: device coral-bench (edgetpu): variant {variant!r}: ")
+    assert reason in str(failed.value)
     assert _device_files(device_dir) == []  # no runner, no inputs, no model reached the device
 
 

@@ -3,7 +3,7 @@
 For each model (small_cnn, mobilenet_v2) and variant (fp32, int8) this times, in one process and
 alternating:
 
-(a) ``on_device.run_job`` on a fresh ``LocalTarget``: copying model, inputs and runner into a new
+(a) ``harness.runners.python.run_job`` on a fresh ``LocalTarget``: copying model, inputs and runner into a new
     device folder and verifying their sha256 there, starting the runner as a child process,
     converting the uint8 samples to the model's input type, inference, writing and reading back
     the outputs and dequantizing them;
@@ -97,7 +97,7 @@ def _convert(model, ds, variants):
 
 
 def _measure(model_name, art, test, rounds) -> dict:
-    from harness.on_device import run_job
+    from harness.runners.python import run_job
     from harness.targets.local import LocalTarget
 
     x_model = _to_model_input(test, art)

@@ -12,7 +12,7 @@ Three figures, each a ratio of two things timed here and now:
 2. **TCP_NODELAY.** Stock ``adb_shell.AdbDeviceTcp`` against the same client on the NODELAY
    transport (``harness.targets.adb_link.NoDelayTcpTransport``), on a device that offers only 4096-byte
    payloads: a push of a small file and ``shell('true')`` round trips.
-3. **Bytes pushed by a sweep.** ``on_device.run_job`` for 6 variants x 2 delegates of small_cnn
+3. **Bytes pushed by a sweep.** ``harness.runners.python.run_job`` for 6 variants x 2 delegates of small_cnn
    (digits-groups, converted with ``harness.quantize.convert``) on a fresh simulated device:
    bytes pushed / (test set .npy + the 6 models + runner files). Goal: <= 1.05.
 
@@ -201,7 +201,8 @@ def _shells(client) -> None:
 def sweep(tmp: Path) -> None:
     from harness import datasets
     from harness.targets.simulate.simulator import SimulatedDevice
-    from harness.on_device import RUNNER_DIR, RUNNER_FILES, _inputs_file, run_job
+    from harness.on_device import _inputs_file
+    from harness.runners.python import RUNNER_DIR, RUNNER_FILES, run_job
     from harness.targets.adb import AdbTarget
 
     ds = datasets.load("digits-groups")

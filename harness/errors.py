@@ -13,6 +13,7 @@
     │   ├── CommandTimeout          a command did not finish in time (cmd, timeout_s, device)
     │   ├── ProtocolMismatch        the runner on the device speaks another major protocol version
     │   └── RunnerError             the runner started but reported an error (e.g. prepare failed)
+    ├── JobFailed                   a job failed before it ran on the device (its ``stage``: profile, prepare)
     └── ResultsError                a run directory is missing files or has an unknown schema
 
 Foreign exceptions (TensorFlow, the TFLite runtime, subprocess, OS errors) are translated once,
@@ -20,6 +21,8 @@ where the dependency is called, with ``raise ... from exc`` so ``--debug`` still
 """
 
 from __future__ import annotations
+
+import enum
 
 from harness import text
 
@@ -90,6 +93,24 @@ class ProtocolMismatch(TargetError):
 
 class RunnerError(TargetError):
     """The runner started but reported a failure (model failed to prepare, delegate failed...)."""
+
+
+class FailureStage(enum.Enum):
+    """Where a job failed (``summary.json`` ``stage``): its variant did not convert, the device's
+    profile refused it, the model the device needs could not be made, or it failed running."""
+
+    CONVERT = "convert"
+    PROFILE = "profile"
+    PREPARE = "prepare"
+    RUN = "run"
+
+
+class JobFailed(QskewError):
+    """A job failed at ``stage``; the message is the job's error as the run directory records it."""
+
+    def __init__(self, message: str, stage: FailureStage):
+        super().__init__(message)
+        self.stage = stage
 
 
 class ResultsError(QskewError):

@@ -18,7 +18,6 @@ import hashlib
 import inspect
 import json
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -164,12 +163,20 @@ def _progress_callback(name: str, epochs: int, progress: bool):
 
 
 def _save(model: Any, path: Path) -> None:
-    """Write atomically: a crash mid-save must not leave a truncated cache entry behind."""
-    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ModelError(f"cannot write the trained model to {path}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write atomically: a crash mid-save must not leave a truncated cache entry behind.
+
+    Keras names the format by the file's suffix, so the model is saved as ``model.keras`` in a
+    temporary folder first and its bytes then replace ``path`` through ``harness.fsutil``.
+    """
+    import shutil
+    import tempfile
+
+    from harness.fsutil import atomic_write
+
+    with tempfile.TemporaryDirectory(prefix=".qskew-save-", dir=path.parent) as tmp:
+        saved = Path(tmp) / "model.keras"
+        try:
+            model.save(saved)
+        except OSError as exc:
+            raise ModelError(f"cannot write the trained model to {path}: {exc}") from exc
+        atomic_write(path, lambda out: shutil.copyfile(saved, out), error=ModelError)

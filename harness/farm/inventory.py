@@ -44,11 +44,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from harness.errors import ConfigError
+from harness.runners.registry import RUNNERS, STANDIN_BINARY
 
 REACH_KINDS = ("adb-tcp", "adb-usb", "local", "simulated")
-RUNNER_KINDS = ("python", "benchmark_model")
+RUNNER_KINDS = tuple(RUNNERS)  # harness.runners.registry: python, benchmark_model
 PROFILES = ("", "edgetpu")  # "": any variant; edgetpu: full-integer, fixed-shape, batch-1 variants
-STANDIN_BINARY = "standin"  # benchmark_model = "standin": qskew's Python stand-in for the binary
 DEFAULT_WORKDIR = "/data/local/tmp/qskew"  # writable and exec-able over adb on stock Android
 DEFAULT_PYTHON = "python3"
 ENV_DEVICES = "QSKEW_DEVICES"              # an inventory file used when no --devices is given
@@ -260,7 +260,7 @@ def _benchmark_model(table: Mapping[str, Any], runner: str, where: str, base_dir
     path = Path(binary).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
-    return str(path)  # checked when a job needs it (farm.runners): an inventory may list it ahead
+    return str(path)  # checked when a job needs it (harness.runners.registry): an inventory may list it ahead
 
 
 def _strings(value: Any, where: str, key: str) -> tuple[str, ...]:

@@ -12,8 +12,6 @@ applied ("none" means the runtime ran everything on its own kernels).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from harness.errors import QskewError
+from harness.errors import JobFailed, QskewError
 from harness.farm.inventory import DeviceSpec
 from harness.records import GroupedDataset, ModelArtifact
 
@@ -97,8 +95,11 @@ def free_bytes(target) -> int | None:
 def _try_delegate(spec: DeviceSpec, target, probe: ModelArtifact, delegate: str) -> tuple[str, str]:
     from harness.farm.runners import run_on_device
 
-    run = run_on_device(spec, target, probe, probe_dataset(), delegate, num_threads=1,
-                        batch_size=PROBE_SAMPLES)
+    try:
+        run = run_on_device(spec, target, probe, probe_dataset(), delegate, num_threads=1,
+                            batch_size=PROBE_SAMPLES)
+    except JobFailed as err:  # the device's profile refused the probe, or it could not be prepared
+        return f"fails: {err}", ""
     runtime = f"{run.runtime} {run.runtime_version}".strip()
     if not run.ok:
         return f"fails: {run.error}", runtime
@@ -133,20 +134,23 @@ def probe_artifact(full_integer: bool = False) -> ModelArtifact:
 
 
 def _build_probe(path: Path, full_integer: bool) -> None:
+    """Build the probe model and convert it through harness.quantize (the one converter seam)."""
     import keras
-    import tensorflow as tf
+
+    from harness.fsutil import atomic_write_bytes
+    from harness.quantize.calibration import Calibration
+    from harness.quantize.options import QuantizeOptions
+    from harness.quantize.tflite_converter import run_converter
+    from harness.records import CalibrationInfo
 
     keras.utils.set_random_seed(0)
     batch = 1 if full_integer else None
     model = keras.Sequential([keras.Input((4,), batch_size=batch), keras.layers.Dense(3)])
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if full_integer:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([probe_dataset().x[i:i + 1]] for i in range(PROBE_SAMPLES))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = converter.inference_output_type = tf.int8
-    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its SavedModel's endpoints
-        data = converter.convert()
-    tmp = path.with_suffix(".part")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    calibration = None
+    if full_integer:  # the representative dataset: the probe's own samples, one per step
+        data = probe_dataset()
+        info = CalibrationInfo(size=PROBE_SAMPLES, strategy="random", seed=0, group_shares={"all": 1.0},
+                               sha256=data.sha256())
+        calibration = Calibration(x_float=data.x, ids=data.ids, info=info)
+    data = run_converter(model, "int8" if full_integer else "fp32", calibration, QuantizeOptions())
+    atomic_write_bytes(path, data)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from harness.config import Experiment
-from harness.errors import QskewError
+from harness.errors import FailureStage, JobFailed, QskewError
 from harness.farm import runners
 from harness.farm.connect import open_target
 from harness.farm.inventory import load_inventory
@@ -143,13 +143,6 @@ def _run_repeated(exp, dev, art, test, delegate, progress, echo):
     return dataclasses.replace(first, repeats=noise)
 
 
-def _stage(error: str | None) -> str:
-    """Where a job failed: before anything ran on the device (the device's profile refused the
-    variant, or the artifact it needs could not be made) or while running."""
-    kind = (error or "").split(":", 1)[0]
-    return kind if kind in ("profile", "prepare") else "run"
-
-
 def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f} %"
 
@@ -162,19 +155,25 @@ def _one_job(exp, dev, art, delegate, test, ref, writer, done, lock, bar, echo) 
         return
     if not art.ok:
         with lock:
-            writer.add_failure(art.variant, target.name, delegate, art.error, stage="convert")
+            writer.add_failure(art.variant, target.name, delegate, art.error, stage=FailureStage.CONVERT.value)
         return
     def progress(done: int, total: int) -> None:
         with lock:
             bar.set_postfix_str(f"{target.name}: {art.variant}/{delegate} {done}/{total} samples")
         log.info("[%s] %s/%s: %d/%d samples", target.name, art.variant, delegate, done, total)
 
-    run = _run_repeated(exp, dev, art, test, delegate, progress, echo)
+    try:
+        run = _run_repeated(exp, dev, art, test, delegate, progress, echo)
+    except JobFailed as err:  # refused or unpreparable: nothing ran on the device
+        with lock:
+            writer.add_failure(art.variant, target.name, delegate, str(err), stage=err.stage.value)
+        echo(f"  {art.variant} on {target.name}/{delegate}: FAILED ({err})")
+        return
     with lock:
         if run.ok:
             writer.add_run(run, score_job(run, ref, test))
             echo(f"  {art.variant} on {target.name}/{delegate}: {run.runtime} {run.runtime_version}, "
                  f"delegate applied: {run.delegate_applied}, batch {run.batch_size}")
         else:
-            writer.add_failure(art.variant, target.name, delegate, run.error, stage=_stage(run.error))
+            writer.add_failure(art.variant, target.name, delegate, run.error, stage=FailureStage.RUN.value)
             echo(f"  {art.variant} on {target.name}/{delegate}: FAILED ({run.error})")

@@ -40,6 +40,7 @@ import numpy as np
 
 from harness.errors import ConfigError, ConversionError, ModelError, ResultsError
 from harness.mitigate import job as jobfiles
+from harness.text import tail
 from harness.mitigate.job import QatJob, QatResult
 from harness.mitigate.options import MitigationOptions
 from harness.evaluate import quantize_options
@@ -58,7 +59,7 @@ QAT_FLOAT = "fp32-qat"
 BASELINES = ("int8", "mixed")          # the plain variants every mitigation is compared with
 CACHE_SUBDIR = "mitigate"              # QAT job folders under harness.paths.cache_dir()
 KERNEL_WEIGHTS = ("kernel", "depthwise_kernel")  # a layer with one of these maps to a TFLite weight op
-TAIL_LINES = 6                         # lines of the QAT process's output quoted in an error
+TAIL_CHARS = 600                       # the QAT process's output quoted in an error: a traceback's end
 # TF/absl start-up chatter and the ^^^ markers under traceback lines: not worth quoting
 LOG_NOISE = re.compile(r"^(WARNING: All log messages|[IWEF]\d{4} |\s*[\^~]*\s*$)")
 QAT_CODE = ("qat.py", "job.py", "sampling.py", "legacy_config.py")  # their source is in the cache key
@@ -236,10 +237,10 @@ def _run_child(job_dir: Path, job: QatJob, timeout_s: float) -> str:
         result = run_command(argv, timeout_s=timeout_s, env=env)
     except CommandTimeout as exc:
         raise ModelError(f"QAT of model {job.model_label} did not finish in {timeout_s:g} s; "
-                         f"last output: {_tail(exc.output)}") from exc
+                         f"last output: {_last_output(exc.output)}") from exc
     if result.returncode != 0:
         raise ModelError(f"QAT of model {job.model_label} failed (exit code {result.returncode}); "
-                         f"last output: {_tail(result.stdout + result.stderr)}")
+                         f"last output: {_last_output(result.stdout + result.stderr)}")
     return result.stdout
 
 
@@ -380,6 +381,7 @@ def _pythonpath() -> str:
     return root + (os.pathsep + rest if rest else "")
 
 
-def _tail(output: str) -> str:
+def _last_output(output: str) -> str:
+    """The end of the QAT process's output on one line, TF's log lines and caret markers left out."""
     lines = [line.rstrip() for line in (output or "").splitlines() if not LOG_NOISE.match(line)]
-    return " | ".join(lines[-TAIL_LINES:]) or "(no output)"
+    return tail(" | ".join(lines), TAIL_CHARS) or "(no output)"

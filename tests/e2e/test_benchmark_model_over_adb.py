@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import benchmark_model as bm
+from harness.runners import benchmark_model as bm
+from harness.runners.benchmark_model_log import split_log
 from harness.farm.connect import open_target
 from harness.farm.inventory import from_dict
 from harness.farm.runners import run_on_device
@@ -81,7 +82,7 @@ def test_same_logits_as_the_python_runner_with_batches_above_one(phone, models, 
     assert np.array_equal(got.logits, ref.logits) and got.logits.shape == (N, tiny.NUM_CLASSES)
     assert (got.runtime, ref.runtime) == ("benchmark_model", "ai_edge_litert")
     assert got.batch_size == ref.batch_size == BATCH
-    sections = bm.split_log(log)
+    sections = split_log(log)
     assert [(i, rc) for i, rc, _ in sections] == [(0, 0), (1, 0), (2, 0)] and got.timings["invocations"] == 3
     assert [line for line in log.splitlines() if "Input shapes:" in line] == \
         ["INFO: Input shapes: [64,8,8,1]"] * 2 + ["INFO: Input shapes: [22,8,8,1]"]

@@ -9,7 +9,8 @@ The same holds for a device whose disk is full and for a runner that crashes.
 
 import pytest
 
-from harness import config, datasets, on_device, rundir
+from harness import config, datasets, rundir
+from harness.runners import python as py_runner
 from harness.targets.simulate import simulator
 from harness.errors import TargetError
 from harness.evaluate import ModelSource, evaluate
@@ -33,14 +34,14 @@ def _sweep(tmp_path, small_cnn, monkeypatch, arm):
     exp = config.from_dict({"quantize": {"variants": VARIANTS},
                             "run": {"targets": ["sim-faulty"], "devices_file": str(devices)}}, source="test")
     source = ModelSource(small_cnn, {"source": "test", "sha256": "x"})
-    real_run_job, calls = on_device.run_job, []
+    real_run_job, calls = py_runner.run_job, []
 
     def watched(target, artifact, *args, **kwargs):
         calls.append(artifact.variant)
         arm(target, len(calls))
         return real_run_job(target, artifact, *args, **kwargs)
 
-    monkeypatch.setattr(on_device, "run_job", watched)
+    monkeypatch.setattr(py_runner, "run_job", watched)
     return lambda out: (calls.clear(), evaluate(exp, datasets.load("digits-groups"), source, out,
                                                 progress=False), list(calls))[2]
 

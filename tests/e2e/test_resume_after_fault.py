@@ -1,12 +1,13 @@
 """A device that fails mid-sweep loses nothing already finished; rerunning finishes only the rest.
 
-The fault is injected at the one seam between the sweep and the device (``on_device.run_job``):
+The fault is injected at the one seam between the sweep and the device (``py_runner.run_job``):
 the first two jobs run for real, the third raises the TargetError a vanished device would.
 """
 
 import pytest
 
-from harness import config, datasets, on_device, rundir
+from harness import config, datasets, rundir
+from harness.runners import python as py_runner
 from harness.errors import TargetError
 from harness.evaluate import ModelSource, evaluate
 
@@ -23,7 +24,7 @@ def test_sweep_resumes_where_the_device_dropped(tmp_path, monkeypatch, small_cnn
     data = datasets.load("digits-groups")
     source = ModelSource(small_cnn, {"source": "test", "sha256": "x"})
     out = tmp_path / "run"
-    real_run_job, calls = on_device.run_job, []
+    real_run_job, calls = py_runner.run_job, []
 
     def flaky(*args, **kwargs):
         calls.append(args[1].variant)
@@ -31,7 +32,7 @@ def test_sweep_resumes_where_the_device_dropped(tmp_path, monkeypatch, small_cnn
             raise TargetError("device went away", device="local")
         return real_run_job(*args, **kwargs)
 
-    monkeypatch.setattr(on_device, "run_job", flaky)
+    monkeypatch.setattr(py_runner, "run_job", flaky)
     with pytest.raises(TargetError, match="device went away"):
         evaluate(exp, data, source, out, progress=False)
     assert rundir.read_run(out).jobs() == [("fp32", "local", "xnnpack"), ("dynamic", "local", "xnnpack")]

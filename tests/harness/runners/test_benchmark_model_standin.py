@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from device_runner import benchmark_model_standin as standin
-from harness.benchmark_model import STANDIN_FILE
+from harness.runners.benchmark_model import STANDIN_FILE
 from harness.targets.process import run_command
 from support.boards import BOARD_PYTHON, needs_board
 

@@ -1,17 +1,9 @@
-"""The Edge TPU: which .tflite models it accepts, and the compiled model it runs.
+"""The Edge TPU's compiled model: a precompiled ``*_edgetpu.tflite``, else ``edgetpu_compiler``.
 
-Everything is decided from the .tflite file itself (its flatbuffer: tensor dtypes, shapes and
-shape signatures, operators), never from a variant's name:
-
-- :func:`refusal` says why a model cannot run on an Edge TPU, or None. The Edge TPU runs
-  full-integer models -- int8/uint8 activations, inputs and outputs, int32 biases -- whose sizes
-  are all fixed when the model is compiled (coral.ai, "Model requirements"); qskew runs it at
-  batch 1. So int16x8 and mixed (16-bit activations), fp32/dynamic/float16 (float computation)
-  and a dynamic-batch int8 are refused, each with its reason.
-- :func:`prepare` turns a variant into its ``*_edgetpu.tflite``: a precompiled file the user
-  supplies, else ``edgetpu_compiler`` when it is on the PATH (cached by the input's sha256 and
-  the compiler's version), and records where it came from, the compiler's version and, from the
-  compiler's operation log, which operators were mapped to the Edge TPU.
+:func:`prepare` turns a variant into its ``*_edgetpu.tflite``: a precompiled file the user
+supplies, else ``edgetpu_compiler`` when it is on the PATH (cached by the input's sha256 and the
+compiler's version), and records where it came from, the compiler's version and, from the
+compiler's operation log, which operators were mapped to the Edge TPU.
 
 The compiler's command line (coral.ai/docs/edgetpu/compiler)::
 
@@ -36,8 +28,6 @@ Precompiled models are looked for, in this order, at ``<variant .tflite minus .t
 ``$QSKEW_EDGETPU_MODELS/<first 16 hex digits of the variant's sha256>_edgetpu.tflite``; a
 ``.log`` beside either is read for the operator table.
 
->>> refusal(Path("int16x8.tflite"))                                  # doctest: +SKIP
-'16-bit activations (int16 outputs of CONV_2D x2, ...); the Edge TPU runs 8-bit integer models only'
 >>> prepare(int8_fixed1, device="coral-usb").recipe["edgetpu"]["mapped_ops"]   # doctest: +SKIP
 5
 """
@@ -57,7 +47,10 @@ from typing import Callable
 
 from harness import paths
 from harness.errors import ArtifactError, QskewError
-from harness.records import ModelArtifact, TensorIO
+from harness.farm.profiles.edgetpu import CUSTOM_OP, read_graph
+from harness.fsutil import atomic_write_text
+from harness.records import ModelArtifact
+from harness.text import tail
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +59,10 @@ PRECOMPILED_ENV = "QSKEW_EDGETPU_MODELS"   # a folder of <sha256[:16]>_edgetpu.t
 CACHE_SUBDIR = "edgetpu"                   # compiled models under harness.paths.cache_dir()
 COMPILED_SUFFIX = "_edgetpu"               # the compiler's name for its output: <stem>_edgetpu.tflite
 SHA_PREFIX_CHARS = 16                      # 64 bits of sha256 name a precompiled file unambiguously
-CUSTOM_OP = "edgetpu-custom-op"            # the op a compiled model runs on the Edge TPU
 MAPPED_STATUS = "Mapped to Edge TPU"
 COMPILE_TIMEOUT_S = 300.0   # the compiler stops itself after 180 s by default; room to start and write
 VERSION_TIMEOUT_S = 30.0    # `--version` answers at once; a hung binary must not hang a sweep
 OUTPUT_TAIL_CHARS = 1500    # compiler output quoted in an error: its last lines say what failed
-EIGHT_BIT = {"int8", "uint8"}
-ALLOWED_DTYPES = EIGHT_BIT | {"int32"}       # int32: biases (and the shape of a RESHAPE)
-FLOAT_DTYPES = {"float32", "float16", "float64", "bfloat16"}
-REQUANTIZE_OPS = {"QUANTIZE", "DEQUANTIZE"}  # they convert between dtypes; they compute nothing
-FIX_BATCH_HINT = "convert with `[quantize] fixed_batch = 1`"
 _VERSION = re.compile(r"Edge TPU Compiler version\s+(\S+)")
 _LOG_ROW = re.compile(r"^(\S+)\s+(\d+)\s+(\S.*?)\s*$")
 
@@ -123,174 +110,6 @@ class CompileReport:
                 "ops": None if self.ops is None else [o.to_json() for o in self.ops],
                 "input_sha256": self.input_sha256}
 
-
-# ---------------------------------------------------------------- the model, from its flatbuffer
-
-@dataclass(frozen=True)
-class TensorFacts:
-    name: str
-    dtype: str                         # numpy-style name: "int8", "float32", ...
-    shape: tuple[int, ...]
-    shape_signature: tuple[int, ...]   # -1 marks a dynamic dimension
-    scale: float                       # 0.0 when not quantized
-    zero_point: int
-
-
-@dataclass(frozen=True)
-class OpFacts:
-    op: str                            # builtin name ("CONV_2D") or the custom code
-    outputs: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class GraphFacts:
-    """The main subgraph of a .tflite file, as the Edge TPU rules need it."""
-
-    tensors: tuple[TensorFacts, ...]
-    ops: tuple[OpFacts, ...]
-    inputs: tuple[int, ...]
-    outputs: tuple[int, ...]
-
-    def output_dtypes(self, op: OpFacts) -> set[str]:
-        return {self.tensors[i].dtype for i in op.outputs if i >= 0}
-
-    def io(self) -> tuple[tuple[TensorIO, ...], tuple[TensorIO, ...]]:
-        return tuple(self._io(i) for i in self.inputs), tuple(self._io(i) for i in self.outputs)
-
-    def _io(self, index: int) -> TensorIO:
-        t = self.tensors[index]
-        return TensorIO(name=t.name, index=index, dtype=t.dtype, shape=t.shape,
-                        shape_signature=t.shape_signature, scale=t.scale, zero_point=t.zero_point)
-
-
-def read_graph(path: Path) -> GraphFacts:
-    """Tensors and operators of the first subgraph of ``path`` (ArtifactError if unreadable).
-
-    Read from the flatbuffer rather than through an interpreter, so a compiled model, whose
-    ``edgetpu-custom-op`` the host runtime cannot resolve, reads as well as any other.
-    """
-    from ai_edge_litert.tools import flatbuffer_utils as fb
-
-    path = Path(path)
-    try:
-        model = fb.read_model(path)
-        graph = model.subgraphs[0]
-    except Exception as exc:  # flatbuffers raises struct.error, IndexError, TypeError... on junk
-        raise ArtifactError(f"{path} is not a readable TFLite flatbuffer: {exc}") from exc
-    tensors = tuple(_tensor_facts(t, fb) for t in graph.tensors)
-    ops = tuple(OpFacts(op=_op_name(model, op.opcodeIndex, fb),
-                        outputs=tuple(int(i) for i in (op.outputs if op.outputs is not None else ())))
-                for op in graph.operators)
-    return GraphFacts(tensors=tensors, ops=ops, inputs=tuple(int(i) for i in graph.inputs),
-                      outputs=tuple(int(i) for i in graph.outputs))
-
-
-def _tensor_facts(t, fb) -> TensorFacts:
-    shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
-    signature = tuple(int(d) for d in t.shapeSignature) if t.shapeSignature is not None \
-        and len(t.shapeSignature) else shape
-    q = t.quantization
-    scale = float(q.scale[0]) if q is not None and q.scale is not None and len(q.scale) else 0.0
-    zero = int(q.zeroPoint[0]) if q is not None and q.zeroPoint is not None and len(q.zeroPoint) else 0
-    name = t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else str(t.name or "")
-    return TensorFacts(name=name, dtype=fb.type_to_name(t.type).lower(), shape=shape,
-                       shape_signature=signature, scale=scale, zero_point=zero)
-
-
-def _op_name(model, opcode_index: int, fb) -> str:
-    code = model.operatorCodes[opcode_index]
-    custom = code.customCode
-    if custom:
-        return custom.decode("utf-8", "replace") if isinstance(custom, bytes) else str(custom)
-    return fb.opcode_to_name(model, opcode_index) or "UNKNOWN"
-
-
-# ---------------------------------------------------------------- what the Edge TPU accepts
-
-def refusal(path: Path) -> str | None:
-    """Why the Edge TPU cannot run the model at ``path`` at batch 1, or None if it can."""
-    graph = read_graph(path)
-    for rule in (_sixteen_bit, _float, _other_dtypes, _dynamic_sizes, _batch):
-        why = rule(graph)
-        if why:
-            return why
-    return None
-
-
-def _sixteen_bit(g: GraphFacts) -> str | None:
-    wide = [op.op for op in g.ops if "int16" in g.output_dtypes(op)]
-    if not wide:
-        return None
-    narrow = [op.op for op in g.ops
-              if op.op not in REQUANTIZE_OPS and g.output_dtypes(op) & EIGHT_BIT]
-    if narrow:
-        computing = [op for op in wide if op not in REQUANTIZE_OPS]
-        return (f"mixed 8/16-bit model: {_summary(computing or wide)} compute with 16-bit "
-                f"activations among {len(narrow)} 8-bit op(s); the Edge TPU runs 8-bit integer "
-                "models only")
-    return (f"16-bit activations (int16 outputs of {_summary(wide)}); the Edge TPU runs 8-bit "
-            "integer models only")
-
-
-def _float(g: GraphFacts) -> str | None:
-    floating = [op.op for op in g.ops if g.output_dtypes(op) & FLOAT_DTYPES]
-    float_io = [f"{kind} {g.tensors[i].name!r} is {g.tensors[i].dtype}"
-                for kind, indices in (("input", g.inputs), ("output", g.outputs)) for i in indices
-                if g.tensors[i].dtype in FLOAT_DTYPES]
-    half = sum(1 for t in g.tensors if t.dtype == "float16")
-    if not (floating or float_io or half):
-        return None
-    parts = ([f"float outputs of {_summary(floating)}"] if floating else []) + float_io + \
-        ([f"{half} float16 tensor(s)"] if half else [])
-    return (f"float computation ({'; '.join(parts)}); the Edge TPU runs full-integer models only "
-            "(int8/uint8 activations, inputs and outputs): use the int8 variant")
-
-
-def _other_dtypes(g: GraphFacts) -> str | None:
-    counts: dict[str, int] = {}
-    for t in g.tensors:
-        if t.dtype not in ALLOWED_DTYPES:
-            counts[t.dtype] = counts.get(t.dtype, 0) + 1
-    if not counts:
-        return None
-    listed = ", ".join(f"{dt} ({n} tensor(s))" for dt, n in sorted(counts.items()))
-    return (f"tensor dtype(s) {listed}; the Edge TPU runs int8/uint8 tensors with int32 biases "
-            "only")
-
-
-def _dynamic_sizes(g: GraphFacts) -> str | None:
-    for i in g.inputs:
-        t = g.tensors[i]
-        if t.shape_signature and t.shape_signature[0] == -1:
-            return (f"dynamic batch dimension (input {t.name!r} has shape_signature "
-                    f"{list(t.shape_signature)}); the Edge TPU needs every size fixed when the "
-                    f"model is compiled: {FIX_BATCH_HINT}")
-    dynamic = [t for t in g.tensors if -1 in t.shape_signature]
-    if not dynamic:
-        return None
-    first = dynamic[0]
-    return (f"dynamic sizes in {len(dynamic)} tensor(s) (e.g. {first.name!r} with shape_signature "
-            f"{list(first.shape_signature)}); the Edge TPU needs every size fixed when the model "
-            "is compiled")
-
-
-def _batch(g: GraphFacts) -> str | None:
-    for i in g.inputs:
-        t = g.tensors[i]
-        if len(t.shape) >= 2 and t.shape[0] != 1:
-            return (f"batch {t.shape[0]} (input {t.name!r} has shape {list(t.shape)}); qskew runs "
-                    f"the Edge TPU at batch 1: {FIX_BATCH_HINT}")
-    return None
-
-
-def _summary(ops: list[str]) -> str:
-    counts: dict[str, int] = {}
-    for op in ops:
-        counts[op] = counts.get(op, 0) + 1
-    return ", ".join(f"{op} x{n}" for op, n in counts.items())
-
-
-# ---------------------------------------------------------------- the compiler and its log
 
 def parse_version(text: str) -> str:
     """The version in ``Edge TPU Compiler version 16.0.384591198`` ("" if absent)."""
@@ -356,7 +175,8 @@ def compile_model(model: Path, sha256: str, compiler: str) -> CompileReport:
         shutil.rmtree(work, ignore_errors=True)
     report = CompileReport(source="edgetpu_compiler", compiler_version=version,
                            ops=parse_log(log_text), input_sha256=sha256, path=compiled)
-    _write_json(entry / "report.json", {**report.to_json(), "sha256": _sha256(compiled)})
+    atomic_write_text(entry / "report.json",
+                      json.dumps({**report.to_json(), "sha256": _sha256(compiled)}, indent=2, sort_keys=True))
     return report
 
 
@@ -428,8 +248,6 @@ def edgetpu_model(model: Path, sha256: str) -> CompileReport:
         "those places")
 
 
-# ---------------------------------------------------------------- the artifact the device runs
-
 def prepare(artifact: ModelArtifact, device: str,
             echo: Callable[[str], None] = lambda s: None) -> ModelArtifact:
     """The Edge TPU model of ``artifact`` as an artifact of the same variant.
@@ -478,12 +296,6 @@ def _sha256(path: Path) -> str:
     return file_sha256(path)
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def _tail(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= OUTPUT_TAIL_CHARS else "..." + text[-OUTPUT_TAIL_CHARS:]
+def _tail(output: str) -> str:
+    """The compiler's output on one line (an error message is one line), its end kept."""
+    return tail(" ".join(output.split()), OUTPUT_TAIL_CHARS)

@@ -3,7 +3,7 @@
 A device's inventory entry may name a ``profile`` (inventory.PROFILES). Without one, every variant
 runs as it is. ``profile = "edgetpu"`` (a Coral Dev Board, or a host with a USB/M.2/PCIe Edge TPU):
 
-- **refusal**, decided from the .tflite file itself (harness.edgetpu.refusal): only full-integer
+- **refusal**, decided from the .tflite file itself (harness.farm.profiles.edgetpu.refusal): only full-integer
   models (int8/uint8 activations and I/O, int32 biases) with every size fixed and batch 1. int16x8
   and mixed (16-bit activations), fp32/dynamic/float16 (float computation) and an int8 with a
   dynamic batch (convert with ``[quantize] fixed_batch = 1``) are refused before anything is
@@ -12,7 +12,7 @@ runs as it is. ``profile = "edgetpu"`` (a Coral Dev Board, or a host with a USB/
   runs, which is what makes them a fair comparison with ``edgetpu``. To run float variants on
   such a board's CPU, list it a second time in the inventory without a profile.
 - **prepare**, for the ``edgetpu`` / ``edgetpu:<device>`` delegate only: the variant's Edge TPU
-  model (harness.edgetpu.prepare: a precompiled ``*_edgetpu.tflite``, else ``edgetpu_compiler``
+  model (harness.farm.profiles.edgetpu_compiler.prepare: a precompiled ``*_edgetpu.tflite``, else ``edgetpu_compiler``
   from the PATH, cached), recorded in the artifact's recipe under ``"edgetpu"``. Other delegates
   get the uncompiled model: the CPU cannot run the TPU's custom op.
 
@@ -38,7 +38,7 @@ def refusal(spec, artifact: ModelArtifact, delegate: str) -> str | None:
     """
     if spec.profile != EDGETPU or not artifact.ok or artifact.path is None:
         return None
-    from harness import edgetpu
+    from harness.farm.profiles import edgetpu
 
     try:
         why = edgetpu.refusal(Path(artifact.path))
@@ -57,6 +57,6 @@ def prepare(spec, artifact: ModelArtifact, echo: Callable[[str], None] = lambda 
     """
     if spec.profile != EDGETPU or delegate is None or delegate.split(":", 1)[0] != EDGETPU:
         return artifact
-    from harness import edgetpu
+    from harness.farm.profiles import edgetpu_compiler
 
-    return edgetpu.prepare(artifact, device=spec.name, echo=echo)
+    return edgetpu_compiler.prepare(artifact, device=spec.name, echo=echo)

@@ -1,4 +1,5 @@
-"""harness/benchmark_model.py: delegate flags, and reading the binary's log (timings, delegates).
+"""harness/runners/benchmark_model_log.py: delegate flags, and reading the binary's log (timings,
+delegates).
 
 The log texts below follow benchmark_model's own wording (tflite/tools/benchmark/
 benchmark_tflite_model.cc and benchmark_model.cc, read with the search tool).
@@ -6,12 +7,11 @@ benchmark_tflite_model.cc and benchmark_model.cc, read with the search tool).
 
 import math
 
-import numpy as np
 import pytest
 
-from harness import benchmark_model as bm
+from harness.on_device import Transfer
+from harness.runners import benchmark_model_log as bm
 from harness.errors import ConfigError
-from harness.records import TensorIO
 
 
 @pytest.mark.parametrize("spec, flags", [
@@ -60,48 +60,6 @@ def test_applied_names_match_what_signoff_compares():
     assert bm.applied_name("edgetpu:usb") == "edgetpu"
 
 
-def _io(dtype, shape, signature, scale=0.0, zero_point=0, name="t"):
-    return TensorIO(name=name, index=0, dtype=dtype, shape=tuple(shape), shape_signature=tuple(signature),
-                    scale=scale, zero_point=zero_point)
-
-
-def test_batch_size_comes_from_the_model():
-    dynamic = _io("int8", (1, 8, 8, 1), (-1, 8, 8, 1))
-    assert bm.choose_batch(dynamic, 64, 150) == (64, True)
-    assert bm.choose_batch(dynamic, 64, 10) == (10, True)
-    assert bm.choose_batch(_io("float32", (4, 8, 8, 1), (4, 8, 8, 1)), 64, 150) == (4, False)
-
-
-def _batches(counts, fed):
-    out, start = [], 0
-    for i, m in enumerate(counts):
-        out.append(bm.Batch(i, start, m, fed if fed else m, "0" * 64, None))
-        start += m
-    return out
-
-
-def test_split_outputs_several_outputs_dynamic_batch():
-    logits = _io("int8", (1, 3), (-1, 3), 0.5, -2)
-    extra = _io("float32", (1, 2), (-1, 2))
-    batches = _batches([2, 1], None)
-    rows = [(np.array([[1, 2, 3], [4, 5, 6]], np.int8), np.array([[.5, 1.5], [2.5, 3.5]], np.float32)),
-            (np.array([[7, 8, 9]], np.int8), np.array([[4.5, 5.5]], np.float32))]
-    data = b"".join(a.tobytes() + b.tobytes() for a, b in rows)  # per batch: output 0, then output 1
-    first, second = bm.split_outputs(data, [logits, extra], True, batches)
-    assert first.dtype == np.int8 and first.tolist() == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
-    assert second.dtype == np.float32 and second.tolist() == [[.5, 1.5], [2.5, 3.5], [4.5, 5.5]]
-    with pytest.raises(ValueError, match="34 bytes, but the model.s 2 output.s. take 33 bytes"):
-        bm.split_outputs(data + b"\0", [logits, extra], True, batches)
-
-
-def test_split_outputs_fixed_batch_drops_the_padding():
-    out = _io("float32", (4, 2), (4, 2))
-    batches = _batches([4, 1], 4)  # 5 samples: 4, then 1 padded to 4
-    data = np.arange(16, dtype=np.float32).tobytes()
-    (got,) = bm.split_outputs(data, [out], False, batches)
-    assert got.tolist() == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
-
-
 LOG = """\
 INFO: STARTING!
 INFO: Log parameter values verbosely: [0]
@@ -135,10 +93,10 @@ def test_split_log_and_timings():
 def test_timings_accept_nan_and_feed_latency():
     nan_line = "INFO: Inference timings in us: Init: 10, First inference: 5, Warmup (avg): nan, Inference (avg): 250"
     assert math.isnan(bm.parse_timings(nan_line)["warmup_avg_us"])
-    timings = bm.job_timings([LOG, nan_line], 100, bm.on_device.Transfer())
+    timings = bm.job_timings([LOG, nan_line], 100, Transfer())
     assert timings["per_batch_s"] == [1.23457, 0.00025] and timings["invocations"] == 2
     assert timings["latency_ms_per_sample"] == pytest.approx(1000 * (1.23457 + 0.00025) / 100)
-    missing = bm.job_timings([LOG, "INFO: no timing here"], 100, bm.on_device.Transfer())
+    missing = bm.job_timings([LOG, "INFO: no timing here"], 100, Transfer())
     assert missing["timing_lines_missing"] == 1 and missing["latency_ms_per_sample"] is None
 
 

@@ -1,4 +1,4 @@
-"""harness.edgetpu: the Edge TPU's rules read from real .tflite files, the compiler's log, and the
+"""harness.farm.profiles.edgetpu and edgetpu_compiler: the Edge TPU's rules read from real .tflite files, the compiler's log, and the
 compile/precompiled paths (with the FAKE edgetpu_compiler: the real one cannot be installed here)."""
 
 import dataclasses
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from harness import edgetpu
+from harness.farm.profiles import edgetpu, edgetpu_compiler
 from harness.errors import ArtifactError
 
 # A compiler log in the real format (layout of `edgetpu_compiler` 16.0's <stem>_edgetpu.log, with
@@ -50,13 +50,13 @@ SOFTMAX                        1          Operation version not supported
 
 
 def test_parse_log_reads_every_row_of_the_operator_table():
-    ops = edgetpu.parse_log(REAL_FORMAT_LOG)
+    ops = edgetpu_compiler.parse_log(REAL_FORMAT_LOG)
     assert [(o.op, o.count, o.mapped) for o in ops] == [
         ("CONV_2D", 12, True), ("DEPTHWISE_CONV_2D", 6, True), ("MEAN", 1, False),
         ("FULLY_CONNECTED", 1, False), ("QUANTIZE", 1, True), ("QUANTIZE", 1, False)]
     assert ops[2].status == ("Operation is otherwise supported, but not mapped due to some "
                              "unspecified limitation")
-    report = edgetpu.CompileReport(source="edgetpu_compiler", compiler_version="16.0.384591198",
+    report = edgetpu_compiler.CompileReport(source="edgetpu_compiler", compiler_version="16.0.384591198",
                                    ops=ops, input_sha256="0" * 64, path=None)
     assert (report.mapped_ops, report.total_ops) == (19, 22)
     assert report.to_json()["ops"][3] == {"op": "FULLY_CONNECTED", "count": 1,
@@ -64,12 +64,12 @@ def test_parse_log_reads_every_row_of_the_operator_table():
 
 
 def test_parse_log_and_version_from_show_operations_output():
-    ops = edgetpu.parse_log(SHOW_OPERATIONS_STDOUT)
+    ops = edgetpu_compiler.parse_log(SHOW_OPERATIONS_STDOUT)
     assert [(o.op, o.count) for o in ops] == [("RESHAPE", 1), ("FULLY_CONNECTED", 2), ("CONV_2D", 1),
                                               ("SOFTMAX", 1)]
     assert sum(o.count for o in ops if o.mapped) == 4
-    assert edgetpu.parse_version(SHOW_OPERATIONS_STDOUT) == "15.0.340273435"
-    assert edgetpu.parse_version("no version here") == "" and edgetpu.parse_log("") == ()
+    assert edgetpu_compiler.parse_version(SHOW_OPERATIONS_STDOUT) == "15.0.340273435"
+    assert edgetpu_compiler.parse_version("no version here") == "" and edgetpu_compiler.parse_log("") == ()
 
 
 @pytest.mark.parametrize("variant, expected", [
@@ -127,14 +127,14 @@ def test_refusal_of_a_file_that_is_no_model(tmp_path):
 def test_compile_with_the_fake_compiler_records_version_and_ops_and_is_cached(
         fixed_variants, copy_of, fake_compiler, edgetpu_cache):
     int8 = copy_of(fixed_variants["int8"])
-    report = edgetpu.edgetpu_model(int8.path, int8.sha256)
+    report = edgetpu_compiler.edgetpu_model(int8.path, int8.sha256)
     assert report.source == "edgetpu_compiler" and report.compiler_version == "16.0.0-fake"
     assert [(o.op, o.count) for o in report.ops] == [("CONV_2D", 1), ("RESHAPE", 1),
                                                     ("FULLY_CONNECTED", 2)]
     assert report.mapped_ops == report.total_ops == 4
     assert report.path.is_relative_to(edgetpu_cache / "edgetpu" / int8.sha256)
     assert report.path.read_bytes() == int8.path.read_bytes()  # the fake copies: no real compile
-    again = edgetpu.edgetpu_model(int8.path, int8.sha256)
+    again = edgetpu_compiler.edgetpu_model(int8.path, int8.sha256)
     assert again == report
     compiles = [c for c in fake_compiler.read_text().splitlines() if "--version" not in c]
     assert len(compiles) == 1 and compiles[0].startswith("-s -o ")
@@ -144,9 +144,9 @@ def test_ops_the_compiler_leaves_on_the_cpu_are_counted(fixed_variants, copy_of,
                                                         edgetpu_cache, monkeypatch):
     monkeypatch.setenv("FAKE_EDGETPU_UNMAPPED", "RESHAPE")
     int8 = copy_of(fixed_variants["int8"])
-    report = edgetpu.edgetpu_model(int8.path, int8.sha256)
+    report = edgetpu_compiler.edgetpu_model(int8.path, int8.sha256)
     assert (report.mapped_ops, report.total_ops) == (3, 4)
-    assert [o.status for o in report.ops if o.op == "RESHAPE"] == [edgetpu.parse_log(
+    assert [o.status for o in report.ops if o.op == "RESHAPE"] == [edgetpu_compiler.parse_log(
         "Operator Count Status\nX 1 Operation is otherwise supported, but not mapped due to some "
         "unspecified limitation")[0].status]
 
@@ -157,10 +157,10 @@ def test_a_compiler_failure_is_an_artifact_error_with_its_output(fixed_variants,
     monkeypatch.setenv("FAKE_EDGETPU_FAIL", "Model not quantized")
     int8 = copy_of(fixed_variants["int8"])
     with pytest.raises(ArtifactError) as err:
-        edgetpu.edgetpu_model(int8.path, int8.sha256)
+        edgetpu_compiler.edgetpu_model(int8.path, int8.sha256)
     assert "edgetpu_compiler 16.0.0-fake could not compile" in str(err.value)
     assert "exit 1" in str(err.value) and "Model not quantized" in str(err.value)
-    failed = edgetpu.prepare(int8, device="coral-bench")
+    failed = edgetpu_compiler.prepare(int8, device="coral-bench")
     assert not failed.ok and failed.error.startswith("device coral-bench (edgetpu): variant 'int8': ")
     assert failed.path == int8.path  # nothing compiled replaces it
 
@@ -171,7 +171,7 @@ def test_a_precompiled_model_beside_the_variant_wins_over_the_compiler(
     beside = int8.path.with_name("int8_edgetpu.tflite")
     beside.write_bytes(int8.path.read_bytes())
     beside.with_suffix(".log").write_text(REAL_FORMAT_LOG)
-    report = edgetpu.edgetpu_model(int8.path, int8.sha256)
+    report = edgetpu_compiler.edgetpu_model(int8.path, int8.sha256)
     assert report.source == "precompiled" and report.path == beside
     assert report.compiler_version == "16.0.384591198" and report.total_ops == 22
     assert not fake_compiler.exists()  # the compiler was not even asked its version
@@ -185,7 +185,7 @@ def test_a_precompiled_model_in_the_env_folder_is_found_by_sha256(fixed_variants
     target = folder / f"{int8.sha256[:16]}_edgetpu.tflite"
     target.write_bytes(int8.path.read_bytes())
     monkeypatch.setenv("QSKEW_EDGETPU_MODELS", str(folder))
-    report = edgetpu.edgetpu_model(int8.path, int8.sha256)
+    report = edgetpu_compiler.edgetpu_model(int8.path, int8.sha256)
     assert report.source == "precompiled" and report.path == target
     assert report.ops is None and report.mapped_ops is None and report.compiler_version == ""
 
@@ -194,7 +194,7 @@ def test_no_compiler_and_no_precompiled_model_says_what_is_missing(fixed_variant
                                                                    no_compiler):
     int8 = copy_of(fixed_variants["int8"])
     with pytest.raises(ArtifactError) as err:
-        edgetpu.edgetpu_model(int8.path, int8.sha256)
+        edgetpu_compiler.edgetpu_model(int8.path, int8.sha256)
     message = str(err.value)
     assert "edgetpu_compiler is not on the PATH" in message
     assert str(int8.path.with_name("int8_edgetpu.tflite")) in message
@@ -224,9 +224,9 @@ def test_a_compiled_model_the_host_cannot_open_gets_its_io_from_the_flatbuffer(f
     _with_edgetpu_custom_op(int8.path, compiled)
     with pytest.raises(ArtifactError, match="unresolved custom op: edgetpu-custom-op"):
         check_prepares(compiled, 1)  # what artifact_of would have recorded as the error
-    report = edgetpu.CompileReport(source="precompiled", compiler_version="", ops=None,
+    report = edgetpu_compiler.CompileReport(source="precompiled", compiler_version="", ops=None,
                                    input_sha256=int8.sha256, path=compiled)
-    art = edgetpu.compiled_artifact(int8, report)
+    art = edgetpu_compiler.compiled_artifact(int8, report)
     assert art.ok and art.path == compiled and art.sha256 != int8.sha256
     assert art.inputs == int8.inputs and art.outputs == int8.outputs
     assert art.recipe["edgetpu"]["source"] == "precompiled" and art.recipe["fixed_batch"] == 1
@@ -237,7 +237,7 @@ def test_prepare_returns_the_compiled_artifact_with_the_recipe(fixed_variants, c
                                                                edgetpu_cache):
     int8 = copy_of(fixed_variants["int8"])
     lines = []
-    art = edgetpu.prepare(int8, device="coral-bench", echo=lines.append)
+    art = edgetpu_compiler.prepare(int8, device="coral-bench", echo=lines.append)
     assert art.ok, art.error
     assert art.variant == "int8" and art.path != int8.path and art.sha256 == int8.sha256  # a copy
     assert art.recipe["edgetpu"] == {

@@ -1,4 +1,4 @@
-"""harness/benchmark_model.py: whole jobs on a LocalTarget with the stand-in (and an executable
+"""harness/runners/benchmark_model.py: whole jobs on a LocalTarget with the stand-in (and an executable
 "binary" built from it), the real runtime and tiny real models."""
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import benchmark_model as bm
 from harness import on_device
+from harness.runners import benchmark_model as bm
+from harness.runners import python as py_runner
+from harness.runners.benchmark_model_log import FAILED_MARK, split_log
+from harness.runners.common import Batch, split_outputs
 from harness.errors import RunnerError
 from harness.records import ModelArtifact
 from harness.targets.local import LocalTarget
@@ -36,7 +39,7 @@ def bm_run(target, model, test, delegate, binary="standin", **kw):
 
 
 def py_run(target, model, test, delegate, **kw):
-    return on_device.run_job(target, artifact(model), test, delegate, num_threads=2, batch_size=BATCH, **kw)
+    return py_runner.run_job(target, artifact(model), test, delegate, num_threads=2, batch_size=BATCH, **kw)
 
 
 def device_log(target) -> str:
@@ -91,7 +94,7 @@ def test_several_int8_outputs_are_split_and_output_0_dequantized(two_output_mode
             expected[k].append(interp.get_tensor(o["index"]))
     expected = [np.concatenate(e) for e in expected]
     job_outputs = next(Path(target.workdir, "jobs").glob(f"*/{bm.OUTPUTS_FILE}")).read_bytes()
-    got = bm.split_outputs(job_outputs, plan.outputs, plan.dynamic, plan.batches)
+    got = split_outputs(job_outputs, plan.outputs, plan.dynamic, plan.batches)
     assert [g.dtype for g in got] == [np.int8, np.int8] and [g.shape[1] for g in got] == [10, 3]
     assert all(np.array_equal(g, e) for g, e in zip(got, expected))
     scale, zero_point = outs[0]["quantization"]
@@ -127,8 +130,8 @@ def test_the_script_stops_at_the_first_failing_batch_with_its_status(models, tes
     (job / "run.sh").write_text(bm.build_script(str(cache), str(job), invocations, len(test_set)))
     proc = target.run(["sh", str(job / "run.sh")], timeout_s=60)
     assert proc.returncode == 134  # the stand-in's FATAL, as the binary's abort() shows in a shell
-    assert proc.stdout.split() == ["QSKEW-PROGRESS", "64", str(N_SAMPLES), bm.FAILED_MARK, "1", "134"]
-    sections = bm.split_log((job / bm.LOG_FILE).read_text())
+    assert proc.stdout.split() == ["QSKEW-PROGRESS", "64", str(N_SAMPLES), FAILED_MARK, "1", "134"]
+    sections = split_log((job / bm.LOG_FILE).read_text())
     assert [(i, rc) for i, rc, _ in sections] == [(0, 0), (1, 134)]
     assert "FATAL: Failed to read the input_layer_value_file" in sections[1][2]
     assert (job / bm.OUTPUTS_FILE).stat().st_size == 64 * 10  # batch 0's int8 [64, 10] only
@@ -199,11 +202,11 @@ def test_every_argument_reaches_the_binary_unchanged(hostile_name, tmp_path):
     job = tmp_path / hostile_name / "job"
     job.mkdir(parents=True)
     args = [hostile_name, "--input_layer=a b;$(touch pwned)", "--x='\"`touch pwned`\"'", "--y=\\n*?[a]", "--z=-n"]
-    b = bm.Batch(0, 0, 1, 1, "0" * 64, None)
+    b = Batch(0, 0, 1, 1, "0" * 64, None)
     argv = [sys.executable, "-c", record, *args, f"--output_filepath={job / 'out' / '0.bin'}"]
     script = bm.build_script(str(tmp_path / hostile_name), str(job), [(b, argv)], 1)
     proc = LocalTarget(tmp_path / "device").run(["sh", "-c", script], timeout_s=30, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    (_, _, text), = bm.split_log((job / bm.LOG_FILE).read_text())
+    (_, _, text), = split_log((job / bm.LOG_FILE).read_text())
     assert json.loads(text) == args + [f"--output_filepath={job / 'out' / '0.bin'}"]
     assert (job / bm.OUTPUTS_FILE).read_bytes() == b"x" and not list(tmp_path.rglob("pwned*"))

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from harness.errors import FailureStage, JobFailed
 from harness.farm import profiles
 from harness.farm.inventory import DeviceSpec
 from harness.farm.runners import run_on_device
@@ -30,12 +31,11 @@ def test_refused_variants_fail_with_a_reason_and_push_nothing(dynamic_variants, 
                                                               tmp_path, variant, delegate, reason):
     device_dir = tmp_path / "device"
     target = LocalTarget(device_dir, name=edgetpu_device.name)
-    run = run_on_device(edgetpu_device, target, dynamic_variants[variant], tiny_data.subset("test"),
-                        delegate)
-    assert not run.ok and run.logits is None
-    assert run.error.startswith(f"profile: device coral-bench (edgetpu): variant {variant!r}: ")
-    assert reason in run.error
-    assert run.delegate == delegate and run.artifact_sha256 == dynamic_variants[variant].sha256
+    with pytest.raises(JobFailed) as failed:
+        run_on_device(edgetpu_device, target, dynamic_variants[variant], tiny_data.subset("test"), delegate)
+    assert failed.value.stage is FailureStage.PROFILE
+    assert str(failed.value).startswith(f"profile: device coral-bench (edgetpu): variant {variant!r}: ")
+    assert reason in str(failed.value)
     assert _device_files(device_dir) == []  # no runner, no inputs, no model reached the device
 
 
@@ -72,7 +72,7 @@ def test_prepare_compiles_for_the_edgetpu_delegate_only(fixed_variants, copy_of,
 
 def test_without_compiler_or_precompiled_model_the_job_fails_before_any_push(
         fixed_variants, copy_of, edgetpu_device, tiny_data, no_compiler, tmp_path):
-    from harness import on_device
+    from harness.runners import python as py_runner
 
     int8 = copy_of(fixed_variants["int8"])
     prepared = profiles.prepare(edgetpu_device, int8, delegate="edgetpu")
@@ -80,7 +80,7 @@ def test_without_compiler_or_precompiled_model_the_job_fails_before_any_push(
     assert prepared.error.startswith("device coral-bench (edgetpu): variant 'int8': no Edge TPU model")
     assert "edgetpu_compiler is not on the PATH" in prepared.error
     device_dir = tmp_path / "device"
-    run = on_device.run_job(LocalTarget(device_dir), prepared, tiny_data.subset("test"), "edgetpu")
+    run = py_runner.run_job(LocalTarget(device_dir), prepared, tiny_data.subset("test"), "edgetpu")
     assert run.error == prepared.error and _device_files(device_dir) == []
 
 

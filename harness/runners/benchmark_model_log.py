@@ -1,0 +1,193 @@
+"""What goes into TFLite's ``benchmark_model`` binary and what comes out: its flags for a delegate,
+and its log (batch sections, timings, the delegate registrar's statements, a failure's kind).
+
+The wording read here is the binary's own (``tflite/tools/benchmark/benchmark_tflite_model.cc`` and
+``benchmark_model.cc``); :mod:`harness.runners.benchmark_model` runs the job and calls these.
+
+>>> delegate_flags("nnapi:qti-dsp")
+('--use_nnapi=true', '--nnapi_accelerator_name=qti-dsp')
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+from device_runner import protocol
+from harness.errors import ConfigError
+from harness.on_device import Transfer
+
+PLAN_SOURCE = "benchmark_model log"  # harness.placement reads whole-graph statements from it
+MAX_LOG_LINES = 20               # delegate log lines kept in the execution plan
+# Lines the job script writes around each invocation in benchmark.log, and on its own stdout/stderr.
+BATCH_MARK, EXIT_MARK = "QSKEW-BATCH", "QSKEW-BATCH-EXIT"
+FAILED_MARK, DONE_MARK, SCRIPT_ERROR = "QSKEW-BATCH-FAILED", "QSKEW-DONE", "QSKEW-SCRIPT-ERROR"
+REFERENCE_UNSUPPORTED = (
+    "benchmark_model cannot select TFLite's reference kernels: neither it nor its delegate "
+    "registrar has a flag for them (it builds BuiltinOpResolver, or "
+    "BuiltinOpResolverWithoutDefaultDelegates once --use_xnnpack is given); `builtin` "
+    "(--use_xnnpack=false, the built-in CPU kernels) is the closest CPU baseline")
+
+# The delegate registrar's statements after applying a delegate (benchmark_tflite_model.cc, Init).
+_APPLIED = re.compile(r"Explicitly applied (?P<name>\S+) delegate, and the model graph will be "
+                      r"(?P<how>completely|partially) executed by the delegate"
+                      r"(?: w/ (?P<kernels>\d+) delegate kernels)?")
+_NOT_APPLIED = re.compile(r"Though (?P<name>\S+) delegate is explicitly applied, the model graph "
+                          r"will not be executed by the delegate")
+_DELEGATE_WORDS = re.compile(r"delegat|acceleration", re.I)
+# "Inference timings in us: Init: 2141, First inference: 0, Warmup (avg): 0, Inference (avg): 176"
+_NUMBER = r"([-+]?(?:nan|inf|\d+(?:\.\d*)?(?:e[-+]?\d+)?))"
+_TIMINGS = re.compile(r"Inference timings in us: Init: " + _NUMBER + r", First inference: " + _NUMBER
+                      + r", Warmup \(avg\): " + _NUMBER + r", Inference \(avg\): " + _NUMBER, re.I)
+_STANDIN_RUNTIME = re.compile(r"stand-in \(not TFLite's binary\): runtime (\S+) (\S+)")
+_VERSION = re.compile(r"(?:TF ?Lite|LiteRT)\S*\s+(?:runtime\s+)?version:?\s*v?(\d[\w.\-]*)", re.I)
+_EXIT_AT_END = re.compile(EXIT_MARK + r" (\d+) (-?\d+)$")
+
+
+class UnsupportedDelegate(ValueError):
+    """A delegate spec the benchmark_model binary has no flags for (the job's error, not a crash)."""
+
+
+def delegate_flags(spec: str) -> tuple[str, ...]:
+    """The benchmark_model flags for a qskew delegate spec (device_runner.protocol.parse_delegate).
+
+    External delegates (and the Edge TPU's) run with ``--use_xnnpack=false`` too, as the Python
+    runner gives them the built-in kernels without XNNPACK: every delegate kernel is the library's.
+    Raises ConfigError for a malformed spec, UnsupportedDelegate for one the binary cannot express.
+    """
+    try:
+        kind, library, options = protocol.parse_delegate(spec)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if kind == "reference":
+        raise UnsupportedDelegate(REFERENCE_UNSUPPORTED)
+    simple = {"xnnpack": ("--use_xnnpack=true",), "builtin": ("--use_xnnpack=false",),
+              "gpu": ("--use_gpu=true",), "hexagon": ("--use_hexagon=true",)}
+    if kind in simple:
+        return simple[kind]
+    if kind == "nnapi":
+        accelerator = options.get("accelerator")
+        return ("--use_nnapi=true",) + ((f"--nnapi_accelerator_name={accelerator}",) if accelerator else ())
+    for key, value in options.items():  # the registrar splits on ';' then ':' and drops the rest
+        if any(c in key + value for c in ";:"):
+            raise UnsupportedDelegate(
+                f"benchmark_model's --external_delegate_options cannot carry {key}={value!r}: it "
+                f"splits options on ';' and each on ':', and drops an option that does not split "
+                f"into exactly key:value")
+    flags = ("--use_xnnpack=false", f"--external_delegate_path={library}")
+    if options:
+        flags += ("--external_delegate_options=" + ";".join(f"{k}:{v}" for k, v in options.items()),)
+    return flags
+
+
+def applied_name(spec: str) -> str:
+    """What DeviceRun.delegate_applied says when the delegate took part of the graph."""
+    kind, library, _ = protocol.parse_delegate(spec)
+    if kind == "external":
+        return f"external:{library}"
+    if kind in ("nnapi", "gpu", "hexagon"):
+        return spec.split(",")[0]
+    return kind  # xnnpack, edgetpu (as the Python runner names it)
+
+
+def split_log(text: str) -> list[tuple[int, int | None, str]]:
+    """benchmark.log -> [(batch index, exit status or None, that invocation's output)]."""
+    sections: list[list] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == BATCH_MARK and parts[1].isdigit():
+            sections.append([int(parts[1]), None, []])
+            continue
+        end = _EXIT_AT_END.search(line)
+        if end and sections:  # an output without a final newline shares the marker's line
+            sections[-1][1] = int(end.group(2))
+            line = line[:end.start()]
+            if not line:
+                continue
+        if sections:
+            sections[-1][2].append(line)
+    return [(i, status, "\n".join(body)) for i, status, body in sections]
+
+
+def parse_timings(text: str) -> dict[str, float] | None:
+    """The binary's "Inference timings in us: ..." line in one invocation's output, in us."""
+    match = None
+    for match in _TIMINGS.finditer(text):
+        pass
+    if match is None:
+        return None
+    init, first, warmup, inference = (float(g) for g in match.groups())
+    return {"init_us": init, "first_inference_us": first, "warmup_avg_us": warmup,
+            "inference_avg_us": inference}
+
+
+def job_timings(texts: Sequence[str], n_samples: int, transfer: Transfer) -> dict[str, Any]:
+    """per_batch_s (each batch's single inference), init_s per invocation, latency, host times."""
+    timings: dict[str, Any] = {"invocations": len(texts), "host_push_s": round(transfer.push_s, 6),
+                               "host_run_s": round(transfer.run_s, 6),
+                               "host_pull_s": round(transfer.pull_s, 6)}
+    parsed = [parse_timings(t) for t in texts]
+    found = [p for p in parsed if p is not None]
+    timings["per_batch_s"] = [round(p["inference_avg_us"] / 1e6, 7) for p in found]
+    timings["init_s"] = [round(p["init_us"] / 1e6, 6) for p in found]  # load + delegate + allocate
+    timings["invoke_s"] = round(sum(timings["per_batch_s"]), 6)
+    if len(found) != len(parsed):
+        timings["timing_lines_missing"] = len(parsed) - len(found)
+    complete = found and len(found) == len(parsed) and all(np.isfinite(timings["per_batch_s"]))
+    timings["latency_ms_per_sample"] = (1000.0 * timings["invoke_s"] / n_samples
+                                        if complete and n_samples else None)
+    return timings
+
+
+def parse_delegate_log(texts: Sequence[str], spec: str) -> tuple[dict[str, Any], str]:
+    """(execution_plan, delegate_applied) from the invocations' outputs (the registrar's lines).
+
+    The first invocation with a registrar statement decides: "completely" is one partition and
+    the whole graph; "partially ... w/ N delegate kernels" is N partitions; "will not be executed"
+    and no statement at all (no delegate applied explicitly) are 0 partitions, delegate "none".
+    """
+    if not texts:
+        return {"available": False, "source": PLAN_SOURCE, "delegate_partitions": None,
+                "fully_delegated": None, "log_lines": []}, "unknown"
+    lines: list[str] = []
+    statements: list[re.Match] | None = None
+    for text in texts:
+        found = []
+        for line in (raw.strip() for raw in text.splitlines()):
+            match = _APPLIED.search(line) or _NOT_APPLIED.search(line)
+            if match:
+                found.append(match)
+            if (match or _DELEGATE_WORDS.search(line)) and line not in lines and len(lines) < MAX_LOG_LINES:
+                lines.append(line)
+        if statements is None and found:
+            statements = found
+    applied = [m for m in statements or [] if m.re is _APPLIED]
+    partitions = sum(1 if m.group("how") == "completely" else int(m.group("kernels") or 0) for m in applied)
+    fully = any(m.group("how") == "completely" for m in applied)
+    plan = {"available": True, "source": PLAN_SOURCE, "delegate_partitions": partitions,
+            "fully_delegated": fully, "log_lines": lines}
+    return plan, (applied_name(spec) if partitions else "none")
+
+
+def runtime_version(log_text: str) -> str:
+    """The stand-in names its runtime; a real binary's version if it prints one, else "unknown"."""
+    standin = _STANDIN_RUNTIME.search(log_text)
+    if standin:
+        return f"stand-in on {standin.group(1)} {standin.group(2)}"
+    version = _VERSION.search(log_text)
+    return version.group(1) if version else "unknown"
+
+
+def failure_stage(text: str) -> str:
+    """The error kind (as the Python runner's) a failing invocation's output points to."""
+    if re.search(r"Failed to (?:apply|load delegate)|has no \S+ delegate", text):
+        return "delegate"
+    if "Failed to allocate tensors" in text:
+        return "prepare"
+    if re.search(r"Failed to (?:load model|initialize the interpreter)", text):
+        return "model_load"
+    if re.search(r"The size of .* bytes|input_layer|Input tensor #", text):
+        return "input"
+    return "invoke"

@@ -169,9 +169,10 @@ def _one_job(exp, dev, art, delegate, test, ref, writer, done, lock, bar, echo) 
             writer.add_failure(art.variant, target.name, delegate, str(err), stage=err.stage.value)
         echo(f"  {art.variant} on {target.name}/{delegate}: FAILED ({err})")
         return
+    score = score_job(run, ref, test) if run.ok else None  # outside the lock: other devices go on
     with lock:
-        if run.ok:
-            writer.add_run(run, score_job(run, ref, test))
+        if score is not None:
+            writer.add_run(run, score)
             echo(f"  {art.variant} on {target.name}/{delegate}: {run.runtime} {run.runtime_version}, "
                  f"delegate applied: {run.delegate_applied}, batch {run.batch_size}")
         else:

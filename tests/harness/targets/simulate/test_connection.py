@@ -11,6 +11,7 @@ from adb_shell.auth.sign_pythonrsa import PythonRSASigner
 from harness.targets import adb_wire as wire
 from support.adb_sim import RawClient, adb_shell_device
 
+
 def test_cnxn_reply_banner_version_and_maxdata(make_device):
     device = make_device(max_payload=262144, features=("shell_v2", "cmd"))
     client = RawClient(device.address)

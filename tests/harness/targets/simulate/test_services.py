@@ -3,6 +3,7 @@
 from harness.targets import adb_wire as wire
 from support.adb_sim import RawClient, adb_shell_device
 
+
 def test_adb_shell_shell_exec_and_v2_exit_code(make_device):
     device = make_device()
     adb = adb_shell_device(device.address)

@@ -17,6 +17,7 @@ from support.adb_sim import WAIT_S, adb_shell_device, connect_refused, process_a
 
 LINK_ERRORS = (OSError, adb_exc.AdbTimeoutError, adb_exc.TcpTimeoutException, adb_exc.InvalidCommandError)
 
+
 def test_listens_on_loopback_only(make_device):
     device = make_device()
     port_hex = f"{device.address[1]:04X}"

@@ -11,7 +11,7 @@
 * ``FileSource`` / ``FileSink``: local files for adb-shell's push and pull that keep local I/O
   errors apart from socket errors (both are ``OSError``).
 
-``LINK_ERRORS`` lists what a broken link raises; ``harness.targets.adb`` translates them once.
+``LINK_ERRORS`` lists what a broken link raises; ``harness.targets.adb_session`` translates them once.
 """
 
 from __future__ import annotations

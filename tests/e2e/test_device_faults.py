@@ -11,7 +11,7 @@ import pytest
 
 from harness import config, datasets, rundir
 from harness.runners import python as py_runner
-from harness.targets.simulate import simulator
+from harness.targets.simulate import sandbox
 from harness.errors import TargetError
 from harness.evaluate import ModelSource, evaluate
 from harness.farm import connect
@@ -49,7 +49,7 @@ def _sweep(tmp_path, small_cnn, monkeypatch, arm):
 @pytest.mark.slow
 @pytest.mark.parametrize("stage, nbytes", [("push", 20_000), ("run", 0), ("pull", 1_000)])
 def test_device_vanishing_mid_job(tmp_path, small_cnn, monkeypatch, stage, nbytes):
-    monkeypatch.setattr(simulator, "RUN_FAULT_DELAY_S", 0.1)
+    monkeypatch.setattr(sandbox, "RUN_FAULT_DELAY_S", 0.1)
     armed = []
 
     def arm(target, n):

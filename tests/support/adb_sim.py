@@ -158,3 +158,37 @@ def when(condition, action, timeout_s: float = 60.0) -> threading.Thread:
     thread = threading.Thread(target=body, daemon=True)
     thread.start()
     return thread
+
+
+WAIT_S = 10.0  # upper bound for anything a simulator test waits for
+
+
+def wait_until(predicate, what: str, timeout_s: float = WAIT_S) -> None:
+    """Poll ``predicate`` until it is true; AssertionError naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):  # reaped between the two looks
+        return False
+
+
+def connect_refused(address: tuple[str, int]) -> bool:
+    """True if connecting to ``address`` is refused (a vanished or stopped device)."""
+    try:
+        adb_shell_device(address)
+    except ConnectionRefusedError:
+        return True
+    return False

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 _INPUTS_FILES: "weakref.WeakKeyDictionary[GroupedDataset, tuple[Path, str]]" = weakref.WeakKeyDictionary()
 
 RUNNER_DIR = Path(device_runner.__file__).resolve().parent
-RUNNER_FILES = ("__init__.py", "protocol.py", "run.py")  # all a board needs besides numpy + runtime
+RUNNER_FILES = device_runner.RUNNER_FILES  # all a board needs besides numpy + runtime
 BASE_TIMEOUT_S = 60.0          # interpreter start, runtime import and model load on a slow board
 PER_SAMPLE_TIMEOUT_S = 0.2     # ~5 samples/s: a 16x8 MobileNet off XNNPACK on a slow board, with room
 JOB_ID_CHARS = 16              # 64 bits of sha256: unique among any device's jobs, short in paths

@@ -116,7 +116,7 @@ def test_cli_report(report_run, tmp_path, capsys):
 def test_analysis_section_appears_only_when_analyze_wrote_its_files(report_run, tmp_path):
     import shutil
 
-    from harness.analysis import tables
+    from harness.rundir import analysis_tables as tables
     from harness.report.render import ANALYSIS_SECTION
 
     run = tmp_path / "run"

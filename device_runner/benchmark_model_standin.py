@@ -37,7 +37,7 @@ that this is the stand-in and which runtime is under it.
 Runs on boards: Python 3.7+, numpy 1.x or 2.x, the standard library and a TFLite Python runtime.
 Like the binary it plays, it is one self-contained file pushed on its own: it imports nothing from
 qskew, which is why its walk over the interpreter's DELEGATE nodes (:func:`delegate_kernels`)
-repeats the one in ``run.execution_plan`` instead of importing it.
+repeats the one in ``runtime.execution_plan`` instead of importing it.
 """
 
 import os

@@ -7,7 +7,7 @@ new one, never half of one, and a crash leaves no stray temporary file behind (i
 every error path; a ``kill -9`` between create and rename leaves a ``.NAME.*.tmp`` that the next
 write of the same file does not trip over).
 
-The device runner has its own copy (``device_runner/run.py``): it runs on boards without qskew.
+The device runner has its own copy (``device_runner/jobdir.py``): it runs on boards without qskew.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``qskew analyze``: per group, why a run's variants lose what they lose (reads any run directory).
 
-    analyze(RUN_DIR) -> analysis.csv + layers.csv in RUN_DIR (formats in ``harness.analysis.tables``)
+    analyze(RUN_DIR) -> analysis.csv + layers.csv in RUN_DIR (formats in ``harness.rundir.analysis_tables``)
 
 1. :func:`load_inputs`: the FP32 Keras model named by ``manifest["model"]["path"]`` (its
    ``modelio.model_sha256`` must equal the manifest's), the dataset named by the run's config
@@ -11,7 +11,7 @@
    top eigenvalue and trace per group (``harness.analysis.curvature``).
 3. For each variant: per-layer, per-group RMSE and SNR of its intermediate tensors against the
    FP32 layers (``harness.analysis.layers``), and the layers ranked by how much more the minority
-   loses than the majority (:func:`skew_table`).
+   loses than the majority (``harness.metrics.layer_skew.skew_table``).
 
 A variant whose file is missing or changed, or whose weights cannot be mapped onto the Keras
 layers, gets one analysis.csv row per group with ``error`` set; the others go on.
@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from harness.analysis import tables
 from harness.errors import ArtifactError, DatasetError, ModelError, QskewError
+from harness.metrics.layer_skew import minority_majority, skew_table
+from harness.rundir import analysis_tables as tables
 from harness.text import fit_cell
 
 if TYPE_CHECKING:
@@ -167,14 +168,6 @@ def sample_index(groups: np.ndarray, max_per_group: int, seed: int) -> np.ndarra
     return np.sort(np.concatenate(parts))
 
 
-def minority_majority(manifest: dict, fallback_counts: dict[str, int]) -> tuple[str, str]:
-    """(group with the fewest, group with the most) training samples per the manifest, ties broken by
-    name order; ``fallback_counts`` (e.g. the test split's) when none are recorded."""
-    counts = (((manifest.get("dataset") or {}).get("group_counts") or {}).get("train")) or fallback_counts
-    ranked = sorted(counts.items(), key=lambda kv: (kv[1], kv[0]))
-    return str(ranked[0][0]), str(ranked[-1][0])
-
-
 @dataclass(frozen=True)
 class VariantFile:
     """A variant of the run and its .tflite; ``error`` says why it cannot be analyzed."""
@@ -283,40 +276,6 @@ def layer_table(inputs: RunInputs, variants: list[VariantFile], echo: Callable[[
         echo(f"  {v.name}: per-layer errors for {len(result.matches)} layer(s)")
         rows += [{"variant": v.name, **r.__dict__} for r in result.rows]
     return tables.frame(rows, tables.LAYER_COLUMNS)
-
-
-SKEW_COLUMNS = ("variant", "layer", "order", "op", "rmse_minority", "rmse_majority", "rmse_ratio",
-                "snr_minority_db", "snr_majority_db", "snr_gap_db", "tensor")
-
-
-def skew_table(layers: "pd.DataFrame", minority: str, majority: str) -> "pd.DataFrame":
-    """Per variant x layer: the minority's and majority's RMSE and SNR, their ratio and gap.
-
-    ``snr_gap_db`` = SNR(majority) - SNR(minority): positive when the minority's signal is
-    degraded more relative to its own size. Rows are sorted by variant, then by snr_gap_db (largest
-    first): it is the ranking ``suggest-mixed`` uses, because RMSE alone favours a group with
-    smaller activations (the same absolute rounding error is a larger share of a faint signal).
-    """
-    import pandas as pd
-
-    rows = []
-    for (variant, layer), part in layers.groupby(["variant", "layer"], sort=False):
-        by_group = part.set_index("group")
-        if minority not in by_group.index or majority not in by_group.index:
-            continue
-        lo, hi = by_group.loc[minority], by_group.loc[majority]
-        rows.append({"variant": variant, "layer": layer, "order": int(lo["order"]), "op": lo["op"],
-                     "rmse_minority": lo["rmse"], "rmse_majority": hi["rmse"],
-                     "rmse_ratio": lo["rmse"] / hi["rmse"] if hi["rmse"] > 0 else np.nan,
-                     "snr_minority_db": lo["snr_db"], "snr_majority_db": hi["snr_db"],
-                     "snr_gap_db": _gap(hi["snr_db"], lo["snr_db"]), "tensor": lo["tensor"]})
-    table = pd.DataFrame(rows, columns=list(SKEW_COLUMNS))
-    return table.sort_values(["variant", "snr_gap_db"], ascending=[True, False], kind="mergesort",
-                             na_position="last").reset_index(drop=True)
-
-
-def _gap(a: float, b: float) -> float:
-    return float(a - b) if np.isfinite(a) and np.isfinite(b) else float("nan")
 
 
 def _counts(groups: np.ndarray) -> str:

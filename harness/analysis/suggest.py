@@ -1,7 +1,7 @@
 """``qskew suggest-mixed``: raise the most group-skewed layers to 16-bit activations and measure it.
 
 1. Rank the int8 variant's layers by ``snr_gap_db`` (majority SNR - minority SNR of the layer's
-   output against FP32; ``analyze.skew_table``), from RUN_DIR/layers.csv or computed now. Only
+   output against FP32; ``metrics.layer_skew.skew_table``), from RUN_DIR/layers.csv or computed now. Only
    layers produced by a weight op (FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, ...) are
    candidates: a pooling or reshape layer only carries the rounding of the op before it.
 2. Turn the top K into a ``mixed_layers_regex``: each layer's tensor name, as an exact op scope of
@@ -29,7 +29,7 @@
                                  acc_drop, acc_drop_lo, acc_drop_hi, excess_loss, flip_rate, worst_group,
                                  latency_ms_per_sample, status, error
     layer_check                  one record per variant x (raised layer, output layer): the columns of
-                                 ``analyze.skew_table`` (snr_minority_db, snr_majority_db, snr_gap_db...)
+                                 ``metrics.layer_skew.skew_table`` (snr_minority_db, snr_majority_db, snr_gap_db...)
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from harness.analysis import tables
+from harness.rundir import analysis_tables as tables
 from harness.errors import ConfigError, ConversionError
 
 if TYPE_CHECKING:
@@ -108,7 +108,8 @@ def suggest_mixed(run_dir: Path, top: int = TOP_K, out: Path | None = None, prog
 
 def source_skew(inputs: "RunInputs", echo: Callable[[str], None]) -> "pd.DataFrame":
     """The int8 variant's skew table: from layers.csv if it has int8 rows, else computed now."""
-    from harness.analysis.analyze import layer_table, skew_table, variant_files
+    from harness.analysis.analyze import layer_table, variant_files
+    from harness.metrics.layer_skew import skew_table
 
     layers = tables.read_layers(inputs.run.path)
     if layers is None or not (layers["variant"] == SOURCE_VARIANT).any():
@@ -213,7 +214,8 @@ def comparison(run_dir: Path) -> "pd.DataFrame":
 
 def layer_check(inputs: "RunInputs", run_dir: Path, layers: list[str]) -> "pd.DataFrame":
     """Per variant of the new run: minority and majority SNR at the chosen layers and at the output."""
-    from harness.analysis.analyze import layer_table, skew_table, variant_files
+    from harness.analysis.analyze import layer_table, variant_files
+    from harness.metrics.layer_skew import skew_table
     from harness.rundir import read_run
 
     files = [f for f in variant_files(read_run(run_dir).manifest, list(COMPARED)) if not f.error]

@@ -66,7 +66,8 @@ def cmd_mitigate(args) -> int:
     echo(f"dataset: {exp.data.dataset}")
     dataset = datasets.load(exp.data.dataset)
     source = _common.model_source(exp, dataset, progress, echo)
-    result = mitigate(exp, dataset, source, out, options, progress=progress, echo=echo)
+    result = mitigate(exp, dataset, source, out, options, progress=progress, echo=echo,
+                      build=builtin_build(source))
     table = before_after(out)
     if args.json:
         _common.print_json({"run_dir": str(out), "options": options.to_json(),
@@ -80,6 +81,14 @@ def cmd_mitigate(args) -> int:
         print(format_before_after(table))
         print(f"\nrun directory: {out}  (HTML: qskew report {out})")
     return 0
+
+
+def builtin_build(source):
+    """A built-in model's build function, which QAT rebuilds it with (None for a user model)."""
+    import models
+
+    desc = source.description
+    return models.get(desc["name"]).build if desc.get("source") == "builtin" else None
 
 
 def _options(args):

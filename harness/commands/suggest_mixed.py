@@ -36,7 +36,7 @@ def cmd_suggest_mixed(args) -> int:
     suggestion = suggest_mixed(args.run_dir, top=args.top, out=args.out, progress=_common.progress(args),
                                echo=_common.echo(args))
     if args.json:
-        from harness.analysis.tables import read_suggestion
+        from harness.rundir.analysis_tables import read_suggestion
 
         _common.print_json(read_suggestion(suggestion.run_dir))
     else:

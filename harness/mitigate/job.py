@@ -40,19 +40,21 @@ CALIBRATION_FILE = "calibration_x.npy"
 INT8_FILE = "int8.tflite"
 QAT_WEIGHTS_FILE = "weights_qat.npz"
 RESULT_FILE = "result.json"
-JOB_SCHEMA = 1  # bump when a field changes meaning; the child refuses other versions
+JOB_SCHEMA = 2  # bump when a field changes meaning; the child refuses other versions (2: builder)
 
 
 @dataclass(frozen=True)
 class QatJob:
     """Everything the QAT process needs besides the arrays in the job folder.
 
-    ``builtin`` names a model in ``models/`` (rebuilt from its definition); when None the model is
-    rebuilt from ``model_config.json``. ``kept_layers`` stay float during QAT (not annotated).
+    ``builder`` is the "module:function" of a built-in model's ``build(input_shape, num_classes,
+    seed)``, given by the command layer (the core never imports ``models/``); the child imports it to
+    rebuild the architecture. When None the model is rebuilt from ``model_config.json``.
+    ``kept_layers`` stay float during QAT (not annotated).
     """
 
     model_label: str                  # how errors name the model: "small_cnn" or a file path
-    builtin: str | None
+    builder: str | None
     input_shape: tuple[int, ...]
     num_classes: int
     seed: int
@@ -116,3 +118,8 @@ def write_json(path: Path, obj: dict[str, Any]) -> None:
 
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
+
+
+def builder_ref(build: Any) -> str:
+    """The "module:function" the QAT child imports ``build`` back from (a module-level function)."""
+    return f"{build.__module__}:{build.__qualname__}"

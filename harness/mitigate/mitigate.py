@@ -41,7 +41,7 @@ import numpy as np
 from harness.errors import ConfigError, ConversionError, ModelError, ResultsError
 from harness.mitigate import job as jobfiles
 from harness.text import tail
-from harness.mitigate.job import QatJob, QatResult
+from harness.mitigate.job import QatJob, QatResult, builder_ref
 from harness.mitigate.options import MitigationOptions
 from harness.evaluate import quantize_options
 from harness.records import ModelArtifact
@@ -88,8 +88,9 @@ class Mitigation:
 
 def mitigate(exp: "Experiment", dataset: "GroupedDataset", source: "ModelSource", out_dir: Path,
              options: MitigationOptions = MitigationOptions(), *, progress: bool = True,
-             echo: Callable[[str], None] = lambda s: None) -> Mitigation:
-    """Build the mitigated variants and evaluate them next to ``int8``/``mixed`` into ``out_dir``."""
+             echo: Callable[[str], None] = lambda s: None, build: Callable | None = None) -> Mitigation:
+    """Build the mitigated variants and evaluate them next to ``int8``/``mixed`` into ``out_dir``;
+    ``build`` is a built-in model's build function (the command layer's), None for a user model."""
     from harness.evaluate import evaluate
     from harness.quantize.calibration import make_calibration
 
@@ -101,7 +102,7 @@ def mitigate(exp: "Experiment", dataset: "GroupedDataset", source: "ModelSource"
     qat = keep = None
     cached = False
     if options.qat:
-        qat_artifacts, qat, keep, cached = build_qat_variants(exp, dataset, source, calibration, options, echo)
+        qat_artifacts, qat, keep, cached = build_qat_variants(exp, dataset, source, calibration, options, echo, build)
         artifacts += qat_artifacts
     if options.calibration_compare:
         artifacts.append(calibration_variant(exp, source.model, train))
@@ -119,7 +120,7 @@ def mitigation_experiment(exp: "Experiment", options: MitigationOptions) -> "Exp
     return replace(exp, quantize=replace(exp.quantize, variants=tuple(wanted)))
 
 
-def build_qat_variants(exp, dataset, source, calibration, options: MitigationOptions, echo):
+def build_qat_variants(exp, dataset, source, calibration, options: MitigationOptions, echo, build=None):
     """(artifacts int8-qat/mixed-qat/fp32-qat, QatResult, KeepPlan, from cache?) for ``source``."""
     from harness.paths import cache_dir
     from harness.quantize.convert import artifact_of, convert
@@ -129,7 +130,7 @@ def build_qat_variants(exp, dataset, source, calibration, options: MitigationOpt
     float_ops = _float_ops(source.model, qopts, variants_cache)
     keep = keep_plan(source.model, float_ops, options, qopts, _label(source))
     echo(f"QAT: {len(keep.layers)} layer(s) kept float ({keep.how}): {', '.join(keep.layers) or '-'}")
-    job = qat_job(source, dataset, keep.layers, options)
+    job = qat_job(source, dataset, keep.layers, options, build)
     job_dir, cached = run_qat(job, source, dataset, calibration, options, echo)
     result = QatResult.from_json(jobfiles.read_json(job_dir / jobfiles.RESULT_FILE))
     recipe = _qat_recipe(job, result, job_dir)
@@ -182,19 +183,18 @@ def keep_plan(model, float_ops, options: MitigationOptions, qopts, label: str) -
 
 
 def qat_job(source: "ModelSource", dataset: "GroupedDataset", kept: tuple[str, ...],
-            options: MitigationOptions) -> QatJob:
+            options: MitigationOptions, build: Callable | None = None) -> QatJob:
     """The job the QAT process runs for ``source`` (ModelError for models it cannot rebuild)."""
     from harness.modelio import model_input_shape
 
-    desc = dict(source.description)
-    builtin = desc.get("name") if desc.get("source") == "builtin" else None
     label = _label(source)
-    if builtin is None and any(type(layer).__name__ == "TFSMLayer" for layer in source.model.layers):
+    if build is None and any(type(layer).__name__ == "TFSMLayer" for layer in source.model.layers):
         raise ModelError(f"QAT needs a built-in model or a Keras model that tf_keras can rebuild; "
                          f"model {label} is a SavedModel")
     shape = model_input_shape(source.model)
-    return QatJob(model_label=label, builtin=builtin, input_shape=tuple(int(d) for d in shape),
-                  num_classes=int(dataset.num_classes), seed=int(desc.get("seed", 0) or 0),
+    builder = builder_ref(build) if build is not None else None
+    return QatJob(model_label=label, builder=builder, input_shape=tuple(int(d) for d in shape),
+                  num_classes=int(dataset.num_classes), seed=int(source.description.get("seed", 0) or 0),
                   kept_layers=tuple(kept), epochs=options.epochs, batch_size=options.batch_size,
                   learning_rate=float(options.learning_rate), balanced_sampling=options.balanced_sampling,
                   group_weighted_loss=options.group_weighted_loss,
@@ -306,7 +306,7 @@ def _write_job(job_dir: Path, job: QatJob, model, dataset, calibration) -> None:
     train = dataset.subset("train")
     np.savez(job_dir / jobfiles.WEIGHTS_FILE, **{f"{layer.name}/{i}": w for layer in model.layers
                                                  for i, w in enumerate(layer.get_weights())})
-    if job.builtin is None:
+    if job.builder is None:
         (job_dir / jobfiles.CONFIG_FILE).write_text(model.to_json())
     np.save(job_dir / jobfiles.TRAIN_X_FILE, np.ascontiguousarray(train.x))
     np.save(job_dir / jobfiles.TRAIN_Y_FILE, np.asarray(train.y, dtype=np.int64))

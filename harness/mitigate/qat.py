@@ -7,9 +7,10 @@ rest of qskew stays on Keras 3. The job folder's files are described in ``harnes
 
 Steps:
 
-1. Rebuild the architecture with tf_keras: a built-in model from its definition in ``models/``
-   (its ``build`` runs with ``keras`` bound to ``tf_keras``); a user model from its Keras 3 config
-   translated by ``legacy_config`` (ModelError if tf_keras cannot rebuild it).
+1. Rebuild the architecture with tf_keras: a built-in model from its definition (``job.builder``,
+   the "module:function" the command layer resolved, run with ``keras`` bound to ``tf_keras``); a
+   user model from its Keras 3 config translated by ``legacy_config`` (ModelError if tf_keras
+   cannot rebuild it).
 2. Copy the FP32 weights layer by layer (by layer name; shapes checked).
 3. Annotate every layer for 8-bit QAT except ``kept_layers`` (and layers tfmot cannot quantize),
    then ``quantize_apply``. "Higher precision" for a kept layer means: it trains in float, with no
@@ -30,6 +31,7 @@ crash whose traceback is on stderr. The host quotes the last lines of the output
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import re
@@ -114,16 +116,15 @@ def _import_toolkit():
 
 def _rebuild(job: QatJob, folder: Path, tf_keras) -> Any:
     """The FP32 architecture as a tf_keras model (weights not yet copied)."""
-    if job.builtin is not None:
-        import models
-
-        spec = models.get(job.builtin)
+    if job.builder is not None:
+        module, _, name = job.builder.partition(":")
         try:
+            build = getattr(importlib.import_module(module), name)
             with _keras_bound_to(tf_keras):
-                return spec.build(tuple(job.input_shape), job.num_classes, job.seed)
+                return build(tuple(job.input_shape), job.num_classes, job.seed)
         except Exception as exc:  # a definition that uses Keras 3-only API
             raise ModelError(f"model {job.model_label!r}: the definition of built-in model "
-                             f"{job.builtin!r} does not build with tf_keras: {_first_line(exc)}") from exc
+                             f"({job.builder}) does not build with tf_keras: {_first_line(exc)}") from exc
     from harness.mitigate.legacy_config import to_tf_keras_config
 
     config = to_tf_keras_config(jobfiles.read_json(folder / jobfiles.CONFIG_FILE))

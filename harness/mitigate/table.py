@@ -14,19 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.metrics.mitigation import ROLES
+
 if TYPE_CHECKING:
     import pandas as pd
 
-# Role of each variant in the comparison, in the order the table lists them.
-ROLES = {
-    "int8": "before: int8 (PTQ)",
-    "int8-qat": "after: int8 (QAT)",
-    "int8-balanced-calib": "int8, balanced calibration",
-    "int8-random-calib": "int8, random calibration",
-    "mixed": "before: mixed (PTQ)",
-    "mixed-qat": "after: mixed (QAT)",
-    "fp32-qat": "QAT weights in float",
-}
 GROUP_COLUMNS = ("variant", "target", "delegate", "role", "scope", "group", "n", "acc_ref", "acc",
                  "acc_drop", "acc_drop_lo", "acc_drop_hi")
 WORST_COLUMNS = ("variant", "target", "delegate", "role", "worst_group", "worst_group_drop",

@@ -15,7 +15,9 @@ When ``qskew analyze`` has written analysis.csv and layers.csv into the run dire
 "analysis" section (:data:`ANALYSIS_SECTION`) comes before provenance: per-group curvature of the
 FP32 model and of each variant's dequantized weights, and per-layer errors ranked by group skew.
 When the run holds ``qskew mitigate``'s variants (``*-qat``, ``*-calib``), a "mitigation" section
-(:data:`MITIGATION_SECTION`) puts each group's drop before and after side by side.
+(:data:`MITIGATION_SECTION`) puts each group's drop before and after side by side. Those optional
+sections (and the delegates one) are built in ``optional_sections.py``; ``markup.py`` holds the
+HTML pieces every section uses.
 
 :func:`write_report` writes the page (default ``RUN_DIR/report/report.html``) and each chart as
 ``<stem>-<chart>.png`` in the same folder.
@@ -23,14 +25,14 @@ When the run holds ``qskew mitigate``'s variants (``*-qat``, ``*-calib``), a "mi
 
 from __future__ import annotations
 
-import base64
-import html
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping
 
 from harness.metrics.stats import CONFIDENCE, N_RESAMPLES, SEED
+from harness.report import optional_sections
+from harness.report.markup import compact, esc, html_table, img, kv_table, num, pct_ci, pp_ci
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -132,23 +134,25 @@ def render_html(run: "RunData", stats: "Stats", images: Mapping[str, bytes]) -> 
     manifest = run.manifest
     title = f"qskew report: {run.path.name}"
     head = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{_e(title)}</title><style>{CSS}</style></head><body>")
-    analysis, mitigation, delegates = _analysis(run), _mitigation(stats.groups), _delegates(run)
+            f"<title>{esc(title)}</title><style>{CSS}</style></head><body>")
+    analysis = optional_sections.analysis(run)
+    mitigation = optional_sections.mitigation(stats.groups)
+    delegates = optional_sections.delegates(run)
     extra = (((DELEGATES_SECTION,) if delegates else ()) + ((MITIGATION_SECTION,) if mitigation else ())
              + ((ANALYSIS_SECTION,) if analysis else ()))
     sections = SECTIONS[:-1] + extra + SECTIONS[-1:]
-    nav = "<nav>" + "".join(f'<a href="#{key}">{_e(name)}</a>' for key, name in sections) + "</nav>"
-    intro = (f"<h1>{_e(title)}</h1><p class=\"note\">dataset {_e(_get(manifest, 'dataset', 'name'))} · "
-             f"model {_e(_model_name(manifest))} · created {_e(manifest.get('created', '?'))} · "
+    nav = "<nav>" + "".join(f'<a href="#{key}">{esc(name)}</a>' for key, name in sections) + "</nav>"
+    intro = (f"<h1>{esc(title)}</h1><p class=\"note\">dataset {esc(_get(manifest, 'dataset', 'name'))} · "
+             f"model {esc(_model_name(manifest))} · created {esc(manifest.get('created', '?'))} · "
              f"intervals: {CONFIDENCE:.0%}, Wilson for accuracies, paired group-stratified bootstrap "
-             f"({_e(_resamples(stats))} resamples, seed {_e(_seed(stats))}) for drops. Drops are "
+             f"({esc(_resamples(stats))} resamples, seed {esc(_seed(stats))}) for drops. Drops are "
              f"acc(FP32) − acc(variant) in percentage points: positive means the variant is worse.</p>")
     body = [
         _section("summary", _summary(run, stats)),
-        _section("accuracy", _img(images, "accuracy") + _group_table(stats.groups)),
-        _section("drops", _img(images, "drops")),
-        _section("logits", _img(images, "logits") + _logit_table(run.metrics)),
-        _section("flips", _img(images, "flips") + _flip_table(stats.groups)),
+        _section("accuracy", img(images, "accuracy") + _group_table(stats.groups)),
+        _section("drops", img(images, "drops")),
+        _section("logits", img(images, "logits") + _logit_table(run.metrics)),
+        _section("flips", img(images, "flips") + _flip_table(stats.groups)),
         _section("calibration", _calibration(manifest, images)),
         _section("delegates", delegates) if delegates else "",
         _section("mitigation", mitigation) if mitigation else "",
@@ -162,17 +166,17 @@ def render_html(run: "RunData", stats: "Stats", images: Mapping[str, bytes]) -> 
 
 def _summary(run: "RunData", stats: "Stats") -> str:
     d = stats.disparity
-    rows = [[_job(r), r.n, _pp_ci(r.overall_drop, r.overall_drop_lo, r.overall_drop_hi), r.worst_group,
-             _pp_ci(r.worst_group_drop, r.worst_group_drop_lo, r.worst_group_drop_hi), r.psi_group,
-             _pp_ci(r.psi, r.psi_lo, r.psi_hi), _pp_ci(r.drop_gap, r.drop_gap_lo, r.drop_gap_hi)]
+    rows = [[_job(r), r.n, pp_ci(r.overall_drop, r.overall_drop_lo, r.overall_drop_hi), r.worst_group,
+             pp_ci(r.worst_group_drop, r.worst_group_drop_lo, r.worst_group_drop_hi), r.psi_group,
+             pp_ci(r.psi, r.psi_lo, r.psi_hi), pp_ci(r.drop_gap, r.drop_gap_lo, r.drop_gap_hi)]
             for r in d.itertuples(index=False)]
-    table = _table(["job (variant / target / delegate)", "n", "overall drop", "worst group", "its drop",
-                    "ψ group", "ψ", "drop gap"], rows, left=(0, 3, 5))
+    table = html_table(["job (variant / target / delegate)", "n", "overall drop", "worst group", "its drop",
+                        "ψ group", "ψ", "drop gap"], rows, left=(0, 3, 5))
     failed = [r for r in run.summary.get("runs", []) if r.get("status") != "ok"]
     note = ""
     if failed:
         note = "<p class=\"warn\">Failed jobs: " + "; ".join(
-            _e(f"{r['variant']} / {r['target']} / {r['delegate']} ({r.get('stage')}): {r.get('error')}")
+            esc(f"{r['variant']} / {r['target']} / {r['delegate']} ({r.get('stage')}): {r.get('error')}")
             for r in failed) + "</p>"
     warned = stats.groups[stats.groups["warnings"] != ""]
     if len(warned):
@@ -186,31 +190,31 @@ def _summary(run: "RunData", stats: "Stats") -> str:
 
 
 def _group_table(groups: "pd.DataFrame") -> str:
-    rows = [[_job(r), r.group or "(all)", r.n, _pct_ci(r.acc_ref, r.acc_ref_lo, r.acc_ref_hi),
-             _pct_ci(r.acc, r.acc_lo, r.acc_hi), _pp_ci(r.acc_drop, r.acc_drop_lo, r.acc_drop_hi),
-             _pp_ci(r.psi, r.psi_lo, r.psi_hi), r.warnings] for r in groups.itertuples(index=False)]
-    return _table(["job", "group", "n", "FP32 acc %", "variant acc %", "drop pp", "ψ pp", "warnings"],
-                  rows, left=(0, 1, 7))
+    rows = [[_job(r), r.group or "(all)", r.n, pct_ci(r.acc_ref, r.acc_ref_lo, r.acc_ref_hi),
+             pct_ci(r.acc, r.acc_lo, r.acc_hi), pp_ci(r.acc_drop, r.acc_drop_lo, r.acc_drop_hi),
+             pp_ci(r.psi, r.psi_lo, r.psi_hi), r.warnings] for r in groups.itertuples(index=False)]
+    return html_table(["job", "group", "n", "FP32 acc %", "variant acc %", "drop pp", "ψ pp", "warnings"],
+                      rows, left=(0, 1, 7))
 
 
 def _logit_table(metrics: "pd.DataFrame") -> str:
-    rows = [[_job(r), r.group or "(all)", r.n, _num(r.logit_var_ref, ".4g"), _num(r.logit_var, ".4g"),
-             _num(r.logit_var / r.logit_var_ref if r.logit_var_ref else math.nan, ".3f"),
-             _num(r.margin_ref, ".3f"), _num(r.margin, ".3f"), _num(r.excess_loss, "+.4f")]
+    rows = [[_job(r), r.group or "(all)", r.n, num(r.logit_var_ref, ".4g"), num(r.logit_var, ".4g"),
+             num(r.logit_var / r.logit_var_ref if r.logit_var_ref else math.nan, ".3f"),
+             num(r.margin_ref, ".3f"), num(r.margin, ".3f"), num(r.excess_loss, "+.4f")]
             for r in metrics.itertuples(index=False)]
-    return (_table(["job", "group", "n", "logit var FP32", "logit var", "ratio", "margin FP32", "margin",
-                    "excess loss (nats)"], rows, left=(0, 1))
+    return (html_table(["job", "group", "n", "logit var FP32", "logit var", "ratio", "margin FP32", "margin",
+                        "excess loss (nats)"], rows, left=(0, 1))
             + "<p class=\"note\">Means over the group's samples. A ratio below 1 means flatter logits "
               "under the variant (the mechanism behind disparate damage: lower logit variance, "
               "smaller margins, higher loss).</p>")
 
 
 def _flip_table(groups: "pd.DataFrame") -> str:
-    rows = [[_job(r), r.group or "(all)", r.n, r.c, r.b, r.flips, _num(100 * r.flip_rate, ".2f"),
-             _num(r.mcnemar_p, ".3g"), _num(r.mcnemar_p_holm, ".3g"), r.warnings]
+    rows = [[_job(r), r.group or "(all)", r.n, r.c, r.b, r.flips, num(100 * r.flip_rate, ".2f"),
+             num(r.mcnemar_p, ".3g"), num(r.mcnemar_p_holm, ".3g"), r.warnings]
             for r in groups.itertuples(index=False)]
-    return (_table(["job", "group", "n", "right→wrong c", "wrong→right b", "flips", "flip %",
-                    "McNemar p", "Holm p", "warnings"], rows, left=(0, 1, 9))
+    return (html_table(["job", "group", "n", "right→wrong c", "wrong→right b", "flips", "flip %",
+                        "McNemar p", "Holm p", "warnings"], rows, left=(0, 1, 9))
             + "<p class=\"note\">Exact McNemar test on b and c per group; Holm-adjusted across the groups "
               "of each job. Flips also count samples both models got wrong with different answers.</p>")
 
@@ -220,201 +224,40 @@ def _calibration(manifest: Mapping[str, Any], images: Mapping[str, bytes]) -> st
     if not calibration:
         return "<p>No calibration set: no variant of this run needed one (static integer variants do).</p>"
     shares = calibration.get("group_shares") or {}
-    rows = [[g, _num(100 * float(s), ".1f")] for g, s in sorted(shares.items())]
-    meta = (f"<p>size {_e(calibration.get('size'))}, strategy {_e(calibration.get('strategy'))}, "
-            f"seed {_e(calibration.get('seed'))}, sha256 <code>{_e(calibration.get('sha256'))}</code></p>")
-    return meta + _img(images, "calibration") + _table(["group", "share %"], rows, left=(0,))
-
-
-def _mitigation(groups: "pd.DataFrame") -> str:
-    """Per target/delegate: each group's drop for the plain variants next to the mitigated ones."""
-    from harness.mitigate.table import ROLES
-
-    present = [v for v in ROLES if v in set(groups["variant"])]
-    if not any(v.endswith(("-qat", "-calib")) for v in present):
-        return ""
-    parts = []
-    for (target, delegate), part in groups[groups["variant"].isin(present)].groupby(["target", "delegate"],
-                                                                                   sort=False):
-        by_variant = {v: part[part["variant"] == v].set_index("group") for v in present}
-        first = by_variant[present[0]]
-        rows = [[g or "(all)", first.loc[g, "n"]]
-                + [_pp_ci(*(t.loc[g, c] for c in ("acc_drop", "acc_drop_lo", "acc_drop_hi")))
-                   if g in t.index else "–" for t in by_variant.values()] for g in first.index]
-        parts.append(f"<h3>{_e(target)} / {_e(delegate)}</h3>"
-                     + _table(["group", "n"] + [f"{v} ({ROLES[v]})" for v in present], rows, left=(0,)))
-    return ("".join(parts) + "<p class=\"note\">drop vs the original FP32 model in percentage points, with "
-            "its paired bootstrap interval; \"before\" variants are post-training quantization of the original "
-            "model, \"after\" variants come from quantization-aware training (qskew mitigate); fp32-qat is "
-            "the fine-tuned model unquantized, so fine-tuning's own effect can be told from quantization's.</p>")
-
-
-def _delegates(run: "RunData") -> str:
-    """Per variant that ran on the reference kernels and something else: the delegate table
-    (drop split into quantization and delegate parts, flips vs the reference kernels, noise) and
-    where the ops ran; "" when no variant has a reference-kernel job next to another delegate."""
-    from harness.delegate_compare import delegate_table
-    from harness.metrics.groups import BASELINE_DELEGATE
-
-    jobs = run.jobs() + run.jobs("failed")
-    variants = sorted({v for v, _, d in jobs if d == BASELINE_DELEGATE
-                       and any(v2 == v and d2 != BASELINE_DELEGATE for v2, _, d2 in jobs)})
-    parts = []
-    for variant in variants:
-        t = delegate_table(run, variant, run.manifest.get("config", {}).get("run", {}).get("delegates", ()))
-        rows = [[r.target if r.group == "" else "", r.delegate if r.group == "" else "",
-                 r.group or "(all)", r.n, _pct1(r.acc), _pp2(r.acc_drop), _pp2(r.drop_quantization),
-                 _pp2(r.drop_delegate), _pct2(r.flip_vs_ref), _num(r.max_abs_dlogit_vs_ref, ".3g"),
-                 _num(r.noise_max_abs_dlogit, ".3g")] if r.status == "ok" else
-                [r.target, r.delegate, f"FAILED: {r.error}"] + [""] * 8 for r in t.itertuples()]
-        parts.append(f"<h3>{_e(variant)}</h3>" + _table(
-            ["device", "delegate", "group", "n", "acc %", "drop pp", "quantization pp", "delegate pp",
-             "flips vs ref %", "max |Δz| vs ref", "run-to-run |Δz|"], rows, left=(0, 1, 2)))
-    if not parts:
-        return ""
-    return ("".join(parts) + _placement_table(run) + "<p class=\"note\">drop = quantization part (FP32 → "
-            "the variant on the CPU reference kernels) + delegate part (reference kernels → this "
-            "delegate), per group. Flips and |Δz| compare with the same variant on the reference "
-            "kernels of the same device (else of another device); run-to-run |Δz| is the largest "
-            "logit change between repeated runs of the job (--repeat), the noise to beat.</p>")
-
-
-def _placement_table(run: "RunData") -> str:
-    """Per job: how many ops ran on the delegate and how many on the CPU, by source."""
-    p = run.placement
-    if p is None or p.empty:
-        return ""
-    rows = []
-    for (v, t, d, src), part in p.groupby(["variant", "target", "delegate", "source"], sort=True):
-        counts = part.groupby("on")["count"].sum()
-        cpu_ops = sorted(set(part.loc[part.on == "cpu", "op"]) - {""})
-        rows.append([v, t, d, src, int(counts.get("delegate", 0)), int(counts.get("cpu", 0)),
-                     ", ".join(cpu_ops) or ("(whole graph: " + part.on.iloc[0] + ")" if (part.op == "").all() else "")])
-    return "<h3>Where the ops ran</h3>" + _table(
-        ["variant", "device", "delegate", "source", "on delegate", "on CPU", "CPU ops"], rows, left=(0, 1, 2, 3, 6))
-
-
-def _pct1(x) -> str:
-    return _num(100 * x, ".1f")
-
-
-def _pct2(x) -> str:
-    return _num(100 * x, ".2f")
-
-
-def _pp2(x) -> str:
-    return _num(100 * x, "+.2f")
-
-
-def _analysis(run: "RunData") -> str:
-    """analysis.csv and layers.csv of the run directory as tables; "" when analyze has not run."""
-    from harness.analysis.tables import read_analysis, read_layers
-
-    analysis, layers = read_analysis(run.path), read_layers(run.path)
-    if analysis is None and layers is None:
-        return ""
-    parts = _curvature_table(analysis) if analysis is not None else ""
-    if layers is not None and len(layers):
-        parts += _layer_skew_table(run, layers)
-    return parts
-
-
-def _curvature_table(analysis: "pd.DataFrame") -> str:
-    rows = [[r.variant, r.group, r.n, _num(r.loss, ".4f"), _num(r.excess_loss, "+.4f"),
-             _num(r.logit_variance, ".4g"), _num(r.grad_norm, ".4g"), _num(r.hessian_top_eig, ".4g"),
-             f"{_num(r.hessian_trace, '.4g')} ± {_num(r.hessian_trace_se, '.2g')}", r.iterations, r.probes,
-             _num(r.weight_delta_norm, ".4g"), _num(r.excess_loss_bound, ".4g"), r.error]
-            for r in analysis.itertuples(index=False)]
-    headers = ["model", "group", "n", "loss", "excess loss", "logit var", "‖∇L‖", "λmax",
-               "trace (Hutchinson ± se)", "iterations", "probes", "‖Δθ‖", "EL bound", "error"]
-    return ("<h3>Per group: loss and curvature</h3>" + _table(headers, rows, left=(0, 1, 13))
-            + "<p class=\"note\">reference = the FP32 Keras model; every other row = the FP32 model with that "
-              "variant's weights dequantized from its .tflite put back in. Only the WEIGHTS are quantized in "
-              "those models: activations, inputs and logits stay float, so the on-device drop also holds "
-              "activation rounding that these rows do not. λmax: eigenvalue of largest magnitude of the group "
-              "loss's Hessian (power iteration); EL bound = ‖∇L_ref‖‖Δθ‖ + ½|λmax,ref|‖Δθ‖² (Tran 2022). "
-              "All models use the same probes (seed), so trace differences between rows are paired.</p>")
-
-
-def _layer_skew_table(run: "RunData", layers: "pd.DataFrame") -> str:
-    from harness.analysis.analyze import minority_majority, skew_table
-
-    minority, majority = minority_majority(run.manifest, {g: 0 for g in sorted(set(layers["group"]))})
-    rows = [[r.variant, r.layer, r.op, _num(r.snr_minority_db, ".2f"), _num(r.snr_majority_db, ".2f"),
-             _num(r.snr_gap_db, "+.2f"), _num(r.rmse_minority, ".4g"), _num(r.rmse_majority, ".4g"),
-             _num(r.rmse_ratio, ".3f")] for r in skew_table(layers, minority, majority).itertuples(index=False)]
-    headers = ["variant", "layer", "TFLite op", f"SNR {minority} dB", f"SNR {majority} dB", "gap dB",
-               f"RMSE {minority}", f"RMSE {majority}", "RMSE ratio"]
-    return (f"<h3>Per layer: where {_e(minority)} loses most relative to {_e(majority)}</h3>"
-            + _table(headers, rows, left=(0, 1, 2))
-            + "<p class=\"note\">Each layer's output in the variant's .tflite (all tensors preserved, "
-              "dequantized) against the FP32 Keras layer on the same samples; errors accumulate through the "
-              "network. gap = SNR(majority) − SNR(minority): positive when the minority's signal is degraded "
-              "more. Sorted by gap within each variant. Minority/majority: fewest/most training samples.</p>")
+    rows = [[g, num(100 * float(s), ".1f")] for g, s in sorted(shares.items())]
+    meta = (f"<p>size {esc(calibration.get('size'))}, strategy {esc(calibration.get('strategy'))}, "
+            f"seed {esc(calibration.get('seed'))}, sha256 <code>{esc(calibration.get('sha256'))}</code></p>")
+    return meta + img(images, "calibration") + html_table(["group", "share %"], rows, left=(0,))
 
 
 def _provenance(run: "RunData") -> str:
     m = run.manifest
     model = m.get("model") or {}
     dataset = m.get("dataset") or {}
-    parts = ["<h3>Model and data</h3>", _kv_table({
+    parts = ["<h3>Model and data</h3>", kv_table({
         "run directory": str(run.path), "created": m.get("created"), "updated": m.get("updated"),
         "config_hash": m.get("config_hash"), **{f"model {k}": v for k, v in model.items()},
         "dataset": dataset.get("name"), "dataset sha256": dataset.get("sha256"),
         "dataset description": dataset.get("description")})]
-    variants = [[v.get("variant"), v.get("sha256"), v.get("size_bytes"), _compact(v.get("recipe")),
+    variants = [[v.get("variant"), v.get("sha256"), v.get("size_bytes"), compact(v.get("recipe")),
                  v.get("error") or ""] for v in m.get("variants") or []]
-    parts += ["<h3>Variants</h3>", _table(["variant", "sha256", "bytes", "recipe", "error"], variants,
-                                          left=(0, 1, 3, 4))]
+    parts += ["<h3>Variants</h3>", html_table(["variant", "sha256", "bytes", "recipe", "error"], variants,
+                                              left=(0, 1, 3, 4))]
     jobs = [[_job_dict(r), r.get("status"), r.get("runtime"), r.get("runtime_version"),
-             r.get("delegate_applied"), r.get("batch_size"), _num(r.get("latency_ms_per_sample"), ".3f"),
+             r.get("delegate_applied"), r.get("batch_size"), num(r.get("latency_ms_per_sample"), ".3f"),
              r.get("artifact_sha256"), r.get("error") or ""] for r in run.summary.get("runs", [])]
-    parts += ["<h3>Jobs</h3>", _table(["job", "status", "runtime", "version", "delegate applied", "batch",
-                                       "ms/sample", "artifact sha256", "error"], jobs, left=(0, 1, 2, 3, 4, 7, 8))]
+    parts += ["<h3>Jobs</h3>", html_table(["job", "status", "runtime", "version", "delegate applied", "batch",
+                                           "ms/sample", "artifact sha256", "error"], jobs,
+                                          left=(0, 1, 2, 3, 4, 7, 8))]
     for name, props in sorted((m.get("targets") or {}).items()):
-        parts += [f"<h3>Device {_e(name)}</h3>", _kv_table(props if isinstance(props, Mapping) else {"": props})]
-    parts += ["<h3>Versions</h3>", _kv_table(m.get("versions") or {})]
+        parts += [f"<h3>Device {esc(name)}</h3>", kv_table(props if isinstance(props, Mapping) else {"": props})]
+    parts += ["<h3>Versions</h3>", kv_table(m.get("versions") or {})]
     return "".join(parts)
-
-
-# -- HTML helpers (everything passes through _e) ------------------------------------------------
-
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
 
 
 def _section(key: str, content: str) -> str:
     title = dict(SECTIONS + (ANALYSIS_SECTION, MITIGATION_SECTION, DELEGATES_SECTION))[key]
-    return f'<section id="{_e(key)}"><h2>{_e(title)}</h2>{content}</section>'
-
-
-def _img(images: Mapping[str, bytes], name: str) -> str:
-    if name not in images:
-        return "<p class=\"note\">(no chart: no finished job)</p>"
-    data = base64.b64encode(images[name]).decode("ascii")
-    return f'<p><img alt="{_e(name)} chart" src="data:image/png;base64,{data}"></p>'
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], left: Sequence[int] = ()) -> str:
-    def cell(tag: str, i: int, value: Any) -> str:
-        cls = ' class="l"' if i in left else ""
-        return f"<{tag}{cls}>{_e(value)}</{tag}>"
-
-    head = "<tr>" + "".join(cell("th", i, h) for i, h in enumerate(headers)) + "</tr>"
-    body = "".join("<tr>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>" for row in rows)
-    return f"<table>{head}{body}</table>"
-
-
-def _kv_table(mapping: Mapping[str, Any]) -> str:
-    return _table(["key", "value"], [[k, _compact(v)] for k, v in mapping.items()], left=(0, 1))
-
-
-def _compact(value: Any) -> str:
-    import json
-
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True, default=str)
-    return "" if value is None else str(value)
+    return f'<section id="{esc(key)}"><h2>{esc(title)}</h2>{content}</section>'
 
 
 def _job(row) -> str:
@@ -423,22 +266,6 @@ def _job(row) -> str:
 
 def _job_dict(row: Mapping[str, Any]) -> str:
     return f"{row.get('variant')} / {row.get('target')} / {row.get('delegate')}"
-
-
-def _num(value: Any, spec: str) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return format(value, spec)
-
-
-def _pp_ci(point: float, lo: float, hi: float) -> str:
-    if point is None or not math.isfinite(point):
-        return "–"
-    return f"{100 * point:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]"
-
-
-def _pct_ci(point: float, lo: float, hi: float) -> str:
-    return f"{100 * point:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
 def _get(mapping: Mapping[str, Any], *keys: str) -> Any:

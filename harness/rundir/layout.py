@@ -168,7 +168,7 @@ SCHEMA1_OPTIONAL_FILES = (PLACEMENT_FILE,)
 # Outputs of the commands that read a run (not part of the run itself; RunWriter ignores them).
 SIGNOFF_FILE = "signoff.json"   # the last `qskew signoff` verdict
 SIGNOFF_JUNIT_FILE = "signoff-junit.xml"  # its JUnit XML when --junit names no other file
-ANALYSIS_FILE = "analysis.csv"            # `qskew analyze`: per model x group curvature (harness.analysis.tables)
+ANALYSIS_FILE = "analysis.csv"            # `qskew analyze`: per model x group curvature (harness.rundir.analysis_tables)
 LAYERS_FILE = "layers.csv"                # `qskew analyze`: per variant x layer x group error
 SUGGESTION_FILE = "suggested-mixed.json"  # `qskew suggest-mixed`: the recipe, in its new run directory
 DELEGATES_FILE = "delegates.csv"          # `qskew compare-delegates`: its table (harness.delegate_compare)

@@ -3,7 +3,7 @@
 The job's lifecycle (content-addressed pushes, verified pulls) is :mod:`harness.on_device`'s; this
 module adds what is particular to the Python runner. Layout below the target's ``workdir``::
 
-    runner/<sha256 of the runner files>/device_runner/{__init__,protocol,run}.py
+    runner/<sha256 of the runner files>/device_runner/<device_runner.RUNNER_FILES>
     cache/<sha256>.npy        test inputs in their storage dtype (e.g. uint8)
     cache/<sha256>.tflite     models
     jobs/<job id>/job.json    job id = sha256(model, inputs, preprocess, delegate, threads,
@@ -48,7 +48,7 @@ from harness.targets.base import Target
 log = logging.getLogger(__name__)
 
 RUNNER_DIR = Path(device_runner.__file__).resolve().parent
-RUNNER_FILES = ("__init__.py", "protocol.py", "run.py")  # all a board needs besides numpy + runtime
+RUNNER_FILES = device_runner.RUNNER_FILES  # all a board needs besides numpy + runtime
 JOB_ID_CHARS = 16              # 64 bits of sha256: unique among any device's jobs, short in paths
 OUTPUT_TAIL_CHARS = 2000       # runner output quoted in errors: enough for a traceback's end
 

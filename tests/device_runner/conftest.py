@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+import device_runner  # noqa: E402
 from device_runner import protocol  # noqa: E402
 from harness.targets.process import run_command  # noqa: E402
 from support import tiny_models as tiny  # noqa: E402
@@ -31,10 +32,10 @@ def tiny_tflite(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def board_runner(tmp_path_factory) -> Path:
-    """The runner copied to a folder of its own, as on a board: run.py next to protocol.py only."""
+    """The runner copied to a folder of its own, as on a board: only the files the host pushes."""
     folder = tmp_path_factory.mktemp("board") / "device_runner"
     folder.mkdir()
-    for name in ("__init__.py", "protocol.py", "run.py"):
+    for name in device_runner.RUNNER_FILES:
         shutil.copy(RUNNER_SRC / name, folder / name)
     return folder / "run.py"
 

@@ -8,17 +8,31 @@ from pathlib import Path
 
 import pytest
 
+import device_runner
 from harness.targets.process import run_command
 
 RUNNER_DIR = Path(__file__).resolve().parents[2] / "device_runner"
 RUNNER_FILES = sorted(RUNNER_DIR.glob("*.py"))
-ALLOWED_TOP_LEVEL = {"numpy", "ai_edge_litert", "tflite_runtime", "tensorflow", "device_runner", "protocol"}
+SIBLINGS = {p.stem for p in RUNNER_FILES}  # run as a plain script, run.py imports them top-level
+ALLOWED_TOP_LEVEL = {"numpy", "ai_edge_litert", "tflite_runtime", "tensorflow", "device_runner"} | SIBLINGS
 OLD_PYTHONS = [Path.home() / ".pyenv" / "versions" / v / "bin" / "python" for v in ("3.7.16", "3.9.18")]
 TIMEOUT_S = 120.0
 
 
 def test_runner_files_are_present():
-    assert {p.name for p in RUNNER_FILES} >= {"__init__.py", "protocol.py", "run.py"}
+    assert {p.name for p in RUNNER_FILES} >= set(device_runner.RUNNER_FILES)
+    assert "run.py" in device_runner.RUNNER_FILES
+
+
+@pytest.mark.parametrize("name", device_runner.RUNNER_FILES)
+def test_pushed_files_import_no_sibling_that_is_not_pushed(name):
+    """A board gets RUNNER_FILES only: a sibling module missing from it breaks every device run."""
+    pushed = {n[:-len(".py")] for n in device_runner.RUNNER_FILES}
+    for module in _imported_modules(RUNNER_DIR / name):
+        parts = module.split(".")
+        sibling = parts[1] if parts[0] == "device_runner" and len(parts) > 1 else parts[0]
+        if sibling in SIBLINGS:
+            assert sibling in pushed, f"{name} imports {module}, which the host does not push"
 
 
 def test_vermin_finds_nothing_newer_than_python_3_7():

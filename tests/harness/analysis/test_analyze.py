@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.analysis import tables
-from harness.analysis.analyze import AnalyzeOptions, analyze, sample_index, skew_table
+from harness.rundir import analysis_tables as tables
+from harness.analysis.analyze import AnalyzeOptions, analyze, sample_index
 from harness.errors import DatasetError, ModelError
 
 DOCUMENTED = ["variant", "group", "n", "loss", "logit_variance", "grad_norm", "hessian_top_eig", "hessian_trace",
@@ -116,10 +116,3 @@ def test_sample_index_caps_each_group_and_is_seeded():
     assert np.array_equal(idx, np.sort(idx)) and np.sum(groups[idx] == "a") == 10 and np.sum(groups[idx] == "b") == 5
     assert np.array_equal(idx, sample_index(groups, 10, seed=3))
     assert not np.array_equal(idx, sample_index(groups, 10, seed=4))
-
-
-def test_skew_table_keeps_its_columns_for_one_group():
-    layers = tables.frame([{"variant": "int8", "layer": "a", "group": "x", "rmse": 1.0, "snr_db": 3.0}],
-                          tables.LAYER_COLUMNS)
-    assert skew_table(layers, "x", "y").empty
-    assert list(skew_table(layers, "x", "y").columns)[:3] == ["variant", "layer", "order"]

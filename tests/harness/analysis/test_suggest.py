@@ -7,8 +7,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from harness.analysis import tables
-from harness.analysis.analyze import SKEW_COLUMNS
+from harness.rundir import analysis_tables as tables
+from harness.metrics.layer_skew import SKEW_COLUMNS
 from harness.analysis.suggest import choose_recipe, suggest_mixed
 from harness.errors import ConfigError
 from harness.quantize.inspect import OpInfo

@@ -33,12 +33,13 @@ def demo_source(digits):
 @pytest.fixture(scope="session")
 def mitigation_run(tmp_path_factory, digits, demo_source):
     """``mitigate`` with default options on the demo, as the CLI would call it."""
+    from harness.commands.mitigate import builtin_build
     from harness.mitigate.mitigate import mitigate
     from harness.mitigate.options import MitigationOptions
 
     exp, source = demo_source
     out = tmp_path_factory.mktemp("mitigate") / "run"
-    result = mitigate(exp, digits, source, out, MitigationOptions(), progress=False)
+    result = mitigate(exp, digits, source, out, MitigationOptions(), progress=False, build=builtin_build(source))
     return result
 
 

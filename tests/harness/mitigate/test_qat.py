@@ -28,7 +28,7 @@ def test_user_model_is_rebuilt_in_tf_keras_and_trained_with_group_weights(tiny_k
     train = digits.subset("train")
     calibration = make_calibration(train, size=32, seed=0)
     job = qat_job(_user_source(tiny_keras3), digits, ("out",), WEIGHTED)
-    assert job.builtin is None and job.kept_layers == ("out",)
+    assert job.builder is None and job.kept_layers == ("out",)
     job_dir, cached = run_qat(job, _user_source(tiny_keras3), digits, calibration, WEIGHTED, echo=print)
     assert not cached
     result = QatResult.from_json(jobfiles.read_json(job_dir / jobfiles.RESULT_FILE))

@@ -104,7 +104,7 @@ def test_report_of_a_run_without_finished_jobs(synthetic, tmp_path):
 def test_analysis_section_appears_only_when_analyze_wrote_its_files(report_run, tmp_path):
     import shutil
 
-    from harness.analysis import tables
+    from harness.rundir import analysis_tables as tables
     from harness.report.render import ANALYSIS_SECTION
 
     run = tmp_path / "run"

@@ -1,9 +1,9 @@
-"""device_runner.run.to_model_input: the lookup-table path equals the direct float32 arithmetic."""
+"""device_runner.inference.to_model_input: the lookup-table path equals the direct float32 arithmetic."""
 
 import numpy as np
 import pytest
 
-from device_runner import run
+from device_runner import inference
 
 PREPROCESS = [{"scale": 1 / 16, "offset": 0.0}, {"scale": 0.0123, "offset": -0.7}]
 MODEL_INPUTS = [
@@ -20,20 +20,20 @@ MODEL_INPUTS = [
 def test_table_lookup_is_bit_identical_to_arithmetic(storage, preprocess, model_input):
     info = np.iinfo(storage)
     x = np.random.default_rng(0).integers(info.min, info.max + 1, size=(500, 8, 8, 1)).astype(storage)
-    fast = run.to_model_input(x, preprocess, model_input)
-    direct = run._convert(x, preprocess, model_input)
+    fast = inference.to_model_input(x, preprocess, model_input)
+    direct = inference._convert(x, preprocess, model_input)
     assert fast.dtype == direct.dtype == np.dtype(model_input["dtype"])
     assert np.array_equal(fast, direct)
 
 
 def test_rounding_is_half_away_from_zero_and_clipped():
     x = np.array([0, 1, 2, 3, 250], dtype=np.uint8)
-    out = run.to_model_input(x, {"scale": 1.0, "offset": -1.5}, {"dtype": "int8", "scale": 1.0, "zero_point": 0})
+    out = inference.to_model_input(x, {"scale": 1.0, "offset": -1.5}, {"dtype": "int8", "scale": 1.0, "zero_point": 0})
     # -1.5 -> -2, -0.5 -> -1, 0.5 -> 1, 1.5 -> 2, 248.5 -> clipped to 127
     assert out.tolist() == [-2, -1, 1, 2, 127]
 
 
 def test_float_storage_takes_the_arithmetic_path():
     x = np.array([[0.25, -1.0]], dtype=np.float32)
-    out = run.to_model_input(x, {"scale": 2.0, "offset": 0.0}, {"dtype": "float32", "scale": 0.0, "zero_point": 0})
+    out = inference.to_model_input(x, {"scale": 2.0, "offset": 0.0}, {"dtype": "float32", "scale": 0.0, "zero_point": 0})
     assert out.dtype == np.float32 and out.tolist() == [[0.5, -2.0]]

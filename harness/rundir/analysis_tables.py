@@ -40,6 +40,9 @@ run directory it creates. Files are written atomically (temporary file, fsync, `
 
 ``suggested-mixed.json`` -- the recipe ``qskew suggest-mixed`` built and what it measured
 (fields documented in ``harness.analysis.suggest``).
+
+The formats live with the run directory, not with the analysis stage, because more than the stage
+reads them: the report shows both tables of any run directory that has them.
 """
 
 from __future__ import annotations
@@ -50,7 +53,9 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import ResultsError
 from harness.fsutil import jsonable
-from harness.rundir import ANALYSIS_FILE, LAYERS_FILE, SUGGESTION_FILE, atomic_write, read_typed_csv
+from harness.rundir.layout import ANALYSIS_FILE, LAYERS_FILE, SUGGESTION_FILE
+from harness.rundir.reader import read_typed_csv
+from harness.rundir.writer import atomic_write
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,0 +1,83 @@
+"""Built-in and user datasets -> ``GroupedDataset``, validated once, on entry.
+
+``load(spec)`` takes one of:
+
+* ``"digits-groups"`` -- the built-in dataset (no download), its recipe in ``digits.py``;
+* a path to a ``.npz`` file with arrays ``x``, ``y``, ``group`` and optionally ``id``, ``split``,
+  ``preprocess_scale``, ``preprocess_offset``. It is read with ``allow_pickle=False``: string
+  arrays must be saved as unicode (``np.array(values, dtype=str)``), never as Python objects.
+  Without ``split``, a seeded 60/40 train/test split, stratified by group, is made (and said so in
+  the dataset's description). Without ``preprocess_scale``, uint8 samples get scale 1/255 and
+  anything else 1.0; the offset defaults to 0.
+* an image folder: a CSV with columns ``path,label,group[,id,split]`` (paths relative to the CSV's
+  folder), given as the folder (its ``labels.csv``) or the CSV itself. PNG/JPEG images, all of one
+  size, are stored as uint8 [H, W, C] with scale 1/255. Without ``id`` the relative path is the id.
+
+Every problem is one ``DatasetError`` naming the file and what is wrong: a missing group column or
+key, samples without a group, labels that are not integers, arrays of different lengths, duplicate
+ids, an unknown split name, no test split, or a group without test samples.
+``validate_for_model`` then checks that a model can take the samples and labels.
+
+One module per kind of source: ``digits.py`` (the built-in ``digits-groups``, its recipe in that
+module's docstring), ``npz.py``, ``image_folder.py``; ``assemble.py`` validates what any of them read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from harness.datasets.digits import DIGITS_NAME, faint_style, load_digits_groups
+from harness.datasets.image_folder import CSV_NAME, CSV_REQUIRED, load_image_folder
+from harness.datasets.npz import load_npz
+from harness.errors import DatasetError
+from harness.records import GroupedDataset
+
+__all__ = ["BUILTINS", "DIGITS_NAME", "faint_style", "load", "load_digits_groups", "load_image_folder",
+           "load_npz", "validate_for_model"]
+
+BUILTINS = {DIGITS_NAME: load_digits_groups}
+
+
+def load(spec: str | Path) -> GroupedDataset:
+    """Load a dataset by built-in name, ``.npz`` path, image folder or CSV path.
+
+    >>> ds = load("digits-groups")
+    >>> ds.x.shape, ds.groups
+    ((1797, 8, 8, 1), ['faint', 'standard'])
+    """
+    if str(spec) in BUILTINS:
+        return BUILTINS[str(spec)]()
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DatasetError(f"dataset {str(spec)!r} not found: not a built-in ({', '.join(BUILTINS)}) "
+                           "and no such file or folder")
+    if path.is_dir():
+        csv_path = path / CSV_NAME
+        if not csv_path.is_file():
+            raise DatasetError(f"{path}: an image-folder dataset needs a {CSV_NAME} "
+                               f"(columns {','.join(CSV_REQUIRED)}[,id,split])")
+        return load_image_folder(csv_path)
+    if path.suffix.lower() == ".npz":
+        return load_npz(path)
+    if path.suffix.lower() == ".csv":
+        return load_image_folder(path)
+    raise DatasetError(f"{path}: unsupported dataset file; give a .npz file, a CSV or a folder with {CSV_NAME}")
+
+
+def validate_for_model(ds: GroupedDataset, input_shape: tuple, num_classes: int) -> None:
+    """Raise DatasetError unless the model (input shape without batch, K classes) fits ``ds``.
+
+    A ``None`` in ``input_shape`` accepts any size in that dimension.
+    """
+    sample_shape = tuple(int(d) for d in ds.x.shape[1:])
+    wanted = tuple(None if d is None else int(d) for d in input_shape)
+    if len(wanted) != len(sample_shape) or any(w is not None and w != s for w, s in zip(wanted, sample_shape)):
+        raise DatasetError(f"dataset {ds.name!r} has samples of shape {sample_shape} "
+                           f"but the model takes {wanted}")
+    bad = np.flatnonzero((ds.y < 0) | (ds.y >= num_classes))
+    if bad.size:
+        first = bad[0]
+        raise DatasetError(f"dataset {ds.name!r} has {bad.size} labels outside [0, {num_classes}) for a model "
+                           f"with {num_classes} classes (e.g. label {int(ds.y[first])} of {str(ds.ids[first])!r})")

@@ -1,0 +1,138 @@
+"""The checks every user dataset passes, whatever file it came from, and the frozen result.
+
+A loader reads raw columns (samples, labels, groups, optional ids and split); :func:`assemble`
+checks them (lengths, ids, integer labels, groups, split names, test samples per group) and makes
+the seeded split when none is given. Every problem is one ``DatasetError`` naming the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import DatasetError
+from harness.records import SPLITS, GroupedDataset, Preprocess
+
+DEFAULT_TEST_FRACTION = 0.4       # user data without a split column: 60/40 train/test
+DEFAULT_SPLIT_SEED = 0            # ... made with this seed, stratified by group
+MISSING_GROUP_VALUES = frozenset({"", "nan", "none", "null"})  # what pandas/np.str_ make of a missing value
+SHOWN_IDS = 5                     # how many offending ids an error message lists
+
+
+def assemble(source: Path, name: str, x: np.ndarray, y, group, ids, split,
+             preprocess: Preprocess) -> GroupedDataset:
+    """Validate raw columns from any loader and build the dataset."""
+    n = x.shape[0]
+    columns = {"y": y, "group": group, "id": ids, "split": split}
+    wrong = [f"{key} has shape {col.shape}" for key, col in columns.items()
+             if col is not None and col.shape != (n,)]
+    if wrong:
+        raise DatasetError(f"{source}: mismatched lengths: x has {n} samples but {', '.join(wrong)} "
+                           f"(each must be 1-D of length {n})")
+    if n == 0:
+        raise DatasetError(f"{source}: the dataset has no samples")
+    ids = _ids(source, ids, n)
+    labels = _labels(source, y, ids)
+    groups = _groups(source, group, ids)
+    split, described = _splits(source, split, groups, ids)
+    _check_test_groups(source, split, groups)
+    description = f"{n} samples from {source}" + (f"; {described}" if described else "")
+    return freeze(GroupedDataset(name=name, ids=ids, x=x, y=labels, group=groups, split=split,
+                                  num_classes=int(labels.max()) + 1, preprocess=preprocess,
+                                  description=description))
+
+
+def _ids(source: Path, ids, n: int) -> np.ndarray:
+    if ids is None:
+        return np.array([f"{source.stem}-{i:05d}" for i in range(n)])
+    ids = np.asarray(ids).astype(str)
+    names, counts = np.unique(ids, return_counts=True)
+    dups = names[counts > 1]
+    if dups.size:
+        shown = ", ".join(repr(d) for d in dups[:SHOWN_IDS].tolist())
+        raise DatasetError(f"{source}: {dups.size} duplicate ids, e.g. {shown}")
+    return ids
+
+
+def _labels(source: Path, y: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    if y.dtype.kind in "iu":
+        labels = y.astype(np.int64)
+    elif y.dtype.kind == "f":  # whole floats (e.g. from pandas) are fine; 2.5 or NaN are not
+        whole = np.isfinite(y) & (y == np.round(y))
+        if not whole.all():
+            i = int(np.flatnonzero(~whole)[0])
+            raise DatasetError(f"{source}: labels must be integers; got {y[i].item()!r} for id {str(ids[i])!r}")
+        labels = y.astype(np.int64)
+    elif y.dtype.kind == "U":
+        labels = np.empty(y.shape[0], dtype=np.int64)
+        for i, text in enumerate(y.tolist()):
+            try:
+                labels[i] = int(text.strip())
+            except ValueError:
+                raise DatasetError(f"{source}: labels must be integers; got {text!r} "
+                                   f"for id {str(ids[i])!r}") from None
+    else:
+        raise DatasetError(f"{source}: labels must be integers; got an array of dtype {y.dtype}")
+    negative = np.flatnonzero(labels < 0)
+    if negative.size:
+        first = negative[0]
+        raise DatasetError(f"{source}: labels must be >= 0; got {labels[first]} for id {str(ids[first])!r}")
+    return labels
+
+
+def _groups(source: Path, group: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    if group.dtype.kind not in "UiubfS":
+        raise DatasetError(f"{source}: 'group' must hold strings or numbers, got dtype {group.dtype}")
+    if group.dtype.kind == "f":
+        missing = ~np.isfinite(group)
+        text = np.array([f"{v:g}" for v in group.tolist()])
+    else:
+        text = np.char.strip(group.astype(str))
+        missing = np.isin(np.char.lower(text), list(MISSING_GROUP_VALUES))
+    if missing.any():
+        first = ", ".join(repr(i) for i in ids[missing][:SHOWN_IDS].tolist())
+        raise DatasetError(f"{source}: {int(missing.sum())} of {len(ids)} samples have no group "
+                           f"(missing, empty or NaN), first ids: {first}")
+    return text
+
+
+def _splits(source: Path, split, groups: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, str]:
+    if split is None:
+        return _seeded_split(groups), (f"no split given: seeded {1 - DEFAULT_TEST_FRACTION:.0%}/"
+                                       f"{DEFAULT_TEST_FRACTION:.0%} train/test split stratified by group "
+                                       f"(seed {DEFAULT_SPLIT_SEED})")
+    split = np.char.lower(np.char.strip(np.asarray(split).astype(str)))
+    unknown = np.flatnonzero(~np.isin(split, SPLITS))
+    if unknown.size:
+        raise DatasetError(f"{source}: unknown split {str(split[unknown[0]])!r} for id {str(ids[unknown[0]])!r} "
+                           f"({unknown.size} samples); splits are {', '.join(SPLITS)}")
+    return split.astype("<U5"), ""
+
+
+def _seeded_split(groups: np.ndarray) -> np.ndarray:
+    """60/40 train/test per group (at least one test sample per group), seeded."""
+    rng = np.random.default_rng(DEFAULT_SPLIT_SEED)
+    split = np.full(groups.shape[0], "train", dtype="<U5")
+    for name in sorted(set(groups.tolist())):
+        members = rng.permutation(np.flatnonzero(groups == name))
+        n_test = max(1, round(DEFAULT_TEST_FRACTION * members.size))
+        split[members[:n_test]] = "test"
+    return split
+
+
+def _check_test_groups(source: Path, split: np.ndarray, groups: np.ndarray) -> None:
+    test = split == "test"
+    if not test.any():
+        raise DatasetError(f"{source}: no test split: no sample has split 'test'")
+    empty = sorted(set(groups.tolist()) - set(groups[test].tolist()))
+    if empty:
+        raise DatasetError(f"{source}: group {empty[0]!r} has no test samples"
+                           + (f" (nor do {', '.join(map(repr, empty[1:]))})" if len(empty) > 1 else ""))
+
+
+def freeze(ds: GroupedDataset) -> GroupedDataset:
+    """Make the arrays read-only: a dataset is a record, and stages must not edit it in place."""
+    for arr in (ds.ids, ds.x, ds.y, ds.group, ds.split):
+        arr.flags.writeable = False
+    return ds

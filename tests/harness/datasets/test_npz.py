@@ -1,0 +1,109 @@
+"""harness/datasets/npz.py (and the checks of assemble.py it drives): .npz datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import datasets
+
+
+def _npz(tmp_path: Path, name: str = "data.npz", **arrays) -> Path:
+    n = 10
+    base = {"x": np.arange(n * 4, dtype=np.uint8).reshape(n, 2, 2, 1),
+            "y": np.arange(n) % 3,
+            "group": np.array(["a", "b"] * (n // 2)),
+            "split": np.array(["train", "test"] * 2 + ["test", "train"] * 3)}
+    base.update(arrays)
+    path = tmp_path / name
+    np.savez(path, **{k: v for k, v in base.items() if v is not None})
+    return path
+
+
+def test_npz_loads(tmp_path):
+    path = _npz(tmp_path, id=np.array([f"s{i}" for i in range(10)]))
+    ds = datasets.load(path)
+    assert ds.name == "data" and len(ds) == 10 and ds.num_classes == 3
+    assert ds.ids[0] == "s0" and ds.groups == ["a", "b"] and ds.y.dtype == np.int64
+    assert ds.preprocess.scale == pytest.approx(1 / 255)
+    assert set(ds.split.tolist()) == {"train", "test"}
+
+
+def test_npz_defaults_seeded_split_and_float_preprocess(tmp_path):
+    path = _npz(tmp_path, x=np.random.default_rng(0).random((10, 3)).astype(np.float32), split=None)
+    ds = datasets.load(path)
+    assert ds.preprocess.scale == 1.0
+    assert "seeded" in ds.description
+    assert np.sum(ds.split == "test") == 4  # 40 % of each group of 5, rounded
+    for g in ("a", "b"):
+        assert np.sum((ds.group == g) & (ds.split == "test")) == 2
+    np.testing.assert_array_equal(datasets.load(path).split, ds.split)
+
+
+def test_npz_explicit_preprocess(tmp_path):
+    ds = datasets.load(_npz(tmp_path, preprocess_scale=np.float32(0.5), preprocess_offset=np.float32(-1)))
+    assert ds.preprocess.scale == 0.5 and ds.preprocess.offset == -1.0
+
+
+def test_npz_missing_group_key(tmp_path, load_error):
+    path = _npz(tmp_path, group=None)
+    msg = load_error(path)
+    assert str(path) in msg and "'group'" in msg
+
+
+def test_npz_object_array_needs_pickle(tmp_path, load_error):
+    path = tmp_path / "obj.npz"
+    np.savez(path, x=np.zeros((2, 2), np.uint8), y=np.array([0, 1]), group=np.array(["a", None], dtype=object))
+    msg = load_error(path)
+    assert "pickle" in msg and "unicode" in msg and "'group'" in msg
+
+
+@pytest.mark.parametrize("group", [np.array(["a", "", "b", "a", "b", "nan", "a", "b", "a", "b"]),
+                                   np.array([1.0, np.nan, 2.0, 1, 2, np.nan, 1, 2, 1, 2])])
+def test_npz_missing_group_values(tmp_path, group, load_error):
+    msg = load_error(_npz(tmp_path, group=group, id=np.array([f"s{i}" for i in range(10)])))
+    assert "2 of 10 samples have no group" in msg and "'s1', 's5'" in msg
+
+
+@pytest.mark.parametrize("y, shown", [(np.array([0, 1, 2.5] + [0] * 7), "2.5"),
+                                      (np.array(["0", "1", "cat"] + ["0"] * 7), "'cat'")])
+def test_npz_labels_not_integers(tmp_path, y, shown, load_error):
+    msg = load_error(_npz(tmp_path, y=y))
+    assert "labels must be integers" in msg and shown in msg
+
+
+def test_npz_negative_label(tmp_path, load_error):
+    assert "labels must be >= 0" in load_error(_npz(tmp_path, y=np.array([0, -1] + [0] * 8)))
+
+
+def test_npz_mismatched_lengths(tmp_path, load_error):
+    msg = load_error(_npz(tmp_path, y=np.arange(9)))
+    assert "mismatched lengths" in msg and "x has 10 samples" in msg and "y has shape (9,)" in msg
+
+
+def test_npz_duplicate_ids(tmp_path, load_error):
+    msg = load_error(_npz(tmp_path, id=np.array(["s0", "s1", "s0"] + [f"t{i}" for i in range(6)] + ["s1"])))
+    assert "2 duplicate ids" in msg and "'s0'" in msg and "'s1'" in msg
+
+
+def test_npz_group_without_test_samples(tmp_path, load_error):
+    group = np.array(["a", "b", "a", "b", "a", "c", "a", "c", "a", "b"])
+    split = np.array(["test", "test", "test", "test", "test", "train", "test", "train", "test", "test"])
+    assert "group 'c' has no test samples" in load_error(_npz(tmp_path, group=group, split=split))
+
+
+def test_npz_no_test_split(tmp_path, load_error):
+    assert "no test split" in load_error(_npz(tmp_path, split=np.array(["train"] * 10)))
+
+
+def test_npz_unknown_split(tmp_path, load_error):
+    msg = load_error(_npz(tmp_path, split=np.array(["train", "valid"] + ["test"] * 8)))
+    assert "unknown split 'valid'" in msg
+
+
+def test_npz_corrupt_file(tmp_path, load_error):
+    path = tmp_path / "broken.npz"
+    path.write_bytes(b"PK\x03\x04 this is not a zip archive")
+    assert str(path) in load_error(path)

@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from harness.errors import ConfigError
-from harness.runners.registry import RUNNERS, STANDIN_BINARY
+from harness.runners import STANDIN_BINARY
+from harness.runners.registry import RUNNERS
 
 REACH_KINDS = ("adb-tcp", "adb-usb", "local", "simulated")
 RUNNER_KINDS = tuple(RUNNERS)  # harness.runners.registry: python, benchmark_model

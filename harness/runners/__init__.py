@@ -9,3 +9,5 @@
 Runners sit below the farm and above :mod:`harness.on_device` (push, pull, verify) and the targets;
 they never import the farm.
 """
+
+STANDIN_BINARY = "standin"  # ``benchmark_model = "standin"``: qskew's Python stand-in for the binary

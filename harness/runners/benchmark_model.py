@@ -62,7 +62,7 @@ from harness.runners.benchmark_model_log import (BATCH_MARK, DONE_MARK, EXIT_MAR
                                                  runtime_version, split_log)
 from harness.runners.common import (Batch, choose_batch, class_count_problem, dequantize, failed_run,
                                     split_outputs)
-from harness.runners.registry import STANDIN_BINARY
+from harness.runners import STANDIN_BINARY
 from harness.targets.base import Target
 from harness.text import tail
 

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 from harness.errors import ConfigError
+from harness.runners import STANDIN_BINARY
 from harness.records import DeviceRun, GroupedDataset, ModelArtifact
-
-STANDIN_BINARY = "standin"  # ``benchmark_model = "standin"``: qskew's Python stand-in for the binary
 
 Progress = Callable[[int, int], None]
 

@@ -90,8 +90,11 @@ def mitigate(exp: "Experiment", dataset: "GroupedDataset", source: "ModelSource"
              echo: Callable[[str], None] = lambda s: None) -> Mitigation:
     """Build the mitigated variants and evaluate them next to ``int8``/``mixed`` into ``out_dir``."""
     from harness.evaluate import evaluate
+    from harness.mitigate import toolkit
     from harness.quantize.calibration import make_calibration
 
+    if options.qat:
+        toolkit.require()  # before any conversion: QAT needs the ``mitigate`` extra
     exp = mitigation_experiment(exp, options)
     q = exp.quantize
     train = dataset.subset("train")

@@ -92,8 +92,11 @@ def mitigate(exp: "Experiment", dataset: "GroupedDataset", source: "ModelSource"
     """Build the mitigated variants and evaluate them next to ``int8``/``mixed`` into ``out_dir``;
     ``build`` is a built-in model's build function (the command layer's), None for a user model."""
     from harness.evaluate import evaluate
+    from harness.mitigate import toolkit
     from harness.quantize.calibration import make_calibration
 
+    if options.qat:
+        toolkit.require()  # before any conversion: QAT needs the ``mitigate`` extra
     exp = mitigation_experiment(exp, options)
     q = exp.quantize
     train = dataset.subset("train")

@@ -107,10 +107,12 @@ def run(job_path: Path) -> QatResult:
 
 
 def _import_toolkit():
+    """TensorFlow, tf_keras and tfmot; QskewError naming the ``mitigate`` extra when one is missing."""
     import tensorflow as tf
-    import tensorflow_model_optimization as tfmot
-    import tf_keras
 
+    from harness.mitigate import toolkit
+
+    tf_keras, tfmot = toolkit.load()
     return tf, tf_keras, tfmot
 
 

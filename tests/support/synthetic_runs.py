@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+import harness
 from harness.metrics.score import score_job
 from harness.records import DeviceRun, GroupedDataset, Logits
 from harness.rundir import RunWriter
@@ -82,7 +83,7 @@ def _manifest(test: GroupedDataset, variants, targets, calibration_shares) -> di
     shares = calibration_shares or {g: 1.0 / len(counts) for g in counts}
     return {
         "config": {"experiment": {"name": "synthetic"}},
-        "versions": {"qskew": "0.1.0", "python": "3.11", "ai-edge-litert": "2.3.0"},
+        "versions": {"qskew": harness.__version__, "python": "3.11", "ai-edge-litert": "2.3.0"},
         "dataset": {"name": "synthetic", "sha256": "d" * 64, "description": "synthetic <test> & groups",
                     "num_classes": test.num_classes, "group_counts": {"train": counts, "test": counts}},
         "model": {"source": "builtin", "name": "synthetic", "sha256": "m" * 64},

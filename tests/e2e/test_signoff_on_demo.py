@@ -61,9 +61,10 @@ def test_report_of_the_demo_opens_in_chromium(demo_run, tmp_path):
     assert PAGE_ERRORS.search(result.stdout + result.stderr) is None
 
 
-def test_compare_a_demo_run_with_itself_changes_nothing(demo_run, capsys):
+def test_compare_a_demo_run_with_itself_changes_nothing(demo_run, capfd):
+    # --json writes the document to the process's real stdout (fd 1), so capture at fd level
     assert cli.main(["compare", str(demo_run), str(demo_run), "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    doc = json.loads(capfd.readouterr().out)
     assert doc["paired"] is True
     jobs = rundir.read_run(demo_run).jobs()
     assert len(doc["rows"]) == 3 * len(jobs)  # overall + two groups per job

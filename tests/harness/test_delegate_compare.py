@@ -71,9 +71,9 @@ def test_no_job_of_the_variant(run_dir):
 
 
 def test_the_report_section_shows_the_table_and_the_placement(run_dir):
-    from harness.report.render import _delegates
+    from harness.report.optional_sections import delegates as delegates_section
 
-    html = _delegates(rundir.read_run(run_dir[0]))
+    html = delegates_section(rundir.read_run(run_dir[0]))
     assert "FAILED: delegate: NNAPI is not available" in html
     assert "<td>10.00</td>" in html  # the GPU's minority flip rate vs the reference kernels, in %
     assert "Where the ops ran" not in html  # these synthetic jobs recorded no execution plan

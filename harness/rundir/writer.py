@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from harness.errors import ResultsError
+from harness.errors import ResultsError, failure_stage
 from harness.fsutil import atomic_write as _atomic_write, dumps_json, jsonable
 from harness.records import DeviceRun, GroupedDataset, Logits
 from harness.rundir import layout, resume as _resume
@@ -91,7 +91,8 @@ class RunWriter:
         :meth:`add_failure`, stage "run".
         """
         if not run.ok:
-            self.add_failure(run.variant, run.target, run.delegate, run.error or "unknown error", stage="run")
+            self.add_failure(run.variant, run.target, run.delegate, run.error or "unknown error",
+                             stage=failure_stage(run))
             return
         job = (run.variant, run.target, run.delegate)
         if score is None or tuple(score.job) != job:

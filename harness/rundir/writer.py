@@ -224,7 +224,21 @@ def run_entry(run: DeviceRun, status: str, stage: str | None = None) -> dict:
         "latency_ms_per_sample": run.latency_ms_per_sample(), "timings": jsonable(run.timings or {}),
         "transfer": jsonable(run.transfer or {}), "repeat": jsonable(run.repeats) or None,
     }
-    return entry | {k: None for k in DISPARITY_COLUMNS if k not in entry}
+    return entry | _runtime_facts(run) | {k: None for k in DISPARITY_COLUMNS if k not in entry}
+
+
+def _runtime_facts(run: DeviceRun) -> dict:
+    """What the runtime told about the job's precision and GPU adapter (runner protocol 1.3),
+    only where the runner recorded it."""
+    plan = dict(run.execution_plan or {})
+    facts = {}
+    if plan.get("precision"):
+        facts["precision_requested"] = plan["precision"].get("requested")
+        facts["precision_reported"] = plan["precision"].get("reported")
+    report = plan.get("runtime_report") or {}
+    if report:
+        facts["gpu_adapter"] = f"{report.get('adapter', 'unknown')} ({report.get('backend', 'unknown')})"
+    return facts
 
 
 def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:

@@ -23,8 +23,12 @@ tflite_runtime), with the binary's behaviour where qskew depends on it
                                                  false: built-in kernels, no default delegate;
                                                  unset: the default resolver
     --external_delegate_path=<.so> --external_delegate_options='k1:v1;k2:v2'   load_delegate
-    --use_gpu / --use_nnapi [--nnapi_accelerator_name] / --use_hexagon =true   fail: the Python
-                                                 runtimes ship none of these delegates
+    --use_gpu [--gpu_precision_loss_allowed] / --use_nnapi [--nnapi_accelerator_name] /
+    --use_hexagon =true                          "delegate unavailable": the Python runtimes ship
+                                                 none of these, so the stand-in does what the real
+                                                 binary does where it cannot create one: the
+                                                 provider's WARN line, the graph on the CPU, exit 0
+                                                 (qskew must catch that silent fallback)
 
 Flags are ``--name=value`` (booleans true/false or 1/0); an unknown flag is warned about and
 ignored, as the binary does. Logging follows the binary: "INFO: " and "WARN: " lines on stdout,
@@ -62,6 +66,7 @@ FLAGS = {
     "warmup_runs": (int, 1), "warmup_min_secs": (float, 0.5), "num_threads": (int, -1),
     "use_xnnpack": (bool, None), "use_gpu": (bool, False), "use_nnapi": (bool, False),
     "nnapi_accelerator_name": (str, ""), "use_hexagon": (bool, False),
+    "gpu_precision_loss_allowed": (bool, True),
     "external_delegate_path": (str, ""), "external_delegate_options": (str, ""), "help": (bool, False),
 }
 # How the binary's LogParams names each flag it logs ("INFO: Input shapes: [64,8,8,1]"): only
@@ -73,13 +78,19 @@ PARAM_NAMES = (
     ("graph", "Graph"), ("input_layer", "Input layers"), ("input_layer_shape", "Input shapes"),
     ("input_layer_value_files", "Input value files"),
     ("output_filepath", "File path to export outputs layer to"), ("use_gpu", "Use gpu"),
+    ("gpu_precision_loss_allowed", "Allow lower precision in gpu"),
     ("use_hexagon", "Use Hexagon"), ("use_nnapi", "Use NNAPI"),
     ("nnapi_accelerator_name", "NNAPI accelerator name"), ("use_xnnpack", "Use xnnpack"),
     ("external_delegate_path", "External delegate path"),
     ("external_delegate_options", "External delegate options"),
 )
-# delegates of the binary that no TFLite Python runtime has: (flag, the registrar's name)
-MISSING_DELEGATES = (("use_gpu", "GPU"), ("use_nnapi", "NNAPI"), ("use_hexagon", "Hexagon"))
+# delegates of the binary that no TFLite Python runtime has: (flag, the provider's warning when it
+# cannot create the delegate -- gpu/nnapi/hexagon_delegate_provider.cc, word for word)
+MISSING_DELEGATES = (
+    ("use_gpu", "GPU acceleration is unsupported on this platform."),
+    ("use_nnapi", "NNAPI acceleration is unsupported on this platform."),
+    ("use_hexagon", "Could not create Hexagon delegate: platform may not support delegate or "
+                    "required libraries are missing"))
 
 
 class Stop(Exception):
@@ -433,11 +444,11 @@ def log_params(flags, order):
             say("INFO", "%s: [%s]" % (description, text))
 
 
-def refuse_missing_delegates(flags):
-    for flag, name in MISSING_DELEGATES:
+def warn_missing_delegates(flags):
+    """The real binary's silent fallback: a delegate it cannot create is a WARN, then the CPU."""
+    for flag, warning in MISSING_DELEGATES:
         if flags[flag]:
-            fail("%s has no %s delegate: TFLite's Python runtimes ship none (run TFLite's "
-                 "benchmark_model binary on the device for --%s=true)" % (BANNER, name, flag))
+            say("WARN", warning)
     if flags["nnapi_accelerator_name"] and not flags["use_nnapi"]:
         say("WARN", "`--use_nnapi=true` must be set for the provided NNAPI accelerator (%s) to be used."
             % flags["nnapi_accelerator_name"])
@@ -449,7 +460,7 @@ def benchmark(flags, order):
         fail("Please specify the name of your TF Lite input file with --graph")
     layers = input_layers(flags)
     log_params(flags, order)
-    refuse_missing_delegates(flags)
+    warn_missing_delegates(flags)
     runtime = load_runtime()
     say("INFO", "%s: runtime %s %s" % (BANNER, runtime.name, runtime.version))
     start = now_us()

@@ -20,7 +20,9 @@ job.json (written by the host)::
       "runtime": "auto",                  # or one of RUNTIMES
       "outputs": "outputs.npy",           # written by the runner
       "result": "result.json",            # written by the runner
-      "progress_interval_s": 1.0          # optional (1.1): print progress at most this often
+      "progress_interval_s": 1.0,         # optional (1.1): print progress at most this often
+      "allow_unproven": false             # optional (1.3): keep a GPU job whose placement the
+                                          # runtime does not prove, labelled "gpu (unproven)"
     }
 
 The runner prints one handshake line first (``QSKEW-RUNNER protocol=1.2 python=3.9.18
@@ -63,8 +65,10 @@ delegate failed to load, prepare or run; details in result.json), EXIT_PROTOCOL.
 
 import json
 
-PROTOCOL_VERSION = "1.2"  # 1.1: output.sha256 (the host checks a pulled file against it);
+PROTOCOL_VERSION = "1.3"  # 1.1: output.sha256 (the host checks a pulled file against it);
                           # 1.2: execution_plan.placement (which node ran where)
+                          # 1.3: CompiledModel delegates, job.allow_unproven,
+                          #      execution_plan.precision / runtime_report
 HANDSHAKE_PREFIX = "QSKEW-RUNNER"
 PROGRESS_PREFIX = "QSKEW-PROGRESS"  # "QSKEW-PROGRESS <samples done> <samples in all>" (since 1.1)
 PROGRESS_INTERVAL_S = 1.0           # a runner prints progress at most this often: a phone job can run minutes
@@ -74,12 +78,17 @@ DEFAULT_OUTPUTS = "outputs.npy"
 DEFAULT_RESULT = "result.json"
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
-DELEGATES = ("xnnpack", "reference", "builtin", "gpu", "nnapi", "hexagon", "edgetpu")
+DELEGATES = ("xnnpack", "reference", "builtin", "gpu", "gpu-fp32", "cpu-compiled", "nnapi", "hexagon",
+             "edgetpu")
 # plus "nnapi:<accelerator name>", "edgetpu:<device>" (usb, usb:0, pci, pci:0, :0) and
 # "external:<path.so>[,key=value...]"
-# The Python runner drives these; gpu, nnapi and hexagon exist only in runners built on the C++
-# runtime (the benchmark_model runner kind), since the Python wheels ship none of them.
-PYTHON_DELEGATES = ("xnnpack", "reference", "builtin", "edgetpu", "external")
+# The Python runner drives these; nnapi and hexagon exist only in runners built on the C++ runtime
+# (the benchmark_model runner kind), since the Python wheels ship neither. gpu, gpu-fp32 (fp32
+# enforced) and cpu-compiled (the same API on the CPU) run on ai_edge_litert's CompiledModel (1.3).
+COMPILED_DELEGATES = ("gpu", "gpu-fp32", "cpu-compiled")
+PYTHON_DELEGATES = ("xnnpack", "reference", "builtin", "edgetpu", "external") + COMPILED_DELEGATES
+# Delegates whose accelerator needs every shape static: their jobs run a fixed-batch copy.
+STATIC_SHAPE_DELEGATES = ("gpu", "gpu-fp32")
 EDGETPU_LIBRARY = "libedgetpu.so.1"  # the Edge TPU delegate library on Linux boards (pycoral's name)
 
 EXIT_OK = 0
@@ -174,7 +183,8 @@ def parse_delegate(spec):
 
 
 def make_job(model, inputs, preprocess, delegate="xnnpack", num_threads=2, batch_size=64,
-             runtime="auto", outputs=DEFAULT_OUTPUTS, result=DEFAULT_RESULT, progress_interval_s=None):
+             runtime="auto", outputs=DEFAULT_OUTPUTS, result=DEFAULT_RESULT, progress_interval_s=None,
+             allow_unproven=False):
     """A job.json dictionary; validates the delegate and runtime names."""
     parse_delegate(delegate)
     if runtime != "auto" and runtime not in RUNTIMES:
@@ -185,6 +195,7 @@ def make_job(model, inputs, preprocess, delegate="xnnpack", num_threads=2, batch
         "delegate": delegate, "num_threads": int(num_threads), "batch_size": int(batch_size),
         "runtime": runtime, "outputs": outputs, "result": result,
         "progress_interval_s": float(PROGRESS_INTERVAL_S if progress_interval_s is None else progress_interval_s),
+        "allow_unproven": bool(allow_unproven),
     }
 
 

@@ -29,13 +29,14 @@ import traceback
 import numpy as np
 
 if __package__:
-    from device_runner import protocol
+    from device_runner import compiled, protocol
     from device_runner.inference import infer, to_model_input
     from device_runner.jobdir import (JobFailure, check_input_shape, in_job, load_inputs, read_job,
                                       remove_stale, save_outputs, write_result)
     from device_runner.runtime import (applied_delegate, choose_batch, execution_plan, load_runtime,
                                        make_interpreter, prepare, single_io)
 else:  # run as a plain script on a board: the sibling files are top-level modules
+    import compiled
     import protocol
     from inference import infer, to_model_input
     from jobdir import (JobFailure, check_input_shape, in_job, load_inputs, read_job, remove_stale,
@@ -54,6 +55,8 @@ def run_job(job_dir, job, result, clock):
     t0 = time.perf_counter()
     runtime = load_runtime(job["runtime"])
     result.update(runtime=runtime.name, runtime_version=str(runtime.version))
+    if job["delegate"] in protocol.COMPILED_DELEGATES:
+        return run_compiled_job(job_dir, job, result, clock, runtime, x, t0)
     interpreter = make_interpreter(runtime, model_path, job["delegate"], job["num_threads"])
     in_info, out_info = single_io(interpreter, model_path)
     clock["load_s"] = time.perf_counter() - t0
@@ -63,6 +66,7 @@ def run_job(job_dir, job, result, clock):
     prepare(interpreter, in_info, batch, dynamic)
     clock["prepare_s"] = time.perf_counter() - t0
     plan = execution_plan(interpreter)
+    plan["precision"] = {"requested": "model", "reported": "model"}  # CPU kernels: the model's types
     result.update(batch_size=batch, n_samples=int(x.shape[0]), execution_plan=plan,
                   delegate_applied=applied_delegate(job["delegate"], plan))
     print("prepared: %s %s, batch %d, delegate applied: %s"
@@ -73,6 +77,41 @@ def run_job(job_dir, job, result, clock):
                              float(job.get("progress_interval_s", protocol.PROGRESS_INTERVAL_S)))
     clock["invoke_s"] = time.perf_counter() - t0
     clock["per_batch_s"] = per_batch_s
+    _write_outputs(job_dir, job, result, out, in_info, out_info, batch)
+
+
+def run_compiled_job(job_dir, job, result, clock, runtime, x, t0):
+    """A job on LiteRT's CompiledModel (gpu, gpu-fp32, cpu-compiled): see ``compiled.py``."""
+    model_path, kind = in_job(job_dir, job["model"]), job["delegate"]
+    if runtime.name != "ai_edge_litert":
+        raise JobFailure("delegate", "delegate %s needs ai_edge_litert's CompiledModel; the job's runtime "
+                         "is %s %s" % (kind, runtime.name, runtime.version), protocol.EXIT_RUNTIME)
+    in_info, out_info = single_io(make_interpreter(runtime, model_path, "builtin", 1), model_path)
+    check_input_shape(x, in_info, in_job(job_dir, job["inputs"]))
+    model, buffers, log_text = compiled.open_compiled(model_path, kind, job["num_threads"])
+    clock["load_s"] = time.perf_counter() - t0
+    report = compiled.runtime_report(kind, log_text, model.is_fully_accelerated(), in_info)
+    result["execution_plan"] = compiled.compiled_plan(kind, report, log_text, "none")
+    applied = compiled.check_accelerated(kind, report, log_text, bool(job.get("allow_unproven")))
+    plan = compiled.compiled_plan(kind, report, log_text, applied)
+    plan["precision"] = {"requested": report["precision_requested"],
+                         "reported": report["precision_reported"]}
+    result.update(execution_plan=plan, delegate_applied=applied, n_samples=int(x.shape[0]))
+    print("prepared: %s %s CompiledModel, delegate applied: %s, adapter: %s"
+          % (runtime.name, runtime.version, applied, report["adapter"]))
+    sys.stdout.flush()
+    t0 = time.perf_counter()
+    out, per_batch_s, batch = compiled.infer_compiled(
+        model, buffers, x, job["preprocess"], in_info, out_info,
+        float(job.get("progress_interval_s", protocol.PROGRESS_INTERVAL_S)))
+    clock["invoke_s"] = time.perf_counter() - t0
+    clock["per_batch_s"] = per_batch_s
+    result["batch_size"] = batch
+    _write_outputs(job_dir, job, result, out, in_info, out_info, batch)
+
+
+def _write_outputs(job_dir, job, result, out, in_info, out_info, batch):
+    """outputs.npy, and what result.json says about the input and output tensors."""
     outputs_sha256 = save_outputs(in_job(job_dir, job["outputs"]), out)
     result["input"] = {"dtype": in_info["dtype"], "shape": [batch] + in_info["shape"][1:],
                        "shape_signature": in_info["shape_signature"],

@@ -27,11 +27,14 @@ An experiment names a dataset, a model, the variants to build, and where and how
     targets = ["local"]                 # devices by name or label ("soc=tensor-g2"), from the inventory
     devices_file = ""                   # devices.toml; default $QSKEW_DEVICES, else ./devices.toml
     delegates = ["xnnpack"]             # xnnpack, reference, builtin, gpu, nnapi[:accelerator],
-                                        # hexagon, edgetpu[:device], external:<path.so>[,k=v...]
+                                        # hexagon, edgetpu[:device], external:<path.so>[,k=v...],
+                                        # gpu-fp32, cpu-compiled (LiteRT CompiledModel)
     num_threads = 2
     batch_size = 64
     runtime = "auto"                    # auto, ai_edge_litert, tflite_runtime, tensorflow
     repeat = 1                          # run each job N times: the device's run-to-run noise
+    allow_unproven = false              # keep GPU jobs the runtime does not prove ran on the GPU
+                                        # (int8 on LiteRT's GPU), labelled "gpu (unproven)"
 
 Every key is optional except that a model needs ``name`` or ``path``. Unknown tables or keys are
 errors that name the key and the file, so a typo never silently falls back to a default. Relative
@@ -88,6 +91,7 @@ class RunConfig:
     batch_size: int = 64
     runtime: str = "auto"
     repeat: int = 1        # times each job runs (the first run's logits are the job's)
+    allow_unproven: bool = False  # keep unproven GPU jobs, labelled "<delegate> (unproven)"
 
 
 @dataclass(frozen=True)

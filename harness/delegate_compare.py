@@ -15,6 +15,8 @@ row with status "failed" and its error, so the table shows every delegate asked 
 Columns of :func:`delegate_table` (:data:`TABLE_COLUMNS`), one row per job x (overall, groups)::
 
     target, delegate, delegate_applied, status, error
+    precision                  asked/reported by the runtime ("fp16/unknown": LiteRT's GPU was
+                               allowed fp16 and said nothing more; "model": the model's own types)
     group                      "" on a job's overall row
     n, acc, acc_drop           accuracy and its drop vs FP32 (fractions)
     drop_quantization, drop_delegate   the drop's two parts (the run's metrics)
@@ -43,6 +45,7 @@ ERROR_LINES = 3  # a failed job's error in the printed table (the whole error is
 
 TABLE_COLUMNS: dict[str, str] = {
     "target": "str", "delegate": "str", "delegate_applied": "str", "status": "str", "error": "str",
+    "precision": "str",
     "group": "str", "n": "int64", "acc": "float64", "acc_drop": "float64",
     "drop_quantization": "float64", "drop_delegate": "float64", "baseline_target": "str",
     "flip_vs_ref": "float64", "max_abs_dlogit_vs_ref": "float64", "latency_ms_per_sample": "float64",
@@ -67,7 +70,8 @@ def delegate_table(run: RunData, variant: str, delegates: Sequence[str] = ()) ->
 def _job_rows(run: RunData, variant: str, entry: dict, base: str | None) -> list[dict]:
     job = (variant, entry["target"], entry["delegate"])
     common = {"target": job[1], "delegate": job[2], "delegate_applied": entry.get("delegate_applied") or "",
-              "status": entry["status"], "error": entry.get("error") or "", "baseline_target": base or ""}
+              "status": entry["status"], "error": entry.get("error") or "", "baseline_target": base or "",
+              "precision": _precision(entry)}
     if entry["status"] != "ok":
         return [{**common, "group": "", "n": 0, **{k: math.nan for k, t in TABLE_COLUMNS.items()
                                                     if t == "float64"}}]
@@ -109,6 +113,11 @@ def _against_baseline(run: RunData, job, base: str | None) -> dict[str, tuple[fl
     return out
 
 
+def _precision(entry: dict) -> str:
+    asked, told = entry.get("precision_requested"), entry.get("precision_reported")
+    return f"{asked}/{told}" if asked else "unknown"
+
+
 def _num(x: Any) -> float:
     return math.nan if x is None else float(x)
 
@@ -118,7 +127,8 @@ def format_delegate_table(table: pd.DataFrame, variant: str) -> str:
     if table.empty:
         return f"(no job of variant {variant!r} in the run)"
     header = (f"{'device':12} {'delegate':10} {'group':12} {'n':>5} {'acc%':>6} {'drop_pp':>8} "
-              f"{'quant_pp':>8} {'deleg_pp':>8} {'flip_ref%':>9} {'max|Δz|':>8} {'ms/smp':>7} {'noise|Δz|':>9}")
+              f"{'quant_pp':>8} {'deleg_pp':>8} {'flip_ref%':>9} {'max|Δz|':>8} {'ms/smp':>7} {'noise|Δz|':>9} "
+              f"{'precision':>13}")
     lines = [f"variant {variant}: each delegate against FP32 and against the CPU reference kernels",
              header, "-" * len(header)]
     for row in table.itertuples(index=False):
@@ -136,7 +146,11 @@ def format_delegate_table(table: pd.DataFrame, variant: str) -> str:
             f"{100 * row.acc:6.1f} {_pp(row.acc_drop):>8} {_pp(row.drop_quantization):>8} "
             f"{_pp(row.drop_delegate):>8} {_pct(row.flip_vs_ref):>9} {_g(row.max_abs_dlogit_vs_ref):>8} "
             f"{_g(row.latency_ms_per_sample, '.3f') if first else '':>7} "
-            f"{_g(row.noise_max_abs_dlogit) if first else '':>9}")
+            f"{_g(row.noise_max_abs_dlogit) if first else '':>9} "
+            f"{fit_cell(row.precision, 13) if first else '':>13}")
+        if first and "(unproven)" in row.delegate_applied:
+            lines.append(f"{'':12} {row.delegate_applied}: the runtime did not prove the delegate "
+                         f"computed this job (allow_unproven = true kept it)")
     ok = table[table.status == "ok"]
     if len(ok) and (ok.baseline_target == "").all():
         lines.append("no device finished the variant on the reference kernels, so the drop is not split and "
@@ -144,7 +158,8 @@ def format_delegate_table(table: pd.DataFrame, variant: str) -> str:
     lines += ["drop_pp = accuracy drop vs FP32 (pp) = quant_pp (FP32 -> variant on reference kernels) "
               "+ deleg_pp (reference kernels -> delegate)",
               "flip_ref%, max|Δz| = against the same variant on the CPU reference kernels; "
-              "noise|Δz| = between repeated runs (--repeat)"]
+              "noise|Δz| = between repeated runs (--repeat); precision = asked/reported by the runtime "
+              "(model: the model's own types; unknown: the runtime did not say)"]
     return "\n".join(lines)
 
 

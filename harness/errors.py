@@ -97,12 +97,20 @@ class RunnerError(TargetError):
 
 class FailureStage(enum.Enum):
     """Where a job failed (``summary.json`` ``stage``): its variant did not convert, the device's
-    profile refused it, the model the device needs could not be made, or it failed running."""
+    profile refused it, the model the device needs could not be made, its delegate could not be
+    applied or was not confirmed by the runtime (no silent CPU fallback), or it failed running."""
 
     CONVERT = "convert"
     PROFILE = "profile"
     PREPARE = "prepare"
+    DELEGATE = "delegate"  # the delegate could not be applied, or the runtime did not confirm it ran
     RUN = "run"
+
+
+def failure_stage(run) -> FailureStage:
+    """The stage of a job that failed on the device: ``delegate`` when its error says so (the
+    runners prefix errors with the runner's error kind), else ``run``."""
+    return FailureStage.DELEGATE if str(run.error or "").startswith("delegate:") else FailureStage.RUN
 
 
 class JobFailed(QskewError):

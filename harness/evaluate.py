@@ -8,6 +8,7 @@ run directory skips the jobs that already finished.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 from dataclasses import dataclass
@@ -48,12 +49,14 @@ def evaluate(exp: Experiment, dataset: GroupedDataset, source: ModelSource, out_
     echo(f"reference: FP32 Keras logits for {len(test)} test samples")
     ref = reference.reference_logits(source.model, test)
     calibration, artifacts = build_variants(exp, source.model, train, progress, echo)
+    static = static_variants(exp, source.model, calibration, artifacts, echo)
     artifacts = list(artifacts) + list(extra_artifacts)
     devices, unreachable = schedule.open_devices(exp, echo)
     try:
         writer.write_manifest(_manifest(exp, dataset, source, calibration, artifacts, devices))
         writer.add_reference(ref, test)
-        schedule.run_sweep(exp, artifacts, devices, test, ref, writer, progress, echo, unreachable)
+        schedule.run_sweep(exp, artifacts, devices, test, ref, writer, progress, echo, unreachable,
+                           static=static)
     finally:
         for dev in devices:
             dev.target.close()
@@ -79,6 +82,27 @@ def build_variants(exp: Experiment, model, train: GroupedDataset, progress: bool
         if not art.ok:
             echo(f"  {art.variant}: FAILED ({art.error})")
     return calibration, artifacts
+
+
+def static_variants(exp: Experiment, model, calibration, artifacts, echo: Callable[[str], None] = lambda s: None
+                    ) -> dict[str, ModelArtifact]:
+    """Fixed-batch copies (batch = ``[run] batch_size``) of the variants, for the delegates that
+    need static shapes (LiteRT's GPU); {} when no such delegate runs or the variants are fixed
+    already. Converted like any variant (``fixed_batch``), so cached by their recipe."""
+    from device_runner.protocol import STATIC_SHAPE_DELEGATES
+    from harness.paths import cache_dir
+    from harness.quantize.convert import convert_all
+
+    if exp.quantize.fixed_batch or not any(d in STATIC_SHAPE_DELEGATES for d in exp.run.delegates):
+        return {}
+    options = dataclasses.replace(quantize_options(exp), fixed_batch=exp.run.batch_size)
+    names = [a.variant for a in artifacts if a.ok]
+    echo(f"fixed-batch ({exp.run.batch_size}) copies for the GPU: {', '.join(names)}")
+    copies = convert_all(model, names, calibration, options, cache_dir("variants"), progress=False)
+    for art in copies:
+        if not art.ok:
+            echo(f"  {art.variant} (batch {exp.run.batch_size}): FAILED ({art.error})")
+    return {a.variant: a for a in copies}
 
 
 def quantize_options(exp: Experiment):

@@ -19,8 +19,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from device_runner.protocol import STATIC_SHAPE_DELEGATES
 from harness.config import Experiment
-from harness.errors import FailureStage, JobFailed, QskewError
+from harness.errors import FailureStage, JobFailed, QskewError, failure_stage
 from harness.farm import runners
 from harness.farm.connect import open_target
 from harness.farm.inventory import load_inventory
@@ -80,8 +81,11 @@ def _device_jobs(exp: Experiment, artifacts, dev: OpenDevice, echo) -> list[tupl
 
 
 def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: bool, echo,
-              unreachable=()) -> None:
+              unreachable=(), static: Mapping[str, ModelArtifact] | None = None) -> None:
     """Every artifact x device x delegate, devices side by side, one job at a time per device.
+
+    ``static`` maps a variant to its fixed-batch copy: jobs on a delegate that needs static shapes
+    (``protocol.STATIC_SHAPE_DELEGATES``: LiteRT's GPU) run that copy under the variant's name.
 
     Jobs the run directory already holds are skipped. A device that fails stops only its own
     jobs; the others finish and are saved, then the first device error is raised.
@@ -95,6 +99,8 @@ def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: 
 
     def work(dev: OpenDevice) -> None:
         for art, delegate in plan[dev.spec.name]:
+            if delegate in STATIC_SHAPE_DELEGATES and art.variant in (static or {}):
+                art = static[art.variant]
             _one_job(exp, dev, art, delegate, test, ref, writer, done, lock, bar, echo)
             with lock:
                 bar.update()
@@ -131,7 +137,8 @@ def _run_repeated(exp, dev, art, test, delegate, progress, echo):
     def once():
         return runners.run_on_device(dev.spec, dev.target, art, test, delegate,
                                      num_threads=exp.run.num_threads, batch_size=exp.run.batch_size,
-                                     runtime=exp.run.runtime, progress=progress, echo=echo)
+                                     runtime=exp.run.runtime, progress=progress, echo=echo,
+                                     allow_unproven=exp.run.allow_unproven)
 
     first = once()
     if exp.run.repeat <= 1 or not first.ok:
@@ -176,5 +183,5 @@ def _one_job(exp, dev, art, delegate, test, ref, writer, done, lock, bar, echo) 
             echo(f"  {art.variant} on {target.name}/{delegate}: {run.runtime} {run.runtime_version}, "
                  f"delegate applied: {run.delegate_applied}, batch {run.batch_size}")
         else:
-            writer.add_failure(art.variant, target.name, delegate, run.error, stage=FailureStage.RUN.value)
+            writer.add_failure(art.variant, target.name, delegate, run.error, stage=failure_stage(run).value)
             echo(f"  {art.variant} on {target.name}/{delegate}: FAILED ({run.error})")

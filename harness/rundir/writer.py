@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from harness.errors import ResultsError
+from harness.errors import ResultsError, failure_stage
 from harness.fsutil import atomic_write as _atomic_write, dumps_json, jsonable
 from harness.records import DeviceRun, GroupedDataset, Logits
 from harness.rundir import layout, resume as _resume
@@ -91,7 +91,8 @@ class RunWriter:
         :meth:`add_failure`, stage "run".
         """
         if not run.ok:
-            self.add_failure(run.variant, run.target, run.delegate, run.error or "unknown error", stage="run")
+            self.add_failure(run.variant, run.target, run.delegate, run.error or "unknown error",
+                             stage=failure_stage(run))
             return
         job = (run.variant, run.target, run.delegate)
         if score is None or tuple(score.job) != job:
@@ -223,7 +224,21 @@ def run_entry(run: DeviceRun, status: str, stage: str | None = None) -> dict:
         "latency_ms_per_sample": run.latency_ms_per_sample(), "timings": jsonable(run.timings or {}),
         "transfer": jsonable(run.transfer or {}), "repeat": jsonable(run.repeats) or None,
     }
-    return entry | {k: None for k in DISPARITY_COLUMNS if k not in entry}
+    return entry | _runtime_facts(run) | {k: None for k in DISPARITY_COLUMNS if k not in entry}
+
+
+def _runtime_facts(run: DeviceRun) -> dict:
+    """What the runtime told about the job's precision and GPU adapter (runner protocol 1.3),
+    only where the runner recorded it."""
+    plan = dict(run.execution_plan or {})
+    facts = {}
+    if plan.get("precision"):
+        facts["precision_requested"] = plan["precision"].get("requested")
+        facts["precision_reported"] = plan["precision"].get("reported")
+    report = plan.get("runtime_report") or {}
+    if report:
+        facts["gpu_adapter"] = f"{report.get('adapter', 'unknown')} ({report.get('backend', 'unknown')})"
+    return facts
 
 
 def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:

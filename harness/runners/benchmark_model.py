@@ -17,16 +17,20 @@ Each batch is converted to the model's input dtype exactly as the Python runner 
 (``device_runner.run.to_model_input``) and written as the raw bytes the input tensor holds (the
 binary refuses a file whose size is not the tensor's ``bytes``). Batches are as large as the model
 allows: ``batch_size`` samples for a dynamic batch dimension, the model's own batch otherwise (the
-last batch padded, the padding's outputs dropped). The binary runs once per batch with a single
-run and no warm-up (``--num_runs=1 --min_secs=0 --warmup_runs=0 --warmup_min_secs=0``) and writes
+last batch padded, the padding's outputs dropped). The binary runs once per batch: one warm-up
+on the same input, one timed run (``--num_runs=1 --min_secs=0 --warmup_runs=1 --warmup_min_secs=0``) and writes
 every output tensor, concatenated and headerless, to ``--output_filepath``; the host splits that
 with the output dtypes and shapes read from the model on the host, and dequantizes output 0
 (:mod:`harness.runners.common`). The binary's flags and log are read in
 :mod:`harness.runners.benchmark_model_log`.
 
-Failures are sorted as in :mod:`harness.runners.python`: the binary failing on a batch (the model or the
-delegate) is the job's ``DeviceRun.error``, quoting the log; the device or the script failing
-(a push that does not verify, no output file, a lost device) raises a ``TargetError``.
+Failures are sorted as in :mod:`harness.runners.python`: the binary failing on a batch is the
+job's ``DeviceRun.error``, quoting the log; the device or the script failing (a push that does not
+verify, no output file -- a binary before TF 2.10 is refused saying so --, a lost device) raises a
+``TargetError``. No silent fallback: a binary that cannot create the GPU, NNAPI, Hexagon or an
+external delegate warns, runs on the CPU and exits 0, so a job is its delegate's only when every
+invocation logs "Explicitly applied <NAME> delegate", else it fails at stage ``delegate`` quoting
+the warning. The binary prints no version: its sha256 is the runtime version.
 
 Since no real binary runs in qskew's tests, ``binary = "standin"`` runs
 ``device_runner/benchmark_model_standin.py`` instead: the same flags on a TFLite Python runtime.
@@ -58,8 +62,9 @@ from harness.paths import cache_dir
 from harness.records import DeviceRun, GroupedDataset, ModelArtifact, TensorIO
 from harness.runners.benchmark_model_log import (BATCH_MARK, DONE_MARK, EXIT_MARK, FAILED_MARK,
                                                  SCRIPT_ERROR, UnsupportedDelegate, delegate_flags,
-                                                 failure_stage, job_timings, parse_delegate_log,
-                                                 runtime_version, split_log)
+                                                 failed_batch, failure_stage, job_timings, parse_delegate_log,
+                                                 precision_flag, runtime_version, split_log,
+                                                 too_old_for_outputs, unconfirmed_delegate, why_failed)
 from harness.runners.common import (Batch, choose_batch, class_count_problem, dequantize, failed_run,
                                     split_outputs)
 from harness.runners import STANDIN_BINARY
@@ -70,7 +75,7 @@ log = logging.getLogger(__name__)
 
 STANDIN_FILE = Path(device_runner.__file__).resolve().parent / "benchmark_model_standin.py"
 SCRIPT_FILE, LOG_FILE, OUTPUTS_FILE, OUT_DIR = "run.sh", "benchmark.log", "outputs.bin", "out"
-SINGLE_RUN_FLAGS = ("--num_runs=1", "--min_secs=0", "--warmup_runs=0", "--warmup_min_secs=0")
+SINGLE_RUN_FLAGS = ("--num_runs=1", "--min_secs=0", "--warmup_runs=1", "--warmup_min_secs=0")
 CHMOD_TIMEOUT_S = 30.0           # one short command on a slow link
 PER_INVOCATION_TIMEOUT_S = 15.0  # one process per batch: binary + model load + delegate set-up
 JOB_ID_CHARS = 16                # as the Python runner's: unique among a device's jobs, short in paths
@@ -131,7 +136,8 @@ def run_job(target: Target, artifact: ModelArtifact, test: GroupedDataset, deleg
         start = time.perf_counter()
         outcome = _pull(target, job_dir, proc, Path(tmp), transfer)
         transfer.pull_s = time.perf_counter() - start
-    return build_run(target, artifact, test, delegate, plan, outcome, transfer)
+    binary_sha = None if binary == STANDIN_BINARY else on_device.sha256_file(Path(binary).expanduser())
+    return build_run(target, artifact, test, delegate, plan, outcome, transfer, binary_sha256=binary_sha)
 
 
 # ---- the plan: model I/O, batch size, input files ----------------------------------------------
@@ -315,9 +321,10 @@ class _Outcome:
 def _pull(target: Target, job_dir: str, proc, tmp: Path, transfer: on_device.Transfer) -> _Outcome:
     """Pull benchmark.log (and outputs.bin when every batch ran), each checked by sha256."""
     output = proc.stdout + proc.stderr
-    failed = _failed_batch(proc.stdout)
+    failed = failed_batch(proc.stdout)
     finished = proc.returncode == 0 and f"{DONE_MARK} " in proc.stdout
     if SCRIPT_ERROR in output or not (finished or (failed and proc.returncode == failed[1])):
+        _refuse_old_binary(target, job_dir, tmp, transfer)
         err = RunnerError(f"benchmark_model job script {posixpath.join(job_dir, SCRIPT_FILE)} failed "
                           f"(exit {proc.returncode}): {tail(output, LOG_TAIL_CHARS)}", target.name)
         err.output = output
@@ -333,22 +340,30 @@ def _pull(target: Target, job_dir: str, proc, tmp: Path, transfer: on_device.Tra
     return _Outcome(log_local.read_text(errors="replace"), data, failed, outputs_remote, output)
 
 
-def _failed_batch(stdout: str) -> tuple[int, int] | None:
-    for line in stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == FAILED_MARK and parts[1].isdigit():
-            return int(parts[1]), int(parts[2])
-    return None
+def _refuse_old_binary(target: Target, job_dir: str, tmp: Path, transfer: on_device.Transfer) -> None:
+    """A binary that ignored --output_filepath (TF < 2.10) can never run a qskew job: say so."""
+    local = tmp / LOG_FILE
+    try:
+        on_device.pull_verified(target, posixpath.join(job_dir, LOG_FILE), local, None, transfer)
+    except TargetError:
+        return  # no log to read: the script's own error is the message
+    if too_old_for_outputs(local.read_text(errors="replace")):
+        raise RunnerError("benchmark_model binary refused: it is too old to write outputs (it left "
+                          "--output_filepath unconsumed, \"Unconsumed cmdline flags\"; the flag exists "
+                          "since TF 2.10). Use a binary from TF >= 2.10 or a LiteRT release", target.name)
 
 
 def build_run(target: Target, artifact: ModelArtifact, test: GroupedDataset, delegate: str,
-              plan: JobPlan, outcome: _Outcome, transfer: on_device.Transfer) -> DeviceRun:
-    """The DeviceRun of a finished job: dequantized logits of output 0, or the failing batch's error."""
+              plan: JobPlan, outcome: _Outcome, transfer: on_device.Transfer,
+              binary_sha256: str | None = None) -> DeviceRun:
+    """The DeviceRun of a finished job: dequantized logits of output 0, or the failing batch's
+    error, or (stage ``delegate``) the binary's warning when it did not apply the delegate."""
     sections = split_log(outcome.log)
     execution_plan, applied = parse_delegate_log([text for _, _, text in sections], delegate)
+    execution_plan["precision"] = precision_flag(delegate)
     common = dict(variant=artifact.variant, target=target.name, delegate=delegate,
                   artifact_sha256=artifact.sha256, runtime=RUNTIME,
-                  runtime_version=runtime_version(outcome.log), delegate_applied=applied,
+                  runtime_version=runtime_version(outcome.log, binary_sha256), delegate_applied=applied,
                   batch_size=plan.batch_size, target_properties=dict(target.properties()),
                   transfer=transfer.to_json(), execution_plan=execution_plan,
                   timings=job_timings([text for _, _, text in sections], len(test), transfer))
@@ -358,7 +373,10 @@ def build_run(target: Target, artifact: ModelArtifact, test: GroupedDataset, del
         text = next((t for i, _, t in sections if i == index), "")
         return DeviceRun(logits=None, error=(
             f"{failure_stage(text)}: benchmark_model exited {status} on batch {index} (samples "
-            f"{b.start}..{b.start + b.count - 1}) on device {target.name}: {_why(text)}"), **common)
+            f"{b.start}..{b.start + b.count - 1}) on device {target.name}: {why_failed(text, LOG_TAIL_CHARS)}"), **common)
+    unconfirmed = unconfirmed_delegate([text for _, _, text in sections], delegate)
+    if unconfirmed:
+        return DeviceRun(logits=None, error=f"delegate: {unconfirmed} (on device {target.name})", **common)
     try:
         arrays = split_outputs(outcome.data or b"", plan.outputs, plan.dynamic, plan.batches)
     except ValueError as exc:
@@ -373,12 +391,3 @@ def build_run(target: Target, artifact: ModelArtifact, test: GroupedDataset, del
         return DeviceRun(logits=None, raw=raw, error=problem, **common)
     out = plan.outputs[0]
     return DeviceRun(logits=dequantize(raw, out.scale, out.zero_point), raw=raw, **common)
-
-
-def _why(text: str) -> str:
-    """A failing invocation's ERROR/FATAL lines first (what went wrong), then its log's tail."""
-    errors = [line.strip() for line in (text or "").splitlines()
-              if line.startswith(("ERROR:", "FATAL:"))]
-    return ("; ".join(errors) + "\n" if errors else "") + "log: " + tail(text, LOG_TAIL_CHARS)
-
-

@@ -18,6 +18,7 @@ import numpy as np
 from device_runner import protocol
 from harness.errors import ConfigError
 from harness.on_device import Transfer
+from harness.text import tail
 
 PLAN_SOURCE = "benchmark_model log"  # harness.placement reads whole-graph statements from it
 MAX_LOG_LINES = 20               # delegate log lines kept in the execution plan
@@ -53,9 +54,12 @@ class UnsupportedDelegate(ValueError):
 def delegate_flags(spec: str) -> tuple[str, ...]:
     """The benchmark_model flags for a qskew delegate spec (device_runner.protocol.parse_delegate).
 
-    External delegates (and the Edge TPU's) run with ``--use_xnnpack=false`` too, as the Python
-    runner gives them the built-in kernels without XNNPACK: every delegate kernel is the library's.
-    Raises ConfigError for a malformed spec, UnsupportedDelegate for one the binary cannot express.
+    External delegates (and the Edge TPU's), gpu, nnapi and hexagon run with ``--use_xnnpack=false``:
+    the ops they do not take run on the built-in kernels, so a fallback can never look like XNNPACK
+    and every delegate kernel is the named delegate's. The GPU's precision is always explicit:
+    ``gpu`` allows fp16 (``--gpu_precision_loss_allowed=true``, the binary's default), ``gpu-fp32``
+    does not. Raises ConfigError for a malformed spec, UnsupportedDelegate for one the binary
+    cannot express.
     """
     try:
         kind, library, options = protocol.parse_delegate(spec)
@@ -63,13 +67,19 @@ def delegate_flags(spec: str) -> tuple[str, ...]:
         raise ConfigError(str(exc)) from exc
     if kind == "reference":
         raise UnsupportedDelegate(REFERENCE_UNSUPPORTED)
+    if kind == "cpu-compiled":
+        raise UnsupportedDelegate("cpu-compiled is LiteRT's CompiledModel API on the CPU, which "
+                                  "benchmark_model does not use; run it with runner = \"python\"")
     simple = {"xnnpack": ("--use_xnnpack=true",), "builtin": ("--use_xnnpack=false",),
-              "gpu": ("--use_gpu=true",), "hexagon": ("--use_hexagon=true",)}
+              "gpu": ("--use_gpu=true", "--gpu_precision_loss_allowed=true", "--use_xnnpack=false"),
+              "gpu-fp32": ("--use_gpu=true", "--gpu_precision_loss_allowed=false", "--use_xnnpack=false"),
+              "hexagon": ("--use_hexagon=true", "--use_xnnpack=false")}
     if kind in simple:
         return simple[kind]
     if kind == "nnapi":
         accelerator = options.get("accelerator")
-        return ("--use_nnapi=true",) + ((f"--nnapi_accelerator_name={accelerator}",) if accelerator else ())
+        return (("--use_nnapi=true",) + ((f"--nnapi_accelerator_name={accelerator}",) if accelerator else ())
+                + ("--use_xnnpack=false",))
     for key, value in options.items():  # the registrar splits on ';' then ':' and drops the rest
         if any(c in key + value for c in ";:"):
             raise UnsupportedDelegate(
@@ -87,9 +97,57 @@ def applied_name(spec: str) -> str:
     kind, library, _ = protocol.parse_delegate(spec)
     if kind == "external":
         return f"external:{library}"
-    if kind in ("nnapi", "gpu", "hexagon"):
+    if kind in ("nnapi", "gpu", "gpu-fp32", "hexagon"):
         return spec.split(",")[0]
     return kind  # xnnpack, edgetpu (as the Python runner names it)
+
+
+# The name the registrar gives each delegate kind in "Explicitly applied <NAME> delegate".
+REGISTRAR_NAMES = {"xnnpack": "XNNPACK", "gpu": "GPU", "gpu-fp32": "GPU", "nnapi": "NNAPI",
+                   "hexagon": "Hexagon", "external": "EXTERNAL", "edgetpu": "EXTERNAL"}
+# The binary's own words when it could not create a delegate and went on without it (exit 0):
+# the providers' WARN/INFO lines, and the flag parser's for flags this build does not know.
+_FALLBACK_WORDS = re.compile(r"acceleration is unsupported|Could not create \S+ delegate|"
+                             r"Unable to load external delegate|Unconsumed cmdline flags|"
+                             r"delegate is explicitly applied, the model graph will not|"
+                             r"Failed to create|not supported on this platform", re.I)
+# What the binary prints when it cannot write outputs (TF < 2.10 has no --output_filepath).
+_NO_OUTPUT_FLAG = re.compile(r"Unconsumed cmdline flags:.*--output_filepath")
+
+
+def precision_flag(spec: str) -> dict[str, str]:
+    """The precision a benchmark_model job asked for, from its flags: fp16 allowed or fp32 for the
+    GPU, the model's own types on the CPU delegates (NNAPI: fp16 not allowed by default)."""
+    kind = protocol.parse_delegate(spec)[0]
+    requested = {"gpu": "fp16", "gpu-fp32": "fp32"}.get(kind, "model")
+    return {"requested": requested, "reported": "unknown" if kind in ("gpu", "gpu-fp32") else requested}
+
+
+def unconfirmed_delegate(texts: Sequence[str], spec: str) -> str | None:
+    """Why the job cannot count as run on its delegate, or None when every invocation confirms it.
+
+    benchmark_model that cannot create a delegate (no GPU, no NNAPI, a library that will not load)
+    logs a warning, runs the graph on the CPU and exits 0. A job is the delegate's only when each
+    invocation's log has "Explicitly applied <NAME> delegate" for the delegate asked for.
+    """
+    name = REGISTRAR_NAMES.get(protocol.parse_delegate(spec)[0])
+    if name is None:
+        return None  # builtin: no delegate to confirm
+    applied = re.compile(r"Explicitly applied %s delegate, and the model graph will be "
+                         r"(?:completely|partially) executed" % re.escape(name))
+    for i, text in enumerate(texts):
+        if applied.search(text):
+            continue
+        why = [line.strip() for line in text.splitlines() if _FALLBACK_WORDS.search(line)]
+        return (f"benchmark_model did not apply the {name} delegate in invocation {i} (no \"Explicitly "
+                f"applied {name} delegate\" line; the binary runs such a job on the CPU and exits 0): "
+                + ("; ".join(dict.fromkeys(why)) if why else "the log gives no reason"))
+    return None
+
+
+def too_old_for_outputs(log_text: str) -> bool:
+    """Whether the binary ignored --output_filepath (TF < 2.10: "Unconsumed cmdline flags")."""
+    return bool(_NO_OUTPUT_FLAG.search(log_text))
 
 
 def split_log(text: str) -> list[tuple[int, int | None, str]]:
@@ -171,13 +229,16 @@ def parse_delegate_log(texts: Sequence[str], spec: str) -> tuple[dict[str, Any],
     return plan, (applied_name(spec) if partitions else "none")
 
 
-def runtime_version(log_text: str) -> str:
-    """The stand-in names its runtime; a real binary's version if it prints one, else "unknown"."""
+def runtime_version(log_text: str, binary_sha256: str | None = None) -> str:
+    """The stand-in names its runtime; a real binary prints no version, so its sha256 (from the
+    host's copy) identifies it; a version line if one is printed; else "unknown"."""
     standin = _STANDIN_RUNTIME.search(log_text)
     if standin:
         return f"stand-in on {standin.group(1)} {standin.group(2)}"
     version = _VERSION.search(log_text)
-    return version.group(1) if version else "unknown"
+    if version:
+        return version.group(1) + (f" (sha256 {binary_sha256})" if binary_sha256 else "")
+    return f"sha256:{binary_sha256}" if binary_sha256 else "unknown"
 
 
 def failure_stage(text: str) -> str:
@@ -191,3 +252,19 @@ def failure_stage(text: str) -> str:
     if re.search(r"The size of .* bytes|input_layer|Input tensor #", text):
         return "input"
     return "invoke"
+
+
+def failed_batch(stdout: str) -> tuple[int, int] | None:
+    """(batch index, exit status) of the job script's "QSKEW-BATCH-FAILED" line, or None."""
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == FAILED_MARK and parts[1].isdigit():
+            return int(parts[1]), int(parts[2])
+    return None
+
+
+def why_failed(text: str, tail_chars: int) -> str:
+    """A failing invocation's ERROR/FATAL lines first (what went wrong), then its log's tail."""
+    errors = [line.strip() for line in (text or "").splitlines()
+              if line.startswith(("ERROR:", "FATAL:"))]
+    return ("; ".join(errors) + "\n" if errors else "") + "log: " + tail(text, tail_chars)

@@ -139,7 +139,7 @@ def test_unknown_delegate_is_a_bad_job(run_runner, board_runner, job_folder, tin
     assert result["error_kind"] == "job" and "hexagonal" in result["error"]
 
 
-@pytest.mark.parametrize("delegate", ["gpu", "nnapi:qti-dsp", "hexagon"])
+@pytest.mark.parametrize("delegate", ["nnapi:qti-dsp", "hexagon"])  # gpu: CompiledModel (test_compiled.py)
 def test_delegates_of_the_cpp_runtime_are_refused_by_the_python_runner(run_runner, board_runner,
                                                                       job_folder, tiny_tflite, delegate):
     folder = job_folder(tiny_tflite["fp32"])

@@ -2,7 +2,8 @@
 
 A Keras CNN on 8x8x1 images with 10 classes, converted with the real TFLite converter to:
 fp32 (dynamic batch), int8 (full-integer, int8 in/out), int16x8 (float I/O, int16 activations; no
-XNNPACK path) and fp32 with a batch dimension fixed at 1 and at 4. All share one set of weights.
+XNNPACK path), fp32 with a batch dimension fixed at 1 and at 4, and int8 fixed at 4 (the GPU needs
+static shapes). All share one set of weights.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ NUM_CLASSES = 10
 IMAGE_SHAPE = (8, 8, 1)
 PREPROCESS_SCALE = 1.0 / 255.0  # stored uint8 -> float in [0, 1]
 CALIBRATION_SAMPLES = 16
-MODEL_NAMES = ("fp32", "int8", "int16x8", "fixed1", "fixed4")
+MODEL_NAMES = ("fp32", "int8", "int16x8", "fixed1", "fixed4", "fixed4_int8")
 
 
 def make_inputs(n: int, seed: int = 0) -> np.ndarray:
@@ -58,19 +59,27 @@ def build_models(out_dir: Path) -> dict[str, Path]:
         for row in calib:
             yield [row[None]]
 
+    def representative4():
+        for i in range(0, len(calib), 4):
+            yield [calib[i:i + 4]]
+
     out_dir.mkdir(parents=True, exist_ok=True)
     converters = {"fp32": tf.lite.TFLiteConverter.from_keras_model(model),
                   "int8": tf.lite.TFLiteConverter.from_keras_model(model),
                   "int16x8": tf.lite.TFLiteConverter.from_keras_model(model),
                   "fixed1": tf.lite.TFLiteConverter.from_keras_model(fixed[1]),
-                  "fixed4": tf.lite.TFLiteConverter.from_keras_model(fixed[4])}
+                  "fixed4": tf.lite.TFLiteConverter.from_keras_model(fixed[4]),
+                  "fixed4_int8": tf.lite.TFLiteConverter.from_keras_model(fixed[4])}
     for name in ("int8", "int16x8"):
         conv = converters[name]
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative
-    converters["int8"].target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converters["int8"].inference_input_type = tf.int8
-    converters["int8"].inference_output_type = tf.int8
+    converters["fixed4_int8"].optimizations = [tf.lite.Optimize.DEFAULT]
+    converters["fixed4_int8"].representative_dataset = representative4
+    for name in ("int8", "fixed4_int8"):
+        converters[name].target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converters[name].inference_input_type = tf.int8
+        converters[name].inference_output_type = tf.int8
     converters["int16x8"].target_spec.supported_ops = [
         tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     for name, conv in converters.items():

@@ -210,3 +210,23 @@ def test_every_argument_reaches_the_binary_unchanged(hostile_name, tmp_path):
     (_, _, text), = split_log((job / bm.LOG_FILE).read_text())
     assert json.loads(text) == args + [f"--output_filepath={job / 'out' / '0.bin'}"]
     assert (job / bm.OUTPUTS_FILE).read_bytes() == b"x" and not list(tmp_path.rglob("pwned*"))
+
+
+@pytest.mark.parametrize("delegate, warning", [
+    ("gpu", "GPU acceleration is unsupported on this platform."),
+    ("gpu-fp32", "GPU acceleration is unsupported on this platform."),
+    ("nnapi", "NNAPI acceleration is unsupported on this platform.")])
+def test_a_delegate_the_binary_silently_skips_fails_the_job_not_records_cpu_logits(
+        delegate, warning, models, test_set, tmp_path):
+    """The stand-in plays the real binary without the delegate: WARN, CPU run, exit 0."""
+    target = LocalTarget(tmp_path / "device", name="phone-1")
+    run = bm_run(target, models["fp32"], test_set, delegate)
+    assert not run.ok and run.logits is None
+    assert run.error.startswith("delegate: benchmark_model did not apply the ")
+    assert warning in run.error and run.error.endswith("(on device phone-1)")
+    script = next(Path(target.workdir, "jobs").glob(f"*/{bm.SCRIPT_FILE}")).read_text()
+    assert "--use_xnnpack=false" in script and "--warmup_runs=1" in script
+    if delegate.startswith("gpu"):
+        allowed = "true" if delegate == "gpu" else "false"
+        assert f"--gpu_precision_loss_allowed={allowed}" in script
+        assert run.execution_plan["precision"]["requested"] == ("fp16" if delegate == "gpu" else "fp32")

@@ -17,10 +17,11 @@ from harness.errors import ConfigError
 @pytest.mark.parametrize("spec, flags", [
     ("xnnpack", ("--use_xnnpack=true",)),
     ("builtin", ("--use_xnnpack=false",)),
-    ("gpu", ("--use_gpu=true",)),
-    ("hexagon", ("--use_hexagon=true",)),
-    ("nnapi", ("--use_nnapi=true",)),
-    ("nnapi:qti-dsp", ("--use_nnapi=true", "--nnapi_accelerator_name=qti-dsp")),
+    ("gpu", ("--use_gpu=true", "--gpu_precision_loss_allowed=true", "--use_xnnpack=false")),
+    ("gpu-fp32", ("--use_gpu=true", "--gpu_precision_loss_allowed=false", "--use_xnnpack=false")),
+    ("hexagon", ("--use_hexagon=true", "--use_xnnpack=false")),
+    ("nnapi", ("--use_nnapi=true", "--use_xnnpack=false")),
+    ("nnapi:qti-dsp", ("--use_nnapi=true", "--nnapi_accelerator_name=qti-dsp", "--use_xnnpack=false")),
     ("external:/vendor/lib/libfoo.so",
      ("--use_xnnpack=false", "--external_delegate_path=/vendor/lib/libfoo.so")),
     ("external:/d/libfoo.so,cache=1,mode=fast",
@@ -133,6 +134,50 @@ def test_runtime_version():
     assert bm.runtime_version("INFO: qskew benchmark_model stand-in (not TFLite's binary): runtime "
                               "ai_edge_litert 2.3.0\n") == "stand-in on ai_edge_litert 2.3.0"
     assert bm.runtime_version(LOG) == "unknown"
+    assert bm.runtime_version(LOG, "ab12") == "sha256:ab12"  # the binary prints no version
+
+
+# The real binary's words when it cannot create a delegate and runs on the CPU with exit 0
+# (gpu_delegate_provider.cc 205-207, nnapi 242-246, hexagon 96-100, external_delegate.cc 47-50).
+REAL_FALLBACK = {
+    "gpu": "WARN: GPU acceleration is unsupported on this platform.",
+    "gpu-fp32": "WARN: GPU acceleration is unsupported on this platform.",
+    "nnapi": "WARN: NNAPI acceleration is unsupported on this platform.",
+    "hexagon": "WARN: Could not create Hexagon delegate: platform may not support delegate or "
+               "required libraries are missing",
+    "external:/v/libx.so": "INFO: Unable to load external delegate from : /v/libx.so",
+}
+CPU_RUN = ("INFO: Initialized session in 3.2ms.\n"
+           "INFO: Inference timings in us: Init: 3200, First inference: 90, Warmup (avg): 90, "
+           "Inference (avg): 85\n")
+
+
+@pytest.mark.parametrize("spec", sorted(REAL_FALLBACK))
+def test_the_real_binarys_silent_fallback_is_caught_quoting_its_warning(spec):
+    text = "INFO: STARTING!\n" + REAL_FALLBACK[spec] + "\n" + CPU_RUN
+    why = bm.unconfirmed_delegate([text], spec)
+    assert why is not None and REAL_FALLBACK[spec].split(": ", 1)[1] in why
+    applied = (f"INFO: Explicitly applied {bm.REGISTRAR_NAMES[spec.split(':')[0]]} delegate, and the "
+               f"model graph will be completely executed by the delegate.\n")
+    assert bm.unconfirmed_delegate([applied + CPU_RUN], spec) is None
+    assert bm.unconfirmed_delegate([applied + CPU_RUN, text], spec) is not None  # every invocation
+
+
+def test_no_delegate_to_confirm_for_builtin_and_a_not_executed_graph_is_not_confirmed():
+    assert bm.unconfirmed_delegate([CPU_RUN], "builtin") is None
+    text = "INFO: Though GPU delegate is explicitly applied, the model graph will not be executed by the delegate.\n"
+    assert "will not be executed" in bm.unconfirmed_delegate([text + CPU_RUN], "gpu")
+
+
+def test_a_binary_before_tf_2_10_is_recognised_by_its_unconsumed_output_flag():
+    assert bm.too_old_for_outputs("WARN: Unconsumed cmdline flags: --output_filepath=/j/out/0.bin\n")
+    assert not bm.too_old_for_outputs("WARN: Unconsumed cmdline flags: --foo=1\n" + CPU_RUN)
+
+
+def test_precision_is_recorded_from_the_flags():
+    assert bm.precision_flag("gpu") == {"requested": "fp16", "reported": "unknown"}
+    assert bm.precision_flag("gpu-fp32")["requested"] == "fp32"
+    assert bm.precision_flag("xnnpack") == {"requested": "model", "reported": "model"}
 
 
 @pytest.mark.parametrize("text, stage", [

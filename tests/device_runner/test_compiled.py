@@ -1,0 +1,111 @@
+"""device_runner/compiled.py: LiteRT's CompiledModel delegates (gpu, gpu-fp32, cpu-compiled) through the
+Python runner on a LocalTarget, against the CPU reference kernels per group.
+
+The GPU runs on SwiftShader's Vulkan (Debian's chromium installs its ICD; libvulkan1 is the loader).
+Where neither exists the GPU tests skip with the reason -- except under CI (``CI`` set), where a
+missing SwiftShader is a failure: CI can never go green by skipping the GPU.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.records import ModelArtifact
+from harness.runners.python import run_job
+from harness.targets.local import LocalTarget
+from support import tiny_models as tiny
+
+SWIFTSHADER_ICD = Path("/usr/lib/chromium/vk_swiftshader_icd.json")
+N_SAMPLES = 42  # 10 batches of 4 and a padded one
+FP32_TOLERANCE = 1e-4  # SwiftShader computes in fp32: differences are rounding only
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    return tiny.build_models(tmp_path_factory.getbasetemp() / "tiny-tflite-models")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("QSKEW_CACHE_DIR", str(tmp_path / "host-cache"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+
+
+@pytest.fixture
+def swiftshader(monkeypatch):
+    """The Vulkan loader pointed at SwiftShader; skip (fail under CI) when it is not installed."""
+    missing = [what for what, ok in (("libvulkan1 (the Vulkan loader)", ctypes.util.find_library("vulkan")),
+                                     (f"SwiftShader's ICD {SWIFTSHADER_ICD} (Debian: chromium)",
+                                      SWIFTSHADER_ICD.is_file())) if not ok]
+    if missing:
+        message = "no Vulkan device for LiteRT's GPU: missing " + ", ".join(missing)
+        if os.environ.get("CI"):
+            pytest.fail(message + " -- CI installs them (.ci/run); a skipped GPU must not pass CI")
+        pytest.skip(message)
+    monkeypatch.setenv("VK_ICD_FILENAMES", str(SWIFTSHADER_ICD))
+
+
+def artifact(path: Path, variant: str = "v") -> ModelArtifact:
+    data = path.read_bytes()
+    return ModelArtifact(variant=variant, path=path, sha256=hashlib.sha256(data).hexdigest(),
+                         size_bytes=len(data), inputs=(), outputs=(), recipe={})
+
+
+def job(tmp_path, model: Path, delegate: str, **kwargs):
+    test = tiny.make_test_set(N_SAMPLES)
+    return test, run_job(LocalTarget(tmp_path / "device"), artifact(model), test, delegate,
+                         num_threads=1, batch_size=4, **kwargs)
+
+
+@pytest.mark.parametrize("delegate, precision", [("gpu", "fp16"), ("gpu-fp32", "fp32")])
+def test_gpu_on_swiftshader_matches_the_reference_kernels_per_group(models, tmp_path, swiftshader,
+                                                                    delegate, precision):
+    test, run = job(tmp_path, models["fixed4"], delegate)
+    _, ref = job(tmp_path, models["fixed4"], "reference")
+    assert run.ok and ref.ok, (run.error, ref.error)
+    plan = run.execution_plan
+    assert run.delegate_applied == delegate and plan["fully_delegated"] is True
+    assert plan["runtime_report"]["adapter"].startswith("SwiftShader")
+    assert plan["runtime_report"]["backend"] == "Vulkan"
+    assert plan["precision"] == {"requested": precision, "reported": "unknown"}
+    for group in np.unique(test.group):
+        sel = test.group == group
+        diff = np.abs(run.logits[sel] - ref.logits[sel]).max()
+        assert diff < FP32_TOLERANCE, (group, diff)
+
+
+def test_cpu_compiled_runs_the_same_api_on_the_cpu(models, tmp_path):
+    _, run = job(tmp_path, models["fixed4"], "cpu-compiled")
+    _, ref = job(tmp_path, models["fixed4"], "reference")
+    assert run.ok, run.error
+    assert run.delegate_applied == "cpu-compiled" and run.execution_plan["fully_delegated"] is False
+    assert np.abs(run.logits - ref.logits).max() < FP32_TOLERANCE
+
+
+def test_a_dynamic_batch_fails_at_stage_delegate_with_the_runtimes_words(models, tmp_path, swiftshader):
+    _, run = job(tmp_path, models["fp32"], "gpu")
+    assert not run.ok and run.error.startswith("delegate:")
+    assert "static-sized tensors" in run.error and "fixed_batch" in run.error
+
+
+def test_no_vulkan_device_fails_at_stage_delegate_naming_the_missing_piece(models, tmp_path, monkeypatch):
+    monkeypatch.setenv("VK_ICD_FILENAMES", str(tmp_path / "no-such-icd.json"))
+    _, run = job(tmp_path, models["fixed4"], "gpu")
+    assert not run.ok and run.error.startswith("delegate:")
+    assert "No adapters found" in run.error or "libvulkan" in run.error
+    assert "Vulkan" in run.error
+
+
+def test_int8_on_the_gpu_is_unproven_by_default_and_kept_labelled_when_allowed(models, tmp_path, swiftshader):
+    _, refused = job(tmp_path, models["fixed4_int8"], "gpu")
+    assert not refused.ok and refused.error.startswith("delegate:")
+    assert "not proven" in refused.error and "is_fully_accelerated() is True" in refused.error
+    _, kept = job(tmp_path, models["fixed4_int8"], "gpu", allow_unproven=True)
+    assert kept.ok, kept.error
+    assert kept.delegate_applied == "gpu (unproven)" and kept.execution_plan["unproven"] is True

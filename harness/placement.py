@@ -32,18 +32,21 @@ PLACEMENT_COLUMNS: dict[str, str] = {
     "op": "str", "count": "int64", "on": "str", "detail": "str",
 }
 EDGETPU_MAPPED = "Mapped to Edge TPU"  # the compiler's status for an op that runs on the TPU
+INTERPRETER_SOURCE = "interpreter"           # ExecutionPlan.source of the Python runner
+BENCHMARK_LOG_SOURCE = "benchmark_model log"  # ExecutionPlan.source of the benchmark_model runner
+COMPILER_SOURCE = "edgetpu_compiler"
 
 
 def placement_rows(job: tuple[str, str, str], plan: ExecutionPlan | None) -> list[dict]:
     """Rows of PLACEMENT_COLUMNS for one job's execution plan (empty when nothing is known)."""
     if plan is None:
         return []
-    rows = [_row(job, "edgetpu_compiler", -1, op.op, op.count,
+    rows = [_row(job, COMPILER_SOURCE, -1, op.op, op.count,
                  "delegate" if op.status.startswith(EDGETPU_MAPPED) else "cpu", op.status)
             for op in plan.compiler_ops or ()]
     if not plan.available:
         return rows
-    source = plan.source or "interpreter"
+    source = plan.source or INTERPRETER_SOURCE  # a protocol 1.1 runner names no source
     if plan.placement is not None:
         rows += [_row(job, source, p.node, p.op, 1, p.on, "") for p in plan.placement]
     elif plan.ops is not None:   # a protocol 1.1 runner: counts per op name
@@ -52,9 +55,9 @@ def placement_rows(job: tuple[str, str, str], plan: ExecutionPlan | None) -> lis
             for where, n in (("delegate", count - on_cpu[op]), ("cpu", on_cpu[op])):
                 if n:
                     rows.append(_row(job, source, -1, op, n, where, ""))
-    elif plan.log_lines is not None:    # benchmark_model's log: whole-graph statements
+    elif source == BENCHMARK_LOG_SOURCE:  # benchmark_model's log: whole-graph statements
         rows.append(_row(job, source, -1, "", plan.delegate_partitions or 0,
-                         _whole_graph(plan), " | ".join(plan.log_lines)))
+                         _whole_graph(plan), " | ".join(plan.log_lines or ())))
     return rows
 
 

@@ -18,9 +18,10 @@ import numpy as np
 from device_runner import protocol
 from harness.errors import ConfigError
 from harness.on_device import Transfer
+from harness.placement import BENCHMARK_LOG_SOURCE
 from harness.records import ExecutionPlan, Timings
 
-PLAN_SOURCE = "benchmark_model log"  # harness.placement reads whole-graph statements from it
+PLAN_SOURCE = BENCHMARK_LOG_SOURCE  # harness.placement reads whole-graph statements from it
 MAX_LOG_LINES = 20               # delegate log lines kept in the execution plan
 # Lines the job script writes around each invocation in benchmark.log, and on its own stdout/stderr.
 BATCH_MARK, EXIT_MARK = "QSKEW-BATCH", "QSKEW-BATCH-EXIT"

@@ -16,7 +16,7 @@ from harness import rundir
 from harness.errors import ResultsError
 from harness.metrics.compare import per_sample
 from harness.metrics.groups import DISPARITY_COLUMNS, METRIC_COLUMNS, group_metrics
-from harness.records import DeviceRun, GroupedDataset, Logits
+from harness.records import DeviceRun, ExecutionPlan, GroupedDataset, Logits
 from harness.rundir import layout
 from support.run_kit import JOBS, MANIFEST, N_CLASSES, N_SAMPLES, add_run, dataset, device_run, logits
 
@@ -277,8 +277,10 @@ def test_placement_is_written_per_job_from_the_execution_plan(tmp_path):
     writer = rundir.RunWriter(tmp_path / "run")
     writer.write_manifest(MANIFEST)
     writer.add_reference(ref, test)
-    add_run(writer, device_run(("int8", "local", "xnnpack"), logits(test, 2), execution_plan=plan), ref, test)
-    add_run(writer, device_run(("int8", "phone", "xnnpack"), logits(test, 3), execution_plan=logged), ref, test)
+    add_run(writer, device_run(("int8", "local", "xnnpack"), logits(test, 2), execution_plan=ExecutionPlan.from_json(plan)),
+            ref, test)
+    add_run(writer, device_run(("int8", "phone", "xnnpack"), logits(test, 3), execution_plan=ExecutionPlan.from_json(logged)),
+            ref, test)
     p = rundir.read_run(tmp_path / "run").placement
     local = p[p.target == "local"]
     assert list(zip(local.node, local.op, local.on)) == [(0, "CONV_2D", "delegate"), (1, "SHAPE", "cpu")]

@@ -198,6 +198,39 @@ def test_a_hung_runner_times_out(models, test_set, tmp_path):
                 timeout_s=1.0)
 
 
+def test_result_json_is_parsed_into_the_records_once(test_set, tmp_path):
+    """build_run turns result.json's timings and execution plan into records; the stored timings
+    are the runner's plus the host's and the latency, as the untyped dict had them."""
+    from harness.on_device import Transfer
+    from harness.runners.python import _RunnerOutcome, build_run
+
+    raw = np.zeros((len(test_set), tiny.NUM_CLASSES), np.float32)
+    plan = {"available": True, "source": "interpreter", "nodes": 1, "delegated_nodes": 1, "delegate_partitions": 1,
+            "ops": ["CONV_2D"], "cpu_ops": [], "placement": [{"node": 0, "op": "CONV_2D", "on": "delegate"}]}
+    result = {"status": "ok", "runtime": "ai_edge_litert", "runtime_version": "2.3.0", "delegate_applied": "xnnpack",
+              "batch_size": 64, "execution_plan": plan,
+              "output": {"file": "outputs.npy", "dtype": "float32", "scale": 0.0, "zero_point": 0},
+              "timings": {"invoke_s": 0.02, "load_s": 0.01, "per_batch_s": [0.006, 0.006, 0.003], "prepare_s": 0.001,
+                          "total_s": 0.04}}
+    transfer = Transfer(pushed={"job": 9}, bytes_pulled=4, push_s=0.1234567, pull_s=0.05)
+    run = build_run(LocalTarget(tmp_path / "device"), artifact_of(b"m"), test_set, "xnnpack",
+                    _RunnerOutcome(result, raw, ""), transfer, 0.7)
+    assert run.ok and run.execution_plan.to_json() == plan
+    assert run.timings.to_json() == {**result["timings"], "host_push_s": 0.123457, "host_run_s": 0.7,
+                                     "host_pull_s": 0.05, "latency_ms_per_sample": 1000.0 * 0.015 / len(test_set)}
+    assert run.transfer.to_json() == {"bytes_pushed": 9, "bytes_pulled": 4, "push_s": 0.123457, "run_s": 0.0,
+                                      "pull_s": 0.05, "pushed": {"job": 9}}
+    failed = build_run(LocalTarget(tmp_path / "device"), artifact_of(b"m"), test_set, "xnnpack",
+                       _RunnerOutcome({**result, "status": "error", "error_kind": "invoke", "error": "boom"}, None, ""),
+                       transfer, 0.7)
+    assert failed.error == "invoke: boom" and failed.timings.latency_ms_per_sample is None
+
+
+def artifact_of(data: bytes) -> ModelArtifact:
+    return ModelArtifact(variant="v", path=None, sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
+                         inputs=(), outputs=(), recipe={})
+
+
 def test_properties_come_from_the_target(models, test_set, tmp_path):
     run = run_job(LocalTarget(tmp_path / "device", name="bench-7"), artifact(models["int8"]), test_set)
     assert run.target == "bench-7" and run.target_properties["name"] == "bench-7"

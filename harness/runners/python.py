@@ -235,7 +235,8 @@ def build_run(target: Target, artifact: ModelArtifact, test: GroupedDataset, del
     if problem:
         return DeviceRun(logits=None, raw=outcome.raw, error=problem, timings=timings, **common)
     per_batch = timings.per_batch_s or ()
-    timings = replace(timings, latency_ms_per_sample=1000.0 * float(sum(per_batch)) / len(test) if per_batch else None)
+    latency = 1000.0 * float(sum(per_batch)) / len(test) if per_batch else None
+    timings = replace(timings, latency_ms_per_sample=latency)
     out = result["output"]
     logits = dequantize(outcome.raw, float(out.get("scale") or 0.0), int(out.get("zero_point") or 0))
     return DeviceRun(logits=logits, raw=outcome.raw, timings=timings, **common)

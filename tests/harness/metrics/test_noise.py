@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from harness.metrics.noise import repeat_noise
-from harness.records import DeviceRun, RepeatNoise, Timings
+from harness.records import DeviceRun, Timings
 
 
 def _run(z, per_batch_s=(0.01,), error=None):

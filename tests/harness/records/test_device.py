@@ -32,7 +32,8 @@ NOISE = {"runs": 2, "failed": ["delegate: lost the GPU"], "identical": True, "ma
          "latency_ms_min": 0.5, "latency_ms_max": 0.5, "latency_rel_spread": 0.0}
 INTERPRETER_PLAN = {"available": True, "source": "interpreter", "nodes": 3, "delegated_nodes": 2,
                     "delegate_partitions": 1, "ops": ["CONV_2D", "SHAPE", "FULLY_CONNECTED"], "cpu_ops": ["SHAPE"],
-                    "placement": [{"node": 0, "op": "CONV_2D", "on": "delegate"}, {"node": 1, "op": "SHAPE", "on": "cpu"},
+                    "placement": [{"node": 0, "op": "CONV_2D", "on": "delegate"},
+                                  {"node": 1, "op": "SHAPE", "on": "cpu"},
                                   {"node": 2, "op": "FULLY_CONNECTED", "on": "delegate"}]}
 
 

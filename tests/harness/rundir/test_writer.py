@@ -303,10 +303,10 @@ def test_placement_is_written_per_job_from_the_execution_plan(tmp_path):
     writer = rundir.RunWriter(tmp_path / "run")
     writer.write_manifest(MANIFEST)
     writer.add_reference(ref, test)
-    add_run(writer, device_run(("int8", "local", "xnnpack"), logits(test, 2), execution_plan=ExecutionPlan.from_json(plan)),
-            ref, test)
-    add_run(writer, device_run(("int8", "phone", "xnnpack"), logits(test, 3), execution_plan=ExecutionPlan.from_json(logged)),
-            ref, test)
+    for target, seed, reported in (("local", 2, plan), ("phone", 3, logged)):
+        run = device_run(("int8", target, "xnnpack"), logits(test, seed),
+                         execution_plan=ExecutionPlan.from_json(reported))
+        add_run(writer, run, ref, test)
     p = rundir.read_run(tmp_path / "run").placement
     local = p[p.target == "local"]
     assert list(zip(local.node, local.op, local.on)) == [(0, "CONV_2D", "delegate"), (1, "SHAPE", "cpu")]

@@ -2,9 +2,8 @@
 
 Every stage takes and returns one of these; none of them is mutated after it is built. What a job
 measured on a device (timings, transfer, execution plan, repeat noise) is in
-:mod:`harness.records.device`, re-exported here. Records that
-hold numpy arrays use ``eq=False`` (array equality is not a bool) and are compared field by field in
-tests.
+:mod:`harness.records.device`, re-exported here. Records that hold numpy arrays use ``eq=False``
+(array equality is not a bool) and are compared field by field in tests.
 """
 
 from __future__ import annotations

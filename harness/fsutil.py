@@ -1,11 +1,11 @@
 """File helpers every part of the host shares: one atomic write, and JSON that is always plain.
 
 ``atomic_write`` is the only way qskew replaces a file on the host: it writes a temporary file in
-the same folder, fsyncs it, gives it the mode of the file it replaces (or the umask's default for a
-new file), renames it over the target and fsyncs the folder, so a reader sees the old file or the
-new one, never half of one, and a crash leaves no stray temporary file behind (it is removed on
-every error path; a ``kill -9`` between create and rename leaves a ``.NAME.*.tmp`` that the next
-write of the same file does not trip over).
+the same folder, fsyncs it, gives it the mode asked for (else the mode of the file it replaces, or
+the umask's default for a new file), renames it over the target and fsyncs the folder, so a reader
+sees the old file or the new one, never half of one, and a crash leaves no stray temporary file
+behind (it is removed on every error path; a ``kill -9`` between create and rename leaves a
+``.NAME.*.tmp`` that the next write of the same file does not trip over).
 
 The device runner has its own copy (``device_runner/jobdir.py``): it runs on boards without qskew.
 """
@@ -26,14 +26,18 @@ import numpy as np
 from harness.errors import QskewError
 
 
-def atomic_write(path: Path, write: Callable[[Path], Any], *, error: type[QskewError] = QskewError) -> None:
+def atomic_write(path: Path, write: Callable[[Path], Any], *, error: type[QskewError] = QskewError,
+                 mode: int | None = None) -> None:
     """Replace ``path`` with what ``write(tmp)`` writes to a temporary file beside it.
 
     Example::
 
         atomic_write(run_dir / "summary.json", lambda p: p.write_text(text))
+        atomic_write(key_path, lambda p: p.write_bytes(pem), mode=0o600)  # a private key
 
-    An OSError becomes ``error`` naming the file; the temporary file never outlives the call.
+    The new file gets ``mode`` when given (set before the rename, so it is never readable with a
+    wider mode), else the mode of the file it replaces, else the umask's default. An OSError
+    becomes ``error`` naming the file; the temporary file never outlives the call.
     """
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -43,7 +47,7 @@ def atomic_write(path: Path, write: Callable[[Path], Any], *, error: type[QskewE
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp, _mode_for(path))
+        os.chmod(tmp, _mode_for(path) if mode is None else mode)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as exc:
@@ -54,14 +58,16 @@ def atomic_write(path: Path, write: Callable[[Path], Any], *, error: type[QskewE
         raise
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, error: type[QskewError] = QskewError) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, error: type[QskewError] = QskewError,
+                       mode: int | None = None) -> None:
     """``atomic_write`` of a bytes value."""
-    atomic_write(path, lambda p: p.write_bytes(data), error=error)
+    atomic_write(path, lambda p: p.write_bytes(data), error=error, mode=mode)
 
 
-def atomic_write_text(path: Path, text: str, *, error: type[QskewError] = QskewError) -> None:
+def atomic_write_text(path: Path, text: str, *, error: type[QskewError] = QskewError,
+                      mode: int | None = None) -> None:
     """``atomic_write`` of a str value (UTF-8)."""
-    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"), error=error)
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"), error=error, mode=mode)
 
 
 def jsonable(obj: Any) -> Any:

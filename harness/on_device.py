@@ -22,14 +22,13 @@ import posixpath
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from harness.errors import ArtifactError, DatasetError, TargetError
 from harness.fsutil import atomic_write_bytes
 from harness.paths import cache_dir
-from harness.records import GroupedDataset, ModelArtifact
+from harness.records import GroupedDataset, JobTransfer, ModelArtifact
 from harness.targets.base import Target
 
 log = logging.getLogger(__name__)
@@ -49,10 +48,11 @@ class Transfer:
     pull_s: float = 0.0
     run_s: float = 0.0
 
-    def to_json(self) -> dict[str, Any]:
-        return {"bytes_pushed": sum(self.pushed.values()), "bytes_pulled": self.bytes_pulled,
-                "push_s": round(self.push_s, 6), "run_s": round(self.run_s, 6),
-                "pull_s": round(self.pull_s, 6), "pushed": dict(self.pushed)}
+    def snapshot(self) -> JobTransfer:
+        """The counts so far as the job's frozen record (seconds rounded to the microsecond)."""
+        return JobTransfer(bytes_pushed=sum(self.pushed.values()), bytes_pulled=self.bytes_pulled,
+                           push_s=round(self.push_s, 6), run_s=round(self.run_s, 6),
+                           pull_s=round(self.pull_s, 6), pushed=dict(self.pushed))
 
 
 def default_timeout_s(n_samples: int) -> float:

@@ -1,7 +1,7 @@
 """Op placement: which ops of a job ran on the delegate and which fell back to the CPU.
 
-Three sources can tell, each as far as it sees (the job's ``execution_plan``, recorded by the
-runner, says which one it came from):
+Three sources can tell, each as far as it sees (the job's :class:`~harness.records.ExecutionPlan`,
+recorded by the runner, says which one it came from):
 
 - ``interpreter``: the Python runner reads the interpreter's node list after prepare; each original
   node is marked "delegate" or "cpu" (protocol 1.2 ``placement``; a 1.1 runner gives counts per op).
@@ -24,46 +24,49 @@ runner, says which one it came from):
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Mapping
+
+from harness.records import ExecutionPlan
 
 PLACEMENT_COLUMNS: dict[str, str] = {
     "variant": "str", "target": "str", "delegate": "str", "source": "str", "node": "int64",
     "op": "str", "count": "int64", "on": "str", "detail": "str",
 }
 EDGETPU_MAPPED = "Mapped to Edge TPU"  # the compiler's status for an op that runs on the TPU
+INTERPRETER_SOURCE = "interpreter"           # ExecutionPlan.source of the Python runner
+BENCHMARK_LOG_SOURCE = "benchmark_model log"  # ExecutionPlan.source of the benchmark_model runner
+COMPILER_SOURCE = "edgetpu_compiler"
 
 
-def placement_rows(job: tuple[str, str, str], plan: Mapping[str, Any]) -> list[dict]:
+def placement_rows(job: tuple[str, str, str], plan: ExecutionPlan | None) -> list[dict]:
     """Rows of PLACEMENT_COLUMNS for one job's execution plan (empty when nothing is known)."""
-    rows = []
-    compiler = plan.get("compiler") or {}
-    for op in compiler.get("ops") or []:
-        status = str(op.get("status", ""))
-        rows.append(_row(job, "edgetpu_compiler", -1, op.get("op", ""), int(op.get("count", 1)),
-                         "delegate" if status.startswith(EDGETPU_MAPPED) else "cpu", status))
-    if not plan.get("available"):
+    if plan is None:
+        return []
+    rows = [_row(job, COMPILER_SOURCE, -1, op.op, op.count,
+                 "delegate" if op.status.startswith(EDGETPU_MAPPED) else "cpu", op.status)
+            for op in plan.compiler_ops or ()]
+    if not plan.available:
         return rows
-    source = str(plan.get("source") or "interpreter")
-    if plan.get("placement") is not None:
-        rows += [_row(job, source, int(p["node"]), p["op"], 1, p["on"], "") for p in plan["placement"]]
-    elif plan.get("ops") is not None:   # a protocol 1.1 runner: counts per op name
-        on_cpu, every = Counter(plan.get("cpu_ops") or []), Counter(plan["ops"])
+    source = plan.source or INTERPRETER_SOURCE  # a protocol 1.1 runner names no source
+    if plan.placement is not None:
+        rows += [_row(job, source, p.node, p.op, 1, p.on, "") for p in plan.placement]
+    elif plan.ops is not None:   # a protocol 1.1 runner: counts per op name
+        on_cpu, every = Counter(plan.cpu_ops or ()), Counter(plan.ops)
         for op, count in sorted(every.items()):
             for where, n in (("delegate", count - on_cpu[op]), ("cpu", on_cpu[op])):
                 if n:
                     rows.append(_row(job, source, -1, op, n, where, ""))
-    elif "fully_delegated" in plan:     # benchmark_model's log: whole-graph statements
-        rows.append(_row(job, source, -1, "", int(plan.get("delegate_partitions") or 0),
-                         _whole_graph(plan), " | ".join(plan.get("log_lines") or [])))
+    elif source == BENCHMARK_LOG_SOURCE:  # benchmark_model's log: whole-graph statements
+        rows.append(_row(job, source, -1, "", plan.delegate_partitions or 0,
+                         _whole_graph(plan), " | ".join(plan.log_lines or ())))
     return rows
 
 
-def _whole_graph(plan: Mapping[str, Any]) -> str:
-    if plan.get("fully_delegated"):
+def _whole_graph(plan: ExecutionPlan) -> str:
+    if plan.fully_delegated:
         return "delegate"
-    if plan.get("delegate_partitions"):
+    if plan.delegate_partitions:
         return "partial"
-    return "cpu" if plan.get("fully_delegated") is False else "unknown"
+    return "cpu" if plan.fully_delegated is False else "unknown"
 
 
 def _row(job, source, node, op, count, on, detail) -> dict:

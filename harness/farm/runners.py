@@ -17,7 +17,7 @@ from typing import Callable
 
 from harness.errors import FailureStage, JobFailed
 from harness.farm import profiles
-from harness.records import DeviceRun, GroupedDataset, ModelArtifact
+from harness.records import DeviceRun, ExecutionPlan, GroupedDataset, ModelArtifact
 from harness.runners import registry
 
 
@@ -50,7 +50,7 @@ def _with_compiler_report(run: DeviceRun, artifact: ModelArtifact) -> DeviceRun:
     report = (artifact.recipe or {}).get("edgetpu")
     if not report or not report.get("ops") or not run.ok:
         return run
-    return dataclasses.replace(run, execution_plan={**dict(run.execution_plan or {}), "compiler": report})
+    return dataclasses.replace(run, execution_plan=(run.execution_plan or ExecutionPlan()).with_compiler(report["ops"]))
 
 
 def _naming_device(run: DeviceRun, device: str) -> DeviceRun:

@@ -145,8 +145,8 @@ def _run_repeated(exp, dev, art, test, delegate, progress, echo):
         return first
     runs = [first] + [once() for _ in range(exp.run.repeat - 1)]
     noise = repeat_noise(runs)
-    echo(f"  {art.variant} on {dev.spec.name}/{delegate}: {noise['runs']} runs, max |Δlogit| between "
-         f"runs {noise['max_abs_logit_diff']:.3g}, latency spread {_pct(noise['latency_rel_spread'])}")
+    echo(f"  {art.variant} on {dev.spec.name}/{delegate}: {noise.runs} runs, max |Δlogit| between "
+         f"runs {noise.max_abs_logit_diff:.3g}, latency spread {_pct(noise.latency_rel_spread)}")
     return dataclasses.replace(first, repeats=noise)
 
 

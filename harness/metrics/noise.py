@@ -2,7 +2,8 @@
 
 A delegate's difference from the reference kernels means something only if it is larger than
 what the same delegate does between two runs of the same job. :func:`repeat_noise` compares every
-repeat with the first run (the one whose logits the run directory keeps)::
+repeat with the first run (the one whose logits the run directory keeps) and returns a
+:class:`~harness.records.RepeatNoise` (stored as a summary entry's ``repeat``)::
 
     runs                    how many runs finished (the first included)
     failed                  error messages of repeats that failed
@@ -16,14 +17,14 @@ repeat with the first run (the one whose logits the run directory keeps)::
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from harness.records import DeviceRun
+from harness.records import DeviceRun, RepeatNoise
 
 
-def repeat_noise(runs: Sequence[DeviceRun]) -> dict[str, Any]:
+def repeat_noise(runs: Sequence[DeviceRun]) -> RepeatNoise:
     """Noise of ``runs`` (the same job, first run first); the first run must have succeeded."""
     first = runs[0]
     ok = [r for r in runs if r.ok]
@@ -36,13 +37,12 @@ def repeat_noise(runs: Sequence[DeviceRun]) -> dict[str, Any]:
     latencies = [r.latency_ms_per_sample() for r in ok]
     known = np.array([x for x in latencies if x is not None], dtype=np.float64)
     median = float(np.median(known)) if known.size else None
-    return {
-        "runs": len(ok), "failed": [r.error for r in runs if not r.ok],
-        "identical": all(d == 0.0 for d in diffs), "max_abs_logit_diff": max(diffs),
-        "flip_rate_max": max(flips), "latency_ms_per_sample": latencies,
-        "latency_ms_median": median,
-        "latency_ms_min": float(known.min()) if known.size else None,
-        "latency_ms_max": float(known.max()) if known.size else None,
-        "latency_rel_spread": float((known.max() - known.min()) / median) if median else None,
-    }
-
+    return RepeatNoise(
+        runs=len(ok), failed=tuple(str(r.error) for r in runs if not r.ok),
+        identical=all(d == 0.0 for d in diffs), max_abs_logit_diff=max(diffs),
+        flip_rate_max=max(flips), latency_ms_per_sample=tuple(latencies),
+        latency_ms_median=median,
+        latency_ms_min=float(known.min()) if known.size else None,
+        latency_ms_max=float(known.max()) if known.size else None,
+        latency_rel_spread=float((known.max() - known.min()) / median) if median else None,
+    )

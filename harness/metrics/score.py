@@ -60,4 +60,4 @@ def score_job(run: DeviceRun, ref: Logits, test: GroupedDataset) -> JobScore:
     return JobScore(job=job, ids=frame["id"].to_numpy(), groups=frame["group"].to_numpy(),
                     labels=frame["label"].to_numpy(np.int64), preds=frame["pred"].to_numpy(np.int64),
                     logits=logits, metrics=metrics, summary=summary,
-                    placement=tuple(placement_rows(job, run.execution_plan or {})))
+                    placement=tuple(placement_rows(job, run.execution_plan)))

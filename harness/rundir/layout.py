@@ -104,14 +104,20 @@ finished. Every entry has every key (null where it does not apply)::
     batch_size                  batch size the runner used
     latency_ms_per_sample       invoke time per sample in ms: timings.latency_ms_per_sample, else
                                 sum(timings.per_batch_s) / n * 1000; null when unknown or failed
-    timings                     the job's timings in seconds (object): the runner's invoke_s,
-                                per_batch_s, total_s... plus the host's host_*_s
-    transfer                    what the host moved for the job (object): bytes_pushed,
-                                bytes_pulled, push_s, run_s, pull_s, pushed (bytes by kind:
-                                runner, inputs, model, job; 0 when the device had it already)
+    timings                     the job's timings in seconds (object, ``Timings.to_json()`` of
+                                harness.records.device): what the runner kind measures -- Python
+                                runner: load_s, prepare_s, invoke_s, per_batch_s, total_s;
+                                benchmark_model: invocations, init_s, invoke_s, per_batch_s,
+                                timing_lines_missing (only when some are missing) -- plus the
+                                host's host_push_s, host_run_s, host_pull_s and
+                                latency_ms_per_sample (null when unknown); {} for a failed job
+    transfer                    what the host moved for the job (object, ``JobTransfer``):
+                                bytes_pushed, bytes_pulled, push_s, run_s, pull_s, pushed (bytes
+                                by kind: runner, inputs, model, job; 0 when the device had it
+                                already); {} for a failed job
     repeat                      null for a job run once; with [run] repeat = N > 1 the device's
-                                run-to-run noise (object; harness.metrics.noise): runs, failed,
-                                identical, max_abs_logit_diff, flip_rate_max,
+                                run-to-run noise (object, ``RepeatNoise``; harness.metrics.noise):
+                                runs, failed, identical, max_abs_logit_diff, flip_rate_max,
                                 latency_ms_per_sample (list), latency_ms_median/min/max,
                                 latency_rel_spread
     n, acc_ref, acc             overall sample count and accuracies

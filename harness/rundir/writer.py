@@ -221,8 +221,10 @@ def run_entry(run: DeviceRun, status: str, stage: str | None = None) -> dict:
         "stage": stage, "error": run.error, "artifact_sha256": run.artifact_sha256,
         "runtime": run.runtime or None, "runtime_version": run.runtime_version or None,
         "delegate_applied": run.delegate_applied or None, "batch_size": run.batch_size or None,
-        "latency_ms_per_sample": run.latency_ms_per_sample(), "timings": jsonable(run.timings or {}),
-        "transfer": jsonable(run.transfer or {}), "repeat": jsonable(run.repeats) or None,
+        "latency_ms_per_sample": run.latency_ms_per_sample(),
+        "timings": jsonable(run.timings.to_json()) if run.timings is not None else {},
+        "transfer": jsonable(run.transfer.to_json()) if run.transfer is not None else {},
+        "repeat": jsonable(run.repeats.to_json()) if run.repeats is not None else None,
     }
     return entry | _runtime_facts(run) | {k: None for k in DISPARITY_COLUMNS if k not in entry}
 

@@ -365,7 +365,7 @@ def build_run(target: Target, artifact: ModelArtifact, test: GroupedDataset, del
                   artifact_sha256=artifact.sha256, runtime=RUNTIME,
                   runtime_version=runtime_version(outcome.log, binary_sha256), delegate_applied=applied,
                   batch_size=plan.batch_size, target_properties=dict(target.properties()),
-                  transfer=transfer.to_json(), execution_plan=execution_plan,
+                  transfer=transfer.snapshot(), execution_plan=execution_plan,
                   timings=job_timings([text for _, _, text in sections], len(test), transfer))
     if outcome.failed is not None:
         index, status = outcome.failed

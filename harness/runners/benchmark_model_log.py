@@ -11,16 +11,18 @@ The wording read here is the binary's own (``tflite/tools/benchmark/benchmark_tf
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from device_runner import protocol
 from harness.errors import ConfigError
 from harness.on_device import Transfer
+from harness.placement import BENCHMARK_LOG_SOURCE
+from harness.records import ExecutionPlan, Timings
 from harness.text import tail
 
-PLAN_SOURCE = "benchmark_model log"  # harness.placement reads whole-graph statements from it
+PLAN_SOURCE = BENCHMARK_LOG_SOURCE  # harness.placement reads whole-graph statements from it
 MAX_LOG_LINES = 20               # delegate log lines kept in the execution plan
 # Lines the job script writes around each invocation in benchmark.log, and on its own stdout/stderr.
 BATCH_MARK, EXIT_MARK = "QSKEW-BATCH", "QSKEW-BATCH-EXIT"
@@ -181,25 +183,22 @@ def parse_timings(text: str) -> dict[str, float] | None:
             "inference_avg_us": inference}
 
 
-def job_timings(texts: Sequence[str], n_samples: int, transfer: Transfer) -> dict[str, Any]:
+def job_timings(texts: Sequence[str], n_samples: int, transfer: Transfer) -> Timings:
     """per_batch_s (each batch's single inference), init_s per invocation, latency, host times."""
-    timings: dict[str, Any] = {"invocations": len(texts), "host_push_s": round(transfer.push_s, 6),
-                               "host_run_s": round(transfer.run_s, 6),
-                               "host_pull_s": round(transfer.pull_s, 6)}
     parsed = [parse_timings(t) for t in texts]
     found = [p for p in parsed if p is not None]
-    timings["per_batch_s"] = [round(p["inference_avg_us"] / 1e6, 7) for p in found]
-    timings["init_s"] = [round(p["init_us"] / 1e6, 6) for p in found]  # load + delegate + allocate
-    timings["invoke_s"] = round(sum(timings["per_batch_s"]), 6)
-    if len(found) != len(parsed):
-        timings["timing_lines_missing"] = len(parsed) - len(found)
-    complete = found and len(found) == len(parsed) and all(np.isfinite(timings["per_batch_s"]))
-    timings["latency_ms_per_sample"] = (1000.0 * timings["invoke_s"] / n_samples
-                                        if complete and n_samples else None)
-    return timings
+    per_batch_s = tuple(round(p["inference_avg_us"] / 1e6, 7) for p in found)
+    invoke_s = float(round(sum(per_batch_s), 6))
+    complete = found and len(found) == len(parsed) and all(np.isfinite(per_batch_s))
+    return Timings(invocations=len(texts), host_push_s=round(transfer.push_s, 6),
+                   host_run_s=round(transfer.run_s, 6), host_pull_s=round(transfer.pull_s, 6),
+                   per_batch_s=per_batch_s,
+                   init_s=tuple(round(p["init_us"] / 1e6, 6) for p in found),  # load + delegate + allocate
+                   invoke_s=invoke_s, timing_lines_missing=(len(parsed) - len(found)) or None,
+                   latency_ms_per_sample=1000.0 * invoke_s / n_samples if complete and n_samples else None)
 
 
-def parse_delegate_log(texts: Sequence[str], spec: str) -> tuple[dict[str, Any], str]:
+def parse_delegate_log(texts: Sequence[str], spec: str) -> tuple[ExecutionPlan, str]:
     """(execution_plan, delegate_applied) from the invocations' outputs (the registrar's lines).
 
     The first invocation with a registrar statement decides: "completely" is one partition and
@@ -207,8 +206,7 @@ def parse_delegate_log(texts: Sequence[str], spec: str) -> tuple[dict[str, Any],
     and no statement at all (no delegate applied explicitly) are 0 partitions, delegate "none".
     """
     if not texts:
-        return {"available": False, "source": PLAN_SOURCE, "delegate_partitions": None,
-                "fully_delegated": None, "log_lines": []}, "unknown"
+        return ExecutionPlan(available=False, source=PLAN_SOURCE, log_lines=()), "unknown"
     lines: list[str] = []
     statements: list[re.Match] | None = None
     for text in texts:
@@ -224,8 +222,8 @@ def parse_delegate_log(texts: Sequence[str], spec: str) -> tuple[dict[str, Any],
     applied = [m for m in statements or [] if m.re is _APPLIED]
     partitions = sum(1 if m.group("how") == "completely" else int(m.group("kernels") or 0) for m in applied)
     fully = any(m.group("how") == "completely" for m in applied)
-    plan = {"available": True, "source": PLAN_SOURCE, "delegate_partitions": partitions,
-            "fully_delegated": fully, "log_lines": lines}
+    plan = ExecutionPlan(available=True, source=PLAN_SOURCE, delegate_partitions=partitions,
+                         fully_delegated=fully, log_lines=tuple(lines))
     return plan, (applied_name(spec) if partitions else "none")
 
 

@@ -29,7 +29,7 @@ import logging
 import posixpath
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -41,7 +41,7 @@ from harness import text
 from harness.errors import ConfigError, ProtocolMismatch, RunnerError
 from harness.on_device import (Transfer, checked_model, default_timeout_s, pull_verified, push_file,
                                push_inputs, push_verified, with_output)
-from harness.records import DeviceRun, GroupedDataset, ModelArtifact
+from harness.records import DeviceRun, ExecutionPlan, GroupedDataset, ModelArtifact, Timings
 from harness.runners.common import class_count_problem, dequantize, failed_run
 from harness.targets.base import Target
 
@@ -222,27 +222,27 @@ def build_run(target: Target, artifact: ModelArtifact, test: GroupedDataset, del
               outcome: _RunnerOutcome, transfer: Transfer, run_s: float) -> DeviceRun:
     """The DeviceRun for a finished job: dequantized logits, or the runner's error."""
     result = outcome.result
-    timings = dict(result.get("timings") or {})
-    timings.update(host_push_s=round(transfer.push_s, 6), host_run_s=round(run_s, 6),
-                   host_pull_s=round(transfer.pull_s, 6))
+    timings = replace(Timings.from_json(result.get("timings") or {}), host_push_s=round(transfer.push_s, 6),
+                      host_run_s=round(run_s, 6), host_pull_s=round(transfer.pull_s, 6))
     common = dict(variant=artifact.variant, target=target.name, delegate=delegate,
                   artifact_sha256=artifact.sha256, runtime=result.get("runtime") or "",
                   runtime_version=result.get("runtime_version") or "",
                   delegate_applied=result.get("delegate_applied") or "",
-                  batch_size=int(result.get("batch_size") or 0), timings=timings,
-                  target_properties=dict(target.properties()), transfer=transfer.to_json(),
-                  execution_plan=dict(result.get("execution_plan") or {}))
+                  batch_size=int(result.get("batch_size") or 0),
+                  target_properties=dict(target.properties()), transfer=transfer.snapshot(),
+                  execution_plan=ExecutionPlan.from_json(result.get("execution_plan") or {}))
     if outcome.raw is None:
         return DeviceRun(logits=None, error=f"{result.get('error_kind')}: {result.get('error')}",
-                         **common)
+                         timings=timings, **common)
     problem = _check_outputs(outcome.raw, result, test, target, outcome.output)
     if problem:
-        return DeviceRun(logits=None, raw=outcome.raw, error=problem, **common)
-    per_batch = timings.get("per_batch_s") or []
-    timings["latency_ms_per_sample"] = 1000.0 * float(sum(per_batch)) / len(test) if per_batch else None
+        return DeviceRun(logits=None, raw=outcome.raw, error=problem, timings=timings, **common)
+    per_batch = timings.per_batch_s or ()
+    latency = 1000.0 * float(sum(per_batch)) / len(test) if per_batch else None
+    timings = replace(timings, latency_ms_per_sample=latency)
     out = result["output"]
     logits = dequantize(outcome.raw, float(out.get("scale") or 0.0), int(out.get("zero_point") or 0))
-    return DeviceRun(logits=logits, raw=outcome.raw, **common)
+    return DeviceRun(logits=logits, raw=outcome.raw, timings=timings, **common)
 
 
 def _check_outputs(raw: np.ndarray, result: Mapping[str, Any], test: GroupedDataset, target: Target,

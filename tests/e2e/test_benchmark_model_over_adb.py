@@ -83,12 +83,12 @@ def test_same_logits_as_the_python_runner_with_batches_above_one(phone, models, 
     assert (got.runtime, ref.runtime) == ("benchmark_model", "ai_edge_litert")
     assert got.batch_size == ref.batch_size == BATCH
     sections = split_log(log)
-    assert [(i, rc) for i, rc, _ in sections] == [(0, 0), (1, 0), (2, 0)] and got.timings["invocations"] == 3
+    assert [(i, rc) for i, rc, _ in sections] == [(0, 0), (1, 0), (2, 0)] and got.timings.invocations == 3
     assert [line for line in log.splitlines() if "Input shapes:" in line] == \
         ["INFO: Input shapes: [64,8,8,1]"] * 2 + ["INFO: Input shapes: [22,8,8,1]"]
     assert log.count("qskew benchmark_model stand-in (not TFLite's binary), Python") == 3
     assert got.delegate_applied == ref.delegate_applied
-    assert got.transfer["bytes_pulled"] > N * tiny.NUM_CLASSES and got.transfer["pull_s"] > 0
+    assert got.transfer.bytes_pulled > N * tiny.NUM_CLASSES and got.transfer.pull_s > 0
 
 
 def test_progress_comes_back_while_the_job_runs(phone, models, test_set):
@@ -96,7 +96,7 @@ def test_progress_comes_back_while_the_job_runs(phone, models, test_set):
     seen = []
     run = run_on_device(spec, target, artifact(models["int8"], "int8"), test_set, "builtin",
                         num_threads=2, batch_size=8, progress=lambda done, total: seen.append((done, total)))
-    assert run.ok and run.timings["invocations"] == 19  # 18 x 8 + 6
+    assert run.ok and run.timings.invocations == 19  # 18 x 8 + 6
     assert seen and {total for _, total in seen} == {N} and [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert all(d % 8 == 0 or d == N for d, _ in seen)
 

@@ -8,7 +8,7 @@ import pytest
 from harness import rundir
 from harness.delegate_compare import delegate_table, format_delegate_table
 from harness.metrics.score import score_job
-from harness.records import DeviceRun, GroupedDataset, Logits
+from harness.records import DeviceRun, GroupedDataset, Logits, Timings
 
 N = 40
 
@@ -35,7 +35,7 @@ def run_dir(tmp_path):
     w.add_reference(ref, test)
     for target, delegate, z in [("phone", "gpu", z_gpu), ("phone", "reference", z_base),
                                 ("board", "xnnpack", z_base)]:
-        run = DeviceRun("int8", target, delegate, "a", logits=z, timings={"per_batch_s": [0.004]})
+        run = DeviceRun("int8", target, delegate, "a", logits=z, timings=Timings(per_batch_s=(0.004,)))
         w.add_run(run, score_job(run, ref, test))
     w.add_failure("int8", "phone", "nnapi", "delegate: NNAPI is not available (on device phone)", stage="run")
     return tmp_path / "run", z_gpu, z_base

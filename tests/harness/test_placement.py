@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from harness.placement import placement_rows
+from harness.placement import placement_rows as _rows
+from harness.records import ExecutionPlan
 
 JOB = ("int8", "board", "edgetpu")
+
+
+def placement_rows(job, plan: dict) -> list[dict]:
+    """The rows of a plan given as the runner reports it (result.json's ``execution_plan``)."""
+    return _rows(job, ExecutionPlan.from_json(plan))
 
 
 def test_protocol_1_1_counts_split_each_op_between_delegate_and_cpu():
@@ -16,11 +22,11 @@ def test_protocol_1_1_counts_split_each_op_between_delegate_and_cpu():
 
 
 def test_compiler_statuses_decide_tpu_or_cpu():
-    plan = {"available": False, "compiler": {"ops": [
+    plan = ExecutionPlan(available=False).with_compiler([
         {"op": "CONV_2D", "count": 2, "status": "Mapped to Edge TPU"},
         {"op": "QUANTIZE", "count": 1, "status": "Operation is otherwise supported, but not mapped "
-                                                   "due to some unspecified limitation"}]}}
-    rows = placement_rows(JOB, plan)
+                                                   "due to some unspecified limitation"}])
+    rows = _rows(JOB, plan)
     assert [(r["source"], r["op"], r["count"], r["on"]) for r in rows] == [
         ("edgetpu_compiler", "CONV_2D", 2, "delegate"), ("edgetpu_compiler", "QUANTIZE", 1, "cpu")]
     assert rows[1]["detail"].startswith("Operation is otherwise supported")
@@ -39,3 +45,4 @@ def test_benchmark_model_statements_cover_the_whole_graph():
 def test_nothing_known_gives_no_rows():
     assert placement_rows(JOB, {"available": False}) == []
     assert placement_rows(JOB, {}) == []
+    assert _rows(JOB, None) == []

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.metrics.score import score_job
-from harness.records import DeviceRun, GroupedDataset, Logits
+from harness.records import DeviceRun, GroupedDataset, Logits, Timings
 from harness.rundir import RunWriter
 
 N_SAMPLES, N_CLASSES = 60, 4
@@ -58,9 +58,8 @@ def write_small_run(run_dir: Path):
     for seed, job in enumerate(JOBS, start=2):
         z = z_ref + np.random.default_rng(seed).normal(scale=0.6, size=z_ref.shape).astype(np.float32)
         # the runner's timings format; int8's on-device stage also set latency_ms_per_sample
-        timings = {"invoke_s": 0.0091, "per_batch_s": [0.003, 0.003, 0.003], "total_s": 0.02}
-        if job[0] == "int8":
-            timings["latency_ms_per_sample"] = 0.25
+        timings = Timings(invoke_s=0.0091, per_batch_s=(0.003, 0.003, 0.003), total_s=0.02,
+                          latency_ms_per_sample=0.25 if job[0] == "int8" else None)
         add_run(writer, device_run(job, z, timings=timings), ref, test)
     writer.add_failure("int16x8", "local", "xnnpack", "converter said no", stage="convert")
     return run_dir, writer, test, ref

@@ -15,7 +15,7 @@ import numpy as np
 
 import harness
 from harness.metrics.score import score_job
-from harness.records import DeviceRun, GroupedDataset, Logits
+from harness.records import DeviceRun, GroupedDataset, Logits, Timings
 from harness.rundir import RunWriter
 
 SIZES = {"majority": 600, "minority": 150}
@@ -73,7 +73,7 @@ def make_run_dir(path: Path, sizes: Mapping[str, int] = SIZES, variants=VARIANTS
                     variant=variant, target=target, delegate=delegate, artifact_sha256=f"{variant:0<64}"[:64],
                     logits=logits, runtime="ai_edge_litert", runtime_version="2.3.0",
                     delegate_applied=delegate_applied or delegate, batch_size=64,
-                    timings={"per_batch_s": [0.001] * 4})
+                    timings=Timings(per_batch_s=(0.001,) * 4))
                 writer.add_run(run, score_job(run, ref, test))
     return Path(path)
 

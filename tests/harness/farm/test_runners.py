@@ -4,7 +4,7 @@ from pathlib import Path
 
 from harness.farm.runners import _naming_device, _with_compiler_report
 from harness.placement import placement_rows
-from harness.records import DeviceRun, ModelArtifact
+from harness.records import DeviceRun, ExecutionPlan, ModelArtifact
 
 REPORT = {"source": "edgetpu_compiler", "compiler_version": "16.0.384591198", "mapped_ops": 3, "total_ops": 4,
           "ops": [{"op": "CONV_2D", "count": 3, "status": "Mapped to Edge TPU"},
@@ -17,14 +17,15 @@ def _artifact(recipe):
 
 def _run(error=None):
     return DeviceRun("int8", "coral", "edgetpu", "s", logits=None if error else [[0.0]], error=error,
-                     execution_plan={"available": True, "placement": []})
+                     execution_plan=ExecutionPlan(available=True, placement=()))
 
 
 def test_the_compiler_report_joins_the_execution_plan_and_placement():
     run = _with_compiler_report(_run(), _artifact({"edgetpu": REPORT}))
     rows = placement_rows(("int8", "coral", "edgetpu"), run.execution_plan)
     assert [(r["op"], r["count"], r["on"]) for r in rows] == [("CONV_2D", 3, "delegate"), ("SOFTMAX", 1, "cpu")]
-    assert _with_compiler_report(_run(), _artifact({})).execution_plan == {"available": True, "placement": []}
+    assert run.execution_plan.compiler_ops[1].status == REPORT["ops"][1]["status"]
+    assert _with_compiler_report(_run(), _artifact({})).execution_plan == ExecutionPlan(available=True, placement=())
 
 
 def test_delegate_errors_name_the_device_once():

@@ -16,7 +16,7 @@ from harness import rundir
 from harness.errors import ResultsError
 from harness.metrics.compare import per_sample
 from harness.metrics.groups import DISPARITY_COLUMNS, METRIC_COLUMNS, group_metrics
-from harness.records import DeviceRun, GroupedDataset, Logits
+from harness.records import DeviceRun, ExecutionPlan, GroupedDataset, JobTransfer, Logits, RepeatNoise, Timings
 from harness.rundir import layout
 from support.run_kit import JOBS, MANIFEST, N_CLASSES, N_SAMPLES, add_run, dataset, device_run, logits
 
@@ -119,6 +119,32 @@ def test_a_failed_device_run_is_recorded_as_a_failure(tmp_path):
     assert (entry["status"], entry["stage"], entry["error"]) == ("failed", "run", "delegate failed to prepare")
     assert writer.completed_jobs() == set()
     assert len(test) == 10
+
+
+def test_the_job_records_are_stored_as_the_runners_reported_them(tmp_path):
+    """timings, transfer and repeat hold the same keys and values the untyped dicts held."""
+    test = dataset(12)
+    ref = Logits(test.ids, logits(test, 1))
+    timings = {"invoke_s": 0.0112, "load_s": 0.0031, "per_batch_s": [0.0031, 0.0029], "prepare_s": 0.0004,
+               "total_s": 0.015, "host_push_s": 0.02, "host_run_s": 0.31, "host_pull_s": 0.004,
+               "latency_ms_per_sample": 0.5}
+    transfer = {"bytes_pushed": 20, "bytes_pulled": 7, "push_s": 0.1, "run_s": 0.2, "pull_s": 0.3,
+                "pushed": {"runner": 0, "inputs": 12, "model": 0, "job": 8}}
+    noise = {"runs": 3, "failed": [], "identical": False, "max_abs_logit_diff": 0.25, "flip_rate_max": 0.1,
+             "latency_ms_per_sample": [0.5, 0.6, 0.4], "latency_ms_median": 0.5, "latency_ms_min": 0.4,
+             "latency_ms_max": 0.6, "latency_rel_spread": 0.4}
+    writer = rundir.RunWriter(tmp_path / "run")
+    writer.write_manifest(MANIFEST)
+    writer.add_reference(ref, test)
+    add_run(writer, device_run(("int8", "local", "xnnpack"), logits(test, 2), timings=Timings.from_json(timings),
+                               transfer=JobTransfer.from_json(transfer), repeats=RepeatNoise.from_json(noise)),
+            ref, test)
+    writer.add_run(DeviceRun("int8", "local", "gpu", "a", None, timings=Timings.from_json(timings),
+                             transfer=JobTransfer.from_json(transfer), error="delegate: no GPU"), None)
+    ok, failed = rundir.read_run(tmp_path / "run").summary["runs"]
+    assert (ok["timings"], ok["transfer"], ok["repeat"]) == (timings, transfer, noise)
+    assert ok["latency_ms_per_sample"] == 0.5
+    assert (failed["timings"], failed["transfer"], failed["repeat"]) == ({}, {}, None)  # as before: nothing kept
 
 
 class Stage(str, enum.Enum):  # the shape of harness.records.FailureStage
@@ -277,8 +303,10 @@ def test_placement_is_written_per_job_from_the_execution_plan(tmp_path):
     writer = rundir.RunWriter(tmp_path / "run")
     writer.write_manifest(MANIFEST)
     writer.add_reference(ref, test)
-    add_run(writer, device_run(("int8", "local", "xnnpack"), logits(test, 2), execution_plan=plan), ref, test)
-    add_run(writer, device_run(("int8", "phone", "xnnpack"), logits(test, 3), execution_plan=logged), ref, test)
+    for target, seed, reported in (("local", 2, plan), ("phone", 3, logged)):
+        run = device_run(("int8", target, "xnnpack"), logits(test, seed),
+                         execution_plan=ExecutionPlan.from_json(reported))
+        add_run(writer, run, ref, test)
     p = rundir.read_run(tmp_path / "run").placement
     local = p[p.target == "local"]
     assert list(zip(local.node, local.op, local.on)) == [(0, "CONV_2D", "delegate"), (1, "SHAPE", "cpu")]

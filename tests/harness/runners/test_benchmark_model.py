@@ -55,13 +55,13 @@ def test_logits_are_identical_to_the_python_runner(variant, delegate, models, te
     assert run.ok, run.error
     ref = py_run(target, models[variant], test_set, delegate)
     assert np.array_equal(run.logits, ref.logits) and run.raw.dtype == ref.raw.dtype
-    assert run.batch_size == BATCH and run.timings["invocations"] == 3  # 64 + 64 + 22
+    assert run.batch_size == BATCH and run.timings.invocations == 3  # 64 + 64 + 22
     shapes = [line for line in device_log(target).splitlines() if "Input shapes:" in line]
     assert shapes == ["INFO: Input shapes: [64,8,8,1]"] * 2 + ["INFO: Input shapes: [22,8,8,1]"]
     assert run.runtime == "benchmark_model" and run.runtime_version.startswith("stand-in on ai_edge_litert")
     assert run.delegate_applied == ref.delegate_applied == ("xnnpack" if delegate == "xnnpack" else "none")
-    assert run.execution_plan["source"] == "benchmark_model log"
-    assert len(run.timings["per_batch_s"]) == 3 and run.timings["latency_ms_per_sample"] > 0
+    assert run.execution_plan.source == "benchmark_model log"
+    assert len(run.timings.per_batch_s) == 3 and run.timings.latency_ms_per_sample > 0
 
 
 def test_a_fixed_batch_model_pads_its_last_batch(models, small_set, tmp_path):
@@ -70,8 +70,8 @@ def test_a_fixed_batch_model_pads_its_last_batch(models, small_set, tmp_path):
     run = bm_run(target, models["fixed4"], test, "xnnpack")
     ref = py_run(target, models["fixed4"], test, "xnnpack")
     assert run.ok and np.array_equal(run.logits, ref.logits) and run.logits.shape == (10, 10)
-    assert run.batch_size == 4 and run.timings["invocations"] == 3  # 4 + 4 + (2 + 2 padding)
-    assert run.execution_plan["fully_delegated"] is True and run.execution_plan["delegate_partitions"] == 1
+    assert run.batch_size == 4 and run.timings.invocations == 3  # 4 + 4 + (2 + 2 padding)
+    assert run.execution_plan.fully_delegated is True and run.execution_plan.delegate_partitions == 1
 
 
 def test_several_int8_outputs_are_split_and_output_0_dequantized(two_output_model, test_set, tmp_path):
@@ -110,7 +110,7 @@ def test_a_failing_batch_is_the_jobs_error_not_a_crash(models, test_set, tmp_pat
     assert "Failed to load delegate from /nonexistent/libdelegate.so" in run.error
     first = run.error.splitlines()[0]  # the binary's ERROR lines lead, before the log
     assert first.split("on device phone-1: ")[1].startswith("ERROR:")
-    assert run.timings["invocations"] == 1  # stopped at the first failing batch
+    assert run.timings.invocations == 1  # stopped at the first failing batch
 
 
 def test_the_script_stops_at_the_first_failing_batch_with_its_status(models, test_set, tmp_path):
@@ -153,12 +153,12 @@ def test_files_are_pushed_once_and_a_binary_is_run_directly(models, test_set, tm
     target = LocalTarget(tmp_path / "device")
     first = bm_run(target, models["int8"], test_set, "xnnpack", binary=str(binary))
     assert first.ok, first.error
-    pushed = first.transfer["pushed"]
+    pushed = first.transfer.pushed
     assert pushed["runner"] == binary.stat().st_size and pushed["model"] > 0 and pushed["inputs"] == N_SAMPLES * 64
     remote = next(Path(target.workdir, "cache").glob("*-benchmark_model"))
     assert stat.S_IMODE(remote.stat().st_mode) == 0o755
     again = bm_run(target, models["int8"], test_set, "builtin", binary=str(binary))
-    assert {k: again.transfer["pushed"][k] for k in ("runner", "model", "inputs")} == \
+    assert {k: again.transfer.pushed[k] for k in ("runner", "model", "inputs")} == \
         {"runner": 0, "model": 0, "inputs": 0}
     assert np.array_equal(first.logits, bm_run(target, models["int8"], test_set, "xnnpack").logits)
 

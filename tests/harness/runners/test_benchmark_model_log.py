@@ -10,6 +10,7 @@ import math
 import pytest
 
 from harness.on_device import Transfer
+from harness.records import ExecutionPlan
 from harness.runners import benchmark_model_log as bm
 from harness.errors import ConfigError
 
@@ -95,10 +96,15 @@ def test_timings_accept_nan_and_feed_latency():
     nan_line = "INFO: Inference timings in us: Init: 10, First inference: 5, Warmup (avg): nan, Inference (avg): 250"
     assert math.isnan(bm.parse_timings(nan_line)["warmup_avg_us"])
     timings = bm.job_timings([LOG, nan_line], 100, Transfer())
-    assert timings["per_batch_s"] == [1.23457, 0.00025] and timings["invocations"] == 2
-    assert timings["latency_ms_per_sample"] == pytest.approx(1000 * (1.23457 + 0.00025) / 100)
+    assert timings.per_batch_s == (1.23457, 0.00025) and timings.invocations == 2
+    assert timings.latency_ms_per_sample == pytest.approx(1000 * (1.23457 + 0.00025) / 100)
+    assert timings.timing_lines_missing is None and "timing_lines_missing" not in timings.to_json()
     missing = bm.job_timings([LOG, "INFO: no timing here"], 100, Transfer())
-    assert missing["timing_lines_missing"] == 1 and missing["latency_ms_per_sample"] is None
+    assert missing.timing_lines_missing == 1 and missing.latency_ms_per_sample is None
+    # what the summary entry stores: the keys the runner always wrote, latency null when unknown
+    assert missing.to_json() == {"invocations": 2, "init_s": [0.1512], "invoke_s": 1.23457, "per_batch_s": [1.23457],
+                                 "timing_lines_missing": 1, "host_push_s": 0.0, "host_run_s": 0.0,
+                                 "host_pull_s": 0.0, "latency_ms_per_sample": None}
 
 
 @pytest.mark.parametrize("line, partitions, fully, applied", [
@@ -112,14 +118,17 @@ def test_timings_accept_nan_and_feed_latency():
 ])
 def test_delegate_log(line, partitions, fully, applied):
     plan, name = bm.parse_delegate_log([line + "\n", line + "\n"], "xnnpack")
-    assert plan == {"available": True, "source": "benchmark_model log", "delegate_partitions": partitions,
-                    "fully_delegated": fully, "log_lines": [line] if "delegate" in line else []}
+    lines = [line] if "delegate" in line else []
+    assert plan == ExecutionPlan(available=True, source="benchmark_model log", delegate_partitions=partitions,
+                                 fully_delegated=fully, log_lines=tuple(lines))
+    assert plan.to_json() == {"available": True, "source": "benchmark_model log", "delegate_partitions": partitions,
+                              "fully_delegated": fully, "log_lines": lines}
     assert name == applied
 
 
 def test_delegate_log_of_nothing_is_unknown():
     plan, name = bm.parse_delegate_log([], "xnnpack")
-    assert plan["available"] is False and plan["delegate_partitions"] is None and name == "unknown"
+    assert plan.available is False and plan.delegate_partitions is None and name == "unknown"
 
 
 def test_placement_reads_the_plan_as_a_whole_graph_statement():

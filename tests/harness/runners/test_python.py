@@ -92,18 +92,20 @@ def test_second_run_pushes_nothing_but_the_job(models, test_set, tmp_path):
     first = run_job(target, artifact(models["int8"]), test_set)
     second = run_job(target, artifact(models["int8"]), test_set)
     size = models["int8"].stat().st_size
-    assert first.transfer["pushed"]["model"] == size and first.transfer["pushed"]["inputs"] > test_set.x.nbytes
-    assert first.transfer["pushed"]["runner"] > 0
-    assert {k: second.transfer["pushed"][k] for k in ("model", "inputs", "runner")} == \
+    assert first.transfer.pushed["model"] == size and first.transfer.pushed["inputs"] > test_set.x.nbytes
+    assert first.transfer.pushed["runner"] > 0
+    assert {k: second.transfer.pushed[k] for k in ("model", "inputs", "runner")} == \
         {"model": 0, "inputs": 0, "runner": 0}
-    assert second.transfer["bytes_pushed"] == second.transfer["pushed"]["job"] > 0
-    assert second.transfer["bytes_pulled"] > 0 and np.array_equal(first.raw, second.raw)
+    assert second.transfer.bytes_pushed == second.transfer.pushed["job"] > 0
+    assert second.transfer.bytes_pulled > 0 and np.array_equal(first.raw, second.raw)
     cache = Path(target.workdir) / "cache"
     assert sorted(p.suffix for p in cache.iterdir()) == [".npy", ".tflite"]
     assert (cache / f"{artifact(models['int8']).sha256}.tflite").read_bytes() == models["int8"].read_bytes()
     timings = second.timings
-    assert {"load_s", "invoke_s", "per_batch_s", "host_push_s", "host_run_s", "host_pull_s"} <= set(timings)
-    assert timings["latency_ms_per_sample"] > 0
+    # what the summary entry stores: the runner's keys, the host's, the latency (keys as before records)
+    assert set(timings.to_json()) == {"load_s", "prepare_s", "invoke_s", "per_batch_s", "total_s", "host_push_s",
+                                      "host_run_s", "host_pull_s", "latency_ms_per_sample"}
+    assert timings.latency_ms_per_sample > 0
 
 
 def test_a_changed_device_copy_is_pushed_again(models, test_set, tmp_path):
@@ -114,7 +116,7 @@ def test_a_changed_device_copy_is_pushed_again(models, test_set, tmp_path):
     data[100] ^= 0xFF  # same size, different bytes
     cached.write_bytes(bytes(data))
     again = run_job(target, artifact(models["fp32"]), test_set)
-    assert again.ok and again.transfer["pushed"]["model"] == len(data)
+    assert again.ok and again.transfer.pushed["model"] == len(data)
     assert cached.read_bytes() == models["fp32"].read_bytes()
 
 
@@ -196,10 +198,43 @@ def test_a_hung_runner_times_out(models, test_set, tmp_path):
                 timeout_s=1.0)
 
 
+def test_result_json_is_parsed_into_the_records_once(test_set, tmp_path):
+    """build_run turns result.json's timings and execution plan into records; the stored timings
+    are the runner's plus the host's and the latency, as the untyped dict had them."""
+    from harness.on_device import Transfer
+    from harness.runners.python import _RunnerOutcome, build_run
+
+    raw = np.zeros((len(test_set), tiny.NUM_CLASSES), np.float32)
+    plan = {"available": True, "source": "interpreter", "nodes": 1, "delegated_nodes": 1, "delegate_partitions": 1,
+            "ops": ["CONV_2D"], "cpu_ops": [], "placement": [{"node": 0, "op": "CONV_2D", "on": "delegate"}]}
+    result = {"status": "ok", "runtime": "ai_edge_litert", "runtime_version": "2.3.0", "delegate_applied": "xnnpack",
+              "batch_size": 64, "execution_plan": plan,
+              "output": {"file": "outputs.npy", "dtype": "float32", "scale": 0.0, "zero_point": 0},
+              "timings": {"invoke_s": 0.02, "load_s": 0.01, "per_batch_s": [0.006, 0.006, 0.003], "prepare_s": 0.001,
+                          "total_s": 0.04}}
+    transfer = Transfer(pushed={"job": 9}, bytes_pulled=4, push_s=0.1234567, pull_s=0.05)
+    run = build_run(LocalTarget(tmp_path / "device"), artifact_of(b"m"), test_set, "xnnpack",
+                    _RunnerOutcome(result, raw, ""), transfer, 0.7)
+    assert run.ok and run.execution_plan.to_json() == plan
+    assert run.timings.to_json() == {**result["timings"], "host_push_s": 0.123457, "host_run_s": 0.7,
+                                     "host_pull_s": 0.05, "latency_ms_per_sample": 1000.0 * 0.015 / len(test_set)}
+    assert run.transfer.to_json() == {"bytes_pushed": 9, "bytes_pulled": 4, "push_s": 0.123457, "run_s": 0.0,
+                                      "pull_s": 0.05, "pushed": {"job": 9}}
+    failed = build_run(LocalTarget(tmp_path / "device"), artifact_of(b"m"), test_set, "xnnpack",
+                       _RunnerOutcome({**result, "status": "error", "error_kind": "invoke", "error": "boom"}, None, ""),
+                       transfer, 0.7)
+    assert failed.error == "invoke: boom" and failed.timings.latency_ms_per_sample is None
+
+
+def artifact_of(data: bytes) -> ModelArtifact:
+    return ModelArtifact(variant="v", path=None, sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
+                         inputs=(), outputs=(), recipe={})
+
+
 def test_properties_come_from_the_target(models, test_set, tmp_path):
     run = run_job(LocalTarget(tmp_path / "device", name="bench-7"), artifact(models["int8"]), test_set)
     assert run.target == "bench-7" and run.target_properties["name"] == "bench-7"
-    assert run.execution_plan["delegated_nodes"] > 0
+    assert run.execution_plan.delegated_nodes > 0
 
 
 # --- over ADB: the simulated device speaks the real protocol; same runner, runtime and delegate ---
@@ -252,10 +287,10 @@ def test_a_run_over_adb_is_bit_identical_to_the_local_target(variant, delegate, 
     assert remote.target == "sim-phone" and remote.target_properties["kind"] == "adb"
     assert remote.target_properties["python_version"]
     transfer = remote.transfer
-    assert transfer["pushed"]["model"] == models[variant].stat().st_size
-    assert transfer["pushed"]["inputs"] == local.transfer["pushed"]["inputs"] > test_set.x.nbytes
-    assert transfer["bytes_pulled"] > remote.raw.nbytes and local.transfer["bytes_pulled"] > local.raw.nbytes
-    assert transfer["run_s"] > 0 and transfer["push_s"] > 0 and transfer["pull_s"] > 0
+    assert transfer.pushed["model"] == models[variant].stat().st_size
+    assert transfer.pushed["inputs"] == local.transfer.pushed["inputs"] > test_set.x.nbytes
+    assert transfer.bytes_pulled > remote.raw.nbytes and local.transfer.bytes_pulled > local.raw.nbytes
+    assert transfer.run_s > 0 and transfer.push_s > 0 and transfer.pull_s > 0
 
 
 def test_a_sweep_on_one_simulated_device_pushes_the_test_set_once(models, test_set, simulated):
@@ -264,11 +299,11 @@ def test_a_sweep_on_one_simulated_device_pushes_the_test_set_once(models, test_s
         runs = [run_job(phone, artifact(models[v], v), test_set, d)
                 for v in variants for d in ("xnnpack", "reference")]
     assert all(r.ok for r in runs), [r.error for r in runs]
-    pushed = {kind: sum(r.transfer["pushed"][kind] for r in runs) for kind in ("inputs", "model", "runner")}
-    assert pushed["inputs"] == runs[0].transfer["pushed"]["inputs"] > test_set.x.nbytes
+    pushed = {kind: sum(r.transfer.pushed[kind] for r in runs) for kind in ("inputs", "model", "runner")}
+    assert pushed["inputs"] == runs[0].transfer.pushed["inputs"] > test_set.x.nbytes
     assert pushed["model"] == sum(models[v].stat().st_size for v in variants)
-    assert pushed["runner"] == runs[0].transfer["pushed"]["runner"] > 0
-    assert all(r.transfer["pushed"]["inputs"] == 0 for r in runs[1:])
+    assert pushed["runner"] == runs[0].transfer.pushed["runner"] > 0
+    assert all(r.transfer.pushed["inputs"] == 0 for r in runs[1:])
 
 
 def test_a_legacy_device_without_shell_v2_runs_the_job(models, test_set, simulated, tmp_path):

@@ -1,8 +1,9 @@
 """Frozen records passed between pipeline stages (see ARCHITECTURE.md).
 
-Every stage takes and returns one of these; none of them is mutated after it is built. Records that
-hold numpy arrays use ``eq=False`` (array equality is not a bool) and are compared field by field in
-tests.
+Every stage takes and returns one of these; none of them is mutated after it is built. What a job
+measured on a device (timings, transfer, execution plan, repeat noise) is in
+:mod:`harness.records.device`, re-exported here. Records that hold numpy arrays use ``eq=False``
+(array equality is not a bool) and are compared field by field in tests.
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+from harness.records.device import (CompilerOp, ExecutionPlan, JobTransfer, NodePlacement, RepeatNoise,
+                                    Timings)
+
+__all__ = ["SPLITS", "Preprocess", "GroupedDataset", "TensorIO", "CalibrationInfo", "ModelArtifact", "Logits",
+           "DeviceRun", "Timings", "JobTransfer", "ExecutionPlan", "NodePlacement", "CompilerOp", "RepeatNoise"]
 
 SPLITS = ("train", "test")
 
@@ -194,18 +201,15 @@ class DeviceRun:
     runtime_version: str = ""
     delegate_applied: str = ""
     batch_size: int = 0
-    timings: Mapping[str, Any] = field(default_factory=dict)
+    # what the job measured (harness.records.device); None when nothing was measured (a job that
+    # failed before it ran, a failure recorded by the run directory)
+    timings: Timings | None = None
     target_properties: Mapping[str, Any] = field(default_factory=dict)
-    # bytes_pushed, bytes_pulled, push_s, run_s, pull_s and pushed (bytes per kind: runner,
-    # inputs, model, job) for this job; content already on the device counts 0
-    transfer: Mapping[str, Any] = field(default_factory=dict)
+    transfer: JobTransfer | None = None     # bytes and seconds moved; content on the device counts 0
     error: str | None = None
-    # what the interpreter really delegated: {"available", "nodes", "delegated_nodes",
-    # "delegate_partitions", "ops", "cpu_ops"} (device_runner.protocol documents it)
-    execution_plan: Mapping[str, Any] = field(default_factory=dict)
-    # when the job ran several times ([run] repeat): the run-to-run noise of the device
-    # (harness.metrics.noise.repeat_noise); empty for a single run
-    repeats: Mapping[str, Any] = field(default_factory=dict)
+    execution_plan: ExecutionPlan | None = None  # what the interpreter really delegated
+    # when the job ran several times ([run] repeat): the device's run-to-run noise; None for one run
+    repeats: RepeatNoise | None = None
 
     @property
     def ok(self) -> bool:
@@ -215,11 +219,11 @@ class DeviceRun:
         """Invoke time per sample in ms: ``timings.latency_ms_per_sample`` if the on-device stage
         set it, else the runner's per-batch invoke seconds ``per_batch_s`` summed over the number
         of samples; None if neither is there (e.g. a failed job)."""
-        t = self.timings or {}
-        if t.get("latency_ms_per_sample") is not None:
-            return float(t["latency_ms_per_sample"])
-        per_batch = t.get("per_batch_s")
+        t = self.timings or Timings()
+        if t.latency_ms_per_sample is not None:
+            return float(t.latency_ms_per_sample)
+        per_batch = t.per_batch_s
         n = 0 if self.logits is None else len(self.logits)
-        if isinstance(per_batch, (list, tuple)) and per_batch and n:
+        if per_batch and n:
             return 1000.0 * float(sum(per_batch)) / n
         return None

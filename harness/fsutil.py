@@ -26,7 +26,7 @@ import numpy as np
 from harness.errors import QskewError
 
 
-def atomic_write(path: Path, write: Callable[[Path], Any], *, error: type[QskewError] = QskewError,
+def atomic_write(path: Path, write: Callable[[Path], Any], *, error: Callable[[str], Exception] = QskewError,
                  mode: int | None = None) -> None:
     """Replace ``path`` with what ``write(tmp)`` writes to a temporary file beside it.
 
@@ -37,7 +37,7 @@ def atomic_write(path: Path, write: Callable[[Path], Any], *, error: type[QskewE
 
     The new file gets ``mode`` when given (set before the rename, so it is never readable with a
     wider mode), else the mode of the file it replaces, else the umask's default. An OSError
-    becomes ``error`` naming the file; the temporary file never outlives the call.
+    becomes ``error(message)`` naming the file (an error class, or e.g. ``lambda m: TargetError(m, device)``); the temporary file never outlives the call.
     """
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -58,13 +58,13 @@ def atomic_write(path: Path, write: Callable[[Path], Any], *, error: type[QskewE
         raise
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, error: type[QskewError] = QskewError,
+def atomic_write_bytes(path: Path, data: bytes, *, error: Callable[[str], Exception] = QskewError,
                        mode: int | None = None) -> None:
     """``atomic_write`` of a bytes value."""
     atomic_write(path, lambda p: p.write_bytes(data), error=error, mode=mode)
 
 
-def atomic_write_text(path: Path, text: str, *, error: type[QskewError] = QskewError,
+def atomic_write_text(path: Path, text: str, *, error: Callable[[str], Exception] = QskewError,
                       mode: int | None = None) -> None:
     """``atomic_write`` of a str value (UTF-8)."""
     atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"), error=error, mode=mode)

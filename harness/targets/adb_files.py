@@ -16,13 +16,13 @@ import posixpath
 import re
 import secrets
 import stat as stat_mod
-import tempfile
 from pathlib import Path
 
 from adb_shell import exceptions as adb_exc
 from adb_shell.adb_device import AdbDevice
 
 from harness.errors import CommandFailed, TargetError
+from harness.fsutil import atomic_write
 from harness.targets.adb_link import FileSink, FileSource
 from harness.targets.adb_session import COMMAND_TIMEOUT_S, AdbSession, bare
 from harness.targets.base import RemoteStat
@@ -88,29 +88,24 @@ class AdbFiles:
             log.debug("[%s] could not remove %s: %s", self.name, remote, exc)
 
     def pull(self, remote: str, local: Path) -> None:
-        """Pull into a temp file next to ``local`` and rename it into place."""
+        """Pull into a temp file next to ``local`` and rename it into place (harness.fsutil)."""
         local = Path(local)
         what = f"pull {remote} -> {local}"
-        try:
-            local.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{local.name}.", suffix=".part", dir=local.parent)
-            os.close(fd)
-        except OSError as exc:
-            raise TargetError(f"{what}: cannot write local file: {exc}", self.name) from exc
 
-        def op(device: AdbDevice) -> None:
-            with FileSink(Path(tmp)) as sink:
-                device.pull(remote, sink, read_timeout_s=TRANSFER_READ_TIMEOUT_S)
-        try:
+        def pull_into(tmp: Path) -> None:
+            def op(device: AdbDevice) -> None:
+                with FileSink(tmp) as sink:
+                    device.pull(remote, sink, read_timeout_s=TRANSFER_READ_TIMEOUT_S)
             try:
                 self.session.call(what, op, idempotent=True)
             except adb_exc.AdbCommandFailureException as exc:
                 raise TargetError(f"{what} failed on the device: {bare(exc)}", self.name) from exc
-            os.replace(tmp, local)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+
+        try:
+            local.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TargetError(f"{what}: cannot write local file: {exc}", self.name) from exc
+        atomic_write(local, pull_into, error=lambda msg: TargetError(f"{what}: {msg}", self.name))
 
     def read_small(self, remote: str, what: str) -> bytes:
         """A small remote file's bytes through sync (b"" if it does not exist); ``what`` says why."""

@@ -18,11 +18,11 @@ import platform
 import shutil
 import socket
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from harness.errors import CommandFailed, TargetError
+from harness.fsutil import atomic_write
 from harness.targets.base import RemoteStat, Target
 from harness.targets.process import CommandResult, run_command
 
@@ -99,16 +99,15 @@ class LocalTarget(Target):
         return result.stdout.strip()
 
     def _copy(self, src: Path, dst: Path, verb: str) -> None:
-        """Copy ``src`` to ``dst`` through a temp file in dst's folder and a rename."""
-        tmp = None
+        """Copy ``src`` to ``dst`` atomically, with src's mode (as cp and adb push do)."""
+        def copy(tmp: Path) -> None:
+            with open(tmp, "wb") as out, open(src, "rb") as inp:
+                shutil.copyfileobj(inp, out, HASH_CHUNK_BYTES)
+
+        fail = f"{verb} {src} -> {dst} failed"
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
-            with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-                shutil.copyfileobj(inp, out, HASH_CHUNK_BYTES)
-            shutil.copymode(src, tmp)  # as cp and adb push do; mkstemp alone would leave 0600
-            os.replace(tmp, dst)
+            mode = os.stat(src).st_mode & 0o7777
         except OSError as exc:
-            if tmp is not None and os.path.exists(tmp):
-                os.unlink(tmp)
-            raise TargetError(f"{verb} {src} -> {dst} failed: {exc}", self.name) from exc
+            raise TargetError(f"{fail}: {exc}", self.name) from exc
+        atomic_write(dst, copy, mode=mode, error=lambda msg: TargetError(f"{fail}: {msg}", self.name))

@@ -27,6 +27,7 @@ import numpy as np
 
 from harness.errors import ArtifactError, DatasetError, TargetError
 from harness.fsutil import atomic_write_bytes
+from harness.logs import job_logger
 from harness.paths import cache_dir
 from harness.records import GroupedDataset, JobTransfer, ModelArtifact
 from harness.targets.base import Target
@@ -127,7 +128,7 @@ def push_verified(target: Target, local: Path, sha: str, remote: str) -> int:
     if got != sha:
         raise TargetError(f"pushed {local} to {remote}, but the device copy has sha256 {got}, "
                           f"not {sha}", target.name)
-    log.debug("[%s] pushed %s (%d bytes)", target.name, remote, size)
+    job_logger(log, target.name).debug("pushed %s (%d bytes)", remote, size)
     return size
 
 

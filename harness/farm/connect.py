@@ -18,6 +18,7 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.farm.inventory import RUNNER_KINDS, DeviceSpec
+from harness.logs import job_logger
 from harness.paths import cache_dir
 from harness.targets.adb import AdbTarget
 from harness.targets.base import Target
@@ -64,7 +65,7 @@ def _simulated(spec: DeviceSpec) -> Target:
     except BaseException:
         sim.stop()
         raise
-    log.info("[%s] simulated device on %s:%d (root %s)", spec.name, host, port, root)
+    job_logger(log, spec.name).info("simulated device on %s:%d (root %s)", host, port, root)
     return target
 
 

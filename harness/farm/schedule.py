@@ -25,6 +25,7 @@ from harness.errors import FailureStage, JobFailed, QskewError, failure_stage
 from harness.farm import runners
 from harness.farm.connect import open_target
 from harness.farm.inventory import load_inventory
+from harness.logs import job_logger
 from harness.metrics.noise import repeat_noise
 from harness.metrics.score import score_job
 from harness.records import ModelArtifact
@@ -167,7 +168,7 @@ def _one_job(exp, dev, art, delegate, test, ref, writer, done, lock, bar, echo) 
     def progress(done: int, total: int) -> None:
         with lock:
             bar.set_postfix_str(f"{target.name}: {art.variant}/{delegate} {done}/{total} samples")
-        log.info("[%s] %s/%s: %d/%d samples", target.name, art.variant, delegate, done, total)
+        job_logger(log, target.name, f"{art.variant}/{delegate}").info("%d/%d samples", done, total)
 
     try:
         run = _run_repeated(exp, dev, art, test, delegate, progress, echo)

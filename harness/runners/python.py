@@ -39,6 +39,7 @@ import device_runner
 from device_runner import protocol
 from harness import text
 from harness.errors import ConfigError, ProtocolMismatch, RunnerError
+from harness.logs import job_logger
 from harness.on_device import (Transfer, checked_model, default_timeout_s, pull_verified, push_file,
                                push_inputs, push_verified, with_output)
 from harness.records import DeviceRun, ExecutionPlan, GroupedDataset, ModelArtifact, Timings
@@ -167,7 +168,7 @@ def start_runner(target: Target, runner: str, job_dir: str, timeout_s: float,
     if proc.returncode == protocol.EXIT_PROTOCOL:
         raise with_output(ProtocolMismatch(f"runner {runner} refused job {job_dir}: "
                                             f"{text.tail(proc.stderr, OUTPUT_TAIL_CHARS)}", target.name), output)
-    log.info("[%s] runner exited %d after %.2f s", target.name, proc.returncode, proc.duration_s)
+    job_logger(log, target.name).info("runner exited %d after %.2f s", proc.returncode, proc.duration_s)
     return proc
 
 

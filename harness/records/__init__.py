@@ -15,8 +15,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from harness.records.device import (CompilerOp, ExecutionPlan, JobTransfer, NodePlacement, RepeatNoise,
-                                    Timings)
+from harness.records.device import (AcceleratorReport, CompilerOp, ExecutionPlan, JobTransfer, NodePlacement,
+                                    Precision, RepeatNoise, Timings)
 
 __all__ = ["SPLITS", "Preprocess", "GroupedDataset", "TensorIO", "CalibrationInfo", "ModelArtifact", "Logits",
            "DeviceRun", "Timings", "JobTransfer", "ExecutionPlan", "NodePlacement", "CompilerOp", "RepeatNoise"]

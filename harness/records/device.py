@@ -127,6 +127,32 @@ class CompilerOp:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Precision:
+    """The precision a job asked its delegate for and the one the runtime reported ("fp16", "fp32",
+    "model" for the model's own types, "unknown" where nothing tells)."""
+
+    requested: str
+    reported: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AcceleratorReport:
+    """What LiteRT's CompiledModel told about a GPU/compiled job (device_runner/compiled.py): the
+    accelerator library that registered, the adapter, its backend and type ("unknown" where no
+    log line says), whether the whole model was accelerated, and why the GPU is unproven."""
+
+    accelerator_registered: str = "unknown"
+    adapter: str = "unknown"
+    backend: str = "unknown"
+    adapter_type: str = "unknown"
+    fully_accelerated: bool | None = None
+    precision_requested: str | None = None
+    precision_reported: str | None = None
+    unproven: bool | None = None
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class ExecutionPlan:
     """What a job's interpreter really delegated, as far as its source can tell (``harness.placement``).
 
@@ -148,6 +174,10 @@ class ExecutionPlan:
     fully_delegated: bool | None = None
     log_lines: tuple[str, ...] | None = None
     compiler_ops: tuple[CompilerOp, ...] | None = None
+    delegate: str | None = None                      # CompiledModel jobs: the delegate confirmed
+    unproven: bool | None = None                     # a GPU job whose computation is not proven
+    precision: Precision | None = None
+    runtime_report: AcceleratorReport | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The fields that are known (``available`` always), nested records as objects."""
@@ -155,6 +185,9 @@ class ExecutionPlan:
         for key in ("placement", "compiler_ops"):
             if key in out:
                 out[key] = [_set_fields(p) for p in out[key]]
+        for key in ("precision", "runtime_report"):
+            if key in out:
+                out[key] = _set_fields(out[key], always=tuple(f.name for f in fields(out[key])))
         return out
 
     @classmethod
@@ -163,6 +196,7 @@ class ExecutionPlan:
         known = _known(cls, data)
         nested = {"placement": lambda p: NodePlacement(node=int(p["node"]), op=str(p["op"]), on=str(p["on"])),
                   "compiler_ops": lambda o: CompilerOp(**_known(CompilerOp, o))}
+        records = {"precision": Precision, "runtime_report": AcceleratorReport}
         for key, value in known.items():
             if key in nested:
                 known[key] = _seq(nested[key], value)
@@ -170,8 +204,13 @@ class ExecutionPlan:
                 known[key] = _seq(str, value)
             elif key in ("nodes", "delegated_nodes", "delegate_partitions"):
                 known[key] = _opt(int, value)
-            elif key in ("available", "fully_delegated"):
+            elif key in ("available", "fully_delegated", "unproven"):
                 known[key] = _opt(bool, value)
+            elif key in records and value is not None:
+                fields_of = _known(records[key], value)
+                if "evidence" in fields_of:
+                    fields_of["evidence"] = tuple(str(e) for e in fields_of["evidence"])
+                known[key] = records[key](**fields_of)
         return cls(**known)
 
     def with_compiler(self, ops: Sequence[Mapping[str, Any]]) -> "ExecutionPlan":

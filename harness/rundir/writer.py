@@ -232,14 +232,14 @@ def run_entry(run: DeviceRun, status: str, stage: str | None = None) -> dict:
 def _runtime_facts(run: DeviceRun) -> dict:
     """What the runtime told about the job's precision and GPU adapter (runner protocol 1.3),
     only where the runner recorded it."""
-    plan = dict(run.execution_plan or {})
+    plan = run.execution_plan
     facts = {}
-    if plan.get("precision"):
-        facts["precision_requested"] = plan["precision"].get("requested")
-        facts["precision_reported"] = plan["precision"].get("reported")
-    report = plan.get("runtime_report") or {}
-    if report:
-        facts["gpu_adapter"] = f"{report.get('adapter', 'unknown')} ({report.get('backend', 'unknown')})"
+    if plan is not None and plan.precision is not None:
+        facts["precision_requested"] = plan.precision.requested
+        facts["precision_reported"] = plan.precision.reported
+    if plan is not None and plan.runtime_report is not None:
+        report = plan.runtime_report
+        facts["gpu_adapter"] = f"{report.adapter} ({report.backend})"
     return facts
 
 

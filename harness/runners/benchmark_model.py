@@ -40,6 +40,7 @@ Since no real binary runs in qskew's tests, ``binary = "standin"`` runs
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -59,7 +60,7 @@ from harness import on_device
 from harness.errors import ArtifactError, ConfigError, QskewError, RunnerError, TargetError
 from harness.fsutil import atomic_write_bytes
 from harness.paths import cache_dir
-from harness.records import DeviceRun, GroupedDataset, ModelArtifact, TensorIO
+from harness.records import DeviceRun, GroupedDataset, ModelArtifact, Precision, TensorIO
 from harness.runners.benchmark_model_log import (BATCH_MARK, DONE_MARK, EXIT_MARK, FAILED_MARK,
                                                  SCRIPT_ERROR, UnsupportedDelegate, delegate_flags,
                                                  failed_batch, failure_stage, job_timings, parse_delegate_log,
@@ -360,7 +361,7 @@ def build_run(target: Target, artifact: ModelArtifact, test: GroupedDataset, del
     error, or (stage ``delegate``) the binary's warning when it did not apply the delegate."""
     sections = split_log(outcome.log)
     execution_plan, applied = parse_delegate_log([text for _, _, text in sections], delegate)
-    execution_plan["precision"] = precision_flag(delegate)
+    execution_plan = dataclasses.replace(execution_plan, precision=Precision(**precision_flag(delegate)))
     common = dict(variant=artifact.variant, target=target.name, delegate=delegate,
                   artifact_sha256=artifact.sha256, runtime=RUNTIME,
                   runtime_version=runtime_version(outcome.log, binary_sha256), delegate_applied=applied,

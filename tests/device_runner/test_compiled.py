@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.records import ModelArtifact
+from harness.records import ModelArtifact, Precision
 from harness.runners.python import run_job
 from harness.targets.local import LocalTarget
 from support import tiny_models as tiny
@@ -70,10 +70,10 @@ def test_gpu_on_swiftshader_matches_the_reference_kernels_per_group(models, tmp_
     _, ref = job(tmp_path, models["fixed4"], "reference")
     assert run.ok and ref.ok, (run.error, ref.error)
     plan = run.execution_plan
-    assert run.delegate_applied == delegate and plan["fully_delegated"] is True
-    assert plan["runtime_report"]["adapter"].startswith("SwiftShader")
-    assert plan["runtime_report"]["backend"] == "Vulkan"
-    assert plan["precision"] == {"requested": precision, "reported": "unknown"}
+    assert run.delegate_applied == delegate and plan.fully_delegated is True
+    assert plan.runtime_report.adapter.startswith("SwiftShader")
+    assert plan.runtime_report.backend == "Vulkan"
+    assert plan.precision == Precision(requested=precision, reported="unknown")
     for group in np.unique(test.group):
         sel = test.group == group
         diff = np.abs(run.logits[sel] - ref.logits[sel]).max()
@@ -84,7 +84,7 @@ def test_cpu_compiled_runs_the_same_api_on_the_cpu(models, tmp_path):
     _, run = job(tmp_path, models["fixed4"], "cpu-compiled")
     _, ref = job(tmp_path, models["fixed4"], "reference")
     assert run.ok, run.error
-    assert run.delegate_applied == "cpu-compiled" and run.execution_plan["fully_delegated"] is False
+    assert run.delegate_applied == "cpu-compiled" and run.execution_plan.fully_delegated is False
     assert np.abs(run.logits - ref.logits).max() < FP32_TOLERANCE
 
 
@@ -108,4 +108,4 @@ def test_int8_on_the_gpu_is_unproven_by_default_and_kept_labelled_when_allowed(m
     assert "not proven" in refused.error and "is_fully_accelerated() is True" in refused.error
     _, kept = job(tmp_path, models["fixed4_int8"], "gpu", allow_unproven=True)
     assert kept.ok, kept.error
-    assert kept.delegate_applied == "gpu (unproven)" and kept.execution_plan["unproven"] is True
+    assert kept.delegate_applied == "gpu (unproven)" and kept.execution_plan.unproven is True

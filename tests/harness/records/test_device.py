@@ -105,3 +105,22 @@ def test_device_run_latency_from_the_timings():
     assert run.latency_ms_per_sample() == pytest.approx(1.0)
     assert dataclasses.replace(run, timings=Timings(latency_ms_per_sample=0.25)).latency_ms_per_sample() == 0.25
     assert DeviceRun("int8", "dev", "xnnpack", None, None, error="x").latency_ms_per_sample() is None
+
+
+def test_a_compiled_jobs_plan_keeps_its_precision_and_runtime_report():
+    # device_runner/compiled.py's plan for a GPU job, as result.json carries it (protocol 1.3)
+    raw = {"available": True, "source": "LiteRT CompiledModel", "fully_delegated": True,
+           "delegate_partitions": 1, "unproven": False, "delegate": "gpu",
+           "precision": {"requested": "fp16", "reported": "unknown"},
+           "runtime_report": {"accelerator_registered": "libLiteRtWebGpuAccelerator.so",
+                              "adapter": "SwiftShader Device (Subzero)", "backend": "Vulkan",
+                              "adapter_type": "CPU / Software", "fully_accelerated": True,
+                              "precision_requested": "fp16", "precision_reported": "unknown",
+                              "unproven": False, "evidence": [], "from_a_newer_runner": 1},
+           "log_lines": ["GPU accelerator registered"]}
+    plan = ExecutionPlan.from_json(raw)
+    assert plan.precision.requested == "fp16" and plan.runtime_report.backend == "Vulkan"
+    assert plan.unproven is False and plan.delegate == "gpu"
+    back = plan.to_json()
+    assert back["runtime_report"] == {k: v for k, v in raw["runtime_report"].items() if k != "from_a_newer_runner"}
+    assert back["precision"] == raw["precision"] and back["unproven"] is False

@@ -229,4 +229,4 @@ def test_a_delegate_the_binary_silently_skips_fails_the_job_not_records_cpu_logi
     if delegate.startswith("gpu"):
         allowed = "true" if delegate == "gpu" else "false"
         assert f"--gpu_precision_loss_allowed={allowed}" in script
-        assert run.execution_plan["precision"]["requested"] == ("fp16" if delegate == "gpu" else "fp32")
+        assert run.execution_plan.precision.requested == ("fp16" if delegate == "gpu" else "fp32")

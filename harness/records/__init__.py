@@ -19,7 +19,8 @@ from harness.records.device import (AcceleratorReport, CompilerOp, ExecutionPlan
                                     Precision, RepeatNoise, Timings)
 
 __all__ = ["SPLITS", "Preprocess", "GroupedDataset", "TensorIO", "CalibrationInfo", "ModelArtifact", "Logits",
-           "DeviceRun", "Timings", "JobTransfer", "ExecutionPlan", "NodePlacement", "CompilerOp", "RepeatNoise"]
+           "DeviceRun", "Timings", "JobTransfer", "ExecutionPlan", "NodePlacement", "CompilerOp", "RepeatNoise",
+           "Precision", "AcceleratorReport"]
 
 SPLITS = ("train", "test")
 

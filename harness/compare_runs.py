@@ -10,7 +10,7 @@ labels differ); there is no honest paired interval across different samples.
 
 Columns of ``Comparison.table`` (:data:`COMPARE_COLUMNS`), one row per job x (overall + groups)::
 
-    variant, target, delegate, scope, group   as in the run's metrics ("overall" row: group "")
+    variant, target, delegate, scope, attribute, group   as in the run's metrics ("overall" row: "")
     status            "both", "only_a" or "only_b": where the job (and group) finished
     n_a, n_b          samples in run A / run B (0 where absent)
     acc_a, acc_b, acc_diff, acc_diff_lo, acc_diff_hi                 variant accuracy, B - A
@@ -37,11 +37,12 @@ if TYPE_CHECKING:
     from harness.rundir import RunData
 
 JOB = ["variant", "target", "delegate"]
-KEYS = JOB + ["scope", "group"]
+KEYS = JOB + ["scope", "attribute", "group"]
 MEASURES = (("acc", "acc"), ("acc_drop", "drop"), ("flip_rate", "flip_rate"))  # metrics column, diff prefix
 
 COMPARE_COLUMNS: dict[str, str] = {
-    "variant": "str", "target": "str", "delegate": "str", "scope": "str", "group": "str", "status": "str",
+    "variant": "str", "target": "str", "delegate": "str", "scope": "str", "attribute": "str", "group": "str",
+    "status": "str",
     "n_a": "int64", "n_b": "int64",
     "acc_a": "float64", "acc_b": "float64", "acc_diff": "float64", "acc_diff_lo": "float64", "acc_diff_hi": "float64",
     "acc_drop_a": "float64", "acc_drop_b": "float64",
@@ -133,7 +134,8 @@ def _add_intervals(table: "pd.DataFrame", a: "RunData", b: "RunData", n_resample
             rows = in_job & (table["scope"] == "overall")
             table.loc[rows, [f"{prefix}_diff_lo", f"{prefix}_diff_hi"]] = [lo_all[k], hi_all[k]]
             for g, name in enumerate(names):
-                rows = in_job & (table["scope"] == "group") & (table["group"] == name)
+                # stratified by the stored group label: intervals for one-attribute runs (several: TODO)
+                rows = in_job & (table["attribute"] == "group") & (table["group"] == name)
                 table.loc[rows, [f"{prefix}_diff_lo", f"{prefix}_diff_hi"]] = [lo_g[g, k], hi_g[g, k]]
         table.loc[in_job, "paired"] = True
     return table

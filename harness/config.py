@@ -6,7 +6,13 @@ An experiment names a dataset, a model, the variants to build, and where and how
     name = "digits-demo"                # used in the default run-directory name
 
     [data]
-    dataset = "digits-groups"           # built-in name, a .npz file, or a folder/CSV of images
+    dataset = "digits-groups"           # built-in name ("digits-groups", "adult"), a .npz file, a
+                                        # folder/CSV of images, or a table (.csv/.parquet) with label
+    label = ""                          # a table's class column (a table needs it)
+    features = []                       # a table's feature columns; empty: every other column
+    groups = []                         # group columns: a table's, or adult's (default sex, race)
+    intersections = false               # also report the crossing of the groups (sex x race)
+    unknown = "error"                   # a test category the train split lacks: "error" or "ignore"
 
     [model]
     name = "small_cnn"                  # a built-in model trained (and cached) on the dataset ...
@@ -57,11 +63,24 @@ from harness.quantize.variants import get_variant, known_variants
 ALL_VARIANTS = tuple(known_variants())  # the registry's names, in its order (defined there once)
 DEFAULT_MODEL = "small_cnn"
 DEFAULT_DATASET = "digits-groups"
+BUILTIN_DATASETS = (DEFAULT_DATASET, "adult")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = DEFAULT_DATASET
+    label: str = ""                     # tables only (harness.datasets.tabular)
+    features: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    intersections: bool = False
+    unknown: str = "error"
+
+    def table_options(self):
+        """The column options ``harness.datasets.load`` takes."""
+        from harness.datasets import TableOptions
+
+        return TableOptions(label=self.label, features=self.features, groups=self.groups,
+                            intersections=self.intersections, unknown=self.unknown)
 
 
 @dataclass(frozen=True)
@@ -160,7 +179,8 @@ def _section(table: Any, cls: type, key: str, source: str):
             if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
                 raise ConfigError(f"{source}: [{key}] {k} must be a list of strings")
             v = tuple(v)
-        elif isinstance(default, bool) or (default is not None and not isinstance(v, type(default))):
+        elif isinstance(default, bool) != isinstance(v, bool) or (
+                default is not None and not isinstance(v, type(default))):
             if not (isinstance(default, float) and isinstance(v, int)):
                 raise ConfigError(f"{source}: [{key}] {k} must be {type(default).__name__}, got {v!r}")
         values[k] = v
@@ -173,8 +193,8 @@ def _resolve_paths(exp: Experiment, base_dir: Path | None) -> Experiment:
     if base_dir is None:
         return exp
     data, model = exp.data, exp.model
-    if data.dataset != DEFAULT_DATASET and not Path(data.dataset).is_absolute():
-        data = DataConfig(dataset=str(base_dir / data.dataset))
+    if data.dataset not in BUILTIN_DATASETS and not Path(data.dataset).is_absolute():
+        data = dataclasses.replace(data, dataset=str(base_dir / data.dataset))
     if model.path and not Path(model.path).is_absolute():
         model = dataclasses.replace(model, path=str(base_dir / model.path))
     run = exp.run
@@ -200,6 +220,8 @@ def validate(exp: Experiment) -> None:
     if exp.quantize.calibration_strategy not in CALIBRATION_STRATEGIES:
         raise ConfigError(f"{src}: unknown calibration_strategy {exp.quantize.calibration_strategy!r}; "
                           f"known: {', '.join(CALIBRATION_STRATEGIES)}")
+    if exp.data.unknown not in ("error", "ignore"):
+        raise ConfigError(f"{src}: [data] unknown must be \"error\" or \"ignore\", got {exp.data.unknown!r}")
     if exp.quantize.calibration_size < 1:
         raise ConfigError(f"{src}: calibration_size must be >= 1")
     for d in exp.run.delegates:

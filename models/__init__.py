@@ -7,7 +7,7 @@ TensorFlow or Keras; ``build`` does.
 
 >>> import models
 >>> models.NAMES
-('small_cnn', 'mobilenet_v2')
+('small_cnn', 'mobilenet_v2', 'mlp')
 >>> models.get("small_cnn").recipe.epochs
 15
 """
@@ -15,13 +15,13 @@ TensorFlow or Keras; ``build`` does.
 from __future__ import annotations
 
 from harness.errors import ModelError
-from models import mobilenet_v2, small_cnn
+from models import mlp, mobilenet_v2, small_cnn
 from models.spec import ModelSpec, TrainRecipe
 
 DEFAULT = "small_cnn"  # trains in seconds on 2 cores; the demo and the tests use it
 
 _REGISTRY: dict[str, ModelSpec] = {
-    spec.name: spec for spec in (small_cnn.SPEC, mobilenet_v2.SPEC)
+    spec.name: spec for spec in (small_cnn.SPEC, mobilenet_v2.SPEC, mlp.SPEC)
 }
 NAMES: tuple[str, ...] = tuple(_REGISTRY)
 

@@ -147,10 +147,13 @@ def load_checked_dataset(run: "RunData") -> "GroupedDataset":
     from harness import datasets
 
     recorded = run.manifest.get("dataset") or {}
-    spec = ((run.manifest.get("config") or {}).get("data") or {}).get("dataset") or recorded.get("name")
+    data = (run.manifest.get("config") or {}).get("data") or {}
+    spec = data.get("dataset") or recorded.get("name")
     if not spec:
         raise DatasetError(f"{run.path / 'manifest.json'} names no dataset")
-    dataset = datasets.load(spec)
+    options = datasets.TableOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+                                       if k in ("label", "features", "groups", "intersections", "unknown")})
+    dataset = datasets.load(spec, options)
     if recorded.get("sha256") and dataset.sha256() != recorded["sha256"]:
         raise DatasetError(f"dataset {spec!r} has changed since the run: sha256 {dataset.sha256()[:16]}... != "
                            f"{recorded['sha256'][:16]}... recorded in {run.path / 'manifest.json'}")

@@ -159,7 +159,7 @@ def run_experiment(exp, args) -> int:
     show_progress, say = progress(args), echo(args)
     out = args.out or default_run_dir(exp.name)
     say(f"dataset: {exp.data.dataset}")
-    dataset = datasets.load(exp.data.dataset)
+    dataset = datasets.load(exp.data.dataset, exp.data.table_options())
     source = model_source(exp, dataset, show_progress, say)
     evaluate(exp, dataset, source, out, progress=show_progress, echo=say)
     run = rundir.read_run(out)

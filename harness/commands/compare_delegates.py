@@ -54,7 +54,7 @@ def cmd_compare_delegates(args) -> int:
     progress, echo = _common.progress(args), _common.echo(args)
     out = args.out or _common.default_run_dir(exp.name, "-delegates")
     echo(f"comparing delegates {', '.join(exp.run.delegates)} on variant {variant}")
-    dataset = datasets.load(exp.data.dataset)
+    dataset = datasets.load(exp.data.dataset, exp.data.table_options())
     source = _common.model_source(exp, dataset, progress, echo)
     try:
         evaluate(exp, dataset, source, out, progress=progress, echo=echo)

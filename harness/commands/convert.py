@@ -38,7 +38,7 @@ def cmd_convert(args) -> int:
                                          "calibration_strategy": args.calibration_strategy}},
                            source="qskew convert")
     progress, echo = _common.progress(args), _common.echo(args)
-    dataset = datasets.load(exp.data.dataset)
+    dataset = datasets.load(exp.data.dataset, exp.data.table_options())
     source = _common.model_source(exp, dataset, progress, echo)
     args.out.mkdir(parents=True, exist_ok=True)
     _, artifacts = build_variants(exp, source.model, dataset.subset("train"), progress, echo)

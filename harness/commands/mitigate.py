@@ -64,7 +64,7 @@ def cmd_mitigate(args) -> int:
     progress, echo = _common.progress(args), _common.echo(args)
     out = args.out or _common.default_run_dir(exp.name, "-mitigate")
     echo(f"dataset: {exp.data.dataset}")
-    dataset = datasets.load(exp.data.dataset)
+    dataset = datasets.load(exp.data.dataset, exp.data.table_options())
     source = _common.model_source(exp, dataset, progress, echo)
     result = mitigate(exp, dataset, source, out, options, progress=progress, echo=echo,
                       build=builtin_build(source))

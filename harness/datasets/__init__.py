@@ -2,7 +2,11 @@
 
 ``load(spec)`` takes one of:
 
-* ``"digits-groups"`` -- the built-in dataset (no download), its recipe in ``digits.py``;
+* ``"digits-groups"`` -- the built-in image dataset (no download), its recipe in ``digits.py``;
+* ``"adult"`` -- the built-in tabular dataset of UCI Adult (groups ``sex`` and ``race``, people),
+  shipped in the package, its provenance and preprocessing in ``adult.py``;
+* a table (``.csv``, ``.parquet``, a folder of Parquet parts) when ``options.label`` names its class
+  column: features, groups and encoding as ``tabular.py`` says;
 * a path to a ``.npz`` file with arrays ``x``, ``y``, ``group`` and optionally ``id``, ``split``,
   ``preprocess_scale``, ``preprocess_offset``. It is read with ``allow_pickle=False``: string
   arrays must be saved as unicode (``np.array(values, dtype=str)``), never as Python objects.
@@ -19,7 +23,8 @@ ids, an unknown split name, no test split, or a group without test samples.
 ``validate_for_model`` then checks that a model can take the samples and labels.
 
 One module per kind of source: ``digits.py`` (the built-in ``digits-groups``, its recipe in that
-module's docstring), ``npz.py``, ``image_folder.py``; ``assemble.py`` validates what any of them read.
+module's docstring), ``adult.py`` (built by ``adult_build.py``), ``tabular.py``, ``npz.py``,
+``image_folder.py``; ``assemble.py`` validates what any of them read.
 """
 
 from __future__ import annotations
@@ -28,31 +33,44 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.datasets.adult import ADULT_NAME, load_adult
 from harness.datasets.digits import DIGITS_NAME, faint_style, load_digits_groups
 from harness.datasets.image_folder import CSV_NAME, CSV_REQUIRED, load_image_folder
 from harness.datasets.npz import load_npz
+from harness.datasets.tabular import TABLE_SUFFIXES, TableOptions, load_table
 from harness.errors import DatasetError
 from harness.records import GroupedDataset
 
-__all__ = ["BUILTINS", "DIGITS_NAME", "faint_style", "load", "load_digits_groups", "load_image_folder",
-           "load_npz", "validate_for_model"]
+__all__ = ["ADULT_NAME", "BUILTINS", "DIGITS_NAME", "TableOptions", "faint_style", "load", "load_adult",
+           "load_digits_groups", "load_image_folder", "load_npz", "load_table", "validate_for_model"]
 
-BUILTINS = {DIGITS_NAME: load_digits_groups}
+BUILTINS = (DIGITS_NAME, ADULT_NAME)
 
 
-def load(spec: str | Path) -> GroupedDataset:
-    """Load a dataset by built-in name, ``.npz`` path, image folder or CSV path.
+def load(spec: str | Path, options: TableOptions | None = None) -> GroupedDataset:
+    """Load a dataset by built-in name, ``.npz`` path, image folder, CSV or Parquet path.
+
+    ``options`` names a table's columns; for ``adult`` only its ``groups`` and ``intersections``
+    count. A table is read as one only when ``options.label`` is set.
 
     >>> ds = load("digits-groups")
     >>> ds.x.shape, ds.groups
     ((1797, 8, 8, 1), ['faint', 'standard'])
     """
-    if str(spec) in BUILTINS:
-        return BUILTINS[str(spec)]()
+    options = options or TableOptions()
+    if str(spec) == ADULT_NAME:
+        return load_adult(groups=options.groups, intersections=options.intersections)
+    if str(spec) == DIGITS_NAME:
+        if options.groups or options.label:
+            raise DatasetError(f"{DIGITS_NAME}: has one group attribute and fixed columns; "
+                               "[data] label and groups apply to tables and adult")
+        return load_digits_groups()
     path = Path(spec).expanduser()
     if not path.exists():
         raise DatasetError(f"dataset {str(spec)!r} not found: not a built-in ({', '.join(BUILTINS)}) "
                            "and no such file or folder")
+    if options.label and (path.suffix.lower() in TABLE_SUFFIXES or (path.is_dir() and any(path.glob("*.parquet")))):
+        return load_table(path, options)
     if path.is_dir():
         csv_path = path / CSV_NAME
         if not csv_path.is_file():

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import DatasetError
-from harness.records import SPLITS, GroupedDataset, Preprocess
+from harness.records import DEFAULT_ATTRIBUTE, SPLITS, GroupedDataset, Preprocess
 
 DEFAULT_TEST_FRACTION = 0.4       # user data without a split column: 60/40 train/test
 DEFAULT_SPLIT_SEED = 0            # ... made with this seed, stratified by group
@@ -20,9 +20,10 @@ MISSING_GROUP_VALUES = frozenset({"", "nan", "none", "null"})  # what pandas/np.
 SHOWN_IDS = 5                     # how many offending ids an error message lists
 
 
-def assemble(source: Path, name: str, x: np.ndarray, y, group, ids, split,
-             preprocess: Preprocess) -> GroupedDataset:
-    """Validate raw columns from any loader and build the dataset."""
+def assemble(source: Path, name: str, x: np.ndarray, y, group, ids, split, preprocess: Preprocess,
+             attributes: tuple[str, ...] = (DEFAULT_ATTRIBUTE,), intersections: bool = False,
+             notes: str = "") -> GroupedDataset:
+    """Validate raw columns from any loader and build the dataset (``notes`` end its description)."""
     n = x.shape[0]
     columns = {"y": y, "group": group, "id": ids, "split": split}
     wrong = [f"{key} has shape {col.shape}" for key, col in columns.items()
@@ -35,12 +36,13 @@ def assemble(source: Path, name: str, x: np.ndarray, y, group, ids, split,
     ids = _ids(source, ids, n)
     labels = _labels(source, y, ids)
     groups = _groups(source, group, ids)
-    split, described = _splits(source, split, groups, ids)
+    split, described = resolve_split(source, split, groups, ids)
     _check_test_groups(source, split, groups)
-    description = f"{n} samples from {source}" + (f"; {described}" if described else "")
+    description = "; ".join(p for p in (f"{n} samples from {source}", described, notes) if p)
     return freeze(GroupedDataset(name=name, ids=ids, x=x, y=labels, group=groups, split=split,
                                   num_classes=int(labels.max()) + 1, preprocess=preprocess,
-                                  description=description))
+                                  description=description, attributes=tuple(attributes),
+                                  intersections=bool(intersections)))
 
 
 def _ids(source: Path, ids, n: int) -> np.ndarray:
@@ -97,7 +99,8 @@ def _groups(source: Path, group: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return text
 
 
-def _splits(source: Path, split, groups: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, str]:
+def resolve_split(source: Path, split, groups: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, str]:
+    """The checked split column, or the seeded one when ``split`` is None, and how it was made."""
     if split is None:
         return _seeded_split(groups), (f"no split given: seeded {1 - DEFAULT_TEST_FRACTION:.0%}/"
                                        f"{DEFAULT_TEST_FRACTION:.0%} train/test split stratified by group "

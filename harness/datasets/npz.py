@@ -14,7 +14,7 @@ from harness.records import GroupedDataset, Preprocess
 
 def load_npz(path: Path) -> GroupedDataset:
     """A dataset from a ``.npz`` file (keys in the module docstring); never unpickles."""
-    arrays = _read_npz(path)
+    arrays = read_npz(path)
     for key in ("x", "y", "group"):
         if key not in arrays:
             raise DatasetError(f"{path}: missing array {key!r}; a dataset .npz needs x, y, group "
@@ -30,7 +30,7 @@ def load_npz(path: Path) -> GroupedDataset:
                     preprocess)
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+def read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:

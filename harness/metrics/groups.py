@@ -13,7 +13,11 @@ row, then groups in sorted order (:func:`sort_metrics`).
 ``group_metrics`` columns (:data:`METRIC_COLUMNS`)::
 
     variant, target, delegate    the job
-    scope                        "overall" (all samples of the job) or "group"
+    scope                        "overall" (all samples of the job), "group" (a group of one
+                                 attribute) or "cell" (a group of the attributes' intersection)
+    attribute                    the group attribute ("group" for a dataset with one, "sex",
+                                 "race", "sex\u00d7race"...; see harness.metrics.attributes); ""
+                                 on the overall row
     group                        group label; "" on the overall row
     n                            number of samples
     small_group                  n < MIN_GROUP_SIZE: the numbers are too noisy to read alone
@@ -41,14 +45,16 @@ row, then groups in sorted order (:func:`sort_metrics`).
 
     variant, target, delegate, n, acc_ref, acc   the job and its overall row
     overall_drop                 overall acc_drop
-    worst_group, worst_group_drop   group with the largest acc_drop (group_max of the drop)
+    worst_group, worst_group_drop   group with the largest acc_drop (group_max of the drop),
+                                 over the "group" rows of every attribute; named "sex=Female"
+                                 when the dataset names its attributes (plain with one "group")
     best_group, best_group_drop     group with the smallest acc_drop (group_min of the drop)
     drop_gap                     worst_group_drop - best_group_drop (between_groups difference)
     psi, psi_group               max_g psi_g and its group (Balancing Act's accuracy-gap disparity)
     excess_loss_gap              max_g EL_g - min_g EL_g (Liu/Tran's phi)
     acc_gap_ref, acc_gap         max - min group accuracy under the reference / the variant, so a
                                  gap that was already there is not mistaken for quantization damage
-    small_groups                 comma-separated groups with n < MIN_GROUP_SIZE ("" if none)
+    small_groups                 comma-separated groups and cells with n < MIN_GROUP_SIZE ("" if none)
 
 Ties (two groups with the same drop) go to the group that sorts first. A job with no group rows
 gets NaN numbers and "" names.
@@ -59,6 +65,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from harness.metrics.attributes import CELL_SCOPE, expand, first_attribute_rows, qualified, scope_of
+
 # Below 100 samples the 95 % Wilson half-width at 90 % accuracy is about +-6 pp, larger than
 # typical post-training-quantization drops, so such a group's numbers must not be read alone.
 MIN_GROUP_SIZE = 100
@@ -68,7 +76,7 @@ OVERALL = "overall"
 GROUP = "group"
 
 METRIC_COLUMNS: dict[str, str] = {
-    "variant": "str", "target": "str", "delegate": "str", "scope": "str", "group": "str",
+    "variant": "str", "target": "str", "delegate": "str", "scope": "str", "attribute": "str", "group": "str",
     "n": "int64", "small_group": "bool",
     "acc_ref": "float64", "acc": "float64", "acc_drop": "float64",
     "drop_quantization": "float64", "drop_delegate": "float64",
@@ -100,16 +108,21 @@ _MEANS = {
 def group_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     """Overall and per-group metrics of every job in a per-sample frame (see module docstring).
 
+    A frame with an ``attribute`` column (``attributes.expand``) gets rows per attribute and group;
+    one without is one attribute, "group".
+
     Example::
 
         metrics = group_metrics(per_sample(ref, run, test))
         metrics[metrics.scope == "group"][["group", "n", "acc_drop", "psi"]]
     """
+    frame = expand(frame, None)
     work = frame.assign(_r2w=frame["correct_ref"] & ~frame["correct"],
                         _w2r=~frame["correct_ref"] & frame["correct"])
     keys = list(JOB_COLUMNS)
-    overall = _aggregate(work, keys).assign(scope=OVERALL, group="")
-    by_group = _aggregate(work, keys + ["group"]).assign(scope=GROUP)
+    overall = _aggregate(first_attribute_rows(work), keys).assign(scope=OVERALL, attribute="", group="")
+    by_group = _aggregate(work, keys + ["attribute", "group"])
+    by_group["scope"] = [scope_of(a) for a in by_group["attribute"]] if len(by_group) else GROUP
     by_group = by_group.merge(overall[keys + ["acc_drop"]].rename(columns={"acc_drop": "_drop_all"}),
                               on=keys, how="left")
     by_group["psi"] = by_group["acc_drop"] - by_group["_drop_all"]
@@ -144,26 +157,28 @@ def attribute_drops(metrics: pd.DataFrame) -> pd.DataFrame:
     """
     out = metrics.copy()
     base = metrics[metrics["delegate"] == BASELINE_DELEGATE]
-    acc = {(r.variant, r.target, r.scope, r.group): r.acc for r in base.itertuples(index=False)}
+    acc = {(r.variant, r.target, r.scope, r.attribute, r.group): r.acc for r in base.itertuples(index=False)}
     with_ref: dict[str, set] = {}
-    for variant, target, _, _ in acc:
+    for variant, target, *_ in acc:
         with_ref.setdefault(variant, set()).add(target)
-    baseline = [acc.get((v, baseline_target(with_ref.get(v, ()), t), sc, g), np.nan)
-                for v, t, sc, g in zip(out["variant"], out["target"], out["scope"], out["group"])]
+    baseline = [acc.get((v, baseline_target(with_ref.get(v, ()), t), sc, a, g), np.nan)
+                for v, t, sc, a, g in zip(out["variant"], out["target"], out["scope"], out["attribute"], out["group"])]
     out["drop_quantization"] = out["acc_ref"] - np.asarray(baseline, dtype=np.float64)
     out["drop_delegate"] = out["acc_drop"] - out["drop_quantization"]
     return out
 
 
 def sort_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Rows ordered by job (variants in registry order), the overall row first, then groups by name."""
+    """Rows ordered by job (variants in registry order), the overall row first, then each attribute's
+    groups (attributes by name), then the intersections' cells; groups by name."""
     from harness.quantize.variants import known_variants
 
     rank = {name: i for i, name in enumerate(known_variants())}  # fp32 first ... mixed last
-    order = metrics.assign(_is_group=(metrics["scope"] != OVERALL),
+    scopes = {OVERALL: 0, GROUP: 1, CELL_SCOPE: 2}
+    order = metrics.assign(_scope=metrics["scope"].map(lambda s: scopes.get(s, 3)),
                            _rank=metrics["variant"].map(lambda v: rank.get(v, len(rank))))
-    order = order.sort_values(["_rank"] + list(JOB_COLUMNS) + ["_is_group", "group"], kind="mergesort")
-    return order.drop(columns=["_is_group", "_rank"]).reset_index(drop=True)
+    order = order.sort_values(["_rank"] + list(JOB_COLUMNS) + ["_scope", "attribute", "group"], kind="mergesort")
+    return order.drop(columns=["_scope", "_rank"]).reset_index(drop=True)
 
 
 def disparity(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -171,8 +186,11 @@ def disparity(metrics: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for job, part in metrics.groupby(list(JOB_COLUMNS), sort=True):
         overall = part[part["scope"] == OVERALL]
-        groups = part[part["scope"] == GROUP].sort_values("group", kind="mergesort")
-        rows.append(dict(zip(JOB_COLUMNS, job)) | _overall_fields(overall) | _group_fields(groups))
+        groups = part[part["scope"] == GROUP].sort_values(["attribute", "group"], kind="mergesort")
+        small = part[(part["scope"] != OVERALL) & part["small_group"]].sort_values(
+            ["scope", "attribute", "group"], kind="mergesort")
+        rows.append(dict(zip(JOB_COLUMNS, job)) | _overall_fields(overall) | _group_fields(groups)
+                    | {"small_groups": ",".join(map(qualified, small["attribute"], small["group"]))})
     return _typed(pd.DataFrame(rows), DISPARITY_COLUMNS)
 
 
@@ -211,7 +229,7 @@ def _group_fields(groups: pd.DataFrame) -> dict:
                 "best_group_drop": np.nan, "drop_gap": np.nan, "psi": np.nan, "psi_group": "",
                 "excess_loss_gap": np.nan, "acc_gap_ref": np.nan, "acc_gap": np.nan,
                 "small_groups": ""}
-    names = groups["group"].to_numpy()
+    names = np.array([qualified(a, g) for a, g in zip(groups["attribute"], groups["group"])], dtype=object)
     drop = groups["acc_drop"].to_numpy()
     psi = groups["psi"].to_numpy()
     worst, best, most = int(np.argmax(drop)), int(np.argmin(drop)), int(np.argmax(psi))
@@ -222,7 +240,6 @@ def _group_fields(groups: pd.DataFrame) -> dict:
         "psi": psi[most], "psi_group": names[most],
         "excess_loss_gap": _spread(groups["excess_loss"]),
         "acc_gap_ref": _spread(groups["acc_ref"]), "acc_gap": _spread(groups["acc"]),
-        "small_groups": ",".join(names[groups["small_group"].to_numpy()].tolist()),
     }
 
 

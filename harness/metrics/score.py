@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from harness.metrics.attributes import Attributes, expand
 from harness.metrics.compare import per_sample
 from harness.metrics.groups import JOB_COLUMNS, disparity, group_metrics
 from harness.records import DeviceRun, GroupedDataset, Logits
@@ -33,7 +34,7 @@ class JobScore:
 
     job: tuple[str, str, str]      # (variant, target, delegate)
     ids: np.ndarray                # sample ids (str)
-    groups: np.ndarray             # group labels (str)
+    groups: np.ndarray             # group labels (str): each sample's cell with several attributes
     labels: np.ndarray             # true classes (int64)
     preds: np.ndarray              # argmax of the variant's logits (int64)
     logits: np.ndarray             # the variant's logits [N, K], float32: exactly what was scored
@@ -55,7 +56,7 @@ def score_job(run: DeviceRun, ref: Logits, test: GroupedDataset) -> JobScore:
     ref = Logits(ids=ref.ids, values=np.asarray(ref.values, dtype=np.float32))
     logits = None if run.logits is None else np.asarray(run.logits, dtype=np.float32)
     frame = per_sample(ref, replace(run, logits=logits), test)
-    metrics = group_metrics(frame)
+    metrics = group_metrics(expand(frame, Attributes(test.attributes, test.intersections)))
     summary = {k: v for k, v in disparity(metrics).iloc[0].to_dict().items() if k not in JOB_COLUMNS}
     return JobScore(job=job, ids=frame["id"].to_numpy(), groups=frame["group"].to_numpy(),
                     labels=frame["label"].to_numpy(np.int64), preds=frame["pred"].to_numpy(np.int64),

@@ -28,9 +28,15 @@ single source: ``qskew report``, ``signoff`` and ``compare`` recompute the stati
 
 :func:`compute_stats` returns :class:`Stats` with two DataFrames of fixed columns.
 
-``Stats.groups`` (:data:`GROUP_STATS_COLUMNS`), one row per job x (overall + each group)::
+Several group attributes (``harness.metrics.attributes``): each attribute's groups, and the
+intersection's cells, are one family of their own: bootstrapped, Holm-corrected and summarised
+(one disparity row) per attribute. The bootstrap generator of the one attribute "group" is seeded
+as before, ``(seed, crc32(job))``; another attribute's with the attribute's name joined to the job.
 
-    variant, target, delegate, scope, group   as in the run's metrics ("overall" row has group "")
+``Stats.groups`` (:data:`GROUP_STATS_COLUMNS`), one row per job x (overall + each attribute's groups)::
+
+    variant, target, delegate, scope, attribute, group   as in the run's metrics (the "overall"
+                                 row has attribute and group "")
     n                            samples
     acc_ref, acc_ref_lo, acc_ref_hi   reference accuracy and its Wilson interval
     acc, acc_lo, acc_hi          variant accuracy and its Wilson interval
@@ -42,9 +48,9 @@ single source: ``qskew report``, ``signoff`` and ``compare`` recompute the stati
     mcnemar_p, mcnemar_p_holm    exact McNemar p-value; Holm-adjusted across the job's groups
     warnings                     "" or codes joined by ";" (see above)
 
-``Stats.disparity`` (:data:`DISPARITY_STATS_COLUMNS`), one row per job::
+``Stats.disparity`` (:data:`DISPARITY_STATS_COLUMNS`), one row per job x attribute::
 
-    variant, target, delegate, n
+    variant, target, delegate, attribute, n
     overall_drop, overall_drop_lo, overall_drop_hi
     worst_group, worst_group_drop, worst_group_drop_lo, worst_group_drop_hi
     psi_group, psi, psi_lo, psi_hi
@@ -63,7 +69,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from harness.metrics.groups import GROUP, JOB_COLUMNS, MIN_GROUP_SIZE, OVERALL
+from harness.metrics.attributes import Attributes, expand, scope_of
+from harness.metrics.groups import JOB_COLUMNS, MIN_GROUP_SIZE, OVERALL
+from harness.records import DEFAULT_ATTRIBUTE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,8 +85,8 @@ MIN_DISCORDANT = 6   # below 6 discordant pairs the exact two-sided McNemar test
 CELLS = ("both_right", "right_to_wrong", "wrong_to_right", "both_wrong_same", "both_wrong_other")
 
 GROUP_STATS_COLUMNS: dict[str, str] = {
-    "variant": "str", "target": "str", "delegate": "str", "scope": "str", "group": "str", "n": "int64",
-    "acc_ref": "float64", "acc_ref_lo": "float64", "acc_ref_hi": "float64",
+    "variant": "str", "target": "str", "delegate": "str", "scope": "str", "attribute": "str", "group": "str",
+    "n": "int64", "acc_ref": "float64", "acc_ref_lo": "float64", "acc_ref_hi": "float64",
     "acc": "float64", "acc_lo": "float64", "acc_hi": "float64",
     "acc_drop": "float64", "acc_drop_lo": "float64", "acc_drop_hi": "float64",
     "psi": "float64", "psi_lo": "float64", "psi_hi": "float64",
@@ -87,7 +95,7 @@ GROUP_STATS_COLUMNS: dict[str, str] = {
 }
 
 DISPARITY_STATS_COLUMNS: dict[str, str] = {
-    "variant": "str", "target": "str", "delegate": "str", "n": "int64",
+    "variant": "str", "target": "str", "delegate": "str", "attribute": "str", "n": "int64",
     "overall_drop": "float64", "overall_drop_lo": "float64", "overall_drop_hi": "float64",
     "worst_group": "str", "worst_group_drop": "float64",
     "worst_group_drop_lo": "float64", "worst_group_drop_hi": "float64",
@@ -182,16 +190,20 @@ def percentile_interval(draws: np.ndarray, confidence: float = CONFIDENCE) -> tu
     return lo, hi
 
 
-def job_rng(seed: int, job: tuple[str, str, str]) -> np.random.Generator:
-    """Generator for one job: seeded by ``seed`` and the job's name, independent of other jobs."""
+def job_rng(seed: int, job: tuple[str, ...]) -> np.random.Generator:
+    """Generator for one job: seeded by ``seed`` and the job's name, independent of other jobs
+    (and, given as a fourth part, of the attribute whose groups it resamples)."""
     return np.random.default_rng([int(seed), zlib.crc32("\x1f".join(job).encode())])
 
 
 # -- the tables --------------------------------------------------------------------------------
 
 def compute_stats(frame: "pd.DataFrame", n_resamples: int = N_RESAMPLES, seed: int = SEED,
-                  confidence: float = CONFIDENCE) -> Stats:
+                  confidence: float = CONFIDENCE, attrs: Attributes | None = None) -> Stats:
     """Per-group statistics and disparity intervals of every job in a per-sample frame.
+
+    ``attrs`` splits the frame's cell labels into its attributes (``attributes.expand``); None
+    takes the frame as it is (one attribute, "group", unless it has an ``attribute`` column).
 
     Example::
 
@@ -205,10 +217,14 @@ def compute_stats(frame: "pd.DataFrame", n_resamples: int = N_RESAMPLES, seed: i
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     group_parts, disparity_rows = [], []
+    frame = expand(frame, attrs) if len(frame) else frame
     for job, part in frame.groupby(list(JOB_COLUMNS), sort=True):
-        rows, disparity_row = _job_stats(tuple(job), part, int(n_resamples), int(seed), confidence)
-        group_parts.append(rows)
-        disparity_rows.append(disparity_row)
+        for i, attribute in enumerate(part["attribute"].unique()):
+            sub = part[part["attribute"] == attribute]
+            rows, disparity_row = _job_stats(tuple(job), str(attribute), sub, int(n_resamples), int(seed),
+                                             confidence)
+            group_parts.append(rows if i == 0 else rows[rows["scope"] != OVERALL])
+            disparity_rows.append(disparity_row)
     groups = pd.concat(group_parts, ignore_index=True) if group_parts else pd.DataFrame()
     return Stats(groups=_typed(groups, GROUP_STATS_COLUMNS),
                  disparity=_typed(pd.DataFrame(disparity_rows), DISPARITY_STATS_COLUMNS))
@@ -217,6 +233,9 @@ def compute_stats(frame: "pd.DataFrame", n_resamples: int = N_RESAMPLES, seed: i
 class StoredRun(Protocol):
     """What :func:`run_stats` needs of a run read from disk (``harness.rundir.RunData`` has it);
     a protocol, so the metrics stage does not import the run directory above it."""
+
+    @property
+    def attributes(self) -> Attributes: ...
 
     def jobs(self, status: str = "ok") -> list[tuple[str, str, str]]: ...
 
@@ -231,16 +250,18 @@ def run_stats(run: StoredRun, n_resamples: int = N_RESAMPLES, seed: int = SEED,
     frames = [run.per_sample(*job) for job in run.jobs("ok")]
     if not frames:
         return compute_stats(pd.DataFrame(columns=list(JOB_COLUMNS)), n_resamples, seed, confidence)
-    return compute_stats(pd.concat(frames, ignore_index=True), n_resamples, seed, confidence)
+    return compute_stats(pd.concat(frames, ignore_index=True), n_resamples, seed, confidence,
+                         attrs=getattr(run, "attributes", None))
 
 
-def _job_stats(job: tuple[str, str, str], part: "pd.DataFrame", n_resamples: int, seed: int,
+def _job_stats(job: tuple[str, str, str], attribute: str, part: "pd.DataFrame", n_resamples: int, seed: int,
                confidence: float) -> tuple["pd.DataFrame", dict]:
-    """Group rows (overall first) and the disparity row of one job."""
+    """Group rows (overall first) and the disparity row of one job's groups of one attribute."""
     import pandas as pd
 
     names, counts = _group_cells(part)
-    draws = bootstrap_cells(counts, n_resamples, job_rng(seed, job))
+    key = job if attribute == DEFAULT_ATTRIBUTE else (*job, attribute)
+    draws = bootstrap_cells(counts, n_resamples, job_rng(seed, key))
     n_g = counts.sum(axis=1)
     drop_draws = (draws[..., 1] - draws[..., 2]) / n_g                       # (B, G)
     overall_draws = (draws[..., 1].sum(axis=1) - draws[..., 2].sum(axis=1)) / n_g.sum()  # (B,)
@@ -250,7 +271,8 @@ def _job_stats(job: tuple[str, str, str], part: "pd.DataFrame", n_resamples: int
     drop_lo, drop_hi = percentile_interval(np.column_stack([overall_draws, drop_draws]), confidence)
     psi_lo, psi_hi = percentile_interval(psi_draws, confidence)
     rows = _count_columns(table, confidence) | {
-        "scope": [OVERALL] + [GROUP] * len(names), "group": [""] + list(names),
+        "scope": [OVERALL] + [scope_of(attribute)] * len(names), "group": [""] + list(names),
+        "attribute": [""] + [attribute] * len(names),
         "acc_drop_lo": drop_lo, "acc_drop_hi": drop_hi,
         "psi_lo": np.r_[np.nan, psi_lo], "psi_hi": np.r_[np.nan, psi_hi],
     }
@@ -258,7 +280,7 @@ def _job_stats(job: tuple[str, str, str], part: "pd.DataFrame", n_resamples: int
     rows["mcnemar_p_holm"] = np.r_[rows["mcnemar_p"][0], holm(rows["mcnemar_p"][1:])]
     frame = pd.DataFrame(rows).assign(variant=job[0], target=job[1], delegate=job[2])
     return frame, _disparity_row(job, names, rows, drop_draws, psi_draws, overall_draws,
-                                 n_resamples, seed, confidence)
+                                 n_resamples, seed, confidence) | {"attribute": attribute}
 
 
 def _group_cells(part: "pd.DataFrame") -> tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,8 @@ __all__ = ["SPLITS", "Preprocess", "GroupedDataset", "TensorIO", "CalibrationInf
            "Precision", "AcceleratorReport"]
 
 SPLITS = ("train", "test")
+DEFAULT_ATTRIBUTE = "group"   # the name of the one group attribute of a dataset that does not name its own
+CROSS = "\u00d7"              # joins attribute names and values into intersections: "sex\u00d7race", "Female\u00d7Black"
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ class GroupedDataset:
 
     ids: unique sample ids (str); x: samples in storage dtype, shape [N, ...]; y: int64 class
     labels in [0, num_classes); group: group label per sample (str); split: "train" or "test".
+    attributes: the names of the group attributes. One attribute (the default, named "group") keeps
+    the group label as is; with several (e.g. ("sex", "race")) ``group`` holds each sample's cell,
+    the values joined by "\u00d7" ("Female\u00d7Black"), and ``intersections`` says whether the cells
+    are reported as a group attribute of their own (``harness.metrics.attributes``).
     """
 
     name: str
@@ -60,6 +66,8 @@ class GroupedDataset:
     num_classes: int
     preprocess: Preprocess = field(default_factory=Preprocess)
     description: str = ""
+    attributes: tuple[str, ...] = (DEFAULT_ATTRIBUTE,)
+    intersections: bool = False
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -74,7 +82,8 @@ class GroupedDataset:
         return GroupedDataset(
             name=self.name, ids=_frozen(self.ids[index]), x=_frozen(self.x[index]), y=_frozen(self.y[index]),
             group=_frozen(self.group[index]), split=_frozen(self.split[index]), num_classes=self.num_classes,
-            preprocess=self.preprocess, description=self.description,
+            preprocess=self.preprocess, description=self.description, attributes=self.attributes,
+            intersections=self.intersections,
         )
 
     @property
@@ -95,6 +104,8 @@ class GroupedDataset:
             h.update(str(a.dtype).encode() + str(a.shape).encode())
             h.update(a.tobytes())
         h.update(repr(self.preprocess).encode())
+        if self.attributes != (DEFAULT_ATTRIBUTE,) or self.intersections:  # one-attribute datasets keep their old hash
+            h.update(repr((self.attributes, self.intersections)).encode())
         return h.hexdigest()
 
 

@@ -115,7 +115,7 @@ def build_report(run_dir: Path, n_resamples: int = N_RESAMPLES, seed: int = SEED
     frames = {job: run.per_sample(*job) for job in run.jobs("ok")}
     empty = pd.DataFrame(columns=["variant", "target", "delegate"])
     stats = compute_stats(pd.concat(frames.values(), ignore_index=True) if frames else empty,
-                          n_resamples=n_resamples, seed=seed)
+                          n_resamples=n_resamples, seed=seed, attrs=run.attributes)
     images: dict[str, bytes] = {}
     if frames:
         images["accuracy"] = plots.accuracy_plot(stats.groups)

@@ -31,7 +31,9 @@ def format_table(metrics: "pd.DataFrame") -> str:
     drop_pp is acc_ref - acc in percentage points (positive = variant worse); var_x is
     logit_var / logit_var_ref; n marked * is below the small-group threshold.
     """
+    from harness.metrics.attributes import CELL_SCOPE
     from harness.metrics.groups import MIN_GROUP_SIZE, OVERALL, sort_metrics
+    from harness.records import DEFAULT_ATTRIBUTE
 
     if metrics.empty:
         return "(no metrics: no job finished)"
@@ -40,17 +42,27 @@ def format_table(metrics: "pd.DataFrame") -> str:
     header = (f"{'variant':{wv}} {'target':{wt}} {'delegate':9} {'group':12} {'n':>7} {'acc_ref%':>8} "
               f"{'acc%':>6} {'drop_pp':>8} {'flip%':>6} {'xloss':>8} {'var_x':>6}")
     lines = [header, "-" * len(header)]
+    label_width = wv + wt + 9 + 12 + 3  # a named attribute's row spans the job and group columns
+    cells = False
     for row in sort_metrics(metrics).itertuples(index=False):
         overall = row.scope == OVERALL
-        job = [fit_cell(v, widths[k]) if overall else "" for k, v in
-               (("variant", row.variant), ("target", row.target), ("delegate", row.delegate))]
+        if overall or row.attribute == DEFAULT_ATTRIBUTE:
+            job = [fit_cell(v, widths[k]) if overall else "" for k, v in
+                   (("variant", row.variant), ("target", row.target), ("delegate", row.delegate))]
+            label = f"{job[0]:{wv}} {job[1]:{wt}} {job[2]:9} {fit_cell('(all)' if overall else row.group, 12):12}"
+        else:
+            label = f"{fit_cell(f'  {row.attribute}: {row.group}', label_width):{label_width}}"
+        cells = cells or row.scope == CELL_SCOPE
         n = f"{row.n}{'*' if row.small_group else ' '}"
         lines.append(
-            f"{job[0]:{wv}} {job[1]:{wt}} {job[2]:9} {fit_cell('(all)' if overall else row.group, 12):12} {n:>7} "
+            f"{label} {n:>7} "
             f"{100 * row.acc_ref:8.1f} {100 * row.acc:6.1f} {100 * row.acc_drop:+8.2f} "
             f"{100 * row.flip_rate:6.1f} {row.excess_loss:+8.4f} {ratio_cell(row.logit_var, row.logit_var_ref):>6}")
     lines.append("drop_pp = acc_ref - acc in percentage points (positive: variant worse)")
     lines.append(f"xloss = excess loss (nats); var_x = logit variance ratio; * n < {MIN_GROUP_SIZE}: too noisy alone")
+    if cells:
+        lines.append("a\u00d7b rows are intersectional cells: read them with their intervals (qskew report); "
+                     "sign-off lets them WARN, never FAIL")
     return "\n".join(lines)
 
 

@@ -4,8 +4,11 @@ This is the one module that knows these names; the writer, reader and resume log
 (:mod:`harness.rundir.writer`, :mod:`~harness.rundir.reader`, :mod:`~harness.rundir.resume`) and the
 commands that read a run go through it.
 
-Run directory layout (schema version 2)
+Run directory layout (schema version 3)
 =======================================
+
+Schema 3 added the ``attribute`` column of the metrics parts (several group attributes and their
+intersection, ``harness.metrics.attributes``); a schema-2 run reads as one attribute, "group".
 
 A run directory grows by one set of immutable *parts* per job; nothing an earlier job wrote is
 rewritten (only ``manifest.json``, which is small, is rewritten on resume). Every file is written
@@ -33,7 +36,9 @@ file-name order.
     ...              any     everything the caller passed (``evaluate`` writes: config -- the
                              experiment as JSON; versions -- qskew, protocol, python and library
                              versions; dataset -- name, sha256, description, num_classes,
-                             preprocess, group_counts per split; model -- source, name/path, seed,
+                             preprocess, group_counts per split (per cell with several
+                             attributes), attributes (list of names; absent before schema 3:
+                             ["group"]), intersections (bool); model -- source, name/path, seed,
                              sha256; calibration -- size, strategy, seed, group_shares, sha256 or
                              null; variants -- one ModelArtifact.to_json() per variant; targets --
                              device properties and inventory entry per device name, kept
@@ -43,7 +48,8 @@ file-name order.
 the reference rows); read together (:func:`harness.rundir.reader.read_run`) they are one table::
 
     id        string         sample id (unique within a job)
-    group     string         the sample's group label
+    group     string         the sample's group label; with several group attributes its cell,
+                             the values joined by "\u00d7" in the manifest's attribute order
     label     int64          true class
     variant   string         variant name; "reference" for the FP32 Keras model on the host
     target    string         device name; "host" for the reference
@@ -62,7 +68,11 @@ are computed when reading. Read back (``RunData.metrics``), the table has these 
 (definitions in ``harness.metrics.groups``; rates are fractions in [0, 1], losses in nats)::
 
     variant, target, delegate   the job
-    scope                       "overall" or "group"
+    scope                       "overall", "group" (a group of one attribute) or "cell" (a
+                                group of the attributes' intersection)
+    attribute                   "sex", "race", "sex\u00d7race"...; "group" for a dataset with one
+                                attribute; empty on the overall row (schema 3; read as "group"
+                                from older runs)
     group                       group label; empty on the overall row
     n                           number of samples
     small_group                 True when n < 100 (too few samples to read the numbers alone)
@@ -82,8 +92,8 @@ are computed when reading. Read back (``RunData.metrics``), the table has these 
     logit_mse                   mean over samples of the mean squared logit difference
     psi                         group acc_drop - overall acc_drop; empty (NaN) on overall rows
 
-    Read back, rows are ordered by (variant, target, delegate), the overall row first, then groups
-    by name. Floats are written with full round-trip precision. Failed jobs have no rows.
+    Read back, rows are ordered by (variant, target, delegate), the overall row first, then the
+    attributes' groups (by attribute, then name), then the cells. Floats are written with full round-trip precision. Failed jobs have no rows.
 
 ``placement/<seq>-<key>.csv`` -- which ops of the job ran on the delegate and which on the CPU, as
 far as the runtime can tell (columns and sources: ``harness.placement``); read back sorted by job.
@@ -122,13 +132,14 @@ finished. Every entry has every key (null where it does not apply)::
                                 latency_rel_spread
     n, acc_ref, acc             overall sample count and accuracies
     overall_drop                overall acc_drop
-    worst_group, worst_group_drop   group with the largest acc_drop, and that drop
+    worst_group, worst_group_drop   group with the largest acc_drop, and that drop (several
+                                attributes: over every attribute's groups, named "sex=Female")
     best_group, best_group_drop     group with the smallest acc_drop, and that drop
     drop_gap                    worst_group_drop - best_group_drop
     psi, psi_group              largest psi (group drop minus overall drop) and its group
     excess_loss_gap             max - min group excess loss (Liu/Tran's phi)
     acc_gap_ref, acc_gap        max - min group accuracy, reference / variant
-    small_groups                comma-separated groups with n < 100 ("" if none)
+    small_groups                comma-separated groups and cells with n < 100 ("" if none)
 
 Older runs (schema 1) hold the same tables as four whole files, rewritten after every job:
 ``predictions.parquet``, ``metrics.csv`` (with the attribution columns, or without them when written
@@ -151,7 +162,8 @@ import json
 import re
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+SCHEMA2 = 2  # one group attribute: metrics parts without the attribute column
 SCHEMA1 = 1  # the whole-file layout of older runs
 
 MANIFEST_FILE = "manifest.json"
@@ -240,6 +252,11 @@ def metrics_columns(stored: bool = False) -> dict[str, str]:
     from harness.metrics.groups import METRIC_COLUMNS
 
     return {k: v for k, v in METRIC_COLUMNS.items() if not (stored and k in ATTRIBUTION_COLUMNS)}
+
+
+def legacy_metrics_columns(stored: bool = False) -> dict[str, str]:
+    """Metrics columns of schema 1 and 2 runs: without ``attribute`` (one attribute, "group")."""
+    return {k: v for k, v in metrics_columns(stored).items() if k != "attribute"}
 
 
 def placement_columns() -> dict[str, str]:

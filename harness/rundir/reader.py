@@ -40,6 +40,13 @@ class RunData:
     summary: dict                 # {"schema_version": int, "runs": [entry, ...]} in finishing order
     placement: "pd.DataFrame | None" = None   # None for schema-1 runs written before placement.csv
 
+    @property
+    def attributes(self):
+        """The run's group attributes (``harness.metrics.attributes.Attributes``), from its manifest."""
+        from harness.metrics.attributes import Attributes
+
+        return Attributes.from_json(self.manifest.get("dataset"))
+
     def jobs(self, status: str = "ok") -> list[Job]:
         """(variant, target, delegate) of the summary entries with ``status``, in finishing order."""
         return [tuple(r[k] for k in JOB_KEYS) for r in self.summary["runs"] if r["status"] == status]
@@ -108,8 +115,7 @@ def read_run(run_dir: Path) -> RunData:
     done = [p for p in parts if p.entry["status"] == "ok"]
     ref = layout.part_path(run_dir, layout.PREDICTIONS_DIR, layout.REFERENCE_SEQ, layout.job_key(REFERENCE_JOB))
     files = ([ref] if ref.exists() else []) + [_part(run_dir, layout.PREDICTIONS_DIR, p) for p in done]
-    metrics = [read_typed_csv(_part(run_dir, layout.METRICS_DIR, p), layout.metrics_columns(stored=True))
-               for p in done]
+    metrics = [read_metrics_csv(_part(run_dir, layout.METRICS_DIR, p), stored=True) for p in done]
     placement = [read_typed_csv(path, layout.placement_columns()) for p in done
                  if (path := layout.part_path(run_dir, layout.PLACEMENT_DIR, p.seq, p.key)).exists()]
     return RunData(path=run_dir, manifest=manifest, predictions=read_predictions(files).to_pandas(),
@@ -218,6 +224,20 @@ def read_typed_csv(path: Path, columns: Mapping[str, str]) -> "pd.DataFrame":
     return table
 
 
+def read_metrics_csv(path: Path, stored: bool) -> "pd.DataFrame":
+    """A metrics file or part; one written before schema 3 gets attribute "group" ("" on overall rows)."""
+    try:
+        return read_typed_csv(path, layout.metrics_columns(stored))
+    except ResultsError as first:
+        try:
+            table = read_typed_csv(path, layout.legacy_metrics_columns(stored))
+        except ResultsError:
+            raise first from None
+    table.insert(table.columns.get_loc("scope") + 1, "attribute",
+                 np.where(table["scope"] == "overall", "", "group"))
+    return table
+
+
 def check_schema(version, path: Path) -> None:
     """ResultsError unless ``version`` is an int no newer than SCHEMA_VERSION (names the file)."""
     if not isinstance(version, int) or isinstance(version, bool):
@@ -262,12 +282,11 @@ def _read_schema1_metrics(path: Path, required: bool) -> "pd.DataFrame":
         if required:
             raise ResultsError(f"run directory file {path} is missing")
         return _with_attribution([])
-    columns = layout.metrics_columns()
     try:
-        return read_typed_csv(path, columns)
+        return read_metrics_csv(path, stored=False)
     except ResultsError as first:  # written before the drop attribution columns existed?
         try:
-            table = read_typed_csv(path, layout.metrics_columns(stored=True))
+            table = read_metrics_csv(path, stored=True)
         except ResultsError:
             raise first from None
         return _with_attribution([table])

@@ -24,7 +24,10 @@ from harness.rundir.reader import read_json, summary_parts
 DEVICE_KEYS = ("targets", "devices_file")  # [run] keys that choose devices, not what is measured
 # Keys added after schema 1 was first written, with the value that means "as before": left out of
 # the hash at that value, so a run directory written before they existed can still be resumed.
-LATER_DEFAULTS = {("quantize", "fixed_batch"): 0, ("run", "repeat"): 1, ("run", "allow_unproven"): False}
+LATER_DEFAULTS = {("quantize", "fixed_batch"): 0, ("run", "repeat"): 1, ("run", "allow_unproven"): False,
+                  ("data", "label"): "",
+                  ("data", "features"): [], ("data", "groups"): [], ("data", "intersections"): False,
+                  ("data", "unknown"): "error"}
 
 
 @dataclass
@@ -105,7 +108,7 @@ def config_hash(manifest: Mapping[str, Any]) -> str:
     if isinstance(config.get("run"), Mapping):
         config["run"] = {k: v for k, v in config["run"].items() if k not in DEVICE_KEYS}
     for (section, key), default in LATER_DEFAULTS.items():
-        if isinstance(config.get(section), Mapping) and config[section].get(key, default) == default:
+        if isinstance(config.get(section), Mapping) and jsonable(config[section].get(key, default)) == default:
             config[section] = {k: v for k, v in config[section].items() if k != key}
     key = {"config": config, "dataset_sha256": dataset.get("sha256"),
            "model_sha256": model.get("sha256")}

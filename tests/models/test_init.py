@@ -13,7 +13,7 @@ from harness.errors import ModelError
 
 
 def test_names_and_default():
-    assert models.NAMES == ("small_cnn", "mobilenet_v2")
+    assert models.NAMES == ("small_cnn", "mobilenet_v2", "mlp")
     assert models.DEFAULT in models.NAMES
 
 
@@ -29,7 +29,7 @@ def test_get_returns_spec_with_frozen_recipe():
 def test_unknown_model(name):
     with pytest.raises(ModelError) as info:
         models.get(name)
-    assert str(info.value) == f"unknown model {name!r}; known: small_cnn, mobilenet_v2"
+    assert str(info.value) == f"unknown model {name!r}; known: small_cnn, mobilenet_v2, mlp"
 
 
 def test_import_does_not_load_tensorflow():

@@ -47,4 +47,4 @@ def test_stored_metrics_leave_out_the_columns_computed_across_jobs():
 def test_every_run_directory_holds_the_manifest_and_the_part_folders():
     assert layout.FILES == ("manifest.json", "predictions", "metrics", "placement", "summary")
     assert layout.PART_DIRS[-1] == layout.SUMMARY_DIR  # written last: it marks a job finished
-    assert layout.SCHEMA_VERSION == 2
+    assert layout.SCHEMA_VERSION == 3  # 3: the metrics parts have an attribute column

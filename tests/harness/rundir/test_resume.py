@@ -106,7 +106,7 @@ def test_resuming_a_schema1_run_converts_it_once_keeping_every_frame(tmp_path):
     assert sorted(p.name for p in run_dir.iterdir()) == sorted(rundir.FILES)  # schema-1 files are gone
     assert writer.completed_jobs() == set(before.jobs())
     after = rundir.read_run(run_dir)
-    assert after.manifest["schema_version"] == 2
+    assert after.manifest["schema_version"] == rundir.SCHEMA_VERSION
     for name in ("predictions", "metrics", "placement"):
         pd.testing.assert_frame_equal(getattr(after, name), getattr(before, name), check_exact=True)
     assert after.summary["runs"] == before.summary["runs"]  # finishing order kept

@@ -59,7 +59,7 @@ def test_predictions_parts_layout(written):
         assert schema.names == ["id", "group", "label", "variant", "target", "delegate", "pred", "logits"]
         assert schema.field("logits").type == pa.list_(pa.float32())
         assert schema.field("label").type == pa.int64() and schema.field("pred").type == pa.int64()
-        assert schema.metadata[b"qskew_schema_version"] == b"2"
+        assert schema.metadata[b"qskew_schema_version"] == str(rundir.SCHEMA_VERSION).encode()
     assert len(_parts(run_dir, "predictions")) == 1 + len(JOBS)  # the reference and the finished jobs
     run = rundir.read_run(run_dir)
     assert len(run.predictions) == len(test) * (1 + len(JOBS))

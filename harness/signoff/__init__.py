@@ -10,6 +10,7 @@ unknown key is a ConfigError that names it. Fractions are fractions (0.02 = 2 pe
     min_group_size = 100             # every group needs at least this many test samples
     require_devices = ["pixel7"]     # targets that must have at least one finished job
     require_delegates = ["xnnpack"]  # delegates that must have really run (on each required device)
+    attributes = ["sex", "race"]     # group attributes whose groups decide PASS/FAIL (default: all)
 
 A default policy ships in the package (``harness/policies/default.toml``) and is used when none is
 given. Every judged key becomes one rule; one more rule, ``jobs_completed``, is always judged.
@@ -32,6 +33,15 @@ Rule outcomes and what WARN means
   need no applied delegate.
 * ``jobs_completed`` (always): FAIL if no job finished, WARN if some job failed.
 
+Group attributes and intersections (``harness.metrics.attributes``): with several attributes
+(``groups = ["sex", "race"]``) the first four rules are judged per job *and attribute*, each
+attribute's groups on their own (the majority of the flip-rate rule is the attribute's largest
+group); evidence names groups as "sex=Female". Groups below ``min_group_size`` are flagged, never
+merged. Intersectional cells ("sex\u00d7race=Female\u00d7Other", small by nature: Adult's smallest
+has 46 test samples) are reported with their intervals but can only WARN: a result that would FAIL
+on a cell WARNs instead, so the attribute-level rules decide PASS/FAIL. The policy key
+``attributes = ["sex"]`` names the attributes that decide; the others are treated like cells.
+
 The verdict is FAIL if any rule fails, else WARN if any rule warns, else PASS.
 
 Exit codes of ``qskew signoff``: 0 PASS; 0 WARN, with a line starting "WARNING:" on stderr; 1 FAIL;
@@ -46,13 +56,13 @@ testcase per rule (FAIL as ``<failure>``, WARN as a passing testcase with a ``<s
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from harness.errors import ConfigError
+from harness.metrics.attributes import qualified
+from harness.signoff.policy import DEFAULT_POLICY, POLICY_KEYS, Policy, load_policy, parse_policy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,39 +74,10 @@ PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 EXIT_PASS = 0
 EXIT_WARN = 0   # a warning is not a failure: CI stays green, the WARNING line says why
 EXIT_FAIL = 1
-DEFAULT_POLICY = "default.toml"  # inside the harness.policies package data
 MIN_FLIPS = 6   # below 6 flips no exact two-sided test can reach p < 0.05; a ratio on them is noise
 NO_DELEGATE = ("reference", "builtin")  # delegate specs that apply no delegate by design
 _RANK = {PASS: 0, WARN: 1, FAIL: 2}
-
-# key -> (kind, description) for validation and error messages
-POLICY_KEYS: dict[str, tuple[str, str]] = {
-    "max_worst_group_drop": ("fraction", "largest allowed per-group accuracy drop, a fraction"),
-    "max_psi": ("fraction", "largest allowed psi (group drop - overall drop), a fraction"),
-    "judge_on_upper_bound": ("bool", "judge drop limits on the interval's upper bound"),
-    "max_flip_rate_ratio": ("positive", "largest allowed group/majority flip-rate ratio"),
-    "min_group_size": ("count", "smallest allowed test-set group"),
-    "require_devices": ("names", "targets that must have finished jobs"),
-    "require_delegates": ("names", "delegates that must have really run"),
-}
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Validated sign-off limits; None = not judged."""
-
-    max_worst_group_drop: float | None = None
-    max_psi: float | None = None
-    judge_on_upper_bound: bool = False
-    max_flip_rate_ratio: float | None = None
-    min_group_size: int | None = None
-    require_devices: tuple[str, ...] | None = None
-    require_delegates: tuple[str, ...] | None = None
-    source: str = ""
-
-    def to_json(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
+_NOT_JUDGED = "an intersection, or not in the policy's attributes"
 
 @dataclass(frozen=True)
 class RuleResult:
@@ -126,54 +107,6 @@ class Verdict:
                 "rules": [{**asdict(r), "evidence": [dict(e) for e in r.evidence]} for r in self.rules]}
 
 
-# -- policy ------------------------------------------------------------------------------------
-
-def load_policy(path: Path | None = None) -> Policy:
-    """Read and validate a policy file; ``None`` loads the packaged default policy.
-
-    Example::
-
-        policy = load_policy(Path("strict.toml"))   # ConfigError names a bad or unknown key
-    """
-    if path is None:
-        ref = resources.files("harness").joinpath("policies", DEFAULT_POLICY)
-        return parse_policy(tomllib.loads(ref.read_text(encoding="utf-8")), source=f"(default) {ref}")
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read policy {path}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"policy {path} is not valid TOML: {exc}") from exc
-    return parse_policy(raw, source=str(path))
-
-
-def parse_policy(raw: Mapping[str, Any], source: str = "policy") -> Policy:
-    """Validate a policy mapping (top-level keys only; see the module docstring)."""
-    unknown = sorted(set(raw) - set(POLICY_KEYS))
-    if unknown:
-        raise ConfigError(f"{source}: unknown policy key {unknown[0]!r}; known keys: {', '.join(POLICY_KEYS)}")
-    values = {key: _check_value(key, value, source) for key, value in raw.items()}
-    return Policy(**values, source=source)
-
-
-def _check_value(key: str, value: Any, source: str) -> Any:
-    kind, what = POLICY_KEYS[key]
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == "fraction" and number and 0 <= value <= 1:
-        return float(value)
-    if kind == "positive" and number and value > 0 and math.isfinite(value):
-        return float(value)
-    if kind == "count" and isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return int(value)
-    if kind == "bool" and isinstance(value, bool):
-        return value
-    if kind == "names" and isinstance(value, list) and all(isinstance(v, str) and v for v in value):
-        return tuple(value)
-    expected = {"fraction": "a number in [0, 1] (0.02 = 2 percentage points)", "positive": "a number > 0",
-                "count": "an integer >= 1", "bool": "true or false", "names": "a list of non-empty strings"}[kind]
-    raise ConfigError(f"{source}: policy key {key!r} ({what}) must be {expected}, got {value!r}")
-
-
 # -- judging -----------------------------------------------------------------------------------
 
 def signoff(run_dir: Path, policy: Policy, n_resamples: int | None = None, seed: int | None = None) -> Verdict:
@@ -196,17 +129,18 @@ def judge(run: "RunData", stats: "Stats", policy: Policy) -> Verdict:
     """Apply every judged rule of ``policy`` to a run and its statistics."""
     from harness.metrics.stats import CONFIDENCE, N_RESAMPLES, SEED
 
+    named = _named_attributes(policy, run)
     rules = []
     if policy.max_worst_group_drop is not None:
         rules.append(_limit_rule("max_worst_group_drop", "worst_group_drop", "worst_group",
-                                 policy.max_worst_group_drop, policy.judge_on_upper_bound, stats.disparity))
+                                 policy.max_worst_group_drop, policy.judge_on_upper_bound, stats.disparity, named))
     if policy.max_psi is not None:
         rules.append(_limit_rule("max_psi", "psi", "psi_group", policy.max_psi, policy.judge_on_upper_bound,
-                                 stats.disparity))
+                                 stats.disparity, named))
     if policy.max_flip_rate_ratio is not None:
-        rules.append(_flip_ratio_rule(policy.max_flip_rate_ratio, stats.groups))
+        rules.append(_flip_ratio_rule(policy.max_flip_rate_ratio, stats.groups, named))
     if policy.min_group_size is not None:
-        rules.append(_group_size_rule(policy.min_group_size, _test_group_sizes(run)))
+        rules.append(_group_size_rule(policy.min_group_size, _test_group_sizes(run), named))
     if policy.require_devices is not None:
         rules.append(_devices_rule(policy.require_devices, run.summary["runs"]))
     if policy.require_delegates is not None:
@@ -220,15 +154,30 @@ def judge(run: "RunData", stats: "Stats", policy: Policy) -> Verdict:
     return Verdict(verdict=verdict, rules=tuple(rules), policy=policy, run_dir=str(run.path), statistics=settings)
 
 
+def _named_attributes(policy: Policy, run: "RunData") -> tuple[str, ...]:
+    """The attributes whose groups decide PASS/FAIL: the policy's ``attributes``, else every one."""
+    known = run.attributes.names
+    unknown = [a for a in policy.attributes or () if a not in known]
+    if unknown:
+        raise ConfigError(f"{policy.source}: attributes names {unknown[0]!r}, which run {run.path} does not have; "
+                          f"its attributes: {', '.join(known)}")
+    return tuple(policy.attributes or known)
+
+
+def _capped(status: str, attribute: str, named: tuple[str, ...]) -> str:
+    """Intersectional cells, and attributes the policy does not name, can WARN but never FAIL."""
+    return WARN if status == FAIL and attribute not in named else status
+
+
 def _limit_rule(rule: str, column: str, group_column: str, limit: float, upper: bool,
-                disparity: "pd.DataFrame") -> RuleResult:
+                disparity: "pd.DataFrame", named: tuple[str, ...]) -> RuleResult:
     evidence = []
     for r in disparity.itertuples(index=False):
         point, lo, hi = getattr(r, column), getattr(r, f"{column}_lo"), getattr(r, f"{column}_hi")
         judged = hi if upper else point
-        status = FAIL if judged > limit else (WARN if hi > limit else PASS)
-        evidence.append({"job": _job(r), "group": getattr(r, group_column), "value": point, "lo": lo, "hi": hi,
-                         "judged": judged, "status": status})
+        status = _capped(FAIL if judged > limit else (WARN if hi > limit else PASS), r.attribute, named)
+        evidence.append({"job": _job(r), "attribute": r.attribute, "group": qualified(r.attribute, getattr(r, group_column)),
+                         "value": point, "lo": lo, "hi": hi, "judged": judged, "status": status})
     if not evidence:
         return RuleResult(rule, PASS, limit, None, "no finished job to judge (see jobs_completed)")
     top = max(evidence, key=lambda e: (_RANK[e["status"]], e["judged"]))
@@ -236,19 +185,22 @@ def _limit_rule(rule: str, column: str, group_column: str, limit: float, upper: 
     message = (f"{column} {_pp(top['value'])} [{_pp(top['lo'])}, {_pp(top['hi'])}] ({top['group']}, "
                f"{top['job']}); judged on the {basis}: {_pp(top['judged'])} vs limit {_pp(limit)}")
     if top["status"] == WARN:
-        message += "; the interval reaches past the limit"
+        message += ("; the interval reaches past the limit" if top["judged"] <= limit else
+                    f"; {top['attribute']} is not judged ({_NOT_JUDGED}): WARN, not FAIL")
     return RuleResult(rule, top["status"], limit, top["judged"], message, tuple(evidence))
 
 
-def _flip_ratio_rule(limit: float, groups: "pd.DataFrame") -> RuleResult:
+def _flip_ratio_rule(limit: float, groups: "pd.DataFrame", named: tuple[str, ...]) -> RuleResult:
     evidence = []
-    for job, part in groups[groups["scope"] == "group"].groupby(["variant", "target", "delegate"], sort=True):
+    keys = ["variant", "target", "delegate", "attribute"]
+    for key, part in groups[groups["scope"] != "overall"].groupby(keys, sort=True):
         part = part.sort_values(["n", "group"], ascending=[False, True], kind="mergesort")
-        majority = part.iloc[0]
+        majority, job, attribute = part.iloc[0], key[:3], key[3]
         for r in part.iloc[1:].itertuples(index=False):
             ratio = _ratio(r.flip_rate, majority["flip_rate"])
-            status = PASS if ratio <= limit else (FAIL if r.flips >= MIN_FLIPS else WARN)
-            evidence.append({"job": " / ".join(job), "group": r.group, "majority": majority["group"],
+            status = _capped(PASS if ratio <= limit else (FAIL if r.flips >= MIN_FLIPS else WARN), attribute, named)
+            evidence.append({"job": " / ".join(job), "attribute": attribute, "group": qualified(attribute, r.group),
+                             "majority": qualified(attribute, majority["group"]),
                              "flip_rate": r.flip_rate, "majority_flip_rate": majority["flip_rate"],
                              "flips": int(r.flips), "ratio": ratio, "status": status})
     if not evidence:
@@ -257,7 +209,8 @@ def _flip_ratio_rule(limit: float, groups: "pd.DataFrame") -> RuleResult:
     message = (f"{top['group']} flips {100 * top['flip_rate']:.2f} % vs majority {top['majority']} "
                f"{100 * top['majority_flip_rate']:.2f} % ({top['job']}): ratio {top['ratio']:.2f} vs limit {limit:g}")
     if top["status"] == WARN:
-        message += f"; only {top['flips']} flips (< {MIN_FLIPS}), too few to tell from noise"
+        message += (f"; only {top['flips']} flips (< {MIN_FLIPS}), too few to tell from noise" if top["flips"] < MIN_FLIPS
+                    else f"; {top['attribute']} is not judged ({_NOT_JUDGED}): WARN, not FAIL")
     return RuleResult("max_flip_rate_ratio", top["status"], limit, top["ratio"], message, tuple(evidence))
 
 
@@ -267,23 +220,30 @@ def _ratio(rate: float, majority_rate: float) -> float:
     return 1.0 if rate == 0 else math.inf
 
 
-def _group_size_rule(limit: int, sizes: Mapping[str, int]) -> RuleResult:
-    small = {g: n for g, n in sizes.items() if n < limit}
-    evidence = tuple({"group": g, "n": n, "status": FAIL if g in small else PASS} for g, n in sorted(sizes.items()))
+def _group_size_rule(limit: int, sizes: Mapping[tuple[str, str], int], named: tuple[str, ...]) -> RuleResult:
+    """FAIL for a small group of a judged attribute; WARN for a small cell (flagged, never merged)."""
     if not sizes:
         return RuleResult("min_group_size", FAIL, limit, None, "the run holds no test samples")
-    smallest = min(sizes, key=lambda g: (sizes[g], g))
-    if small:
-        message = "groups below the limit: " + ", ".join(f"{g} (n={n})" for g, n in sorted(small.items()))
-        return RuleResult("min_group_size", FAIL, limit, sizes[smallest], message + f"; limit {limit}", evidence)
-    return RuleResult("min_group_size", PASS, limit, sizes[smallest],
-                      f"smallest group {smallest} has n={sizes[smallest]} >= {limit}", evidence)
+    status = {k: PASS if n >= limit else _capped(FAIL, k[0], named) for k, n in sizes.items()}
+    evidence = tuple({"attribute": a, "group": qualified(a, g), "n": n, "status": status[(a, g)]}
+                     for (a, g), n in sorted(sizes.items()))
+    small = [e for e in evidence if e["status"] != PASS]
+    smallest = min(evidence, key=lambda e: (e["n"], e["group"]))
+    if not small:
+        return RuleResult("min_group_size", PASS, limit, smallest["n"],
+                          f"smallest group {smallest['group']} has n={smallest['n']} >= {limit}", evidence)
+    verdict = max((e["status"] for e in small), key=_RANK.__getitem__)
+    message = "groups below the limit: " + ", ".join(f"{e['group']} (n={e['n']})" for e in small) + f"; limit {limit}"
+    if verdict == WARN:
+        message += f" (cells and attributes not judged ({_NOT_JUDGED}): WARN, not FAIL)"
+    return RuleResult("min_group_size", verdict, limit, smallest["n"], message, evidence)
 
 
-def _test_group_sizes(run: "RunData") -> dict[str, int]:
-    """Samples per group in the test set (the reference rows of the run)."""
-    counts = run.test_set()["group"].value_counts()
-    return {str(g): int(n) for g, n in counts.items()}
+def _test_group_sizes(run: "RunData") -> dict[tuple[str, str], int]:
+    """Samples per (attribute, group) in the test set (the reference rows of the run)."""
+    from harness.metrics.attributes import cell_sizes
+
+    return cell_sizes(run.test_set()["group"].to_numpy(), run.attributes)
 
 
 def _devices_rule(devices: tuple[str, ...], runs: list[dict]) -> RuleResult:

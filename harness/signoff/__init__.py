@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from harness.errors import ConfigError
 from harness.metrics.attributes import qualified
-from harness.signoff.policy import DEFAULT_POLICY, POLICY_KEYS, Policy, load_policy, parse_policy
+from harness.signoff.policy import DEFAULT_POLICY, POLICY_KEYS, Policy, load_policy, parse_policy  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     import pandas as pd

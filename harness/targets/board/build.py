@@ -32,7 +32,7 @@ from typing import Callable
 from harness.fsutil import atomic_write_text
 from harness.paths import cache_dir
 from harness.targets.board import host
-from harness.targets.board.cpuinfo import cpuinfo_text
+from harness.targets.board.cpuinfo import cpuinfo_text, sys_cpu_files
 from harness.targets.board.manifest import Manifest, Package, Wheel, read_manifest, write_manifest
 from harness.targets.board.spec import (DATA_DIR, BoardError, BoardSpec, deb_file_version,
                                         wheel_file_version)
@@ -167,6 +167,9 @@ def finish_root(spec: BoardSpec, root: Path) -> None:
     for target, link in ALTERNATIVE_LINKS:
         if (libdir / target).exists() and not (libdir / link).exists():
             (libdir / link).symlink_to(target)
+    for rel, text in sys_cpu_files(spec.arch, BOARD_CPUS).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
     (root / "etc").mkdir(exist_ok=True)
     atomic_write_text(root / "etc/hostname", f"qskew-{spec.arch}\n", error=BoardError)
 

@@ -36,6 +36,8 @@ _BLOCKS = {
 # Lines after the processor blocks (32-bit kernels name the SoC there).
 _TRAILERS = {"aarch64": "", "armv7l": "Hardware\t: BCM2835\nRevision\t: a01041\n"}
 CPU_MODELS = {"aarch64": "ARM Cortex-A76", "armv7l": "ARM Cortex-A7"}  # what `devices check` shows
+MAX_FREQ_KHZ = {"aarch64": 2400000, "armv7l": 900000}  # the reference boards' top clock
+SYS_CPU = "sys/devices/system/cpu"  # where cpuinfo reads which CPUs exist (no sysfs in a board)
 
 
 def cpuinfo_text(arch: str, n_cpus: int) -> str:
@@ -50,3 +52,20 @@ def cpuinfo_text(arch: str, n_cpus: int) -> str:
     blocks = [_BLOCKS[arch].format(n=n) for n in range(n_cpus)]
     trailer = _TRAILERS[arch]
     return "\n".join(blocks) + ("\n" + trailer if trailer else "")
+
+
+def sys_cpu_files(arch: str, n_cpus: int) -> dict[str, str]:
+    """The files of /sys/devices/system/cpu that cpuinfo reads, as {path under the root: text}.
+
+    Why: without ``possible``/``present`` LiteRT's cpuinfo fails to initialise ("failed to parse the
+    list of possible processors"), and XNNPACK then silently declines every graph.
+
+    >>> sys_cpu_files("aarch64", 2)["sys/devices/system/cpu/possible"]
+    '0-1\\n'
+    """
+    arch_profile(arch)
+    span = f"0-{n_cpus - 1}\n" if n_cpus > 1 else "0\n"
+    files = {f"{SYS_CPU}/{name}": span for name in ("possible", "present", "online")}
+    for n in range(n_cpus):
+        files[f"{SYS_CPU}/cpu{n}/cpufreq/cpuinfo_max_freq"] = f"{MAX_FREQ_KHZ[arch]}\n"
+    return files

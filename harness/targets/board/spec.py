@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from harness.errors import QskewError
 
 # Bump when the layout of a built board changes, so old cached boards are not reused.
-BOARD_FORMAT = 1
+BOARD_FORMAT = 2  # 2: /sys/devices/system/cpu files for cpuinfo
 DEFAULT_PYTHON = "3.11"  # Debian 12 (bookworm) ships python3.11 for every architecture
 NUMPY_FROM_DEBIAN = "debian"  # numpy spec meaning: Debian's python3-numpy for the board's architecture
 # Where the runtime's wheels are installed inside the root: Debian's site.py puts it on sys.path.

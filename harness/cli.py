@@ -21,7 +21,7 @@ from harness.errors import QskewError
 # Commands that live in their own module: each has ``register(subparsers)`` and imports nothing
 # heavy at module level (``qskew --help`` stays instant).
 COMMAND_MODULES = ("harness.commands.device", "harness.commands.devices", "harness.commands.analysis", "harness.commands.mitigate",
-                   "harness.commands.compare_delegates")
+                   "harness.commands.compare_delegates", "harness.commands.board")
 EXIT_ERROR = 2  # a QskewError: bad input, failed device, ... (argparse also uses 2 for bad usage)
 _json_out = None  # the real stdout while a --json command runs (see main)
 

@@ -2,7 +2,7 @@
 
 :func:`sandbox_command` turns an argv meant for the board into the host argv that runs it::
 
-    unshare --mount --pid --fork --uts --propagation private /bin/sh -c SETUP qskew-board \\
+    unshare --mount --pid --fork --kill-child --uts --propagation private /bin/sh -c SETUP qskew-board \\
         ROOT CPUINFO DATA_DIR BINFMT_CONF BINFMT_ENTRY HOSTNAME \\
         /usr/bin/env -i -C CWD PATH=... QEMU_CPU=... ARGV...
 
@@ -21,6 +21,10 @@ SETUP (host ``sh``, inside the new namespaces) then:
    a small ``/dev`` with null, zero, full, random, urandom and tty, and sets the hostname;
 4. ``chroot``s into the root and starts the command with a clean environment. ``QEMU_CPU`` makes
    qemu emulate the core the cpuinfo describes (Cortex-A76 / Cortex-A7).
+
+``--kill-child`` ties the board's PID 1 to ``unshare``: when :func:`run_command` kills the process
+group on a timeout, every board process dies with it, even one that made its own process group
+(coreutils ``timeout`` does) or hangs inside qemu.
 
 Needs root (mount namespaces, binfmt_misc registration, chroot): as another user
 :func:`sandbox_command` raises :class:`BoardError` saying so, since ``unshare -rm`` would map to root
@@ -101,7 +105,7 @@ def sandbox_command(board: Board, argv: Sequence[str], data_dir: Path, *, cwd: s
     host.require_qemu(profile)
     variables = {**BOARD_ENV, "QEMU_CPU": profile.qemu_cpu, **(env or {})}
     inner = ["/usr/bin/env", "-i", "-C", cwd, *(f"{k}={v}" for k, v in variables.items()), *argv]
-    outer = ["unshare", "--mount", "--pid", "--fork", "--uts", "--propagation", "private",
+    outer = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--uts", "--propagation", "private",
              "/bin/sh", "-c", SETUP_SCRIPT, "qskew-board", str(board.root), str(board.cpuinfo),
              str(Path(data_dir).resolve()), host.binfmt_conf(profile), profile.binfmt,
              f"qskew-{profile.arch}"]

@@ -13,7 +13,8 @@ from harness.targets.board.manifest import Manifest
 from harness.targets.board.sandbox import (SETUP_EXIT, SETUP_SCRIPT, run_in_board, sandbox_command,
                                            setup_failure)
 from harness.targets.board.spec import BoardError, BoardSpec
-from harness.targets.process import CommandResult
+from harness.errors import CommandTimeout
+from harness.targets.process import CommandResult, run_command
 
 BOARD_TIMEOUT_S = 300.0
 
@@ -26,12 +27,13 @@ def test_argv_enters_the_board(tmp_path, monkeypatch):
     monkeypatch.setattr("os.geteuid", lambda: 0)
     cmd = sandbox_command(_board(tmp_path), ["uname", "-m"], tmp_path / "data")
     argv = list(cmd.argv)
-    assert argv[:7] == ["unshare", "--mount", "--pid", "--fork", "--uts", "--propagation", "private"]
-    assert argv[7:10] == ["/bin/sh", "-c", SETUP_SCRIPT]
-    assert argv[10:17] == ["qskew-board", str(tmp_path / "b/root"), str(tmp_path / "b/cpuinfo"),
+    assert argv[:8] == ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--uts", "--propagation",
+                        "private"]
+    assert argv[8:11] == ["/bin/sh", "-c", SETUP_SCRIPT]
+    assert argv[11:18] == ["qskew-board", str(tmp_path / "b/root"), str(tmp_path / "b/cpuinfo"),
                            str((tmp_path / "data").resolve()), "/usr/lib/binfmt.d/qemu-aarch64.conf",
                            "qemu-aarch64", "qskew-aarch64"]
-    inner = argv[17:]
+    inner = argv[18:]
     assert inner[:4] == ["/usr/bin/env", "-i", "-C", "/data/local/tmp"]
     assert "QEMU_CPU=cortex-a76" in inner and "HOME=/data/local/tmp" in inner
     assert inner[-2:] == ["uname", "-m"]
@@ -73,6 +75,15 @@ def test_setup_failure_is_told_apart_from_the_commands_exit():
     assert isinstance(failed, BoardError) and "binfmt_misc cannot be mounted" in str(failed)
     assert setup_failure(result(SETUP_EXIT, "the command's own 125\n")) is None
     assert setup_failure(result(0, "")) is None
+
+
+@pytest.mark.slow
+def test_a_timeout_kills_every_board_process(aarch64_board, tmp_path):
+    """`timeout` makes its own process group; --kill-child still takes it down with unshare."""
+    with pytest.raises(CommandTimeout):
+        run_in_board(aarch64_board, ["timeout", "600", "sleep", "600"], tmp_path, timeout_s=3)
+    left = run_command(["pgrep", "-f", "sleep 600"], timeout_s=10)
+    assert left.stdout.strip() == ""
 
 
 @pytest.mark.slow

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from harness.errors import CommandTimeout
 from harness.targets.board import host
 from harness.targets.board.build import Board
 from harness.targets.board.spec import DATA_DIR, BoardError
@@ -117,8 +118,11 @@ def run_in_board(board: Board, argv: Sequence[str], data_dir: Path, timeout_s: f
                  stdin_bytes: bytes | None = None) -> CommandResult:
     """Run ``argv`` in the board (through :func:`run_command`); a failed sandbox setup raises."""
     cmd = sandbox_command(board, argv, data_dir, cwd=cwd, env=env)
-    done = run_command(cmd.argv, timeout_s=timeout_s, env=cmd.env, device=f"board-{board.spec.arch}",
-                       stdin_bytes=stdin_bytes)
+    device = f"board-{board.spec.arch}"
+    try:
+        done = run_command(cmd.argv, timeout_s=timeout_s, env=cmd.env, device=device, stdin_bytes=stdin_bytes)
+    except CommandTimeout as exc:  # name the board command, not the sandbox's setup script
+        raise CommandTimeout(list(argv), timeout_s, exc.output, device) from exc
     failure = setup_failure(done)
     if failure is not None:
         raise failure

@@ -112,6 +112,23 @@ def default_run_dir(name: str, suffix: str = "") -> Path:
     return Path("runs") / f"{name}{suffix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+@contextlib.contextmanager
+def run_dir_locked(args) -> Iterator[None]:
+    """For a command that writes a run (``set_defaults(writes_run=resolver)``): resolve its run
+    directory into ``args.out`` and hold that folder's lock (``harness.rundir.lock``) while the
+    command runs. The CLI enters this before importing TensorFlow, so a second writer of the same
+    folder fails at once, before any slow work."""
+    resolve = getattr(args, "writes_run", None)
+    if resolve is None:
+        yield
+        return
+    from harness.rundir.lock import locked
+
+    args.out = Path(resolve(args))
+    with locked(args.out):
+        yield
+
+
 def with_devices(exp, args):
     """The experiment with --device / --devices from the command line applied, validated again."""
     import dataclasses

@@ -130,6 +130,9 @@ before they existed), ``summary.json`` (``{"schema_version": 1, "runs": [...]}``
 after it existed, ``placement.csv``. They still read; resuming one converts it to schema 2 once
 (:func:`harness.rundir.writer.convert_schema1`).
 
+``lock`` -- locked (``fcntl.flock``) by the one process writing the run, which writes its pid, host
+and start time into it (:mod:`harness.rundir.lock`); empty when nobody writes. Not part of the run.
+
 Written later by the commands that read a run (never by RunWriter, which ignores them):
 ``signoff.json`` -- the last ``qskew signoff`` verdict (``{"schema_version", "verdict", "policy",
 "rules": [...]}``, fields documented in ``harness.signoff``), ``signoff-junit.xml`` -- the same
@@ -173,6 +176,7 @@ LAYERS_FILE = "layers.csv"                # `qskew analyze`: per variant x layer
 SUGGESTION_FILE = "suggested-mixed.json"  # `qskew suggest-mixed`: the recipe, in its new run directory
 DELEGATES_FILE = "delegates.csv"          # `qskew compare-delegates`: its table (harness.delegate_compare)
 REPORT_DIR = "report"           # `qskew report`: the HTML page and its PNG charts
+LOCK_FILE = "lock"              # held (fcntl.flock) by the one process writing the run (harness.rundir.lock)
 
 Job = tuple[str, str, str]
 REFERENCE_JOB: Job = ("reference", "host", "keras")  # (variant, target, delegate) of the FP32 reference rows

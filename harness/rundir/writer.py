@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import weakref
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -26,7 +27,7 @@ import numpy as np
 from harness.errors import ResultsError, failure_stage
 from harness.fsutil import atomic_write as _atomic_write, dumps_json, jsonable
 from harness.records import DeviceRun, GroupedDataset, Logits
-from harness.rundir import layout, resume as _resume
+from harness.rundir import layout, lock as _lock, resume as _resume
 from harness.rundir.layout import JOB_KEYS, MANIFEST_FILE, REFERENCE_JOB, REFERENCE_SEQ, SCHEMA_VERSION, Job
 from harness.rundir.reader import read_json, read_schema1, summary_parts
 
@@ -44,10 +45,32 @@ class RunWriter:
     (converting a schema-1 directory to schema 2 once, deleting parts of jobs that never wrote
     their summary part) so finished jobs can be skipped via :meth:`completed_jobs`. Adding a job
     that is already present replaces its parts.
+
+    The writer holds the run directory's lock (:mod:`harness.rundir.lock`) from its creation to
+    :meth:`close` (or the end of a ``with`` block): a second writer fails at once, naming it.
     """
 
     def __init__(self, run_dir: Path, resume: bool = False):
         self.run_dir = Path(run_dir)
+        _lock.acquire(self.run_dir)
+        self._release = weakref.finalize(self, _lock.release, self.run_dir)
+        try:
+            self._open(resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> "RunWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the run directory's lock (once; the writer writes nothing after this)."""
+        self._release()
+
+    def _open(self, resume: bool) -> None:
         existing = _resume.existing_files(self.run_dir)
         if existing and not resume:
             raise ResultsError(f"{self.run_dir} already holds a run ({', '.join(existing)}); "

@@ -96,7 +96,10 @@ finished. Every entry has every key (null where it does not apply)::
     status                      "ok" or "failed"
     stage                       where a failed job failed: "convert", "profile" (the device's
                                 profile refused the variant), "prepare" (the model the device
-                                needs could not be made), "run"; null when ok
+                                needs could not be made), "delegate" (the delegate could not be
+                                applied or was not confirmed), "run", "outputs" (it ran, but some
+                                logits were NaN or infinite: the error names the samples and
+                                counts them per group); null when ok
     error                       the error message of a failed job; null when ok
     artifact_sha256             sha256 of the .tflite file that ran
     runtime, runtime_version    the TFLite runtime the runner used (e.g. "ai_edge_litert", "2.3.0")

@@ -126,6 +126,8 @@ finished. Every entry has every key (null where it does not apply)::
     excess_loss_gap             max - min group excess loss (Liu/Tran's phi)
     acc_gap_ref, acc_gap        max - min group accuracy, reference / variant
     small_groups                comma-separated groups with n < 100 ("" if none)
+    config_hash                 the manifest's config_hash when the job was written: a resume
+                                checks it too, so deleting manifest.json does not bypass the check
 
 Older runs (schema 1) hold the same tables as four whole files, rewritten after every job:
 ``predictions.parquet``, ``metrics.csv`` (with the attribution columns, or without them when written

@@ -44,7 +44,8 @@ class RunWriter:
     ``resume=False`` refuses a folder that already holds a run; ``resume=True`` opens what is there
     (converting a schema-1 directory to schema 2 once, deleting parts of jobs that never wrote
     their summary part) so finished jobs can be skipped via :meth:`completed_jobs`. Adding a job
-    that is already present replaces its parts.
+    that failed before replaces its summary; a finished job ("ok") or the reference rows are never
+    replaced (a ResultsError / kept as they are).
 
     The writer holds the run directory's lock (:mod:`harness.rundir.lock`) from its creation to
     :meth:`close` (or the end of a ``with`` block): a second writer fails at once, naming it.
@@ -90,6 +91,7 @@ class RunWriter:
         now = _now()
         new = {**jsonable(dict(manifest)), "schema_version": SCHEMA_VERSION, "created": now, "updated": now,
                "config_hash": _resume.config_hash(manifest)}
+        _resume.check_job_hashes(self._state, new["config_hash"], self.run_dir)  # even without a manifest
         if self._manifest is not None:
             _resume.check_config_hash(self._manifest, new, self.run_dir / MANIFEST_FILE)
             new["created"] = self._manifest.get("created", now)
@@ -99,13 +101,19 @@ class RunWriter:
         write_json(self.run_dir / MANIFEST_FILE, new)
 
     def add_reference(self, ref: Logits, test: GroupedDataset) -> None:
-        """Store the FP32 reference logits (in test order) as the predictions part of ``REFERENCE_JOB``."""
+        """Store the FP32 reference logits (in test order) as the predictions part of ``REFERENCE_JOB``.
+
+        A resumed run keeps the reference rows it has: the jobs already in it were scored against
+        them, and the manifest's config hash says the experiment is the same."""
         from harness.metrics.compare import align_reference
 
+        key = layout.job_key(REFERENCE_JOB)
+        path = layout.part_path(self.run_dir, layout.PREDICTIONS_DIR, REFERENCE_SEQ, key)
+        if path.exists():
+            return
         values = align_reference(ref, np.asarray(test.ids).astype(str), "reference")
         table = predictions_table(REFERENCE_JOB, test.ids, test.group, test.y, values.argmax(axis=1), values)
-        key = layout.job_key(REFERENCE_JOB)
-        write_parquet(layout.part_path(self.run_dir, layout.PREDICTIONS_DIR, REFERENCE_SEQ, key), table)
+        write_parquet(path, table)
 
     def add_run(self, run: DeviceRun, score: "JobScore | None") -> None:
         """Store a finished job's predictions, metrics, placement and summary from its ``score``.
@@ -139,8 +147,12 @@ class RunWriter:
     def _store(self, job: Job, entry: dict, predictions: "pa.Table | None", metrics: "pd.DataFrame | None",
                placement: list[dict]) -> None:
         """Write the job's parts under the next sequence number, summary last, then drop the parts
-        of the job's earlier run (if any)."""
+        of the job's earlier, failed run (if any). A finished job is never replaced: its rows stay."""
+        if job in self.completed_jobs():
+            raise ResultsError(f"job {'/'.join(job)} already finished in {self.run_dir}; its rows are kept "
+                               f"(a finished job is never replaced)")
         key, seq = layout.job_key(job), self._state.next_seq
+        entry = {**entry, "config_hash": (self._manifest or {}).get("config_hash")}
         write_job_parts(self.run_dir, seq, job, entry, predictions, metrics,
                         placement_frame(placement) if placement else None)
         old = self._state.seqs.get(job)

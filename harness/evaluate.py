@@ -53,7 +53,8 @@ def evaluate(exp: Experiment, dataset: GroupedDataset, source: ModelSource, out_
         artifacts = list(artifacts) + list(extra_artifacts)
         devices, unreachable = schedule.open_devices(exp, echo)
         try:
-            writer.write_manifest(_manifest(exp, dataset, source, calibration, artifacts, devices))
+            writer.write_manifest({**_manifest(exp, dataset, source, calibration, artifacts, devices),
+                                   "plan": schedule.planned_jobs(exp, artifacts, devices, unreachable)})
             writer.add_reference(ref, test)
             schedule.run_sweep(exp, artifacts, devices, test, ref, writer, progress, echo, unreachable,
                                static=static)

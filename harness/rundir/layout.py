@@ -37,7 +37,10 @@ file-name order.
                              sha256; calibration -- size, strategy, seed, group_shares, sha256 or
                              null; variants -- one ModelArtifact.to_json() per variant; targets --
                              device properties and inventory entry per device name, kept
-                             for every device of earlier sessions too)
+                             for every device of earlier sessions too; plan -- every job the
+                             sweep set out to run, [variant, target, delegate], including the
+                             jobs of devices that could not be reached, over every session:
+                             what ``qskew signoff`` judges)
 
 ``predictions/<seq>-<key>.parquet`` -- one row per test sample of the job (``000000-...`` holds
 the reference rows); read together (:func:`harness.rundir.reader.read_run`) they are one table::

@@ -97,6 +97,10 @@ class RunWriter:
             new["created"] = self._manifest.get("created", now)
             # devices of earlier sessions keep their facts; a device seen again is updated
             new["targets"] = {**(self._manifest.get("targets") or {}), **(new.get("targets") or {})}
+            # so does the plan: a resume with other devices adds their jobs to the earlier ones'
+            if self._manifest.get("plan") is not None or new.get("plan") is not None:
+                old_plan = list(self._manifest.get("plan") or [])
+                new["plan"] = old_plan + [job for job in new.get("plan") or [] if job not in old_plan]
         self._manifest = new
         write_json(self.run_dir / MANIFEST_FILE, new)
 

@@ -177,3 +177,13 @@ def test_a_resumed_schema1_run_grows_by_parts(tmp_path):
     add_run(writer, device_run(("dynamic", "local", "xnnpack"), z), Logits(ref.ids, ref.values), test)
     run = rundir.read_run(run_dir)
     assert run.jobs()[-1] == ("dynamic", "local", "xnnpack") and run.jobs("failed") == [("int16x8", "phone", "xnnpack")]
+
+
+def test_a_resume_adds_its_planned_jobs_to_the_earlier_plan(tmp_path):
+    plan_a = [["int8", "local", "xnnpack"], ["fp32", "local", "xnnpack"]]
+    with rundir.RunWriter(tmp_path / "run") as writer:
+        writer.write_manifest({**MANIFEST, "plan": plan_a})
+    with rundir.RunWriter(tmp_path / "run", resume=True) as writer:
+        writer.write_manifest({**MANIFEST, "plan": [["int8", "phone", "gpu"], ["int8", "local", "xnnpack"]]})
+    manifest = json.loads((tmp_path / "run" / layout.MANIFEST_FILE).read_text())
+    assert manifest["plan"] == plan_a + [["int8", "phone", "gpu"]]

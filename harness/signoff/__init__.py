@@ -10,6 +10,7 @@ unknown key is a ConfigError that names it. Fractions are fractions (0.02 = 2 pe
     min_group_size = 100             # every group needs at least this many test samples
     require_devices = ["pixel7"]     # targets that must have at least one finished job
     require_delegates = ["xnnpack"]  # delegates that must have really run (on each required device)
+    allow_failed_jobs = false        # true: planned jobs that failed or are missing WARN instead of FAIL
 
 A default policy ships in the package (``harness/policies/default.toml``) and is used when none is
 given. Every judged key becomes one rule; one more rule, ``jobs_completed``, is always judged.
@@ -30,7 +31,12 @@ Rule outcomes and what WARN means
   else on any target) that really applied it; WARN if the runner could not tell which delegate it
   applied ("unknown") or the job was kept unproven ("gpu (unproven)"). "reference" and "builtin"
   need no applied delegate.
-* ``jobs_completed`` (always): FAIL if no job finished, WARN if some job failed.
+* ``jobs_completed`` (always): judges the plan, not the files. The manifest's ``plan`` lists every
+  job the run set out to do (variants x devices x delegates, including the jobs of a device whose
+  connection failed, over every session of a resumed run); each planned job that is missing (never
+  started, interrupted, or its device unreachable) or failed is named. FAIL if any is, or if no job
+  finished; with ``allow_failed_jobs = true`` those jobs give WARN instead (no finished job is
+  still FAIL). A run written before the plan was recorded is judged on its summary's jobs.
 
 The verdict is FAIL if any rule fails, else WARN if any rule warns, else PASS.
 
@@ -46,133 +52,23 @@ testcase per rule (FAIL as ``<failure>``, WARN as a passing testcase with a ``<s
 from __future__ import annotations
 
 import math
-import tomllib
-from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from harness.errors import ConfigError
+from harness.signoff.jobs import jobs_rule
+from harness.signoff.verdict import (_RANK, DEFAULT_POLICY, EXIT_FAIL, EXIT_PASS, EXIT_WARN, FAIL, MIN_FLIPS,
+                                     NO_DELEGATE, PASS, POLICY_KEYS, WARN, Policy, RuleResult, Verdict, load_policy,
+                                     parse_policy)
+
+__all__ = ["DEFAULT_POLICY", "EXIT_FAIL", "EXIT_PASS", "EXIT_WARN", "FAIL", "MIN_FLIPS", "NO_DELEGATE", "PASS",
+           "POLICY_KEYS", "WARN", "Policy", "RuleResult", "Verdict", "format_verdict", "judge", "load_policy",
+           "parse_policy", "signoff", "write_junit"]
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from harness.metrics.stats import Stats
     from harness.rundir import RunData
-
-PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
-EXIT_PASS = 0
-EXIT_WARN = 0   # a warning is not a failure: CI stays green, the WARNING line says why
-EXIT_FAIL = 1
-DEFAULT_POLICY = "default.toml"  # inside the harness.policies package data
-MIN_FLIPS = 6   # below 6 flips no exact two-sided test can reach p < 0.05; a ratio on them is noise
-NO_DELEGATE = ("reference", "builtin")  # delegate specs that apply no delegate by design
-_RANK = {PASS: 0, WARN: 1, FAIL: 2}
-
-# key -> (kind, description) for validation and error messages
-POLICY_KEYS: dict[str, tuple[str, str]] = {
-    "max_worst_group_drop": ("fraction", "largest allowed per-group accuracy drop, a fraction"),
-    "max_psi": ("fraction", "largest allowed psi (group drop - overall drop), a fraction"),
-    "judge_on_upper_bound": ("bool", "judge drop limits on the interval's upper bound"),
-    "max_flip_rate_ratio": ("positive", "largest allowed group/majority flip-rate ratio"),
-    "min_group_size": ("count", "smallest allowed test-set group"),
-    "require_devices": ("names", "targets that must have finished jobs"),
-    "require_delegates": ("names", "delegates that must have really run"),
-}
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Validated sign-off limits; None = not judged."""
-
-    max_worst_group_drop: float | None = None
-    max_psi: float | None = None
-    judge_on_upper_bound: bool = False
-    max_flip_rate_ratio: float | None = None
-    min_group_size: int | None = None
-    require_devices: tuple[str, ...] | None = None
-    require_delegates: tuple[str, ...] | None = None
-    source: str = ""
-
-    def to_json(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-
-@dataclass(frozen=True)
-class RuleResult:
-    """One rule's outcome: status PASS/WARN/FAIL, the limit, the deciding value and the evidence."""
-
-    rule: str
-    status: str
-    limit: Any
-    observed: Any
-    message: str
-    evidence: tuple[Mapping[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The sign-off of one run directory."""
-
-    verdict: str
-    rules: tuple[RuleResult, ...]
-    policy: Policy
-    run_dir: str
-    statistics: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return {"verdict": self.verdict, "run_dir": self.run_dir, "policy": self.policy.to_json(),
-                "statistics": dict(self.statistics),
-                "rules": [{**asdict(r), "evidence": [dict(e) for e in r.evidence]} for r in self.rules]}
-
-
-# -- policy ------------------------------------------------------------------------------------
-
-def load_policy(path: Path | None = None) -> Policy:
-    """Read and validate a policy file; ``None`` loads the packaged default policy.
-
-    Example::
-
-        policy = load_policy(Path("strict.toml"))   # ConfigError names a bad or unknown key
-    """
-    if path is None:
-        ref = resources.files("harness").joinpath("policies", DEFAULT_POLICY)
-        return parse_policy(tomllib.loads(ref.read_text(encoding="utf-8")), source=f"(default) {ref}")
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read policy {path}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"policy {path} is not valid TOML: {exc}") from exc
-    return parse_policy(raw, source=str(path))
-
-
-def parse_policy(raw: Mapping[str, Any], source: str = "policy") -> Policy:
-    """Validate a policy mapping (top-level keys only; see the module docstring)."""
-    unknown = sorted(set(raw) - set(POLICY_KEYS))
-    if unknown:
-        raise ConfigError(f"{source}: unknown policy key {unknown[0]!r}; known keys: {', '.join(POLICY_KEYS)}")
-    values = {key: _check_value(key, value, source) for key, value in raw.items()}
-    return Policy(**values, source=source)
-
-
-def _check_value(key: str, value: Any, source: str) -> Any:
-    kind, what = POLICY_KEYS[key]
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == "fraction" and number and 0 <= value <= 1:
-        return float(value)
-    if kind == "positive" and number and value > 0 and math.isfinite(value):
-        return float(value)
-    if kind == "count" and isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return int(value)
-    if kind == "bool" and isinstance(value, bool):
-        return value
-    if kind == "names" and isinstance(value, list) and all(isinstance(v, str) and v for v in value):
-        return tuple(value)
-    expected = {"fraction": "a number in [0, 1] (0.02 = 2 percentage points)", "positive": "a number > 0",
-                "count": "an integer >= 1", "bool": "true or false", "names": "a list of non-empty strings"}[kind]
-    raise ConfigError(f"{source}: policy key {key!r} ({what}) must be {expected}, got {value!r}")
-
 
 # -- judging -----------------------------------------------------------------------------------
 
@@ -211,7 +107,7 @@ def judge(run: "RunData", stats: "Stats", policy: Policy) -> Verdict:
         rules.append(_devices_rule(policy.require_devices, run.summary["runs"]))
     if policy.require_delegates is not None:
         rules.append(_delegates_rule(policy.require_delegates, policy.require_devices, run.summary["runs"]))
-    rules.append(_jobs_rule(run.summary["runs"]))
+    rules.append(jobs_rule(run.manifest.get("plan"), run.summary["runs"], policy.allow_failed_jobs))
     verdict = max((r.status for r in rules), key=_RANK.__getitem__)
     d = stats.disparity
     settings = {"confidence": CONFIDENCE,
@@ -334,19 +230,6 @@ def _applied(requested: str, applied: Any) -> bool | None:
     return str(applied) in (requested.split(",")[0], requested.split(":", 1)[0])
 
 
-def _jobs_rule(runs: list[dict]) -> RuleResult:
-    ok = [r for r in runs if r["status"] == "ok"]
-    failed = [r for r in runs if r["status"] != "ok"]
-    evidence = tuple({"job": _job_dict(r), "status": r["status"], "stage": r.get("stage"), "error": r.get("error")}
-                     for r in failed)
-    if not ok:
-        return RuleResult("jobs_completed", FAIL, None, 0, "no job finished: nothing to sign off", evidence)
-    if failed:
-        return RuleResult("jobs_completed", WARN, None, len(ok), f"{len(failed)} of {len(runs)} jobs failed: "
-                          + "; ".join(f"{e['job']} ({e['stage']})" for e in evidence), evidence)
-    return RuleResult("jobs_completed", PASS, None, len(ok), f"all {len(ok)} jobs finished")
-
-
 # -- output ------------------------------------------------------------------------------------
 
 def format_verdict(verdict: Verdict) -> str:
@@ -390,10 +273,6 @@ def _evidence_text(r: RuleResult) -> str:
 
 def _job(row) -> str:
     return f"{row.variant} / {row.target} / {row.delegate}"
-
-
-def _job_dict(row: Mapping[str, Any]) -> str:
-    return f"{row['variant']} / {row['target']} / {row['delegate']}"
 
 
 def _pp(x: float | None) -> str:

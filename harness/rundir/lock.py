@@ -9,7 +9,8 @@ names the holder's pid, host and start time, which the holder writes into the lo
 
 The lock is re-entrant within a process (the CLI's lock and its RunWriter's are one) and is
 released by the kernel when the holding process dies, however it dies: a killed run never leaves
-a stale lock behind. The file itself stays (removing a flock'ed file races with a new opener).
+a stale lock behind. The file stays (emptied) once the run holds anything; a new holder checks that
+the file it locked is still the one at the path, so removing the file of an empty folder is safe.
 
 Example::
 
@@ -32,7 +33,7 @@ from typing import Iterator
 from harness.errors import ResultsError
 from harness.rundir.layout import LOCK_FILE
 
-_held: dict[Path, list[int]] = {}   # resolved run dir -> [fd, holders in this process]
+_held: dict[Path, list] = {}   # absolute run dir -> [fd, holds in this process, created by the lock]
 _guard = threading.Lock()
 
 
@@ -53,24 +54,26 @@ def acquire(run_dir: Path) -> None:
         if key in _held:
             _held[key][1] += 1
             return
-        try:
-            key.mkdir(parents=True, exist_ok=True)
-            fd = os.open(key / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise ResultsError(f"cannot create the lock file of run directory {run_dir}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = _read_holder(fd)
+        created = not key.exists()
+        while True:  # until the file we locked is still the one at the path (a releaser may remove it)
+            fd = _open(key, run_dir)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise ResultsError(f"run directory {run_dir} is being written by another qskew ({holder}); "
+                                   f"wait for it to finish or choose another folder") from None
+            if _same_file(fd, key / LOCK_FILE):
+                break
             os.close(fd)
-            raise ResultsError(f"run directory {run_dir} is being written by another qskew ({holder}); "
-                               f"wait for it to finish or choose another folder") from None
         _write_holder(fd)
-        _held[key] = [fd, 1]
+        _held[key] = [fd, 1, created]
 
 
 def release(run_dir: Path) -> None:
-    """Give back one hold of ``run_dir``'s lock; the last one unlocks it."""
+    """Give back one hold of ``run_dir``'s lock; the last one unlocks it. A folder the lock created
+    and nothing else wrote into is removed again: a command that failed early leaves no trace."""
     key = _key(run_dir)
     with _guard:
         entry = _held.get(key)
@@ -79,9 +82,29 @@ def release(run_dir: Path) -> None:
         entry[1] -= 1
         if entry[1] == 0:
             del _held[key]
+            fd, _, created = entry
             with contextlib.suppress(OSError):
-                os.ftruncate(entry[0], 0)   # no holder named once nobody holds it
-            os.close(entry[0])               # closing the descriptor drops the flock
+                os.ftruncate(fd, 0)   # no holder named once nobody holds it
+                if created and [p.name for p in key.iterdir()] == [LOCK_FILE]:
+                    (key / LOCK_FILE).unlink()   # still locked: a new writer re-checks the path
+                    key.rmdir()
+            os.close(fd)              # closing the descriptor drops the flock
+
+
+def _open(key: Path, run_dir: Path) -> int:
+    try:
+        key.mkdir(parents=True, exist_ok=True)
+        return os.open(key / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ResultsError(f"cannot create the lock file of run directory {run_dir}: {exc}") from exc
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def holds(run_dir: Path) -> bool:

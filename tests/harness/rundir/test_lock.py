@@ -95,3 +95,13 @@ def test_qskew_run_into_a_locked_folder_fails_before_importing_tensorflow(held, 
     assert second.stdout.strip() == "False"  # failed before the slow part began
     assert f"pid {proc.pid} on host {socket.gethostname()}" in second.stderr
     assert time.monotonic() - start < 20
+
+
+def test_a_folder_the_lock_created_and_nothing_filled_is_removed_again(tmp_path):
+    with lock.locked(tmp_path / "new"):
+        assert (tmp_path / "new" / LOCK_FILE).exists()
+    assert not (tmp_path / "new").exists()  # a command that failed early leaves no trace
+    (tmp_path / "old").mkdir()
+    with lock.locked(tmp_path / "old"):
+        pass
+    assert (tmp_path / "old").is_dir()  # a folder that was there stays

@@ -58,13 +58,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    """Run the command; with --json its JSON document alone goes to the real stdout."""
-    if getattr(args, "heavy", False):
-        logs.import_tensorflow_quietly(args.debug)
-    if getattr(args, "json", False):
-        with _common.json_stdout():
-            return args.func(args) or 0
-    return args.func(args) or 0
+    """Run the command; with --json its JSON document alone goes to the real stdout. A command
+    that writes a run holds its run directory's lock from before TensorFlow is imported."""
+    with _common.run_dir_locked(args):
+        if getattr(args, "heavy", False):
+            logs.import_tensorflow_quietly(args.debug)
+        if getattr(args, "json", False):
+            with _common.json_stdout():
+                return args.func(args) or 0
+        return args.func(args) or 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.metrics.stats import CONFIDENCE, N_RESAMPLES, SEED
+from harness.text import name_width
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -163,19 +164,22 @@ def format_comparison(comparison: Comparison) -> str:
     """A table a person reads: per job and group, A -> B of accuracy, drop and flip rate (pp);
     a job finished in one run only gets one line saying so."""
     lines = [f"A: {comparison.run_a}", f"B: {comparison.run_b}", comparison.reason, ""]
-    header = (f"{'job':28} {'group':12} {'n':>6} {'acc A->B %':>13} {'d acc pp':>22} "
+    jobs = [f"{r.variant}/{r.target}/{r.delegate}" for r in comparison.table.itertuples(index=False)]
+    wj = name_width(jobs, 28)  # job and group names are never cut: two could look alike
+    wg = name_width(["(all)"] + [r.group for r in comparison.table.itertuples(index=False)], 12)
+    header = (f"{'job':{wj}} {'group':{wg}} {'n':>6} {'acc A->B %':>13} {'d acc pp':>22} "
               f"{'drop A->B pp':>14} {'d drop pp':>22} {'d flip pp':>22}")
     lines += [header, "-" * len(header)]
     for r in comparison.table.itertuples(index=False):
         job = f"{r.variant}/{r.target}/{r.delegate}"
         group = "(all)" if r.scope == "overall" else r.group
         if r.status != "both" and r.scope == "overall":
-            lines.append(f"{job[:28]:28} {group[:12]:12} {'':>6} only in run {r.status[-1].upper()}")
+            lines.append(f"{job:{wj}} {group:{wg}} {'':>6} only in run {r.status[-1].upper()}")
             continue
         if r.status != "both":
             continue
         lines.append(
-            f"{job[:28]:28} {group[:12]:12} {r.n_a:>6} {100 * r.acc_a:5.1f}->{100 * r.acc_b:5.1f} "
+            f"{job:{wj}} {group:{wg}} {r.n_a:>6} {100 * r.acc_a:5.1f}->{100 * r.acc_b:5.1f} "
             f"{_diff(r.acc_diff, r.acc_diff_lo, r.acc_diff_hi):>22} "
             f"{100 * r.acc_drop_a:+5.1f}->{100 * r.acc_drop_b:+5.1f} "
             f"{_diff(r.drop_diff, r.drop_diff_lo, r.drop_diff_hi):>22} "

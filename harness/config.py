@@ -51,6 +51,8 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -153,7 +155,8 @@ def from_dict(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path | N
     if unknown:
         raise ConfigError(f"{source}: unknown table(s) {sorted(unknown)}; known: experiment, {', '.join(_SECTIONS)}")
     head = dict(raw.get("experiment", {}))
-    name = str(head.pop("name", Path(source).stem if source.endswith(".toml") else "experiment"))
+    name = _typed(head.pop("name", Path(source).stem if source.endswith(".toml") else "experiment"), str,
+                  "[experiment] name", source)
     if head:
         raise ConfigError(f"{source}: unknown key(s) in [experiment]: {sorted(head)}; known: name")
     sections = {key: _section(raw.get(key, {}), cls, key, source) for key, cls in _SECTIONS.items()}
@@ -170,23 +173,39 @@ def _section(table: Any, cls: type, key: str, source: str):
     unknown = set(table) - set(names)
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) in [{key}]: {sorted(unknown)}; known: {', '.join(names)}")
-    values = {}
-    for k, v in table.items():
-        default = names[k].default
-        if isinstance(default, tuple):
-            if isinstance(v, str):
-                v = [s.strip() for s in v.split(",") if s.strip()]
-            if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
-                raise ConfigError(f"{source}: [{key}] {k} must be a list of strings")
-            v = tuple(v)
-        elif isinstance(default, bool) != isinstance(v, bool) or (
-                default is not None and not isinstance(v, type(default))):
-            if not (isinstance(default, float) and isinstance(v, int)):
-                raise ConfigError(f"{source}: [{key}] {k} must be {type(default).__name__}, got {v!r}")
-        values[k] = v
+    hints = typing.get_type_hints(cls)
+    values = {k: _typed(v, hints[k], f"[{key}] {k}", source) for k, v in table.items()}
     if key == "model" and "path" in values and "name" not in values:
         values["name"] = None
     return cls(**values)
+
+
+def _typed(value: Any, hint: Any, where: str, source: str) -> Any:
+    """``value`` if it has the option's type (a list of strings, or a comma-separated string, for a
+    tuple option), else ConfigError naming the file, the key and the expected type. TOML keeps
+    true/false apart from numbers and strings, so ``true`` is no thread count and ``"false"`` no
+    boolean."""
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType, typing.Union) else (hint,)
+    if typing.get_origin(hint) is tuple:
+        if isinstance(value, str):
+            value = [s.strip() for s in value.split(",") if s.strip()]
+        if isinstance(value, list) and all(isinstance(s, str) for s in value):
+            return tuple(value)
+        expected = "a list of strings"
+    else:
+        if any(_is(value, t) for t in allowed if t is not type(None)):
+            return value
+        expected = " or ".join(_TYPE_NAMES[t] for t in allowed if t is not type(None))
+    raise ConfigError(f"{source}: {where} must be {expected}, got {type(value).__name__} {value!r}")
+
+
+_TYPE_NAMES = {int: "an integer", str: "a string", bool: "true or false", float: "a number"}
+
+
+def _is(value: Any, t: type) -> bool:
+    if t is bool or isinstance(value, bool):  # bool is an int in Python, not in TOML
+        return t is bool and isinstance(value, bool)
+    return isinstance(value, (int, float)) if t is float else isinstance(value, t)
 
 
 def _resolve_paths(exp: Experiment, base_dir: Path | None) -> Experiment:

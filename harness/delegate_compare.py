@@ -39,7 +39,7 @@ import pandas as pd
 
 from harness.metrics.groups import BASELINE_DELEGATE, OVERALL, baseline_target
 from harness.rundir import RunData
-from harness.text import fit_cell
+from harness.text import fit_cell, name_width
 
 ERROR_LINES = 3  # a failed job's error in the printed table (the whole error is in delegates.csv)
 
@@ -126,30 +126,32 @@ def format_delegate_table(table: pd.DataFrame, variant: str) -> str:
     """The side-by-side table the CLI prints: per device x delegate its overall row, then groups."""
     if table.empty:
         return f"(no job of variant {variant!r} in the run)"
-    header = (f"{'device':12} {'delegate':10} {'group':12} {'n':>5} {'acc%':>6} {'drop_pp':>8} "
+    wd, wl = name_width(table.target, 12), name_width(table.delegate, 10)  # names are never cut
+    wg = name_width(list(table.group) + ["(all)"], 12)
+    header = (f"{'device':{wd}} {'delegate':{wl}} {'group':{wg}} {'n':>5} {'acc%':>6} {'drop_pp':>8} "
               f"{'quant_pp':>8} {'deleg_pp':>8} {'flip_ref%':>9} {'max|Δz|':>8} {'ms/smp':>7} {'noise|Δz|':>9} "
               f"{'precision':>13}")
     lines = [f"variant {variant}: each delegate against FP32 and against the CPU reference kernels",
              header, "-" * len(header)]
     for row in table.itertuples(index=False):
         first = row.group == ""
-        dev = fit_cell(row.target, 12) if first else ""
-        dlg = fit_cell(row.delegate, 10) if first else ""
+        dev = fit_cell(row.target, wd) if first else ""
+        dlg = fit_cell(row.delegate, wl) if first else ""
         if row.status != "ok":  # the error's first line, wrapped below the delegate's name
             why = textwrap.wrap("FAILED: " + row.error.splitlines()[0] if row.error else "FAILED",
-                                width=len(header) - 24, max_lines=ERROR_LINES, placeholder=" …")
-            lines += [f"{dev if i == 0 else '':12} {dlg if i == 0 else '':10} {part}"
+                                width=len(header) - wd - wl - 2, max_lines=ERROR_LINES, placeholder=" …")
+            lines += [f"{dev if i == 0 else '':{wd}} {dlg if i == 0 else '':{wl}} {part}"
                       for i, part in enumerate(why)]
             continue
         lines.append(
-            f"{dev:12} {dlg:10} {fit_cell('(all)' if first else row.group, 12):12} {row.n:>5} "
+            f"{dev:{wd}} {dlg:{wl}} {fit_cell('(all)' if first else row.group, wg):{wg}} {row.n:>5} "
             f"{100 * row.acc:6.1f} {_pp(row.acc_drop):>8} {_pp(row.drop_quantization):>8} "
             f"{_pp(row.drop_delegate):>8} {_pct(row.flip_vs_ref):>9} {_g(row.max_abs_dlogit_vs_ref):>8} "
             f"{_g(row.latency_ms_per_sample, '.3f') if first else '':>7} "
             f"{_g(row.noise_max_abs_dlogit) if first else '':>9} "
             f"{fit_cell(row.precision, 13) if first else '':>13}")
         if first and "(unproven)" in row.delegate_applied:
-            lines.append(f"{'':12} {row.delegate_applied}: the runtime did not prove the delegate "
+            lines.append(f"{'':{wd}} {row.delegate_applied}: the runtime did not prove the delegate "
                          f"computed this job (allow_unproven = true kept it)")
     ok = table[table.status == "ok"]
     if len(ok) and (ok.baseline_target == "").all():

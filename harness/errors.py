@@ -98,19 +98,25 @@ class RunnerError(TargetError):
 class FailureStage(enum.Enum):
     """Where a job failed (``summary.json`` ``stage``): its variant did not convert, the device's
     profile refused it, the model the device needs could not be made, its delegate could not be
-    applied or was not confirmed by the runtime (no silent CPU fallback), or it failed running."""
+    applied or was not confirmed by the runtime (no silent CPU fallback), it failed running, or
+    its outputs could not be scored."""
 
     CONVERT = "convert"
     PROFILE = "profile"
     PREPARE = "prepare"
     DELEGATE = "delegate"  # the delegate could not be applied, or the runtime did not confirm it ran
     RUN = "run"
+    OUTPUTS = "outputs"    # it ran, but its outputs cannot be scored (NaN or infinite logits)
 
 
 def failure_stage(run) -> FailureStage:
-    """The stage of a job that failed on the device: ``delegate`` when its error says so (the
-    runners prefix errors with the runner's error kind), else ``run``."""
-    return FailureStage.DELEGATE if str(run.error or "").startswith("delegate:") else FailureStage.RUN
+    """The stage of a job that failed on the device, from the prefix the runners give its error
+    (the runner's error kind): ``delegate:``, ``outputs:``, else ``run``."""
+    error = str(run.error or "")
+    for stage in (FailureStage.DELEGATE, FailureStage.OUTPUTS):
+        if error.startswith(f"{stage.value}:"):
+            return stage
+    return FailureStage.RUN
 
 
 class JobFailed(QskewError):

@@ -45,21 +45,22 @@ def evaluate(exp: Experiment, dataset: GroupedDataset, source: ModelSource, out_
 
     datasets.validate_for_model(dataset, model_input_shape(source.model), model_num_classes(source.model))
     test, train = dataset.subset("test"), dataset.subset("train")
-    writer = rundir.RunWriter(out_dir, resume=True)
-    echo(f"reference: FP32 Keras logits for {len(test)} test samples")
-    ref = reference.reference_logits(source.model, test)
-    calibration, artifacts = build_variants(exp, source.model, train, progress, echo)
-    static = static_variants(exp, source.model, calibration, artifacts, echo)
-    artifacts = list(artifacts) + list(extra_artifacts)
-    devices, unreachable = schedule.open_devices(exp, echo)
-    try:
-        writer.write_manifest(_manifest(exp, dataset, source, calibration, artifacts, devices))
-        writer.add_reference(ref, test)
-        schedule.run_sweep(exp, artifacts, devices, test, ref, writer, progress, echo, unreachable,
-                           static=static)
-    finally:
-        for dev in devices:
-            dev.target.close()
+    with rundir.RunWriter(out_dir, resume=True) as writer:  # holds the run directory's lock
+        echo(f"reference: FP32 Keras logits for {len(test)} test samples")
+        ref = reference.reference_logits(source.model, test)
+        calibration, artifacts = build_variants(exp, source.model, train, progress, echo)
+        static = static_variants(exp, source.model, calibration, artifacts, echo)
+        artifacts = list(artifacts) + list(extra_artifacts)
+        devices, unreachable = schedule.open_devices(exp, echo)
+        try:
+            writer.write_manifest({**_manifest(exp, dataset, source, calibration, artifacts, devices),
+                                   "plan": schedule.planned_jobs(exp, artifacts, devices, unreachable)})
+            writer.add_reference(ref, test)
+            schedule.run_sweep(exp, artifacts, devices, test, ref, writer, progress, echo, unreachable,
+                               static=static)
+        finally:
+            for dev in devices:
+                dev.target.close()
     return out_dir
 
 

@@ -16,6 +16,13 @@ def fit_cell(text: object, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "~"
 
 
+def name_width(names, minimum: int) -> int:
+    """Width of a column of names: ``minimum``, widened to the longest name. Group and device names
+    are never cut: two names cut to one width can look alike ("north-east-rural" and
+    "north-east-urban" both "north-east-r~")."""
+    return max([minimum] + [len(str(n).replace("\n", " ")) for n in names])
+
+
 def tail(text: str | None, max_chars: int = TAIL_CHARS) -> str:
     """The last ``max_chars`` characters of ``text`` (stripped), "..." in front when cut."""
     text = (text or "").strip()

@@ -29,7 +29,7 @@ import numpy as np
 from harness.errors import ArtifactError, DatasetError, ModelError, QskewError
 from harness.metrics.layer_skew import minority_majority, skew_table
 from harness.rundir import analysis_tables as tables
-from harness.text import fit_cell
+from harness.text import fit_cell, name_width
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -293,16 +293,17 @@ SKEW_SHOWN = 3  # layers listed per variant under "where the minority loses most
 
 def format_analysis(analysis: "pd.DataFrame") -> str:
     """One line per model x group: loss, logit variance, gradient norm, top eigenvalue, trace +- se."""
-    header = (f"{'variant':10} {'group':12} {'n':>5} {'loss':>8} {'xloss':>8} {'logit_var':>9} {'grad':>9} "
+    wv, wg = name_width(analysis.variant, 10), name_width(analysis.group, 12)  # names are never cut
+    header = (f"{'variant':{wv}} {'group':{wg}} {'n':>5} {'loss':>8} {'xloss':>8} {'logit_var':>9} {'grad':>9} "
               f"{'lambda_max':>10} {'trace':>18} {'it':>3}")
     lines = [header, "-" * len(header)]
     for r in analysis.itertuples(index=False):
         if r.error:
-            lines.append(f"{fit_cell(r.variant, 10):10} {fit_cell(r.group, 12):12} {r.n:>5} not analyzed: {fit_cell(r.error, 60)}")
+            lines.append(f"{fit_cell(r.variant, wv):{wv}} {fit_cell(r.group, wg):{wg}} {r.n:>5} not analyzed: {fit_cell(r.error, 60)}")
             continue
         trace = f"{r.hessian_trace:.4g} +- {r.hessian_trace_se:.2g}" if np.isfinite(r.hessian_trace_se) \
             else f"{r.hessian_trace:.4g}"
-        lines.append(f"{fit_cell(r.variant, 10):10} {fit_cell(r.group, 12):12} {r.n:>5} {r.loss:8.4f} {r.excess_loss:+8.4f} "
+        lines.append(f"{fit_cell(r.variant, wv):{wv}} {fit_cell(r.group, wg):{wg}} {r.n:>5} {r.loss:8.4f} {r.excess_loss:+8.4f} "
                      f"{r.logit_variance:9.3f} {r.grad_norm:9.4g} {r.hessian_top_eig:10.4g} {trace:>18} "
                      f"{r.iterations:>3}")
     lines.append("variants other than 'reference': their dequantized WEIGHTS in the FP32 Keras model; "

@@ -112,6 +112,23 @@ def default_run_dir(name: str, suffix: str = "") -> Path:
     return Path("runs") / f"{name}{suffix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+@contextlib.contextmanager
+def run_dir_locked(args) -> Iterator[None]:
+    """For a command that writes a run (``set_defaults(writes_run=resolver)``): resolve its run
+    directory into ``args.out`` and hold that folder's lock (``harness.rundir.lock``) while the
+    command runs. The CLI enters this before importing TensorFlow, so a second writer of the same
+    folder fails at once, before any slow work."""
+    resolve = getattr(args, "writes_run", None)
+    if resolve is None:
+        yield
+        return
+    from harness.rundir.lock import locked
+
+    args.out = Path(resolve(args))
+    with locked(args.out):
+        yield
+
+
 def with_devices(exp, args):
     """The experiment with --device / --devices from the command line applied, validated again."""
     import dataclasses
@@ -150,10 +167,13 @@ def model_source(exp, dataset, show_progress: bool, say: Callable[[str], None]):
 
 
 def run_experiment(exp, args) -> int:
-    """Evaluate ``exp`` into --out (or a new run directory) and print its tables or JSON summary."""
-    from harness import datasets, rundir
+    """Evaluate ``exp`` into --out (or a new run directory) and print its tables or JSON summary.
+
+    When a device fails, the jobs that finished are still printed, with the run directory, before
+    the error; a run in which every job failed is an error too (exit 2), after its summary."""
+    from harness import datasets
+    from harness.errors import QskewError, ResultsError
     from harness.evaluate import evaluate
-    from harness.report.text import format_summary, format_table
 
     exp = with_devices(exp, args)
     show_progress, say = progress(args), echo(args)
@@ -161,8 +181,28 @@ def run_experiment(exp, args) -> int:
     say(f"dataset: {exp.data.dataset}")
     dataset = datasets.load(exp.data.dataset, exp.data.table_options())
     source = model_source(exp, dataset, show_progress, say)
-    evaluate(exp, dataset, source, out, progress=show_progress, echo=say)
-    run = rundir.read_run(out)
+    try:
+        evaluate(exp, dataset, source, out, progress=show_progress, echo=say)
+    except QskewError:
+        show_run(out, args)  # what finished before the failure, then the error
+        raise
+    run = show_run(out, args)
+    if run is not None and run.summary["runs"] and not run.jobs("ok"):
+        raise ResultsError(f"every job failed ({len(run.summary['runs'])}); see the summary above and {out}")
+    return 0
+
+
+def show_run(out: Path, args):
+    """Print the run's tables (or its JSON summary) and its path; the RunData, or None when no
+    run was written there (e.g. every device was unreachable)."""
+    from harness import rundir
+    from harness.errors import ResultsError
+    from harness.report.text import format_summary, format_table
+
+    try:
+        run = rundir.read_run(out)
+    except ResultsError:
+        return None
     if args.json:
         print_json({"run_dir": str(out), "summary": run.summary})
     else:
@@ -171,7 +211,7 @@ def run_experiment(exp, args) -> int:
         print()
         print(format_summary(run.summary))
         print(f"\nrun directory: {out}")
-    return 0
+    return run
 
 
 def print_group_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:

@@ -41,7 +41,12 @@ def register(sub) -> None:
     c.add_argument("--repeat", type=int, default=None, metavar="N",
                    help="run each job N times to measure run-to-run noise (default: [run] repeat, 1)")
     _common.add_run_flags(c)
-    c.set_defaults(func=cmd_compare_delegates, heavy=True)
+    c.set_defaults(func=cmd_compare_delegates, heavy=True, writes_run=run_dir)
+
+
+def run_dir(args) -> Path:
+    """The run directory ``qskew compare-delegates`` writes (locked before anything slow)."""
+    return args.out or _common.default_run_dir(_experiment(args).name, "-delegates")
 
 
 def cmd_compare_delegates(args) -> int:
@@ -52,7 +57,7 @@ def cmd_compare_delegates(args) -> int:
     exp = _common.with_devices(_experiment(args), args)
     variant = exp.quantize.variants[0]
     progress, echo = _common.progress(args), _common.echo(args)
-    out = args.out or _common.default_run_dir(exp.name, "-delegates")
+    out = args.out or run_dir(args)
     echo(f"comparing delegates {', '.join(exp.run.delegates)} on variant {variant}")
     dataset = datasets.load(exp.data.dataset, exp.data.table_options())
     source = _common.model_source(exp, dataset, progress, echo)

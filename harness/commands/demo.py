@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness.commands import _common
 
 
@@ -22,7 +24,12 @@ def register(sub) -> None:
     d.add_argument("--variants", default=None, help="comma-separated subset (default: all six)")
     d.add_argument("--delegates", default="xnnpack", help="comma-separated delegates (default: xnnpack)")
     _common.add_run_flags(d)
-    d.set_defaults(func=cmd_demo, heavy=True)
+    d.set_defaults(func=cmd_demo, heavy=True, writes_run=run_dir)
+
+
+def run_dir(args) -> Path:
+    """The run directory ``qskew demo`` writes (its lock is taken before anything slow)."""
+    return args.out or _common.default_run_dir(f"demo-{args.model}")
 
 
 def cmd_demo(args) -> int:

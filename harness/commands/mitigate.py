@@ -51,7 +51,12 @@ def register(sub) -> None:
     m.add_argument("--qat-timeout", type=float, default=o.QAT_TIMEOUT_S, metavar="SECONDS",
                    help=f"give up on the QAT process after this long (default {o.QAT_TIMEOUT_S:.0f})")
     _common.add_run_flags(m)
-    m.set_defaults(func=cmd_mitigate, heavy=True)
+    m.set_defaults(func=cmd_mitigate, heavy=True, writes_run=run_dir)
+
+
+def run_dir(args) -> Path:
+    """The run directory ``qskew mitigate`` writes (its lock is taken before anything slow)."""
+    return args.out or _common.default_run_dir(_experiment(args.experiment).name, "-mitigate")
 
 
 def cmd_mitigate(args) -> int:
@@ -62,7 +67,7 @@ def cmd_mitigate(args) -> int:
     options = _options(args)
     exp = _common.with_devices(_experiment(args.experiment), args)
     progress, echo = _common.progress(args), _common.echo(args)
-    out = args.out or _common.default_run_dir(exp.name, "-mitigate")
+    out = args.out or run_dir(args)
     echo(f"dataset: {exp.data.dataset}")
     dataset = datasets.load(exp.data.dataset, exp.data.table_options())
     source = _common.model_source(exp, dataset, progress, echo)

@@ -17,7 +17,14 @@ def register(sub) -> None:
                                    "existing run directory is resumed (finished jobs are kept).")
     r.add_argument("experiment", type=Path, help="EXPERIMENT.toml")
     _common.add_run_flags(r)
-    r.set_defaults(func=cmd_run, heavy=True)
+    r.set_defaults(func=cmd_run, heavy=True, writes_run=run_dir)
+
+
+def run_dir(args) -> Path:
+    """The run directory ``qskew run`` writes (its lock is taken before anything slow)."""
+    from harness import config
+
+    return args.out or _common.default_run_dir(config.load(args.experiment).name)
 
 
 def cmd_run(args) -> int:

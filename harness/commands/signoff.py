@@ -20,7 +20,8 @@ def register(sub) -> None:
                         epilog="exit codes: 0 PASS; 0 WARN, with a line starting 'WARNING:' on stderr; "
                                "1 FAIL; 2 the run or the policy could not be read. WARN: a limit holds on the "
                                "point estimate but not on its 95 % interval, a flip-rate ratio rests on < 6 flips, "
-                               "an applied delegate is unknown, or some job failed.")
+                               "an applied delegate is unknown, or planned jobs did not finish under allow_failed_jobs "
+                               "(without it, a planned job that is missing or failed is a FAIL).")
     so.add_argument("run_dir", type=Path, help="RUN_DIR")
     so.add_argument("--policy", type=Path, default=None,
                     help="POLICY.toml (default: the policy shipped in harness/policies/default.toml)")

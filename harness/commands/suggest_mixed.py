@@ -27,7 +27,14 @@ def register(sub) -> None:
     s.add_argument("--out", type=Path, default=None, help=f"new run directory (default RUN_DIR{OUT_SUFFIX})")
     _common.add_json_flag(s)
     _common.add_progress_flag(s)
-    s.set_defaults(func=cmd_suggest_mixed, heavy=True)
+    s.set_defaults(func=cmd_suggest_mixed, heavy=True, writes_run=run_dir)
+
+
+def run_dir(args) -> Path:
+    """The new run directory ``qskew suggest-mixed`` writes (locked before anything slow)."""
+    from harness.analysis.suggest import OUT_SUFFIX
+
+    return args.out or args.run_dir.parent / f"{args.run_dir.name}{OUT_SUFFIX}"
 
 
 def cmd_suggest_mixed(args) -> int:

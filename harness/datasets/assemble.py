@@ -1,7 +1,7 @@
 """The checks every user dataset passes, whatever file it came from, and the frozen result.
 
 A loader reads raw columns (samples, labels, groups, optional ids and split); :func:`assemble`
-checks them (lengths, ids, integer labels, groups, split names, test samples per group) and makes
+checks them (lengths, ids, finite inputs, integer labels, groups, split names, test samples per group) and makes
 the seeded split when none is given. Every problem is one ``DatasetError`` naming the file.
 """
 
@@ -34,6 +34,7 @@ def assemble(source: Path, name: str, x: np.ndarray, y, group, ids, split, prepr
     if n == 0:
         raise DatasetError(f"{source}: the dataset has no samples")
     ids = _ids(source, ids, n)
+    _check_finite(source, x, ids)
     labels = _labels(source, y, ids)
     groups = _groups(source, group, ids)
     split, described = resolve_split(source, split, groups, ids)
@@ -55,6 +56,18 @@ def _ids(source: Path, ids, n: int) -> np.ndarray:
         shown = ", ".join(repr(d) for d in dups[:SHOWN_IDS].tolist())
         raise DatasetError(f"{source}: {dups.size} duplicate ids, e.g. {shown}")
     return ids
+
+
+def _check_finite(source: Path, x: np.ndarray, ids: np.ndarray) -> None:
+    """NaN or inf in a sample's inputs would give NaN logits (or a quantized garbage value) on every
+    device: refuse them here, naming the samples."""
+    if x.dtype.kind not in "fc":
+        return
+    bad = np.flatnonzero(~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1))
+    if bad.size:
+        shown = ", ".join(repr(str(i)) for i in ids[bad][:SHOWN_IDS].tolist())
+        raise DatasetError(f"{source}: {bad.size} of {len(ids)} samples have NaN or infinite inputs, "
+                           f"first ids: {shown}")
 
 
 def _labels(source: Path, y: np.ndarray, ids: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from harness.errors import FailureStage, JobFailed
 from harness.farm import profiles
 from harness.records import DeviceRun, ExecutionPlan, GroupedDataset, ModelArtifact
 from harness.runners import registry
+from harness.runners.common import nonfinite_problem
 
 
 def run_on_device(spec, target, artifact: ModelArtifact, test: GroupedDataset, delegate: str, *,
@@ -42,7 +43,13 @@ def run_on_device(spec, target, artifact: ModelArtifact, test: GroupedDataset, d
     run = registry.get(spec.runner).run(spec, target, artifact, test, delegate, num_threads=num_threads,
                                         batch_size=batch_size, runtime=runtime, progress=progress,
                                         allow_unproven=allow_unproven)
-    return _with_compiler_report(_naming_device(run, spec.name), artifact)
+    return _with_compiler_report(_naming_device(_finite(run, test), spec.name), artifact)
+
+
+def _finite(run: DeviceRun, test: GroupedDataset) -> DeviceRun:
+    """A job whose logits hold NaN or inf fails at stage ``outputs`` (whichever runner kind ran it)."""
+    problem = nonfinite_problem(run.logits, test) if run.ok else None
+    return dataclasses.replace(run, logits=None, error=problem) if problem else run
 
 
 def _with_compiler_report(run: DeviceRun, artifact: ModelArtifact) -> DeviceRun:

@@ -72,6 +72,18 @@ class OpenDevice:
     properties: Mapping[str, Any]
 
 
+def planned_jobs(exp: Experiment, artifacts, devices, unreachable=()) -> list[list[str]]:
+    """Every job the sweep sets out to run, [variant, device, delegate], for the manifest's plan
+    (what ``qskew signoff`` judges): the opened devices' jobs and those of the devices that could
+    not be reached (looked up again in the inventory: their delegates are known without them)."""
+    specs = [dev.spec for dev in devices]
+    missing = {name for name, _ in unreachable}
+    if missing:
+        specs += [s for s in load_inventory(exp.run.devices_file or None).select(exp.run.targets) if s.name in missing]
+    return [[a.variant, spec.name, d] for spec in specs for a in artifacts for d in exp.run.delegates
+            if spec.offers(d)]
+
+
 def _device_jobs(exp: Experiment, artifacts, dev: OpenDevice, echo) -> list[tuple[ModelArtifact, str]]:
     """This device's jobs: every artifact x every experiment delegate the device offers."""
     delegates = [d for d in exp.run.delegates if dev.spec.offers(d)]

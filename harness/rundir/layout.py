@@ -42,7 +42,10 @@ file-name order.
                              sha256; calibration -- size, strategy, seed, group_shares, sha256 or
                              null; variants -- one ModelArtifact.to_json() per variant; targets --
                              device properties and inventory entry per device name, kept
-                             for every device of earlier sessions too)
+                             for every device of earlier sessions too; plan -- every job the
+                             sweep set out to run, [variant, target, delegate], including the
+                             jobs of devices that could not be reached, over every session:
+                             what ``qskew signoff`` judges)
 
 ``predictions/<seq>-<key>.parquet`` -- one row per test sample of the job (``000000-...`` holds
 the reference rows); read together (:func:`harness.rundir.reader.read_run`) they are one table::
@@ -106,7 +109,10 @@ finished. Every entry has every key (null where it does not apply)::
     status                      "ok" or "failed"
     stage                       where a failed job failed: "convert", "profile" (the device's
                                 profile refused the variant), "prepare" (the model the device
-                                needs could not be made), "run"; null when ok
+                                needs could not be made), "delegate" (the delegate could not be
+                                applied or was not confirmed), "run", "outputs" (it ran, but some
+                                logits were NaN or infinite: the error names the samples and
+                                counts them per group); null when ok
     error                       the error message of a failed job; null when ok
     artifact_sha256             sha256 of the .tflite file that ran
     runtime, runtime_version    the TFLite runtime the runner used (e.g. "ai_edge_litert", "2.3.0")
@@ -140,12 +146,17 @@ finished. Every entry has every key (null where it does not apply)::
     excess_loss_gap             max - min group excess loss (Liu/Tran's phi)
     acc_gap_ref, acc_gap        max - min group accuracy, reference / variant
     small_groups                comma-separated groups and cells with n < 100 ("" if none)
+    config_hash                 the manifest's config_hash when the job was written: a resume
+                                checks it too, so deleting manifest.json does not bypass the check
 
 Older runs (schema 1) hold the same tables as four whole files, rewritten after every job:
 ``predictions.parquet``, ``metrics.csv`` (with the attribution columns, or without them when written
 before they existed), ``summary.json`` (``{"schema_version": 1, "runs": [...]}``) and, when written
 after it existed, ``placement.csv``. They still read; resuming one converts it to schema 2 once
 (:func:`harness.rundir.writer.convert_schema1`).
+
+``lock`` -- locked (``fcntl.flock``) by the one process writing the run, which writes its pid, host
+and start time into it (:mod:`harness.rundir.lock`); empty when nobody writes. Not part of the run.
 
 Written later by the commands that read a run (never by RunWriter, which ignores them):
 ``signoff.json`` -- the last ``qskew signoff`` verdict (``{"schema_version", "verdict", "policy",
@@ -191,6 +202,7 @@ LAYERS_FILE = "layers.csv"                # `qskew analyze`: per variant x layer
 SUGGESTION_FILE = "suggested-mixed.json"  # `qskew suggest-mixed`: the recipe, in its new run directory
 DELEGATES_FILE = "delegates.csv"          # `qskew compare-delegates`: its table (harness.delegate_compare)
 REPORT_DIR = "report"           # `qskew report`: the HTML page and its PNG charts
+LOCK_FILE = "lock"              # held (fcntl.flock) by the one process writing the run (harness.rundir.lock)
 
 Job = tuple[str, str, str]
 REFERENCE_JOB: Job = ("reference", "host", "keras")  # (variant, target, delegate) of the FP32 reference rows

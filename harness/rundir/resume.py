@@ -123,6 +123,17 @@ def check_config_hash(old: Mapping[str, Any], new: Mapping[str, Any], path: Path
                            f"{new_hash[:12]}); use a new run directory")
 
 
+def check_job_hashes(state: RunState, new_hash: str, run_dir: Path) -> None:
+    """ResultsError when a job in ``run_dir`` was written for another experiment: every job's
+    summary part holds the config hash too, so deleting manifest.json does not bypass the check."""
+    for job, entry in state.entries.items():
+        old = entry.get("config_hash")
+        if old and old != new_hash:
+            path = layout.part_path(run_dir, layout.SUMMARY_DIR, state.seqs[job], layout.job_key(job))
+            raise ResultsError(f"{path} (job {'/'.join(job)}) was written for another experiment (config_hash "
+                               f"{old[:12]} != {new_hash[:12]}); use a new run directory")
+
+
 def _unlink(path: Path) -> None:
     try:
         path.unlink(missing_ok=True)

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import weakref
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -26,7 +27,7 @@ import numpy as np
 from harness.errors import ResultsError, failure_stage
 from harness.fsutil import atomic_write as _atomic_write, dumps_json, jsonable
 from harness.records import DeviceRun, GroupedDataset, Logits
-from harness.rundir import layout, resume as _resume
+from harness.rundir import layout, lock as _lock, resume as _resume
 from harness.rundir.layout import JOB_KEYS, MANIFEST_FILE, REFERENCE_JOB, REFERENCE_SEQ, SCHEMA_VERSION, Job
 from harness.rundir.reader import read_json, read_schema1, summary_parts
 
@@ -43,11 +44,34 @@ class RunWriter:
     ``resume=False`` refuses a folder that already holds a run; ``resume=True`` opens what is there
     (converting a schema-1 directory to schema 2 once, deleting parts of jobs that never wrote
     their summary part) so finished jobs can be skipped via :meth:`completed_jobs`. Adding a job
-    that is already present replaces its parts.
+    that failed before replaces its summary; a finished job ("ok") or the reference rows are never
+    replaced (a ResultsError / kept as they are).
+
+    The writer holds the run directory's lock (:mod:`harness.rundir.lock`) from its creation to
+    :meth:`close` (or the end of a ``with`` block): a second writer fails at once, naming it.
     """
 
     def __init__(self, run_dir: Path, resume: bool = False):
         self.run_dir = Path(run_dir)
+        _lock.acquire(self.run_dir)
+        self._release = weakref.finalize(self, _lock.release, self.run_dir)
+        try:
+            self._open(resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> "RunWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the run directory's lock (once; the writer writes nothing after this)."""
+        self._release()
+
+    def _open(self, resume: bool) -> None:
         existing = _resume.existing_files(self.run_dir)
         if existing and not resume:
             raise ResultsError(f"{self.run_dir} already holds a run ({', '.join(existing)}); "
@@ -67,22 +91,33 @@ class RunWriter:
         now = _now()
         new = {**jsonable(dict(manifest)), "schema_version": SCHEMA_VERSION, "created": now, "updated": now,
                "config_hash": _resume.config_hash(manifest)}
+        _resume.check_job_hashes(self._state, new["config_hash"], self.run_dir)  # even without a manifest
         if self._manifest is not None:
             _resume.check_config_hash(self._manifest, new, self.run_dir / MANIFEST_FILE)
             new["created"] = self._manifest.get("created", now)
             # devices of earlier sessions keep their facts; a device seen again is updated
             new["targets"] = {**(self._manifest.get("targets") or {}), **(new.get("targets") or {})}
+            # so does the plan: a resume with other devices adds their jobs to the earlier ones'
+            if self._manifest.get("plan") is not None or new.get("plan") is not None:
+                old_plan = list(self._manifest.get("plan") or [])
+                new["plan"] = old_plan + [job for job in new.get("plan") or [] if job not in old_plan]
         self._manifest = new
         write_json(self.run_dir / MANIFEST_FILE, new)
 
     def add_reference(self, ref: Logits, test: GroupedDataset) -> None:
-        """Store the FP32 reference logits (in test order) as the predictions part of ``REFERENCE_JOB``."""
+        """Store the FP32 reference logits (in test order) as the predictions part of ``REFERENCE_JOB``.
+
+        A resumed run keeps the reference rows it has: the jobs already in it were scored against
+        them, and the manifest's config hash says the experiment is the same."""
         from harness.metrics.compare import align_reference
 
+        key = layout.job_key(REFERENCE_JOB)
+        path = layout.part_path(self.run_dir, layout.PREDICTIONS_DIR, REFERENCE_SEQ, key)
+        if path.exists():
+            return
         values = align_reference(ref, np.asarray(test.ids).astype(str), "reference")
         table = predictions_table(REFERENCE_JOB, test.ids, test.group, test.y, values.argmax(axis=1), values)
-        key = layout.job_key(REFERENCE_JOB)
-        write_parquet(layout.part_path(self.run_dir, layout.PREDICTIONS_DIR, REFERENCE_SEQ, key), table)
+        write_parquet(path, table)
 
     def add_run(self, run: DeviceRun, score: "JobScore | None") -> None:
         """Store a finished job's predictions, metrics, placement and summary from its ``score``.
@@ -116,8 +151,12 @@ class RunWriter:
     def _store(self, job: Job, entry: dict, predictions: "pa.Table | None", metrics: "pd.DataFrame | None",
                placement: list[dict]) -> None:
         """Write the job's parts under the next sequence number, summary last, then drop the parts
-        of the job's earlier run (if any)."""
+        of the job's earlier, failed run (if any). A finished job is never replaced: its rows stay."""
+        if job in self.completed_jobs():
+            raise ResultsError(f"job {'/'.join(job)} already finished in {self.run_dir}; its rows are kept "
+                               f"(a finished job is never replaced)")
         key, seq = layout.job_key(job), self._state.next_seq
+        entry = {**entry, "config_hash": (self._manifest or {}).get("config_hash")}
         write_job_parts(self.run_dir, seq, job, entry, predictions, metrics,
                         placement_frame(placement) if placement else None)
         old = self._state.seqs.get(job)

@@ -16,6 +16,8 @@ import numpy as np
 
 from harness.records import DeviceRun, GroupedDataset, ModelArtifact, TensorIO
 
+SHOWN_IDS = 5  # sample ids an error message names
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -86,8 +88,9 @@ def _join(pieces: list[np.ndarray], batches: Sequence[Batch]) -> np.ndarray:
 
 
 def dequantize(raw: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """Raw output values -> float32 logits: real = (q - zero_point) * scale (float outputs as is)."""
-    if scale == 0.0:
+    """Raw output values -> float32 logits: real = (q - zero_point) * scale for integer outputs;
+    a float output is already real and is never rescaled, whatever scale a device reports."""
+    if scale == 0.0 or raw.dtype.kind == "f":
         return raw.astype(np.float32)
     return (raw.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
 
@@ -98,6 +101,20 @@ def class_count_problem(raw: np.ndarray, test: GroupedDataset) -> str | None:
         return (f"output: model gives {raw.shape[1]} values per sample but dataset {test.name!r} has "
                 f"{test.num_classes} classes")
     return None
+
+
+def nonfinite_problem(logits: np.ndarray, test: GroupedDataset) -> str | None:
+    """The job's error (stage ``outputs``) when some logits are NaN or infinite, else None: such a
+    sample has no prediction and no loss, and scoring it would fake a number. Names the samples
+    and counts them per group."""
+    bad = ~np.isfinite(logits).reshape(len(logits), -1).all(axis=1)
+    if not bad.any():
+        return None
+    groups, counts = np.unique(np.asarray(test.group)[bad], return_counts=True)
+    per_group = ", ".join(f"{g}: {c}" for g, c in zip(groups.tolist(), counts.tolist()))
+    first = ", ".join(repr(str(i)) for i in np.asarray(test.ids)[bad][:SHOWN_IDS].tolist())
+    return (f"outputs: {int(bad.sum())} of {len(logits)} samples have NaN or infinite logits "
+            f"(per group: {per_group}; first ids: {first})")
 
 
 def failed_run(target, artifact: ModelArtifact, delegate: str, error: str, runtime: str = "") -> DeviceRun:

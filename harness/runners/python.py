@@ -44,6 +44,7 @@ from harness.on_device import (Transfer, checked_model, default_timeout_s, pull_
                                push_inputs, push_verified, with_output)
 from harness.records import DeviceRun, ExecutionPlan, GroupedDataset, ModelArtifact, Timings
 from harness.runners.common import class_count_problem, dequantize, failed_run
+from harness.runners.result_check import check_result
 from harness.targets.base import Target
 
 log = logging.getLogger(__name__)
@@ -200,9 +201,9 @@ def _pull_result(target: Target, job_dir: str, proc, tmp: Path, transfer: Transf
     local = tmp / protocol.DEFAULT_RESULT
     pull_verified(target, remote, local, None, transfer)
     try:
-        result = json.loads(local.read_text())
-    except ValueError as exc:
-        raise RunnerError(f"runner wrote an unreadable {remote}: {exc}", target.name) from exc
+        result = check_result(local.read_bytes(), remote, target.name, _same_major)
+    except RunnerError as err:
+        raise with_output(err, output) from None
     if not _same_major(result.get("protocol", "?")):
         raise ProtocolMismatch(f"{remote} is in protocol {result.get('protocol')}; this host speaks "
                                f"{protocol.PROTOCOL_VERSION}", target.name)

@@ -11,6 +11,7 @@ unknown key is a ConfigError that names it. Fractions are fractions (0.02 = 2 pe
     require_devices = ["pixel7"]     # targets that must have at least one finished job
     require_delegates = ["xnnpack"]  # delegates that must have really run (on each required device)
     attributes = ["sex", "race"]     # group attributes whose groups decide PASS/FAIL (default: all)
+    allow_failed_jobs = false        # true: planned jobs that failed or are missing WARN instead of FAIL
 
 A default policy ships in the package (``harness/policies/default.toml``) and is used when none is
 given. Every judged key becomes one rule; one more rule, ``jobs_completed``, is always judged.
@@ -31,7 +32,12 @@ Rule outcomes and what WARN means
   else on any target) that really applied it; WARN if the runner could not tell which delegate it
   applied ("unknown") or the job was kept unproven ("gpu (unproven)"). "reference" and "builtin"
   need no applied delegate.
-* ``jobs_completed`` (always): FAIL if no job finished, WARN if some job failed.
+* ``jobs_completed`` (always): judges the plan, not the files. The manifest's ``plan`` lists every
+  job the run set out to do (variants x devices x delegates, including the jobs of a device whose
+  connection failed, over every session of a resumed run); each planned job that is missing (never
+  started, interrupted, or its device unreachable) or failed is named. FAIL if any is, or if no job
+  finished; with ``allow_failed_jobs = true`` those jobs give WARN instead (no finished job is
+  still FAIL). A run written before the plan was recorded is judged on its summary's jobs.
 
 Group attributes and intersections (``harness.metrics.attributes``): with several attributes
 (``groups = ["sex", "race"]``) the first four rules are judged per job *and attribute*, each
@@ -56,13 +62,19 @@ testcase per rule (FAIL as ``<failure>``, WARN as a passing testcase with a ``<s
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from harness.errors import ConfigError
 from harness.metrics.attributes import qualified
-from harness.signoff.policy import DEFAULT_POLICY, POLICY_KEYS, Policy, load_policy, parse_policy  # noqa: F401 (re-exported)
+from harness.signoff.jobs import jobs_rule
+from harness.signoff.policy import DEFAULT_POLICY, POLICY_KEYS, Policy, load_policy, parse_policy
+from harness.signoff.verdict import (_RANK, EXIT_FAIL, EXIT_PASS, EXIT_WARN, FAIL, MIN_FLIPS, NO_DELEGATE, PASS,
+                                     WARN, RuleResult, Verdict)
+
+__all__ = ["DEFAULT_POLICY", "EXIT_FAIL", "EXIT_PASS", "EXIT_WARN", "FAIL", "MIN_FLIPS", "NO_DELEGATE", "PASS",
+           "POLICY_KEYS", "WARN", "Policy", "RuleResult", "Verdict", "format_verdict", "judge", "load_policy",
+           "parse_policy", "signoff", "write_junit"]
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,41 +82,7 @@ if TYPE_CHECKING:
     from harness.metrics.stats import Stats
     from harness.rundir import RunData
 
-PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
-EXIT_PASS = 0
-EXIT_WARN = 0   # a warning is not a failure: CI stays green, the WARNING line says why
-EXIT_FAIL = 1
-MIN_FLIPS = 6   # below 6 flips no exact two-sided test can reach p < 0.05; a ratio on them is noise
-NO_DELEGATE = ("reference", "builtin")  # delegate specs that apply no delegate by design
-_RANK = {PASS: 0, WARN: 1, FAIL: 2}
 _NOT_JUDGED = "an intersection, or not in the policy's attributes"
-
-@dataclass(frozen=True)
-class RuleResult:
-    """One rule's outcome: status PASS/WARN/FAIL, the limit, the deciding value and the evidence."""
-
-    rule: str
-    status: str
-    limit: Any
-    observed: Any
-    message: str
-    evidence: tuple[Mapping[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The sign-off of one run directory."""
-
-    verdict: str
-    rules: tuple[RuleResult, ...]
-    policy: Policy
-    run_dir: str
-    statistics: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return {"verdict": self.verdict, "run_dir": self.run_dir, "policy": self.policy.to_json(),
-                "statistics": dict(self.statistics),
-                "rules": [{**asdict(r), "evidence": [dict(e) for e in r.evidence]} for r in self.rules]}
 
 
 # -- judging -----------------------------------------------------------------------------------
@@ -145,7 +123,7 @@ def judge(run: "RunData", stats: "Stats", policy: Policy) -> Verdict:
         rules.append(_devices_rule(policy.require_devices, run.summary["runs"]))
     if policy.require_delegates is not None:
         rules.append(_delegates_rule(policy.require_delegates, policy.require_devices, run.summary["runs"]))
-    rules.append(_jobs_rule(run.summary["runs"]))
+    rules.append(jobs_rule(run.manifest.get("plan"), run.summary["runs"], policy.allow_failed_jobs))
     verdict = max((r.status for r in rules), key=_RANK.__getitem__)
     d = stats.disparity
     settings = {"confidence": CONFIDENCE,
@@ -294,19 +272,6 @@ def _applied(requested: str, applied: Any) -> bool | None:
     return str(applied) in (requested.split(",")[0], requested.split(":", 1)[0])
 
 
-def _jobs_rule(runs: list[dict]) -> RuleResult:
-    ok = [r for r in runs if r["status"] == "ok"]
-    failed = [r for r in runs if r["status"] != "ok"]
-    evidence = tuple({"job": _job_dict(r), "status": r["status"], "stage": r.get("stage"), "error": r.get("error")}
-                     for r in failed)
-    if not ok:
-        return RuleResult("jobs_completed", FAIL, None, 0, "no job finished: nothing to sign off", evidence)
-    if failed:
-        return RuleResult("jobs_completed", WARN, None, len(ok), f"{len(failed)} of {len(runs)} jobs failed: "
-                          + "; ".join(f"{e['job']} ({e['stage']})" for e in evidence), evidence)
-    return RuleResult("jobs_completed", PASS, None, len(ok), f"all {len(ok)} jobs finished")
-
-
 # -- output ------------------------------------------------------------------------------------
 
 def format_verdict(verdict: Verdict) -> str:
@@ -350,10 +315,6 @@ def _evidence_text(r: RuleResult) -> str:
 
 def _job(row) -> str:
     return f"{row.variant} / {row.target} / {row.delegate}"
-
-
-def _job_dict(row: Mapping[str, Any]) -> str:
-    return f"{row['variant']} / {row['target']} / {row['delegate']}"
 
 
 def _pp(x: float | None) -> str:

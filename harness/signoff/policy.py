@@ -23,6 +23,7 @@ POLICY_KEYS: dict[str, tuple[str, str]] = {
     "require_devices": ("names", "targets that must have finished jobs"),
     "require_delegates": ("names", "delegates that must have really run"),
     "attributes": ("names", "group attributes whose groups decide PASS/FAIL (default: every single one)"),
+    "allow_failed_jobs": ("bool", "planned jobs that failed or are missing give WARN, not FAIL"),
 }
 
 
@@ -38,6 +39,7 @@ class Policy:
     require_devices: tuple[str, ...] | None = None
     require_delegates: tuple[str, ...] | None = None
     attributes: tuple[str, ...] | None = None   # None: every single attribute decides; cells never do
+    allow_failed_jobs: bool = False
     source: str = ""
 
     def to_json(self) -> dict:

@@ -85,3 +85,15 @@ def test_different_test_sets_are_not_paired(runs, other, why):
     both = c.table[c.table["status"] == "both"]
     assert len(both) and not both["paired"].any()
     assert both["acc_diff"].notna().all() and both["acc_diff_lo"].isna().all() and both["drop_diff_hi"].isna().all()
+
+
+def test_lookalike_jobs_and_groups_are_shown_whole(tmp_path):
+    from harness.compare_runs import compare_runs, format_comparison
+    from support.run_kit import LOOKALIKE_DEVICES, LOOKALIKE_GROUPS, write_lookalike_run
+
+    a, b = write_lookalike_run(tmp_path / "a"), write_lookalike_run(tmp_path / "b")
+    text = format_comparison(compare_runs(a, b, n_resamples=20))
+    for name in LOOKALIKE_GROUPS:
+        assert f" {name} " in text
+    for device in LOOKALIKE_DEVICES:
+        assert f"int8/{device}/xnnpack " in text

@@ -52,7 +52,7 @@ batch_size = 8
     ("[quantize]\nvariant = ['int8']", "unknown key(s) in [quantize]: ['variant']"),
     ("[runn]\nx = 1", "unknown table(s) ['runn']"),
     ("[run]\ndelegates = ['gpuu']", "unknown delegate 'gpuu'"),
-    ("[run]\nbatch_size = 'big'", "batch_size must be int"),
+    ("[run]\nbatch_size = 'big'", "[run] batch_size must be an integer, got str 'big'"),
     ("[run]\nbatch_size = 0", "must be >= 1"),
     ("[run]\ntargets = ['=x']", "empty device name or label selector"),
     ("[quantize]\ncalibration_strategy = 'stratfied'", "unknown calibration_strategy 'stratfied'"),
@@ -99,3 +99,26 @@ def test_the_shipped_edgetpu_example_is_valid_and_selects_the_coral():
 def test_repeat_and_fixed_batch_are_checked(section, key, value, needle):
     with pytest.raises(ConfigError, match=needle):
         config.from_dict({section: {key: value}}, source="t")
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("[run]\nnum_threads = true", "[run] num_threads must be an integer, got bool True"),
+    ("[run]\nallow_unproven = 'false'", "[run] allow_unproven must be true or false, got str 'false'"),
+    ("[run]\nallow_unproven = 0", "[run] allow_unproven must be true or false, got int 0"),
+    ("[run]\nnum_threads = 2.0", "[run] num_threads must be an integer, got float 2.0"),
+    ("[quantize]\nseed = '0'", "[quantize] seed must be an integer, got str '0'"),
+    ("[quantize]\ncalibration_size = false", "[quantize] calibration_size must be an integer, got bool"),
+    ("[model]\npath = 5", "[model] path must be a string, got int 5"),
+    ("[model]\nname = true", "[model] name must be a string, got bool True"),
+    ("[run]\ndevices_file = ['a']", "[run] devices_file must be a string, got list"),
+    ("[run]\ndelegates = [1, 2]", "[run] delegates must be a list of strings, got list [1, 2]"),
+    ("[run]\ntargets = true", "[run] targets must be a list of strings, got bool True"),
+    ("[experiment]\nname = 7", "[experiment] name must be a string, got int 7"),
+    ("[data]\ndataset = 1.5", "[data] dataset must be a string, got float 1.5"),
+])
+def test_every_option_is_type_checked_naming_file_key_and_type(tmp_path, text, needle):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert needle in str(err.value)
+    assert str(path) in str(err.value)

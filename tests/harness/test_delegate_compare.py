@@ -89,3 +89,14 @@ def test_without_any_reference_kernel_job_the_table_says_what_to_add(run_dir):
     assert "add a device that can run them" in format_delegate_table(table, "int8")
     long_error = table[table.status == "failed"].iloc[0].error
     assert long_error.splitlines()[0][:40] in format_delegate_table(table, "int8")
+
+
+def test_lookalike_device_and_group_names_are_shown_whole(tmp_path):
+    from harness.delegate_compare import delegate_table, format_delegate_table
+    from harness.rundir import read_run
+    from support.run_kit import LOOKALIKE_DEVICES, LOOKALIKE_GROUPS, write_lookalike_run
+
+    run = read_run(write_lookalike_run(tmp_path / "run"))
+    text = format_delegate_table(delegate_table(run, "int8", ["xnnpack", "reference"]), "int8")
+    for name in LOOKALIKE_GROUPS + LOOKALIKE_DEVICES:
+        assert f"{name} " in text, name

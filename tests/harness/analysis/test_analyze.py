@@ -116,3 +116,16 @@ def test_sample_index_caps_each_group_and_is_seeded():
     assert np.array_equal(idx, np.sort(idx)) and np.sum(groups[idx] == "a") == 10 and np.sum(groups[idx] == "b") == 5
     assert np.array_equal(idx, sample_index(groups, 10, seed=3))
     assert not np.array_equal(idx, sample_index(groups, 10, seed=4))
+
+
+def test_the_analysis_table_shows_lookalike_group_names_whole():
+    import pandas as pd
+
+    from harness.analysis.analyze import format_analysis
+    from support.run_kit import LOOKALIKE_GROUPS
+
+    row = dict(variant="int8-balanced-calibration", n=50, error="", loss=0.3, excess_loss=0.01, logit_variance=2.0,
+               grad_norm=0.1, hessian_top_eig=3.0, hessian_trace=9.0, hessian_trace_se=0.5, iterations=20)
+    text = format_analysis(pd.DataFrame([{**row, "group": g} for g in LOOKALIKE_GROUPS]))
+    for name in LOOKALIKE_GROUPS + ("int8-balanced-calibration",):
+        assert f"{name} " in text, name

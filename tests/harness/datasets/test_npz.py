@@ -107,3 +107,14 @@ def test_npz_corrupt_file(tmp_path, load_error):
     path = tmp_path / "broken.npz"
     path.write_bytes(b"PK\x03\x04 this is not a zip archive")
     assert str(path) in load_error(path)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_npz_nan_or_inf_inputs_are_refused_with_the_sample_ids(tmp_path, load_error, bad):
+    x = np.zeros((10, 2, 2, 1), np.float32)
+    x[3, 1, 0, 0] = bad
+    x[7, 0, 1, 0] = bad
+    ids = np.array([f"s{i}" for i in range(10)])
+    msg = load_error(_npz(tmp_path, x=x, id=ids))
+    assert "2 of 10 samples have NaN or infinite inputs, first ids: 's3', 's7'" in msg
+    assert "data.npz" in msg

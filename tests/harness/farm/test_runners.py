@@ -45,3 +45,26 @@ def test_a_missing_benchmark_model_binary_is_named_before_anything_runs(tmp_path
     spec = DeviceSpec("phone", "local", runner="benchmark_model", benchmark_model=str(tmp_path / "bm"))
     with pytest.raises(ConfigError, match=r"device phone: benchmark_model binary .*bm does not exist"):
         run_on_device(spec, None, _artifact({}), None, "xnnpack")
+
+
+def test_nan_logits_fail_the_job_at_stage_outputs(monkeypatch):
+    import numpy as np
+
+    from harness.errors import FailureStage, failure_stage
+    from harness.farm import runners
+    from harness.farm.inventory import DeviceSpec
+    from support.tiny_models import make_test_set
+
+    test = make_test_set(4)
+    logits = np.ones((4, 3), np.float32)
+    logits[2, 1] = np.nan
+
+    class NaNRunner:
+        def run(self, spec, target, artifact, test, delegate, **options):
+            return DeviceRun("fp32", "phone", delegate, "s", logits=logits)
+
+    monkeypatch.setattr(runners.registry, "get", lambda kind: NaNRunner())
+    run = runners.run_on_device(DeviceSpec("phone", "local"), None, _artifact({}), test, "xnnpack")
+    assert not run.ok and run.logits is None
+    assert run.error.startswith("outputs: 1 of 4 samples have NaN or infinite logits")
+    assert failure_stage(run) is FailureStage.OUTPUTS

@@ -67,6 +67,33 @@ def test_resume_refuses_another_experiment(written):
         writer.write_manifest({**MANIFEST, "config": {"experiment": {"name": "other"}}})
 
 
+def test_deleting_the_manifest_does_not_bypass_the_config_check(written):
+    run_dir = written[0]
+    written[1].close()
+    parts = sorted((run_dir / layout.SUMMARY_DIR).iterdir())
+    assert all(json.loads(p.read_text())["run"]["config_hash"] == resume.config_hash(MANIFEST) for p in parts)
+    (run_dir / layout.MANIFEST_FILE).unlink()
+    writer = rundir.RunWriter(run_dir, resume=True)
+    with pytest.raises(ResultsError, match=r"summary/\d+-[0-9a-f]+\.json \(job .*\) was written for another "
+                                           r"experiment"):
+        writer.write_manifest({**MANIFEST, "model": {"sha256": "n" * 64}})
+    writer.write_manifest(MANIFEST)  # the same experiment resumes
+
+
+def test_resuming_never_replaces_the_reference_rows(written):
+    run_dir, writer, test, ref = written
+    writer.close()
+    before = rundir.read_run(run_dir).test_set()
+    z = rundir.read_run(run_dir).logits(*layout.REFERENCE_JOB).values
+    other = type(ref)(ids=test.ids, values=logits(test, 99))
+    resumed = rundir.RunWriter(run_dir, resume=True)
+    resumed.write_manifest(MANIFEST)
+    resumed.add_reference(other, test)
+    after = rundir.read_run(run_dir)
+    pd.testing.assert_frame_equal(after.test_set(), before)
+    assert (after.logits(*layout.REFERENCE_JOB).values == z).all()
+
+
 def test_resume_into_a_new_folder_starts_empty(tmp_path):
     writer = rundir.RunWriter(tmp_path / "fresh", resume=True)
     assert writer.completed_jobs() == set()
@@ -103,7 +130,7 @@ def test_resuming_a_schema1_run_converts_it_once_keeping_every_frame(tmp_path):
     before = rundir.read_run(DATA / "schema1")
     run_dir = Path(shutil.copytree(DATA / "schema1", tmp_path / "old"))
     writer = rundir.RunWriter(run_dir, resume=True)
-    assert sorted(p.name for p in run_dir.iterdir()) == sorted(rundir.FILES)  # schema-1 files are gone
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(rundir.FILES + (rundir.LOCK_FILE,))  # schema-1 files are gone
     assert writer.completed_jobs() == set(before.jobs())
     after = rundir.read_run(run_dir)
     assert after.manifest["schema_version"] == rundir.SCHEMA_VERSION
@@ -150,3 +177,13 @@ def test_a_resumed_schema1_run_grows_by_parts(tmp_path):
     add_run(writer, device_run(("dynamic", "local", "xnnpack"), z), Logits(ref.ids, ref.values), test)
     run = rundir.read_run(run_dir)
     assert run.jobs()[-1] == ("dynamic", "local", "xnnpack") and run.jobs("failed") == [("int16x8", "phone", "xnnpack")]
+
+
+def test_a_resume_adds_its_planned_jobs_to_the_earlier_plan(tmp_path):
+    plan_a = [["int8", "local", "xnnpack"], ["fp32", "local", "xnnpack"]]
+    with rundir.RunWriter(tmp_path / "run") as writer:
+        writer.write_manifest({**MANIFEST, "plan": plan_a})
+    with rundir.RunWriter(tmp_path / "run", resume=True) as writer:
+        writer.write_manifest({**MANIFEST, "plan": [["int8", "phone", "gpu"], ["int8", "local", "xnnpack"]]})
+    manifest = json.loads((tmp_path / "run" / layout.MANIFEST_FILE).read_text())
+    assert manifest["plan"] == plan_a + [["int8", "phone", "gpu"]]

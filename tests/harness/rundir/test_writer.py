@@ -175,7 +175,7 @@ def test_files_on_disk_follow_every_add(tmp_path):
     ref = Logits(test.ids, logits(test, 1))
     writer = rundir.RunWriter(run_dir)
     writer.write_manifest(MANIFEST)
-    assert sorted(p.name for p in run_dir.iterdir()) == sorted(rundir.FILES)
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(rundir.FILES + (rundir.LOCK_FILE,))
     assert len(rundir.read_run(run_dir).predictions) == 0
     writer.add_reference(ref, test)
     assert len(rundir.read_run(run_dir).predictions) == 12
@@ -185,7 +185,7 @@ def test_files_on_disk_follow_every_add(tmp_path):
     assert run.jobs() == [JOBS[0]]
     writer.add_failure(*JOBS[1], error="boom", stage="run")
     assert rundir.read_run(run_dir).jobs("failed") == [JOBS[1]]
-    assert sorted(p.name for p in run_dir.iterdir()) == sorted(rundir.FILES)
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(rundir.FILES + (rundir.LOCK_FILE,))
     names = [n for kind in layout.PART_DIRS for n in _parts(run_dir, kind)]
     assert all(not n.startswith(".") for n in names)  # no temp files left
 
@@ -210,10 +210,13 @@ def test_rerunning_a_failed_job_replaces_its_parts(written):
         assert [layout.parse_part(p)[0] for p in (run_dir / kind).iterdir() if layout.parse_part(p)[1] == key] == [4]
     run = rundir.read_run(run_dir)
     assert run.jobs() == JOBS + [failed] and run.jobs("failed") == []  # it finished last
-    writer.add_failure(*failed, error="flaky", stage="run")  # and failing again drops its rows
+    before = rundir.read_run(run_dir).predictions
+    for again in (lambda: writer.add_failure(*failed, error="flaky", stage="run"),
+                  lambda: add_run(writer, device_run(failed, logits(test, 9)), ref, test)):
+        with pytest.raises(ResultsError, match="int16x8/local/xnnpack already finished .* never replaced"):
+            again()  # a finished job's rows are never replaced, by a failure or another run
     run = rundir.read_run(run_dir)
-    assert failed not in run.jobs() and "int16x8" not in set(run.predictions["variant"])
-    assert not any(layout.parse_part(p)[1] == key for p in (run_dir / "predictions").iterdir())
+    assert failed in run.jobs() and run.predictions.equals(before)
 
 
 def test_part_names_are_safe_for_hostile_names(tmp_path):
@@ -312,11 +315,9 @@ def test_placement_is_written_per_job_from_the_execution_plan(tmp_path):
     assert list(zip(local.node, local.op, local.on)) == [(0, "CONV_2D", "delegate"), (1, "SHAPE", "cpu")]
     phone = p[p.target == "phone"].iloc[0]
     assert (phone.source, phone.on, phone["count"]) == ("benchmark_model log", "partial", 2)
-    writer.add_failure("int8", "local", "xnnpack", "gone", stage="run")  # a rerun that failed
-    assert set(rundir.read_run(tmp_path / "run").placement.target) == {"phone"}
     resumed = rundir.RunWriter(tmp_path / "run", resume=True)
     resumed.add_reference(ref, test)
-    assert set(rundir.read_run(tmp_path / "run").placement.target) == {"phone"}
+    assert set(rundir.read_run(tmp_path / "run").placement.target) == {"local", "phone"}
 
 
 def _no_nan(token):

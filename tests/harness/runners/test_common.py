@@ -57,3 +57,23 @@ def test_dequantize_uses_scale_and_zero_point_and_keeps_floats():
     assert common.dequantize(raw, 0.5, -2).tolist() == [[0.0, 1.0, 3.0]]
     floats = np.array([[0.25, -1.5]], np.float32)
     assert common.dequantize(floats, 0.0, 0).tolist() == [[0.25, -1.5]]
+
+
+def test_a_float_output_is_never_rescaled_by_a_device_reported_scale():
+    floats = np.array([[0.25, -1.5]], np.float32)
+    assert common.dequantize(floats, 0.5, 3).tolist() == [[0.25, -1.5]]
+    assert common.dequantize(floats.astype(np.float16), 0.5, 3).dtype == np.float32
+
+
+def test_nan_or_inf_logits_are_a_job_error_naming_samples_and_groups():
+    from support.tiny_models import make_test_set
+
+    test = make_test_set(6)
+    z = np.zeros((6, 3), np.float32)
+    assert common.nonfinite_problem(z, test) is None
+    z[1, 0], z[4, 2] = np.nan, np.inf
+    problem = common.nonfinite_problem(z, test)
+    assert problem.startswith("outputs: 2 of 6 samples have NaN or infinite logits")
+    assert f"'{test.ids[1]}', '{test.ids[4]}'" in problem
+    groups = sorted({str(test.group[1]), str(test.group[4])})
+    assert all(f"{g}: " in problem for g in groups)

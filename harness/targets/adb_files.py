@@ -99,7 +99,8 @@ class AdbFiles:
             raise TargetError(f"{what}: cannot write local file: {exc}", self.name) from exc
 
         def op(device: AdbDevice) -> None:
-            with FileSink(Path(tmp)) as sink:
+            with FileSink(Path(tmp), limit_bytes=self.session.limits.pull_bytes, device=self.name,
+                          what=what) as sink:
                 device.pull(remote, sink, read_timeout_s=TRANSFER_READ_TIMEOUT_S)
         try:
             try:
@@ -115,7 +116,8 @@ class AdbFiles:
     def read_small(self, remote: str, what: str) -> bytes:
         """A small remote file's bytes through sync (b"" if it does not exist); ``what`` says why."""
         def op(device: AdbDevice) -> bytes:
-            sink = FileSink(None)
+            sink = FileSink(None, limit_bytes=self.session.limits.output_bytes, device=self.name,
+                            what=f"pull {remote} ({what})")
             try:
                 device.pull(remote, sink, read_timeout_s=TRANSFER_READ_TIMEOUT_S)
             except adb_exc.AdbCommandFailureException:

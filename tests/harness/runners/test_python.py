@@ -208,6 +208,7 @@ def test_properties_come_from_the_target(models, test_set, tmp_path):
 def simulated(tmp_path, monkeypatch):
     """``simulated(**options)`` -> a started SimulatedDevice; HOME is private (its own ADB key)."""
     from harness.targets.simulate.simulator import SimulatedDevice
+    from support.adb_sim import trusted_keys_file
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
@@ -216,6 +217,7 @@ def simulated(tmp_path, monkeypatch):
     def start(**options):
         root = tmp_path / f"phone{len(devices)}"
         root.mkdir()
+        options.setdefault("trusted_keys", trusted_keys_file(tmp_path / "trusted"))
         devices.append(SimulatedDevice(root, **options).start())
         return devices[-1]
 
@@ -226,7 +228,9 @@ def simulated(tmp_path, monkeypatch):
 
 def adb_on(sim, name: str = "sim-phone", **options):
     from harness.targets.adb import AdbTarget
+    from support.adb_sim import session_key
 
+    options.setdefault("key_path", session_key())
     host, port = sim.address
     return AdbTarget(name, address=f"{host}:{port}", workdir=str(sim.root / "data/local/tmp/qskew"), **options)
 

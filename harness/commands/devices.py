@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 
 from harness.commands import _common
+from harness.text import escape_controls
 
 EXIT_UNREACHABLE = 1  # some selected device could not be reached or checked
 ROOT_PREFIX = "qskew-device-"  # name of the temporary sandbox when --root is not given
@@ -87,6 +88,9 @@ def format_checks(checks) -> str:
         notes += [f"  {c.name}: {d}: {outcome}" for d, outcome in c.delegates.items() if outcome != "ok"]
         if c.error:
             notes.append(f"  {c.name}: ERROR {c.error}")
+    # names, properties and errors come from the devices: never to the terminal raw
+    rows = [tuple(escape_controls(v) for v in r) for r in rows]
+    notes = [escape_controls(n) for n in notes]
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in [header] + rows]
     return "\n".join(lines + (["", "not loading / errors:"] + notes if notes else []))

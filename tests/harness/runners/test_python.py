@@ -106,6 +106,24 @@ def test_second_run_pushes_nothing_but_the_job(models, test_set, tmp_path):
     assert timings["latency_ms_per_sample"] > 0
 
 
+def test_only_the_runners_manifest_is_pushed_and_nothing_planted_beside_it_runs(models, test_set, tmp_path):
+    from device_runner import RUNNER_FILES
+
+    target = LocalTarget(tmp_path / "device")
+    assert run_job(target, artifact(models["fp32"]), test_set, "reference").ok
+    (runner_dir,) = (Path(target.workdir) / "runner").glob("*/device_runner")
+    assert sorted(p.name for p in runner_dir.iterdir()) == sorted(RUNNER_FILES)  # no __pycache__ (-B)
+    marker = tmp_path / "planted-code-ran"
+    for planted in ("numpy.py", "protocol.py.bak", ".hidden.py"):  # numpy.py would shadow numpy
+        (runner_dir / planted).write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (runner_dir / "__pycache__").mkdir()
+    (runner_dir / "__pycache__" / "protocol.cpython-311.pyc").write_bytes(b"planted")
+    again = run_job(target, artifact(models["fp32"]), test_set, "reference")
+    assert again.ok, again.error
+    assert not marker.exists()
+    assert sorted(p.name for p in runner_dir.iterdir()) == sorted(RUNNER_FILES)
+
+
 def test_a_changed_device_copy_is_pushed_again(models, test_set, tmp_path):
     target = LocalTarget(tmp_path / "device")
     run_job(target, artifact(models["fp32"]), test_set)

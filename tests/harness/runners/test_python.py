@@ -368,7 +368,7 @@ def test_a_pulled_output_that_does_not_match_the_runners_hash_is_refused(models,
 import json, os, sys
 import numpy as np
 print('QSKEW-RUNNER protocol=1.0 python=3 numpy=2')
-job = sys.argv[2]
+job = sys.argv[-1]  # python -B run.py <job dir>
 np.save(os.path.join(job, 'outputs.npy'), np.zeros(({N_SAMPLES}, 10), np.float32), allow_pickle=False)
 out = {{'file': 'outputs.npy', 'dtype': 'float32', 'shape': [{N_SAMPLES}, 10], 'scale': 0.0,
         'zero_point': 0, 'sha256': '0' * 64}}

@@ -171,7 +171,7 @@ def nodelay(tmp: Path, rounds: int) -> None:
 
     src = tmp / "small.bin"
     src.write_bytes(os.urandom(SMALL_FILE_BYTES))
-    with SimulatedDevice(tmp / "sim-legacy", max_payload=LEGACY_PAYLOAD) as sim:
+    with SimulatedDevice(tmp / "sim-legacy", max_payload=LEGACY_PAYLOAD, auth=False) as sim:  # loopback, timing only
         host, port = sim.address
         remote = str(sim.root / "data" / "local" / "tmp" / "small.bin")
         clients = {"stock": AdbDeviceTcp(host, port),
@@ -208,7 +208,7 @@ def sweep(tmp: Path) -> None:
     ds = datasets.load("digits-groups")
     test = ds.subset("test")
     artifacts = _variants(ds)
-    with SimulatedDevice(tmp / "sim-sweep") as sim:
+    with SimulatedDevice(tmp / "sim-sweep", auth=False) as sim:  # loopback, timing only
         host, port = sim.address
         with AdbTarget("sweep", address=f"{host}:{port}", key_path=tmp / "adbkey",
                        workdir=str(sim.root / "data" / "local" / "tmp" / "qskew")) as target:

@@ -4,7 +4,8 @@ them, sets up logging (``harness.logs``) and turns errors into exit codes.
 
 Heavy libraries (TensorFlow, the TFLite runtime, pandas) are imported inside the command functions
 so that ``qskew --help`` answers at once. Every ``QskewError`` becomes one line on stderr naming
-the file, model or device at fault, and exit code 2; ``--debug`` shows the traceback instead.
+the file, model or device at fault (control characters escaped: a device's name or message never
+reaches the terminal raw), and exit code 2; ``--debug`` shows the traceback instead.
 Bare ``qskew`` prints its usage on stderr and exits 2, like any other usage error.
 """
 
@@ -15,7 +16,7 @@ import importlib
 import os
 import sys
 
-from harness import logs
+from harness import logs, text
 from harness.commands import _common
 from harness.commands._common import EXIT_ERROR
 from harness.commands.devices import DEPRECATED_ALIAS
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except QskewError as err:
         if args.debug:
             raise
-        print(f"qskew: error: {err}", file=sys.stderr)
+        print(f"qskew: error: {text.escape_controls(err, keep=text.LINE_BREAKS)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("qskew: interrupted; finished jobs are kept in the run directory", file=sys.stderr)

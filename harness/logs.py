@@ -8,6 +8,10 @@ to stderr in one format, never into the tables on stdout::
     configure(debug=True)                 # harness debug lines, TF and absl logs as they come
     configure(quiet=True)                 # errors only
 
+Every line is written through :class:`EscapingFormatter`: control characters other than newline
+and tab (an ESC starting an ANSI sequence in a device's name or error) are escaped
+(``harness.text.escape_controls``), so nothing a device says reaches the terminal raw.
+
 Log lines about a device or a job carry a prefix such as ``[pixel7 int8/xnnpack]``::
 
     log = job_logger(logging.getLogger(__name__), device="pixel7", job="int8/xnnpack")
@@ -24,6 +28,8 @@ import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
+
+from harness import text
 
 LIBRARY_LOGGERS = ("harness", "models", "device_runner")  # raised to DEBUG by --debug
 NOISY_LOGGERS = ("tensorflow", "absl")  # their lines: errors only unless --debug
@@ -50,7 +56,7 @@ def configure(debug: bool = False, quiet: bool = False, stream=None) -> None:
     reset()
     level = logging.INFO if debug else logging.ERROR if quiet else logging.WARNING
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(logging.Formatter(DEBUG_FORMAT if debug else NORMAL_FORMAT))
+    handler.setFormatter(EscapingFormatter(DEBUG_FORMAT if debug else NORMAL_FORMAT))
     root = logging.getLogger()
     _remember(root, "")
     root.addHandler(handler)
@@ -64,6 +70,13 @@ def configure(debug: bool = False, quiet: bool = False, stream=None) -> None:
     if not debug:
         handler.addFilter(_drop_noisy_warnings)
         quiet_tensorflow()
+
+
+class EscapingFormatter(logging.Formatter):
+    """A ``logging.Formatter`` whose lines hold no raw control characters but newline and tab."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return text.escape_controls(super().format(record), keep=text.LINE_BREAKS)
 
 
 def reset() -> None:

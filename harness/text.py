@@ -1,18 +1,46 @@
-"""Text for terminals: table cells, number cells and the tail of a long output.
+"""Text for terminals: table cells, number cells, the tail of a long output, and escaping.
 
 Leaf module (standard library only), so errors, tables and logs at every layer can share it.
+Names, properties and errors that come from a device (or a dataset) may hold control characters;
+``escape_controls`` turns them into visible escapes, so nothing reaches a terminal raw (an ESC
+would start an ANSI sequence that recolours, moves the cursor or rewrites the title). Table cells
+(``fit_cell``), the CLI's error line and the log formatter all go through it.
 """
 
 from __future__ import annotations
 
 import math
+import unicodedata
 
 TAIL_CHARS = 600  # enough of a command's output to show the cause without flooding the terminal
 
 
+# Bidirectional overrides and isolates: not control characters, but they reorder what a terminal shows.
+BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+LINE_BREAKS = "\n\t"  # what multi-line text (errors, log records) keeps: newline and tab
+
+
+def escape_controls(text: object, keep: str = "") -> str:
+    """``str(text)`` with every control character (C0, DEL, C1; ESC starts ANSI sequences) and
+    bidi override written as a visible escape, except the characters in ``keep``.
+
+    >>> escape_controls("pixel\x1b[2J7\u202e")
+    'pixel\\x1b[2J7\\u202e'
+    >>> escape_controls("a\nb\tc", keep=LINE_BREAKS)
+    'a\nb\tc'
+    """
+    text = str(text)
+    if text.isprintable() and not keep:
+        return text
+    return "".join(c.encode("unicode_escape").decode("ascii")
+                   if c not in keep and (unicodedata.category(c) == "Cc" or c in BIDI_CONTROLS) else c
+                   for c in text)
+
+
 def fit_cell(text: object, width: int) -> str:
-    """``text`` on one line, cut to ``width`` characters (a cut ends in "~") for a table cell."""
-    text = str(text).replace("\n", " ")
+    """``text`` on one line, control characters escaped, cut to ``width`` characters (a cut ends in
+    "~") for a table cell."""
+    text = escape_controls(str(text).replace("\n", " "))
     return text if len(text) <= width else text[: width - 1] + "~"
 
 

@@ -1,5 +1,9 @@
 """``qskew devices``: the device inventory. ``devices check`` says what each device really offers;
-``devices simulate`` serves a simulated ADB device on 127.0.0.1 until SIGINT/SIGTERM::
+``devices simulate`` serves a simulated ADB device on 127.0.0.1 until SIGINT/SIGTERM. It requires
+ADB authentication and trusts only the keys in ``--trusted-keys`` (default
+``~/.config/qskew/simulated_adb_keys``, which starts with this user's own ADB key, the one ``adb``
+and qskew use); ``--accept-new-keys`` trusts any key (with a warning); ``--host`` other than
+loopback needs auth and refuses ``--no-auth``/``--accept-new-keys``::
 
     $ qskew devices check --devices devices.toml
     $ qskew devices simulate --port 0
@@ -15,14 +19,17 @@ from __future__ import annotations
 import argparse
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
 
 from harness.commands import _common
+from harness.text import escape_controls
 
 EXIT_UNREACHABLE = 1  # some selected device could not be reached or checked
 ROOT_PREFIX = "qskew-device-"  # name of the temporary sandbox when --root is not given
+SIM_KEYS_NAME = "simulated_adb_keys"  # default trusted-keys file, beside qskew's own ADB key
 DEPRECATED_ALIAS = "device"  # `qskew device simulate` was the first name of `qskew devices simulate`
 
 
@@ -81,6 +88,9 @@ def format_checks(checks) -> str:
         notes += [f"  {c.name}: {d}: {outcome}" for d, outcome in c.delegates.items() if outcome != "ok"]
         if c.error:
             notes.append(f"  {c.name}: ERROR {c.error}")
+    # names, properties and errors come from the devices: never to the terminal raw
+    rows = [tuple(escape_controls(v) for v in r) for r in rows]
+    notes = [escape_controls(n) for n in notes]
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in [header] + rows]
     return "\n".join(lines + (["", "not loading / errors:"] + notes if notes else []))
@@ -100,7 +110,7 @@ def _size(n: int | None) -> str:
 
 
 def _register_simulate(dsub) -> None:
-    s = dsub.add_parser("simulate", help="serve a simulated ADB device on 127.0.0.1 until Ctrl-C",
+    s = dsub.add_parser("simulate", help="serve a simulated ADB device (127.0.0.1, ADB auth) until Ctrl-C",
                               description="A real ADB endpoint (adb and adb-shell connect to it) running "
                               "shell commands with sh -c inside a sandbox folder.")
     s.add_argument("--port", type=int, default=0, help="TCP port (default 0: a free one; 5555-5585 are refused)")
@@ -108,9 +118,13 @@ def _register_simulate(dsub) -> None:
                    "(default: a new temporary folder, removed on exit)")
     s.add_argument("--python", default=None, help="interpreter that python3/python run on the device "
                    "(default: this one)")
-    s.add_argument("--auth", action="store_true", help="require RSA authentication (new public keys are accepted)")
-    s.add_argument("--trusted-keys", type=Path, default=None, help="adb_keys file of trusted public keys; "
-                   "with --auth, accepted keys are appended")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1); any "
+                   "other needs auth with trusted keys only")
+    s.add_argument("--trusted-keys", type=Path, default=None, help="adb_keys file of the public keys allowed "
+                   f"in (default: {SIM_KEYS_NAME} in qskew's config folder, holding this user's ADB key)")
+    s.add_argument("--accept-new-keys", action="store_true", help="trust ANY key a host offers and append "
+                   "it to --trusted-keys (anyone who reaches the port gets a shell as you)")
+    s.add_argument("--no-auth", action="store_true", help="no ADB authentication at all (loopback only)")
     s.add_argument("--max-payload", type=int, default=1 << 20, help="maxdata: 4096, 262144 or 1048576 (default)")
     s.add_argument("--features", default=None, help="comma-separated CNXN features, or 'none' for a legacy "
                    "device without shell_v2 (default: shell_v2,cmd,stat_v2,ls_v2,fixed_push_mkdir)")
@@ -122,14 +136,20 @@ def _register_simulate(dsub) -> None:
 
 def _simulate(args: argparse.Namespace) -> int:
     from harness.errors import ConfigError
-    from harness.targets.simulate.simulator import DEFAULT_FEATURES, SimulatedDevice
+    from harness.targets.simulate.simulator import DEFAULT_FEATURES, SimulatedDevice, check_listen_address
 
     features = DEFAULT_FEATURES if args.features is None else _parse_features(args.features)
     own_root = args.root is None
     root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX)) if own_root else args.root
     try:
         try:
-            device = SimulatedDevice(root, port=args.port, auth=args.auth, trusted_keys=args.trusted_keys,
+            check_listen_address(args.host, args.port, not args.no_auth, args.accept_new_keys)
+            if args.accept_new_keys:
+                print("qskew: WARNING: --accept-new-keys: any host that reaches this device gets a shell "
+                      "as this user", file=sys.stderr, flush=True)
+            keys = None if args.no_auth else args.trusted_keys or _own_trusted_keys()
+            device = SimulatedDevice(root, host=args.host, port=args.port, auth=not args.no_auth,
+                                     trusted_keys=keys, accept_new_keys=args.accept_new_keys,
                                      max_payload=args.max_payload, features=features, python=args.python,
                                      serial=args.serial, disk_quota_bytes=args.disk_quota_bytes)
             device.start()
@@ -140,6 +160,17 @@ def _simulate(args: argparse.Namespace) -> int:
         if own_root:
             shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+def _own_trusted_keys() -> Path:
+    """qskew's default trusted-keys file for ``devices simulate``, made to list this user's ADB key."""
+    from harness.targets import adb_keys
+    from harness.targets.simulate import auth
+
+    key_line, _path = adb_keys.public_key(None, "simulated device")
+    keys_file = adb_keys.default_key_path().with_name(SIM_KEYS_NAME)
+    auth.ensure_trusted(keys_file, key_line)
+    return keys_file
 
 
 def _parse_features(text: str) -> tuple[str, ...]:

@@ -1,4 +1,8 @@
-"""An image-folder dataset: a CSV ``path,label,group[,id,split]`` and the PNG/JPEG images it names."""
+"""An image-folder dataset: a CSV ``path,label,group[,id,split]`` and the PNG/JPEG images it names.
+
+Every ``path`` is relative to the CSV's folder and must stay inside it once ``..`` and symlinks are
+resolved: a dataset cannot make qskew read (and later push to a device) a file from elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -47,8 +51,9 @@ def _read_csv(csv_path: Path) -> list[dict]:
 def _read_images(csv_path: Path, rel_paths: list[str]) -> np.ndarray:
     decode = _image_decoder()
     images, first = [], None
+    folder = csv_path.parent.resolve()
     for rel in rel_paths:
-        file = csv_path.parent / rel
+        file = _inside(folder, rel, csv_path)
         try:
             img = decode(file)
         except Exception as exc:  # missing file, not an image, unsupported format
@@ -60,6 +65,17 @@ def _read_images(csv_path: Path, rel_paths: list[str]) -> np.ndarray:
                                "all images of a dataset must have the same size and channels")
         images.append(img)
     return np.stack(images)
+
+
+def _inside(folder: Path, rel: str, csv_path: Path) -> Path:
+    """``folder / rel`` if it resolves inside ``folder``, else DatasetError naming the CSV."""
+    file = folder / rel
+    resolved = file.resolve()
+    if "\0" in rel or Path(rel).is_absolute() or not resolved.is_relative_to(folder) or resolved == folder:
+        shown = rel.encode("unicode_escape").decode("ascii")
+        raise DatasetError(f"{csv_path}: path '{shown}' points outside the dataset's folder {folder}; "
+                           "image paths must be relative and stay inside it")
+    return file
 
 
 def _image_decoder():

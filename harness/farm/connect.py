@@ -5,6 +5,8 @@
 ``AdbTarget`` to it over real ADB, so everything after the connection is the same code path a
 phone takes. The simulated device's file system is kept in qskew's cache (one folder per device
 name), so the content-addressed files it received survive between runs, as on a real device.
+It authenticates qskew like any client: its trusted-keys file (``<name>.adb_keys`` beside that
+folder) lists exactly the public half of the ADB key qskew connects with (``adb_keys``).
 
 >>> target = open_target(load_inventory(None).get("simulated"))   # doctest: +SKIP
 >>> target.properties()["model"]                                   # doctest: +SKIP
@@ -17,9 +19,11 @@ import logging
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.farm.inventory import RUNNER_KINDS, DeviceSpec
+from harness.farm.inventory import RUNNER_KINDS, DeviceSpec, check_device_name
+from harness.fsutil import atomic_write_text
 from harness.logs import job_logger
 from harness.paths import cache_dir
+from harness.targets import adb_keys
 from harness.targets.adb import AdbTarget
 from harness.targets.base import Target
 
@@ -45,7 +49,15 @@ def open_target(spec: DeviceSpec) -> Target:
 
 def simulated_root(name: str) -> Path:
     """The folder that plays the file system of the simulated device called ``name``."""
-    return cache_dir("simulated-devices") / name
+    return cache_dir("simulated-devices") / check_device_name(name, "simulated device")
+
+
+def trust_own_key(name: str) -> Path:
+    """Write the trusted-keys file of simulated device ``name``: qskew's own public key, only."""
+    key_line, _path = adb_keys.public_key(None, name)
+    keys_file = simulated_root(name).with_name(f"{name}.adb_keys")
+    atomic_write_text(keys_file, key_line + "\n")
+    return keys_file
 
 
 def _simulated(spec: DeviceSpec) -> Target:
@@ -54,8 +66,9 @@ def _simulated(spec: DeviceSpec) -> Target:
     root = simulated_root(spec.name)
     root.mkdir(parents=True, exist_ok=True)
     features = DEFAULT_FEATURES if spec.features is None else spec.features
+    keys = trust_own_key(spec.name) if spec.auth else None
     sim = SimulatedDevice(root, python=spec.python, max_payload=spec.max_payload, features=features,
-                          auth=spec.auth, serial=f"qskew-sim-{spec.name}").start()
+                          auth=spec.auth, trusted_keys=keys, serial=f"qskew-sim-{spec.name}").start()
     host, port = sim.address
     # a simulated device's file system is its root: a relative work folder lies below it
     workdir = str(root / (spec.workdir or SIM_WORKDIR))

@@ -20,7 +20,11 @@ An inventory is a TOML file (``devices.toml``) with one ``[[device]]`` table per
 ``reach = "simulated"`` is a simulated ADB device that qskew starts on loopback for the run and
 stops afterwards (``python`` is then the host interpreter the simulated device runs; its file
 system lives in qskew's cache, so its content-addressed files survive between runs; a relative
-``workdir`` lies below that file system, default ``data/local/tmp/qskew``).
+``workdir`` lies below that file system, default ``data/local/tmp/qskew``). It requires ADB
+authentication and trusts only qskew's own key; ``auth = false`` turns that off (loopback only).
+
+A device name becomes a folder name (a simulated device's file system), so it may not hold ``/``,
+``\\``, ``..``, NUL or other control characters.
 ``reach = "local"`` runs the runner as a child process of this machine.
 
 Two devices are always known, even without a file: ``local`` (this machine) and ``simulated`` (a
@@ -76,7 +80,7 @@ class DeviceSpec:
     # simulated devices only: what the simulated adbd advertises
     max_payload: int = 1 << 20
     features: tuple[str, ...] | None = None   # None: the simulator's defaults; () a legacy device
-    auth: bool = False
+    auth: bool = True
 
     def offers(self, delegate: str) -> bool:
         """Whether this device offers ``delegate`` (an external delegate matches "external")."""
@@ -199,6 +203,7 @@ def _device(table: Any, where: str, base_dir: Path | None) -> DeviceSpec:
     name = table.get("name")
     if not isinstance(name, str) or not name.strip() or "=" in name:
         raise ConfigError(f"{where}: needs a name (a non-empty string without '=')")
+    check_device_name(name, where)
     where = f"{where} ({name!r})"
     reach = table.get("reach")
     if reach not in REACH_KINDS:
@@ -229,7 +234,21 @@ def _device(table: Any, where: str, base_dir: Path | None) -> DeviceSpec:
                       labels={str(k): str(v) for k, v in labels.items()},
                       max_payload=int(table.get("max_payload", 1 << 20)),
                       features=None if features is None else _strings(features, where, "features"),
-                      auth=bool(table.get("auth", False)))
+                      auth=bool(table.get("auth", True)))
+
+
+def check_device_name(name: str, where: str) -> str:
+    """``name`` if it is safe as one folder name, else ConfigError naming ``where``.
+
+    >>> check_device_name("pixel 7 (lab)", "devices.toml")
+    'pixel 7 (lab)'
+    """
+    bad = [c for c in name if c in "/\\" or ord(c) < 0x20 or ord(c) == 0x7F]
+    if bad or ".." in name or name in ("", "."):
+        shown = name.encode("unicode_escape").decode("ascii")
+        raise ConfigError(f"{where}: device name '{shown}' may not hold '/', '\\', '..', NUL or other "
+                          "control characters: it becomes a folder name")
+    return name
 
 
 def _require_reach_fields(table: Mapping[str, Any], reach: str, where: str) -> None:

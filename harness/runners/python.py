@@ -53,6 +53,11 @@ RUNNER_DIR = Path(device_runner.__file__).resolve().parent
 RUNNER_FILES = device_runner.RUNNER_FILES  # all a board needs besides numpy + runtime
 JOB_ID_CHARS = 16              # 64 bits of sha256: unique among any device's jobs, short in paths
 OUTPUT_TAIL_CHARS = 2000       # runner output quoted in errors: enough for a traceback's end
+# Removes everything in the runner's folder but the manifest ($2...): a planted numpy.py or a
+# __pycache__/*.pyc there would run instead of the files qskew pushed (the folder is sys.path[0]).
+PRUNE_SCRIPT = ('cd "$1" && shift && for f in * .[!.]* ..?*; do [ -e "$f" ] || [ -L "$f" ] || continue; '
+                'keep=; for k in "$@"; do [ "$f" = "$k" ] && keep=1; done; [ -n "$keep" ] || rm -rf -- "$f"; done')
+PRUNE_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,8 @@ def _job_id(model_sha: str, inputs_sha: str, job: Mapping[str, Any]) -> str:
 
 
 def ensure_runner(target: Target, transfer: Transfer) -> str:
-    """Put the runner files on the device (once per version); returns the remote run.py path."""
+    """Put the runner files on the device (once per version) and remove anything else from their
+    folder (``PRUNE_SCRIPT``); returns the remote run.py path."""
     digest = hashlib.sha256()
     files = []
     for name in RUNNER_FILES:
@@ -128,6 +134,10 @@ def ensure_runner(target: Target, transfer: Transfer) -> str:
     for name, sha in files:
         pushed = push_verified(target, RUNNER_DIR / name, sha, posixpath.join(remote_dir, name))
         transfer.pushed["runner"] = transfer.pushed.get("runner", 0) + pushed
+    pruned = target.run(["sh", "-c", PRUNE_SCRIPT, "qskew-prune", remote_dir, *RUNNER_FILES], timeout_s=PRUNE_TIMEOUT_S)
+    if pruned.returncode != 0:
+        raise RunnerError(f"cannot clear files other than the runner's from {remote_dir}: "
+                          f"{text.tail(pruned.stdout + pruned.stderr)}", target.name)
     return posixpath.join(remote_dir, "run.py")
 
 
@@ -155,7 +165,8 @@ def start_runner(target: Target, runner: str, job_dir: str, timeout_s: float,
         if done is not None and progress is not None:
             progress(*done)
 
-    proc = target.run_detached([target.python, runner, job_dir], job_dir, timeout_s=timeout_s,
+    # -B: the runner writes no __pycache__ next to itself (only the manifest's .py files run)
+    proc = target.run_detached([target.python, "-B", runner, job_dir], job_dir, timeout_s=timeout_s,
                                watch=watch if progress is not None else None)
     output = proc.stdout + proc.stderr
     fields = protocol.parse_handshake(proc.stdout)

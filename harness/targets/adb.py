@@ -26,6 +26,7 @@ from adb_shell.adb_device import AdbDevice
 
 from harness.targets.adb_files import AdbFiles
 from harness.targets.adb_jobs import DetachedJobs
+from harness.targets.adb_link import LinkLimits
 from harness.targets.adb_session import (AUTH_TIMEOUT_S, COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S,
                                          RECONNECT_ATTEMPTS, AdbSession)
 from harness.targets.base import RemoteStat, Target
@@ -42,22 +43,23 @@ class AdbTarget(Target):
     """A device over ADB: ``address="host:port"`` (TCP) or ``serial=...`` (USB, needs adb-shell[usb]).
 
     Connects lazily on first use (``connect()`` forces it); ``close()`` drops the connection.
-    ``max_payload`` caps the payload below what the device offers (None: the device's maximum).
-    Calls are serialized by a lock: one job at a time per device, as the scheduler runs them.
+    ``max_payload`` caps the payload below what the device offers (None: the device's maximum);
+    ``limits`` bounds what the device may make qskew hold or write (captured output, pulled files,
+    sync records; ``adb_link.LinkLimits``). Calls are serialized by a lock: one job at a time per device, as the scheduler runs them.
     """
 
     def __init__(self, name: str, *, address: str | None = None, serial: str | None = None,
                  workdir: str = DEFAULT_WORKDIR, python: str = "python3", key_path: Path | None = None,
                  connect_timeout_s: float = CONNECT_TIMEOUT_S, auth_timeout_s: float = AUTH_TIMEOUT_S,
                  max_payload: int | None = None, nodelay: bool = True,
-                 reconnect_attempts: int = RECONNECT_ATTEMPTS):
+                 reconnect_attempts: int = RECONNECT_ATTEMPTS, limits: LinkLimits = LinkLimits()):
         self.name = name
         self.workdir = workdir
         self.python = python
         self._session = AdbSession(name, address=address, serial=serial, key_path=key_path,
                                    connect_timeout_s=connect_timeout_s, auth_timeout_s=auth_timeout_s,
                                    max_payload=max_payload, nodelay=nodelay,
-                                   reconnect_attempts=reconnect_attempts)
+                                   reconnect_attempts=reconnect_attempts, limits=limits)
         self._files = AdbFiles(self._session, python)
         self._jobs = DetachedJobs(self._files, python)
         self._properties: dict[str, Any] | None = None

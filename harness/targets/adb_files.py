@@ -88,13 +88,15 @@ class AdbFiles:
             log.debug("[%s] could not remove %s: %s", self.name, remote, exc)
 
     def pull(self, remote: str, local: Path) -> None:
-        """Pull into a temp file next to ``local`` and rename it into place (harness.fsutil)."""
+        """Pull into a temp file next to ``local`` and rename it into place (harness.fsutil); a
+        file larger than the link's ``pull_bytes`` limit is refused as it arrives."""
         local = Path(local)
         what = f"pull {remote} -> {local}"
 
         def pull_into(tmp: Path) -> None:
             def op(device: AdbDevice) -> None:
-                with FileSink(tmp) as sink:
+                with FileSink(tmp, limit_bytes=self.session.limits.pull_bytes, device=self.name,
+                              what=what) as sink:
                     device.pull(remote, sink, read_timeout_s=TRANSFER_READ_TIMEOUT_S)
             try:
                 self.session.call(what, op, idempotent=True)
@@ -110,7 +112,8 @@ class AdbFiles:
     def read_small(self, remote: str, what: str) -> bytes:
         """A small remote file's bytes through sync (b"" if it does not exist); ``what`` says why."""
         def op(device: AdbDevice) -> bytes:
-            sink = FileSink(None)
+            sink = FileSink(None, limit_bytes=self.session.limits.output_bytes, device=self.name,
+                            what=f"pull {remote} ({what})")
             try:
                 device.pull(remote, sink, read_timeout_s=TRANSFER_READ_TIMEOUT_S)
             except adb_exc.AdbCommandFailureException:

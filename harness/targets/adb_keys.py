@@ -70,6 +70,20 @@ def load_signer(key_path: Path | None, device: str):
                           f"written by adb or adb_shell.auth.keygen)", device) from exc
 
 
+def public_key(key_path: Path | None, device: str) -> tuple[str, Path]:
+    """The one-line Android public key (``<base64> user@host``) of the key ``load_signer`` would use
+    (generated if missing), and that key's path: what a simulated device must trust for qskew."""
+    path = resolve_key_path(key_path)
+    if not path.exists():
+        generate_key(path, device)
+    ensure_private(path, device)
+    try:
+        text = _public_key_text(path)
+    except (OSError, ValueError, IndexError) as exc:
+        raise TargetError(f"cannot read the public half of ADB key {path}: {exc}", device) from exc
+    return text.strip().split("\n")[0], path
+
+
 def generate_key(path: Path, device: str) -> None:
     """Write a new 2048-bit key pair to ``path`` (0600) and ``path.pub`` (Android format).
 

@@ -14,6 +14,9 @@ device, retried after a reconnect when it is safe to repeat) or ``run`` (one she
 * A dropped link is reconnected (a few attempts with backoff); adb-shell and socket exceptions
   become ``harness.errors`` (TargetError, CommandFailed, CommandTimeout) here, each naming the
   device and the command or path.
+* The device's numbers are never trusted (``adb_link.LinkLimits``): a command's captured output
+  stops at ``limits.output_bytes``; a device that breaks the protocol or a limit (``PeerError``)
+  loses its link and the operation is not retried.
 
 File transfer (``adb_files``) and detached jobs (``adb_jobs``) are built on a session;
 ``adb.AdbTarget`` puts the three together behind the ``Target`` interface.
@@ -35,8 +38,8 @@ from adb_shell.adb_device import AdbDevice
 
 from harness.errors import CommandFailed, CommandTimeout, ConfigError, TargetError
 from harness.targets import adb_keys
-from harness.targets.adb_link import (LINK_ERRORS, TIMEOUT_ERRORS, DeviceBanner, LocalFileError,
-                                      NoDelayTcpTransport, QskewAdbDevice, QskewIOManager)
+from harness.targets.adb_link import (LINK_ERRORS, TIMEOUT_ERRORS, DeviceBanner, LinkLimits, LocalFileError,
+                                      NoDelayTcpTransport, PeerError, QskewAdbDevice, QskewIOManager)
 from harness.targets.adb_wire import parse_shell_v2
 from harness.targets.process import CommandResult
 
@@ -59,14 +62,16 @@ class AdbSession:
     """The connection to one device over ADB: ``address="host:port"`` (TCP) or ``serial=...`` (USB).
 
     Connects lazily on first use (``connect()`` forces it); ``close()`` drops the connection.
-    ``max_payload`` caps the payload below what the device offers (None: the device's maximum).
+    ``max_payload`` caps the payload below what the device offers (None: the device's maximum);
+    ``limits`` bounds what the device may make qskew hold or write.
     Calls are serialized by a lock: one job at a time per device, as the scheduler runs them.
     """
 
     def __init__(self, name: str, *, address: str | None = None, serial: str | None = None,
                  key_path: Path | None = None, connect_timeout_s: float = CONNECT_TIMEOUT_S,
                  auth_timeout_s: float = AUTH_TIMEOUT_S, max_payload: int | None = None,
-                 nodelay: bool = True, reconnect_attempts: int = RECONNECT_ATTEMPTS):
+                 nodelay: bool = True, reconnect_attempts: int = RECONNECT_ATTEMPTS,
+                 limits: LinkLimits = LinkLimits()):
         if (address is None) == (serial is None):
             raise ConfigError(f"device {name!r}: give exactly one of address (host:port) or serial (USB)")
         self.name = name
@@ -79,6 +84,7 @@ class AdbSession:
         self._max_payload = max_payload
         self._nodelay = nodelay
         self._reconnect_attempts = max(1, int(reconnect_attempts))
+        self.limits = limits
         self._device: AdbDevice | None = None
         self._banner: DeviceBanner | None = None
         self._was_connected = False
@@ -138,6 +144,9 @@ class AdbSession:
                     return op(device)
                 except LocalFileError as exc:
                     raise TargetError(f"{what}: local file error: {exc}", self.name) from exc
+                except PeerError:
+                    self.drop_link()  # the stream is out of step; a device that lies is not retried
+                    raise
                 except LINK_ERRORS as exc:
                     self.drop_link()
                     if not idempotent or attempt == self._reconnect_attempts:
@@ -165,6 +174,9 @@ class AdbSession:
             except TIMEOUT_ERRORS as exc:
                 self.drop_link()  # abandon the stream; the next call starts on a clean connection
                 raise CommandTimeout(list(argv), timeout_s, "", self.name) from exc
+            except PeerError:
+                self.drop_link()
+                raise
             except LINK_ERRORS as exc:
                 self.drop_link()
                 raise LinkLost(f"{what}: connection to {self.where} lost: {bare(exc)}", self.name) from exc
@@ -197,8 +209,8 @@ class AdbSession:
         return self._run_marker(device, command, timeout_s, what)
 
     def _run_v2(self, device: AdbDevice, command: str, timeout_s: float, what: str):
-        data = device._service(SHELL_V2_SERVICE, self._payload(device, SHELL_V2_SERVICE, command, what),
-                               read_timeout_s=timeout_s, timeout_s=timeout_s, decode=False)
+        data = self._collect(device, SHELL_V2_SERVICE, self._payload(device, SHELL_V2_SERVICE, command, what),
+                             timeout_s, what)
         out, err, code = parse_shell_v2(data)
         if code is None:
             raise TargetError(f"{what}: the shell stream ended without an exit status", self.name)
@@ -207,14 +219,23 @@ class AdbSession:
     def _run_marker(self, device: AdbDevice, command: str, timeout_s: float, what: str):
         marker = f"__QSKEW_RC_{secrets.token_hex(8)}="
         full = f'{command}; echo "{marker}$?"'
-        data = device._service(b"shell", self._payload(device, b"shell", full, what),
-                               read_timeout_s=timeout_s, timeout_s=timeout_s, decode=False)
+        data = self._collect(device, b"shell", self._payload(device, b"shell", full, what), timeout_s, what)
         at = data.rfind(marker.encode())
         match = re.match(rb"\s*(\d+)", data[at + len(marker):]) if at >= 0 else None
         if match is None:
             raise TargetError(f"{what}: the shell output ended without the exit-status marker",
                               self.name)
         return int(match.group(1)), data[:at], b""
+
+    def _collect(self, device: AdbDevice, service: bytes, payload: bytes, timeout_s: float, what: str) -> bytes:
+        """A service's whole output (adb-shell's ``_service``), at most ``limits.output_bytes``."""
+        out, limit = bytearray(), self.limits.output_bytes
+        for data in device._streaming_command(service, payload, None, timeout_s, timeout_s):
+            out += data
+            if len(out) > limit:
+                raise PeerError(f"{what}: the output exceeds the {limit}-byte limit (LinkLimits.output_bytes)",
+                                self.name)
+        return bytes(out)
 
     def _payload(self, device: AdbDevice, service: bytes, command: str, what: str) -> bytes:
         payload = command.encode("utf-8")
@@ -263,13 +284,13 @@ class AdbSession:
         if self._signer is None:
             self._signer, self._key_file = adb_keys.load_signer(self._key_path, self.name)
         transport = self._make_transport()
-        device = QskewAdbDevice(transport, banner="qskew")
-        manager = QskewIOManager(transport)
+        device = QskewAdbDevice(transport, banner="qskew", device=self.name, limits=self.limits)
+        manager = QskewIOManager(transport, device=self.name)
         device._io_manager = manager  # adb-shell builds its own; ours keeps the banner, sums fast
         try:
             device.connect(rsa_keys=[self._signer], transport_timeout_s=self._connect_timeout_s,
                            auth_timeout_s=self._auth_timeout_s, read_timeout_s=self._connect_timeout_s)
-        except (*LINK_ERRORS, adb_exc.DeviceAuthError) as exc:
+        except (*LINK_ERRORS, adb_exc.DeviceAuthError, PeerError) as exc:
             try:
                 device.close()
             except Exception:
@@ -291,9 +312,9 @@ class AdbSession:
             reason = (f"{self.where} did not accept ADB key {self._key_file} ({bare(exc)}); authorize "
                       f"this computer on the device (\"Allow USB debugging?\") or add "
                       f"{self._key_file}.pub to its adb_keys")
-        elif isinstance(exc, (adb_exc.InvalidCommandError, adb_exc.InvalidChecksumError)):
-            reason = (f"{self.where} answered, but not in ADB ({bare(exc)}): is it the right address "
-                      f"and port, and is the device's adbd listening there?")
+        elif isinstance(exc, PeerError):
+            reason = (f"{self.where} answered, but not in ADB as qskew accepts it ({exc.detail}): is it "
+                      f"the right address and port, and is the device's adbd listening there?")
         else:
             reason = f"cannot connect to {self.where}: {bare(exc)}"
         err = TargetError(f"{what}: {reason}", self.name)

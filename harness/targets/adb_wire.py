@@ -158,13 +158,19 @@ def encode_shell_packet(ident: int, data: bytes) -> bytes:
     return SHELL_HEADER.pack(ident, len(data)) + data
 
 
-def iter_shell_packets(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
-    """Split ``data`` into complete packets; returns (packets, incomplete tail to keep for later)."""
+def iter_shell_packets(data: bytes, max_length: int | None = None) -> tuple[list[tuple[int, bytes]], bytes]:
+    """Split ``data`` into complete packets; returns (packets, incomplete tail to keep for later).
+
+    With ``max_length``, a header claiming a longer packet raises WireError at once (a reader would
+    otherwise keep buffering for a packet that may never end).
+    """
     packets = []
     view = memoryview(data)
     pos = 0
     while len(view) - pos >= SHELL_HEADER.size:
         ident, length = SHELL_HEADER.unpack_from(view, pos)
+        if max_length is not None and length > max_length:
+            raise WireError(f"shell-v2 packet of {length} bytes exceeds the {max_length}-byte maximum")
         end = pos + SHELL_HEADER.size + length
         if end > len(view):
             break

@@ -89,3 +89,10 @@ def test_start_up_imports_no_heavy_library():
              "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "", f"heavy modules imported at start-up: {out}"
+
+
+def test_an_error_line_escapes_control_characters(capsys, tmp_path):
+    inventory = tmp_path / "dev\x1b[2J\x1b]0;owned\x07.toml"
+    assert cli.main(["devices", "check", "--devices", str(inventory)]) == 2
+    err = capsys.readouterr().err
+    assert "dev\\x1b[2J\\x1b]0;owned\\x07.toml does not exist" in err and "\x1b" not in err and "\x07" not in err

@@ -93,3 +93,11 @@ def test_warnings_raised_inside_tensorflow_are_dropped_unless_debug(stream):
     logs.configure(debug=True, stream=stream)
     warn_as("/venv/site-packages/tensorflow/lite/python/convert.py", "Statistics again")
     assert "Statistics again" in stream.getvalue()
+
+
+def test_log_lines_never_carry_raw_control_characters(stream):
+    logs.configure(stream=stream)
+    device = "pixel\x1b[2J\x1b]0;owned\x07"
+    logs.job_logger("harness.x", device=device, job="int8/xnnpack").warning("said %s\nline two\tend", "\x9b")
+    out = stream.getvalue()
+    assert out == ("WARNING: [pixel\\x1b[2J\\x1b]0;owned\\x07 int8/xnnpack] said \\x9b\nline two\tend\n")

@@ -2,13 +2,21 @@
 on a private server, and a raw wire-level client for protocol checks.
 
 Used by tests/harness/adb (and usable by any test that needs an ADB client of the simulator).
+
+Simulated devices require ADB authentication, so every client here authenticates like any other:
+one RSA key pair per test session (``session_key``), trusted by the devices the fixtures start
+(``trusted_keys_file``), used by adb-shell (``adb_shell_device``), the raw client and, installed
+as ``~/.android/adbkey`` in a private HOME (``install_test_key``), by Debian's ``adb`` and AdbTarget.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,6 +32,52 @@ ADB_TIMEOUT_S = 60.0  # one adb command (a few MB push on a loaded 2-core machin
 DEVICE_ONLINE_TIMEOUT_S = 15.0  # adb connect -> "device" in `adb devices`
 RAW_READ_TIMEOUT_S = 5.0  # a raw client waiting for one message
 EMULATOR_PORTS = range(5554, 5586)  # never give the adb server one of these
+KEY_FILE_MODE = 0o600  # adb and qskew refuse (or fix) a private key others can read
+_SESSION_KEY = object()  # adb_shell_device's default: authenticate with the session's test key
+
+
+@functools.lru_cache(maxsize=None)
+def session_key() -> Path:
+    """The session's ADB private key (``adbkey``, PKCS#8 PEM, with ``adbkey.pub``), made once."""
+    from adb_shell.auth.keygen import keygen
+
+    folder = Path(tempfile.mkdtemp(prefix="qskew-test-adbkey-"))
+    atexit.register(shutil.rmtree, folder, True)
+    keygen(str(folder / "adbkey"))
+    os.chmod(folder / "adbkey", KEY_FILE_MODE)
+    return folder / "adbkey"
+
+
+def session_public_key() -> bytes:
+    """The session key's ``adbkey.pub`` line (``<base64> user@host``)."""
+    return Path(str(session_key()) + ".pub").read_bytes().strip()
+
+
+@functools.lru_cache(maxsize=None)
+def session_signer():
+    """An adb-shell signer for the session key."""
+    from adb_shell.auth.sign_pythonrsa import PythonRSASigner
+
+    return PythonRSASigner(session_public_key().decode(), session_key().read_text())
+
+
+def trusted_keys_file(folder: Path) -> Path:
+    """``folder/adb_keys`` listing the session key: what the fixtures' devices trust."""
+    path = Path(folder) / "adb_keys"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(session_public_key() + b"\n")
+    return path
+
+
+def install_test_key(home: Path) -> Path:
+    """Make the session key ``<home>/.android/adbkey`` (what adb and AdbTarget use with HOME=home)."""
+    android = Path(home) / ".android"
+    android.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(session_key(), android / "adbkey")
+    os.chmod(android / "adbkey", KEY_FILE_MODE)
+    shutil.copyfile(str(session_key()) + ".pub", android / "adbkey.pub")
+    return android / "adbkey"
 
 
 class NoDelayTcpTransport(TcpTransport):
@@ -34,8 +88,12 @@ class NoDelayTcpTransport(TcpTransport):
         self._connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def adb_shell_device(address: tuple[str, int], rsa_keys=None, nodelay: bool = True, **connect_kw) -> AdbDevice:
-    """A connected adb-shell AdbDevice for a simulator at ``address``."""
+def adb_shell_device(address: tuple[str, int], rsa_keys=_SESSION_KEY, nodelay: bool = True,
+                     **connect_kw) -> AdbDevice:
+    """A connected adb-shell AdbDevice for a simulator at ``address``, authenticating with the
+    session key unless ``rsa_keys`` says otherwise (None: no key at all)."""
+    if rsa_keys is _SESSION_KEY:
+        rsa_keys = [session_signer()]
     transport = (NoDelayTcpTransport if nodelay else TcpTransport)(address[0], address[1])
     device = AdbDevice(transport)
     connect_kw.setdefault("read_timeout_s", 10.0)
@@ -62,6 +120,7 @@ class RealAdb:
         self.server_port = free_port()
         self.env = {"HOME": str(self.home), "ANDROID_ADB_SERVER_PORT": str(self.server_port),
                     "ADB_EMU": "0", "ADB_MDNS": "0", "ADB_USB": "0", "ADB_VENDOR_KEYS": ""}
+        install_test_key(self.home)  # adb signs with the session key, which the devices trust
 
     def __call__(self, *args: str, serial: str | None = None, timeout_s: float = ADB_TIMEOUT_S,
                  stdin_bytes: bytes | None = None) -> CommandResult:
@@ -104,9 +163,15 @@ class RawClient:
         assert header.data_check == wire.checksum(data), f"{header.name} carries a wrong checksum"
         return header, data
 
-    def connect(self, version: int = wire.A_VERSION) -> tuple[wire.Header, bytes]:
+    def connect(self, version: int = wire.A_VERSION, authenticate: bool = True) -> tuple[wire.Header, bytes]:
+        """CNXN, then (``authenticate``) sign the device's AUTH token with the session key; the
+        device's answer: its CNXN, or the AUTH message when not authenticating."""
         self.send(wire.A_CNXN, version, self.maxdata, b"host::features=shell_v2\0")
-        return self.recv()
+        header, data = self.recv()
+        if authenticate and header.command == wire.A_AUTH and header.arg0 == wire.AUTH_TOKEN:
+            self.send(wire.A_AUTH, wire.AUTH_SIGNATURE, 0, session_signer().Sign(data))
+            header, data = self.recv()
+        return header, data
 
     def open(self, local_id: int, service: bytes) -> wire.Header:
         self.send(wire.A_OPEN, local_id, 0, service + b"\0")

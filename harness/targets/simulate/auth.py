@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import struct
 from pathlib import Path
 
@@ -61,6 +62,26 @@ def verify_token(key: rsa.RSAPublicKey, token: bytes, signature: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def ensure_trusted(path: Path, key_line: str | bytes) -> None:
+    """Make the ``adb_keys`` file at ``path`` list ``key_line`` (appended if its key is absent)."""
+    key = decode_android_pubkey(key_line)
+    if key_id(key) not in {key_id(k) for k in load_trusted_keys(path)}:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        append_key_line(path, key_line.encode() if isinstance(key_line, str) else bytes(key_line))
+
+
+def append_key_line(path: Path, line: bytes) -> None:
+    """Append one key line to an ``adb_keys`` file, first ending its last line if it has no newline
+    (else the new key would be glued onto the last one and both would be unreadable)."""
+    with open(path, "a+b") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell():
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+        fh.write(line.strip() + b"\n")
 
 
 def load_trusted_keys(path: Path) -> list[rsa.RSAPublicKey]:

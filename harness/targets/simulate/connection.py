@@ -4,7 +4,9 @@ A ``Connection`` owns one TCP socket and its reader thread. It answers CNXN (wit
 banner and the smaller of both maxdata values) and, on a device with ``auth``, the RSA AUTH dance;
 it opens a ``streams.Stream`` for each OPEN whose service ``services.lookup`` knows and runs that
 service on a device thread. Protocol rules kept (``devices-and-adb.md`` §8): real checksums sent,
-none verified; magic checked; maxdata honoured both ways; a host WRTE is acknowledged before any
+none verified; magic checked; maxdata honoured both ways (a packet longer than 4096 bytes before the
+host's CNXN, or than the negotiated maxdata after it, drops the link from its header, before the
+payload is read or allocated; so does a host that floods a stream faster than its service reads); a host WRTE is acknowledged before any
 reply on that stream; CLSE on a live stream is echoed; unknown services are refused with
 CLSE(0, id); never STLS.
 """
@@ -28,6 +30,9 @@ from harness.targets.simulate.streams import Closed, Stream
 log = logging.getLogger(__name__)
 
 STREAM_ID_LIMIT = 0x7FFFFFFF  # local stream ids wrap below this (adbd keeps them positive)
+# Host bytes a stream may hold unread. adbd keeps one packet in flight per stream; services here
+# read as fast as they can, so 16 maxdata-sized packets unread means a host that floods, not a slow disk.
+STREAM_INBOX_MAX_BYTES = 16 * wire.MAX_PAYLOAD
 
 
 class Connection:
@@ -42,6 +47,7 @@ class Connection:
         self.sock = sock
         self.peer = peer
         self.maxdata = device.max_payload  # min(ours, the host's) once CNXN arrived
+        self.max_read = wire.MAX_PAYLOAD_V1  # longest packet accepted: 4096 until CNXN, then maxdata
         self._on_close = on_close
         self._send_lock = threading.Lock()
         self._streams: dict[int, Stream] = {}
@@ -56,8 +62,9 @@ class Connection:
         try:
             while True:
                 header = wire.unpack_header(self._recv_exact(wire.HEADER_SIZE))
-                if header.data_length > self.device.max_payload:
-                    raise wire.WireError(f"payload of {header.data_length} bytes exceeds maxdata")
+                if header.data_length > self.max_read:
+                    raise wire.WireError(f"{header.name} payload of {header.data_length} bytes exceeds "
+                                         f"the {self.max_read}-byte maximum")
                 data = self._recv_exact(header.data_length) if header.data_length else b""
                 self._dispatch(header, data)
         except wire.WireError as exc:
@@ -123,6 +130,9 @@ class Connection:
         elif cmd == A_WRTE:
             stream = self._find(header.arg1, header.arg0)
             if stream is not None:
+                if stream.buffered() + len(data) > STREAM_INBOX_MAX_BYTES:
+                    raise wire.WireError(f"stream {stream.local_id}: the host sent more than "
+                                         f"{STREAM_INBOX_MAX_BYTES} bytes its service has not read")
                 self.send(A_OKAY, stream.local_id, stream.remote_id)  # OKAY first, then the service sees it
                 stream.feed(data)
         elif cmd == A_OKAY:
@@ -146,6 +156,7 @@ class Connection:
             self._close_streams()
             self._online = False
         self.maxdata = max(wire.MAX_PAYLOAD_V1, min(header.arg1, self.device.max_payload))
+        self.max_read = self.maxdata
         log.debug("[%s] CNXN from %s: version 0x%08x maxdata %d %r", self.device.serial, self.peer,
                   header.arg0, header.arg1, data[:200])
         if self.device.auth:

@@ -7,6 +7,11 @@ that plays the device's file system, the shell processes it starts there, the fa
 listening socket and the connections on top; the services (``services``, ``sync``) see a device
 through this class only.
 
+Keys: ``auth`` is on by default and only the public keys listed in the ``trusted_keys`` file
+(``adb_keys`` format, one ``<base64> user@host`` per line) may connect. ``accept_new_keys`` (off by
+default, logged as a warning) trusts any key a host offers and appends it to the file, which is what
+a phone does when someone taps "Allow" and is therefore an open door to anyone who can reach the port.
+
 Sandbox: ``<root>/system/bin`` holds ``python3``/``python`` (the configured interpreter) and a
 ``getprop`` that answers model, ABI and serial; ``<root>/data/local/tmp`` is the temp folder.
 Shells run with cwd ``root``, a PATH starting with ``<root>/system/bin``, and a token in their
@@ -64,13 +69,14 @@ class DeviceSandbox:
     ``_prepare_root()`` before serving and ``_kill_processes()``/``_join_threads()`` when stopping.
     """
 
-    def __init__(self, root: Path, *, auth: bool = False, trusted_keys: Path | None = None,
-                 accept_new_keys: bool = True, max_payload: int = wire.MAX_PAYLOAD,
+    def __init__(self, root: Path, *, auth: bool = True, trusted_keys: Path | None = None,
+                 accept_new_keys: bool = False, max_payload: int = wire.MAX_PAYLOAD,
                  features: Sequence[str] = DEFAULT_FEATURES, python: str | None = None,
                  serial: str = "qskew-sim", model: str = "qskew simulated device", abi: str | None = None,
                  disk_quota_bytes: int | None = None):
         self.features = tuple(features)
         _check_identity(serial, model, self.features, max_payload, disk_quota_bytes)
+        _check_auth(auth, trusted_keys, accept_new_keys)
         self.root = Path(os.path.realpath(root))
         self.auth = auth
         self.trusted_keys = None if trusted_keys is None else Path(trusted_keys)
@@ -89,6 +95,9 @@ class DeviceSandbox:
         self._stopped = threading.Event()
         self._fault: tuple[str, int] | None = None
         self._fault_count = 0
+        if auth and accept_new_keys:
+            log.warning("[%s] accepting ANY new ADB key (accept_new_keys): whoever reaches this device "
+                        "gets a shell as this user", serial)
 
     def vanish(self) -> None:
         """The device disappears (provided by the network side)."""
@@ -142,8 +151,7 @@ class DeviceSandbox:
         with self._lock:
             self._accepted_keys.append(key)
             if self.trusted_keys is not None:
-                with open(self.trusted_keys, "ab") as fh:
-                    fh.write(payload.rstrip(b"\0").strip() + b"\n")
+                adb_auth.append_key_line(self.trusted_keys, payload.rstrip(b"\0").strip())
         log.info("[%s] accepted a new public key", self._serial)
         return True
 
@@ -288,6 +296,13 @@ def _check_identity(serial: str, model: str, features: tuple[str, ...], max_payl
         raise ValueError(f"features {bad} change the wire format and are not simulated")
     if disk_quota_bytes is not None and disk_quota_bytes < 0:
         raise ValueError("disk_quota_bytes must be >= 0")
+
+
+def _check_auth(auth: bool, trusted_keys: Path | None, accept_new_keys: bool) -> None:
+    """ValueError for an authenticating device nobody could ever connect to."""
+    if auth and trusted_keys is None and not accept_new_keys:
+        raise ValueError("auth is on but no trusted_keys file is given (and accept_new_keys is off): "
+                         "no host could ever connect")
 
 
 def _getprop_script(props: dict[str, str]) -> str:

@@ -96,13 +96,14 @@ def _feed_stdin(stream: Stream, proc: subprocess.Popen, protocol: bool) -> None:
             if not protocol:
                 _write_stdin(proc, data)
                 continue
-            packets, pending = wire.iter_shell_packets(pending + data)
+            packets, pending = wire.iter_shell_packets(pending + data, max_length=wire.MAX_PAYLOAD)
             for ident, payload in packets:
                 if ident == wire.SHELL_STDIN:
                     _write_stdin(proc, payload)
                 elif ident == wire.SHELL_CLOSE_STDIN:
                     proc.stdin.close()
-    except (OSError, ValueError):  # the process is gone or its stdin is closed
+    except (OSError, ValueError):  # the process is gone, its stdin is closed, or a packet is oversized
+        # (wire.WireError is a ValueError: the host's stdin ends there)
         pass
     finally:
         try:

@@ -6,6 +6,10 @@ Debian's ``adb`` (29.0.6) and the ``adb-shell`` library connect to it exactly as
 (STAT/STA2/LST2, LIST/LIS2, SEND, RECV, QUIT). Shell commands run with ``sh -c`` on this machine,
 inside a sandbox folder ``root`` that plays the device's file system.
 
+It is a shell on this machine as this user, so it is locked by default: RSA authentication against
+a ``trusted_keys`` file (``sandbox.DeviceSandbox``), on loopback. ``host`` may name another address
+only with ``auth`` on and ``accept_new_keys`` off; otherwise it refuses to start.
+
 File system: device paths ARE host absolute paths inside ``root`` (identity mapping); sync requests
 for paths that resolve (``..``, symlinks) outside ``root`` are refused with "Permission denied".
 The harness's work folder on a simulated device is ``<root>/data/local/tmp/qskew``. Shells run with
@@ -30,6 +34,7 @@ one for stderr and one for stdin of a shell).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 from pathlib import Path
@@ -37,31 +42,28 @@ from pathlib import Path
 from harness.targets.simulate.connection import Connection, shutdown_quietly
 from harness.targets.simulate.sandbox import DEFAULT_FEATURES, DeviceSandbox, host_abi
 
-__all__ = ["DEFAULT_FEATURES", "EMULATOR_PORTS", "LOOPBACK_HOST", "SimulatedDevice", "host_abi"]
+__all__ = ["DEFAULT_FEATURES", "EMULATOR_PORTS", "LOOPBACK_HOST", "SimulatedDevice", "check_listen_address", "host_abi",
+           "is_loopback"]
 
 log = logging.getLogger(__name__)
 
-LOOPBACK_HOST = "127.0.0.1"  # the only address a simulated device listens on
+LOOPBACK_HOST = "127.0.0.1"  # where a simulated device listens unless told otherwise
 EMULATOR_PORTS = range(5555, 5586)  # the adb server probes these as emulators (transport_local.cpp)
 LISTEN_BACKLOG = 16  # pending connects; a handful of clients at most
 
 
 class SimulatedDevice(DeviceSandbox):
-    """A loopback ADB device; see the module docstring for what it speaks and where its files live.
+    """An ADB device on ``host`` (loopback by default); see the module docstring for what it speaks
+    and where its files live.
 
     Options other than ``host`` and ``port`` are those of ``sandbox.DeviceSandbox`` (auth and
     trusted keys, maxdata, features, python, serial, model, abi, disk quota).
     """
 
     def __init__(self, root: Path, *, host: str = LOOPBACK_HOST, port: int = 0, **options):
-        if host != LOOPBACK_HOST:
-            raise ValueError(f"a simulated device listens on {LOOPBACK_HOST} only, not {host!r}")
-        if port in EMULATOR_PORTS:
-            raise ValueError(f"port {port} is in 5555-5585, which the adb server probes as emulators; "
-                             "use another port (0 picks a free one)")
-        if not 0 <= port <= 65535:
-            raise ValueError(f"port {port} is out of range")
+        check_listen_address(host, port, options.get("auth", True), options.get("accept_new_keys", False))
         super().__init__(root, **options)
+        self._host = host
         self._port = port
         self._listener: socket.socket | None = None
         self._connections: set[Connection] = set()
@@ -71,10 +73,10 @@ class SimulatedDevice(DeviceSandbox):
         if self._listener is not None:
             raise RuntimeError(f"simulated device {self.serial} is already started")
         self._prepare_root()
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener = socket.socket(socket.AF_INET6 if ":" in self._host else socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            listener.bind((LOOPBACK_HOST, self._port))
+            listener.bind((self._host, self._port))
             listener.listen(LISTEN_BACKLOG)
         except OSError:
             listener.close()
@@ -83,13 +85,14 @@ class SimulatedDevice(DeviceSandbox):
         self._port = listener.getsockname()[1]
         self._stopped.clear()
         self.spawn_thread(self._accept_loop, f"adb-sim-accept-{self._port}")
-        log.info("[%s] listening on %s:%d (root %s)", self.serial, LOOPBACK_HOST, self._port, self.root)
+        log.info("[%s] listening on %s:%d (root %s, auth %s)", self.serial, self._host, self._port, self.root,
+                 "off" if not self.auth else "any new key" if self.accept_new_keys else f"keys in {self.trusted_keys}")
         return self
 
     @property
     def address(self) -> tuple[str, int]:
         """(host, port) the device listens on."""
-        return LOOPBACK_HOST, self._port
+        return self._host, self._port
 
     def stop(self) -> None:
         """Stop listening, close every connection, kill running shell processes. Idempotent."""
@@ -139,3 +142,30 @@ class SimulatedDevice(DeviceSandbox):
     def _forget_connection(self, conn: Connection) -> None:
         with self._lock:
             self._connections.discard(conn)
+
+
+def check_listen_address(host: str, port: int, auth: bool = True, accept_new_keys: bool = False) -> None:
+    """ValueError for a port the adb server would take for an emulator, or a non-loopback ``host``
+    without auth (or with ``accept_new_keys``, which lets any key in)."""
+    if not is_loopback(host) and (not auth or accept_new_keys):
+        raise ValueError(f"a simulated device on {host!r} (not loopback) is reachable by others: it "
+                         "refuses to start without auth or with accept_new_keys")
+    if port in EMULATOR_PORTS:
+        raise ValueError(f"port {port} is in 5555-5585, which the adb server probes as emulators; "
+                         "use another port (0 picks a free one)")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (only this machine can reach it).
+
+    >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("localhost"), is_loopback("0.0.0.0")
+    (True, True, True, False)
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 
 from harness.cli import main
 from harness.targets.process import run_command
-from support.adb_sim import adb_shell_device
+from support.adb_sim import adb_shell_device, install_test_key, session_public_key, trusted_keys_file
 
 WAIT_S = 10.0  # upper bound for anything these tests wait for
 REPO = Path(__file__).resolve().parents[3]
@@ -36,7 +37,8 @@ def test_check_table_and_exit_code(tmp_path, capfd):
 def test_simulate_serves_until_sigterm_and_exits_zero(tmp_path):
     root = tmp_path / "cli-device"
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "devices", "simulate", "--port", "0",
-                             "--root", str(root), "--serial", "cli-sim", "--features", "none"],
+                             "--root", str(root), "--serial", "cli-sim", "--features", "none",
+                             "--trusted-keys", str(trusted_keys_file(tmp_path))],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         line = proc.stdout.readline()
@@ -62,6 +64,35 @@ def test_simulate_refuses_emulator_ports():
     assert proc.returncode == 2
     assert "5555-5585" in proc.stderr and "emulators" in proc.stderr
     assert "deprecated" not in proc.stderr
+
+
+def test_simulate_trusts_the_users_key_by_default_and_warns_when_accepting_any(tmp_path):
+    home = tmp_path / "home"
+    install_test_key(home)  # this user's ~/.android/adbkey
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "devices", "simulate", "--port", "0",
+                             "--accept-new-keys"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO, env=env)
+    try:
+        line = proc.stdout.readline()
+        port = int(re.search(r"listening on 127\.0\.0\.1:(\d+) ", line).group(1))
+        assert adb_shell_device(("127.0.0.1", port)).shell("echo in") == "in\n"
+        keys = (home / ".config" / "qskew" / "simulated_adb_keys").read_bytes()
+        assert keys == session_public_key() + b"\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=WAIT_S) == 0
+        assert "WARNING: --accept-new-keys" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_simulate_off_loopback_refuses_to_start_without_auth(capsys, tmp_path):
+    for extra in (["--no-auth"], ["--accept-new-keys", "--trusted-keys", str(tmp_path / "k")]):
+        assert main(["devices", "simulate", "--host", "0.0.0.0", "--port", "0", *extra]) == 2
+        assert "not loopback" in capsys.readouterr().err
+    assert not (tmp_path / "k").exists()
 
 
 def test_device_is_a_deprecated_alias_that_still_works(capsys):

@@ -70,3 +70,18 @@ def test_image_folder_missing_image_and_missing_csv(tmp_path, load_error):
     assert "b.png" in load_error(folder)
     (folder / "labels.csv").unlink()
     assert "labels.csv" in load_error(folder)
+
+
+@pytest.mark.parametrize("bad", ["../outside.png", "img/../../outside.png", "{abs}", "img/link.png"])
+def test_paths_outside_the_dataset_folder_are_refused(tmp_path, bad):
+    from harness.errors import DatasetError
+
+    folder = _image_folder(tmp_path, ROWS)
+    outside = tmp_path / "outside.png"
+    _png(outside, np.zeros((4, 5, 3), np.uint8))
+    (folder / "img" / "link.png").symlink_to(outside)  # a symlink out counts as outside
+    bad = bad.format(abs=outside)
+    (folder / "labels.csv").write_text("path,label,group\nimg/a.png,0,young\n" + f"{bad},1,old\n")
+    with pytest.raises(DatasetError, match="points outside the dataset's folder") as err:
+        datasets.load(folder)
+    assert str(folder / "labels.csv") in str(err.value)

@@ -131,3 +131,21 @@ def test_benchmark_model_devices_and_profiles(tmp_path):
     assert [d.name for d in inv.select(["runner=benchmark_model"])] == ["phone"]
     assert [d.name for d in inv.select(["profile=edgetpu"])] == ["coral"]
     assert phone.to_json()["benchmark_model"] == str(binary) and inv.get("coral").to_json()["profile"] == "edgetpu"
+
+
+@pytest.mark.parametrize("name", ["../../etc", "a/b", "..", ".", "lab\\\\phone", "nul\\u0000byte", "esc\\u001b[2J"])
+def test_device_names_that_would_escape_their_folder_are_refused(tmp_path, name):
+    path = tmp_path / "devices.toml"
+    path.write_text(f'[[device]]\nname = "{name}"\nreach = "simulated"\n')
+    with pytest.raises(ConfigError, match="may not hold .* NUL or other control characters: it becomes a folder"
+                       ) as err:
+        inventory.load_inventory(path)
+    assert str(path) in str(err.value) and "\x1b" not in str(err.value) and "\0" not in str(err.value)
+
+
+def test_a_simulated_device_folder_is_never_made_from_an_unsafe_name():
+    from harness.farm.connect import simulated_root
+
+    with pytest.raises(ConfigError, match="becomes a folder name"):
+        simulated_root("../outside")
+    assert simulated_root("pixel 7 (lab)").name == "pixel 7 (lab)"

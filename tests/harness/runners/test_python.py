@@ -108,6 +108,24 @@ def test_second_run_pushes_nothing_but_the_job(models, test_set, tmp_path):
     assert timings.latency_ms_per_sample > 0
 
 
+def test_only_the_runners_manifest_is_pushed_and_nothing_planted_beside_it_runs(models, test_set, tmp_path):
+    from device_runner import RUNNER_FILES
+
+    target = LocalTarget(tmp_path / "device")
+    assert run_job(target, artifact(models["fp32"]), test_set, "reference").ok
+    (runner_dir,) = (Path(target.workdir) / "runner").glob("*/device_runner")
+    assert sorted(p.name for p in runner_dir.iterdir()) == sorted(RUNNER_FILES)  # no __pycache__ (-B)
+    marker = tmp_path / "planted-code-ran"
+    for planted in ("numpy.py", "protocol.py.bak", ".hidden.py"):  # numpy.py would shadow numpy
+        (runner_dir / planted).write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (runner_dir / "__pycache__").mkdir()
+    (runner_dir / "__pycache__" / "protocol.cpython-311.pyc").write_bytes(b"planted")
+    again = run_job(target, artifact(models["fp32"]), test_set, "reference")
+    assert again.ok, again.error
+    assert not marker.exists()
+    assert sorted(p.name for p in runner_dir.iterdir()) == sorted(RUNNER_FILES)
+
+
 def test_a_changed_device_copy_is_pushed_again(models, test_set, tmp_path):
     target = LocalTarget(tmp_path / "device")
     run_job(target, artifact(models["fp32"]), test_set)
@@ -243,6 +261,7 @@ def test_properties_come_from_the_target(models, test_set, tmp_path):
 def simulated(tmp_path, monkeypatch):
     """``simulated(**options)`` -> a started SimulatedDevice; HOME is private (its own ADB key)."""
     from harness.targets.simulate.simulator import SimulatedDevice
+    from support.adb_sim import trusted_keys_file
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
@@ -251,6 +270,7 @@ def simulated(tmp_path, monkeypatch):
     def start(**options):
         root = tmp_path / f"phone{len(devices)}"
         root.mkdir()
+        options.setdefault("trusted_keys", trusted_keys_file(tmp_path / "trusted"))
         devices.append(SimulatedDevice(root, **options).start())
         return devices[-1]
 
@@ -261,7 +281,9 @@ def simulated(tmp_path, monkeypatch):
 
 def adb_on(sim, name: str = "sim-phone", **options):
     from harness.targets.adb import AdbTarget
+    from support.adb_sim import session_key
 
+    options.setdefault("key_path", session_key())
     host, port = sim.address
     return AdbTarget(name, address=f"{host}:{port}", workdir=str(sim.root / "data/local/tmp/qskew"), **options)
 
@@ -381,7 +403,7 @@ def test_a_pulled_output_that_does_not_match_the_runners_hash_is_refused(models,
 import json, os, sys
 import numpy as np
 print('QSKEW-RUNNER protocol=1.0 python=3 numpy=2')
-job = sys.argv[2]
+job = sys.argv[-1]  # python -B run.py <job dir>
 np.save(os.path.join(job, 'outputs.npy'), np.zeros(({N_SAMPLES}, 10), np.float32), allow_pickle=False)
 out = {{'file': 'outputs.npy', 'dtype': 'float32', 'shape': [{N_SAMPLES}, 10], 'scale': 0.0,
         'zero_point': 0, 'sha256': '0' * 64}}

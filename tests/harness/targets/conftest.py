@@ -28,14 +28,17 @@ def adb_home(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def simulated(tmp_path, adb_home) -> Callable:
-    """``simulated(**options)`` -> a started SimulatedDevice with its own sandbox root."""
+    """``simulated(**options)`` -> a started SimulatedDevice with its own sandbox root, trusting the
+    session test key unless ``trusted_keys`` is given."""
     from harness.targets.simulate.simulator import SimulatedDevice
+    from support.adb_sim import trusted_keys_file
 
     devices = []
 
     def start(**options):
         root = tmp_path / f"device{len(devices)}"
         root.mkdir()
+        options.setdefault("trusted_keys", trusted_keys_file(tmp_path / "trusted"))
         device = SimulatedDevice(root, **options).start()
         devices.append(device)
         return device
@@ -47,14 +50,17 @@ def simulated(tmp_path, adb_home) -> Callable:
 
 @pytest.fixture
 def adb_target(adb_home) -> Callable:
-    """``adb_target(sim, **options)`` -> an AdbTarget on ``sim``; closed at teardown."""
+    """``adb_target(sim, **options)`` -> an AdbTarget on ``sim`` signing with the session test key
+    (which ``simulated`` devices trust) unless ``key_path`` is given; closed at teardown."""
     from harness.targets.adb import AdbTarget
+    from support.adb_sim import session_key
 
     targets = []
 
     def make(sim, name: str = "sim-1", **options):
         host, port = sim.address
         options.setdefault("workdir", str(sim.root / "data" / "local" / "tmp" / "qskew"))
+        options.setdefault("key_path", session_key())
         target = AdbTarget(name, address=f"{host}:{port}", **options)
         targets.append(target)
         return target

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,9 @@ def test_a_garbage_key_is_a_clear_error(adb_home, tmp_path):
     with pytest.raises(TargetError, match="PKCS#8") as err:
         adb_keys.load_signer(key, "phone-4")
     assert str(key) in str(err.value)
+
+
+def test_the_readme_says_what_the_code_does_with_a_loose_key():
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    assert "readable by others is refused" not in readme  # the code fixes our own key, it does not refuse it
+    assert "made private (0600) with a warning" in readme and "another user's is refused" in readme

@@ -136,7 +136,7 @@ def test_auth_with_a_trusted_key_and_refusal_of_an_unknown_one(simulated, adb_ta
 
 def test_a_device_that_accepts_new_keys_lets_the_generated_key_in(simulated, adb_target, adb_home):
     sim = simulated(auth=True, accept_new_keys=True)
-    target = adb_target(sim)
+    target = adb_target(sim, key_path=None)
     assert target.run(["echo", "hi"], timeout_s=30).stdout == "hi\n"
     key = adb_keys.default_key_path()
     assert key.is_file() and (key.stat().st_mode & 0o777) == 0o600

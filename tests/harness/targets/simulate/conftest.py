@@ -9,7 +9,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from harness.targets.simulate.simulator import SimulatedDevice  # noqa: E402
-from support.adb_sim import ADB_BINARY, RealAdb  # noqa: E402
+from support.adb_sim import ADB_BINARY, RealAdb, trusted_keys_file  # noqa: E402
 
 
 @pytest.fixture
@@ -20,12 +20,14 @@ def device_root(tmp_path) -> Path:
 
 
 @pytest.fixture
-def make_device(device_root):
-    """Start simulated devices (root: ``device_root`` unless given); all are stopped at teardown."""
+def make_device(device_root, tmp_path):
+    """Start simulated devices (root: ``device_root`` unless given; trusting the session test key
+    unless ``trusted_keys`` is given); all are stopped at teardown."""
     started = []
 
     def make(**kwargs) -> SimulatedDevice:
         kwargs.setdefault("root", device_root)
+        kwargs.setdefault("trusted_keys", trusted_keys_file(tmp_path / "trusted"))
         device = SimulatedDevice(**kwargs).start()
         started.append(device)
         return device

@@ -48,9 +48,9 @@ def test_real_adb_shell_exit_code_push_pull_ls(real_adb, make_device, tmp_path, 
     assert f"{serial}" in detail and "model:qskew_simulated_device" in detail
 
 
-def test_real_adb_with_auth_sends_its_key_and_is_accepted(real_adb, make_device, tmp_path):
+def test_real_adb_with_accept_new_keys_sends_its_key_and_is_accepted(real_adb, make_device, tmp_path):
     keys_file = tmp_path / "adb_keys"
-    device = make_device(auth=True, trusted_keys=keys_file)
+    device = make_device(auth=True, trusted_keys=keys_file, accept_new_keys=True)
     serial = real_adb.connect(device.address)
     assert real_adb("shell", "echo", "authorized", serial=serial).stdout == "authorized\n"
     host_key = (real_adb.home / ".android" / "adbkey.pub").read_text().split()[0]
@@ -58,15 +58,18 @@ def test_real_adb_with_auth_sends_its_key_and_is_accepted(real_adb, make_device,
     _push_pull_ls(real_adb, serial, device, tmp_path)
 
 
-def test_real_adb_refused_by_a_device_that_does_not_know_its_key(real_adb, make_device, rsa_key, tmp_path):
+def test_real_adb_refused_by_default_when_the_device_does_not_know_its_key(real_adb, make_device, rsa_key,
+                                                                          tmp_path):
     keys_file = tmp_path / "adb_keys"
     keys_file.write_bytes((rsa_key.parent / "adbkey.pub").read_bytes())  # some other host's key
-    device = make_device(auth=True, trusted_keys=keys_file, accept_new_keys=False)
+    device = make_device(trusted_keys=keys_file)  # the defaults: auth on, no new keys accepted
     serial = f"{device.address[0]}:{device.address[1]}"
     real_adb("connect", serial)
     result = real_adb("shell", "echo", "no", serial=serial, timeout_s=30)
     assert result.returncode != 0 and "unauthorized" in (result.stderr + result.stdout)
     assert "\tunauthorized" in real_adb("devices").stdout
+    assert keys_file.read_bytes() == (rsa_key.parent / "adbkey.pub").read_bytes()  # nothing appended
+    assert not (device.root / "data" / "local" / "tmp" / "no").exists()
 
 
 def test_real_adb_with_a_legacy_device_without_shell_v2(real_adb, make_device, tmp_path):

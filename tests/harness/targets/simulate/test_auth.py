@@ -39,3 +39,24 @@ def test_malformed_keys_are_refused_and_skipped_in_a_keys_file(rsa_key, tmp_path
     keys_file.write_bytes(b"garbage\n\n" + (rsa_key.parent / "adbkey.pub").read_bytes().strip() + b"\n")
     assert len(auth.load_trusted_keys(keys_file)) == 1
     assert auth.load_trusted_keys(tmp_path / "missing") == []
+
+
+def test_a_key_appended_to_a_file_without_a_final_newline_gets_its_own_line(rsa_key, other_rsa_key, tmp_path):
+    keys_file = tmp_path / "adb_keys"
+    first = (rsa_key.parent / "adbkey.pub").read_bytes().strip()
+    keys_file.write_bytes(first)  # hand-edited: no trailing newline
+    second = (other_rsa_key.parent / "adbkey.pub").read_bytes().strip()
+    auth.ensure_trusted(keys_file, second)
+    auth.ensure_trusted(keys_file, second)  # already listed: not added twice
+    assert keys_file.read_bytes() == first + b"\n" + second + b"\n"
+    assert len(auth.load_trusted_keys(keys_file)) == 2
+
+
+def test_a_device_accepting_a_new_key_appends_it_on_its_own_line(rsa_key, other_rsa_key, tmp_path):
+    from harness.targets.simulate.sandbox import DeviceSandbox
+
+    keys_file = tmp_path / "adb_keys"
+    keys_file.write_bytes((rsa_key.parent / "adbkey.pub").read_bytes().strip())
+    device = DeviceSandbox(tmp_path / "root", trusted_keys=keys_file, accept_new_keys=True)
+    assert device.offer_public_key((other_rsa_key.parent / "adbkey.pub").read_bytes().strip() + b"\0")
+    assert len(auth.load_trusted_keys(keys_file)) == 2 and keys_file.read_bytes().endswith(b"\n")

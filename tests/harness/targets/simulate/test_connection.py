@@ -25,7 +25,7 @@ def test_cnxn_reply_banner_version_and_maxdata(make_device):
 def test_auth_token_is_20_bytes_and_never_stls(make_device):
     device = make_device(auth=True)
     client = RawClient(device.address)
-    header, token = client.connect()
+    header, token = client.connect(authenticate=False)
     assert (header.name, header.arg0, len(token)) == ("AUTH", wire.AUTH_TOKEN, 20)
     client.send(wire.A_AUTH, wire.AUTH_SIGNATURE, 0, b"\1" * 256)  # a bad signature: a fresh token
     header, token2 = client.recv()
@@ -102,8 +102,7 @@ def test_bad_magic_or_oversized_payload_drops_the_connection(make_device):
 def test_checksum_is_not_verified(make_device):
     device = make_device()
     client = RawClient(device.address)
-    client.send(wire.A_CNXN, wire.A_VERSION, 1 << 20, b"host::\0")
-    header, _ = client.recv()
+    header, _ = client.connect()
     assert header.name == "CNXN"
     raw = bytearray(wire.pack_message(wire.A_OPEN, 1, 0, b"shell:echo z\0"))
     raw[16:20] = b"\0\0\0\0"  # adb 29 sends data_check=0 after version 0x01000001
@@ -129,7 +128,7 @@ class RecordingSigner:
 
 def test_auth_first_connect_sends_pubkey_second_verifies_signature(make_device, rsa_key, tmp_path):
     keys_file = tmp_path / "adb_keys"
-    device = make_device(auth=True, trusted_keys=keys_file)
+    device = make_device(auth=True, trusted_keys=keys_file, accept_new_keys=True)
     first = RecordingSigner(rsa_key)
     adb = adb_shell_device(device.address, rsa_keys=[first], auth_timeout_s=5)
     assert first.sent_public_key and adb.shell("echo in") == "in\n"
@@ -154,3 +153,50 @@ def test_auth_refuses_unknown_key_and_missing_keys(make_device, rsa_key, other_r
     assert len(keys_file.read_text().splitlines()) == 1  # nothing was added
     good = adb_shell_device(device.address, rsa_keys=[RecordingSigner(rsa_key)], auth_timeout_s=5)
     assert good.shell("echo ok") == "ok\n"
+
+
+def test_by_default_an_unknown_key_and_a_client_without_auth_are_refused(make_device, rsa_key, tmp_path):
+    keys_file = tmp_path / "adb_keys"
+    keys_file.write_bytes(b"")
+    device = make_device(trusted_keys=keys_file)  # the defaults: auth on, no new keys accepted
+    with pytest.raises((adb_exc.TcpTimeoutException, adb_exc.AdbTimeoutError)):  # pubkey offered, ignored
+        adb_shell_device(device.address, rsa_keys=[RecordingSigner(rsa_key)], auth_timeout_s=0.5)
+    assert keys_file.read_bytes() == b""
+    with pytest.raises(adb_exc.DeviceAuthError):
+        adb_shell_device(device.address, rsa_keys=None)
+    client = RawClient(device.address)  # a raw client that skips AUTH gets nothing but tokens
+    header, _ = client.connect(authenticate=False)
+    assert header.name == "AUTH"
+    client.send(wire.A_OPEN, 1, 0, b"shell:touch pwned\0")
+    with pytest.raises(socket.timeout):
+        client.recv(timeout_s=0.3)
+    assert not (device.root / "pwned").exists()
+
+
+def test_oversized_packets_drop_the_link_before_the_payload_is_read(make_device):
+    device = make_device(max_payload=4096)
+    before = RawClient(device.address)  # before CNXN: 4096 bytes at most, whatever maxdata says
+    before.sock.sendall(wire.HEADER.pack(wire.A_CNXN, wire.A_VERSION, 4096, 0xFFFFFFF0, 0, wire.A_CNXN ^ 0xFFFFFFFF))
+    assert before.closed_by_peer()
+    after = RawClient(device.address, maxdata=4096)
+    assert after.connect()[0].name == "CNXN"
+    stream = after.open(1, b"sync:").arg0
+    after.send(wire.A_WRTE, 1, stream, b"x" * 4097)  # one byte over the negotiated maxdata
+    assert after.closed_by_peer()
+
+
+def test_a_host_flooding_a_stream_its_service_does_not_read_is_dropped(make_device, monkeypatch):
+    from harness.targets.simulate import connection
+
+    monkeypatch.setattr(connection, "STREAM_INBOX_MAX_BYTES", 64 * 1024)
+    device = make_device()
+    client = RawClient(device.address)
+    client.connect()
+    stream = client.open(1, b"shell:sleep 30").arg0  # v1 shell: stdin is fed, but sleep never reads
+    chunk = b"y" * 60000
+    for _ in range(20):
+        try:
+            client.send(wire.A_WRTE, 1, stream, chunk)
+        except OSError:
+            break
+    assert client.closed_by_peer()

@@ -12,19 +12,32 @@ from support.adb_sim import WAIT_S, adb_shell_device, process_alive, wait_until
 LINK_ERRORS = (OSError, adb_exc.AdbTimeoutError, adb_exc.TcpTimeoutException, adb_exc.InvalidCommandError)
 
 
-def test_listens_on_loopback_only(make_device):
+def test_listens_on_loopback_by_default_and_elsewhere_only_with_trusted_keys(make_device, tmp_path):
     device = make_device()
     port_hex = f"{device.address[1]:04X}"
     with open("/proc/net/tcp") as fh:
         listening = [line.split()[1] for line in fh.readlines()[1:]
                      if line.split()[1].endswith(":" + port_hex) and line.split()[3] == "0A"]
     assert listening == ["0100007F:" + port_hex]  # 127.0.0.1, state LISTEN
-    with pytest.raises(ValueError, match="127.0.0.1 only"):
-        SimulatedDevice(device.root, host="0.0.0.0")
+    keys = tmp_path / "adb_keys"
+    with pytest.raises(ValueError, match="not loopback.*without auth"):
+        SimulatedDevice(device.root, host="0.0.0.0", auth=False)
+    with pytest.raises(ValueError, match="accept_new_keys"):
+        SimulatedDevice(device.root, host="0.0.0.0", trusted_keys=keys, accept_new_keys=True)
+    assert SimulatedDevice(device.root, host="0.0.0.0", trusted_keys=keys).address == ("0.0.0.0", 0)
+    SimulatedDevice(device.root, host="127.0.0.1", auth=False)  # loopback: the owner may opt out
     with pytest.raises(ValueError, match="5555-5585"):
         SimulatedDevice(device.root, port=5555)
     with pytest.raises(ValueError, match="delayed_ack"):
         SimulatedDevice(device.root, features=("shell_v2", "delayed_ack"))
+
+
+def test_auth_is_the_default_and_accepting_any_key_warns(device_root, tmp_path, caplog):
+    with pytest.raises(ValueError, match="no trusted_keys file"):
+        SimulatedDevice(device_root)  # auth on, nothing trusted: nobody could ever connect
+    with caplog.at_level("WARNING"):
+        device = SimulatedDevice(device_root, trusted_keys=tmp_path / "adb_keys", accept_new_keys=True)
+    assert device.auth and "ANY new ADB key" in caplog.text
 
 
 def test_restart_on_the_same_port(make_device, device_root):

@@ -227,7 +227,7 @@ def _pull_array(target: Target, remote: str, sha: str | None, tmp: Path,
     pull_verified(target, remote, local, sha, transfer)
     try:
         return np.load(local, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty or cut .npy
         raise RunnerError(f"runner wrote an unreadable {remote}: {exc}", target.name) from exc
 
 

@@ -1,10 +1,9 @@
 """Fuzz: whatever a device's runner leaves in result.json and outputs.npy, the host's result parser
 (``harness.runners.python.pull_outcome`` then ``build_run``) raises only qskew's own errors.
 
-Until result.json validation lands (issue 15 item 8, another branch), today's parser still raises
-KeyError/AttributeError/TypeError (a missing or retyped field) and EOFError (an empty outputs.npy):
-the test is a strict xfail on exactly those; once the parser is fixed it passes, the xfail turns
-into a failure, and the marker must go.
+result.json is checked field by field (``harness.runners.result_check``) before anything reads it,
+so a missing or retyped field, any JSON value, raw bytes or an empty outputs.npy is one RunnerError
+naming the device and the file.
 
 Each example is a result.json (valid results with fields dropped, retyped or replaced, any JSON
 value, or raw bytes) and an outputs.npy (right, wrong shape/dtype, or garbage), served by a fake
@@ -120,8 +119,6 @@ class FilesTarget:
         return {"name": self.name}
 
 
-@pytest.mark.xfail(raises=(KeyError, AttributeError, TypeError, EOFError), strict=True,
-                   reason="result.json validation is issue 15 item 8 (another branch); remove once merged")
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None,
           report_multiple_bugs=False)
 @given(device_files(), st.sampled_from([0, 1, 3]))

@@ -7,6 +7,9 @@ runner, says which one it came from):
   node is marked "delegate" or "cpu" (protocol 1.2 ``placement``; a 1.1 runner gives counts per op).
 - ``benchmark_model log``: the binary's delegate log says whether the graph is executed completely,
   partially (with N delegate kernels) or not at all by the delegate; no per-node detail.
+- ``compiled_model``: LiteRT's CompiledModel says only whether the whole graph is accelerated
+  (``is_fully_accelerated()``); a job run with ``allow_partial`` is one row "partial" whose detail
+  says that the runtime does not tell which ops ran on the CPU, with its log lines.
 - ``edgetpu_compiler``: the compiler's log gives each operator's count and status ("Mapped to Edge
   TPU", or why not); ops not mapped run on the CPU.
 
@@ -59,6 +62,8 @@ def placement_rows(job: tuple[str, str, str], plan: Mapping[str, Any]) -> list[d
 
 
 def _whole_graph(plan: Mapping[str, Any]) -> str:
+    if plan.get("on") in ("delegate", "partial", "cpu"):  # the runner said it (CompiledModel jobs)
+        return plan["on"]
     if plan.get("fully_delegated"):
         return "delegate"
     if plan.get("delegate_partitions"):

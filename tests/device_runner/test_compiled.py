@@ -8,10 +8,8 @@ missing SwiftShader is a failure: CI can never go green by skipping the GPU.
 
 from __future__ import annotations
 
-import ctypes.util
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +20,8 @@ from harness.records import ModelArtifact
 from harness.runners.python import run_job
 from harness.targets.local import LocalTarget
 from support import tiny_models as tiny
+from support.vulkan import use_swiftshader
 
-SWIFTSHADER_ICD = Path("/usr/lib/chromium/vk_swiftshader_icd.json")
 N_SAMPLES = 42  # 10 batches of 4 and a padded one
 FP32_TOLERANCE = 1e-4  # SwiftShader computes in fp32: differences are rounding only
 
@@ -40,17 +38,8 @@ def private_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def swiftshader(monkeypatch):
-    """The Vulkan loader pointed at SwiftShader; skip (fail under CI) when it is not installed."""
-    missing = [what for what, ok in (("libvulkan1 (the Vulkan loader)", ctypes.util.find_library("vulkan")),
-                                     (f"SwiftShader's ICD {SWIFTSHADER_ICD} (Debian: chromium)",
-                                      SWIFTSHADER_ICD.is_file())) if not ok]
-    if missing:
-        message = "no Vulkan device for LiteRT's GPU: missing " + ", ".join(missing)
-        if os.environ.get("CI"):
-            pytest.fail(message + " -- CI installs them (.ci/run); a skipped GPU must not pass CI")
-        pytest.skip(message)
-    monkeypatch.setenv("VK_ICD_FILENAMES", str(SWIFTSHADER_ICD))
+def swiftshader(monkeypatch, tmp_path):
+    use_swiftshader(monkeypatch, tmp_path)
 
 
 def artifact(path: Path, variant: str = "v") -> ModelArtifact:

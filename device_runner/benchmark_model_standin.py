@@ -22,7 +22,10 @@ tflite_runtime), with the binary's behaviour where qskew depends on it
     --use_xnnpack=true|false                     true: the default resolver (XNNPACK applied);
                                                  false: built-in kernels, no default delegate;
                                                  unset: the default resolver
-    --external_delegate_path=<.so> --external_delegate_options='k1:v1;k2:v2'   load_delegate
+    --external_delegate_path=<.so> --external_delegate_options='k1:v1;k2:v2'   load_delegate; a
+                                                 library that will not load is the binary's INFO
+                                                 "Unable to load external delegate from : <path>",
+                                                 then the graph on the CPU and exit 0
     --use_gpu [--gpu_precision_loss_allowed] / --use_nnapi [--nnapi_accelerator_name] /
     --use_hexagon =true                          "delegate unavailable": the Python runtimes ship
                                                  none of these, so the stand-in does what the real
@@ -251,7 +254,8 @@ def external_options(text):
 
 
 def make_interpreter(runtime, flags):
-    """The interpreter with the flags' resolver, threads and external delegate (not allocated)."""
+    """(interpreter, whether the external delegate loaded): the interpreter with the flags'
+    resolver, threads and external delegate, not allocated."""
     kwargs = {"model_path": flags["graph"],
               "num_threads": flags["num_threads"] if flags["num_threads"] >= 1 else None}
     resolver = _resolver(runtime, flags["use_xnnpack"])
@@ -261,10 +265,15 @@ def make_interpreter(runtime, flags):
         path = flags["external_delegate_path"]
         try:
             delegate = runtime.module.load_delegate(path, external_options(flags["external_delegate_options"]))
-        except Exception as exc:  # a missing library is OSError/ValueError (ctypes)
-            say("ERROR", "Failed to load delegate from %s: %s" % (path, exc))
-            fail("Failed to apply EXTERNAL delegate.")
-        kwargs["experimental_delegates"] = [delegate]
+        except Exception:  # a library that will not load is OSError/ValueError (ctypes)
+            # the binary's words (delegates/external/external_delegate.cc): an INFO line, a null
+            # delegate that the provider skips, and the graph on the CPU -- exit 0 (silent fallback)
+            say("INFO", "Unable to load external delegate from : %s" % path)
+            delegate = None
+        if delegate is not None:
+            kwargs["experimental_delegates"] = [delegate]
+    else:
+        delegate = None
     if not os.path.isfile(flags["graph"]):
         fail("Failed to load model %s (no such file)" % flags["graph"])
     try:
@@ -272,7 +281,7 @@ def make_interpreter(runtime, flags):
     except Exception as exc:
         fail("Failed to load model %s: %s" % (flags["graph"], exc))
     say("INFO", "Loaded model %s" % flags["graph"])
-    return interpreter
+    return interpreter, delegate is not None
 
 
 def delegate_kernels(interpreter):
@@ -334,10 +343,11 @@ def resize_inputs(interpreter, layers):
 
 def init(runtime, flags, layers, order):
     """Load, resize, apply delegates and allocate; logs the registrar's lines. Returns the interpreter."""
-    interpreter = make_interpreter(runtime, flags)
+    interpreter, external = make_interpreter(runtime, flags)
     resize_inputs(interpreter, layers)
     applied = [("EXTERNAL", "external_delegate_path"), ("XNNPACK", "use_xnnpack")]
-    applied = [(n, f) for n, f in applied if (flags[f] is True if f == "use_xnnpack" else flags[f])]
+    # a delegate that could not be created is skipped: no registrar line for it
+    applied = [(n, f) for n, f in applied if (flags[f] is True if f == "use_xnnpack" else external)]
     applied.sort(key=lambda nf: order.index(nf[1]))  # the binary applies them in flag order
     if len(applied) >= 2:
         say("INFO", "Going to apply %d delegates one after another." % len(applied))

@@ -11,12 +11,15 @@ compiled and first run (which accelerator registered, "Selected adapter: <name>,
 backend=Vulkan, adapterType=...", what could not be delegated). Nothing is guessed: a fact no line
 states is "unknown".
 
-No silent fallback: a GPU job is run only when the runtime says the whole graph is on the GPU.
-A model the accelerator refuses (dynamic shapes, no Vulkan loader, no adapter) fails at stage
-``delegate`` quoting the runtime. A full-integer model that reports "fully accelerated" is still
-not proof (on SwiftShader its outputs are bit-identical to CPU XNNPACK and the runtime cannot get
-buffer requirements for its int8 tensors): such a job is "unproven" and fails at stage
-``delegate`` with that evidence unless the job sets ``allow_unproven``.
+No silent fallback: a GPU job is run only when the runtime says the whole graph is on the GPU,
+or the job sets ``allow_partial`` (then it is labelled "gpu (partial)"). A model the accelerator
+refuses (dynamic shapes, no Vulkan loader, no adapter) fails at stage ``delegate`` quoting the
+runtime. A full-integer model that reports "fully accelerated" is still not proof (on SwiftShader
+its outputs are bit-identical to CPU XNNPACK and the runtime cannot get buffer requirements for
+its int8 tensors), so every GPU job's first batch is also run on the CPU reference kernels and on
+XNNPACK and compared (``cpu_comparison``): a full-integer job is proven only when no runtime
+warning speaks against it and its outputs differ from every CPU path. An unproven job fails at
+stage ``delegate`` with that evidence unless the job sets ``allow_unproven``.
 """
 
 import ctypes.util
@@ -50,6 +53,7 @@ _TROUBLE = re.compile(r"ERROR|Warning: |WARNING: |Couldn't load|No adapters|stat
 # the runtime's lines about parts this job does not use (NPU and compiler plugins, OpenCL)
 _NOISE = ("compiler_plugin", "npu_registry", "InitGoogle", "OpenCL library", "Could not load shared")
 _UNPROVEN_SIGNS = ("Failed to get buffer requirements",)
+CPU_PATHS = ("reference", "xnnpack")  # what a GPU job's first batch is compared with
 
 
 def precision_requested(kind):
@@ -158,10 +162,14 @@ def open_compiled(model_path, kind, num_threads):
 
 
 def runtime_report(kind, log_text, fully, in_info):
-    """What the runtime told about this job (never a guess: "unknown" where nothing says)."""
+    """What the runtime told about this job (never a guess: "unknown" where nothing says).
+
+    ``evidence`` collects what speaks against the GPU having computed the job (the runtime's
+    warnings); :func:`judge` adds the comparison with the CPU and decides ``unproven``."""
     report = {"accelerator_registered": "unknown", "adapter": "unknown", "backend": "unknown",
               "adapter_type": "unknown", "fully_accelerated": bool(fully),
-              "precision_requested": precision_requested(kind), "precision_reported": "unknown"}
+              "precision_requested": precision_requested(kind), "precision_reported": "unknown",
+              "integer_io": np.dtype(in_info["dtype"]).kind in "iu", "unproven": False}
     registered = _REGISTERED.search(log_text)
     if registered:
         report["accelerator_registered"] = registered.group("lib")
@@ -174,43 +182,89 @@ def runtime_report(kind, log_text, fully, in_info):
     if kind == "cpu-compiled":
         report.update(accelerator_registered="cpu", adapter="cpu", backend="cpu",
                       adapter_type="cpu", precision_reported="model")
-    signs = [line for line in log_text.splitlines() if any(s in line for s in _UNPROVEN_SIGNS)]
-    integer_io = np.dtype(in_info["dtype"]).kind in "iu"
-    report["unproven"] = bool(kind != "cpu-compiled" and (signs or integer_io))
-    report["evidence"] = [s.strip() for s in signs][:MAX_LOG_LINES]
-    if report["unproven"] and integer_io:
-        report["evidence"].append("the model has %s input: is_fully_accelerated() is True for "
-                                  "full-integer models whose outputs are bit-identical to CPU "
-                                  "XNNPACK, so it does not prove the GPU computed them"
-                                  % in_info["dtype"])
+    signs = [line.strip() for line in log_text.splitlines() if any(s in line for s in _UNPROVEN_SIGNS)]
+    report["evidence"] = list(dict.fromkeys(signs))[:MAX_LOG_LINES] if kind != "cpu-compiled" else []
     return report
 
 
-def check_accelerated(kind, report, log_text, allow_unproven):
-    """Refuse a job the runtime does not confirm on its accelerator (no silent CPU fallback)."""
-    if kind == "cpu-compiled":
-        return "cpu-compiled"
-    if not report["fully_accelerated"]:
+def check_placement(kind, report, log_text, allow_partial):
+    """Before any sample runs: refuse a GPU job the runtime does not place whole on the GPU (no
+    silent CPU fallback) unless the job allows partial placement; returns whether it is partial."""
+    if kind == "cpu-compiled" or report["fully_accelerated"]:
+        return False
+    if not allow_partial:
         raise JobFailure("delegate", "LiteRT did not place the whole model on the GPU "
-                         "(is_fully_accelerated() is False; partial placement is not allowed): %s"
+                         "(is_fully_accelerated() is False; partial placement is not allowed: "
+                         "set allow_partial = true to run it): %s"
                          % (" | ".join(trouble_lines(log_text)) or "the runtime gave no reason"),
                          protocol.EXIT_RUNTIME)
-    if report["unproven"]:
-        if not allow_unproven:
-            raise JobFailure("delegate", "the GPU is not proven to have computed this model: %s "
-                             "(set allow_unproven = true to keep such jobs, labelled unproven)"
-                             % "; ".join(report["evidence"]), protocol.EXIT_RUNTIME)
-        return "%s (unproven)" % kind
-    return kind
+    return True
 
 
-def compiled_plan(kind, report, log_text, applied):
-    """The execution plan of a CompiledModel job: whole-graph statements only (no per-node view)."""
+def compare_with_cpu(gpu_out, cpu_outs):
+    """{path: {"identical", "max_abs_diff"} or {"error"}} of the GPU's outputs against the same
+    samples on each CPU path (raw output values: quantized steps for an integer model)."""
+    out = {"samples": int(len(gpu_out))}
+    for path, got in cpu_outs.items():
+        if isinstance(got, Exception):
+            out[path] = {"error": str(got)}
+            continue
+        diff = np.abs(gpu_out.astype(np.float64) - got.astype(np.float64))
+        out[path] = {"identical": bool(np.array_equal(gpu_out, got)),
+                     "max_abs_diff": float(diff.max()) if diff.size else 0.0}
+    return out
+
+
+def _comparison_words(comparison):
+    words = []
+    for path, c in sorted(comparison.items()):
+        if path == "samples":
+            continue
+        words.append("%s: %s" % (path, "could not run (%s)" % c["error"] if "error" in c else
+                                 "bit-identical" if c["identical"] else "max |diff| %.3g" % c["max_abs_diff"]))
+    return "the first %d GPU outputs against the same samples on the CPU: %s" % (
+        comparison.get("samples", 0), ", ".join(words) or "no CPU path compared")
+
+
+def judge(kind, report, comparison, allow_unproven, partial):
+    """After the run: is the GPU proven to have computed the job? Returns the delegate_applied label.
+
+    A full-integer model is proven only when no runtime warning speaks against it and its outputs
+    differ from every CPU path compared (outputs bit-identical to a CPU path are not evidence of
+    the GPU); a float model by ``is_fully_accelerated()`` and the absence of such warnings."""
+    if kind == "cpu-compiled":
+        return "cpu-compiled"
+    report["cpu_comparison"] = comparison
+    ran = [c for p, c in comparison.items() if p != "samples" and "error" not in c]
+    same = any(c["identical"] for c in ran)
+    unproven = bool(report["evidence"]) or (report["integer_io"] and (same or not ran))
+    if report["integer_io"]:
+        report["evidence"].append("the model has integer input (is_fully_accelerated() is True for "
+                                  "full-integer models whose outputs are bit-identical to CPU XNNPACK)")
+    report["evidence"].append(_comparison_words(comparison) + (
+        " -- outputs bit-identical to a CPU path are not evidence of the GPU" if same else ""))
+    report["unproven"] = unproven
+    if unproven and not allow_unproven:
+        raise JobFailure("delegate", "the GPU is not proven to have computed this model: %s "
+                         "(set allow_unproven = true to keep such jobs, labelled unproven)"
+                         % "; ".join(report["evidence"]), protocol.EXIT_RUNTIME)
+    labels = [w for w, on in (("partial", partial), ("unproven", unproven)) if on]
+    return "%s (%s)" % (kind, ", ".join(labels)) if labels else kind
+
+
+def compiled_plan(kind, report, log_text, applied, partial=False):
+    """The execution plan of a CompiledModel job: whole-graph statements only (no per-node view);
+    ``on`` is where the graph ran as far as the runtime says (partial: some ops on the CPU)."""
     fully = report["fully_accelerated"] and kind != "cpu-compiled"
+    lines = trouble_lines(log_text)
+    if partial:
+        lines.insert(0, "is_fully_accelerated() is False: some ops ran on the CPU; "
+                        "the runtime does not say which")
     return {"available": True, "source": PLAN_SOURCE, "fully_delegated": fully,
-            "delegate_partitions": 1 if fully else 0, "unproven": report["unproven"],
-            "delegate": applied, "runtime_report": report,
-            "log_lines": trouble_lines(log_text)}
+            "delegate_partitions": 1 if fully else (None if partial else 0),
+            "on": "delegate" if fully else ("partial" if partial else "cpu"),
+            "unproven": report["unproven"], "delegate": applied, "runtime_report": report,
+            "log_lines": lines[:MAX_LOG_LINES]}
 
 
 def _io_sizes(model):

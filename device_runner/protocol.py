@@ -21,8 +21,10 @@ job.json (written by the host)::
       "outputs": "outputs.npy",           # written by the runner
       "result": "result.json",            # written by the runner
       "progress_interval_s": 1.0,         # optional (1.1): print progress at most this often
-      "allow_unproven": false             # optional (1.3): keep a GPU job whose placement the
+      "allow_unproven": false,            # optional (1.3): keep a GPU job whose placement the
                                           # runtime does not prove, labelled "gpu (unproven)"
+      "allow_partial": false              # optional (1.4): run a GPU job whose model the
+                                          # accelerator takes only in part, labelled "gpu (partial)"
     }
 
 The runner prints one handshake line first (``QSKEW-RUNNER protocol=1.2 python=3.9.18
@@ -65,10 +67,12 @@ delegate failed to load, prepare or run; details in result.json), EXIT_PROTOCOL.
 
 import json
 
-PROTOCOL_VERSION = "1.3"  # 1.1: output.sha256 (the host checks a pulled file against it);
+PROTOCOL_VERSION = "1.4"  # 1.1: output.sha256 (the host checks a pulled file against it);
                           # 1.2: execution_plan.placement (which node ran where)
                           # 1.3: CompiledModel delegates, job.allow_unproven,
                           #      execution_plan.precision / runtime_report
+                          # 1.4: job.allow_partial, runtime_report.cpu_comparison (GPU outputs
+                          #      against the CPU reference kernels and XNNPACK)
 HANDSHAKE_PREFIX = "QSKEW-RUNNER"
 PROGRESS_PREFIX = "QSKEW-PROGRESS"  # "QSKEW-PROGRESS <samples done> <samples in all>" (since 1.1)
 PROGRESS_INTERVAL_S = 1.0           # a runner prints progress at most this often: a phone job can run minutes
@@ -87,8 +91,10 @@ DELEGATES = ("xnnpack", "reference", "builtin", "gpu", "gpu-fp32", "cpu-compiled
 # enforced) and cpu-compiled (the same API on the CPU) run on ai_edge_litert's CompiledModel (1.3).
 COMPILED_DELEGATES = ("gpu", "gpu-fp32", "cpu-compiled")
 PYTHON_DELEGATES = ("xnnpack", "reference", "builtin", "edgetpu", "external") + COMPILED_DELEGATES
-# Delegates whose accelerator needs every shape static: their jobs run a fixed-batch copy.
-STATIC_SHAPE_DELEGATES = ("gpu", "gpu-fp32")
+# Delegates whose jobs run a fixed-batch copy of the variant (batch = the job's batch size): LiteRT's
+# GPU needs every shape static, and cpu-compiled runs the very file the GPU jobs run (the Python
+# CompiledModel cannot resize an input), so that cpu-compiled vs gpu differs only in the device.
+FIXED_BATCH_DELEGATES = ("gpu", "gpu-fp32", "cpu-compiled")
 EDGETPU_LIBRARY = "libedgetpu.so.1"  # the Edge TPU delegate library on Linux boards (pycoral's name)
 
 EXIT_OK = 0
@@ -184,7 +190,7 @@ def parse_delegate(spec):
 
 def make_job(model, inputs, preprocess, delegate="xnnpack", num_threads=2, batch_size=64,
              runtime="auto", outputs=DEFAULT_OUTPUTS, result=DEFAULT_RESULT, progress_interval_s=None,
-             allow_unproven=False):
+             allow_unproven=False, allow_partial=False):
     """A job.json dictionary; validates the delegate and runtime names."""
     parse_delegate(delegate)
     if runtime != "auto" and runtime not in RUNTIMES:
@@ -195,7 +201,7 @@ def make_job(model, inputs, preprocess, delegate="xnnpack", num_threads=2, batch
         "delegate": delegate, "num_threads": int(num_threads), "batch_size": int(batch_size),
         "runtime": runtime, "outputs": outputs, "result": result,
         "progress_interval_s": float(PROGRESS_INTERVAL_S if progress_interval_s is None else progress_interval_s),
-        "allow_unproven": bool(allow_unproven),
+        "allow_unproven": bool(allow_unproven), "allow_partial": bool(allow_partial),
     }
 
 

@@ -92,13 +92,10 @@ def run_compiled_job(job_dir, job, result, clock, runtime, x, t0):
     clock["load_s"] = time.perf_counter() - t0
     report = compiled.runtime_report(kind, log_text, model.is_fully_accelerated(), in_info)
     result["execution_plan"] = compiled.compiled_plan(kind, report, log_text, "none")
-    applied = compiled.check_accelerated(kind, report, log_text, bool(job.get("allow_unproven")))
-    plan = compiled.compiled_plan(kind, report, log_text, applied)
-    plan["precision"] = {"requested": report["precision_requested"],
-                         "reported": report["precision_reported"]}
-    result.update(execution_plan=plan, delegate_applied=applied, n_samples=int(x.shape[0]))
-    print("prepared: %s %s CompiledModel, delegate applied: %s, adapter: %s"
-          % (runtime.name, runtime.version, applied, report["adapter"]))
+    partial = compiled.check_placement(kind, report, log_text, bool(job.get("allow_partial")))
+    result["execution_plan"] = compiled.compiled_plan(kind, report, log_text, "none", partial)
+    print("prepared: %s %s CompiledModel %s, adapter: %s, fully accelerated: %s"
+          % (runtime.name, runtime.version, kind, report["adapter"], report["fully_accelerated"]))
     sys.stdout.flush()
     t0 = time.perf_counter()
     out, per_batch_s, batch = compiled.infer_compiled(
@@ -106,8 +103,31 @@ def run_compiled_job(job_dir, job, result, clock, runtime, x, t0):
         float(job.get("progress_interval_s", protocol.PROGRESS_INTERVAL_S)))
     clock["invoke_s"] = time.perf_counter() - t0
     clock["per_batch_s"] = per_batch_s
-    result["batch_size"] = batch
+    comparison = {} if kind == "cpu-compiled" else compiled.compare_with_cpu(
+        out[:batch], _cpu_outputs(runtime, model_path, job, x[:batch], in_info, out_info))
+    applied = compiled.judge(kind, report, comparison, bool(job.get("allow_unproven")), partial)
+    plan = compiled.compiled_plan(kind, report, log_text, applied, partial)
+    plan["precision"] = {"requested": report["precision_requested"],
+                         "reported": report["precision_reported"]}
+    result.update(execution_plan=plan, delegate_applied=applied, n_samples=int(x.shape[0]),
+                  batch_size=batch)
     _write_outputs(job_dir, job, result, out, in_info, out_info, batch)
+
+
+def _cpu_outputs(runtime, model_path, job, x, in_info, out_info):
+    """The same samples on the CPU reference kernels and on XNNPACK: {path: outputs or the
+    exception that stopped it} -- the independent check of what a GPU job computed."""
+    outs = {}
+    for path in compiled.CPU_PATHS:
+        try:
+            interpreter = make_interpreter(runtime, model_path, path, 1)
+            batch, dynamic = choose_batch(in_info, x.shape[0], x.shape[0])
+            prepare(interpreter, in_info, batch, dynamic)
+            outs[path] = infer(interpreter, x, job["preprocess"], in_info, out_info, batch, dynamic,
+                               float("inf"))[0]
+        except Exception as exc:  # the check is evidence, not the job: record why it could not run
+            outs[path] = exc
+    return outs
 
 
 def _write_outputs(job_dir, job, result, out, in_info, out_info, batch):

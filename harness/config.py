@@ -41,6 +41,8 @@ An experiment names a dataset, a model, the variants to build, and where and how
     repeat = 1                          # run each job N times: the device's run-to-run noise
     allow_unproven = false              # keep GPU jobs the runtime does not prove ran on the GPU
                                         # (int8 on LiteRT's GPU), labelled "gpu (unproven)"
+    allow_partial = false               # run GPU jobs whose model LiteRT's GPU takes only in part
+                                        # (else they fail at stage delegate), labelled "gpu (partial)"
 
 Every key is optional except that a model needs ``name`` or ``path``. Unknown tables or keys are
 errors that name the key and the file, so a typo never silently falls back to a default. Relative
@@ -113,6 +115,7 @@ class RunConfig:
     runtime: str = "auto"
     repeat: int = 1        # times each job runs (the first run's logits are the job's)
     allow_unproven: bool = False  # keep unproven GPU jobs, labelled "<delegate> (unproven)"
+    allow_partial: bool = False   # run GPU jobs placed only in part, labelled "<delegate> (partial)"
 
 
 @dataclass(frozen=True)

@@ -150,9 +150,12 @@ def format_delegate_table(table: pd.DataFrame, variant: str) -> str:
             f"{_g(row.latency_ms_per_sample, '.3f') if first else '':>7} "
             f"{_g(row.noise_max_abs_dlogit) if first else '':>9} "
             f"{fit_cell(row.precision, 13) if first else '':>13}")
-        if first and "(unproven)" in row.delegate_applied:
+        if first and "unproven)" in row.delegate_applied:
             lines.append(f"{'':{wd}} {row.delegate_applied}: the runtime did not prove the delegate "
                          f"computed this job (allow_unproven = true kept it)")
+        if first and "(partial" in row.delegate_applied:
+            lines.append(f"{'':12} {row.delegate_applied}: only part of the graph ran on the delegate, the "
+                         f"runtime does not say which ops (allow_partial = true ran it)")
     ok = table[table.status == "ok"]
     if len(ok) and (ok.baseline_target == "").all():
         lines.append("no device finished the variant on the reference kernels, so the drop is not split and "

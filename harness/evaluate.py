@@ -88,17 +88,19 @@ def build_variants(exp: Experiment, model, train: GroupedDataset, progress: bool
 def static_variants(exp: Experiment, model, calibration, artifacts, echo: Callable[[str], None] = lambda s: None
                     ) -> dict[str, ModelArtifact]:
     """Fixed-batch copies (batch = ``[run] batch_size``) of the variants, for the delegates that
-    need static shapes (LiteRT's GPU); {} when no such delegate runs or the variants are fixed
-    already. Converted like any variant (``fixed_batch``), so cached by their recipe."""
-    from device_runner.protocol import STATIC_SHAPE_DELEGATES
+    run one (``protocol.FIXED_BATCH_DELEGATES``: LiteRT's GPU needs static shapes, and
+    cpu-compiled runs the same file so that it differs from the GPU job only in the device); {}
+    when no such delegate runs or the variants are fixed already. Converted like any variant
+    (``fixed_batch``), so cached by their recipe."""
+    from device_runner.protocol import FIXED_BATCH_DELEGATES
     from harness.paths import cache_dir
     from harness.quantize.convert import convert_all
 
-    if exp.quantize.fixed_batch or not any(d in STATIC_SHAPE_DELEGATES for d in exp.run.delegates):
+    if exp.quantize.fixed_batch or not any(d in FIXED_BATCH_DELEGATES for d in exp.run.delegates):
         return {}
     options = dataclasses.replace(quantize_options(exp), fixed_batch=exp.run.batch_size)
     names = [a.variant for a in artifacts if a.ok]
-    echo(f"fixed-batch ({exp.run.batch_size}) copies for the GPU: {', '.join(names)}")
+    echo(f"fixed-batch ({exp.run.batch_size}) copies for the CompiledModel jobs: {', '.join(names)}")
     copies = convert_all(model, names, calibration, options, cache_dir("variants"), progress=False)
     for art in copies:
         if not art.ok:

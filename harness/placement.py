@@ -7,6 +7,9 @@ recorded by the runner, says which one it came from):
   node is marked "delegate" or "cpu" (protocol 1.2 ``placement``; a 1.1 runner gives counts per op).
 - ``benchmark_model log``: the binary's delegate log says whether the graph is executed completely,
   partially (with N delegate kernels) or not at all by the delegate; no per-node detail.
+- ``compiled_model``: LiteRT's CompiledModel says only whether the whole graph is accelerated
+  (``is_fully_accelerated()``); a job run with ``allow_partial`` is one row "partial" whose detail
+  says that the runtime does not tell which ops ran on the CPU, with its log lines.
 - ``edgetpu_compiler``: the compiler's log gives each operator's count and status ("Mapped to Edge
   TPU", or why not); ops not mapped run on the CPU.
 
@@ -62,6 +65,8 @@ def placement_rows(job: tuple[str, str, str], plan: ExecutionPlan | None) -> lis
 
 
 def _whole_graph(plan: ExecutionPlan) -> str:
+    if plan.on in ("delegate", "partial", "cpu"):  # the runner said it (CompiledModel jobs)
+        return plan.on
     if plan.fully_delegated:
         return "delegate"
     if plan.delegate_partitions:

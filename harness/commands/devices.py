@@ -45,8 +45,8 @@ def register(sub) -> None:
 
 
 def _register_check(dsub) -> None:
-    c = dsub.add_parser("check", help="connect to each device; print ABI, OS, Python, runtime, free space "
-                                      "and the delegates that really load",
+    c = dsub.add_parser("check", help="connect to each device; print ABI, OS, Python, runtime, free space, "
+                                      "the delegates that really load and the GPU adapter and driver",
                         epilog="exit codes: 0 every device answered; 1 some device is unreachable; "
                                "2 the inventory cannot be read")
     c.add_argument("--devices", type=Path, default=None,
@@ -75,7 +75,8 @@ def cmd_devices_check(args: argparse.Namespace) -> int:
 
 
 def format_checks(checks) -> str:
-    """One row per device, then one line per delegate that did not load and per error."""
+    """One row per device, its GPU adapter and driver (and where that was read), then one line per
+    delegate that did not load and per error."""
     header = ("device", "reach", "reachable", "abi", "os", "python", "runtime", "free", "delegates")
     rows = []
     notes = []
@@ -93,7 +94,10 @@ def format_checks(checks) -> str:
     notes = [escape_controls(n) for n in notes]
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in [header] + rows]
-    return "\n".join(lines + (["", "not loading / errors:"] + notes if notes else []))
+    gpus = [f"  {c.name}: adapter {c.gpu.get('adapter', 'unknown')}; driver {c.gpu.get('driver', 'unknown')}"
+            + (f" (from {c.gpu['source']})" if c.gpu.get("source") else "") for c in checks if c.reachable]
+    return "\n".join(lines + (["", "GPU (vulkaninfo, else a GPU job's log; never guessed):"] + gpus if gpus else [])
+                     + (["", "not loading / errors:"] + notes if notes else []))
 
 
 def _os(props) -> str:

@@ -1,4 +1,6 @@
-"""What a device really offers: reachability, ABI, OS, Python, runtime, free space, delegates that load.
+"""What a device really offers: reachability, ABI, OS, Python, runtime, free space, delegates that
+load, and its GPU adapter and driver where something on the device says (``gpu_info``: vulkaninfo,
+else the log of a tiny GPU probe job; "unknown" otherwise).
 
 ``qskew devices check`` calls :func:`check_device` for every device of the inventory. Delegates are
 not taken on trust: each one runs a real two-sample job of a tiny FP32 model through the same
@@ -19,13 +21,16 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from device_runner.protocol import FIXED_BATCH_DELEGATES
 from harness.errors import JobFailed, QskewError
+from harness.farm import gpu_info
 from harness.farm.inventory import DeviceSpec
 from harness.records import GroupedDataset, ModelArtifact
 
 log = logging.getLogger(__name__)
 DEFAULT_DELEGATES = ("xnnpack", "reference", "builtin")  # what every TFLite runtime can try
 PROBE_SAMPLES = 2          # enough to exercise batching; the point is loading, not accuracy
+GPU_PROBE_DELEGATE = "gpu-fp32"  # the job whose log names the adapter when vulkaninfo says nothing
 DF_TIMEOUT_S = 20.0
 
 
@@ -41,11 +46,13 @@ class DeviceCheck:
     free_bytes: int | None = None
     delegates: Mapping[str, str] = field(default_factory=dict)  # delegate -> "ok" or why not
     error: str = ""
+    gpu: Mapping[str, str] = field(default_factory=gpu_info.unknown)  # adapter, driver, source
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "reach": self.reach, "reachable": self.reachable,
                 "properties": dict(self.properties), "runtime": self.runtime,
-                "free_bytes": self.free_bytes, "delegates": dict(self.delegates), "error": self.error}
+                "free_bytes": self.free_bytes, "delegates": dict(self.delegates), "error": self.error,
+                "gpu": dict(self.gpu)}
 
 
 def check_device(spec: DeviceSpec, probe: ModelArtifact | None = None) -> DeviceCheck:
@@ -63,16 +70,14 @@ def check_device(spec: DeviceSpec, probe: ModelArtifact | None = None) -> Device
     try:
         free = free_bytes(target)
         probe = probe or probe_artifact()
-        delegates, runtime = {}, ""
-        integer = None  # built once, for an Edge TPU (the only kind of model it takes)
+        delegates, runtime, plans = {}, "", []
         for delegate in spec.delegates or DEFAULT_DELEGATES:
-            model = probe
-            if delegate.split(":", 1)[0] == "edgetpu" or spec.profile == "edgetpu":
-                model = integer = integer or probe_artifact(full_integer=True)
-            outcome, rt = _try_delegate(spec, target, model, delegate)
+            outcome, rt, plan = _try_delegate(spec, target, _probe_for(spec, delegate, probe), delegate)
             delegates[delegate] = outcome
             runtime = runtime or rt
-        return DeviceCheck(spec.name, spec.reach, True, props, runtime, free, delegates)
+            plans += [plan] if delegate in FIXED_BATCH_DELEGATES else []
+        gpu = _gpu(spec, target, plans)
+        return DeviceCheck(spec.name, spec.reach, True, props, runtime, free, delegates, gpu=gpu)
     except QskewError as err:
         return DeviceCheck(spec.name, spec.reach, reachable=True, error=str(err))
     finally:
@@ -92,21 +97,43 @@ def free_bytes(target) -> int | None:
         return None
 
 
-def _try_delegate(spec: DeviceSpec, target, probe: ModelArtifact, delegate: str) -> tuple[str, str]:
+def _probe_for(spec: DeviceSpec, delegate: str, probe: ModelArtifact) -> ModelArtifact:
+    """The probe model a delegate takes: full-integer for an Edge TPU, a fixed batch for the
+    CompiledModel delegates (LiteRT's GPU needs static shapes), else ``probe``."""
+    if delegate.split(":", 1)[0] == "edgetpu" or spec.profile == "edgetpu":
+        return probe_artifact(full_integer=True)
+    return probe_artifact(fixed_batch=True) if delegate in FIXED_BATCH_DELEGATES else probe
+
+
+def _gpu(spec: DeviceSpec, target, plans: list) -> dict[str, str]:
+    """The GPU adapter and driver: vulkaninfo on the device, else the log of the GPU jobs already
+    run, else (python runner) a tiny GPU probe job's log; "unknown" where nothing says."""
+    found = gpu_info.from_vulkaninfo(target)
+    for plan in plans:
+        found = found or gpu_info.from_gpu_job(plan)
+    if found is None and not plans and spec.runner == "python" and spec.profile != "edgetpu":
+        _, _, plan = _try_delegate(spec, target, probe_artifact(fixed_batch=True), GPU_PROBE_DELEGATE)
+        found = gpu_info.from_gpu_job(plan)
+    return found or gpu_info.unknown()
+
+
+def _try_delegate(spec: DeviceSpec, target, probe: ModelArtifact, delegate: str) -> tuple[str, str, dict]:
+    """(outcome, runtime, the job's execution plan) of a probe job on ``delegate``."""
     from harness.farm.runners import run_on_device
 
     try:
         run = run_on_device(spec, target, probe, probe_dataset(), delegate, num_threads=1,
                             batch_size=PROBE_SAMPLES)
     except JobFailed as err:  # the device's profile refused the probe, or it could not be prepared
-        return f"fails: {err}", ""
+        return f"fails: {err}", "", {}
     runtime = f"{run.runtime} {run.runtime_version}".strip()
+    plan = dict(run.execution_plan or {})
     if not run.ok:
-        return f"fails: {run.error}", runtime
+        return f"fails: {run.error}", runtime, plan
     if delegate in ("xnnpack",) or delegate.startswith("external:"):
         if run.delegate_applied in ("", "none"):
-            return "not applied (the runtime ran every op on its own kernels)", runtime
-    return "ok", runtime
+            return "not applied (the runtime ran every op on its own kernels)", runtime, plan
+    return "ok", runtime, plan
 
 
 def probe_dataset() -> GroupedDataset:
@@ -118,22 +145,23 @@ def probe_dataset() -> GroupedDataset:
                           num_classes=3, description="probe inputs of qskew devices check")
 
 
-def probe_artifact(full_integer: bool = False) -> ModelArtifact:
+def probe_artifact(full_integer: bool = False, fixed_batch: bool = False) -> ModelArtifact:
     """A tiny model (Dense 4 -> 3), converted once with the real converter and cached: FP32 with a
-    dynamic batch, or (``full_integer``) int8 in and out with the batch fixed at 1, the only kind
-    an Edge TPU accepts."""
+    dynamic batch, or with the batch fixed at PROBE_SAMPLES (``fixed_batch``: LiteRT's GPU), or
+    (``full_integer``) int8 in and out with the batch fixed at 1, the only kind an Edge TPU accepts."""
     from harness.paths import cache_dir
     from harness.quantize.convert import artifact_of
 
-    name = "probe-dense-4x3-int8-b1.tflite" if full_integer else "probe-dense-4x3.tflite"
+    name = ("probe-dense-4x3-int8-b1.tflite" if full_integer else
+            f"probe-dense-4x3-b{PROBE_SAMPLES}.tflite" if fixed_batch else "probe-dense-4x3.tflite")
     path = cache_dir("probe") / name
     if not path.is_file():
-        _build_probe(path, full_integer)
-    return artifact_of(path, "probe", {"probe": True, "full_integer": full_integer}, None,
-                       1 if full_integer else PROBE_SAMPLES)
+        _build_probe(path, full_integer, fixed_batch)
+    return artifact_of(path, "probe", {"probe": True, "full_integer": full_integer, "fixed_batch": fixed_batch},
+                       None, 1 if full_integer else PROBE_SAMPLES)
 
 
-def _build_probe(path: Path, full_integer: bool) -> None:
+def _build_probe(path: Path, full_integer: bool, fixed_batch: bool = False) -> None:
     """Build the probe model and convert it through harness.quantize (the one converter seam)."""
     import keras
 
@@ -144,7 +172,7 @@ def _build_probe(path: Path, full_integer: bool) -> None:
     from harness.records import CalibrationInfo
 
     keras.utils.set_random_seed(0)
-    batch = 1 if full_integer else None
+    batch = 1 if full_integer else (PROBE_SAMPLES if fixed_batch else None)
     model = keras.Sequential([keras.Input((4,), batch_size=batch), keras.layers.Dense(3)])
     calibration = None
     if full_integer:  # the representative dataset: the probe's own samples, one per step

@@ -25,14 +25,16 @@ from harness.runners.common import nonfinite_problem
 def run_on_device(spec, target, artifact: ModelArtifact, test: GroupedDataset, delegate: str, *,
                   num_threads: int = 2, batch_size: int = 64, runtime: str = "auto",
                   progress: Callable[[int, int], None] | None = None,
-                  echo: Callable[[str], None] = lambda s: None, allow_unproven: bool = False) -> DeviceRun:
+                  echo: Callable[[str], None] = lambda s: None, allow_unproven: bool = False,
+                  allow_partial: bool = False) -> DeviceRun:
     """Run ``artifact`` on every test sample on the device ``spec`` describes (connected as ``target``).
 
     ``spec`` is the device's :class:`harness.farm.inventory.DeviceSpec`. Raises what the runner
     raises (TargetError when the device or runner fails); JobFailed (stage ``profile``) when the
     device's profile refuses the variant, (stage ``prepare``) when the model it needs cannot be
     made -- nothing is pushed then. A job that fails on the device is a DeviceRun with ``error``.
-    ``allow_unproven`` keeps a GPU job the runtime does not prove ran on the GPU (labelled so).
+    ``allow_unproven`` keeps a GPU job the runtime does not prove ran on the GPU, ``allow_partial``
+    runs one whose model the GPU takes only in part (both labelled so).
     """
     refusal = profiles.refusal(spec, artifact, delegate)
     if refusal:
@@ -42,7 +44,7 @@ def run_on_device(spec, target, artifact: ModelArtifact, test: GroupedDataset, d
         raise JobFailed(f"prepare: {artifact.error}", FailureStage.PREPARE)
     run = registry.get(spec.runner).run(spec, target, artifact, test, delegate, num_threads=num_threads,
                                         batch_size=batch_size, runtime=runtime, progress=progress,
-                                        allow_unproven=allow_unproven)
+                                        allow_unproven=allow_unproven, allow_partial=allow_partial)
     return _with_compiler_report(_naming_device(_finite(run, test), spec.name), artifact)
 
 

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from device_runner.protocol import STATIC_SHAPE_DELEGATES
+from device_runner.protocol import FIXED_BATCH_DELEGATES
 from harness.config import Experiment
 from harness.errors import FailureStage, JobFailed, QskewError, failure_stage
 from harness.farm import runners
@@ -98,7 +98,8 @@ def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: 
     """Every artifact x device x delegate, devices side by side, one job at a time per device.
 
     ``static`` maps a variant to its fixed-batch copy: jobs on a delegate that needs static shapes
-    (``protocol.STATIC_SHAPE_DELEGATES``: LiteRT's GPU) run that copy under the variant's name.
+    (``protocol.FIXED_BATCH_DELEGATES``: LiteRT's GPU, and cpu-compiled so that it runs the same
+    file) run that copy under the variant's name.
 
     Jobs the run directory already holds are skipped. A device that fails stops only its own
     jobs; the others finish and are saved, then the first device error is raised.
@@ -112,7 +113,7 @@ def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: 
 
     def work(dev: OpenDevice) -> None:
         for art, delegate in plan[dev.spec.name]:
-            if delegate in STATIC_SHAPE_DELEGATES and art.variant in (static or {}):
+            if delegate in FIXED_BATCH_DELEGATES and art.variant in (static or {}):
                 art = static[art.variant]
             _one_job(exp, dev, art, delegate, test, ref, writer, done, lock, bar, echo)
             with lock:
@@ -151,7 +152,8 @@ def _run_repeated(exp, dev, art, test, delegate, progress, echo):
         return runners.run_on_device(dev.spec, dev.target, art, test, delegate,
                                      num_threads=exp.run.num_threads, batch_size=exp.run.batch_size,
                                      runtime=exp.run.runtime, progress=progress, echo=echo,
-                                     allow_unproven=exp.run.allow_unproven)
+                                     allow_unproven=exp.run.allow_unproven,
+                                     allow_partial=exp.run.allow_partial)
 
     first = once()
     if exp.run.repeat <= 1 or not first.ok:

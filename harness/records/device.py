@@ -136,6 +136,39 @@ class Precision:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CpuPathCheck:
+    """A GPU job's first outputs against one CPU path on the same samples (device_runner/compiled.py):
+    bit-identical or not, the largest difference, or why the CPU path could not run."""
+
+    path: str
+    identical: bool | None = None
+    max_abs_diff: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CpuComparison:
+    """The independent check of a GPU job: ``samples`` compared on each CPU path (runner 1.4)."""
+
+    samples: int = 0
+    paths: tuple[CpuPathCheck, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The runner's own shape: ``{"samples": n, "<path>": {"identical", "max_abs_diff"} | {"error"}}``."""
+        out: dict[str, Any] = {"samples": self.samples}
+        for c in self.paths:
+            out[c.path] = {k: v for k, v in (("identical", c.identical), ("max_abs_diff", c.max_abs_diff),
+                                             ("error", c.error)) if v is not None}
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "CpuComparison":
+        paths = tuple(CpuPathCheck(path=str(name), **_known(CpuPathCheck, c)) for name, c in sorted(data.items())
+                      if name != "samples" and isinstance(c, Mapping))
+        return cls(samples=int(data.get("samples") or 0), paths=paths)
+
+
+@dataclass(frozen=True, kw_only=True)
 class AcceleratorReport:
     """What LiteRT's CompiledModel told about a GPU/compiled job (device_runner/compiled.py): the
     accelerator library that registered, the adapter, its backend and type ("unknown" where no
@@ -150,6 +183,8 @@ class AcceleratorReport:
     precision_reported: str | None = None
     unproven: bool | None = None
     evidence: tuple[str, ...] = ()
+    integer_io: bool | None = None
+    cpu_comparison: CpuComparison | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,6 +213,7 @@ class ExecutionPlan:
     unproven: bool | None = None                     # a GPU job whose computation is not proven
     precision: Precision | None = None
     runtime_report: AcceleratorReport | None = None
+    on: str | None = None          # CompiledModel jobs: delegate | partial | cpu, as the runtime says
 
     def to_json(self) -> dict[str, Any]:
         """The fields that are known (``available`` always), nested records as objects."""
@@ -187,7 +223,15 @@ class ExecutionPlan:
                 out[key] = [_set_fields(p) for p in out[key]]
         for key in ("precision", "runtime_report"):
             if key in out:
-                out[key] = _set_fields(out[key], always=tuple(f.name for f in fields(out[key])))
+                record = out[key]
+                out[key] = _set_fields(record, always=tuple(f.name for f in fields(record)))
+                if isinstance(record, AcceleratorReport):
+                    if record.cpu_comparison is None:
+                        del out[key]["cpu_comparison"]
+                    else:
+                        out[key]["cpu_comparison"] = record.cpu_comparison.to_json()
+                    if record.integer_io is None:
+                        del out[key]["integer_io"]
         return out
 
     @classmethod
@@ -210,6 +254,8 @@ class ExecutionPlan:
                 fields_of = _known(records[key], value)
                 if "evidence" in fields_of:
                     fields_of["evidence"] = tuple(str(e) for e in fields_of["evidence"])
+                if isinstance(fields_of.get("cpu_comparison"), Mapping):
+                    fields_of["cpu_comparison"] = CpuComparison.from_json(fields_of["cpu_comparison"])
                 known[key] = records[key](**fields_of)
         return cls(**known)
 

@@ -27,7 +27,7 @@ DEVICE_KEYS = ("targets", "devices_file")  # [run] keys that choose devices, not
 LATER_DEFAULTS = {("quantize", "fixed_batch"): 0, ("run", "repeat"): 1, ("run", "allow_unproven"): False,
                   ("data", "label"): "",
                   ("data", "features"): [], ("data", "groups"): [], ("data", "intersections"): False,
-                  ("data", "unknown"): "error"}
+                  ("data", "unknown"): "error", ("run", "allow_partial"): False}
 
 
 @dataclass

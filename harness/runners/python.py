@@ -72,12 +72,14 @@ class _RunnerOutcome:
 def run_job(target: Target, artifact: ModelArtifact, test: GroupedDataset, delegate: str = "xnnpack",
             *, num_threads: int = 2, batch_size: int = 64, runtime: str = "auto",
             timeout_s: float | None = None,
-            progress: Callable[[int, int], None] | None = None, allow_unproven: bool = False) -> DeviceRun:
+            progress: Callable[[int, int], None] | None = None, allow_unproven: bool = False,
+            allow_partial: bool = False) -> DeviceRun:
     """Run ``artifact`` on every sample of ``test`` on ``target`` and return dequantized logits.
 
     ``delegate`` is "xnnpack", "reference", "builtin", "external:<path.so>[,key=value...]", or one of
     LiteRT CompiledModel's "gpu", "gpu-fp32", "cpu-compiled" (``allow_unproven``: keep a GPU job
-    whose placement the runtime does not prove, labelled "<delegate> (unproven)");
+    whose placement the runtime does not prove, labelled "<delegate> (unproven)"; ``allow_partial``:
+    run one whose model the GPU takes only in part, labelled "<delegate> (partial)");
     ``timeout_s`` defaults to ``on_device.default_timeout_s``; ``progress(done,
     total)`` is called with the runner's progress while a detached job (ADB) runs.
     Raises ConfigError for unknown options, ArtifactError/DatasetError for unusable local files,
@@ -93,7 +95,7 @@ def run_job(target: Target, artifact: ModelArtifact, test: GroupedDataset, deleg
         inputs_remote, inputs_sha = push_inputs(target, test, transfer)
         model_remote = push_file(target, model_path, artifact.sha256, "model", ".tflite", transfer)
         job = _make_job(model_remote, inputs_remote, test, delegate, num_threads, batch_size, runtime,
-                        allow_unproven)
+                        allow_unproven, allow_partial)
         job_dir = write_job(target, job, _job_id(artifact.sha256, inputs_sha, job), Path(tmp), transfer)
         transfer.push_s = time.perf_counter() - start
         start = time.perf_counter()
@@ -105,19 +107,21 @@ def run_job(target: Target, artifact: ModelArtifact, test: GroupedDataset, deleg
 
 
 def _make_job(model_remote: str, inputs_remote: str, test: GroupedDataset, delegate: str,
-              num_threads: int, batch_size: int, runtime: str, allow_unproven: bool = False) -> dict:
+              num_threads: int, batch_size: int, runtime: str, allow_unproven: bool = False,
+              allow_partial: bool = False) -> dict:
     if num_threads < 1 or batch_size < 1:
         raise ConfigError(f"num_threads ({num_threads}) and batch_size ({batch_size}) must be >= 1")
     try:
         return protocol.make_job(model_remote, inputs_remote, test.preprocess.to_json(), delegate,
-                                 num_threads, batch_size, runtime, allow_unproven=allow_unproven)
+                                 num_threads, batch_size, runtime, allow_unproven=allow_unproven,
+                                 allow_partial=allow_partial)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
 
 
 def _job_id(model_sha: str, inputs_sha: str, job: Mapping[str, Any]) -> str:
     key = [model_sha, inputs_sha, job["preprocess"], job["delegate"], job["num_threads"],
-           job["batch_size"], job["runtime"]] + (["allow_unproven"] if job.get("allow_unproven") else [])
+           job["batch_size"], job["runtime"]] + [k for k in ("allow_unproven", "allow_partial") if job.get(k)]
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:JOB_ID_CHARS]
 
 

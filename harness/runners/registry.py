@@ -30,7 +30,7 @@ class RunnerKind:
     """A runner kind: its name, a one-line summary, and how it runs a job on a device.
 
     ``run(spec, target, artifact, test, delegate, num_threads=, batch_size=, runtime=, progress=,
-    allow_unproven=)``;
+    allow_unproven=, allow_partial=)``;
     ``spec`` is the device's inventory entry (``name``, ``benchmark_model``...).
     """
 
@@ -41,17 +41,18 @@ class RunnerKind:
 
 def _run_python(spec, target, artifact: ModelArtifact, test: GroupedDataset, delegate: str, *,
                 num_threads: int, batch_size: int, runtime: str, progress: Progress | None,
-                allow_unproven: bool = False) -> DeviceRun:
+                allow_unproven: bool = False, allow_partial: bool = False) -> DeviceRun:
     from harness.runners import python
 
     return python.run_job(target, artifact, test, delegate, num_threads=num_threads,
                           batch_size=batch_size, runtime=runtime, progress=progress,
-                          allow_unproven=allow_unproven)
+                          allow_unproven=allow_unproven, allow_partial=allow_partial)
 
 
 def _run_benchmark_model(spec, target, artifact: ModelArtifact, test: GroupedDataset, delegate: str, *,
                          num_threads: int, batch_size: int, runtime: str,
-                         progress: Progress | None, allow_unproven: bool = False) -> DeviceRun:
+                         progress: Progress | None, allow_unproven: bool = False,
+                         allow_partial: bool = False) -> DeviceRun:
     from harness.runners import benchmark_model
 
     if spec.benchmark_model != STANDIN_BINARY and not Path(spec.benchmark_model).is_file():

@@ -30,8 +30,8 @@ Rule outcomes and what WARN means
 * ``require_devices``: FAIL if a listed target has no finished job.
 * ``require_delegates``: FAIL if a listed delegate has no finished job (on each required device,
   else on any target) that really applied it; WARN if the runner could not tell which delegate it
-  applied ("unknown") or the job was kept unproven ("gpu (unproven)"). "reference" and "builtin"
-  need no applied delegate.
+  applied ("unknown"), the job was kept unproven ("gpu (unproven)") or ran partly on the GPU
+  ("gpu (partial)"). "reference" and "builtin" need no applied delegate.
 * ``jobs_completed`` (always): judges the plan, not the files. The manifest's ``plan`` lists every
   job the run set out to do (variants x devices x delegates, including the jobs of a device whose
   connection failed, over every session of a resumed run); each planned job that is missing (never
@@ -263,10 +263,10 @@ def _delegates_rule(delegates: tuple[str, ...], devices: tuple[str, ...] | None,
 
 def _applied(requested: str, applied: Any) -> bool | None:
     """Did the runtime really apply ``requested``? None when the runner could not tell, or when the
-    job was kept unproven ("gpu (unproven)": allow_unproven) -- a WARN, never a PASS."""
+    job was kept unproven ("gpu (unproven)") or ran partly on it ("gpu (partial)") -- a WARN, never a PASS."""
     if requested in NO_DELEGATE:
         return True
-    if applied in (None, "", "unknown") or str(applied).endswith("(unproven)"):
+    if applied in (None, "", "unknown") or str(applied).endswith(("unproven)", "(partial)")):
         return None
     # runners name an Edge TPU "edgetpu" whatever device option was asked for ("edgetpu:usb")
     return str(applied) in (requested.split(",")[0], requested.split(":", 1)[0])

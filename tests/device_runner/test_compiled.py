@@ -8,20 +8,20 @@ missing SwiftShader is a failure: CI can never go green by skipping the GPU.
 
 from __future__ import annotations
 
-import ctypes.util
 import hashlib
-import os
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from harness.records import ModelArtifact, Precision
+from harness.placement import placement_rows
+from harness.records import ExecutionPlan, ModelArtifact, Precision
 from harness.runners.python import run_job
 from harness.targets.local import LocalTarget
 from support import tiny_models as tiny
+from support.vulkan import use_swiftshader
 
-SWIFTSHADER_ICD = Path("/usr/lib/chromium/vk_swiftshader_icd.json")
 N_SAMPLES = 42  # 10 batches of 4 and a padded one
 FP32_TOLERANCE = 1e-4  # SwiftShader computes in fp32: differences are rounding only
 
@@ -38,17 +38,8 @@ def private_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def swiftshader(monkeypatch):
-    """The Vulkan loader pointed at SwiftShader; skip (fail under CI) when it is not installed."""
-    missing = [what for what, ok in (("libvulkan1 (the Vulkan loader)", ctypes.util.find_library("vulkan")),
-                                     (f"SwiftShader's ICD {SWIFTSHADER_ICD} (Debian: chromium)",
-                                      SWIFTSHADER_ICD.is_file())) if not ok]
-    if missing:
-        message = "no Vulkan device for LiteRT's GPU: missing " + ", ".join(missing)
-        if os.environ.get("CI"):
-            pytest.fail(message + " -- CI installs them (.ci/run); a skipped GPU must not pass CI")
-        pytest.skip(message)
-    monkeypatch.setenv("VK_ICD_FILENAMES", str(SWIFTSHADER_ICD))
+def swiftshader(monkeypatch, tmp_path):
+    use_swiftshader(monkeypatch, tmp_path)
 
 
 def artifact(path: Path, variant: str = "v") -> ModelArtifact:
@@ -106,6 +97,90 @@ def test_int8_on_the_gpu_is_unproven_by_default_and_kept_labelled_when_allowed(m
     _, refused = job(tmp_path, models["fixed4_int8"], "gpu")
     assert not refused.ok and refused.error.startswith("delegate:")
     assert "not proven" in refused.error and "is_fully_accelerated() is True" in refused.error
+    # the independent check: the first batch against the CPU reference kernels and XNNPACK
+    assert ("the first 4 GPU outputs against the same samples on the CPU: reference: bit-identical, "
+            "xnnpack: bit-identical -- outputs bit-identical to a CPU path are not evidence of the GPU"
+            ) in refused.error
+    assert "Failed to get buffer requirements" in refused.error
     _, kept = job(tmp_path, models["fixed4_int8"], "gpu", allow_unproven=True)
     assert kept.ok, kept.error
     assert kept.delegate_applied == "gpu (unproven)" and kept.execution_plan.unproven is True
+    comparison = kept.execution_plan.runtime_report.cpu_comparison.to_json()
+    assert comparison["samples"] == 4 and comparison["reference"]["identical"] is True
+
+
+@pytest.mark.parametrize("delegate", ["gpu", "gpu-fp32"])
+def test_a_float_gpu_job_records_its_comparison_with_both_cpu_paths(models, tmp_path, swiftshader, delegate):
+    _, run = job(tmp_path, models["fixed4"], delegate)
+    assert run.ok, run.error
+    report = run.execution_plan.runtime_report
+    comparison = report.cpu_comparison.to_json()
+    for path in ("reference", "xnnpack"):  # SwiftShader's fp32 differs from both, by rounding only
+        assert comparison[path]["identical"] is False and 0 < comparison[path]["max_abs_diff"] < FP32_TOLERANCE
+    assert report.unproven is False and "against the same samples on the CPU" in report.evidence[-1]
+
+
+def test_a_model_not_placed_whole_fails_unless_partial_placement_is_allowed(models, tmp_path, swiftshader,
+                                                                          monkeypatch):
+    """SwiftShader takes every model we could build whole, so the runtime's answer is replaced
+    (is_fully_accelerated() False) in the runner's own process; the rest is the real GPU path."""
+    from device_runner import compiled, protocol
+    from device_runner.run import main
+
+    real = compiled.open_compiled
+
+    class Partly:
+        def __init__(self, model):
+            self._model = model
+
+        def __getattr__(self, name):
+            return getattr(self._model, name)
+
+        def is_fully_accelerated(self):
+            return False
+
+    def opened(*args):
+        model, buffers, log_text = real(*args)
+        return Partly(model), buffers, log_text
+
+    monkeypatch.setattr(compiled, "open_compiled", opened)
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    np.save(job_dir / "inputs.npy", tiny.make_inputs(6))
+    for allow, code in ((False, protocol.EXIT_RUNTIME), (True, protocol.EXIT_OK)):
+        spec = protocol.make_job(str(models["fixed4"]), "inputs.npy", {"scale": tiny.PREPROCESS_SCALE, "offset": 0},
+                                 "gpu", 1, 4, allow_partial=allow)
+        (job_dir / protocol.JOB_FILE).write_text(protocol.dumps(spec))
+        assert main([str(job_dir)]) == code
+        result = json.loads((job_dir / protocol.DEFAULT_RESULT).read_text())
+        plan = result["execution_plan"]
+        assert plan["on"] == ("partial" if allow else "cpu")
+        if not allow:
+            assert result["error_kind"] == "delegate" and "allow_partial = true" in result["error"]
+            continue
+        assert result["status"] == "ok" and result["delegate_applied"] == "gpu (partial)"
+        rows = placement_rows(("v", "local", "gpu"), ExecutionPlan.from_json(plan))
+        assert [(r["source"], r["on"]) for r in rows] == [("compiled_model", "partial")]
+        assert rows[0]["detail"].startswith("is_fully_accelerated() is False: some ops ran on the CPU")
+
+
+def test_judge_proves_an_integer_model_only_by_outputs_that_differ_from_every_cpu_path():
+    from device_runner import compiled
+    from device_runner.jobdir import JobFailure
+
+    def report(evidence=()):
+        return {"integer_io": True, "evidence": list(evidence), "unproven": False}
+
+    differs = {"samples": 4, "reference": {"identical": False, "max_abs_diff": 2.0},
+               "xnnpack": {"identical": False, "max_abs_diff": 1.0}}
+    assert compiled.judge("gpu", report(), differs, False, False) == "gpu"
+    assert compiled.judge("gpu", report(), differs, False, True) == "gpu (partial)"
+    same = dict(differs, xnnpack={"identical": True, "max_abs_diff": 0.0})
+    with pytest.raises(JobFailure, match="xnnpack: bit-identical -- outputs bit-identical"):
+        compiled.judge("gpu", report(), same, False, False)
+    assert compiled.judge("gpu", report(), same, True, True) == "gpu (partial, unproven)"
+    nothing_ran = {"samples": 4, "reference": {"error": "boom"}, "xnnpack": {"error": "boom"}}
+    with pytest.raises(JobFailure, match=r"reference: could not run \(boom\)"):
+        compiled.judge("gpu-fp32", report(), nothing_ran, False, False)
+    with pytest.raises(JobFailure, match="buffer requirements"):  # the runtime's warning outweighs
+        compiled.judge("gpu", report(["Failed to get buffer requirements for tensor `x`."]), differs, False, False)

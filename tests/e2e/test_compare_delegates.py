@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from harness import cli, rundir
+from support.vulkan import use_swiftshader
 
 DELEGATES = ["xnnpack", "reference", "builtin"]
 
@@ -81,3 +82,46 @@ def test_a_delegate_that_cannot_load_is_a_row_not_a_crash(tmp_path, capfd):
     assert "device local" in failed["error"]
     assert rows[("reference", "")]["status"] == "ok"  # added as the baseline
     assert not math.isnan(rows[("xnnpack", "faint")]["drop_delegate"])
+
+
+GPU_DELEGATES = ["reference", "xnnpack", "gpu", "gpu-fp32"]
+
+
+@pytest.mark.slow  # a sweep of four delegates with fixed-batch copies: ~40 s on 2 cores
+def test_the_gpu_on_swiftshader_with_its_attribution_split_and_precision(tmp_path, capfd, monkeypatch):
+    use_swiftshader(monkeypatch, tmp_path)
+    out = tmp_path / "run"
+    code = cli.main(["compare-delegates", "--delegates", ",".join(GPU_DELEGATES), "--variant", "fp32",
+                     "--device", "local", "--out", str(out), "--no-progress"])
+    assert code == 0
+    printed = capfd.readouterr().out
+    header = next(line for line in printed.splitlines() if line.startswith("device"))
+    assert "quant_pp" in header and "deleg_pp" in header and "precision" in header
+    rows = {line.split()[1]: line for line in printed.splitlines() if line.startswith("local ")}
+    assert sorted(rows) == sorted(GPU_DELEGATES)
+    assert rows["gpu"].endswith("fp16/unknown") and rows["gpu-fp32"].endswith("fp32/unknown")
+    table = pd.read_csv(out / rundir.DELEGATES_FILE, keep_default_na=False)
+    gpu = table[table.delegate.isin(["gpu", "gpu-fp32"])]
+    assert (gpu.status == "ok").all() and set(gpu.delegate_applied) == {"gpu", "gpu-fp32"}
+    assert set(gpu.group) == {"", "faint", "standard"}
+    # SwiftShader computes in fp32: the GPU is within rounding of the reference kernels in every group
+    assert (gpu.max_abs_dlogit_vs_ref.astype(float) < 1e-4).all()
+    assert ((gpu.drop_quantization + gpu.drop_delegate - gpu.acc_drop).abs() < 1e-12).all()
+    placement = rundir.read_run(out).placement
+    on_gpu = placement[placement.delegate.isin(["gpu", "gpu-fp32"])]
+    assert set(on_gpu.on) == {"delegate"} and set(on_gpu.source) == {"compiled_model"}
+
+
+def test_a_gpu_job_without_a_vulkan_device_fails_at_stage_delegate_and_the_sweep_finishes(tmp_path, capfd,
+                                                                                          monkeypatch):
+    monkeypatch.setenv("VK_ICD_FILENAMES", str(tmp_path / "no-such-icd.json"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    out = tmp_path / "run"
+    code = cli.main(["compare-delegates", "--delegates", "gpu,xnnpack", "--variant", "fp32", "--device", "local",
+                     "--out", str(out), "--json", "--no-progress"])
+    assert code == 0
+    capfd.readouterr()
+    runs = {r["delegate"]: r for r in rundir.read_run(out).summary["runs"]}
+    assert runs["gpu"]["status"] != "ok" and runs["gpu"]["stage"] == "delegate"
+    assert "No adapters found" in runs["gpu"]["error"] and "VK_ICD_FILENAMES" in runs["gpu"]["error"]
+    assert runs["xnnpack"]["status"] == "ok" and runs["reference"]["status"] == "ok"

@@ -214,3 +214,11 @@ def test_a_delegate_counts_as_applied_by_its_kind_or_its_full_name():
     assert _applied("nnapi:qti-dsp", "nnapi:qti-dsp") is True
     assert _applied("external:/v/libx.so,cache=1", "external:/v/libx.so") is True
     assert _applied("edgetpu:usb", "none") is False and _applied("gpu", "unknown") is None
+
+
+def test_an_unproven_or_partial_gpu_job_warns_never_passes():
+    from harness.signoff import _applied
+
+    assert _applied("gpu", "gpu") is True
+    for applied in ("gpu (unproven)", "gpu (partial)", "gpu-fp32 (partial, unproven)"):
+        assert _applied(applied.split()[0], applied) is None, applied

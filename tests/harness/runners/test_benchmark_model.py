@@ -103,11 +103,16 @@ def test_several_int8_outputs_are_split_and_output_0_dequantized(two_output_mode
 
 
 def test_a_failing_batch_is_the_jobs_error_not_a_crash(models, test_set, tmp_path):
+    # a "binary" that fails as the real one does when a delegate's prepare fails (exit 1)
+    binary = tmp_path / "host-bin" / "benchmark_model"
+    binary.parent.mkdir()
+    binary.write_text('#!/bin/sh\necho "INFO: STARTING!"\necho "ERROR: Failed to apply GPU delegate." >&2\n'
+                      'echo "ERROR: Benchmarking failed." >&2\nexit 1\n')
     target = LocalTarget(tmp_path / "device", name="phone-1")
-    run = bm_run(target, models["int8"], test_set, "external:/nonexistent/libdelegate.so,mode=fast")
+    run = bm_run(target, models["int8"], test_set, "gpu", binary=str(binary))
     assert not run.ok and run.logits is None
     assert run.error.startswith("delegate: benchmark_model exited 1 on batch 0 (samples 0..63) on device phone-1")
-    assert "Failed to load delegate from /nonexistent/libdelegate.so" in run.error
+    assert "Failed to apply GPU delegate." in run.error
     first = run.error.splitlines()[0]  # the binary's ERROR lines lead, before the log
     assert first.split("on device phone-1: ")[1].startswith("ERROR:")
     assert run.timings.invocations == 1  # stopped at the first failing batch
@@ -230,3 +235,33 @@ def test_a_delegate_the_binary_silently_skips_fails_the_job_not_records_cpu_logi
         allowed = "true" if delegate == "gpu" else "false"
         assert f"--gpu_precision_loss_allowed={allowed}" in script
         assert run.execution_plan.precision.requested == ("fp16" if delegate == "gpu" else "fp32")
+
+
+def test_an_external_delegate_that_will_not_load_fails_the_job_at_stage_delegate(models, test_set, tmp_path):
+    """The stand-in does what the binary does (INFO line, CPU run, exit 0); the runner's check catches it."""
+    target = LocalTarget(tmp_path / "device", name="phone-1")
+    run = bm_run(target, models["int8"], test_set, "external:/nonexistent/libdelegate.so,mode=fast")
+    assert not run.ok and run.logits is None
+    assert run.error.startswith("delegate: benchmark_model did not apply the EXTERNAL delegate in invocation 0")
+    assert "INFO: Unable to load external delegate from : /nonexistent/libdelegate.so" in run.error
+    assert "Inference timings in us" in device_log(target)  # the binary did run it, on the CPU
+    assert run.delegate_applied == "none"
+
+
+OLD_BINARY = """#!/bin/sh
+# a benchmark_model from before TF 2.10: it knows no --output_filepath, warns, runs and exits 0
+echo "INFO: STARTING!"
+for a in "$@"; do case "$a" in --output_filepath=*) echo "WARN: Unconsumed cmdline flags: $a";; esac; done
+echo "INFO: Inference timings in us: Init: 10, First inference: 5, Warmup (avg): 5, Inference (avg): 5"
+exit 0
+"""
+
+
+def test_a_binary_too_old_to_write_outputs_is_refused_with_the_reason(models, test_set, tmp_path):
+    binary = tmp_path / "host-bin" / "benchmark_model"
+    binary.parent.mkdir()
+    binary.write_text(OLD_BINARY)
+    target = LocalTarget(tmp_path / "device", name="phone-old")
+    with pytest.raises(RunnerError, match=r"too old to write outputs .*Unconsumed cmdline flags.*TF 2\.10") as err:
+        bm_run(target, models["int8"], test_set, "xnnpack", binary=str(binary))
+    assert "phone-old" in str(err.value)

@@ -16,7 +16,7 @@ recorded by the runner, says which one it came from):
 :func:`placement_rows` turns one job's plan into rows of :data:`PLACEMENT_COLUMNS`::
 
     variant, target, delegate   the job
-    source                      interpreter | benchmark_model log | edgetpu_compiler
+    source                      interpreter | benchmark_model log | compiled_model | edgetpu_compiler
     node                        node index in execution order; -1 when the source names no node
     op                          operator name ("" for a whole-graph statement)
     count                       how many nodes the row stands for
@@ -38,6 +38,7 @@ EDGETPU_MAPPED = "Mapped to Edge TPU"  # the compiler's status for an op that ru
 INTERPRETER_SOURCE = "interpreter"           # ExecutionPlan.source of the Python runner
 BENCHMARK_LOG_SOURCE = "benchmark_model log"  # ExecutionPlan.source of the benchmark_model runner
 COMPILER_SOURCE = "edgetpu_compiler"
+COMPILED_SOURCE = "compiled_model"  # ExecutionPlan.source of a CompiledModel job (device_runner/compiled.py)
 
 
 def placement_rows(job: tuple[str, str, str], plan: ExecutionPlan | None) -> list[dict]:
@@ -58,7 +59,7 @@ def placement_rows(job: tuple[str, str, str], plan: ExecutionPlan | None) -> lis
             for where, n in (("delegate", count - on_cpu[op]), ("cpu", on_cpu[op])):
                 if n:
                     rows.append(_row(job, source, -1, op, n, where, ""))
-    elif source == BENCHMARK_LOG_SOURCE:  # benchmark_model's log: whole-graph statements
+    elif source in (BENCHMARK_LOG_SOURCE, COMPILED_SOURCE):  # whole-graph statements only
         rows.append(_row(job, source, -1, "", plan.delegate_partitions or 0,
                          _whole_graph(plan), " | ".join(plan.log_lines or ())))
     return rows

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -115,6 +116,10 @@ def _register_simulate(dsub) -> None:
     s.add_argument("--features", default=None, help="comma-separated CNXN features, or 'none' for a legacy "
                    "device without shell_v2 (default: shell_v2,cmd,stat_v2,ls_v2,fixed_push_mkdir)")
     s.add_argument("--serial", default="qskew-sim", help="ro.serialno (default: qskew-sim)")
+    s.add_argument("--board", default=None, metavar="DIR|ARCH",
+                   help="run the device's shell inside an emulated ARM board: a folder made by `qskew board "
+                        "build`, or an architecture (aarch64, armv7l) whose cached board is built or reused; "
+                        "needs root (namespaces, binfmt_misc, chroot)")
     s.add_argument("--disk-quota-bytes", type=int, default=None, help="bytes the sandbox may hold; "
                    "pushes beyond it fail with 'No space left on device'")
     s.set_defaults(func=_simulate)
@@ -128,10 +133,11 @@ def _simulate(args: argparse.Namespace) -> int:
     own_root = args.root is None
     root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX)) if own_root else args.root
     try:
+        board = _board_shell(args.board, root)
         try:
             device = SimulatedDevice(root, port=args.port, auth=args.auth, trusted_keys=args.trusted_keys,
                                      max_payload=args.max_payload, features=features, python=args.python,
-                                     serial=args.serial, disk_quota_bytes=args.disk_quota_bytes)
+                                     serial=args.serial, disk_quota_bytes=args.disk_quota_bytes, board=board)
             device.start()
         except (ValueError, OSError) as exc:
             raise ConfigError(f"cannot start the simulated device on port {args.port}: {exc}") from exc
@@ -140,6 +146,17 @@ def _simulate(args: argparse.Namespace) -> int:
         if own_root:
             shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+def _board_shell(where: str | None, root: Path):
+    """The BoardShell of ``--board`` (None without it); the board's sandbox is checked once here."""
+    if where is None:
+        return None
+    from harness.targets.board.device import BoardShell, resolve_board
+
+    shell = BoardShell(resolve_board(where, progress=lambda m: print(f"board: {m}", file=sys.stderr)), root)
+    shell.wrap("true", {})  # raises BoardError now (no root, no qemu) rather than in every shell
+    return shell
 
 
 def _parse_features(text: str) -> tuple[str, ...]:

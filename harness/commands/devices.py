@@ -70,14 +70,14 @@ def cmd_devices_check(args: argparse.Namespace) -> int:
 
 def format_checks(checks) -> str:
     """One row per device, then one line per delegate that did not load and per error."""
-    header = ("device", "reach", "reachable", "abi", "os", "python", "runtime", "free", "delegates")
+    header = ("device", "reach", "reachable", "abi", "cpu", "os", "python", "runtime", "free", "delegates")
     rows = []
     notes = []
     for c in checks:
         p = c.properties
         loaded = [d for d, outcome in c.delegates.items() if outcome == "ok"]
         rows.append((c.name, c.reach, "yes" if c.reachable else "NO", str(p.get("abi", p.get("machine", ""))),
-                     _os(p)[:28], str(p.get("python_version", "")),
+                     str(p.get("cpu_model") or p.get("processor") or "-")[:24], _os(p)[:28], str(p.get("python_version", "")),
                      c.runtime, _size(c.free_bytes), ",".join(loaded) or "-"))
         notes += [f"  {c.name}: {d}: {outcome}" for d, outcome in c.delegates.items() if outcome != "ok"]
         if c.error:
@@ -149,14 +149,12 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _board_shell(where: str | None, root: Path):
-    """The BoardShell of ``--board`` (None without it); the board's sandbox is checked once here."""
+    """The BoardShell of ``--board`` (None without it); the device starts and stops its board."""
     if where is None:
         return None
     from harness.targets.board.device import BoardShell, resolve_board
 
-    shell = BoardShell(resolve_board(where, progress=lambda m: print(f"board: {m}", file=sys.stderr)), root)
-    shell.wrap("true", {})  # raises BoardError now (no root, no qemu) rather than in every shell
-    return shell
+    return BoardShell(resolve_board(where, progress=lambda m: print(f"board: {m}", file=sys.stderr)), root)
 
 
 def _parse_features(text: str) -> tuple[str, ...]:

@@ -5,6 +5,9 @@
 ``AdbTarget`` to it over real ADB, so everything after the connection is the same code path a
 phone takes. The simulated device's file system is kept in qskew's cache (one folder per device
 name), so the content-addressed files it received survive between runs, as on a real device.
+``board`` is a simulated device whose shell runs inside an emulated ARM board
+(``harness.targets.board``): the board is built or reused, then everything runs as on ``simulated``,
+with device paths (``/data/local/tmp/qskew``) and the board's ``python3``.
 
 >>> target = open_target(load_inventory(None).get("simulated"))   # doctest: +SKIP
 >>> target.properties()["model"]                                   # doctest: +SKIP
@@ -36,7 +39,7 @@ def open_target(spec: DeviceSpec) -> Target:
 
         workdir = Path(spec.workdir) if spec.workdir else cache_dir("local-device")
         return LocalTarget(workdir, python=spec.python, name=spec.name)
-    if spec.reach == "simulated":
+    if spec.reach in ("simulated", "board"):
         return _simulated(spec)
     if spec.reach == "adb-tcp":
         return AdbTarget(spec.name, address=spec.address, workdir=spec.workdir, python=spec.python)
@@ -54,11 +57,14 @@ def _simulated(spec: DeviceSpec) -> Target:
     root = simulated_root(spec.name)
     root.mkdir(parents=True, exist_ok=True)
     features = DEFAULT_FEATURES if spec.features is None else spec.features
-    sim = SimulatedDevice(root, python=spec.python, max_payload=spec.max_payload, features=features,
-                          auth=spec.auth, serial=f"qskew-sim-{spec.name}").start()
+    board = _board_shell(spec, root)
+    python = None if board is not None else spec.python  # a board device runs the board's python3
+    sim = SimulatedDevice(root, python=python, max_payload=spec.max_payload, features=features,
+                          auth=spec.auth, serial=f"qskew-sim-{spec.name}", board=board).start()
     host, port = sim.address
-    # a simulated device's file system is its root: a relative work folder lies below it
-    workdir = str(root / (spec.workdir or SIM_WORKDIR))
+    # a simulated device's file system is its root: a relative work folder lies below it; a board's
+    # work folder is a path inside the board
+    workdir = spec.workdir if board is not None else str(root / (spec.workdir or SIM_WORKDIR))
     try:
         target = SimulatedAdbTarget(sim, spec.name, address=f"{host}:{port}", workdir=workdir,
                                     python="python3")
@@ -67,6 +73,16 @@ def _simulated(spec: DeviceSpec) -> Target:
         raise
     job_logger(log, spec.name).info("simulated device on %s:%d (root %s)", host, port, root)
     return target
+
+
+def _board_shell(spec: DeviceSpec, root: Path):
+    """The BoardShell of a ``reach = "board"`` device (None for a plain simulated one)."""
+    if spec.reach != "board":
+        return None
+    from harness.targets.board.device import BoardShell, resolve_board
+
+    say = job_logger(log, spec.name).info
+    return BoardShell(resolve_board(spec.board, progress=say), root)
 
 
 class SimulatedAdbTarget(AdbTarget):

@@ -6,8 +6,10 @@ a board, that folder is seen from inside the board as Android lays a phone out:
     <root>/data/local/tmp   the board's /data/local/tmp (writable; sync reads and writes here)
     <root>/system           the board's /system, read-only (getprop, python3/python launchers)
 
-:class:`BoardShell` is the seam the device uses: ``wrap`` turns a shell command into the host argv
-that runs it inside the board (:func:`sandbox.sandbox_command`), ``device_env`` is the environment
+:class:`BoardShell` is the seam the device uses: ``start``/``stop`` run one board for the device's
+lifetime (:class:`session.BoardSession`: every shell shares its processes, so a detached job
+outlives the shell that started it), ``wrap`` turns a shell command into the host argv that enters
+that board, ``device_env`` is the environment
 of the shell inside the board, ``host_path`` maps a device path onto the host folder, and
 ``properties``/``abi``/``model`` are what ``getprop`` answers, consistent with ``uname -m`` and
 the board's ``/proc/cpuinfo``.
@@ -15,19 +17,19 @@ the board's ``/proc/cpuinfo``.
 Example::
 
     shell = BoardShell(load_board(Path("/srv/boards/a64")), Path("/tmp/dev0"))
-    SimulatedDevice(Path("/tmp/dev0"), board=shell).start()
+    SimulatedDevice(Path("/tmp/dev0"), board=shell).start()   # starts the board too
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 from harness.targets.board.build import Board, build_board, load_board
 from harness.targets.board.cpuinfo import CPU_MODELS
-from harness.targets.board.sandbox import BOARD_ENV, DATA_MOUNT, SYSTEM_MOUNT, SandboxCommand, sandbox_command
+from harness.targets.board.sandbox import BOARD_ENV, DATA_MOUNT, SYSTEM_MOUNT, SandboxCommand
+from harness.targets.board.session import BoardSession
 from harness.targets.board.spec import ARCHES, DATA_DIR, BoardError, BoardSpec
 
 ABIS = {"aarch64": "arm64-v8a", "armv7l": "armeabi-v7a"}  # Android's name of each board's ABI
@@ -36,12 +38,22 @@ BOARD_PYTHON = "/usr/bin/python3"  # what the device's python3/python launchers 
 SYSTEM_BIN = f"/{SYSTEM_MOUNT}/bin"
 
 
-@dataclass(frozen=True)
 class BoardShell:
     """A built board and the host folder that is the simulated device's storage."""
 
-    board: Board
-    storage: Path
+    def __init__(self, board: Board, storage: Path):
+        self.board = board
+        self.storage = Path(storage)
+        self.session = BoardSession(board, self.data_dir, self.storage / SYSTEM_MOUNT)
+
+    def start(self) -> None:
+        """Start the device's board (its storage folders first); a board that cannot start raises."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.storage / SYSTEM_MOUNT).mkdir(parents=True, exist_ok=True)
+        self.session.start()
+
+    def stop(self) -> None:
+        self.session.stop()
 
     @property
     def arch(self) -> str:
@@ -78,9 +90,8 @@ class BoardShell:
         return {**BOARD_ENV, "PATH": f"{SYSTEM_BIN}:{BOARD_ENV['PATH']}", "SHELL": "/bin/sh", **extra}
 
     def wrap(self, command: str, env: Mapping[str, str]) -> SandboxCommand:
-        """The host argv (and host env additions) running ``sh -c command`` inside the board."""
-        return sandbox_command(self.board, ["/bin/sh", "-c", command], self.data_dir, env=env,
-                               system_dir=Path(self.storage) / SYSTEM_MOUNT)
+        """The host argv (and host env additions) running ``sh -c command`` inside the running board."""
+        return self.session.command(["/bin/sh", "-c", command], env=env)
 
     def host_path(self, device_path: str) -> str:
         """The host path of a device path: the storage folder plays the board's ``/`` (only its

@@ -28,7 +28,9 @@ board of that architecture, ``board = "path/to/folder"`` uses a board made by ``
 ``reach = "local"`` runs the runner as a child process of this machine.
 
 Two devices are always known, even without a file: ``local`` (this machine) and ``simulated`` (a
-simulated ADB device running this Python). A file may redefine either name.
+simulated ADB device running this Python). A file may redefine either name. ``board-aarch64`` and
+``board-armv7l`` (``reach = "board"`` with that architecture's cached board) are known on demand:
+selected by name they exist, but ``qskew devices check`` without ``--device`` does not build them.
 
 Selectors (``[run] targets`` of an experiment, ``--device`` on the command line) are device names,
 or ``key=value`` to take every device whose label (or ``reach``/``runner``) has that value.
@@ -126,6 +128,8 @@ class Inventory:
         for d in self.devices:
             if d.name == name:
                 return d
+        if on_demand_device(name) is not None:
+            return on_demand_device(name)
         raise ConfigError(f"{self.source}: no device named {name!r}; known: {self.names()}")
 
     def names(self) -> str:
@@ -141,12 +145,12 @@ class Inventory:
             raise ConfigError(f"{self.source}: no device selected")
         chosen: list[DeviceSpec] = []
         for sel in selectors:
-            hits = [d for d in self.devices if d.matches(sel)]
+            hits = [d for d in self.devices if d.matches(sel)] or [d for d in [on_demand_device(sel)] if d]
             if not hits:
                 what = "label" if "=" in sel else "device"
                 raise ConfigError(f"{self.source}: no {what} matches {sel!r}; devices: {self.names()}")
             chosen.extend(d for d in hits if d not in chosen)
-        return [d for d in self.devices if d in chosen]
+        return [d for d in self.devices if d in chosen] + [d for d in chosen if d not in self.devices]
 
 
 def builtin_devices() -> tuple[DeviceSpec, ...]:
@@ -155,6 +159,20 @@ def builtin_devices() -> tuple[DeviceSpec, ...]:
                        labels={"os": "linux", "kind": "host"}),
             DeviceSpec(name="simulated", reach="simulated", python=sys.executable, workdir="",
                        labels={"os": "linux", "kind": "simulated"}))
+
+
+BOARD_DEVICE_PREFIX = "board-"  # board-aarch64, board-armv7l: known on demand (module docstring)
+
+
+def on_demand_device(name: str) -> DeviceSpec | None:
+    """``board-<arch>`` for a board architecture: that architecture's cached board; else None."""
+    from harness.targets.board.spec import ARCHES
+
+    arch = name[len(BOARD_DEVICE_PREFIX):] if name.startswith(BOARD_DEVICE_PREFIX) else ""
+    if arch not in ARCHES:
+        return None
+    return DeviceSpec(name=name, reach="board", board=arch, python=DEFAULT_PYTHON,
+                      labels={"os": "linux", "kind": "board", "arch": arch})
 
 
 def inventory_path(explicit: str | os.PathLike | None) -> Path | None:

@@ -77,14 +77,14 @@ def cmd_devices_check(args: argparse.Namespace) -> int:
 def format_checks(checks) -> str:
     """One row per device, its GPU adapter and driver (and where that was read), then one line per
     delegate that did not load and per error."""
-    header = ("device", "reach", "reachable", "abi", "os", "python", "runtime", "free", "delegates")
+    header = ("device", "reach", "reachable", "abi", "cpu", "os", "python", "runtime", "free", "delegates")
     rows = []
     notes = []
     for c in checks:
         p = c.properties
         loaded = [d for d, outcome in c.delegates.items() if outcome == "ok"]
         rows.append((c.name, c.reach, "yes" if c.reachable else "NO", str(p.get("abi", p.get("machine", ""))),
-                     _os(p)[:28], str(p.get("python_version", "")),
+                     str(p.get("cpu_model") or p.get("processor") or "-")[:24], _os(p)[:28], str(p.get("python_version", "")),
                      c.runtime, _size(c.free_bytes), ",".join(loaded) or "-"))
         notes += [f"  {c.name}: {d}: {outcome}" for d, outcome in c.delegates.items() if outcome != "ok"]
         if c.error:
@@ -133,6 +133,10 @@ def _register_simulate(dsub) -> None:
     s.add_argument("--features", default=None, help="comma-separated CNXN features, or 'none' for a legacy "
                    "device without shell_v2 (default: shell_v2,cmd,stat_v2,ls_v2,fixed_push_mkdir)")
     s.add_argument("--serial", default="qskew-sim", help="ro.serialno (default: qskew-sim)")
+    s.add_argument("--board", default=None, metavar="DIR|ARCH",
+                   help="run the device's shell inside an emulated ARM board: a folder made by `qskew board "
+                        "build`, or an architecture (aarch64, armv7l) whose cached board is built or reused; "
+                        "needs root (namespaces, binfmt_misc, chroot)")
     s.add_argument("--disk-quota-bytes", type=int, default=None, help="bytes the sandbox may hold; "
                    "pushes beyond it fail with 'No space left on device'")
     s.set_defaults(func=_simulate)
@@ -146,6 +150,7 @@ def _simulate(args: argparse.Namespace) -> int:
     own_root = args.root is None
     root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX)) if own_root else args.root
     try:
+        board = _board_shell(args.board, root)
         try:
             check_listen_address(args.host, args.port, not args.no_auth, args.accept_new_keys)
             if args.accept_new_keys:
@@ -155,7 +160,7 @@ def _simulate(args: argparse.Namespace) -> int:
             device = SimulatedDevice(root, host=args.host, port=args.port, auth=not args.no_auth,
                                      trusted_keys=keys, accept_new_keys=args.accept_new_keys,
                                      max_payload=args.max_payload, features=features, python=args.python,
-                                     serial=args.serial, disk_quota_bytes=args.disk_quota_bytes)
+                                     serial=args.serial, disk_quota_bytes=args.disk_quota_bytes, board=board)
             device.start()
         except (ValueError, OSError) as exc:
             raise ConfigError(f"cannot start the simulated device on port {args.port}: {exc}") from exc
@@ -175,6 +180,15 @@ def _own_trusted_keys() -> Path:
     keys_file = adb_keys.default_key_path().with_name(SIM_KEYS_NAME)
     auth.ensure_trusted(keys_file, key_line)
     return keys_file
+
+
+def _board_shell(where: str | None, root: Path):
+    """The BoardShell of ``--board`` (None without it); the device starts and stops its board."""
+    if where is None:
+        return None
+    from harness.targets.board.device import BoardShell, resolve_board
+
+    return BoardShell(resolve_board(where, progress=lambda m: print(f"board: {m}", file=sys.stderr)), root)
 
 
 def _parse_features(text: str) -> tuple[str, ...]:

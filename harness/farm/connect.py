@@ -8,6 +8,10 @@ name), so the content-addressed files it received survive between runs, as on a 
 It authenticates qskew like any client: its trusted-keys file (``<name>.adb_keys`` beside that
 folder) lists exactly the public half of the ADB key qskew connects with (``adb_keys``).
 
+``board`` is a simulated device whose shell runs inside an emulated ARM board
+(``harness.targets.board``): the board is built or reused, then everything runs as on ``simulated``,
+with device paths (``/data/local/tmp/qskew``) and the board's ``python3``.
+
 >>> target = open_target(load_inventory(None).get("simulated"))   # doctest: +SKIP
 >>> target.properties()["model"]                                   # doctest: +SKIP
 'qskew simulated device'
@@ -40,7 +44,7 @@ def open_target(spec: DeviceSpec) -> Target:
 
         workdir = Path(spec.workdir) if spec.workdir else cache_dir("local-device")
         return LocalTarget(workdir, python=spec.python, name=spec.name)
-    if spec.reach == "simulated":
+    if spec.reach in ("simulated", "board"):
         return _simulated(spec)
     if spec.reach == "adb-tcp":
         return AdbTarget(spec.name, address=spec.address, workdir=spec.workdir, python=spec.python)
@@ -67,11 +71,15 @@ def _simulated(spec: DeviceSpec) -> Target:
     root.mkdir(parents=True, exist_ok=True)
     features = DEFAULT_FEATURES if spec.features is None else spec.features
     keys = trust_own_key(spec.name) if spec.auth else None
-    sim = SimulatedDevice(root, python=spec.python, max_payload=spec.max_payload, features=features,
-                          auth=spec.auth, trusted_keys=keys, serial=f"qskew-sim-{spec.name}").start()
+    board = _board_shell(spec, root)
+    python = None if board is not None else spec.python  # a board device runs the board's python3
+    sim = SimulatedDevice(root, python=python, max_payload=spec.max_payload, features=features,
+                          auth=spec.auth, trusted_keys=keys, serial=f"qskew-sim-{spec.name}",
+                          board=board).start()
     host, port = sim.address
-    # a simulated device's file system is its root: a relative work folder lies below it
-    workdir = str(root / (spec.workdir or SIM_WORKDIR))
+    # a simulated device's file system is its root: a relative work folder lies below it; a board's
+    # work folder is a path inside the board
+    workdir = spec.workdir if board is not None else str(root / (spec.workdir or SIM_WORKDIR))
     try:
         target = SimulatedAdbTarget(sim, spec.name, address=f"{host}:{port}", workdir=workdir,
                                     python="python3")
@@ -80,6 +88,16 @@ def _simulated(spec: DeviceSpec) -> Target:
         raise
     job_logger(log, spec.name).info("simulated device on %s:%d (root %s)", host, port, root)
     return target
+
+
+def _board_shell(spec: DeviceSpec, root: Path):
+    """The BoardShell of a ``reach = "board"`` device (None for a plain simulated one)."""
+    if spec.reach != "board":
+        return None
+    from harness.targets.board.device import BoardShell, resolve_board
+
+    say = job_logger(log, spec.name).info
+    return BoardShell(resolve_board(spec.board, progress=say), root)
 
 
 class SimulatedAdbTarget(AdbTarget):

@@ -4,7 +4,7 @@ An inventory is a TOML file (``devices.toml``) with one ``[[device]]`` table per
 
     [[device]]
     name = "pixel7"                    # used in logs, errors and the run directory
-    reach = "adb-tcp"                  # adb-tcp | adb-usb | local | simulated
+    reach = "adb-tcp"                  # adb-tcp | adb-usb | local | simulated | board
     address = "192.168.1.20:5555"      # adb-tcp: host:port (after `adb tcpip 5555`)
     # serial = "28161FDH2003LZ"        # adb-usb: the serial `adb devices` shows
     runner = "python"                  # runner kind: python (device_runner on the device's Python)
@@ -23,12 +23,19 @@ system lives in qskew's cache, so its content-addressed files survive between ru
 ``workdir`` lies below that file system, default ``data/local/tmp/qskew``). It requires ADB
 authentication and trusts only qskew's own key; ``auth = false`` turns that off (loopback only).
 
+``reach = "board"`` is the same simulated device with an emulated ARM board behind it
+(``harness.targets.board``): ``board = "aarch64"`` (or ``"armv7l"``) builds or reuses the cached
+board of that architecture, ``board = "path/to/folder"`` uses a board made by ``qskew board build``
+(relative to the inventory file); its shell, Python and runtime are the board's (needs root).
+
 A device name becomes a folder name (a simulated device's file system), so it may not hold ``/``,
 ``\\``, ``..``, NUL or other control characters.
 ``reach = "local"`` runs the runner as a child process of this machine.
 
 Two devices are always known, even without a file: ``local`` (this machine) and ``simulated`` (a
-simulated ADB device running this Python). A file may redefine either name.
+simulated ADB device running this Python). A file may redefine either name. ``board-aarch64`` and
+``board-armv7l`` (``reach = "board"`` with that architecture's cached board) are known on demand:
+selected by name they exist, but ``qskew devices check`` without ``--device`` does not build them.
 
 Selectors (``[run] targets`` of an experiment, ``--device`` on the command line) are device names,
 or ``key=value`` to take every device whose label (or ``reach``/``runner``) has that value.
@@ -51,7 +58,8 @@ from harness.errors import ConfigError
 from harness.runners import STANDIN_BINARY
 from harness.runners.registry import RUNNERS
 
-REACH_KINDS = ("adb-tcp", "adb-usb", "local", "simulated")
+REACH_KINDS = ("adb-tcp", "adb-usb", "local", "simulated", "board")
+SIMULATED_REACHES = ("simulated", "board")  # qskew starts these devices itself, on loopback
 RUNNER_KINDS = tuple(RUNNERS)  # harness.runners.registry: python, benchmark_model
 PROFILES = ("", "edgetpu")  # "": any variant; edgetpu: full-integer, fixed-shape, batch-1 variants
 DEFAULT_WORKDIR = "/data/local/tmp/qskew"  # writable and exec-able over adb on stock Android
@@ -59,7 +67,7 @@ DEFAULT_PYTHON = "python3"
 ENV_DEVICES = "QSKEW_DEVICES"              # an inventory file used when no --devices is given
 LOCAL_FILE = "devices.toml"                # ...else ./devices.toml when it exists
 _KEYS = {"name", "reach", "address", "serial", "runner", "python", "workdir", "delegates", "labels",
-         "max_payload", "features", "auth", "benchmark_model", "profile"}
+         "max_payload", "features", "auth", "benchmark_model", "profile", "board"}
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,7 @@ class DeviceSpec:
     max_payload: int = 1 << 20
     features: tuple[str, ...] | None = None   # None: the simulator's defaults; () a legacy device
     auth: bool = True
+    board: str = ""   # reach = "board": an architecture (aarch64, armv7l) or a board folder
 
     def offers(self, delegate: str) -> bool:
         """Whether this device offers ``delegate`` (an external delegate matches "external")."""
@@ -108,6 +117,8 @@ class DeviceSpec:
             out["benchmark_model"] = self.benchmark_model
         if self.profile:
             out["profile"] = self.profile
+        if self.board:
+            out["board"] = self.board
         return out
 
 
@@ -122,6 +133,8 @@ class Inventory:
         for d in self.devices:
             if d.name == name:
                 return d
+        if on_demand_device(name) is not None:
+            return on_demand_device(name)
         raise ConfigError(f"{self.source}: no device named {name!r}; known: {self.names()}")
 
     def names(self) -> str:
@@ -137,12 +150,12 @@ class Inventory:
             raise ConfigError(f"{self.source}: no device selected")
         chosen: list[DeviceSpec] = []
         for sel in selectors:
-            hits = [d for d in self.devices if d.matches(sel)]
+            hits = [d for d in self.devices if d.matches(sel)] or [d for d in [on_demand_device(sel)] if d]
             if not hits:
                 what = "label" if "=" in sel else "device"
                 raise ConfigError(f"{self.source}: no {what} matches {sel!r}; devices: {self.names()}")
             chosen.extend(d for d in hits if d not in chosen)
-        return [d for d in self.devices if d in chosen]
+        return [d for d in self.devices if d in chosen] + [d for d in chosen if d not in self.devices]
 
 
 def builtin_devices() -> tuple[DeviceSpec, ...]:
@@ -151,6 +164,20 @@ def builtin_devices() -> tuple[DeviceSpec, ...]:
                        labels={"os": "linux", "kind": "host"}),
             DeviceSpec(name="simulated", reach="simulated", python=sys.executable, workdir="",
                        labels={"os": "linux", "kind": "simulated"}))
+
+
+BOARD_DEVICE_PREFIX = "board-"  # board-aarch64, board-armv7l: known on demand (module docstring)
+
+
+def on_demand_device(name: str) -> DeviceSpec | None:
+    """``board-<arch>`` for a board architecture: that architecture's cached board; else None."""
+    from harness.targets.board.spec import ARCHES
+
+    arch = name[len(BOARD_DEVICE_PREFIX):] if name.startswith(BOARD_DEVICE_PREFIX) else ""
+    if arch not in ARCHES:
+        return None
+    return DeviceSpec(name=name, reach="board", board=arch, python=DEFAULT_PYTHON,
+                      labels={"os": "linux", "kind": "board", "arch": arch})
 
 
 def inventory_path(explicit: str | os.PathLike | None) -> Path | None:
@@ -227,6 +254,7 @@ def _device(table: Any, where: str, base_dir: Path | None) -> DeviceSpec:
         python = str(base_dir / python)  # a host path written relative to the inventory file
     default_dir = "" if reach in ("local", "simulated") else DEFAULT_WORKDIR
     features = table.get("features")
+    board = _board(table, reach, where, base_dir)
     return DeviceSpec(name=name, reach=reach, address=str(table.get("address", "")),
                       serial=str(table.get("serial", "")), runner=runner, python=python,
                       benchmark_model=binary, profile=profile,
@@ -234,7 +262,7 @@ def _device(table: Any, where: str, base_dir: Path | None) -> DeviceSpec:
                       labels={str(k): str(v) for k, v in labels.items()},
                       max_payload=int(table.get("max_payload", 1 << 20)),
                       features=None if features is None else _strings(features, where, "features"),
-                      auth=bool(table.get("auth", True)))
+                      auth=bool(table.get("auth", True)), board=board)
 
 
 def check_device_name(name: str, where: str) -> str:
@@ -259,10 +287,28 @@ def _require_reach_fields(table: Mapping[str, Any], reach: str, where: str) -> N
             raise ConfigError(f"{where}: adb-tcp needs address = \"host:port\", got {address!r}")
     if reach == "adb-usb" and not table.get("serial"):
         raise ConfigError(f"{where}: adb-usb needs serial = \"...\" (as `adb devices` shows it)")
-    if reach != "simulated":
+    if reach not in SIMULATED_REACHES:
         for key in ("max_payload", "features", "auth"):
             if key in table:
-                raise ConfigError(f"{where}: {key} only applies to reach = \"simulated\"")
+                raise ConfigError(f"{where}: {key} only applies to reach = \"simulated\" or \"board\"")
+
+
+def _board(table: Mapping[str, Any], reach: str, where: str, base_dir: Path | None) -> str:
+    """The board of a ``reach = "board"`` device: an architecture name, or a folder (made absolute)."""
+    from harness.targets.board.spec import ARCHES
+
+    board = table.get("board", "")
+    if reach != "board":
+        if board:
+            raise ConfigError(f"{where}: board only applies to reach = \"board\"")
+        return ""
+    if not isinstance(board, str) or not board:
+        raise ConfigError(f"{where}: reach = \"board\" needs board = \"aarch64\" (or \"armv7l\", or the "
+                          f"folder of a board made by `qskew board build`)")
+    if board in ARCHES:
+        return board
+    path = Path(board).expanduser()
+    return str(base_dir / path if not path.is_absolute() and base_dir is not None else path)
 
 
 def _benchmark_model(table: Mapping[str, Any], runner: str, where: str, base_dir: Path | None) -> str:

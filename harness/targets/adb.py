@@ -36,7 +36,7 @@ DEFAULT_WORKDIR = "/data/local/tmp/qskew"  # world-writable and exec-allowed on 
 PROPS_SCRIPT = 'for p in "$@"; do printf "%s=%s\\n" "$p" "$(getprop "$p")"; done'
 GETPROP_KEYS = {"model": "ro.product.model", "manufacturer": "ro.product.manufacturer",
                 "abi": "ro.product.cpu.abi", "os_release": "ro.build.version.release",
-                "sdk": "ro.build.version.sdk", "serialno": "ro.serialno"}
+                "sdk": "ro.build.version.sdk", "serialno": "ro.serialno", "cpu_model": "ro.soc.model"}
 
 
 class AdbTarget(Target):

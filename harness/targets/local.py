@@ -85,7 +85,7 @@ class LocalTarget(Target):
             self._properties = {
                 "name": self.name, "kind": "local", "hostname": socket.gethostname(),
                 "platform": platform.platform(), "machine": platform.machine(),
-                "python": self.python, "python_version": self._python_version(),
+                "python": self.python, "python_version": self._python_version(), "cpu_model": _cpu_model(),
             }
         return dict(self._properties)
 
@@ -111,3 +111,16 @@ class LocalTarget(Target):
         except OSError as exc:
             raise TargetError(f"{fail}: {exc}", self.name) from exc
         atomic_write(dst, copy, mode=mode, error=lambda msg: TargetError(f"{fail}: {msg}", self.name))
+
+
+def _cpu_model() -> str:
+    """The host CPU's name from /proc/cpuinfo ("model name"), else platform.processor()."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor()

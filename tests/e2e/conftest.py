@@ -10,3 +10,6 @@ def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
     assert cli.main(["demo", "--out", str(out), "--no-progress"]) == 0
     return out
+
+
+from support.board_env import aarch64_board  # noqa: E402,F401  (a pytest fixture: test_board_demo.py)

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+import device_runner
 from device_runner import protocol
 from harness.targets.board.sandbox import DATA_MOUNT, run_in_board
 from harness.targets.process import run_command
 
 REPO = Path(__file__).resolve().parents[2]
-RUNNER_FILES = ("run.py", "protocol.py")
+RUNNER_FILES = device_runner.RUNNER_FILES  # what the host pushes: run.py and the modules it imports
 BOARD_JOB_TIMEOUT_S = 600.0  # qemu-user runs tens of times slower than the host
 HOST_JOB_TIMEOUT_S = 120.0
 

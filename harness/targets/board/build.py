@@ -43,7 +43,7 @@ DPKG_TIMEOUT_S = 120.0  # unpacking one package
 PIP_TIMEOUT_S = 900.0   # the runtime's wheels (~50 MB for ai-edge-litert and numpy)
 BOARD_CPUS = 4          # cores the generated /proc/cpuinfo lists (both reference boards have four)
 # Folders every board has: mount points for the sandbox and Android's scratch folder.
-ROOT_DIRS = ("proc", "dev", "sys", "tmp", DATA_DIR)
+ROOT_DIRS = ("proc", "dev", "sys", "tmp", "system", DATA_DIR)
 # Links Debian's maintainer scripts (update-alternatives) would make for Debian's numpy.
 ALTERNATIVE_LINKS = (("blas/libblas.so.3", "libblas.so.3"), ("lapack/liblapack.so.3", "liblapack.so.3"))
 

@@ -18,7 +18,7 @@ from harness.targets.process import run_command
 DPKG_QUERY_TIMEOUT_S = 30.0  # dpkg --print-architecture answers at once; a hang means a broken dpkg
 BINFMT_CONF_DIR = "/usr/lib/binfmt.d"  # where qemu-user-static installs its binfmt_misc entries
 # The Debian package that provides each host tool a board needs.
-TOOL_PACKAGES = {"apt-get": "apt", "dpkg": "dpkg", "unshare": "util-linux", "chroot": "coreutils",
+TOOL_PACKAGES = {"apt-get": "apt", "dpkg": "dpkg", "unshare": "util-linux", "nsenter": "util-linux", "chroot": "coreutils",
                  "mount": "mount", "qemu-aarch64-static": "qemu-user-static",
                  "qemu-arm-static": "qemu-user-static"}
 

@@ -50,6 +50,7 @@ from harness.targets.process import CommandResult, run_command
 SETUP_EXIT = 125  # the exit code of a failed sandbox setup step (env/chroot use 125-127 likewise)
 SETUP_MARK = "qskew-board:"  # prefix of the one stderr line a failed setup step prints
 DATA_MOUNT = "/" + DATA_DIR
+SYSTEM_MOUNT = "system"  # where sandbox_command(system_dir=...) appears in the board, read-only
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 # The environment every board command starts with (Android's shell has these too).
 BOARD_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": DATA_MOUNT, "TMPDIR": DATA_MOUNT,
@@ -57,7 +58,7 @@ BOARD_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": DATA_MOUNT, "TMPDIR
 
 SETUP_SCRIPT = r"""
 fail() { echo "qskew-board: $*" >&2; exit 125; }
-root=$1 cpuinfo=$2 data=$3 conf=$4 entry=$5 name=$6; shift 6
+root=$1 cpuinfo=$2 data=$3 conf=$4 entry=$5 name=$6 system=$7; shift 7
 bm=/proc/sys/fs/binfmt_misc
 [ -e "$bm/register" ] || mount -t binfmt_misc binfmt_misc "$bm" 2>/dev/null \
   || fail "binfmt_misc cannot be mounted at $bm (kernel without CONFIG_BINFMT_MISC, or a container without CAP_SYS_ADMIN): load it with 'modprobe binfmt_misc' or run .ci/board-setup on the host"
@@ -67,6 +68,10 @@ if [ ! -e "$bm/$entry" ]; then
 fi
 mount --bind "$root" "$root" && mount --bind "$data" "$root/data/local/tmp" \
   && mount -o remount,bind,ro "$root" || fail "cannot bind-mount the board root $root"
+if [ -n "$system" ]; then
+  mount --bind "$system" "$root/system" && mount -o remount,bind,ro "$root/system" \
+    || fail "cannot bind-mount the device's system folder $system at /system"
+fi
 mount -t proc proc "$root/proc" && mount --bind "$cpuinfo" "$root/proc/cpuinfo" \
   || fail "cannot mount /proc and the ARM cpuinfo in $root"
 mount -t tmpfs -o mode=755,size=64k,nosuid tmpfs "$root/dev" || fail "cannot mount $root/dev"
@@ -87,8 +92,10 @@ class SandboxCommand:
 
 
 def sandbox_command(board: Board, argv: Sequence[str], data_dir: Path, *, cwd: str = DATA_MOUNT,
-                    env: Mapping[str, str] | None = None, check_root: bool = True) -> SandboxCommand:
-    """The host argv that runs ``argv`` inside ``board`` with ``data_dir`` as /data/local/tmp.
+                    env: Mapping[str, str] | None = None, check_root: bool = True,
+                    system_dir: Path | None = None) -> SandboxCommand:
+    """The host argv that runs ``argv`` inside ``board`` with ``data_dir`` as /data/local/tmp (and
+    ``system_dir``, if given, read-only at /system: a simulated device's getprop and launchers).
 
     Example::
 
@@ -109,8 +116,17 @@ def sandbox_command(board: Board, argv: Sequence[str], data_dir: Path, *, cwd: s
     outer = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--uts", "--propagation", "private",
              "/bin/sh", "-c", SETUP_SCRIPT, "qskew-board", str(board.root), str(board.cpuinfo),
              str(Path(data_dir).resolve()), host.binfmt_conf(profile), profile.binfmt,
-             f"qskew-{profile.arch}"]
+             f"qskew-{profile.arch}", _system_mount(board, system_dir)]
     return SandboxCommand(tuple(outer + inner), {"LC_ALL": "C"})
+
+
+def _system_mount(board: Board, system_dir: Path | None) -> str:
+    """The host folder to mount at /system ("" for none); boards built before /system was a mount
+    point get the empty folder now (it changes nothing a board's content key covers)."""
+    if system_dir is None:
+        return ""
+    (board.root / SYSTEM_MOUNT).mkdir(exist_ok=True)
+    return str(Path(system_dir).resolve())
 
 
 def run_in_board(board: Board, argv: Sequence[str], data_dir: Path, timeout_s: float, *,

@@ -16,6 +16,12 @@ Sandbox: ``<root>/system/bin`` holds ``python3``/``python`` (the configured inte
 ``getprop`` that answers model, ABI and serial; ``<root>/data/local/tmp`` is the temp folder.
 Shells run with cwd ``root``, a PATH starting with ``<root>/system/bin``, and a token in their
 environment by which ``stop()`` finds the processes they left behind.
+
+With ``board`` (a ``harness.targets.board.device.BoardShell``) the device is an emulated ARM board:
+every shell runs inside the board through ``board.wrap`` (its own namespaces; ``/`` is the board
+root, ``<root>/data/local/tmp`` is its /data/local/tmp, ``<root>/system`` its read-only /system),
+device paths map onto the host through ``board.host_path``, the sync service serves only
+/data/local/tmp, and ABI, model and the board's getprop keys come from ``board``.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ RUN_FAULT_MARKER = "device_runner"  # vanish_after("run") fires on a shell comma
 RUN_FAULT_DELAY_S = 0.5  # ... once that command has been running this long
 SDK_VERSION = "34"  # ro.build.version.sdk reported by getprop
 BUILD_RELEASE = "qskew-sim"  # ro.build.version.release
+DEFAULT_MODEL = "qskew simulated device"  # ro.product.model unless given (or a board's)
 PRODUCT_NAME = "qskew_sim"  # ro.product.name and ro.product.device
 PROCESS_TOKEN_VAR = "QSKEW_SIM_TOKEN"  # env var marking processes started by one device instance
 SHELL_PATH_TAIL = "/usr/local/bin:/usr/bin:/bin"  # host tools (sh, mkdir, sha256sum) after system/bin
@@ -72,9 +79,12 @@ class DeviceSandbox:
     def __init__(self, root: Path, *, auth: bool = True, trusted_keys: Path | None = None,
                  accept_new_keys: bool = False, max_payload: int = wire.MAX_PAYLOAD,
                  features: Sequence[str] = DEFAULT_FEATURES, python: str | None = None,
-                 serial: str = "qskew-sim", model: str = "qskew simulated device", abi: str | None = None,
-                 disk_quota_bytes: int | None = None):
+                 serial: str = "qskew-sim", model: str | None = None, abi: str | None = None,
+                 disk_quota_bytes: int | None = None, board=None):
         self.features = tuple(features)
+        self.board = board  # None, or the BoardShell every shell runs in (module docstring)
+        if model is None:
+            model = board.model if board is not None else DEFAULT_MODEL
         _check_identity(serial, model, self.features, max_payload, disk_quota_bytes)
         _check_auth(auth, trusted_keys, accept_new_keys)
         self.root = Path(os.path.realpath(root))
@@ -82,10 +92,10 @@ class DeviceSandbox:
         self.trusted_keys = None if trusted_keys is None else Path(trusted_keys)
         self.accept_new_keys = accept_new_keys
         self.max_payload = max_payload
-        self.python = python or sys.executable
+        self.python = python or (board.python if board is not None else sys.executable)
         self._serial = serial
         self.model = model
-        self.abi = abi or host_abi()
+        self.abi = abi or (board.abi if board is not None else host_abi())
         self.disk_quota_bytes = disk_quota_bytes
         self._accepted_keys: list = []  # keys accepted this session (also appended to trusted_keys)
         self._lock = threading.Lock()
@@ -126,7 +136,7 @@ class DeviceSandbox:
                 "ro.product.device": self.product_name, "ro.product.manufacturer": "qskew",
                 "ro.product.cpu.abi": self.abi, "ro.product.cpu.abilist": self.abi,
                 "ro.serialno": self._serial, "ro.build.version.release": BUILD_RELEASE,
-                "ro.build.version.sdk": SDK_VERSION}
+                "ro.build.version.sdk": SDK_VERSION, **(self.board.properties() if self.board else {})}
 
     def trusted(self) -> list:
         """Public keys this device accepts signatures from."""
@@ -158,7 +168,9 @@ class DeviceSandbox:
     # --- shells ------------------------------------------------------------------------------
 
     def shell_env(self) -> dict[str, str]:
-        """Environment of device shells: PATH starts with <root>/system/bin."""
+        """Environment of device shells: PATH starts with <root>/system/bin (/system/bin in a board)."""
+        if self.board is not None:
+            return self.board.device_env({"ANDROID_SERIAL": self._serial})
         tmp = self.root / "data" / "local" / "tmp"
         return {"PATH": f"{self.root / 'system' / 'bin'}:{SHELL_PATH_TAIL}", "HOME": str(self.root),
                 "TMPDIR": str(tmp), "SHELL": "/bin/sh", "ANDROID_SERIAL": self._serial,
@@ -166,7 +178,12 @@ class DeviceSandbox:
 
     def spawn_shell(self, command: str, merge_stderr: bool) -> subprocess.Popen:
         """Start ``sh -c command`` in its own process group inside the sandbox."""
-        proc = subprocess.Popen(["sh", "-c", command], cwd=self.root, env=self.shell_env(),
+        argv, env = ["sh", "-c", command], self.shell_env()
+        if self.board is not None:  # the host runs the board's sandbox; the shell's env is inside it
+            wrapped = self.board.wrap(command, env)
+            argv, env = list(wrapped.argv), {"PATH": os.environ.get("PATH", os.defpath), **wrapped.env,
+                                             PROCESS_TOKEN_VAR: self._token}
+        proc = subprocess.Popen(argv, cwd=self.root, env=env,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
                                 start_new_session=True)
@@ -197,6 +214,19 @@ class DeviceSandbox:
             self._threads.add(thread)
             thread.start()
         return thread
+
+    # --- file system as the sync service sees it --------------------------------------------
+
+    @property
+    def sync_root(self) -> str:
+        """The host folder sync may touch: ``root``, or with a board its /data/local/tmp."""
+        return str(self.root) if self.board is None else os.path.realpath(self.board.data_dir)
+
+    def host_path(self, device_path: str) -> str:
+        """The host path of a device path (before the sync service checks it is inside sync_root)."""
+        if self.board is not None:
+            return self.board.host_path(device_path)
+        return os.path.join(str(self.root), device_path)  # identity: device paths are host paths
 
     # --- faults ------------------------------------------------------------------------------
 

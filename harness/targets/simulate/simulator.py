@@ -73,6 +73,8 @@ class SimulatedDevice(DeviceSandbox):
         if self._listener is not None:
             raise RuntimeError(f"simulated device {self.serial} is already started")
         self._prepare_root()
+        if self.board is not None:
+            self.board.start()  # one board for the device's lifetime: its shells share its processes
         listener = socket.socket(socket.AF_INET6 if ":" in self._host else socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -80,6 +82,8 @@ class SimulatedDevice(DeviceSandbox):
             listener.listen(LISTEN_BACKLOG)
         except OSError:
             listener.close()
+            if self.board is not None:
+                self.board.stop()
             raise
         self._listener = listener
         self._port = listener.getsockname()[1]
@@ -103,6 +107,8 @@ class SimulatedDevice(DeviceSandbox):
             listener.close()
         self.drop_connections()
         self._kill_processes()
+        if self.board is not None:
+            self.board.stop()
         self._join_threads()
 
     def vanish(self) -> None:

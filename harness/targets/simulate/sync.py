@@ -5,8 +5,9 @@ deliberate difference: on a SEND error the FAIL record is sent once the host's D
 not at once. adb-shell silently drops a WRTE that arrives while it waits for an OKAY, so an early
 FAIL would be lost and the push would hang; adb 29 reads the status only after DONE anyway.
 
-Paths map one to one onto host paths inside the device's ``root``; a path that resolves (``..``,
-symlinks) outside it is refused with "Permission denied". A device's ``disk_quota_bytes`` makes a
+Paths map one to one onto host paths inside the device's ``root`` (with a board, device paths
+map through ``DeviceSandbox.host_path`` and only /data/local/tmp is served); a path that resolves
+(``..``, symlinks) outside it is refused with "Permission denied". A device's ``disk_quota_bytes`` makes a
 SEND beyond it fail with "No space left on device"; an armed ``vanish_after("push"|"pull")`` fires
 here, counted in DATA bytes.
 """
@@ -40,7 +41,7 @@ class _SyncSession:
     def __init__(self, device: DeviceSandbox, stream: Stream):
         self.device = device
         self.stream = stream
-        self.root = str(device.root)
+        self.root = device.sync_root  # the folder sync may touch (a board: its /data/local/tmp)
         self.out = bytearray()
         self.handlers = {wire.ID_STAT: self._stat_v1, wire.ID_STA2: self._stat_v2, wire.ID_LST2: self._stat_v2,
                          wire.ID_LIST: self._list, wire.ID_LIS2: self._list,
@@ -110,7 +111,7 @@ class _SyncSession:
         is followed only when ``follow``)."""
         if b"\0" in raw or not raw:
             return None
-        joined = os.path.join(self.root, os.fsdecode(raw))
+        joined = self.device.host_path(os.fsdecode(raw))
         head, name = os.path.split(joined)
         if name in ("", ".", ".."):
             host = os.path.realpath(joined)

@@ -149,3 +149,27 @@ def test_a_simulated_device_folder_is_never_made_from_an_unsafe_name():
     with pytest.raises(ConfigError, match="becomes a folder name"):
         simulated_root("../outside")
     assert simulated_root("pixel 7 (lab)").name == "pixel 7 (lab)"
+
+
+def test_board_devices_from_a_file_and_on_demand(tmp_path):
+    (tmp_path / "b").mkdir()
+    path = tmp_path / "devices.toml"
+    path.write_text('[[device]]\nname = "a64"\nreach = "board"\nboard = "aarch64"\n\n'
+                    '[[device]]\nname = "mine"\nreach = "board"\nboard = "b"\n')
+    inv = inventory.load_inventory(path)
+    a64, mine = inv.get("a64"), inv.get("mine")
+    assert (a64.board, a64.workdir, a64.python) == ("aarch64", "/data/local/tmp/qskew", "python3")
+    assert mine.board == str(tmp_path / "b")  # a folder, relative to the inventory file
+    on_demand = inv.select(["local", "board-armv7l"])
+    assert [(d.name, d.reach, d.board) for d in on_demand] == [("local", "local", ""),
+                                                               ("board-armv7l", "board", "armv7l")]
+    assert "board-aarch64" not in inv.names()  # devices check does not build every board
+    with pytest.raises(ConfigError, match="no device matches 'board-sparc'"):
+        inv.select(["board-sparc"])
+
+
+def test_board_entries_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match='reach = "board" needs board'):
+        inventory.from_dict({"device": [{"name": "x", "reach": "board"}]})
+    with pytest.raises(ConfigError, match='board only applies to reach = "board"'):
+        inventory.from_dict({"device": [{"name": "x", "reach": "local", "board": "aarch64"}]})

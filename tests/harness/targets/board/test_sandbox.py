@@ -30,10 +30,10 @@ def test_argv_enters_the_board(tmp_path, monkeypatch):
     assert argv[:8] == ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--uts", "--propagation",
                         "private"]
     assert argv[8:11] == ["/bin/sh", "-c", SETUP_SCRIPT]
-    assert argv[11:18] == ["qskew-board", str(tmp_path / "b/root"), str(tmp_path / "b/cpuinfo"),
+    assert argv[11:19] == ["qskew-board", str(tmp_path / "b/root"), str(tmp_path / "b/cpuinfo"),
                            str((tmp_path / "data").resolve()), "/usr/lib/binfmt.d/qemu-aarch64.conf",
-                           "qemu-aarch64", "qskew-aarch64"]
-    inner = argv[18:]
+                           "qemu-aarch64", "qskew-aarch64", ""]  # "": no /system mount
+    inner = argv[19:]
     assert inner[:4] == ["/usr/bin/env", "-i", "-C", "/data/local/tmp"]
     assert "QEMU_CPU=cortex-a76" in inner and "HOME=/data/local/tmp" in inner
     assert inner[-2:] == ["uname", "-m"]
@@ -47,6 +47,16 @@ def test_argv_for_armv7l_and_extra_env(tmp_path, monkeypatch):
     assert "/usr/lib/binfmt.d/qemu-arm.conf" in cmd.argv and "qemu-arm" in cmd.argv
     assert "X=1" in cmd.argv and "QEMU_CPU=cortex-a15" in cmd.argv and "QEMU_CPU=cortex-a7" not in cmd.argv
     assert cmd.argv[cmd.argv.index("-C") + 1] == "/"
+
+
+def test_system_dir_is_mounted_read_only_at_system(tmp_path, monkeypatch):
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    board = _board(tmp_path)
+    board.root.mkdir(parents=True)
+    cmd = sandbox_command(board, ["true"], tmp_path / "data", system_dir=tmp_path / "sys")
+    assert cmd.argv[18] == str((tmp_path / "sys").resolve())
+    assert (board.root / "system").is_dir()  # the mount point, made for boards built without it
+    assert SETUP_SCRIPT.index('mount --bind "$system"') < SETUP_SCRIPT.index('remount,bind,ro "$root/system"')
 
 
 def test_setup_makes_the_root_read_only_but_data(tmp_path):

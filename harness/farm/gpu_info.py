@@ -19,9 +19,10 @@ Whatever neither says is "unknown".
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Mapping
 
 from harness.errors import QskewError
+from harness.records import ExecutionPlan
 
 UNKNOWN = "unknown"
 VULKANINFO = ("vulkaninfo", "--summary")
@@ -70,12 +71,12 @@ def from_vulkaninfo(target) -> dict[str, str] | None:
             "driver": "; ".join(d["driver"] for d in devices), "source": "vulkaninfo"}
 
 
-def from_gpu_job(plan: Mapping[str, Any] | None) -> dict[str, str] | None:
+def from_gpu_job(plan: ExecutionPlan | None) -> dict[str, str] | None:
     """The adapter a GPU job's runtime named (its execution plan's ``runtime_report``), or None."""
-    report = (plan or {}).get("runtime_report") or {}
-    adapter = report.get("adapter") or UNKNOWN
+    report = plan.runtime_report if plan is not None else None
+    adapter = (report.adapter if report is not None else None) or UNKNOWN
     if adapter in (UNKNOWN, "cpu"):
         return None
-    details = [report.get(k) for k in ("backend", "adapter_type") if report.get(k, UNKNOWN) != UNKNOWN]
+    details = [v for v in (report.backend, report.adapter_type) if v and v != UNKNOWN]
     return {"adapter": adapter + (f" ({', '.join(details)})" if details else ""), "driver": UNKNOWN,
             "source": "accelerator log"}

@@ -25,7 +25,7 @@ from device_runner.protocol import FIXED_BATCH_DELEGATES
 from harness.errors import JobFailed, QskewError
 from harness.farm import gpu_info
 from harness.farm.inventory import DeviceSpec
-from harness.records import GroupedDataset, ModelArtifact
+from harness.records import ExecutionPlan, GroupedDataset, ModelArtifact
 
 log = logging.getLogger(__name__)
 DEFAULT_DELEGATES = ("xnnpack", "reference", "builtin")  # what every TFLite runtime can try
@@ -117,7 +117,8 @@ def _gpu(spec: DeviceSpec, target, plans: list) -> dict[str, str]:
     return found or gpu_info.unknown()
 
 
-def _try_delegate(spec: DeviceSpec, target, probe: ModelArtifact, delegate: str) -> tuple[str, str, dict]:
+def _try_delegate(spec: DeviceSpec, target, probe: ModelArtifact,
+                  delegate: str) -> tuple[str, str, ExecutionPlan | None]:
     """(outcome, runtime, the job's execution plan) of a probe job on ``delegate``."""
     from harness.farm.runners import run_on_device
 
@@ -125,9 +126,9 @@ def _try_delegate(spec: DeviceSpec, target, probe: ModelArtifact, delegate: str)
         run = run_on_device(spec, target, probe, probe_dataset(), delegate, num_threads=1,
                             batch_size=PROBE_SAMPLES)
     except JobFailed as err:  # the device's profile refused the probe, or it could not be prepared
-        return f"fails: {err}", "", {}
+        return f"fails: {err}", "", None
     runtime = f"{run.runtime} {run.runtime_version}".strip()
-    plan = dict(run.execution_plan or {})
+    plan = run.execution_plan
     if not run.ok:
         return f"fails: {run.error}", runtime, plan
     if delegate in ("xnnpack",) or delegate.startswith("external:"):

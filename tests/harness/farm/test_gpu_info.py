@@ -8,6 +8,7 @@ import sys
 from harness.farm import gpu_info
 from harness.farm.inventory import DeviceSpec
 from harness.farm.probe import check_device, probe_artifact
+from harness.records import ExecutionPlan
 from support.vulkan import use_swiftshader
 
 TWO_GPUS = """\
@@ -38,11 +39,12 @@ def test_vulkaninfo_summary_gives_every_adapter_and_its_driver():
 
 
 def test_a_gpu_jobs_log_names_the_adapter_but_not_the_driver():
-    plan = {"runtime_report": {"adapter": "Mali-G78", "backend": "Vulkan", "adapter_type": "unknown"}}
+    plan = ExecutionPlan.from_json({"runtime_report": {"adapter": "Mali-G78", "backend": "Vulkan",
+                                                       "adapter_type": "unknown"}})
     assert gpu_info.from_gpu_job(plan) == {"adapter": "Mali-G78 (Vulkan)", "driver": "unknown",
                                            "source": "accelerator log"}
-    assert gpu_info.from_gpu_job({"runtime_report": {"adapter": "unknown"}}) is None
-    assert gpu_info.from_gpu_job({}) is None
+    assert gpu_info.from_gpu_job(ExecutionPlan.from_json({"runtime_report": {"adapter": "unknown"}})) is None
+    assert gpu_info.from_gpu_job(ExecutionPlan()) is None and gpu_info.from_gpu_job(None) is None
 
 
 def spec(tmp_path, **kw):

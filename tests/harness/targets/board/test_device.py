@@ -31,7 +31,7 @@ def test_device_paths_map_onto_the_storage_folder(tmp_path):
 
 
 def test_a_board_device_serves_only_its_data_folder_and_reports_the_board(tmp_path):
-    device = DeviceSandbox(tmp_path / "storage", board=_shell(tmp_path, "armv7l"))
+    device = DeviceSandbox(tmp_path / "storage", board=_shell(tmp_path, "armv7l"), auth=False)
     assert device.sync_root == os.path.realpath(tmp_path / "storage/data/local/tmp")
     props = device.properties()
     assert props["ro.product.cpu.abi"] == "armeabi-v7a" == device.abi
@@ -44,7 +44,7 @@ def test_a_board_device_serves_only_its_data_folder_and_reports_the_board(tmp_pa
 
 
 def test_a_plain_device_keeps_the_identity_mapping(tmp_path):
-    device = DeviceSandbox(tmp_path)
+    device = DeviceSandbox(tmp_path, auth=False)
     assert device.sync_root == str(device.root)
     assert device.host_path("/etc/passwd") == "/etc/passwd"  # and sync refuses it: outside root
     assert device.properties()["ro.product.model"] == "qskew simulated device"
@@ -57,14 +57,15 @@ def test_resolve_board_names_what_it_wants(tmp_path):
 
 @pytest.mark.slow
 def test_real_adb_on_an_aarch64_board(aarch64_board, tmp_path):
-    from support.adb_sim import ADB_BINARY, RealAdb
+    from support.adb_sim import ADB_BINARY, RealAdb, trusted_keys_file
     from harness.targets.simulate.simulator import SimulatedDevice
 
     if not os.path.exists(ADB_BINARY):
         pytest.skip(f"Debian's adb is not installed ({ADB_BINARY}); apt-get install adb")
     storage = tmp_path / "device"
     adb = RealAdb(tmp_path / "adb-home")
-    with SimulatedDevice(storage, board=BoardShell(aarch64_board, storage)) as device:
+    with SimulatedDevice(storage, board=BoardShell(aarch64_board, storage),
+                         trusted_keys=trusted_keys_file(tmp_path)) as device:
         try:
             serial = adb.connect(device.address)
             _check_board_shell(adb, serial, tmp_path)

@@ -30,7 +30,7 @@ def mitigation(groups: "pd.DataFrame") -> str:
     parts = []
     for (target, delegate), part in groups[groups["variant"].isin(present)].groupby(["target", "delegate"],
                                                                                    sort=False):
-        by_variant = {v: part[part["variant"] == v].set_index("group") for v in present}
+        by_variant = {v: _by_group(part[part["variant"] == v]) for v in present}
         first = by_variant[present[0]]
         rows = [[g or "(all)", first.loc[g, "n"]]
                 + [pp_ci(*(t.loc[g, c] for c in ("acc_drop", "acc_drop_lo", "acc_drop_hi")))
@@ -41,6 +41,16 @@ def mitigation(groups: "pd.DataFrame") -> str:
             "its paired bootstrap interval; \"before\" variants are post-training quantization of the original "
             "model, \"after\" variants come from quantization-aware training (qskew mitigate); fp32-qat is "
             "the fine-tuned model unquantized, so fine-tuning's own effect can be told from quantization's.</p>")
+
+
+def _by_group(rows: "pd.DataFrame") -> "pd.DataFrame":
+    """Rows indexed by the group's name across attributes ("sex=Female"; plain with one attribute)."""
+    import pandas as pd
+
+    from harness.metrics.attributes import qualified
+
+    names = [qualified(a, g) if g else "" for a, g in zip(rows["attribute"], rows["group"])]
+    return rows.set_index(pd.Index(names, name="group"))
 
 
 def delegates(run: "RunData") -> str:

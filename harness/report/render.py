@@ -188,6 +188,10 @@ def render_html(run: "RunData", stats: "Stats", images: Mapping[str, bytes]) -> 
 def _summary(run: "RunData", stats: "Stats") -> str:
     d = stats.disparity
     split = views.several(views.attributes_of(d))
+    if split:  # each job's attributes in table order
+        rank = {a: i for i, a in enumerate(views.attributes_of(d))}
+        d = d.assign(_rank=d["attribute"].map(rank)).sort_values(["variant", "target", "delegate", "_rank"],
+                                                                 kind="mergesort")
     rows = [[_job(r)] + ([_attribute_label(r.attribute)] if split else [])
             + [r.n, pp_ci(r.overall_drop, r.overall_drop_lo, r.overall_drop_hi), r.worst_group,
                pp_ci(r.worst_group_drop, r.worst_group_drop_lo, r.worst_group_drop_hi), r.psi_group,

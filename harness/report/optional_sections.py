@@ -44,13 +44,16 @@ def mitigation(groups: "pd.DataFrame") -> str:
 
 
 def _by_group(rows: "pd.DataFrame") -> "pd.DataFrame":
-    """Rows indexed by the group's name across attributes ("sex=Female"; plain with one attribute)."""
+    """Rows indexed by the group's name across attributes ("sex=Female"; plain with one attribute),
+    the overall row first, then the attributes in table order."""
     import pandas as pd
 
-    from harness.metrics.attributes import qualified
+    from harness.metrics.attributes import attribute_order, qualified
 
+    rank = {a: i for i, a in enumerate(attribute_order(a for a in rows["attribute"] if a))}
+    rows = rows.assign(_rank=rows["attribute"].map(lambda a: rank.get(a, -1))).sort_values("_rank", kind="mergesort")
     names = [qualified(a, g) if g else "" for a, g in zip(rows["attribute"], rows["group"])]
-    return rows.set_index(pd.Index(names, name="group"))
+    return rows.drop(columns="_rank").set_index(pd.Index(names, name="group"))
 
 
 def delegates(run: "RunData") -> str:

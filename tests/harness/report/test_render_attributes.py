@@ -72,6 +72,15 @@ def test_summary_has_one_row_per_job_and_attribute(report, attributes_run):
     assert int8["sex\u00d7race (cells)"][4] == "F\u00d7B"
 
 
+def test_mitigation_section_names_groups_with_their_attribute(report):
+    rows = _rows(_section(report.html, "mitigation"))
+    assert rows[0][:4] == ["group", "n", "int8 (before: int8 (PTQ))", "int8-qat (after: int8 (QAT))"]
+    assert [r[:2] for r in rows[1:]] == [["(all)", "850"], ["race=A", "700"], ["race=B", "150"], ["sex=F", "360"],
+                                         ["sex=M", "490"], ["sex\u00d7race=F\u00d7A", "300"],
+                                         ["sex\u00d7race=F\u00d7B", "60"], ["sex\u00d7race=M\u00d7A", "400"],
+                                         ["sex\u00d7race=M\u00d7B", "90"]]
+
+
 def test_one_attribute_report_keeps_one_chart_per_section(report_run):
     plain = build_report(report_run, n_resamples=50, seed=1)
     assert sorted(plain.images) == ["accuracy", "calibration", "drops", "flips", "logits"]

@@ -2,9 +2,13 @@
 
 For every job and group the accuracy, the accuracy drop vs each run's own FP32 reference and the
 flip rate are set side by side, with the difference B - A. When both runs hold the same test set
-(the same sample ids, each with the same label and group) the comparison is **paired**: each
-difference gets a 95 % percentile interval from a bootstrap that resamples the samples within
-each group, the same samples for A and B (``stats.stratified_bootstrap_means``), seeded per job.
+(the same sample ids, each with the same label and group, and the same group attributes) the
+comparison is **paired**: each difference gets a 95 % percentile interval from a bootstrap that
+resamples the samples within each group, the same samples for A and B
+(``stats.stratified_bootstrap_means``), seeded per job. With several group attributes
+(``harness.metrics.attributes``) every attribute's groups, and the intersection's cells, get their
+intervals from a bootstrap stratified by that attribute (seeded per job and attribute); the
+overall row's from the first attribute's.
 Otherwise the differences are reported without an interval, and the comparison says why (ids or
 labels differ); there is no honest paired interval across different samples.
 
@@ -92,6 +96,9 @@ def same_test_set(a: "RunData", b: "RunData") -> tuple[bool, str]:
     if len(only_a) or len(only_b):
         return False, (f"not paired: the test sets differ ({len(only_a)} ids only in A, {len(only_b)} only in B, "
                        f"e.g. {list(only_a[:2]) + list(only_b[:2])}); differences have no interval")
+    if a.attributes != b.attributes:
+        return False, (f"not paired: the runs split their groups differently (A: {a.attributes.reported}, "
+                       f"B: {b.attributes.reported}); differences have no interval")
     for column in ("label", "group"):
         differ = ta.index[ta[column].to_numpy() != tb.loc[ta.index, column].to_numpy()]
         if len(differ):
@@ -119,27 +126,52 @@ def _point_table(ma: "pd.DataFrame", mb: "pd.DataFrame") -> "pd.DataFrame":
 
 def _add_intervals(table: "pd.DataFrame", a: "RunData", b: "RunData", n_resamples: int, seed: int,
                    confidence: float) -> "pd.DataFrame":
-    """Fill the interval columns of the jobs both runs finished."""
-    from harness.metrics.stats import job_rng, percentile_interval, stratified_bootstrap_means
+    """Fill the interval columns of the jobs both runs finished: the overall row, and every
+    attribute's groups (and the intersection's cells), each attribute stratified by its own groups."""
+    from harness.metrics.stats import percentile_interval
 
     table = table.copy()
     both = sorted(set(a.jobs("ok")) & set(b.jobs("ok")))
     for job in both:
-        values, groups = _paired_differences(a.per_sample(*job), b.per_sample(*job))
-        names, sizes, draws = stratified_bootstrap_means(values, groups, n_resamples, job_rng(seed, job))
-        overall = (draws * sizes[None, :, None]).sum(axis=1) / sizes.sum()       # (B, m)
-        lo_all, hi_all = percentile_interval(overall, confidence)
-        lo_g, hi_g = percentile_interval(draws, confidence)                       # (G, m)
-        in_job = (table["variant"] == job[0]) & (table["target"] == job[1]) & (table["delegate"] == job[2])
-        for k, (_, prefix) in enumerate(MEASURES):
-            rows = in_job & (table["scope"] == "overall")
-            table.loc[rows, [f"{prefix}_diff_lo", f"{prefix}_diff_hi"]] = [lo_all[k], hi_all[k]]
+        values, cells = _paired_differences(a.per_sample(*job), b.per_sample(*job))
+        in_job = ((table["variant"] == job[0]) & (table["target"] == job[1]) & (table["delegate"] == job[2])).to_numpy()
+        for i, (attribute, groups) in enumerate(_attribute_groups(cells, a.attributes)):
+            names, sizes, draws = _draws(values, groups, job, attribute, n_resamples, seed)
+            lo_g, hi_g = percentile_interval(draws, confidence)                       # (G, m)
+            if i == 0:  # the overall row: from the first attribute's strata (the one "group" for one)
+                overall = (draws * sizes[None, :, None]).sum(axis=1) / sizes.sum()   # (B, m)
+                lo_all, hi_all = percentile_interval(overall, confidence)
+                rows = in_job & (table["scope"] == "overall").to_numpy()
+                for k, (_, prefix) in enumerate(MEASURES):
+                    table.loc[rows, [f"{prefix}_diff_lo", f"{prefix}_diff_hi"]] = [lo_all[k], hi_all[k]]
+            of_attribute = in_job & (table["attribute"] == attribute).to_numpy()
             for g, name in enumerate(names):
-                # stratified by the stored group label: intervals for one-attribute runs (several: TODO)
-                rows = in_job & (table["attribute"] == "group") & (table["group"] == name)
-                table.loc[rows, [f"{prefix}_diff_lo", f"{prefix}_diff_hi"]] = [lo_g[g, k], hi_g[g, k]]
+                rows = of_attribute & (table["group"] == name).to_numpy()
+                for k, (_, prefix) in enumerate(MEASURES):
+                    table.loc[rows, [f"{prefix}_diff_lo", f"{prefix}_diff_hi"]] = [lo_g[g, k], hi_g[g, k]]
         table.loc[in_job, "paired"] = True
     return table
+
+
+def _attribute_groups(cells: np.ndarray, attrs) -> list[tuple[str, np.ndarray]]:
+    """(attribute, each sample's group of it) for every reported attribute, samples in ``cells`` order."""
+    import pandas as pd
+
+    from harness.metrics.attributes import expand
+
+    frame = expand(pd.DataFrame({"group": cells}), attrs)
+    return [(str(name), part["group"].to_numpy().astype(str))
+            for name, part in frame.groupby("attribute", sort=False)]
+
+
+def _draws(values: np.ndarray, groups: np.ndarray, job, attribute: str, n_resamples: int, seed: int):
+    """Group-stratified bootstrap means of ``values``; seeded as ``harness.metrics.stats`` seeds a job's
+    attribute (the one "group" attribute: by the job alone, as before attributes existed)."""
+    from harness.metrics.stats import job_rng, stratified_bootstrap_means
+    from harness.records import DEFAULT_ATTRIBUTE
+
+    key = tuple(job) if attribute == DEFAULT_ATTRIBUTE else (*job, attribute)
+    return stratified_bootstrap_means(values, groups, n_resamples, job_rng(seed, key))
 
 
 def _paired_differences(fa: "pd.DataFrame", fb: "pd.DataFrame") -> tuple[np.ndarray, np.ndarray]:
@@ -162,24 +194,28 @@ def _typed(table: "pd.DataFrame") -> "pd.DataFrame":
 
 def format_comparison(comparison: Comparison) -> str:
     """A table a person reads: per job and group, A -> B of accuracy, drop and flip rate (pp);
-    a job finished in one run only gets one line saying so."""
+    a job finished in one run only gets one line saying so. With several group attributes a
+    group is named with its attribute ("sex=Female", "sex\u00d7race=Female\u00d7Black")."""
+    from harness.metrics.attributes import qualified
+
+    table = comparison.table
+    names = ["(all)" if r.scope == "overall" else qualified(r.attribute, r.group) for r in table.itertuples()]
     lines = [f"A: {comparison.run_a}", f"B: {comparison.run_b}", comparison.reason, ""]
-    jobs = [f"{r.variant}/{r.target}/{r.delegate}" for r in comparison.table.itertuples(index=False)]
+    jobs = [f"{r.variant}/{r.target}/{r.delegate}" for r in table.itertuples(index=False)]
     wj = name_width(jobs, 28)  # job and group names are never cut: two could look alike
-    wg = name_width(["(all)"] + [r.group for r in comparison.table.itertuples(index=False)], 12)
+    wg = name_width(names, 12)
     header = (f"{'job':{wj}} {'group':{wg}} {'n':>6} {'acc A->B %':>13} {'d acc pp':>22} "
               f"{'drop A->B pp':>14} {'d drop pp':>22} {'d flip pp':>22}")
     lines += [header, "-" * len(header)]
-    for r in comparison.table.itertuples(index=False):
+    for r, name in zip(table.itertuples(index=False), names):
         job = f"{r.variant}/{r.target}/{r.delegate}"
-        group = "(all)" if r.scope == "overall" else r.group
         if r.status != "both" and r.scope == "overall":
-            lines.append(f"{job:{wj}} {group:{wg}} {'':>6} only in run {r.status[-1].upper()}")
+            lines.append(f"{job:{wj}} {name:{wg}} {'':>6} only in run {r.status[-1].upper()}")
             continue
         if r.status != "both":
             continue
         lines.append(
-            f"{job:{wj}} {group:{wg}} {r.n_a:>6} {100 * r.acc_a:5.1f}->{100 * r.acc_b:5.1f} "
+            f"{job:{wj}} {name:{wg}} {r.n_a:>6} {100 * r.acc_a:5.1f}->{100 * r.acc_b:5.1f} "
             f"{_diff(r.acc_diff, r.acc_diff_lo, r.acc_diff_hi):>22} "
             f"{100 * r.acc_drop_a:+5.1f}->{100 * r.acc_drop_b:+5.1f} "
             f"{_diff(r.drop_diff, r.drop_diff_lo, r.drop_diff_hi):>22} "

@@ -13,6 +13,10 @@ An experiment names a dataset, a model, the variants to build, and where and how
     groups = []                         # group columns: a table's, or adult's (default sex, race)
     intersections = false               # also report the crossing of the groups (sex x race)
     unknown = "error"                   # a test category the train split lacks: "error" or "ignore"
+    # dataset = "hf:PATH_OR_NAME"       # a Hugging Face dataset (save_to_disk folder or cached name),
+    input = "image"                     # ... its sample column (images or numbers; default "image"),
+    split = "test"                      # ... the split that is the test split (default "test"),
+    allow_download = false              # ... and whether a name missing from the cache may download
 
     [model]
     name = "small_cnn"                  # a built-in model trained (and cached) on the dataset ...
@@ -68,6 +72,7 @@ ALL_VARIANTS = tuple(known_variants())  # the registry's names, in its order (de
 DEFAULT_MODEL = "small_cnn"
 DEFAULT_DATASET = "digits-groups"
 BUILTIN_DATASETS = (DEFAULT_DATASET, "adult")
+HF_PREFIX = "hf:"                     # a Hugging Face dataset (harness.datasets.huggingface)
 
 
 @dataclass(frozen=True)
@@ -78,13 +83,17 @@ class DataConfig:
     groups: tuple[str, ...] = ()
     intersections: bool = False
     unknown: str = "error"
+    input: str = ""                     # Hugging Face datasets only (harness.datasets.huggingface)
+    split: str = ""
+    allow_download: bool = False
 
     def table_options(self):
         """The column options ``harness.datasets.load`` takes."""
         from harness.datasets import TableOptions
 
         return TableOptions(label=self.label, features=self.features, groups=self.groups,
-                            intersections=self.intersections, unknown=self.unknown)
+                            intersections=self.intersections, unknown=self.unknown, input=self.input,
+                            split=self.split, allow_download=self.allow_download)
 
 
 @dataclass(frozen=True)
@@ -215,7 +224,11 @@ def _resolve_paths(exp: Experiment, base_dir: Path | None) -> Experiment:
     if base_dir is None:
         return exp
     data, model = exp.data, exp.model
-    if data.dataset not in BUILTIN_DATASETS and not Path(data.dataset).is_absolute():
+    if data.dataset.startswith(HF_PREFIX):  # a relative save_to_disk folder next to the file; else a name
+        local = Path(data.dataset[len(HF_PREFIX):]).expanduser()
+        if not local.is_absolute() and (base_dir / local).exists():
+            data = dataclasses.replace(data, dataset=HF_PREFIX + str(base_dir / local))
+    elif data.dataset not in BUILTIN_DATASETS and not Path(data.dataset).is_absolute():
         data = dataclasses.replace(data, dataset=str(base_dir / data.dataset))
     if model.path and not Path(model.path).is_absolute():
         model = dataclasses.replace(model, path=str(base_dir / model.path))

@@ -17,7 +17,7 @@ Columns of :func:`delegate_table` (:data:`TABLE_COLUMNS`), one row per job x (ov
     target, delegate, delegate_applied, status, error
     precision                  asked/reported by the runtime ("fp16/unknown": LiteRT's GPU was
                                allowed fp16 and said nothing more; "model": the model's own types)
-    group                      "" on a job's overall row
+    group                      "" on a job's overall row; "sex=Female" (and cells) with several attributes
     n, acc, acc_drop           accuracy and its drop vs FP32 (fractions)
     drop_quantization, drop_delegate   the drop's two parts (the run's metrics)
     baseline_target            whose reference-kernel job the next two columns compare with
@@ -37,6 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from harness.metrics.attributes import expand, qualified
 from harness.metrics.groups import BASELINE_DELEGATE, OVERALL, baseline_target
 from harness.rundir import RunData
 from harness.text import fit_cell, name_width
@@ -82,7 +83,7 @@ def _job_rows(run: RunData, variant: str, entry: dict, base: str | None) -> list
     latency = noise.get("latency_ms_median", entry.get("latency_ms_per_sample"))
     out = []
     for row in mine.itertuples(index=False):
-        group = "" if row.scope == OVERALL else row.group
+        group = "" if row.scope == OVERALL else qualified(row.attribute, row.group)
         flip, dmax = flips.get(group, (math.nan, math.nan))
         out.append({**common, "group": group, "n": int(row.n), "acc": row.acc, "acc_drop": row.acc_drop,
                     "drop_quantization": row.drop_quantization, "drop_delegate": row.drop_delegate,
@@ -105,11 +106,12 @@ def _against_baseline(run: RunData, job, base: str | None) -> dict[str, tuple[fl
     z, zb = mine.values.astype(np.float64), theirs.values.astype(np.float64)[order]
     flip = z.argmax(axis=1) != zb.argmax(axis=1)
     dmax = np.abs(z - zb).max(axis=1) if z.size else np.zeros(len(z))
-    groups = run.test_set().set_index("id").loc[mine.ids, "group"].to_numpy().astype(str)
+    cells = run.test_set().set_index("id").loc[mine.ids, "group"].to_numpy().astype(str)
+    per_attribute = expand(pd.DataFrame({"group": cells, "_row": np.arange(len(cells))}), run.attributes)
     out = {"": (float(flip.mean()) if len(flip) else math.nan, float(dmax.max()) if len(dmax) else math.nan)}
-    for g in np.unique(groups):
-        sel = groups == g
-        out[str(g)] = (float(flip[sel].mean()), float(dmax[sel].max()))
+    for (attribute, g), part in per_attribute.groupby(["attribute", "group"], sort=True):
+        sel = part["_row"].to_numpy()
+        out[qualified(str(attribute), str(g))] = (float(flip[sel].mean()), float(dmax[sel].max()))
     return out
 
 

@@ -43,6 +43,7 @@ def evaluate(exp: Experiment, dataset: GroupedDataset, source: ModelSource, out_
     from harness.farm import schedule
     from harness.modelio import model_input_shape, model_num_classes
 
+    dataset = datasets.fit_to_model(dataset, model_input_shape(source.model))  # hf: images to the model's size
     datasets.validate_for_model(dataset, model_input_shape(source.model), model_num_classes(source.model))
     test, train = dataset.subset("test"), dataset.subset("train")
     with rundir.RunWriter(out_dir, resume=True) as writer:  # holds the run directory's lock

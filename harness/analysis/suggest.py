@@ -25,7 +25,7 @@
     regex                        the mixed_layers_regex the mixed variant was built with
     matched_ops                  op scopes of the float model the regex raised to 16 bits
     run_dir                      the new run directory
-    results                      one record per variant x group (group "" = overall): n, acc,
+    results                      one record per variant x attribute x group (group "" = overall): n, acc,
                                  acc_drop, acc_drop_lo, acc_drop_hi, excess_loss, flip_rate, worst_group,
                                  latency_ms_per_sample, status, error
     layer_check                  one record per variant x (raised layer, output layer): the columns of
@@ -178,12 +178,16 @@ def _evaluate(inputs: "RunInputs", regex: str, out: Path, progress: bool, echo: 
     evaluate(exp, inputs.dataset, source, out, progress=progress, echo=echo)
 
 
-RESULT_COLUMNS = ("variant", "target", "delegate", "group", "n", "acc", "acc_drop", "acc_drop_lo", "acc_drop_hi",
+RESULT_COLUMNS = ("variant", "target", "delegate", "attribute", "group", "n", "acc", "acc_drop", "acc_drop_lo", "acc_drop_hi",
                   "excess_loss", "flip_rate", "worst_group", "latency_ms_per_sample", "status", "error")
 
 
 def comparison(run_dir: Path) -> "pd.DataFrame":
-    """Per job of ``run_dir`` and group ("" = overall): accuracy drop with its interval, worst group, latency."""
+    """Per job of ``run_dir`` and group ("" = overall): accuracy drop with its interval, worst group, latency.
+
+    With several group attributes there is a row per attribute's group (and cell); the job's worst
+    group is the attribute-level group (never a cell) with the largest drop, named "sex=Female".
+    """
     import pandas as pd
 
     from harness.metrics.stats import run_stats
@@ -191,9 +195,8 @@ def comparison(run_dir: Path) -> "pd.DataFrame":
 
     run = read_run(run_dir)
     stats = run_stats(run)
-    metrics = run.metrics.set_index(["variant", "target", "delegate", "group"])
-    worst = {tuple(r[:3]): r[3] for r in stats.disparity[["variant", "target", "delegate", "worst_group"]]
-             .itertuples(index=False)}
+    metrics = run.metrics.set_index(["variant", "target", "delegate", "attribute", "group"])
+    worst = _worst_groups(stats.disparity)
     rows = []
     for entry in run.summary.get("runs", []):
         job = (entry["variant"], entry["target"], entry["delegate"])
@@ -205,11 +208,23 @@ def comparison(run_dir: Path) -> "pd.DataFrame":
         if part.empty:
             rows.append(base)
         for r in part.itertuples(index=False):
-            m = metrics.loc[(*job, r.group)]
-            rows.append(base | {"group": r.group, "n": r.n, "acc": r.acc, "acc_drop": r.acc_drop,
+            m = metrics.loc[(*job, r.attribute, r.group)]
+            rows.append(base | {"attribute": r.attribute, "group": r.group, "n": r.n, "acc": r.acc, "acc_drop": r.acc_drop,
                                 "acc_drop_lo": r.acc_drop_lo, "acc_drop_hi": r.acc_drop_hi,
                                 "excess_loss": float(m["excess_loss"]), "flip_rate": float(m["flip_rate"])})
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+
+
+def _worst_groups(disparity: "pd.DataFrame") -> dict[tuple, str]:
+    """Per job: its worst group over every attribute (cells excluded), named with its attribute."""
+    from harness.metrics.attributes import GROUP_SCOPE, qualified, scope_of
+
+    rows = disparity[[scope_of(a) == GROUP_SCOPE for a in disparity["attribute"]]]
+    rows = rows.sort_values("worst_group_drop", ascending=False, kind="mergesort")
+    worst: dict[tuple, str] = {}
+    for r in rows.itertuples(index=False):
+        worst.setdefault((r.variant, r.target, r.delegate), qualified(r.attribute, r.worst_group))
+    return worst
 
 
 def layer_check(inputs: "RunInputs", run_dir: Path, layers: list[str]) -> "pd.DataFrame":
@@ -232,6 +247,8 @@ def _records(table: "pd.DataFrame") -> list[dict]:
 
 def format_suggestion(s: Suggestion) -> str:
     """The recipe, then per variant and group the drop with its interval, the worst group and latency."""
+    from harness.metrics.attributes import qualified
+
     lines = [f"recipe (ranked on {s.recipe.source_variant}: SNR gap {s.majority!r} - {s.minority!r}, dB):"]
     lines += [f"  {d['layer']:16} {d['op']:16} gap {d['snr_gap_db']:+.2f} dB  "
               f"(SNR {d['snr_minority_db']:.2f} vs {d['snr_majority_db']:.2f})" for d in s.recipe.layers]
@@ -244,7 +261,8 @@ def format_suggestion(s: Suggestion) -> str:
         if r.status != "ok":
             lines.append(f"{r.variant:9} {r.target:8} {r.delegate:9} FAILED: {r.error}")
             continue
-        group = (r.group + ("*" if r.group == r.worst_group else "")) if r.group else "(all)"
+        name = qualified(r.attribute, r.group)
+        group = (name + ("*" if name == r.worst_group else "")) if r.group else "(all)"
         latency = "" if r.group or r.latency_ms_per_sample is None or not np.isfinite(r.latency_ms_per_sample) \
             else f"{r.latency_ms_per_sample:.3f}"
         drop = f"{100 * r.acc_drop:+.2f} [{100 * r.acc_drop_lo:+.2f}, {100 * r.acc_drop_hi:+.2f}]"

@@ -13,6 +13,8 @@
   Without ``split``, a seeded 60/40 train/test split, stratified by group, is made (and said so in
   the dataset's description). Without ``preprocess_scale``, uint8 samples get scale 1/255 and
   anything else 1.0; the offset defaults to 0.
+* ``"hf:PATH_OR_NAME"`` -- a Hugging Face dataset (a ``save_to_disk`` folder or a name in the
+  local cache), columns mapped by ``options`` as ``huggingface.py`` says (the extra ``qskew[hf]``);
 * an image folder: a CSV with columns ``path,label,group[,id,split]`` (paths relative to the CSV's
   folder), given as the folder (its ``labels.csv``) or the CSV itself. PNG/JPEG images, all of one
   size, are stored as uint8 [H, W, C] with scale 1/255. Without ``id`` the relative path is the id.
@@ -35,14 +37,16 @@ import numpy as np
 
 from harness.datasets.adult import ADULT_NAME, load_adult
 from harness.datasets.digits import DIGITS_NAME, faint_style, load_digits_groups
+from harness.datasets.huggingface import fit_to_model, is_hf, load_hf
 from harness.datasets.image_folder import CSV_NAME, CSV_REQUIRED, load_image_folder
 from harness.datasets.npz import load_npz
 from harness.datasets.tabular import TABLE_SUFFIXES, TableOptions, load_table
 from harness.errors import DatasetError
 from harness.records import GroupedDataset
 
-__all__ = ["ADULT_NAME", "BUILTINS", "DIGITS_NAME", "TableOptions", "faint_style", "load", "load_adult",
-           "load_digits_groups", "load_image_folder", "load_npz", "load_table", "validate_for_model"]
+__all__ = ["ADULT_NAME", "BUILTINS", "DIGITS_NAME", "TableOptions", "faint_style", "fit_to_model", "load",
+           "load_adult", "load_digits_groups", "load_hf", "load_image_folder", "load_npz", "load_table",
+           "validate_for_model"]
 
 BUILTINS = (DIGITS_NAME, ADULT_NAME)
 
@@ -65,6 +69,8 @@ def load(spec: str | Path, options: TableOptions | None = None) -> GroupedDatase
             raise DatasetError(f"{DIGITS_NAME}: has one group attribute and fixed columns; "
                                "[data] label and groups apply to tables and adult")
         return load_digits_groups()
+    if is_hf(spec):
+        return load_hf(str(spec), options)
     path = Path(spec).expanduser()
     if not path.exists():
         raise DatasetError(f"dataset {str(spec)!r} not found: not a built-in ({', '.join(BUILTINS)}) "

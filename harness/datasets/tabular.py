@@ -54,6 +54,9 @@ class TableOptions:
     groups: tuple[str, ...] = ()            # () = the column "group"
     intersections: bool = False
     unknown: str = "error"
+    input: str = ""                         # Hugging Face datasets only (harness.datasets.huggingface)
+    split: str = ""
+    allow_download: bool = False
 
     def group_columns(self) -> tuple[str, ...]:
         return tuple(self.groups) or (DEFAULT_ATTRIBUTE,)

@@ -30,7 +30,7 @@ def mitigation(groups: "pd.DataFrame") -> str:
     parts = []
     for (target, delegate), part in groups[groups["variant"].isin(present)].groupby(["target", "delegate"],
                                                                                    sort=False):
-        by_variant = {v: part[part["variant"] == v].set_index("group") for v in present}
+        by_variant = {v: _by_group(part[part["variant"] == v]) for v in present}
         first = by_variant[present[0]]
         rows = [[g or "(all)", first.loc[g, "n"]]
                 + [pp_ci(*(t.loc[g, c] for c in ("acc_drop", "acc_drop_lo", "acc_drop_hi")))
@@ -41,6 +41,19 @@ def mitigation(groups: "pd.DataFrame") -> str:
             "its paired bootstrap interval; \"before\" variants are post-training quantization of the original "
             "model, \"after\" variants come from quantization-aware training (qskew mitigate); fp32-qat is "
             "the fine-tuned model unquantized, so fine-tuning's own effect can be told from quantization's.</p>")
+
+
+def _by_group(rows: "pd.DataFrame") -> "pd.DataFrame":
+    """Rows indexed by the group's name across attributes ("sex=Female"; plain with one attribute),
+    the overall row first, then the attributes in table order."""
+    import pandas as pd
+
+    from harness.metrics.attributes import attribute_order, qualified
+
+    rank = {a: i for i, a in enumerate(attribute_order(a for a in rows["attribute"] if a))}
+    rows = rows.assign(_rank=rows["attribute"].map(lambda a: rank.get(a, -1))).sort_values("_rank", kind="mergesort")
+    names = [qualified(a, g) if g else "" for a, g in zip(rows["attribute"], rows["group"])]
+    return rows.drop(columns="_rank").set_index(pd.Index(names, name="group"))
 
 
 def delegates(run: "RunData") -> str:

@@ -58,9 +58,10 @@ def to_png(fig: "Figure") -> bytes:
 
 
 @plain_text
-def accuracy_plot(groups: "pd.DataFrame") -> bytes:
+def accuracy_plot(groups: "pd.DataFrame", title: str = "group") -> bytes:
     """Per-group accuracy of FP32 and of each variant with Wilson 95 % bars; one panel per
-    target x delegate (the reference is the same in each)."""
+    target x delegate (the reference is the same in each). ``title`` names what the columns are
+    ("group", or an attribute such as "sex" or "cells of sex\u00d7race")."""
     from matplotlib.figure import Figure
 
     panels = sorted(set(zip(groups["target"], groups["delegate"])))
@@ -73,7 +74,7 @@ def accuracy_plot(groups: "pd.DataFrame") -> bytes:
         ax.set_title(f"{target} / {delegate}", fontsize=10)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    fig.suptitle("Accuracy per group (95 % Wilson intervals)", fontsize=11)
+    fig.suptitle(f"Accuracy per {title} (95 % Wilson intervals)", fontsize=11)
     return to_png(fig)
 
 
@@ -86,26 +87,26 @@ def _accuracy_panel(ax: "Axes", part: "pd.DataFrame") -> None:
     width = 0.8 / len(series)
     x = np.arange(len(names))
     for k, (label, rows, col, color) in enumerate(series):
-        rows = rows.set_index(rows["group"].where(rows["scope"] == "group", "(all)")).reindex(names)
+        rows = rows.set_index(rows["group"].where(rows["scope"] != "overall", "(all)")).reindex(names)
         y = 100 * rows[col].to_numpy(float)
         err = np.vstack([y - 100 * rows[f"{col}_lo"].to_numpy(float), 100 * rows[f"{col}_hi"].to_numpy(float) - y])
         ax.errorbar(x - 0.4 + width * (k + 0.5), y, yerr=err, fmt="o", ms=4, capsize=2, color=color, label=label)
-    ax.set_xticks(x, names, fontsize=8)
+    ax.set_xticks(x, names, fontsize=8, **_slanted(names))
     ax.set_ylabel("accuracy (%)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
 
 
 @plain_text
-def drop_heatmap(groups: "pd.DataFrame") -> bytes:
+def drop_heatmap(groups: "pd.DataFrame", title: str = "group") -> bytes:
     """Accuracy drop (pp) per job (rows: variant x target x delegate) and group (columns), with
-    the bootstrap interval written in each cell; red = variant worse."""
+    the bootstrap interval written in each cell; red = variant worse. ``title``: as in accuracy_plot."""
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.figure import Figure
 
     names = _group_order(groups)
     jobs = sorted(set(zip(groups["variant"], groups["target"], groups["delegate"])))
-    keyed = groups.assign(_col=groups["group"].where(groups["scope"] == "group", "(all)"))
+    keyed = groups.assign(_col=groups["group"].where(groups["scope"] != "overall", "(all)"))
     keyed = keyed.set_index(["variant", "target", "delegate", "_col"])
     values = np.full((len(jobs), len(names)), np.nan)
     text = [["" for _ in names] for _ in jobs]
@@ -123,17 +124,18 @@ def drop_heatmap(groups: "pd.DataFrame") -> bytes:
     for i in range(len(jobs)):
         for j in range(len(names)):
             ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7)
-    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_xticks(range(len(names)), names, fontsize=8, **_slanted(names))
     ax.set_yticks(range(len(jobs)), [job_label(j) for j in jobs], fontsize=8)
     fig.colorbar(image, ax=ax, label="accuracy drop (pp), + = worse")
-    ax.set_title("Accuracy drop vs FP32 per group [95 % paired bootstrap]", fontsize=11)
+    ax.set_title(f"Accuracy drop vs FP32 per {title} [95 % paired bootstrap]", fontsize=11)
     return to_png(fig)
 
 
 @plain_text
-def distribution_plot(frames: Mapping[Job, "pd.DataFrame"]) -> bytes:
+def distribution_plot(frames: Mapping[Job, "pd.DataFrame"], title: str | None = None) -> bytes:
     """Per-sample logit variance and margin per group, reference vs variant, one row per job
-    (at most MAX_DISTRIBUTION_JOBS rows): the seed paper's mechanism, flatter logits."""
+    (at most MAX_DISTRIBUTION_JOBS rows): the seed paper's mechanism, flatter logits. ``title``,
+    if given, heads the figure (the attribute whose groups the boxes are)."""
     from matplotlib.figure import Figure
 
     jobs = sorted(frames)[:MAX_DISTRIBUTION_JOBS]
@@ -141,12 +143,14 @@ def distribution_plot(frames: Mapping[Job, "pd.DataFrame"]) -> bytes:
     axes = fig.subplots(max(len(jobs), 1), 2, squeeze=False)
     for row, job in zip(axes, jobs):
         frame = frames[job]
-        for ax, (col, title) in zip(row, (("logit_var", "logit variance across classes"),
-                                          ("margin", "margin z_y - max other z"))):
+        for ax, (col, what) in zip(row, (("logit_var", "logit variance across classes"),
+                                         ("margin", "margin z_y - max other z"))):
             _paired_boxes(ax, frame, col)
-            ax.set_title(f"{job_label(job)}: {title}", fontsize=9)
+            ax.set_title(f"{job_label(job)}: {what}", fontsize=9)
     if not jobs:
         axes[0, 0].text(0.5, 0.5, "no finished jobs", ha="center")
+    if title is not None:
+        fig.suptitle(f"Logit variance and margin per {title}", fontsize=11)
     return to_png(fig)
 
 
@@ -163,19 +167,19 @@ def _paired_boxes(ax: "Axes", frame: "pd.DataFrame", col: str) -> None:
     for patch, color in zip(boxes["boxes"], colors):
         patch.set_facecolor(color)
         patch.set_alpha(0.6)
-    ax.set_xticks([3 * i + 0.5 for i in range(len(names))], names, fontsize=8)
+    ax.set_xticks([3 * i + 0.5 for i in range(len(names))], names, fontsize=8, **_slanted(names))
     ax.grid(axis="y", alpha=0.3)
     ax.legend([boxes["boxes"][0], boxes["boxes"][1]] if len(data) > 1 else [],
               ["FP32", "variant"], fontsize=7, loc="best")
 
 
 @plain_text
-def flips_plot(groups: "pd.DataFrame") -> bytes:
+def flips_plot(groups: "pd.DataFrame", title: str = "") -> bytes:
     """Flips in both directions per job and group: right -> wrong to the right (red), wrong ->
-    right to the left (blue), as % of the group's samples."""
+    right to the left (blue), as % of the group's samples; ``title`` adds what the groups are."""
     from matplotlib.figure import Figure
 
-    rows = groups[groups["scope"] == "group"].sort_values(["variant", "target", "delegate", "group"])
+    rows = groups[groups["scope"] != "overall"].sort_values(["variant", "target", "delegate", "group"])
     labels = [f"{job_label(j)} · {g}" for j, g in
               zip(zip(rows["variant"], rows["target"], rows["delegate"]), rows["group"])]
     worse = 100 * rows["c"].to_numpy(float) / rows["n"].to_numpy(float)
@@ -191,12 +195,13 @@ def flips_plot(groups: "pd.DataFrame") -> bytes:
     ax.set_xlabel("% of the group's samples")
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
-    ax.set_title("Prediction flips vs FP32, both directions", fontsize=11)
+    ax.set_title("Prediction flips vs FP32, both directions" + (f", per {title}" if title else ""), fontsize=11)
     return to_png(fig)
 
 
 @plain_text
-def calibration_plot(calibration_shares: Mapping[str, float], test_counts: Mapping[str, int]) -> bytes:
+def calibration_plot(calibration_shares: Mapping[str, float], test_counts: Mapping[str, float],
+                     title: str = "Group") -> bytes:
     """Share of each group in the calibration set next to its share of the test set."""
     from matplotlib.figure import Figure
 
@@ -212,10 +217,18 @@ def calibration_plot(calibration_shares: Mapping[str, float], test_counts: Mappi
     ax.set_xticks(x, names, fontsize=8)
     ax.set_ylabel("share of samples (%)")
     ax.legend(fontsize=8)
-    ax.set_title("Group shares: calibration vs test", fontsize=11)
+    ax.set_title(f"{title} shares: calibration vs test", fontsize=11)
     return to_png(fig)
 
 
+def _slanted(names: Sequence[str]) -> dict:
+    """Tick label options: level for a few short names, slanted when they would overlap (many or
+    long names, such as the cells of an intersection)."""
+    if sum(len(str(n)) + 2 for n in names) <= 60:
+        return {}
+    return {"rotation": 30, "ha": "right", "rotation_mode": "anchor"}
+
+
 def _group_order(table: "pd.DataFrame") -> list[str]:
-    """"(all)" first, then the groups by name."""
-    return ["(all)"] + sorted(table.loc[table["scope"] == "group", "group"].unique().tolist())
+    """"(all)" first, then the groups (or cells) by name."""
+    return ["(all)"] + sorted(table.loc[table["scope"] != "overall", "group"].unique().tolist())

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from harness.metrics.stats import CONFIDENCE, N_RESAMPLES, SEED
-from harness.report import optional_sections
+from harness.report import optional_sections, views
 from harness.report.markup import compact, esc, html_table, img, kv_table, num, pct_ci, pp_ci
 
 if TYPE_CHECKING:
@@ -117,16 +117,30 @@ def build_report(run_dir: Path, n_resamples: int = N_RESAMPLES, seed: int = SEED
     stats = compute_stats(pd.concat(frames.values(), ignore_index=True) if frames else empty,
                           n_resamples=n_resamples, seed=seed, attrs=run.attributes)
     images: dict[str, bytes] = {}
-    if frames:
-        images["accuracy"] = plots.accuracy_plot(stats.groups)
-        images["drops"] = plots.drop_heatmap(stats.groups)
-        images["logits"] = plots.distribution_plot(frames)
-        images["flips"] = plots.flips_plot(stats.groups)
+    for attribute in _split(views.attributes_of(stats.groups)) if frames else ():
+        view = views.rows_of(stats.groups, attribute)
+        label = {} if attribute is None else {"title": views.title(attribute)}
+        images[views.chart_name("accuracy", attribute)] = plots.accuracy_plot(view, **label)
+        images[views.chart_name("drops", attribute)] = plots.drop_heatmap(view, **label)
+        images[views.chart_name("logits", attribute)] = plots.distribution_plot(
+            views.frames_of(frames, run.attributes, attribute), **label)
+        images[views.chart_name("flips", attribute)] = plots.flips_plot(view, **label)
     calibration = run.manifest.get("calibration") or {}
     test_counts = ((run.manifest.get("dataset") or {}).get("group_counts") or {}).get("test") or {}
-    if calibration.get("group_shares"):
-        images["calibration"] = plots.calibration_plot(calibration["group_shares"], test_counts)
+    for attribute in _split(run.attributes.reported) if calibration.get("group_shares") else ():
+        if attribute is None:
+            images["calibration"] = plots.calibration_plot(calibration["group_shares"], test_counts)
+            continue
+        images[views.chart_name("calibration", attribute)] = plots.calibration_plot(
+            views.split_shares(calibration["group_shares"], run.attributes, attribute),
+            views.split_shares(test_counts, run.attributes, attribute), title=views.title(attribute).capitalize())
     return Report(html=render_html(run, stats, images), images=images)
+
+
+def _split(attributes) -> list:
+    """[None] (one chart per section) for a one-attribute run, else its attributes in table order."""
+    attributes = views.attribute_order(attributes)
+    return list(attributes) if views.several(attributes) else [None]
 
 
 def render_html(run: "RunData", stats: "Stats", images: Mapping[str, bytes]) -> str:
@@ -147,13 +161,20 @@ def render_html(run: "RunData", stats: "Stats", images: Mapping[str, bytes]) -> 
              f"intervals: {CONFIDENCE:.0%}, Wilson for accuracies, paired group-stratified bootstrap "
              f"({esc(_resamples(stats))} resamples, seed {esc(_seed(stats))}) for drops. Drops are "
              f"acc(FP32) − acc(variant) in percentage points: positive means the variant is worse.</p>")
+    names = views.attributes_of(stats.groups)
+
+    def each(chart: str, table=None, rows=None) -> str:
+        """Per attribute (or once): the chart, then ``table`` of the attribute's ``rows``."""
+        return views.per_attribute(names, lambda a: img(images, views.chart_name(chart, a))
+                                   + (table(views.rows_of(rows, a)) if table else ""))
+
     body = [
         _section("summary", _summary(run, stats)),
-        _section("accuracy", img(images, "accuracy") + _group_table(stats.groups)),
-        _section("drops", img(images, "drops")),
-        _section("logits", img(images, "logits") + _logit_table(run.metrics)),
-        _section("flips", img(images, "flips") + _flip_table(stats.groups)),
-        _section("calibration", _calibration(manifest, images)),
+        _section("accuracy", each("accuracy", _group_table, stats.groups)),
+        _section("drops", each("drops")),
+        _section("logits", each("logits", _logit_table, run.metrics)),
+        _section("flips", each("flips", _flip_table, stats.groups)),
+        _section("calibration", _calibration(run, images)),
         _section("delegates", delegates) if delegates else "",
         _section("mitigation", mitigation) if mitigation else "",
         _section("analysis", analysis) if analysis else "",
@@ -166,12 +187,20 @@ def render_html(run: "RunData", stats: "Stats", images: Mapping[str, bytes]) -> 
 
 def _summary(run: "RunData", stats: "Stats") -> str:
     d = stats.disparity
-    rows = [[_job(r), r.n, pp_ci(r.overall_drop, r.overall_drop_lo, r.overall_drop_hi), r.worst_group,
-             pp_ci(r.worst_group_drop, r.worst_group_drop_lo, r.worst_group_drop_hi), r.psi_group,
-             pp_ci(r.psi, r.psi_lo, r.psi_hi), pp_ci(r.drop_gap, r.drop_gap_lo, r.drop_gap_hi)]
+    split = views.several(views.attributes_of(d))
+    if split:  # each job's attributes in table order
+        rank = {a: i for i, a in enumerate(views.attributes_of(d))}
+        d = d.assign(_rank=d["attribute"].map(rank)).sort_values(["variant", "target", "delegate", "_rank"],
+                                                                 kind="mergesort")
+    rows = [[_job(r)] + ([_attribute_label(r.attribute)] if split else [])
+            + [r.n, pp_ci(r.overall_drop, r.overall_drop_lo, r.overall_drop_hi), r.worst_group,
+               pp_ci(r.worst_group_drop, r.worst_group_drop_lo, r.worst_group_drop_hi), r.psi_group,
+               pp_ci(r.psi, r.psi_lo, r.psi_hi), pp_ci(r.drop_gap, r.drop_gap_lo, r.drop_gap_hi)]
             for r in d.itertuples(index=False)]
-    table = html_table(["job (variant / target / delegate)", "n", "overall drop", "worst group", "its drop",
-                        "ψ group", "ψ", "drop gap"], rows, left=(0, 3, 5))
+    headers = ["job (variant / target / delegate)", "n", "overall drop", "worst group", "its drop",
+               "ψ group", "ψ", "drop gap"]
+    table = (html_table(headers[:1] + ["attribute"] + headers[1:], rows, left=(0, 1, 4, 6)) if split
+             else html_table(headers, rows, left=(0, 3, 5)))
     failed = [r for r in run.summary.get("runs", []) if r.get("status") != "ok"]
     note = ""
     if failed:
@@ -185,8 +214,16 @@ def _summary(run: "RunData", stats: "Stats") -> str:
                  "See the tables below.</p>")
     if d.empty:
         return "<p>No job finished: nothing to report.</p>" + note
+    if split:
+        note += ("<p class=\"note\">One row per job and group attribute: each attribute's groups are compared "
+                 "among themselves. Rows marked \"cells\" are the attributes' intersection: small by nature, "
+                 "they can WARN in a sign-off but never FAIL it.</p>")
     return (table + "<p class=\"note\">ψ = a group's drop minus the overall drop (largest shown); drop gap = "
             "largest minus smallest group drop. Brackets: 95 % intervals.</p>" + note)
+
+
+def _attribute_label(attribute: str) -> str:
+    return f"{attribute} (cells)" if views.is_cell(attribute) else attribute
 
 
 def _group_table(groups: "pd.DataFrame") -> str:
@@ -219,15 +256,20 @@ def _flip_table(groups: "pd.DataFrame") -> str:
               "of each job. Flips also count samples both models got wrong with different answers.</p>")
 
 
-def _calibration(manifest: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
-    calibration = manifest.get("calibration")
+def _calibration(run: "RunData", images: Mapping[str, bytes]) -> str:
+    calibration = run.manifest.get("calibration")
     if not calibration:
         return "<p>No calibration set: no variant of this run needed one (static integer variants do).</p>"
-    shares = calibration.get("group_shares") or {}
-    rows = [[g, num(100 * float(s), ".1f")] for g, s in sorted(shares.items())]
+    cells = calibration.get("group_shares") or {}
     meta = (f"<p>size {esc(calibration.get('size'))}, strategy {esc(calibration.get('strategy'))}, "
             f"seed {esc(calibration.get('seed'))}, sha256 <code>{esc(calibration.get('sha256'))}</code></p>")
-    return meta + img(images, "calibration") + html_table(["group", "share %"], rows, left=(0,))
+
+    def shares(attribute: str | None) -> str:
+        split = cells if attribute is None else views.split_shares(cells, run.attributes, attribute)
+        rows = [[g, num(100 * float(s), ".1f")] for g, s in sorted(split.items())]
+        return img(images, views.chart_name("calibration", attribute)) + html_table(["group", "share %"], rows,
+                                                                                   left=(0,))
+    return meta + views.per_attribute(views.attribute_order(run.attributes.reported), shares)
 
 
 def _provenance(run: "RunData") -> str:

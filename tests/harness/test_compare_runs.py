@@ -97,3 +97,51 @@ def test_lookalike_jobs_and_groups_are_shown_whole(tmp_path):
         assert f" {name} " in text
     for device in LOOKALIKE_DEVICES:
         assert f"int8/{device}/xnnpack " in text
+
+
+CELLS = {"F\u00d7A": 300, "F\u00d7B": 120, "M\u00d7A": 400, "M\u00d7B": 130}
+CELL_A = {"fp32": {}, "int8": {"F\u00d7A": (0.9, 0.4), "F\u00d7B": (0.4, 1.6), "M\u00d7A": (0.9, 0.4), "M\u00d7B": (0.8, 0.6)}}
+CELL_B = {"int8": {"F\u00d7A": (0.9, 0.4), "F\u00d7B": (0.9, 0.3), "M\u00d7A": (0.9, 0.4), "M\u00d7B": (0.8, 0.6)}}
+
+
+@pytest.fixture(scope="module")
+def attribute_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare-attributes")
+    named = {"sizes": CELLS, "attributes": ("sex", "race"), "intersections": True}
+    return {"a": make_run_dir(root / "a", variants=CELL_A, noise_seed=1, **named),
+            "b": make_run_dir(root / "b", variants=CELL_B, noise_seed=7, **named),
+            "plain": make_run_dir(root / "plain", sizes=CELLS, variants=CELL_A)}
+
+
+def test_every_attribute_and_cell_gets_its_paired_interval(attribute_runs):
+    c = compare_runs(attribute_runs["a"], attribute_runs["b"], n_resamples=4000, seed=1)
+    assert c.paired
+    int8 = c.table[(c.table["variant"] == "int8") & (c.table["scope"] != "overall")]
+    keys = sorted(zip(int8["attribute"], int8["group"]))
+    assert keys == sorted([("sex", "F"), ("sex", "M"), ("race", "A"), ("race", "B")]
+                          + [("sex\u00d7race", cell) for cell in CELLS])
+    for prefix in ("acc", "drop", "flip_rate"):
+        lo, point, hi = (int8[f"{prefix}_diff{end}"].to_numpy() for end in ("_lo", "", "_hi"))
+        assert np.isfinite(lo).all() and np.isfinite(hi).all()
+        assert (lo <= point + 1e-12).all() and (point <= hi + 1e-12).all()
+    # sex=F pools two cells: its interval is the one of F's 420 paired samples (normal approximation)
+    fa = read_run(attribute_runs["a"]).per_sample("int8", "local", "xnnpack")
+    fb = read_run(attribute_runs["b"]).per_sample("int8", "local", "xnnpack")
+    female = fa["group"].str.startswith("F").to_numpy()
+    d = fb["correct"].to_numpy(float)[female] - fa["correct"].to_numpy(float)[female]
+    half = 1.96 * d.std() / np.sqrt(d.size)
+    row = int8[(int8["attribute"] == "sex") & (int8["group"] == "F")].iloc[0]
+    assert d.size == 420 and row["acc_diff"] == pytest.approx(d.mean())
+    assert row["acc_diff_lo"] == pytest.approx(d.mean() - half, abs=0.012)
+    assert row["acc_diff_hi"] == pytest.approx(d.mean() + half, abs=0.012)
+    # B's int8 spares the F\u00d7B cell: the whole interval of the cell's drop change is negative
+    cell = int8[(int8["attribute"] == "sex\u00d7race") & (int8["group"] == "F\u00d7B")].iloc[0]
+    assert cell["drop_diff_hi"] < 0
+    text = format_comparison(c)
+    assert "sex=F " in text and "sex\u00d7race=F\u00d7B" in text
+
+
+def test_runs_that_split_groups_differently_are_not_paired(attribute_runs):
+    c = compare_runs(attribute_runs["a"], attribute_runs["plain"], n_resamples=50)
+    assert not c.paired and "split their groups differently" in c.reason
+    assert c.table[["acc_diff_lo", "acc_diff_hi"]].isna().all().all()

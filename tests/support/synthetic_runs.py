@@ -4,6 +4,10 @@ The reference logits are Gaussian noise plus a boost on the true class (about 90
 variant's logits are the reference's shrunk towards zero and jittered, per group: a larger
 ``shrink``/``noise`` for a group flattens its logits and costs it accuracy, the mechanism the
 report plots. Imported by the tests as ``support.synthetic_runs``.
+
+With ``attributes`` (e.g. ("sex", "race")) the group labels of ``sizes`` and ``variants`` are the
+cells ("F\u00d7A", values joined by ``harness.records.CROSS``) and the run reports each attribute
+(and, with ``intersections``, the cells) like a tabular dataset with several group columns.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ VARIANTS = {
 
 
 def make_test_set(sizes: Mapping[str, int] = SIZES, num_classes: int = 4, data_seed: int = 0,
-                  id_prefix: str = "s") -> tuple[GroupedDataset, np.ndarray]:
+                  id_prefix: str = "s", attributes: Sequence[str] | None = None,
+                  intersections: bool = False) -> tuple[GroupedDataset, np.ndarray]:
     """A test split and its reference logits [N, K] (float32)."""
     rng = np.random.default_rng(data_seed)
     groups = np.array([g for g, n in sorted(sizes.items()) for _ in range(n)], dtype=str)
@@ -36,8 +41,9 @@ def make_test_set(sizes: Mapping[str, int] = SIZES, num_classes: int = 4, data_s
     z = rng.normal(0.0, 1.0, (n, num_classes))
     z[np.arange(n), labels] += 2.6
     ids = np.array([f"{id_prefix}{i:05d}" for i in range(n)])
+    named = {"attributes": tuple(attributes), "intersections": intersections} if attributes else {}
     test = GroupedDataset(name="synthetic", ids=ids, x=np.zeros((n, 0), np.uint8), y=labels, group=groups,
-                          split=np.full(n, "test"), num_classes=num_classes)
+                          split=np.full(n, "test"), num_classes=num_classes, **named)
     return test, z.astype(np.float32)
 
 
@@ -55,9 +61,11 @@ def make_run_dir(path: Path, sizes: Mapping[str, int] = SIZES, variants=VARIANTS
                  targets: Sequence[str] = ("local",), delegates: Sequence[str] = ("xnnpack",),
                  failed: Sequence[tuple[str, str, str]] = (), data_seed: int = 0, noise_seed: int = 1,
                  id_prefix: str = "s", calibration_shares: Mapping[str, float] | None = None,
-                 delegate_applied: str | None = None) -> Path:
+                 delegate_applied: str | None = None, attributes: Sequence[str] | None = None,
+                 intersections: bool = False) -> Path:
     """Write a complete run directory at ``path`` and return it."""
-    test, z_ref = make_test_set(sizes, data_seed=data_seed, id_prefix=id_prefix)
+    test, z_ref = make_test_set(sizes, data_seed=data_seed, id_prefix=id_prefix, attributes=attributes,
+                                intersections=intersections)
     ref = Logits(ids=test.ids.copy(), values=z_ref)
     writer = RunWriter(Path(path))
     writer.write_manifest(_manifest(test, variants, targets, calibration_shares))
@@ -85,7 +93,8 @@ def _manifest(test: GroupedDataset, variants, targets, calibration_shares) -> di
         "config": {"experiment": {"name": "synthetic"}},
         "versions": {"qskew": harness.__version__, "python": "3.11", "ai-edge-litert": "2.3.0"},
         "dataset": {"name": "synthetic", "sha256": "d" * 64, "description": "synthetic <test> & groups",
-                    "num_classes": test.num_classes, "group_counts": {"train": counts, "test": counts}},
+                    "num_classes": test.num_classes, "group_counts": {"train": counts, "test": counts},
+                    "attributes": list(test.attributes), "intersections": test.intersections},
         "model": {"source": "builtin", "name": "synthetic", "sha256": "m" * 64},
         "calibration": {"size": 64, "strategy": "balanced", "seed": 0, "group_shares": shares,
                         "sha256": "c" * 64},

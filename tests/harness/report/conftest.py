@@ -20,3 +20,16 @@ def report_run(tmp_path_factory, synthetic):
     return synthetic.make_run_dir(tmp_path_factory.mktemp("report") / "run", sizes=sizes, variants=variants,
                                   targets=("local", "pixel7"), delegates=("xnnpack", "builtin"),
                                   failed=[("int8", "pixel7", "builtin")])
+
+
+
+SMALL_CELLS = {"F\u00d7A": 300, "F\u00d7B": 60, "M\u00d7A": 400, "M\u00d7B": 90}
+
+
+@pytest.fixture(scope="module")
+def attributes_run(tmp_path_factory):
+    """Sex (F, M) and race (A, B) and their cells, two of them below 100 samples; int8 hurts F\u00d7B most,
+    int8-qat (a mitigated variant) less."""
+    from support.attribute_runs import make_attribute_run
+
+    return make_attribute_run(tmp_path_factory.mktemp("report-attributes") / "run", sizes=SMALL_CELLS)

@@ -104,9 +104,13 @@ def test_progress_comes_back_while_the_job_runs(phone, models, test_set):
 def test_a_delegate_the_device_lacks_is_the_jobs_error_naming_the_device(phone, models, test_set):
     spec, target = phone
     run = run_on_device(spec, target, artifact(models["int8"], "int8"), test_set, "external:/vendor/lib/libnope.so")
-    assert run.error.startswith("delegate: benchmark_model exited 1 on batch 0") and "device bm-phone" in run.error
+    # like the real binary, the stand-in logs the failed load, runs on the CPU and exits 0: the job
+    # fails because no invocation confirmed the delegate, quoting the binary's own line
+    assert run.error.startswith("delegate: benchmark_model did not apply the EXTERNAL delegate in invocation 0")
+    assert "Unable to load external delegate from : /vendor/lib/libnope.so" in run.error
+    assert "device bm-phone" in run.error and run.logits is None
     gpu = run_on_device(spec, target, artifact(models["int8"], "int8"), test_set, "gpu")
-    assert "stand-in (not TFLite's binary) has no GPU delegate" in gpu.error
+    assert gpu.error.startswith("delegate: benchmark_model did not apply the GPU delegate") and gpu.logits is None
 
 
 def test_a_hostile_work_folder_on_the_device(models, test_set, tmp_path, monkeypatch):

@@ -66,7 +66,7 @@ import numpy as np
 import pandas as pd
 
 from harness.metrics.attributes import CELL_SCOPE, expand, first_attribute_rows, qualified, scope_of
-from harness.metrics.disparity import DISPARITY_DTYPES, Disparity
+from harness.metrics.disparity import DISPARITY_DTYPES
 
 # Below 100 samples the 95 % Wilson half-width at 90 % accuracy is about +-6 pp, larger than
 # typical post-training-quantization drops, so such a group's numbers must not be read alone.

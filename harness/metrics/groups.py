@@ -66,6 +66,7 @@ import numpy as np
 import pandas as pd
 
 from harness.metrics.attributes import CELL_SCOPE, expand, first_attribute_rows, qualified, scope_of
+from harness.metrics.disparity import DISPARITY_DTYPES
 
 # Below 100 samples the 95 % Wilson half-width at 90 % accuracy is about +-6 pp, larger than
 # typical post-training-quantization drops, so such a group's numbers must not be read alone.
@@ -87,14 +88,9 @@ METRIC_COLUMNS: dict[str, str] = {
     "kl": "float64", "logit_mse": "float64", "psi": "float64",
 }
 
-DISPARITY_COLUMNS: dict[str, str] = {
-    "variant": "str", "target": "str", "delegate": "str", "n": "int64",
-    "acc_ref": "float64", "acc": "float64", "overall_drop": "float64",
-    "worst_group": "str", "worst_group_drop": "float64",
-    "best_group": "str", "best_group_drop": "float64", "drop_gap": "float64",
-    "psi": "float64", "psi_group": "str", "excess_loss_gap": "float64",
-    "acc_gap_ref": "float64", "acc_gap": "float64", "small_groups": "str",
-}
+
+# the columns of disparity(): the job, then Disparity's fields (one list, kept in the dataclass)
+DISPARITY_COLUMNS: dict[str, str] = {**{k: "str" for k in JOB_COLUMNS}, **DISPARITY_DTYPES}
 
 # Means over samples: metric column -> per-sample column it averages.
 _MEANS = {

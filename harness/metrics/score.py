@@ -15,13 +15,14 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from harness.metrics.attributes import Attributes, expand
 from harness.metrics.compare import per_sample
-from harness.metrics.groups import JOB_COLUMNS, disparity, group_metrics
+from harness.metrics.disparity import Disparity
+from harness.metrics.groups import disparity, group_metrics
 from harness.records import DeviceRun, GroupedDataset, Logits
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ class JobScore:
     preds: np.ndarray              # argmax of the variant's logits (int64)
     logits: np.ndarray             # the variant's logits [N, K], float32: exactly what was scored
     metrics: "pd.DataFrame"        # group_metrics rows of this job (overall row, then groups)
-    summary: Mapping[str, Any]     # the job's disparity numbers (DISPARITY_COLUMNS without the job)
+    summary: Disparity             # the job's disparity numbers (DISPARITY_COLUMNS without the job)
     placement: tuple[dict, ...]    # rows of harness.placement.PLACEMENT_COLUMNS
 
 
@@ -57,7 +58,7 @@ def score_job(run: DeviceRun, ref: Logits, test: GroupedDataset) -> JobScore:
     logits = None if run.logits is None else np.asarray(run.logits, dtype=np.float32)
     frame = per_sample(ref, replace(run, logits=logits), test)
     metrics = group_metrics(expand(frame, Attributes(test.attributes, test.intersections)))
-    summary = {k: v for k, v in disparity(metrics).iloc[0].to_dict().items() if k not in JOB_COLUMNS}
+    summary = Disparity.from_row(disparity(metrics).iloc[0])
     return JobScore(job=job, ids=frame["id"].to_numpy(), groups=frame["group"].to_numpy(),
                     labels=frame["label"].to_numpy(np.int64), preds=frame["pred"].to_numpy(np.int64),
                     logits=logits, metrics=metrics, summary=summary,

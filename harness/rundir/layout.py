@@ -103,7 +103,9 @@ far as the runtime can tell (columns and sources: ``harness.placement``); read b
 
 ``summary/<seq>-<key>.json`` -- ``{"schema_version": 2, "run": entry}``; read back
 (``RunData.summary``) as ``{"schema_version": 2, "runs": [entry, ...]}`` in the order the jobs
-finished. Every entry has every key (null where it does not apply)::
+finished. An entry is ``harness.rundir.entry.SummaryEntry.to_json()`` (the numbers from n to
+small_groups: ``harness.metrics.disparity.Disparity``); it has every key, in this order, null where
+it does not apply, except the runtime facts, present only where the runner recorded them::
 
     variant, target, delegate   the job
     status                      "ok" or "failed"
@@ -136,6 +138,9 @@ finished. Every entry has every key (null where it does not apply)::
                                 runs, failed, identical, max_abs_logit_diff, flip_rate_max,
                                 latency_ms_per_sample (list), latency_ms_median/min/max,
                                 latency_rel_spread
+    precision_requested, precision_reported   (only where recorded; runner protocol 1.3) the
+                                precision asked of the GPU and the one its runtime reports
+    gpu_adapter                 (only where recorded) "<adapter> (<backend>)" as the runtime says
     n, acc_ref, acc             overall sample count and accuracies
     overall_drop                overall acc_drop
     worst_group, worst_group_drop   group with the largest acc_drop, and that drop (several

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import weakref
+from dataclasses import replace
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -28,6 +29,7 @@ from harness.errors import ResultsError, failure_stage
 from harness.fsutil import atomic_write as _atomic_write, dumps_json, jsonable
 from harness.records import DeviceRun, GroupedDataset, Logits
 from harness.rundir import layout, lock as _lock, resume as _resume
+from harness.rundir.entry import SummaryEntry
 from harness.rundir.layout import JOB_KEYS, MANIFEST_FILE, REFERENCE_JOB, REFERENCE_SEQ, SCHEMA_VERSION, Job
 from harness.rundir.reader import read_json, read_schema1, summary_parts
 
@@ -132,7 +134,7 @@ class RunWriter:
         job = (run.variant, run.target, run.delegate)
         if score is None or tuple(score.job) != job:
             raise ResultsError(f"the score handed to {self.run_dir} is not job {'/'.join(job)}'s")
-        entry = run_entry(run, status="ok") | jsonable(dict(score.summary))
+        entry = SummaryEntry.from_run(run, status="ok", disparity=score.summary)
         predictions = predictions_table(job, score.ids, score.groups, score.labels, score.preds, score.logits)
         self._store(job, entry, predictions, score.metrics, list(score.placement))
 
@@ -142,13 +144,14 @@ class RunWriter:
         failed = DeviceRun(variant=variant, target=target, delegate=delegate, artifact_sha256=None,
                            logits=None, error=str(error))
         stage = stage.value if isinstance(stage, Enum) else str(stage)
-        self._store((variant, target, delegate), run_entry(failed, status="failed", stage=stage), None, None, [])
+        entry = SummaryEntry.from_run(failed, status="failed", stage=stage)
+        self._store((variant, target, delegate), entry, None, None, [])
 
     def completed_jobs(self) -> set[Job]:
         """Jobs that finished with status "ok" (a rerun can skip them)."""
         return {job for job, entry in self._state.entries.items() if entry["status"] == "ok"}
 
-    def _store(self, job: Job, entry: dict, predictions: "pa.Table | None", metrics: "pd.DataFrame | None",
+    def _store(self, job: Job, entry: SummaryEntry, predictions: "pa.Table | None", metrics: "pd.DataFrame | None",
                placement: list[dict]) -> None:
         """Write the job's parts under the next sequence number, summary last, then drop the parts
         of the job's earlier, failed run (if any). A finished job is never replaced: its rows stay."""
@@ -156,11 +159,11 @@ class RunWriter:
             raise ResultsError(f"job {'/'.join(job)} already finished in {self.run_dir}; its rows are kept "
                                f"(a finished job is never replaced)")
         key, seq = layout.job_key(job), self._state.next_seq
-        entry = {**entry, "config_hash": (self._manifest or {}).get("config_hash")}
-        write_job_parts(self.run_dir, seq, job, entry, predictions, metrics,
+        stored = replace(entry, config_hash=(self._manifest or {}).get("config_hash")).to_json()
+        write_job_parts(self.run_dir, seq, job, stored, predictions, metrics,
                         placement_frame(placement) if placement else None)
         old = self._state.seqs.get(job)
-        self._state.record(job, seq, jsonable(entry))
+        self._state.record(job, seq, stored)
         if old is not None:
             _resume.remove_parts(self.run_dir, old, key)
 
@@ -249,37 +252,6 @@ def placement_frame(rows: Iterable[Mapping[str, Any]]) -> "pd.DataFrame":
     columns = layout.placement_columns()
     frame = pd.DataFrame(list(rows), columns=list(columns))
     return frame.astype(columns).sort_values(list(JOB_KEYS), kind="mergesort")
-
-
-def run_entry(run: DeviceRun, status: str, stage: str | None = None) -> dict:
-    """A summary entry with every key; the score's numbers are null until the caller adds them."""
-    from harness.metrics.groups import DISPARITY_COLUMNS
-
-    entry = {
-        "variant": run.variant, "target": run.target, "delegate": run.delegate, "status": status,
-        "stage": stage, "error": run.error, "artifact_sha256": run.artifact_sha256,
-        "runtime": run.runtime or None, "runtime_version": run.runtime_version or None,
-        "delegate_applied": run.delegate_applied or None, "batch_size": run.batch_size or None,
-        "latency_ms_per_sample": run.latency_ms_per_sample(),
-        "timings": jsonable(run.timings.to_json()) if run.timings is not None else {},
-        "transfer": jsonable(run.transfer.to_json()) if run.transfer is not None else {},
-        "repeat": jsonable(run.repeats.to_json()) if run.repeats is not None else None,
-    }
-    return entry | _runtime_facts(run) | {k: None for k in DISPARITY_COLUMNS if k not in entry}
-
-
-def _runtime_facts(run: DeviceRun) -> dict:
-    """What the runtime told about the job's precision and GPU adapter (runner protocol 1.3),
-    only where the runner recorded it."""
-    plan = run.execution_plan
-    facts = {}
-    if plan is not None and plan.precision is not None:
-        facts["precision_requested"] = plan.precision.requested
-        facts["precision_reported"] = plan.precision.reported
-    if plan is not None and plan.runtime_report is not None:
-        report = plan.runtime_report
-        facts["gpu_adapter"] = f"{report.adapter} ({report.backend})"
-    return facts
 
 
 def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:

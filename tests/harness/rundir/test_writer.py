@@ -322,3 +322,22 @@ def test_placement_is_written_per_job_from_the_execution_plan(tmp_path):
 
 def _no_nan(token):
     raise AssertionError(f"a summary part holds {token}, which is not JSON")
+
+
+def test_summary_parts_are_byte_for_byte_what_the_dict_building_writer_stored(tmp_path):
+    """The typed SummaryEntry stores exactly the JSON that run_entry's dicts did (key order included):
+    data/summaries holds the parts commit 7fba36b wrote for the same runs (support.summary_runs)."""
+    from pathlib import Path
+
+    from support.summary_runs import RUNS, summary_files, write_summary_runs
+
+    expected_root = Path(__file__).parent / "data" / "summaries"
+    written = write_summary_runs(tmp_path)
+    assert [p.name for p in written] == list(RUNS)
+    for run_dir in written:
+        expected = {p.name: p.read_bytes() for p in sorted((expected_root / run_dir.name).iterdir())}
+        assert len(expected) >= 7
+        got = summary_files(run_dir)
+        assert list(got) == list(expected), run_dir.name
+        for name in expected:
+            assert got[name] == expected[name], f"{run_dir.name}/{name}"

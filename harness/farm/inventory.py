@@ -63,7 +63,7 @@ from harness.errors import ConfigError
 from harness.runners import STANDIN_BINARY
 from harness.runners.registry import RUNNERS
 
-REACH_KINDS = ("adb-tcp", "adb-usb", "adb-server", "local", "simulated", "board")
+REACH_KINDS = ("adb-tcp", "adb-usb", "local", "simulated", "board", "adb-server")
 SIMULATED_REACHES = ("simulated", "board")  # qskew starts these devices itself, on loopback
 RUNNER_KINDS = tuple(RUNNERS)  # harness.runners.registry: python, benchmark_model
 PROFILES = ("", "edgetpu")  # "": any variant; edgetpu: full-integer, fixed-shape, batch-1 variants

@@ -90,6 +90,7 @@ def _register_list(dsub) -> None:
 
 
 def cmd_devices_list(args: argparse.Namespace) -> int:
+    from harness.farm.leases import held_leases
     from harness.farm.server_list import format_listing, inventory_toml, list_server
     from harness.fsutil import atomic_write_text
     from harness.targets.adb_server import parse_server
@@ -99,11 +100,15 @@ def cmd_devices_list(args: argparse.Namespace) -> int:
     if args.write is not None:
         atomic_write_text(args.write, inventory_toml(devices, server))
         print(f"wrote {args.write}", file=sys.stderr)
+    held = held_leases()
     if args.json:
-        _common.print_json({"server": server, "devices": [d.to_json() for d in devices]})
+        _common.print_json({"server": server, "devices": [d.to_json() for d in devices], "leases": held})
     else:
         print(f"adb server: {server}")
         print(format_listing(devices, server))
+        for h in held:  # who drives which device right now (harness.farm.leases)
+            print(f"lease {h.get('key')}: pid {h.get('pid')} on {h.get('host')} since {h.get('start')}: "
+                  f"{escape_controls(h.get('command', ''))}")
     return EXIT_UNREACHABLE if any(d.advice or d.error for d in devices) else 0
 
 

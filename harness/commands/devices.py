@@ -1,4 +1,5 @@
 """``qskew devices``: the device inventory. ``devices check`` says what each device really offers;
+``devices list`` shows what a running adb server sees (and ``--write``s an inventory of it);
 ``devices simulate`` serves a simulated ADB device on 127.0.0.1 until SIGINT/SIGTERM. It requires
 ADB authentication and trusts only the keys in ``--trusted-keys`` (default
 ``~/.config/qskew/simulated_adb_keys``, which starts with this user's own ADB key, the one ``adb``
@@ -40,6 +41,7 @@ def register(sub) -> None:
                             f"('{DEPRECATED_ALIAS}' is a deprecated alias)")
     dsub = p.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
     _register_check(dsub)
+    _register_list(dsub)
     _register_simulate(dsub)
     p.set_defaults(func=_common.print_group_help(p))
 
@@ -72,6 +74,42 @@ def cmd_devices_check(args: argparse.Namespace) -> int:
         print(f"inventory: {inv.source}")
         print(format_checks(checks))
     return EXIT_UNREACHABLE if any(c.error for c in checks) else 0
+
+
+def _register_list(dsub) -> None:
+    c = dsub.add_parser("list", help="what a running adb server sees: serial, state, model, ABI, OS; "
+                                     "an unauthorized or offline device with what to do",
+                        epilog="exit codes: 0 every listed device is ready; 1 some device is not ready "
+                               "(or no server answers)")
+    c.add_argument("--server", default="", metavar="HOST:PORT",
+                   help="the adb server (default 127.0.0.1:5037; qskew never starts one)")
+    c.add_argument("--write", type=Path, default=None, metavar="FILE",
+                   help="also write an inventory (reach = \"adb-server\") of the ready devices to FILE")
+    _common.add_json_flag(c)
+    c.set_defaults(func=cmd_devices_list)
+
+
+def cmd_devices_list(args: argparse.Namespace) -> int:
+    from harness.farm.leases import held_leases
+    from harness.farm.server_list import format_listing, inventory_toml, list_server
+    from harness.fsutil import atomic_write_text
+    from harness.targets.adb_server import parse_server
+
+    server = "%s:%d" % parse_server(args.server)
+    devices = list_server(server)
+    if args.write is not None:
+        atomic_write_text(args.write, inventory_toml(devices, server))
+        print(f"wrote {args.write}", file=sys.stderr)
+    held = held_leases()
+    if args.json:
+        _common.print_json({"server": server, "devices": [d.to_json() for d in devices], "leases": held})
+    else:
+        print(f"adb server: {server}")
+        print(format_listing(devices, server))
+        for h in held:  # who drives which device right now (harness.farm.leases)
+            print(f"lease {h.get('key')}: pid {h.get('pid')} on {h.get('host')} since {h.get('start')}: "
+                  f"{escape_controls(h.get('command', ''))}")
+    return EXIT_UNREACHABLE if any(d.advice or d.error for d in devices) else 0
 
 
 def format_checks(checks) -> str:

@@ -1,6 +1,7 @@
 """From an inventory entry to a connected ``Target``: the one place that knows every reach kind.
 
 ``local`` is a child process on this machine; ``adb-tcp`` / ``adb-usb`` are ``AdbTarget``s;
+``adb-server`` is a ``ServerTarget`` (the device through a running adb server);
 ``simulated`` starts a :class:`harness.targets.simulate.simulator.SimulatedDevice` on loopback and connects an
 ``AdbTarget`` to it over real ADB, so everything after the connection is the same code path a
 phone takes. The simulated device's file system is kept in qskew's cache (one folder per device
@@ -46,6 +47,11 @@ def open_target(spec: DeviceSpec) -> Target:
         return LocalTarget(workdir, python=spec.python, name=spec.name)
     if spec.reach in ("simulated", "board"):
         return _simulated(spec)
+    if spec.reach == "adb-server":
+        from harness.targets.adb_server import ServerTarget
+
+        return ServerTarget(spec.name, serial=spec.serial, server=spec.server, workdir=spec.workdir,
+                            python=spec.python)
     if spec.reach == "adb-tcp":
         return AdbTarget(spec.name, address=spec.address, workdir=spec.workdir, python=spec.python)
     return AdbTarget(spec.name, serial=spec.serial, workdir=spec.workdir, python=spec.python)

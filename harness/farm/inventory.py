@@ -4,9 +4,10 @@ An inventory is a TOML file (``devices.toml``) with one ``[[device]]`` table per
 
     [[device]]
     name = "pixel7"                    # used in logs, errors and the run directory
-    reach = "adb-tcp"                  # adb-tcp | adb-usb | local | simulated | board
+    reach = "adb-tcp"                  # adb-tcp | adb-usb | adb-server | local | simulated | board
     address = "192.168.1.20:5555"      # adb-tcp: host:port (after `adb tcpip 5555`)
-    # serial = "28161FDH2003LZ"        # adb-usb: the serial `adb devices` shows
+    # serial = "28161FDH2003LZ"        # adb-usb, adb-server: the serial `adb devices` shows
+    # server = "127.0.0.1:5037"        # adb-server: the running adb server that owns the device
     runner = "python"                  # runner kind: python (device_runner on the device's Python)
                                        # or benchmark_model (TFLite's benchmark_model binary)
     # benchmark_model = "bin/android_aarch64_benchmark_model"  # runner = benchmark_model: the
@@ -22,6 +23,10 @@ stops afterwards (``python`` is then the host interpreter the simulated device r
 system lives in qskew's cache, so its content-addressed files survive between runs; a relative
 ``workdir`` lies below that file system, default ``data/local/tmp/qskew``). It requires ADB
 authentication and trusts only qskew's own key; ``auth = false`` turns that off (loopback only).
+
+``reach = "adb-server"`` reaches the device through a running ``adb`` server (the one a lab keeps
+on every host, which owns the USB phones): ``serial`` as ``adb devices`` lists it, ``server`` its
+``host:port`` (default 127.0.0.1:5037). ``qskew devices list --write FILE`` writes such entries.
 
 ``reach = "board"`` is the same simulated device with an emulated ARM board behind it
 (``harness.targets.board``): ``board = "aarch64"`` (or ``"armv7l"``) builds or reuses the cached
@@ -58,7 +63,7 @@ from harness.errors import ConfigError
 from harness.runners import STANDIN_BINARY
 from harness.runners.registry import RUNNERS
 
-REACH_KINDS = ("adb-tcp", "adb-usb", "local", "simulated", "board")
+REACH_KINDS = ("adb-tcp", "adb-usb", "local", "simulated", "board", "adb-server")
 SIMULATED_REACHES = ("simulated", "board")  # qskew starts these devices itself, on loopback
 RUNNER_KINDS = tuple(RUNNERS)  # harness.runners.registry: python, benchmark_model
 PROFILES = ("", "edgetpu")  # "": any variant; edgetpu: full-integer, fixed-shape, batch-1 variants
@@ -67,7 +72,7 @@ DEFAULT_PYTHON = "python3"
 ENV_DEVICES = "QSKEW_DEVICES"              # an inventory file used when no --devices is given
 LOCAL_FILE = "devices.toml"                # ...else ./devices.toml when it exists
 _KEYS = {"name", "reach", "address", "serial", "runner", "python", "workdir", "delegates", "labels",
-         "max_payload", "features", "auth", "benchmark_model", "profile", "board"}
+         "max_payload", "features", "auth", "benchmark_model", "profile", "board", "server"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class DeviceSpec:
     reach: str
     address: str = ""
     serial: str = ""
+    server: str = ""            # reach = "adb-server": host:port of the adb server ("" the default)
     runner: str = "python"
     python: str = DEFAULT_PYTHON
     benchmark_model: str = ""   # runner = benchmark_model: host path of the binary, or "standin"
@@ -113,6 +119,8 @@ class DeviceSpec:
             out["address"] = self.address
         if self.serial:
             out["serial"] = self.serial
+        if self.server:
+            out["server"] = self.server
         if self.benchmark_model:
             out["benchmark_model"] = self.benchmark_model
         if self.profile:
@@ -256,7 +264,8 @@ def _device(table: Any, where: str, base_dir: Path | None) -> DeviceSpec:
     features = table.get("features")
     board = _board(table, reach, where, base_dir)
     return DeviceSpec(name=name, reach=reach, address=str(table.get("address", "")),
-                      serial=str(table.get("serial", "")), runner=runner, python=python,
+                      serial=str(table.get("serial", "")), server=str(table.get("server", "")),
+                      runner=runner, python=python,
                       benchmark_model=binary, profile=profile,
                       workdir=str(table.get("workdir", default_dir)), delegates=delegates,
                       labels={str(k): str(v) for k, v in labels.items()},
@@ -285,8 +294,15 @@ def _require_reach_fields(table: Mapping[str, Any], reach: str, where: str) -> N
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
             raise ConfigError(f"{where}: adb-tcp needs address = \"host:port\", got {address!r}")
-    if reach == "adb-usb" and not table.get("serial"):
-        raise ConfigError(f"{where}: adb-usb needs serial = \"...\" (as `adb devices` shows it)")
+    if reach in ("adb-usb", "adb-server") and not table.get("serial"):
+        raise ConfigError(f"{where}: {reach} needs serial = \"...\" (as `adb devices` shows it)")
+    if "server" in table:
+        if reach != "adb-server":
+            raise ConfigError(f"{where}: server only applies to reach = \"adb-server\"")
+        _, _, port = str(table["server"]).rpartition(":")
+        if not port.isdigit():
+            raise ConfigError(f"{where}: server must be \"host:port\" (e.g. 127.0.0.1:5037), "
+                              f"got {table['server']!r}")
     if reach not in SIMULATED_REACHES:
         for key in ("max_payload", "features", "auth"):
             if key in table:

@@ -23,6 +23,7 @@ from device_runner.protocol import FIXED_BATCH_DELEGATES
 from harness.config import Experiment
 from harness.errors import FailureStage, JobFailed, QskewError, failure_stage
 from harness.farm import runners
+from harness.farm.leases import lease, lease_key
 from harness.farm.connect import open_target
 from harness.farm.inventory import load_inventory
 from harness.logs import job_logger
@@ -185,7 +186,8 @@ def _one_job(exp, dev, art, delegate, test, ref, writer, done, lock, bar, echo) 
         job_logger(log, target.name, f"{art.variant}/{delegate}").info("%d/%d samples", done, total)
 
     try:
-        run = _run_repeated(exp, dev, art, test, delegate, progress, echo)
+        with lease(lease_key(dev.spec), echo):  # no other qskew process drives this device meanwhile
+            run = _run_repeated(exp, dev, art, test, delegate, progress, echo)
     except JobFailed as err:  # refused or unpreparable: nothing ran on the device
         with lock:
             writer.add_failure(art.variant, target.name, delegate, str(err), stage=err.stage.value)

@@ -39,51 +39,25 @@ GETPROP_KEYS = {"model": "ro.product.model", "manufacturer": "ro.product.manufac
                 "sdk": "ro.build.version.sdk", "serialno": "ro.serialno", "cpu_model": "ro.soc.model"}
 
 
-class AdbTarget(Target):
-    """A device over ADB: ``address="host:port"`` (TCP) or ``serial=...`` (USB, needs adb-shell[usb]).
+class SessionTarget(Target):
+    """The ``Target`` of a device behind a session: commands, files and detached jobs delegate to it.
 
-    Connects lazily on first use (``connect()`` forces it); ``close()`` drops the connection.
-    ``max_payload`` caps the payload below what the device offers (None: the device's maximum);
-    ``limits`` bounds what the device may make qskew hold or write (captured output, pulled files,
-    sync records; ``adb_link.LinkLimits``). Calls are serialized by a lock: one job at a time per device, as the scheduler runs them.
+    ``session`` runs one shell command (``run``, ``check``, ``run_retrying``) and names the link
+    (``transport``, ``where``, ``features``, ``max_payload``); ``files`` (``adb_files.AdbFiles`` or a
+    subclass) moves files; ``jobs`` (``adb_jobs.DetachedJobs``) runs the device runner detached.
+    ``AdbTarget`` builds these from adb-shell, ``adb_server.ServerTarget`` from the adb server.
     """
 
-    def __init__(self, name: str, *, address: str | None = None, serial: str | None = None,
-                 workdir: str = DEFAULT_WORKDIR, python: str = "python3", key_path: Path | None = None,
-                 connect_timeout_s: float = CONNECT_TIMEOUT_S, auth_timeout_s: float = AUTH_TIMEOUT_S,
-                 max_payload: int | None = None, nodelay: bool = True,
-                 reconnect_attempts: int = RECONNECT_ATTEMPTS, limits: LinkLimits = LinkLimits()):
+    def __init__(self, name: str, session, files: AdbFiles, *, workdir: str, python: str):
         self.name = name
         self.workdir = workdir
         self.python = python
-        self._session = AdbSession(name, address=address, serial=serial, key_path=key_path,
-                                   connect_timeout_s=connect_timeout_s, auth_timeout_s=auth_timeout_s,
-                                   max_payload=max_payload, nodelay=nodelay,
-                                   reconnect_attempts=reconnect_attempts, limits=limits)
-        self._files = AdbFiles(self._session, python)
-        self._jobs = DetachedJobs(self._files, python)
+        self._session = session
+        self._files = files
+        self._jobs = DetachedJobs(files, python)
         self._properties: dict[str, Any] | None = None
 
-    # --- connection -----------------------------------------------------------------------------
-
-    @property
-    def features(self) -> frozenset[str]:
-        """Features the device announced in its banner (connects if needed)."""
-        return self._session.features
-
-    @property
-    def max_payload(self) -> int:
-        """Largest ADB payload used on this connection (the device's, capped by ``max_payload``)."""
-        return self._session.max_payload
-
-    @property
-    def reconnects(self) -> int:
-        """How many times a dropped link was re-established."""
-        return self._session.reconnects
-
-    def connect(self) -> AdbDevice:
-        """The connected adb-shell device, connecting (or reconnecting after a drop) if needed."""
-        return self._session.connect()
+    kind = "adb"  # the "kind" fact of properties()
 
     def close(self) -> None:
         self._session.close()
@@ -128,7 +102,7 @@ class AdbTarget(Target):
         if self._properties is None:
             session = self._session
             props: dict[str, Any] = {
-                "name": self.name, "kind": "adb", "transport": session.transport,
+                "name": self.name, "kind": self.kind, "transport": session.transport,
                 "address": session.where, "features": sorted(session.features),
                 "max_payload_bytes": session.max_payload, "python": self.python, "workdir": self.workdir}
             keys = list(GETPROP_KEYS.values())
@@ -146,3 +120,46 @@ class AdbTarget(Target):
             output = (result.stdout + result.stderr).strip()[-300:]
             return {"python_version": None, "python_error": f"exit {result.returncode}: {output}"}
         return {"python_version": result.stdout.strip()}
+
+
+class AdbTarget(SessionTarget):
+    """A device over ADB: ``address="host:port"`` (TCP) or ``serial=...`` (USB, needs adb-shell[usb]).
+
+    Connects lazily on first use (``connect()`` forces it); ``close()`` drops the connection.
+    ``max_payload`` caps the payload below what the device offers (None: the device's maximum);
+    ``limits`` bounds what the device may make qskew hold or write (captured output, pulled files,
+    sync records; ``adb_link.LinkLimits``). Calls are serialized by a lock: one job at a time per device, as the scheduler runs them.
+    """
+
+    def __init__(self, name: str, *, address: str | None = None, serial: str | None = None,
+                 workdir: str = DEFAULT_WORKDIR, python: str = "python3", key_path: Path | None = None,
+                 connect_timeout_s: float = CONNECT_TIMEOUT_S, auth_timeout_s: float = AUTH_TIMEOUT_S,
+                 max_payload: int | None = None, nodelay: bool = True,
+                 reconnect_attempts: int = RECONNECT_ATTEMPTS, limits: LinkLimits = LinkLimits()):
+        session = AdbSession(name, address=address, serial=serial, key_path=key_path,
+                             connect_timeout_s=connect_timeout_s, auth_timeout_s=auth_timeout_s,
+                             max_payload=max_payload, nodelay=nodelay,
+                             reconnect_attempts=reconnect_attempts, limits=limits)
+        super().__init__(name, session, AdbFiles(session, python), workdir=workdir, python=python)
+
+    # --- connection -----------------------------------------------------------------------------
+
+    @property
+    def features(self) -> frozenset[str]:
+        """Features the device announced in its banner (connects if needed)."""
+        return self._session.features
+
+    @property
+    def max_payload(self) -> int:
+        """Largest ADB payload used on this connection (the device's, capped by ``max_payload``)."""
+        return self._session.max_payload
+
+    @property
+    def reconnects(self) -> int:
+        """How many times a dropped link was re-established."""
+        return self._session.reconnects
+
+    def connect(self) -> AdbDevice:
+        """The connected adb-shell device, connecting (or reconnecting after a drop) if needed."""
+        return self._session.connect()
+

@@ -173,3 +173,18 @@ def test_board_entries_are_checked(tmp_path):
         inventory.from_dict({"device": [{"name": "x", "reach": "board"}]})
     with pytest.raises(ConfigError, match='board only applies to reach = "board"'):
         inventory.from_dict({"device": [{"name": "x", "reach": "local", "board": "aarch64"}]})
+
+
+def test_an_adb_server_device_needs_a_serial_and_takes_a_server():
+    from_dict = inventory.from_dict
+    inv = from_dict({"device": [{"name": "p", "reach": "adb-server", "serial": "R58M", "server": "lab:5038"}]})
+    spec = inv.get("p")
+    assert (spec.reach, spec.serial, spec.server, spec.workdir) == ("adb-server", "R58M", "lab:5038",
+                                                                     "/data/local/tmp/qskew")
+    assert spec.to_json()["server"] == "lab:5038"
+    with pytest.raises(ConfigError, match="adb-server needs serial"):
+        from_dict({"device": [{"name": "p", "reach": "adb-server"}]})
+    with pytest.raises(ConfigError, match="server only applies to reach = \"adb-server\""):
+        from_dict({"device": [{"name": "p", "reach": "adb-usb", "serial": "x", "server": "h:1"}]})
+    with pytest.raises(ConfigError, match="server must be \"host:port\""):
+        from_dict({"device": [{"name": "p", "reach": "adb-server", "serial": "x", "server": "lab"}]})

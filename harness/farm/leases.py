@@ -1,0 +1,118 @@
+"""Device leases: one qskew process at a time drives a device, across all the host's qskew processes.
+
+A lease is a lock file per device (its serial, address or name) in the farm state folder
+(``$QSKEW_FARM_DIR``, else ``farm/leases`` in qskew's cache), locked with ``fcntl.flock`` for the
+length of one job. The holder writes its pid, host, command and start time in it and empties it on
+release; the kernel drops the lock of a process that dies, so a file still holding a holder when
+its lock is free was left by a holder that is gone: it is taken over and reported as broken. Each
+released lease appends its interval to ``history.jsonl`` beside the lock files (who held which
+device when), which ``qskew devices list`` and tests read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from harness.errors import TargetError
+from harness.paths import cache_dir
+
+log = logging.getLogger(__name__)
+ENV_FARM_DIR = "QSKEW_FARM_DIR"
+LEASE_POLL_S = 0.05          # how often a waiting process tries the lock again
+LEASE_WAIT_S = 24 * 3600.0   # a job waits this long for a device another process holds
+HISTORY = "history.jsonl"
+
+
+def lease_dir() -> Path:
+    """The farm state folder's lease folder (created)."""
+    folder = Path(os.environ[ENV_FARM_DIR]) / "leases" if os.environ.get(ENV_FARM_DIR) else cache_dir("farm") / "leases"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def lease_key(spec) -> str:
+    """What identifies the physical device of inventory entry ``spec`` on this host, as a file name."""
+    ident = spec.serial if spec.reach in ("adb-usb", "adb-server") else spec.address if spec.reach == "adb-tcp" \
+        else f"{spec.reach}-{spec.name}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", ident)
+
+
+@contextlib.contextmanager
+def lease(key: str, echo: Callable[[str], None] = lambda _: None, wait_s: float = LEASE_WAIT_S) -> Iterator[dict]:
+    """Hold the lease of device ``key`` for the ``with`` block (waiting while another process holds it)."""
+    path = lease_dir() / f"{key}.lease"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        _acquire(fd, key, path, echo, time.monotonic() + wait_s)
+        left = os.read(fd, 4096).decode("utf-8", "replace").strip()
+        if left:
+            echo(f"lease of {key}: broke a stale lease (holder gone): {left}")
+            log.warning("broke the stale lease %s: %s", path, left)
+        holder = {"key": key, "pid": os.getpid(), "host": socket.gethostname(),
+                  "command": " ".join(sys.argv)[:300], "start": time.time()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        try:
+            yield holder
+        finally:
+            os.ftruncate(fd, 0)
+            _record(holder)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _acquire(fd: int, key: str, path: Path, echo, deadline: float) -> None:
+    told = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if not told:
+                echo(f"lease of {key}: held by {_read(path) or 'another process'}; waiting")
+                told = True
+            if time.monotonic() > deadline:
+                raise TargetError(f"device lease {path} still held by {_read(path)}", key) from None
+            time.sleep(LEASE_POLL_S)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _record(holder: dict) -> None:
+    line = json.dumps({**holder, "end": time.time()}) + "\n"
+    with open(lease_dir() / HISTORY, "a") as f:  # one short append per job: atomic enough on a local disk
+        f.write(line)
+
+
+def held_leases() -> list[dict[str, Any]]:
+    """The leases held right now: holder facts of every locked lease file."""
+    held = []
+    for path in sorted(lease_dir().glob("*.lease")):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BlockingIOError:
+            try:
+                held.append(json.loads(_read(path) or "{}") or {"key": path.stem})
+            except ValueError:
+                held.append({"key": path.stem})
+        finally:
+            os.close(fd)
+    return held

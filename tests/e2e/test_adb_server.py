@@ -1,0 +1,112 @@
+"""Devices through Debian's real adb server (``reach = "adb-server"``, adbutils).
+
+A simulated device (its own serial, trusting the session key) is ``adb connect``ed to a private adb
+server (private HOME and port, never 5037, killed at the end). ``qskew devices list --server`` must
+list it with its properties and write an inventory of it; a demo over that inventory must give
+predictions bit-identical to the direct ``simulated`` connection. A device that does not trust the
+server's key is listed as unauthorized, with what to do.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from harness import cli, rundir
+from harness.farm.inventory import load_inventory
+from harness.targets.simulate.simulator import SimulatedDevice
+from support.adb_sim import ADB_BINARY, RealAdb, trusted_keys_file, wait_until
+
+SERIAL = "qskew-sim-srv"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(adb, server "host:port", serial the server lists, device root): one device behind a real server."""
+    if not os.path.exists(ADB_BINARY):
+        pytest.skip(f"Debian's adb is not installed ({ADB_BINARY}); apt-get install adb")
+    tmp = tmp_path_factory.mktemp("adb-server")
+    root = tmp / "device"
+    root.mkdir()
+    adb = RealAdb(tmp / "adb-home")
+    device = SimulatedDevice(root, python=sys.executable, trusted_keys=trusted_keys_file(tmp / "trusted"),
+                             serial=SERIAL).start()
+    try:
+        serial = adb.connect(device.address)
+        yield adb, f"127.0.0.1:{adb.server_port}", serial, root
+    finally:
+        adb.kill_server()
+        device.stop()
+
+
+def test_devices_list_shows_the_device_and_writes_an_inventory(served, tmp_path, capfd):
+    _adb, server, serial, _root = served
+    inventory = tmp_path / "devices.toml"
+    assert cli.main(["devices", "list", "--server", server, "--json", "--write", str(inventory)]) == 0
+    listing = json.loads(capfd.readouterr().out)
+    assert listing["server"] == server and listing["leases"] == []
+    [dev] = listing["devices"]
+    assert (dev["serial"], dev["state"], dev["advice"], dev["error"]) == (serial, "device", "", "")
+    props = dev["properties"]
+    assert props["model"] == "qskew simulated device" and props["serialno"] == SERIAL
+    assert props["transport"] == "adb-server" and "shell_v2" in props["features"]
+    [spec] = [d for d in load_inventory(inventory).devices if d.reach == "adb-server"]
+    assert (spec.serial, spec.server, spec.labels["model"]) == (serial, server, "qskew simulated device")
+    assert cli.main(["devices", "list", "--server", server]) == 0
+    table = capfd.readouterr().out
+    assert serial in table and "qskew simulated device" in table
+
+
+def test_an_unauthorized_device_is_listed_with_what_to_do(served, tmp_path, capfd):
+    adb, server, _serial, _root = served
+    stranger_keys = tmp_path / "adb_keys"
+    stranger_keys.write_text("")  # trusts nobody: the server's key is refused
+    (tmp_path / "device").mkdir()
+    with SimulatedDevice(tmp_path / "device", trusted_keys=stranger_keys, serial="stranger") as device:
+        address = f"{device.address[0]}:{device.address[1]}"
+        adb("connect", address)
+        wait_until(lambda: f"{address}\tunauthorized" in adb("devices").stdout, "the device shows unauthorized")
+        assert cli.main(["devices", "list", "--server", server, "--json"]) == 1
+        listing = json.loads(capfd.readouterr().out)
+        adb("disconnect", address)
+    [dev] = [d for d in listing["devices"] if d["serial"] == address]
+    assert dev["state"] == "unauthorized" and "Allow USB debugging" in dev["advice"]
+    assert dev["properties"] == {}
+
+
+def test_no_server_is_an_error_naming_the_port(capfd):
+    from support.adb_sim import free_port
+
+    port = free_port()
+    assert cli.main(["devices", "list", "--server", f"127.0.0.1:{port}"]) != 0
+    err = capfd.readouterr().err
+    assert f"no adb server answers at 127.0.0.1:{port}" in err and "start-server" in err
+
+
+def _logits(run, variant, target, delegate):
+    p = run.predictions
+    rows = p[(p.variant == variant) & (p.target == target) & (p.delegate == delegate)].sort_values("id")
+    return np.stack(rows.logits.to_numpy()), rows.id.to_numpy()
+
+
+@pytest.mark.slow
+def test_a_demo_through_the_server_is_bit_identical_to_the_direct_connection(served, tmp_path):
+    _adb, server, serial, root = served
+    devices = tmp_path / "devices.toml"
+    devices.write_text(f'[[device]]\nname = "via-server"\nreach = "adb-server"\nserial = "{serial}"\n'
+                       f'server = "{server}"\nworkdir = "{root / "data/local/tmp/qskew"}"\n')
+    out = tmp_path / "run"
+    assert cli.main(["demo", "--devices", str(devices), "--device", "via-server", "--device", "simulated",
+                     "--variants", "fp32,int8", "--delegates", "xnnpack,reference", "--out", str(out),
+                     "--no-progress"]) == 0
+    run = rundir.read_run(out)
+    for variant in ("fp32", "int8"):
+        for delegate in ("xnnpack", "reference"):
+            got, got_ids = _logits(run, variant, "via-server", delegate)
+            want, want_ids = _logits(run, variant, "simulated", delegate)
+            assert len(got_ids) > 0 and np.array_equal(got_ids, want_ids)
+            assert np.array_equal(got, want), (variant, delegate)
+    props = run.manifest["targets"]["via-server"]
+    assert props["transport"] == "adb-server" and props["serialno"] == SERIAL

@@ -18,7 +18,7 @@ def register(sub) -> None:
     d.add_argument("--variants", default=None, help="comma-separated subset (default: all six)")
     d.add_argument("--delegates", default="xnnpack", help="comma-separated delegates (default: xnnpack)")
     _common.add_run_flags(d)
-    d.set_defaults(func=cmd_demo, heavy=True)
+    d.set_defaults(func=cmd_demo)  # TensorFlow only on a cache miss (logs.with_tensorflow)
 
 
 def cmd_demo(args) -> int:

@@ -59,16 +59,26 @@ model load; prepare_s = resize and allocate_tensors; invoke_s = the whole infere
 conversion, copies and invokes); per_batch_s = each invoke() call alone; total_s = the runner's
 wall time after start-up.
 
+Served jobs (1.4): ``run.py --serve`` stays up for a device session and reads job folders from
+stdin, one per line. It prints the handshake line once when it starts; for each job it prints
+the handshake line again, runs the job exactly as ``run.py
+JOB_DIR`` would (same files, same result.json) and ends with ``QSKEW-DONE <exit code>``, the code
+that ``run.py JOB_DIR`` would have exited with. End of stdin ends the runner. The runtime is
+imported once per session instead of once per job.
+
 Exit codes: EXIT_OK, EXIT_BAD_JOB (job folder unreadable or malformed), EXIT_RUNTIME (the model or
 delegate failed to load, prepare or run; details in result.json), EXIT_PROTOCOL.
 """
 
 import json
 
-PROTOCOL_VERSION = "1.3"  # 1.1: output.sha256 (the host checks a pulled file against it);
+PROTOCOL_VERSION = "1.4"  # 1.1: output.sha256 (the host checks a pulled file against it);
                           # 1.2: execution_plan.placement (which node ran where)
                           # 1.3: CompiledModel delegates, job.allow_unproven,
                           #      execution_plan.precision / runtime_report
+                          # 1.4: run.py --serve: one runner per device session, jobs over stdin
+SERVE_FLAG = "--serve"        # run.py --serve: read job folders from stdin, one per line (since 1.4)
+DONE_PREFIX = "QSKEW-DONE"    # "QSKEW-DONE <exit code>": a served job has finished (since 1.4)
 HANDSHAKE_PREFIX = "QSKEW-RUNNER"
 PROGRESS_PREFIX = "QSKEW-PROGRESS"  # "QSKEW-PROGRESS <samples done> <samples in all>" (since 1.1)
 PROGRESS_INTERVAL_S = 1.0           # a runner prints progress at most this often: a phone job can run minutes
@@ -202,3 +212,19 @@ def make_job(model, inputs, preprocess, delegate="xnnpack", num_threads=2, batch
 def dumps(obj):
     """Canonical JSON used for job and result files."""
     return json.dumps(obj, indent=2, sort_keys=True)
+
+
+def done_line(exit_code):
+    """``QSKEW-DONE <exit code>``: the last line of a served job (1.4)."""
+    return "%s %d" % (DONE_PREFIX, exit_code)
+
+
+def parse_done(line):
+    """The exit code of a ``QSKEW-DONE`` line, else None."""
+    parts = line.split()
+    if len(parts) == 2 and parts[0] == DONE_PREFIX:
+        try:
+            return int(parts[1])
+        except ValueError:
+            return None
+    return None

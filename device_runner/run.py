@@ -4,6 +4,7 @@ Usage (on the device, or locally)::
 
     python /any/dir/device_runner/run.py JOB_DIR      # copied to a board as plain files
     python -m device_runner.run JOB_DIR                # from a checkout
+    python /any/dir/device_runner/run.py --serve       # one process for many jobs (job folders on stdin)
 
 It prints the handshake line (``protocol.handshake_line``) first, reads ``JOB_DIR/job.json``, loads
 the model with the job's runtime and delegate, feeds the stored samples in batches and writes
@@ -139,15 +140,46 @@ def _timings(clock):
 
 
 def main(argv=None):
-    """Run the job folder named on the command line; returns the process exit code."""
+    """Run the job folder named on the command line (or serve jobs with ``--serve``); returns the
+    process exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == [protocol.SERVE_FLAG]:
+        return serve(sys.stdin)
     clock = {"start": time.perf_counter()}
+    _handshake()
+    if len(argv) != 1:
+        sys.stderr.write("usage: run.py JOB_DIR | run.py %s\n" % protocol.SERVE_FLAG)
+        return protocol.EXIT_BAD_JOB
+    return run_folder(argv[0], clock)
+
+
+def serve(lines):
+    """Run the job folders read from ``lines`` one after the other in this process (see protocol.py:
+    served jobs); each ends with its ``QSKEW-DONE`` line. Returns at end of input. The handshake
+    comes first (the host checks the protocol before it sends a job), then again before each job."""
+    _handshake()
+    while True:
+        line = lines.readline()
+        if not line:
+            return protocol.EXIT_OK
+        job_dir = line.rstrip("\r\n")
+        if not job_dir:
+            continue
+        clock = {"start": time.perf_counter()}
+        _handshake()
+        code = run_folder(job_dir, clock)
+        sys.stderr.flush()
+        print(protocol.done_line(code))
+        sys.stdout.flush()
+
+
+def _handshake():
     print(protocol.handshake_line(platform.python_version(), np.__version__))
     sys.stdout.flush()
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        sys.stderr.write("usage: run.py JOB_DIR\n")
-        return protocol.EXIT_BAD_JOB
-    job_dir = argv[0]
+
+
+def run_folder(job_dir, clock):
+    """Run one job folder, always leaving result.json behind when it can; returns the exit code."""
     result = new_result()
     result_path = in_job(job_dir, protocol.DEFAULT_RESULT)
     code = protocol.EXIT_OK

@@ -51,6 +51,8 @@ RUNNER_DIR = Path(device_runner.__file__).resolve().parent
 RUNNER_FILES = device_runner.RUNNER_FILES  # all a board needs besides numpy + runtime
 JOB_ID_CHARS = 16              # 64 bits of sha256: unique among any device's jobs, short in paths
 OUTPUT_TAIL_CHARS = 2000       # runner output quoted in errors: enough for a traceback's end
+SERVED_RUNNER = True           # one runner per target session where the target can keep it up (tests flip it)
+SERVED_MINOR = 4               # protocol 1.4 introduced run.py --serve
 
 
 @dataclass(frozen=True)
@@ -145,16 +147,23 @@ def start_runner(target: Target, runner: str, job_dir: str, timeout_s: float,
                  progress: Callable[[int, int], None] | None = None):
     """Run the runner on the job folder and check its handshake; returns the CommandResult.
 
-    The runner runs detached where the target supports it (ADB): a long silent inference meets no
-    read timeout, and a dropped connection is reconnected and the job polled again.
+    Where the target keeps a process up (``Target.serve``: the local target), one runner per
+    session takes the jobs one after the other (``run.py --serve``; the runtime is imported once).
+    Elsewhere each job starts its own runner, detached where the target supports it (ADB): a long
+    silent inference meets no read timeout, and a dropped connection is reconnected and the job
+    polled again.
     """
     def watch(line: str) -> None:
         done = protocol.parse_progress(line)
         if done is not None and progress is not None:
             progress(*done)
 
-    proc = target.run_detached([target.python, runner, job_dir], job_dir, timeout_s=timeout_s,
-                               watch=watch if progress is not None else None)
+    served = _served_runner(target, runner, timeout_s)
+    if served is not None:
+        proc = served.request(job_dir, timeout_s, protocol.parse_done, watch if progress is not None else None)
+    else:
+        proc = target.run_detached([target.python, runner, job_dir], job_dir, timeout_s=timeout_s,
+                                   watch=watch if progress is not None else None)
     output = proc.stdout + proc.stderr
     fields = protocol.parse_handshake(proc.stdout)
     if fields is None:
@@ -169,6 +178,25 @@ def start_runner(target: Target, runner: str, job_dir: str, timeout_s: float,
                                             f"{text.tail(proc.stderr, OUTPUT_TAIL_CHARS)}", target.name), output)
     log.info("[%s] runner exited %d after %.2f s", target.name, proc.returncode, proc.duration_s)
     return proc
+
+
+def _served_runner(target: Target, runner: str, timeout_s: float):
+    """The target's runner that stays up (``run.py --serve``), or None: the target keeps no process,
+    or the runner there does not greet with this protocol major at minor >= SERVED_MINOR (a runner
+    per job then also reports what is wrong with it)."""
+    served = target.serve([target.python, runner, protocol.SERVE_FLAG]) if SERVED_RUNNER else None
+    if served is None:
+        return None
+    fields = protocol.parse_handshake(served.greeting(timeout_s) or "")
+    try:
+        version = tuple(int(p) for p in (fields or {}).get("protocol", "").split("."))
+    except ValueError:
+        version = ()
+    mine = tuple(int(p) for p in protocol.PROTOCOL_VERSION.split("."))
+    if len(version) != 2 or version[0] != mine[0] or version[1] < SERVED_MINOR:
+        served.close(kill=True)
+        return None
+    return served
 
 
 def pull_outcome(target: Target, job_dir: str, proc, tmp: Path, transfer: Transfer) -> _RunnerOutcome:

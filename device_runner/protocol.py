@@ -21,8 +21,10 @@ job.json (written by the host)::
       "outputs": "outputs.npy",           # written by the runner
       "result": "result.json",            # written by the runner
       "progress_interval_s": 1.0,         # optional (1.1): print progress at most this often
-      "allow_unproven": false             # optional (1.3): keep a GPU job whose placement the
+      "allow_unproven": false,            # optional (1.3): keep a GPU job whose placement the
                                           # runtime does not prove, labelled "gpu (unproven)"
+      "durable": true                     # optional (1.4): fsync outputs and result; false for a
+                                          # served job, whose host reads them at once
     }
 
 The runner prints one handshake line first (``QSKEW-RUNNER protocol=1.2 python=3.9.18
@@ -194,7 +196,7 @@ def parse_delegate(spec):
 
 def make_job(model, inputs, preprocess, delegate="xnnpack", num_threads=2, batch_size=64,
              runtime="auto", outputs=DEFAULT_OUTPUTS, result=DEFAULT_RESULT, progress_interval_s=None,
-             allow_unproven=False):
+             allow_unproven=False, durable=True):
     """A job.json dictionary; validates the delegate and runtime names."""
     parse_delegate(delegate)
     if runtime != "auto" and runtime not in RUNTIMES:
@@ -205,7 +207,7 @@ def make_job(model, inputs, preprocess, delegate="xnnpack", num_threads=2, batch
         "delegate": delegate, "num_threads": int(num_threads), "batch_size": int(batch_size),
         "runtime": runtime, "outputs": outputs, "result": result,
         "progress_interval_s": float(PROGRESS_INTERVAL_S if progress_interval_s is None else progress_interval_s),
-        "allow_unproven": bool(allow_unproven),
+        "allow_unproven": bool(allow_unproven), "durable": bool(durable),
     }
 
 

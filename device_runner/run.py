@@ -113,7 +113,7 @@ def run_compiled_job(job_dir, job, result, clock, runtime, x, t0):
 
 def _write_outputs(job_dir, job, result, out, in_info, out_info, batch):
     """outputs.npy, and what result.json says about the input and output tensors."""
-    outputs_sha256 = save_outputs(in_job(job_dir, job["outputs"]), out)
+    outputs_sha256 = save_outputs(in_job(job_dir, job["outputs"]), out, bool(job.get("durable", True)))
     result["input"] = {"dtype": in_info["dtype"], "shape": [batch] + in_info["shape"][1:],
                        "shape_signature": in_info["shape_signature"],
                        "scale": in_info["scale"], "zero_point": in_info["zero_point"]}
@@ -182,10 +182,10 @@ def run_folder(job_dir, clock):
     """Run one job folder, always leaving result.json behind when it can; returns the exit code."""
     result = new_result()
     result_path = in_job(job_dir, protocol.DEFAULT_RESULT)
-    code = protocol.EXIT_OK
+    code, durable = protocol.EXIT_OK, True
     try:
         job = read_job(job_dir)
-        result_path = in_job(job_dir, job["result"])
+        result_path, durable = in_job(job_dir, job["result"]), bool(job.get("durable", True))
         remove_stale([result_path, in_job(job_dir, job["outputs"])])
         result.update(delegate_requested=job["delegate"], num_threads=job["num_threads"])
         run_job(job_dir, job, result, clock)
@@ -200,7 +200,7 @@ def run_folder(job_dir, clock):
         code = 1
     result["timings"] = _timings(clock)
     try:
-        write_result(result_path, result)
+        write_result(result_path, result, durable)
     except OSError as exc:
         sys.stderr.write("qskew runner: cannot write %s: %s\n" % (result_path, exc))
         return code or protocol.EXIT_BAD_JOB

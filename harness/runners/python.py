@@ -84,28 +84,34 @@ def run_job(target: Target, artifact: ModelArtifact, test: GroupedDataset, deleg
     transfer = Transfer()
     with tempfile.TemporaryDirectory(prefix="qskew-job-") as tmp:
         start = time.perf_counter()
+        timeout = timeout_s if timeout_s is not None else default_timeout_s(len(test))
         runner = ensure_runner(target, transfer)
+        greeted = time.perf_counter()
+        served = _served_runner(target, runner, timeout)  # started by a session's first job
+        greeted = time.perf_counter() - greeted
         inputs_remote, inputs_sha = push_inputs(target, test, transfer)
         model_remote = push_file(target, model_path, artifact.sha256, "model", ".tflite", transfer)
         job = _make_job(model_remote, inputs_remote, test, delegate, num_threads, batch_size, runtime,
-                        allow_unproven)
+                        allow_unproven, durable=served is None)
         job_dir = write_job(target, job, _job_id(artifact.sha256, inputs_sha, job), Path(tmp), transfer)
-        transfer.push_s = time.perf_counter() - start
-        start = time.perf_counter()
-        timeout = timeout_s if timeout_s is not None else default_timeout_s(len(test))
-        proc = start_runner(target, runner, job_dir, timeout, progress)
+        transfer.push_s = time.perf_counter() - start - greeted
+        start = time.perf_counter() - greeted  # a runner's start counts as running, not pushing
+        proc = start_runner(target, runner, job_dir, timeout, progress, served)
         run_s = transfer.run_s = time.perf_counter() - start
         outcome = pull_outcome(target, job_dir, proc, Path(tmp), transfer)
     return build_run(target, artifact, test, delegate, outcome, transfer, run_s)
 
 
 def _make_job(model_remote: str, inputs_remote: str, test: GroupedDataset, delegate: str,
-              num_threads: int, batch_size: int, runtime: str, allow_unproven: bool = False) -> dict:
+              num_threads: int, batch_size: int, runtime: str, allow_unproven: bool = False,
+              durable: bool = True) -> dict:
+    """job.json; a served job is not ``durable`` (no fsync: its host reads the files at once)."""
     if num_threads < 1 or batch_size < 1:
         raise ConfigError(f"num_threads ({num_threads}) and batch_size ({batch_size}) must be >= 1")
     try:
         return protocol.make_job(model_remote, inputs_remote, test.preprocess.to_json(), delegate,
-                                 num_threads, batch_size, runtime, allow_unproven=allow_unproven)
+                                 num_threads, batch_size, runtime, allow_unproven=allow_unproven,
+                                 durable=durable)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
 
@@ -144,11 +150,11 @@ def write_job(target: Target, job: Mapping[str, Any], job_id: str, tmp: Path,
 
 
 def start_runner(target: Target, runner: str, job_dir: str, timeout_s: float,
-                 progress: Callable[[int, int], None] | None = None):
+                 progress: Callable[[int, int], None] | None = None, served=None):
     """Run the runner on the job folder and check its handshake; returns the CommandResult.
 
-    Where the target keeps a process up (``Target.serve``: the local target), one runner per
-    session takes the jobs one after the other (``run.py --serve``; the runtime is imported once).
+    With ``served`` (:func:`_served_runner`: the target keeps a process up, as the local target
+    does), one runner per session takes the jobs one after the other (``run.py --serve``; the runtime is imported once).
     Elsewhere each job starts its own runner, detached where the target supports it (ADB): a long
     silent inference meets no read timeout, and a dropped connection is reconnected and the job
     polled again.
@@ -158,7 +164,6 @@ def start_runner(target: Target, runner: str, job_dir: str, timeout_s: float,
         if done is not None and progress is not None:
             progress(*done)
 
-    served = _served_runner(target, runner, timeout_s)
     if served is not None:
         proc = served.request(job_dir, timeout_s, protocol.parse_done, watch if progress is not None else None)
     else:

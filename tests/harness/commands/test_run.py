@@ -1,5 +1,6 @@
 """``qskew run``: a rerun with the model, variants and reference cached loads no model, computes no
-reference and imports no TensorFlow; the commands that read run directories never import it."""
+reference and imports no TensorFlow (nor scikit-learn: the built-in dataset is cached); the commands that
+read run directories never import them."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from harness.rundir import read_run
 from harness.rundir.layout import REFERENCE_JOB
 
 REPO = Path(harness.__file__).resolve().parents[1]
-HEAVY = ("tensorflow", "keras", "tf_keras")  # what a cached run must not import
+HEAVY = ("tensorflow", "keras", "tf_keras", "sklearn", "statsmodels")  # what a cached run must not import
 # Runs a qskew command line in a fresh interpreter and prints the heavy modules it imported.
 PROBE = ("import json, sys\nfrom harness.cli import main\nrc = main(sys.argv[1:])\n"
          "heavy = sorted({m.split('.')[0] for m in sys.modules} & set(%r))\n"

@@ -21,6 +21,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/cached_run.py
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

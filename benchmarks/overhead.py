@@ -1,25 +1,31 @@
-"""Overhead of the local target against a bare interpreter loop, measured side by side.
+"""Overhead of the local target against a bare interpreter loop, at the test-set sizes users run.
 
-For each model (small_cnn, mobilenet_v2) and variant (fp32, int8) this times, in one process and
-alternating:
+For each model and variant this times, in one process and alternating:
 
-(a) ``harness.runners.python.run_job`` on a fresh ``LocalTarget``: copying model, inputs and runner into a new
-    device folder and verifying their sha256 there, starting the runner as a child process,
-    converting the uint8 samples to the model's input type, inference, writing and reading back
-    the outputs and dequantizing them;
-(b) a bare batched ``ai_edge_litert`` loop over the same model, samples, batch size, threads and
-    delegate, starting from the same stored (uint8) samples: one vectorised numpy conversion to
-    the model's input type, then set_tensor/invoke/get_tensor per batch;
-(c) the same bare loop fed samples already converted outside the timing (the "strict" baseline).
+(a) a job: ``harness.runners.python.run_job`` on a ``LocalTarget`` -- copying model and inputs into
+    the device folder (the first job of a test set also serializes and hashes it on the host),
+    handing the job to the runner (started by the first job, then kept up for the session),
+    converting the uint8 samples to the model's input type, inference, writing, pulling, verifying
+    and decoding the outputs;
+(b) a bare batched ``ai_edge_litert`` loop in this process over the same model, batch size,
+    threads and delegate, starting from the same stored uint8 samples: one vectorised numpy
+    conversion to the model's input type, then set_tensor/invoke/get_tensor per batch;
+(c) (the long run only) the same bare loop fed samples already converted (the "strict" baseline).
 
-The test set is repeated until the bare loop takes at least ``MIN_BARE_S`` seconds. It prints
-ratio = (a) / (b), the goal being <= 1.10, with the best of ``ROUNDS`` runs each; strict = (a) / (c);
-cold = the first (a), which also serializes and hashes the test set on the host (later jobs of a
-sweep reuse that file, as rounds 2 and 3 do here), over (b).
+**Per test-set size** (``--sizes``; no repetition): synthetic uint8 samples of the model's input
+shape, one device session per model and size (its first job is the cold one), best of
+``--rounds``. ``ratio`` = job / bare loop from uint8, ``fixed_ms`` = job - bare loop (the cost
+per job that does not scale with the samples), ``cold`` = the first job / the bare loop. It ends
+with ``worst ratio at N samples: X.XX`` per size.
 
-    .venv/bin/python benchmarks/overhead.py [--models small_cnn,mobilenet_v2] [--variants fp32,int8]
+**Long run** (``--min-bare-s``, 0 skips it): the built-in test set repeated until the bare loop
+takes that long, as before: it shows the per-sample costs and hides the fixed ones.
 
-The first run trains the models (MobileNetV2 takes about a minute) and caches them.
+Models: the built-ins trained on digits-groups (``small_cnn``, ``mobilenet_v2``), and
+``mobilenet_v2_96`` (MobileNetV2 alpha 0.35 at 96x96x3, random weights, built here; sizes only).
+
+    .venv/bin/python benchmarks/overhead.py --models small_cnn,mobilenet_v2_96 --variants fp32,int8 \\
+        --sizes 1000,4000,16000
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-MIN_BARE_S = 5.0     # the issue's floor: long enough that start-up costs are what is measured
+MIN_BARE_S = 5.0     # the long run: long enough that start-up costs vanish from the ratio
 ROUNDS = 3           # alternate job/bare this many times; keep the best of each (shared, noisy host)
 CALIBRATION_PASSES = 3  # passes over the test set to size the repeated set (best of, against noise)
 SIZE_MARGIN = 1.3    # aim above MIN_BARE_S so a quieter moment still leaves the bare loop >= 5 s
@@ -46,92 +52,179 @@ BATCH_SIZE = 64
 THREADS = 2
 DELEGATE = "xnnpack"
 GOAL = 1.10
+SYNTHETIC_MODEL = "mobilenet_v2_96"  # MobileNetV2 (alpha 0.35) at 96x96, random weights
+SYNTHETIC_SHAPE = (96, 96, 3)
+NUM_CLASSES = 10
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="small_cnn,mobilenet_v2")
+    parser.add_argument("--models", default=f"small_cnn,{SYNTHETIC_MODEL}")
     parser.add_argument("--variants", default="fp32,int8")
+    parser.add_argument("--sizes", default="1000,4000,16000", help="test-set sizes (samples), no repetition")
     parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--min-bare-s", type=float, default=MIN_BARE_S,
+                        help="the long run's bare-loop floor in seconds (0: skip the long run)")
     args = parser.parse_args()
-
-    from harness import datasets
-
-    ds = datasets.load("digits-groups")
-    rows = []
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    size_rows, long_rows = [], []
     for model_name in args.models.split(","):
-        model = _train(model_name, ds)
-        for art in _convert(model, ds, args.variants.split(",")):
-            rows.append(_measure(model_name, art, ds.subset("test"), args.rounds))
-    print(f"\n{'model':13} {'variant':8} {'samples':>8} {'bare_s':>7} {'bare+cv':>7} {'job_s':>7} "
-          f"{'ratio':>6} {'cold':>6} {'strict':>6}  goal: ratio <= {GOAL}")
-    for r in rows:
-        print(f"{r['model']:13} {r['variant']:8} {r['n']:8d} {r['bare_s']:7.2f} {r['conv_s']:7.2f} {r['job_s']:7.2f} "
-              f"{r['ratio']:6.3f} {r['cold_ratio']:6.3f} {r['strict_ratio']:6.3f}  "
-              f"{'ok' if r['ratio'] <= GOAL else 'OVER'}")
-    print("ratio  = best job / best bare loop that starts from the stored (uint8) samples and converts them\n"
-          "cold   = the first job (the host also serializes and hashes the test set) / the same bare loop\n"
-          "strict = best job / best bare loop fed samples already converted to the model's input type")
+        arts, shape = _variants(model_name, args.variants.split(","))
+        for n in sizes:
+            size_rows += _measure_size(model_name, arts, shape, n, args.rounds)
+        if args.min_bare_s > 0 and model_name != SYNTHETIC_MODEL:
+            from harness import datasets
+
+            test = datasets.load("digits-groups").subset("test")
+            long_rows += [_measure_long(model_name, art, test, args.rounds, args.min_bare_s) for art in arts]
+    _print_sizes(size_rows, sizes)
+    if long_rows:
+        _print_long(long_rows)
     return 0
 
 
-def _train(name, ds):
-    from models.train import train_or_load
-
-    t = train_or_load(name, ds, seed=0, progress=False)
-    print(f"{name}: {'cached' if t.from_cache else f'trained in {t.train_s:.0f} s'}", flush=True)
-    return t.model
-
-
-def _convert(model, ds, variants):
-    from harness.quantize.calibration import make_calibration
+def _variants(name: str, variants: list[str]):
+    """(artifacts, sample shape) of ``name``: a built-in trained on digits, or the synthetic model."""
     from harness.quantize.convert import convert_all
     from harness.quantize.options import QuantizeOptions
 
-    calib = make_calibration(ds.subset("train"), size=256, seed=0)
+    model, calib = (_synthetic_model() if name == SYNTHETIC_MODEL else _builtin(name))
     arts = convert_all(model, variants, calib, QuantizeOptions(), progress=False)
     for art in arts:
         if not art.ok:
-            raise SystemExit(f"{art.variant} failed: {art.error}")
-    return arts
+            raise SystemExit(f"{name}/{art.variant} failed: {art.error}")
+    return arts, tuple(int(d) for d in model.inputs[0].shape[1:])
 
 
-def _measure(model_name, art, test, rounds) -> dict:
+def _builtin(name: str):
+    from harness import datasets
+    from harness.quantize.calibration import make_calibration
+    from models.train import train_or_load
+
+    ds = datasets.load("digits-groups")
+    t = train_or_load(name, ds, seed=0, progress=False)
+    print(f"{name}: {'cached' if t.from_cache else f'trained in {t.train_s:.0f} s'}", flush=True)
+    return t.model, make_calibration(ds.subset("train"), size=256, seed=0)
+
+
+def _synthetic_model():
+    """MobileNetV2 alpha 0.35 at 96x96x3 with seeded random weights, logits out; calibrated on noise."""
+    import keras
+
+    from harness.quantize.calibration import make_calibration
+
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(input_shape=SYNTHETIC_SHAPE, alpha=0.35, weights=None,
+                                           classes=NUM_CLASSES, classifier_activation=None)
+    return model, make_calibration(_synthetic_set(256, split="train"), size=256, seed=0)
+
+
+def _synthetic_set(n: int, shape=SYNTHETIC_SHAPE, split: str = "test"):
+    """``n`` random uint8 samples of ``shape`` (preprocessed as x / 255), two groups."""
+    from harness.records import GroupedDataset, Preprocess
+
+    rng = np.random.default_rng(n)
+    return GroupedDataset(name=f"synthetic-{n}", ids=np.array([f"s{i:06d}" for i in range(n)]),
+                          x=rng.integers(0, 256, (n,) + tuple(shape), dtype=np.uint8),
+                          y=rng.integers(0, NUM_CLASSES, n), group=np.where(rng.random(n) < 0.2, "a", "b"),
+                          split=np.full(n, split), num_classes=NUM_CLASSES, preprocess=Preprocess(1 / 255))
+
+
+def _measure_size(model_name, arts, shape, n, rounds) -> list[dict]:
+    """Jobs on one device session (the first is cold) against the bare loop, per variant."""
+    from harness.runners.python import run_job
+    from harness.targets.local import LocalTarget
+
+    test = _synthetic_set(n, shape)
+    workdir = Path(tempfile.mkdtemp(prefix="qskew-bench-device-"))
+    target = LocalTarget(workdir)
+    times = {a.variant: {"bare": [], "job": []} for a in arts}
+    try:
+        for _ in range(rounds):
+            for art in arts:
+                times[art.variant]["bare"].append(_bare_from_stored(art, test))
+                start = time.perf_counter()
+                run = run_job(target, art, test, DELEGATE, num_threads=THREADS, batch_size=BATCH_SIZE)
+                times[art.variant]["job"].append(time.perf_counter() - start)
+                if not run.ok:
+                    raise SystemExit(f"job failed: {run.error}")
+    finally:
+        target.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    rows = []
+    for art in arts:
+        bare, job = times[art.variant]["bare"], times[art.variant]["job"]
+        print(f"{model_name}/{art.variant} n={n}: bare {' '.join(f'{b:.3f}' for b in bare)}  "
+              f"job {' '.join(f'{j:.3f}' for j in job)}", flush=True)
+        rows.append({"model": model_name, "variant": art.variant, "n": n, "bare_s": min(bare),
+                     "job_s": min(job), "cold_s": job[0]})
+    return rows
+
+
+def _bare_from_stored(art, test) -> float:
+    start = time.perf_counter()
+    x = _to_model_input(test, art)
+    return time.perf_counter() - start + _bare(art.path, x)
+
+
+def _measure_long(model_name, art, test, rounds, min_bare_s) -> dict:
     from harness.runners.python import run_job
     from harness.targets.local import LocalTarget
 
     x_model = _to_model_input(test, art)
     once_s = min(_bare(art.path, x_model) for _ in range(CALIBRATION_PASSES))
-    repeat = max(1, int(np.ceil(MIN_BARE_S * SIZE_MARGIN / max(once_s, 1e-9))))
+    repeat = max(1, int(np.ceil(min_bare_s * SIZE_MARGIN / max(once_s, 1e-9))))
     big = _repeat(test, repeat)
     x_big = np.concatenate([x_model] * repeat)
-    print(f"{model_name}/{art.variant}: {len(big)} samples ({repeat} x test set)", flush=True)
+    print(f"{model_name}/{art.variant} long run: {len(big)} samples ({repeat} x test set)", flush=True)
     bare_times, conv_times, job_times = [], [], []
     for _ in range(rounds):
         bare_times.append(_bare(art.path, x_big))
-        start = time.perf_counter()
-        x_conv = _to_model_input(big, art)  # the same loop, starting from the stored samples
-        conv_times.append(time.perf_counter() - start + _bare(art.path, x_conv))
-        del x_conv
+        conv_times.append(_bare_from_stored(art, big))
         workdir = Path(tempfile.mkdtemp(prefix="qskew-bench-device-"))
+        target = LocalTarget(workdir)
         try:
             start = time.perf_counter()
-            run = run_job(LocalTarget(workdir), art, big, DELEGATE, num_threads=THREADS, batch_size=BATCH_SIZE)
+            run = run_job(target, art, big, DELEGATE, num_threads=THREADS, batch_size=BATCH_SIZE)
             job_times.append(time.perf_counter() - start)
         finally:
+            target.close()
             shutil.rmtree(workdir, ignore_errors=True)
         if not run.ok:
             raise SystemExit(f"job failed: {run.error}")
-        print(f"  bare {bare_times[-1]:.2f} s   bare+convert {conv_times[-1]:.2f} s   job {job_times[-1]:.2f} s",
-              flush=True)
-    bare_s, conv_s, job_s = min(bare_times), min(conv_times), min(job_times)
-    return {"model": model_name, "variant": art.variant, "n": len(big), "bare_s": bare_s, "conv_s": conv_s,
-            "job_s": job_s, "ratio": job_s / conv_s, "strict_ratio": job_s / bare_s,
-            "cold_ratio": job_times[0] / conv_s}
+    return {"model": model_name, "variant": art.variant, "n": len(big), "bare_s": min(bare_times),
+            "conv_s": min(conv_times), "job_s": min(job_times), "cold_s": job_times[0]}
+
+
+def _print_sizes(rows, sizes) -> None:
+    print(f"\nper test-set size (synthetic uint8 samples, one device session per model and size, "
+          f"best of rounds)\n{'model':16} {'variant':8} {'samples':>8} {'bare_s':>8} {'job_s':>8} "
+          f"{'ratio':>6} {'fixed_ms':>9} {'cold':>6}")
+    for r in rows:
+        print(f"{r['model']:16} {r['variant']:8} {r['n']:8d} {r['bare_s']:8.3f} {r['job_s']:8.3f} "
+              f"{r['job_s'] / r['bare_s']:6.2f} {1000 * (r['job_s'] - r['bare_s']):9.1f} "
+              f"{r['cold_s'] / r['bare_s']:6.2f}")
+    print("ratio = job / bare loop from the stored uint8 samples; fixed_ms = job - bare loop; "
+          "cold = the session's first job (runner start, test-set serialization) / bare loop")
+    for n in sizes:
+        at = [r["job_s"] / r["bare_s"] for r in rows if r["n"] == n]
+        if at:
+            print(f"worst ratio at {n} samples: {max(at):.2f}")
+
+
+def _print_long(rows) -> None:
+    print(f"\nlong run (the built-in test set repeated)\n{'model':16} {'variant':8} {'samples':>8} "
+          f"{'bare_s':>7} {'bare+cv':>7} {'job_s':>7} {'ratio':>6} {'cold':>6} {'strict':>6}  goal: ratio <= {GOAL}")
+    for r in rows:
+        print(f"{r['model']:16} {r['variant']:8} {r['n']:8d} {r['bare_s']:7.2f} {r['conv_s']:7.2f} "
+              f"{r['job_s']:7.2f} {r['job_s'] / r['conv_s']:6.3f} {r['cold_s'] / r['conv_s']:6.3f} "
+              f"{r['job_s'] / r['bare_s']:6.3f}")
+    print("ratio = best job / best bare loop from the stored uint8 samples; strict = best job / best bare "
+          "loop fed samples already converted; cold = first job / bare loop from uint8")
 
 
 def _to_model_input(test, art) -> np.ndarray:
-    """The test samples as the model's input tensor wants them (done outside the bare timing)."""
+    """The test samples as the model's input tensor wants them (vectorised numpy)."""
     x = test.preprocess.apply(test.x)
     spec = art.inputs[0]
     if spec.quantized:

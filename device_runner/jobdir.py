@@ -92,8 +92,9 @@ def check_input_shape(x, in_info, path):
                          % (path, list(x.shape[1:]), expected), protocol.EXIT_BAD_JOB)
 
 
-def atomic_write(path, data):
-    """Replace ``path`` with ``data`` (bytes): a temporary file beside it, fsynced, renamed over it.
+def atomic_write(path, data, durable=True):
+    """Replace ``path`` with ``data`` (bytes): a temporary file beside it, fsynced (``durable``),
+    renamed over it.
 
     A reader (the host pulling result.json) sees the old file or the new one, never half of one;
     the temporary file is removed on any error. The runner's only atomic write: it must not import
@@ -104,13 +105,15 @@ def atomic_write(path, data):
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    if durable:
+        _fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def _fsync_dir(path):
@@ -127,18 +130,18 @@ def _fsync_dir(path):
         os.close(fd)
 
 
-def save_outputs(path, out):
+def save_outputs(path, out, durable=True):
     """Write outputs.npy; returns the sha256 of its bytes (the host checks its pulled copy)."""
     buf = io.BytesIO()
     np.save(buf, out, allow_pickle=False)
     data = buf.getvalue()
-    atomic_write(path, data)
+    atomic_write(path, data, durable)
     return hashlib.sha256(data).hexdigest()
 
 
-def write_result(path, result):
+def write_result(path, result, durable=True):
     data = (protocol.dumps(result) + "\n").encode("utf-8")
-    atomic_write(path, data)
+    atomic_write(path, data, durable)
 
 
 def in_job(job_dir, path):

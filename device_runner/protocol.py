@@ -25,6 +25,8 @@ job.json (written by the host)::
                                           # runtime does not prove, labelled "gpu (unproven)"
       "allow_partial": false              # optional (1.4): run a GPU job whose model the
                                           # accelerator takes only in part, labelled "gpu (partial)"
+      "durable": true                     # optional (1.4): fsync outputs and result; false for a
+                                          # served job, whose host reads them at once
     }
 
 The runner prints one handshake line first (``QSKEW-RUNNER protocol=1.2 python=3.9.18
@@ -61,6 +63,13 @@ model load; prepare_s = resize and allocate_tensors; invoke_s = the whole infere
 conversion, copies and invokes); per_batch_s = each invoke() call alone; total_s = the runner's
 wall time after start-up.
 
+Served jobs (1.4): ``run.py --serve`` stays up for a device session and reads job folders from
+stdin, one per line. It prints the handshake line once when it starts; for each job it prints
+the handshake line again, runs the job exactly as ``run.py
+JOB_DIR`` would (same files, same result.json) and ends with ``QSKEW-DONE <exit code>``, the code
+that ``run.py JOB_DIR`` would have exited with. End of stdin ends the runner. The runtime is
+imported once per session instead of once per job.
+
 Exit codes: EXIT_OK, EXIT_BAD_JOB (job folder unreadable or malformed), EXIT_RUNTIME (the model or
 delegate failed to load, prepare or run; details in result.json), EXIT_PROTOCOL.
 """
@@ -73,6 +82,9 @@ PROTOCOL_VERSION = "1.4"  # 1.1: output.sha256 (the host checks a pulled file ag
                           #      execution_plan.precision / runtime_report
                           # 1.4: job.allow_partial, runtime_report.cpu_comparison (GPU outputs
                           #      against the CPU reference kernels and XNNPACK)
+                          # 1.4: run.py --serve: one runner per device session, jobs over stdin
+SERVE_FLAG = "--serve"        # run.py --serve: read job folders from stdin, one per line (since 1.4)
+DONE_PREFIX = "QSKEW-DONE"    # "QSKEW-DONE <exit code>": a served job has finished (since 1.4)
 HANDSHAKE_PREFIX = "QSKEW-RUNNER"
 PROGRESS_PREFIX = "QSKEW-PROGRESS"  # "QSKEW-PROGRESS <samples done> <samples in all>" (since 1.1)
 PROGRESS_INTERVAL_S = 1.0           # a runner prints progress at most this often: a phone job can run minutes
@@ -190,7 +202,7 @@ def parse_delegate(spec):
 
 def make_job(model, inputs, preprocess, delegate="xnnpack", num_threads=2, batch_size=64,
              runtime="auto", outputs=DEFAULT_OUTPUTS, result=DEFAULT_RESULT, progress_interval_s=None,
-             allow_unproven=False, allow_partial=False):
+             allow_unproven=False, allow_partial=False, durable=True):
     """A job.json dictionary; validates the delegate and runtime names."""
     parse_delegate(delegate)
     if runtime != "auto" and runtime not in RUNTIMES:
@@ -201,10 +213,26 @@ def make_job(model, inputs, preprocess, delegate="xnnpack", num_threads=2, batch
         "delegate": delegate, "num_threads": int(num_threads), "batch_size": int(batch_size),
         "runtime": runtime, "outputs": outputs, "result": result,
         "progress_interval_s": float(PROGRESS_INTERVAL_S if progress_interval_s is None else progress_interval_s),
-        "allow_unproven": bool(allow_unproven), "allow_partial": bool(allow_partial),
+        "allow_unproven": bool(allow_unproven), "allow_partial": bool(allow_partial), "durable": bool(durable),
     }
 
 
 def dumps(obj):
     """Canonical JSON used for job and result files."""
     return json.dumps(obj, indent=2, sort_keys=True)
+
+
+def done_line(exit_code):
+    """``QSKEW-DONE <exit code>``: the last line of a served job (1.4)."""
+    return "%s %d" % (DONE_PREFIX, exit_code)
+
+
+def parse_done(line):
+    """The exit code of a ``QSKEW-DONE`` line, else None."""
+    parts = line.split()
+    if len(parts) == 2 and parts[0] == DONE_PREFIX:
+        try:
+            return int(parts[1])
+        except ValueError:
+            return None
+    return None

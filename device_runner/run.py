@@ -4,6 +4,7 @@ Usage (on the device, or locally)::
 
     python /any/dir/device_runner/run.py JOB_DIR      # copied to a board as plain files
     python -m device_runner.run JOB_DIR                # from a checkout
+    python /any/dir/device_runner/run.py --serve       # one process for many jobs (job folders on stdin)
 
 It prints the handshake line (``protocol.handshake_line``) first, reads ``JOB_DIR/job.json``, loads
 the model with the job's runtime and delegate, feeds the stored samples in batches and writes
@@ -132,7 +133,7 @@ def _cpu_outputs(runtime, model_path, job, x, in_info, out_info):
 
 def _write_outputs(job_dir, job, result, out, in_info, out_info, batch):
     """outputs.npy, and what result.json says about the input and output tensors."""
-    outputs_sha256 = save_outputs(in_job(job_dir, job["outputs"]), out)
+    outputs_sha256 = save_outputs(in_job(job_dir, job["outputs"]), out, bool(job.get("durable", True)))
     result["input"] = {"dtype": in_info["dtype"], "shape": [batch] + in_info["shape"][1:],
                        "shape_signature": in_info["shape_signature"],
                        "scale": in_info["scale"], "zero_point": in_info["zero_point"]}
@@ -159,21 +160,52 @@ def _timings(clock):
 
 
 def main(argv=None):
-    """Run the job folder named on the command line; returns the process exit code."""
+    """Run the job folder named on the command line (or serve jobs with ``--serve``); returns the
+    process exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == [protocol.SERVE_FLAG]:
+        return serve(sys.stdin)
     clock = {"start": time.perf_counter()}
+    _handshake()
+    if len(argv) != 1:
+        sys.stderr.write("usage: run.py JOB_DIR | run.py %s\n" % protocol.SERVE_FLAG)
+        return protocol.EXIT_BAD_JOB
+    return run_folder(argv[0], clock)
+
+
+def serve(lines):
+    """Run the job folders read from ``lines`` one after the other in this process (see protocol.py:
+    served jobs); each ends with its ``QSKEW-DONE`` line. Returns at end of input. The handshake
+    comes first (the host checks the protocol before it sends a job), then again before each job."""
+    _handshake()
+    while True:
+        line = lines.readline()
+        if not line:
+            return protocol.EXIT_OK
+        job_dir = line.rstrip("\r\n")
+        if not job_dir:
+            continue
+        clock = {"start": time.perf_counter()}
+        _handshake()
+        code = run_folder(job_dir, clock)
+        sys.stderr.flush()
+        print(protocol.done_line(code))
+        sys.stdout.flush()
+
+
+def _handshake():
     print(protocol.handshake_line(platform.python_version(), np.__version__))
     sys.stdout.flush()
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        sys.stderr.write("usage: run.py JOB_DIR\n")
-        return protocol.EXIT_BAD_JOB
-    job_dir = argv[0]
+
+
+def run_folder(job_dir, clock):
+    """Run one job folder, always leaving result.json behind when it can; returns the exit code."""
     result = new_result()
     result_path = in_job(job_dir, protocol.DEFAULT_RESULT)
-    code = protocol.EXIT_OK
+    code, durable = protocol.EXIT_OK, True
     try:
         job = read_job(job_dir)
-        result_path = in_job(job_dir, job["result"])
+        result_path, durable = in_job(job_dir, job["result"]), bool(job.get("durable", True))
         remove_stale([result_path, in_job(job_dir, job["outputs"])])
         result.update(delegate_requested=job["delegate"], num_threads=job["num_threads"])
         run_job(job_dir, job, result, clock)
@@ -188,7 +220,7 @@ def main(argv=None):
         code = 1
     result["timings"] = _timings(clock)
     try:
-        write_result(result_path, result)
+        write_result(result_path, result, durable)
     except OSError as exc:
         sys.stderr.write("qskew runner: cannot write %s: %s\n" % (result_path, exc))
         return code or protocol.EXIT_BAD_JOB

@@ -11,22 +11,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import platform
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 from harness.config import Experiment
+from harness.model_source import ModelSource
 from harness.records import GroupedDataset, ModelArtifact
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """The FP32 model under test and where it came from (recorded in the manifest)."""
-
-    model: Any                       # keras.Model
-    description: Mapping[str, Any]   # name/path, sha256, cache key, training facts
 
 
 def evaluate(exp: Experiment, dataset: GroupedDataset, source: ModelSource, out_dir: Path,
@@ -39,18 +31,19 @@ def evaluate(exp: Experiment, dataset: GroupedDataset, source: ModelSource, out_
 
     >>> evaluate(config.from_dict({}), datasets.load("digits-groups"), source, Path("runs/x"))  # doctest: +SKIP
     """
-    from harness import datasets, reference, rundir
+    from harness import datasets, rundir
     from harness.farm import schedule
-    from harness.modelio import model_input_shape, model_num_classes
+    from harness.quantize.convert import KnownModel
 
-    dataset = datasets.fit_to_model(dataset, model_input_shape(source.model))  # hf: images to the model's size
-    datasets.validate_for_model(dataset, model_input_shape(source.model), model_num_classes(source.model))
+    facts = source.facts
+    dataset = datasets.fit_to_model(dataset, facts.input_shape)  # hf: images to the model's size
+    datasets.validate_for_model(dataset, facts.input_shape, facts.num_classes)
     test, train = dataset.subset("test"), dataset.subset("train")
     with rundir.RunWriter(out_dir, resume=True) as writer:  # holds the run directory's lock
-        echo(f"reference: FP32 Keras logits for {len(test)} test samples")
-        ref = reference.reference_logits(source.model, test)
-        calibration, artifacts = build_variants(exp, source.model, train, progress, echo)
-        static = static_variants(exp, source.model, calibration, artifacts, echo)
+        ref = reference_of(source, test, echo)
+        model = KnownModel(facts.fingerprint, lambda: source.model)
+        calibration, artifacts = build_variants(exp, model, train, progress, echo)
+        static = static_variants(exp, model, calibration, artifacts, echo)
         artifacts = list(artifacts) + list(extra_artifacts)
         devices, unreachable = schedule.open_devices(exp, echo)
         try:
@@ -63,6 +56,16 @@ def evaluate(exp: Experiment, dataset: GroupedDataset, source: ModelSource, out_
             for dev in devices:
                 dev.target.close()
     return out_dir
+
+
+def reference_of(source: ModelSource, test: GroupedDataset, echo: Callable[[str], None] = lambda s: None):
+    """The FP32 reference logits of ``source`` on ``test``: from the cache, else computed and stored."""
+    from harness import reference
+
+    ref, cached = reference.cached_reference_logits(lambda: source.model, source.facts.sha256, test)
+    echo(f"reference: FP32 Keras logits for {len(test)} test samples"
+         f"{' (cached)' if cached else ' (computed, cached for later runs)'}")
+    return ref
 
 
 def build_variants(exp: Experiment, model, train: GroupedDataset, progress: bool = True,
@@ -129,7 +132,7 @@ def _manifest(exp, dataset, source, calibration, artifacts, devices) -> dict:
                     "num_classes": dataset.num_classes, "preprocess": dataset.preprocess.to_json(),
                     "group_counts": {s: dataset.subset(s).group_counts() for s in ("train", "test")},
                     "attributes": list(dataset.attributes), "intersections": dataset.intersections},
-        "model": dict(source.description),
+        "model": {**source.description, "sha256": source.facts.sha256},
         "calibration": calibration.info.to_json() if calibration is not None else None,
         "variants": [a.to_json() for a in artifacts],
         "targets": {d.spec.name: {**d.properties, "inventory": d.spec.to_json()} for d in devices},

@@ -26,7 +26,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from harness import text
@@ -43,6 +43,7 @@ TF_ENV_QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3", "ABSL_MIN_LOG_LEVEL": "3"}
 
 _handler: logging.Handler | None = None  # the handler configure() installed, so a second call replaces it
 _saved_levels: dict[str, int] = {}
+_debug = False  # configure()'s debug flag, for a TensorFlow import that happens later (with_tensorflow)
 
 
 def configure(debug: bool = False, quiet: bool = False, stream=None) -> None:
@@ -52,8 +53,9 @@ def configure(debug: bool = False, quiet: bool = False, stream=None) -> None:
     logs. ``quiet`` (ignored with ``debug``): ERROR and up, so warnings are hidden too. Calling it
     again replaces the earlier setup; :func:`reset` undoes it.
     """
-    global _handler
+    global _handler, _debug
     reset()
+    _debug = debug
     level = logging.INFO if debug else logging.ERROR if quiet else logging.WARNING
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(EscapingFormatter(DEBUG_FORMAT if debug else NORMAL_FORMAT))
@@ -142,6 +144,13 @@ def import_tensorflow_quietly(debug: bool) -> None:
         warnings.simplefilter("ignore")  # its import-time deprecation chatter is not the user's
         import tensorflow  # noqa: F401
     quiet_tensorflow()
+
+
+def with_tensorflow(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` after a quiet TensorFlow import (per :func:`configure`'s debug flag):
+    for the commands that import TensorFlow only when a cache misses."""
+    import_tensorflow_quietly(_debug)
+    return fn(*args, **kwargs)
 
 
 class JobLoggerAdapter(logging.LoggerAdapter):

@@ -6,7 +6,8 @@ inputs, runner files), so a test set is pushed once per device however many vari
 run on it, and a rerun pushes nothing new; ``jobs/<job id>/`` holds each job (the runner kinds in
 :mod:`harness.runners` say what goes there).
 
-Every pushed file is checked by its sha256 on the device after the push; every pulled file is
+Every pushed file is checked by its sha256 on the device after the push (a copy already there is
+hashed once per session, then trusted while its size and mtime stay the same); every pulled file is
 trusted only if its bytes hash to what the runner recorded (``output.sha256``) or, for
 result.json and runners that record nothing, to the device copy's sha256.
 
@@ -34,6 +35,10 @@ from harness.targets.base import Target
 
 log = logging.getLogger(__name__)
 _INPUTS_FILES: "weakref.WeakKeyDictionary[GroupedDataset, tuple[Path, str]]" = weakref.WeakKeyDictionary()
+# Device copies hashed in this target's session: remote -> (sha256, RemoteStat when hashed). A copy
+# whose size and mtime still match is not hashed again (hashing a 100 MB test set on a phone takes
+# seconds per job); a new session (a new Target) hashes it once more.
+_VERIFIED: "weakref.WeakKeyDictionary[Target, dict[str, tuple[str, Any]]]" = weakref.WeakKeyDictionary()
 
 BASE_TIMEOUT_S = 60.0          # interpreter start, runtime import and model load on a slow board
 PER_SAMPLE_TIMEOUT_S = 0.2     # ~5 samples/s: a 16x8 MobileNet off XNNPACK on a slow board, with room
@@ -120,7 +125,10 @@ def push_verified(target: Target, local: Path, sha: str, remote: str) -> int:
     """Push unless ``remote`` already holds these bytes; verify after a push. Returns bytes pushed."""
     size = local.stat().st_size
     existing = target.stat(remote)
+    if existing is not None and _VERIFIED.get(target, {}).get(remote) == (sha, existing):
+        return 0  # hashed earlier in this session, and its size and mtime have not moved since
     if existing is not None and existing.size_bytes == size and target.sha256(remote) == sha:
+        _VERIFIED.setdefault(target, {})[remote] = (sha, existing)
         return 0
     target.mkdirs(posixpath.dirname(remote))
     target.push(local, remote)
@@ -128,6 +136,7 @@ def push_verified(target: Target, local: Path, sha: str, remote: str) -> int:
     if got != sha:
         raise TargetError(f"pushed {local} to {remote}, but the device copy has sha256 {got}, "
                           f"not {sha}", target.name)
+    _VERIFIED.setdefault(target, {})[remote] = (sha, target.stat(remote))
     job_logger(log, target.name).debug("pushed %s (%d bytes)", remote, size)
     return size
 

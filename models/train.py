@@ -80,6 +80,14 @@ def train_or_load(name: str, dataset: GroupedDataset, seed: int = 0, cache_dir: 
     return TrainedModel(model, path, key, history, train_s, from_cache=False)
 
 
+def cached_model_path(name: str, dataset: GroupedDataset, seed: int = 0, cache_dir: Path | None = None,
+                      recipe: TrainRecipe | None = None) -> Path | None:
+    """The cached ``.keras`` file of ``name`` trained on ``dataset`` with ``seed``, or None; loads nothing."""
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir(CACHE_SUB)
+    path = folder / f"{cache_key(name, dataset, seed, recipe)}.keras"
+    return path if path.is_file() else None
+
+
 def cache_key(name: str, dataset: GroupedDataset, seed: int, recipe: TrainRecipe | None = None) -> str:
     """Hash of everything that determines the trained weights."""
     spec = models.get(name)
@@ -91,10 +99,10 @@ def cache_key(name: str, dataset: GroupedDataset, seed: int, recipe: TrainRecipe
 
 
 def _versions() -> dict[str, str]:
-    import keras
-    import tensorflow as tf
+    """Keras and TensorFlow versions from package metadata: importing them to ask takes seconds."""
+    from importlib.metadata import version
 
-    return {"keras": keras.__version__, "tensorflow": tf.__version__}
+    return {"keras": version("keras"), "tensorflow": version("tensorflow")}
 
 
 def _load_cached(path: Path, meta_path: Path) -> TrainedModel | None:

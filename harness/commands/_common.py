@@ -146,24 +146,35 @@ def with_devices(exp, args):
 
 
 def model_source(exp, dataset, show_progress: bool, say: Callable[[str], None]):
-    """The experiment's FP32 model: loaded from its file, or the built-in one trained (or cached)."""
-    from harness import modelio
-    from harness.evaluate import ModelSource
+    """The experiment's FP32 model: its file, or the built-in one trained (or found in the cache).
+
+    Nothing is loaded here when the model is already on disk: the ModelSource loads it (importing
+    TensorFlow) only if a conversion, the reference or training needs it.
+    """
+    from harness import logs, modelio
+    from harness.model_source import ModelSource
 
     if exp.model.path:
-        model = modelio.load_model(exp.model.path)
-        return ModelSource(model, {"source": "file", "path": str(exp.model.path),
-                                   "sha256": modelio.model_sha256(model)})
+        path = Path(exp.model.path).expanduser()
+        return ModelSource(None, {"source": "file", "path": str(exp.model.path)},
+                           load=lambda: logs.with_tensorflow(modelio.load_model, path), file=path)
     import models
-    from models.train import train_or_load
+    from models.train import cached_model_path, train_or_load
 
     models.get(exp.model.name)  # fails helpfully on an unknown name before any work
     say(f"model: {exp.model.name} (seed {exp.model.seed})")
-    trained = train_or_load(exp.model.name, dataset, seed=exp.model.seed, progress=show_progress)
+    desc = {"source": "builtin", "name": exp.model.name, "seed": exp.model.seed}
+    cached = cached_model_path(exp.model.name, dataset, seed=exp.model.seed)
+    if cached is not None:
+        say(f"  found in the cache: {cached}")
+        return ModelSource(None, {**desc, "cache_key": cached.stem, "path": str(cached)}, file=cached,
+                           load=lambda: logs.with_tensorflow(
+                               lambda: train_or_load(exp.model.name, dataset, seed=exp.model.seed).model))
+    trained = logs.with_tensorflow(train_or_load, exp.model.name, dataset, seed=exp.model.seed,
+                                   progress=show_progress)
     say(f"  {'loaded from cache' if trained.from_cache else f'trained in {trained.train_s:.1f} s'}: {trained.path}")
-    return ModelSource(trained.model, {"source": "builtin", "name": exp.model.name, "seed": exp.model.seed,
-                                       "cache_key": trained.cache_key, "path": str(trained.path),
-                                       "sha256": modelio.model_sha256(trained.model)})
+    return ModelSource(trained.model, {**desc, "cache_key": trained.cache_key, "path": str(trained.path),
+                                       "sha256": modelio.model_sha256(trained.model)}, file=trained.path)
 
 
 def run_experiment(exp, args) -> int:

@@ -17,7 +17,7 @@ def register(sub) -> None:
                                    "existing run directory is resumed (finished jobs are kept).")
     r.add_argument("experiment", type=Path, help="EXPERIMENT.toml")
     _common.add_run_flags(r)
-    r.set_defaults(func=cmd_run, heavy=True, writes_run=run_dir)
+    r.set_defaults(func=cmd_run, writes_run=run_dir)  # TensorFlow only on a cache miss
 
 
 def run_dir(args) -> Path:

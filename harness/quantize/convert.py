@@ -23,7 +23,8 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 from harness import paths
 from harness.errors import ArtifactError, ConfigError, QskewError
@@ -41,14 +42,22 @@ log = logging.getLogger(__name__)
 CACHE_SUBDIR = "variants"  # under harness.paths.cache_dir() when no cache_dir is given
 
 
+@dataclass(frozen=True)
+class KnownModel:
+    """A model known by its fingerprint (:func:`cache.model_fingerprint`), loaded only when a
+    variant is not in the cache: a fully cached run never imports TensorFlow."""
+
+    fingerprint: str
+    load: Callable[[], Any]
+
+
 def convert(model: Any, variant: str, calibration: Calibration | None,
             options: QuantizeOptions = QuantizeOptions(),
             cache_dir: Path | None = None) -> ModelArtifact:
     """One variant of ``model`` (keras.Model or SavedModel folder), from the cache if there."""
     source = _source(model)
     _require_calibration([variant], calibration)
-    return _convert_one(source, cache.model_fingerprint(source), variant, calibration, options,
-                        _cache_root(cache_dir))
+    return _convert_one(source, _fingerprint(source), variant, calibration, options, _cache_root(cache_dir))
 
 
 def convert_all(model: Any, variants: Sequence[str] | str, calibration: Calibration | None,
@@ -60,7 +69,7 @@ def convert_all(model: Any, variants: Sequence[str] | str, calibration: Calibrat
     names = parse_variants(variants)
     source = _source(model)
     _require_calibration(names, calibration)
-    fingerprint = cache.model_fingerprint(source)
+    fingerprint = _fingerprint(source)
     root = _cache_root(cache_dir)
     artifacts = []
     bar = tqdm(names, desc="convert", unit="variant", disable=not progress or not _is_tty())
@@ -102,6 +111,7 @@ def _build(source: Any, fingerprint: str, variant: str, key: str, calib: Calibra
     """Convert, store the .tflite and its sidecar; returns the sidecar's content."""
     started = time.perf_counter()
     recipe = variant_request(variant, options)
+    source = source.load() if isinstance(source, KnownModel) else source
     if variant == "mixed":
         float_path = _float_tflite(source, fingerprint, options, root)
         ranges_from = (_float_tflite(source, fingerprint, dataclasses.replace(options, fixed_batch=0), root)
@@ -168,8 +178,12 @@ def _require_calibration(variants: Sequence[str], calibration: Calibration | Non
 
 
 def _source(model: Any) -> Any:
-    """A SavedModel folder as a Path; anything else is taken as a Keras model."""
+    """A SavedModel folder as a Path; a KnownModel as it is; anything else is taken as a Keras model."""
     return Path(model) if isinstance(model, (str, os.PathLike)) else model
+
+
+def _fingerprint(source: Any) -> str:
+    return source.fingerprint if isinstance(source, KnownModel) else cache.model_fingerprint(source)
 
 
 def _cache_root(cache_dir: Path | None) -> Path:

@@ -53,6 +53,8 @@ RUNNER_DIR = Path(device_runner.__file__).resolve().parent
 RUNNER_FILES = device_runner.RUNNER_FILES  # all a board needs besides numpy + runtime
 JOB_ID_CHARS = 16              # 64 bits of sha256: unique among any device's jobs, short in paths
 OUTPUT_TAIL_CHARS = 2000       # runner output quoted in errors: enough for a traceback's end
+SERVED_RUNNER = True           # one runner per target session where the target can keep it up (tests flip it)
+SERVED_MINOR = 4               # protocol 1.4 introduced run.py --serve
 # Removes everything in the runner's folder but the manifest ($2...): a planted numpy.py or a
 # __pycache__/*.pyc there would run instead of the files qskew pushed (the folder is sys.path[0]).
 PRUNE_SCRIPT = ('cd "$1" && shift && for f in * .[!.]* ..?*; do [ -e "$f" ] || [ -L "$f" ] || continue; '
@@ -91,16 +93,19 @@ def run_job(target: Target, artifact: ModelArtifact, test: GroupedDataset, deleg
     transfer = Transfer()
     with tempfile.TemporaryDirectory(prefix="qskew-job-") as tmp:
         start = time.perf_counter()
+        timeout = timeout_s if timeout_s is not None else default_timeout_s(len(test))
         runner = ensure_runner(target, transfer)
+        greeted = time.perf_counter()
+        served = _served_runner(target, runner, timeout)  # started by a session's first job
+        greeted = time.perf_counter() - greeted
         inputs_remote, inputs_sha = push_inputs(target, test, transfer)
         model_remote = push_file(target, model_path, artifact.sha256, "model", ".tflite", transfer)
         job = _make_job(model_remote, inputs_remote, test, delegate, num_threads, batch_size, runtime,
-                        allow_unproven, allow_partial)
+                        allow_unproven, allow_partial, durable=served is None)
         job_dir = write_job(target, job, _job_id(artifact.sha256, inputs_sha, job), Path(tmp), transfer)
-        transfer.push_s = time.perf_counter() - start
-        start = time.perf_counter()
-        timeout = timeout_s if timeout_s is not None else default_timeout_s(len(test))
-        proc = start_runner(target, runner, job_dir, timeout, progress)
+        transfer.push_s = time.perf_counter() - start - greeted
+        start = time.perf_counter() - greeted  # a runner's start counts as running, not pushing
+        proc = start_runner(target, runner, job_dir, timeout, progress, served)
         run_s = transfer.run_s = time.perf_counter() - start
         outcome = pull_outcome(target, job_dir, proc, Path(tmp), transfer)
     return build_run(target, artifact, test, delegate, outcome, transfer, run_s)
@@ -108,13 +113,14 @@ def run_job(target: Target, artifact: ModelArtifact, test: GroupedDataset, deleg
 
 def _make_job(model_remote: str, inputs_remote: str, test: GroupedDataset, delegate: str,
               num_threads: int, batch_size: int, runtime: str, allow_unproven: bool = False,
-              allow_partial: bool = False) -> dict:
+              allow_partial: bool = False, durable: bool = True) -> dict:
+    """job.json; a served job is not ``durable`` (no fsync: its host reads the files at once)."""
     if num_threads < 1 or batch_size < 1:
         raise ConfigError(f"num_threads ({num_threads}) and batch_size ({batch_size}) must be >= 1")
     try:
         return protocol.make_job(model_remote, inputs_remote, test.preprocess.to_json(), delegate,
                                  num_threads, batch_size, runtime, allow_unproven=allow_unproven,
-                                 allow_partial=allow_partial)
+                                 allow_partial=allow_partial, durable=durable)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
 
@@ -158,20 +164,25 @@ def write_job(target: Target, job: Mapping[str, Any], job_id: str, tmp: Path,
 
 
 def start_runner(target: Target, runner: str, job_dir: str, timeout_s: float,
-                 progress: Callable[[int, int], None] | None = None):
+                 progress: Callable[[int, int], None] | None = None, served=None):
     """Run the runner on the job folder and check its handshake; returns the CommandResult.
 
-    The runner runs detached where the target supports it (ADB): a long silent inference meets no
-    read timeout, and a dropped connection is reconnected and the job polled again.
+    With ``served`` (:func:`_served_runner`: the target keeps a process up, as the local target
+    does), one runner per session takes the jobs one after the other (``run.py --serve``; the runtime is imported once).
+    Elsewhere each job starts its own runner, detached where the target supports it (ADB): a long
+    silent inference meets no read timeout, and a dropped connection is reconnected and the job
+    polled again.
     """
     def watch(line: str) -> None:
         done = protocol.parse_progress(line)
         if done is not None and progress is not None:
             progress(*done)
 
-    # -B: the runner writes no __pycache__ next to itself (only the manifest's .py files run)
-    proc = target.run_detached([target.python, "-B", runner, job_dir], job_dir, timeout_s=timeout_s,
-                               watch=watch if progress is not None else None)
+    if served is not None:
+        proc = served.request(job_dir, timeout_s, protocol.parse_done, watch if progress is not None else None)
+    else:  # -B: the runner writes no __pycache__ next to itself (only the manifest's .py files run)
+        proc = target.run_detached([target.python, "-B", runner, job_dir], job_dir, timeout_s=timeout_s,
+                                   watch=watch if progress is not None else None)
     output = proc.stdout + proc.stderr
     fields = protocol.parse_handshake(proc.stdout)
     if fields is None:
@@ -186,6 +197,25 @@ def start_runner(target: Target, runner: str, job_dir: str, timeout_s: float,
                                             f"{text.tail(proc.stderr, OUTPUT_TAIL_CHARS)}", target.name), output)
     job_logger(log, target.name).info("runner exited %d after %.2f s", proc.returncode, proc.duration_s)
     return proc
+
+
+def _served_runner(target: Target, runner: str, timeout_s: float):
+    """The target's runner that stays up (``run.py --serve``), or None: the target keeps no process,
+    or the runner there does not greet with this protocol major at minor >= SERVED_MINOR (a runner
+    per job then also reports what is wrong with it)."""
+    served = target.serve([target.python, "-B", runner, protocol.SERVE_FLAG]) if SERVED_RUNNER else None
+    if served is None:
+        return None
+    fields = protocol.parse_handshake(served.greeting(timeout_s) or "")
+    try:
+        version = tuple(int(p) for p in (fields or {}).get("protocol", "").split("."))
+    except ValueError:
+        version = ()
+    mine = tuple(int(p) for p in protocol.PROTOCOL_VERSION.split("."))
+    if len(version) != 2 or version[0] != mine[0] or version[1] < SERVED_MINOR:
+        served.close(kill=True)
+        return None
+    return served
 
 
 def pull_outcome(target: Target, job_dir: str, proc, tmp: Path, transfer: Transfer) -> _RunnerOutcome:

@@ -22,6 +22,7 @@ class RemoteStat:
     size_bytes: int
     mode: int
     mtime: int
+    mtime_ns: int = 0   # where the device tells it (the local target): a rewrite within a second shows
 
 
 class Target(abc.ABC):
@@ -62,6 +63,14 @@ class Target(abc.ABC):
         drop, is plain ``run`` (and never calls ``watch``).
         """
         return self.run(argv, timeout_s=timeout_s, cwd=cwd)
+
+    def serve(self, argv: Sequence[str]) -> Any | None:
+        """A process running ``argv`` that stays up for this target's session and takes requests
+        (a :class:`harness.targets.process.ServedProcess`: ``request(line, timeout_s, is_last,
+        watch)``), or None where the target keeps no such process; callers then start one process
+        per job with :meth:`run_detached`. A dead process is replaced on the next call; ``close``
+        ends them."""
+        return None
 
     @abc.abstractmethod
     def stat(self, remote: str) -> RemoteStat | None:

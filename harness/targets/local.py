@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 from harness.errors import CommandFailed, TargetError
 from harness.fsutil import atomic_write
 from harness.targets.base import RemoteStat, Target
-from harness.targets.process import CommandResult, run_command
+from harness.targets.process import CommandResult, ServedProcess, run_command
 
 HASH_CHUNK_BYTES = 1 << 20  # read files in 1 MiB pieces: constant memory for any model or test set
 PROBE_TIMEOUT_S = 30.0      # asking another interpreter its version; a cold start can take seconds
@@ -42,6 +42,7 @@ class LocalTarget(Target):
         self.python = python
         self.name = name
         self._properties: dict[str, Any] | None = None
+        self._served: dict[tuple[str, ...], ServedProcess] = {}
 
     def push(self, local: Path, remote: str) -> None:
         self._copy(Path(local), Path(remote), "push")
@@ -52,6 +53,19 @@ class LocalTarget(Target):
     def run(self, argv: Sequence[str], timeout_s: float, cwd: str | None = None) -> CommandResult:
         return run_command(argv, timeout_s=timeout_s, cwd=cwd, device=self.name)
 
+    def serve(self, argv: Sequence[str]) -> ServedProcess:
+        key = tuple(str(a) for a in argv)
+        served = self._served.get(key)
+        if served is None or not served.alive:
+            served = self._served[key] = ServedProcess(key, device=self.name)
+        return served
+
+    def close(self) -> None:
+        """End the served runners (each exits at the end of its input)."""
+        served, self._served = list(self._served.values()), {}
+        for proc in served:
+            proc.close()
+
     def stat(self, remote: str) -> RemoteStat | None:
         try:
             st = os.stat(remote)
@@ -59,7 +73,8 @@ class LocalTarget(Target):
             return None
         except OSError as exc:
             raise TargetError(f"cannot stat {remote}: {exc}", self.name) from exc
-        return RemoteStat(size_bytes=st.st_size, mode=st.st_mode, mtime=int(st.st_mtime))
+        return RemoteStat(size_bytes=st.st_size, mode=st.st_mode, mtime=int(st.st_mtime),
+                          mtime_ns=st.st_mtime_ns)
 
     def sha256(self, remote: str) -> str | None:
         digest = hashlib.sha256()

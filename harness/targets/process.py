@@ -2,21 +2,26 @@
 
 Everything that runs a program on this machine (the local target's runner, ``adb`` in conformance
 tests, compilers) goes through :func:`run_command`, which never uses a shell, so arguments are
-passed verbatim however hostile they are.
+passed verbatim however hostile they are; a process that stays up and takes requests (the runner's
+``--serve`` mode) is a :class:`ServedProcess`, started here too.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from harness.errors import CommandTimeout, TargetError
 
 log = logging.getLogger(__name__)
+
+SERVED_EXIT_S = 5.0  # a served process given end of input exits at once; after this it is killed
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,103 @@ def run_command(argv: Sequence[str], timeout_s: float, cwd: str | os.PathLike | 
         _kill_group(proc)
         raise
     return CommandResult(argv, proc.returncode, _decode(out), _decode(err), time.perf_counter() - start)
+
+
+class ServedProcess:
+    """A process that stays up and answers requests: one line on its stdin, lines on its stdout up
+    to one that ``is_last`` recognises (the runner's ``QSKEW-DONE <code>``).
+
+    Its stdout is read by a thread into a queue, so a request can wait with a timeout; its stderr is
+    drained by another thread (native libraries write there) and handed out with each answer. A
+    process that exits mid-request answers with what it printed and its exit code, and is not alive
+    afterwards; on a timeout its process group is killed (CommandTimeout).
+    """
+
+    def __init__(self, argv: Sequence[str], device: str = "local"):
+        self.argv, self.device = tuple(str(a) for a in argv), device
+        log.debug("[%s] start served %s", device, self.argv)
+        try:
+            self._proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as exc:
+            raise TargetError(f"cannot start {self.argv[0]!r}: {exc}", device) from exc
+        # The threads hold the pipes, not self: a forgotten ServedProcess is collected, its stdin
+        # closes and the runner exits at the end of its input.
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._err: queue.Queue[str | None] = queue.Queue()
+        for pipe, sink in ((self._proc.stdout, self._lines), (self._proc.stderr, self._err)):
+            threading.Thread(target=_pump, args=(pipe, sink), daemon=True).start()
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def greeting(self, timeout_s: float) -> str | None:
+        """The first line the process prints (read once, then remembered); None if it exits or
+        stays silent for ``timeout_s`` (it is then killed)."""
+        if not hasattr(self, "_greeting"):
+            try:
+                text = self._lines.get(timeout=timeout_s)
+            except queue.Empty:
+                text = None
+            if text is None:
+                self.close(kill=True)
+            self._greeting = None if text is None else text.rstrip("\n")
+        return self._greeting
+
+    def request(self, line: str, timeout_s: float, is_last: Callable[[str], int | None],
+                watch: Callable[[str], None] | None = None) -> CommandResult:
+        """Send ``line``; collect the answer's lines until ``is_last(line)`` gives the exit code."""
+        start, got, code = time.perf_counter(), [], None
+        try:
+            self._proc.stdin.write((line + "\n").encode())
+            self._proc.stdin.flush()
+        except OSError:
+            pass  # it has exited: the read below finds the end of its output
+        while code is None:
+            left = timeout_s - (time.perf_counter() - start)
+            try:
+                text = self._lines.get(timeout=max(left, 0.0))
+            except queue.Empty:
+                _kill_group(self._proc)
+                self._proc.wait()
+                raise CommandTimeout(list(self.argv) + [line], timeout_s, "".join(got), self.device) from None
+            if text is None:  # end of its stdout: it exited
+                code = self._proc.wait()
+                break
+            code = is_last(text.rstrip("\n"))
+            if code is None:
+                got.append(text)
+                if watch is not None:
+                    watch(text.rstrip("\n"))
+        return CommandResult(self.argv + (line,), code, "".join(got), self._stderr(), time.perf_counter() - start)
+
+    def close(self, kill: bool = False) -> None:
+        """End the process: close its stdin (a served runner then exits), kill it if it lingers
+        (at once with ``kill``)."""
+        try:
+            self._proc.stdin.close()
+            self._proc.wait(timeout=0 if kill else SERVED_EXIT_S)
+        except (OSError, subprocess.TimeoutExpired):
+            _kill_group(self._proc)
+            self._proc.wait()
+
+    def _stderr(self) -> str:
+        """What the process wrote to stderr since the last request."""
+        parts = []
+        while True:
+            try:
+                text = self._err.get_nowait()
+            except queue.Empty:
+                return "".join(parts)
+            parts.append(text or "")
+
+
+def _pump(pipe, sink: "queue.Queue[str | None]") -> None:
+    """Lines of ``pipe`` into ``sink``, then None at its end."""
+    for raw in iter(pipe.readline, b""):
+        sink.put(_decode(raw))
+    sink.put(None)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

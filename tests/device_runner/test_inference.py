@@ -37,3 +37,30 @@ def test_float_storage_takes_the_arithmetic_path():
     x = np.array([[0.25, -1.0]], dtype=np.float32)
     out = inference.to_model_input(x, {"scale": 2.0, "offset": 0.0}, {"dtype": "float32", "scale": 0.0, "zero_point": 0})
     assert out.dtype == np.float32 and out.tolist() == [[0.5, -2.0]]
+
+
+class _BufferInterpreter:
+    """Just the input buffer of an interpreter: what the direct feeder writes into."""
+
+    def __init__(self, shape, dtype):
+        self.buffer = np.full(shape, 7, dtype=dtype)
+
+    def tensor(self, index):
+        return lambda: self.buffer
+
+
+@pytest.mark.parametrize("storage", [np.uint8, np.uint16])
+@pytest.mark.parametrize("preprocess", PREPROCESS + [{"scale": -1 / 255, "offset": 0.0}, {"scale": 3.0, "offset": 0.5}])
+@pytest.mark.parametrize("model_input", MODEL_INPUTS)
+@pytest.mark.parametrize("m", [16, 5])
+def test_direct_feeder_fills_the_bits_the_table_gives(storage, preprocess, model_input, m):
+    """The float32 path scales in place, integer inputs use the table: the same bits as the table
+    path every input dtype used before (negative zero included); a short batch is padded with 0."""
+    x = np.random.default_rng(1).integers(0, np.iinfo(storage).max + 1, size=(40, 4, 4, 3)).astype(storage)
+    interp = _BufferInterpreter((16, 4, 4, 3), model_input["dtype"])
+    feed = inference._direct_feeder(interp, x, preprocess, dict(model_input, index=0))
+    feed(24, m)
+    expected = inference.to_model_input(x[24:24 + m], preprocess, model_input)
+    assert interp.buffer.dtype == expected.dtype
+    assert interp.buffer[:m].tobytes() == expected.tobytes()
+    assert not interp.buffer[m:].any()

@@ -229,3 +229,32 @@ def test_progress_lines_come_at_the_interval_the_job_asks(run_runner, board_runn
 def test_parse_progress_takes_the_last_well_formed_line():
     assert protocol.parse_progress("QSKEW-PROGRESS 3 10\nnoise\nQSKEW-PROGRESS 7 10\nQSKEW-PROGRESS x 10") == (7, 10)
     assert protocol.parse_progress("QSKEW-RUNNER protocol=1.1") is None
+
+
+def test_served_jobs_match_jobs_run_alone(run_runner, board_runner, job_folder, tiny_tflite, tmp_path):
+    """run.py --serve takes job folders on stdin: the handshake first, then per job its handshake,
+    its lines and QSKEW-DONE with the exit code run.py JOB_DIR gives; the same files, the same bits."""
+    import shutil
+    import sys
+
+    from harness.targets.process import run_command
+
+    folders = []
+    for name in ("fp32", "int8", "fp32"):
+        src = job_folder(tiny_tflite[name])
+        folders.append(Path(shutil.copytree(src, tmp_path / f"served-{len(folders)}")))
+    missing = tmp_path / "no-such-job"
+    stdin = "".join(f"{f}\n" for f in folders + [missing]).encode()
+    proc = run_command([sys.executable, str(board_runner), protocol.SERVE_FLAG], timeout_s=120, stdin_bytes=stdin)
+    assert proc.returncode == protocol.EXIT_OK, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert protocol.parse_handshake(lines[0])["protocol"] == protocol.PROTOCOL_VERSION
+    codes = [protocol.parse_done(s) for s in lines if protocol.parse_done(s) is not None]
+    assert codes == [protocol.EXIT_OK] * 3 + [protocol.EXIT_BAD_JOB]
+    assert sum(1 for s in lines if s.startswith(protocol.HANDSHAKE_PREFIX)) == 1 + 4
+    for folder, name in zip(folders, ("fp32", "int8", "fp32")):
+        alone = job_folder(tiny_tflite[name])
+        ok_run(run_runner, board_runner, alone)
+        assert (folder / "outputs.npy").read_bytes() == (alone / "outputs.npy").read_bytes()
+        served, single = (json.loads((f / "result.json").read_text()) for f in (folder, alone))
+        assert served["output"] == single["output"] and served["status"] == "ok"

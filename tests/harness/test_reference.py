@@ -57,3 +57,39 @@ def test_model_that_does_not_fit_raises_model_error():
     wrong = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(inputs)), name="wrong_shape")
     with pytest.raises(ModelError, match="wrong_shape"):
         reference_logits(wrong, _dataset())
+
+
+def test_cached_reference_is_computed_once_per_model_and_test_set(model, tmp_path):
+    from harness.reference import cached_reference_logits
+
+    ds, loads = _dataset(), []
+
+    def load():
+        loads.append(1)
+        return model
+
+    first, hit1 = cached_reference_logits(load, "model-a", ds, cache_root=tmp_path)
+    again, hit2 = cached_reference_logits(load, "model-a", ds, cache_root=tmp_path)
+    assert (hit1, hit2, len(loads)) == (False, True, 1)
+    np.testing.assert_array_equal(again.values, first.values)
+    np.testing.assert_array_equal(again.ids, ds.ids)
+    np.testing.assert_array_equal(first.values, reference_logits(model, ds).values)
+    # another model, other samples or other preprocessing: another entry, computed again
+    cached_reference_logits(load, "model-b", ds, cache_root=tmp_path)
+    cached_reference_logits(load, "model-a", ds.take(np.arange(30)), cache_root=tmp_path)
+    import dataclasses
+    cached_reference_logits(load, "model-a", dataclasses.replace(ds, preprocess=Preprocess(scale=1 / 255)),
+                            cache_root=tmp_path)
+    assert len(loads) == 4 and len(list(tmp_path.glob("*.npy"))) == 4
+
+
+def test_a_damaged_cache_entry_is_computed_again(model, tmp_path):
+    from harness.reference import cached_reference_logits
+
+    ds = _dataset()
+    first, _ = cached_reference_logits(lambda: model, "m", ds, cache_root=tmp_path)
+    (entry,) = tmp_path.glob("*.npy")
+    entry.write_bytes(entry.read_bytes()[:100])
+    again, hit = cached_reference_logits(lambda: model, "m", ds, cache_root=tmp_path)
+    assert not hit
+    np.testing.assert_array_equal(again.values, first.values)

@@ -50,3 +50,22 @@ def test_faint_style_scales_ink_and_slants_top_rows():
     assert (out[:4, 4] == 6).all() and (out[:4, 3] == 0).all()   # top rows: shifted right, 16 -> 6
     assert (out[4:, 3] == 6).all() and (out[4:, 4] == 0).all()   # bottom rows stay
     assert out[0, 7] == 0 and out.sum() == 8 * 6
+
+
+def test_a_cached_load_is_the_built_dataset_without_scikit_learn(tmp_path, monkeypatch):
+    from harness.datasets import digits as module
+
+    monkeypatch.setenv("QSKEW_CACHE_DIR", str(tmp_path))
+    built = module.load_digits_groups()  # builds with scikit-learn and stores it
+    (stored,) = (tmp_path / module.CACHE_SUB).glob("*.npz")
+
+    def no_build():
+        raise AssertionError("built again")
+
+    monkeypatch.setattr(module, "_build", no_build)
+    cached = module.load_digits_groups()
+    assert cached.sha256() == built.sha256() and cached.description == built.description
+    assert not cached.x.flags.writeable and cached.x.dtype == np.uint8 and cached.ids.dtype == built.ids.dtype
+    stored.write_bytes(b"not an npz")  # damaged: built again (here: refused, so it shows)
+    with pytest.raises(AssertionError, match="built again"):
+        module.load_digits_groups()

@@ -84,6 +84,25 @@ def test_mcnemar_known_value_and_no_discordant_pairs():
     assert st.mcnemar_exact(0, 0) == 1.0
 
 
+def test_bit_identical_to_statsmodels_which_it_no_longer_imports():
+    """The statistics were computed with statsmodels before; the same inputs give the same bits."""
+    from statsmodels.stats.contingency_tables import mcnemar
+    from statsmodels.stats.multitest import multipletests
+    from statsmodels.stats.proportion import proportion_confint
+
+    n = np.array([1, 2, 7, 30, 100, 180, 539, 719, 4000, 16000])
+    for frac in (0.0, 0.013, 0.5, 0.93, 1.0):
+        k = np.round(n * frac)
+        for confidence in (0.95, 0.9):
+            ours = st.wilson_interval(k, n, confidence)
+            theirs = proportion_confint(k, n, alpha=1 - confidence, method="wilson")
+            assert all(np.array_equal(a, b) for a, b in zip(ours, theirs))
+    for b, c in [(0, 0), (0, 1), (0, 6), (1, 8), (3, 3), (4, 5), (12, 0), (8, 25), (200, 260)]:
+        assert st.mcnemar_exact(b, c) == float(mcnemar(np.array([[0, c], [b, 0]]), exact=True).pvalue)
+    for p in ([0.01, 0.04, 0.03], [0.5, 0.001], [0.2, 0.2, 0.7, 1e-9], [0.9, 0.6], [0.04]):
+        assert np.array_equal(st.holm(p), multipletests(p, method="holm")[1])
+
+
 def test_group_counts_and_mcnemar_columns(frame, stats):
     rows = group_rows(stats.groups)
     for g, part in frame.groupby("group"):

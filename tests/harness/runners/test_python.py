@@ -255,6 +255,51 @@ def test_properties_come_from_the_target(models, test_set, tmp_path):
     assert run.execution_plan.delegated_nodes > 0
 
 
+def test_one_served_runner_gives_the_bits_of_a_runner_per_job(models, test_set, tmp_path, monkeypatch):
+    """The local target keeps one runner up for its session (run.py --serve); every job's outputs
+    are bit-identical to a runner started for that job alone, whatever ran before it."""
+    import harness.runners.python as python_runner
+
+    jobs = [(v, d) for v in ("fp32", "int8") for d in ("xnnpack", "reference", "builtin")]
+    served_target = LocalTarget(tmp_path / "served")
+    served = [run_job(served_target, artifact(models[v], v), test_set, d) for v, d in jobs]
+    assert len(served_target._served) == 1
+    (process,) = served_target._served.values()
+    assert process.alive
+    monkeypatch.setattr(python_runner, "SERVED_RUNNER", False)
+    per_job_target = LocalTarget(tmp_path / "per-job")
+    for (v, d), run in zip(jobs, served):
+        alone = run_job(per_job_target, artifact(models[v], v), test_set, d)
+        assert run.ok and alone.ok, (run.error, alone.error)
+        assert run.raw.dtype == alone.raw.dtype and run.raw.tobytes() == alone.raw.tobytes(), (v, d)
+        assert run.delegate_applied == alone.delegate_applied
+    assert per_job_target._served == {}
+    served_target.close()
+    assert not process.alive
+
+
+def test_a_served_runner_that_dies_is_replaced(models, test_set, tmp_path):
+    target = LocalTarget(tmp_path / "device")
+    assert run_job(target, artifact(models["fp32"]), test_set).ok
+    (process,) = target._served.values()
+    process._proc.kill()
+    process._proc.wait()
+    again = run_job(target, artifact(models["fp32"]), test_set)
+    assert again.ok and target._served[process.argv] is not process
+
+
+def test_device_copies_are_hashed_once_per_session(models, test_set, tmp_path, monkeypatch):
+    target = LocalTarget(tmp_path / "device")
+    run_job(target, artifact(models["int8"]), test_set)
+    hashed = []
+    real = LocalTarget.sha256
+    monkeypatch.setattr(LocalTarget, "sha256", lambda self, remote: hashed.append(remote) or real(self, remote))
+    assert run_job(target, artifact(models["int8"]), test_set).ok
+    assert not [r for r in hashed if "/cache/" in r or "/runner/" in r]  # the job's own pulls still verify
+    run_job(LocalTarget(tmp_path / "device"), artifact(models["int8"]), test_set)  # a new session
+    assert [r for r in hashed if r.endswith(".npy") and "/cache/" in r]
+
+
 # --- over ADB: the simulated device speaks the real protocol; same runner, runtime and delegate ---
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 
 from harness import cli, rundir
-from harness.paths import cache_dir
 from harness.metrics.groups import group_metrics
 
 ALL = ["fp32", "dynamic", "float16", "int8", "int16x8", "mixed"]
@@ -119,7 +118,11 @@ def test_wrong_sample_shape_is_one_clear_error(tmp_path, capsys):
     np.savez(npz, x=np.zeros((n, 16, 16, 1), np.uint8), y=np.arange(n) % 10,
              group=np.array(["a", "a", "b", "b"] * 8)[:n], split=np.array(["train", "test"] * (n // 2)))
     assert cli.main(["convert", "--variants", "fp32", "--out", str(tmp_path / "v"), "--no-progress"]) == 0
-    keras_file = next(cache_dir("models").glob("*.keras"))  # the demo's trained small CNN
+    from harness import datasets
+    from models.train import cached_model_path
+
+    keras_file = cached_model_path("small_cnn", datasets.load("digits-groups"))  # the demo's trained CNN
+    assert keras_file is not None
     exp = tmp_path / "exp.toml"
     exp.write_text(f'[data]\ndataset = "{npz.name}"\n[model]\npath = "{keras_file}"\n')
     capsys.readouterr()

@@ -7,6 +7,7 @@ same sweep and say which runtime it used.
 """
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -25,6 +26,11 @@ def _logits(run, variant, target, delegate):
 
 @pytest.fixture(scope="module")
 def adb_run(tmp_path_factory):
+    from harness.farm.connect import simulated_root
+
+    # a device that has never seen the test set (other tests may have pushed it to "simulated"
+    # already, and a content-addressed push of a file the device has moves nothing)
+    shutil.rmtree(simulated_root("simulated"), ignore_errors=True)
     out = tmp_path_factory.mktemp("adb") / "run"
     code = cli.main(["demo", "--device", "simulated", "--device", "local", "--variants", VARIANTS,
                      "--delegates", "xnnpack,reference", "--out", str(out), "--no-progress"])
@@ -60,8 +66,7 @@ def test_an_older_board_over_legacy_adb_completes_with_its_own_runtime(tmp_path)
     out = tmp_path / "run"
     assert cli.main(["demo", "--devices", str(devices), "--device", "old-board", "--variants", "fp32,int8",
                      "--out", str(out), "--no-progress"]) == 0
-    summary = json.loads((out / "summary.json").read_text())
-    runs = [r for r in summary["runs"] if r["target"] == "old-board"]
+    runs = [r for r in rundir.read_run(out).summary["runs"] if r["target"] == "old-board"]
     assert [r["status"] for r in runs] == ["ok", "ok"]
     assert {(r["runtime"], r["runtime_version"]) for r in runs} == {("tflite_runtime", "2.14.0")}
     manifest = json.loads((out / "manifest.json").read_text())

@@ -24,7 +24,9 @@ def _user_source(model, path="user/tiny.keras"):
     return ModelSource(model, {"source": "file", "path": path, "sha256": "x"})
 
 
-def test_user_model_is_rebuilt_in_tf_keras_and_trained_with_group_weights(tiny_keras3, digits):
+def test_user_model_is_rebuilt_in_tf_keras_and_trained_with_group_weights(tiny_keras3, digits, tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setenv("QSKEW_CACHE_DIR", str(tmp_path / "cache"))  # a QAT job cached by an earlier run is not this run's
     train = digits.subset("train")
     calibration = make_calibration(train, size=32, seed=0)
     job = qat_job(_user_source(tiny_keras3), digits, ("out",), WEIGHTED)

@@ -52,8 +52,8 @@ class AdbFiles:
     def name(self) -> str:
         return self.session.name
 
-    def push(self, local: Path, remote: str) -> None:
-        """Push through a temp name next to ``remote`` and ``mv`` it into place."""
+    def staged_push(self, local: Path, remote: str) -> tuple[Path, str, int, str]:
+        """(local, what, its mode, a temp name next to ``remote``) for a push that ``mv``s into place."""
         local = Path(local)
         what = f"push {local} -> {remote}"
         try:
@@ -62,6 +62,11 @@ class AdbFiles:
             raise TargetError(f"{what}: cannot read local file: {exc}", self.name) from exc
         tmp = posixpath.join(posixpath.dirname(remote) or ".",
                              f".{posixpath.basename(remote)}.{secrets.token_hex(6)}.part")
+        return local, what, mode, tmp
+
+    def push(self, local: Path, remote: str) -> None:
+        """Push through a temp name next to ``remote`` and ``mv`` it into place."""
+        local, what, mode, tmp = self.staged_push(local, remote)
 
         def op(device: AdbDevice) -> None:
             with FileSource(local) as source:

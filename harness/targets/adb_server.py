@@ -17,12 +17,9 @@ when it cannot connect, so ``server_client`` checks the server answers first.
 from __future__ import annotations
 
 import logging
-import os
-import posixpath
 import re
 import secrets
 import socket
-import stat as stat_mod
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +33,7 @@ from harness.fsutil import atomic_write
 from harness.targets.adb import DEFAULT_WORKDIR, SessionTarget
 from harness.targets.adb_files import MOVE_SCRIPT, AdbFiles
 from harness.targets.adb_link import LinkLimits
-from harness.targets.adb_session import (COMMAND_TIMEOUT_S, RECONNECT_ATTEMPTS, RECONNECT_BACKOFF_S, LinkLost,
+from harness.targets.adb_session import (COMMAND_TIMEOUT_S, RECONNECT_ATTEMPTS, RECONNECT_BACKOFF_S, AdbSession, LinkLost,
                                          bare, checked_argv, decode, shell_command, shown)
 from harness.targets.base import RemoteStat
 from harness.targets.process import CommandResult
@@ -189,13 +186,7 @@ class ServerSession:
             raise CommandTimeout(list(argv), timeout_s, "", self.name) from exc
         return CommandResult(tuple(argv), code, decode(out), decode(err), time.perf_counter() - start)
 
-    def check(self, argv: Sequence[str], timeout_s: float = COMMAND_TIMEOUT_S,
-              cwd: str | None = None) -> CommandResult:
-        """``run`` that raises CommandFailed on a non-zero exit."""
-        result = self.run(argv, timeout_s=timeout_s, cwd=cwd)
-        if result.returncode != 0:
-            raise CommandFailed(list(argv), result.returncode, result.stdout + result.stderr, self.name)
-        return result
+    check = AdbSession.check  # run, then CommandFailed on a non-zero exit (the same rule)
 
     def run_retrying(self, argv: Sequence[str], what: str, timeout_s: float = COMMAND_TIMEOUT_S) -> str:
         """A command safe to repeat, retried after a lost link; CommandFailed on a non-zero exit."""
@@ -229,14 +220,7 @@ class ServerFiles(AdbFiles):
 
     def push(self, local: Path, remote: str) -> None:
         """Push through a temp name next to ``remote`` and ``mv`` it into place."""
-        local = Path(local)
-        what = f"push {local} -> {remote}"
-        try:
-            mode = stat_mod.S_IMODE(os.stat(local).st_mode)
-        except OSError as exc:
-            raise TargetError(f"{what}: cannot read local file: {exc}", self.name) from exc
-        tmp = posixpath.join(posixpath.dirname(remote) or ".",
-                             f".{posixpath.basename(remote)}.{secrets.token_hex(6)}.part")
+        local, what, mode, tmp = self.staged_push(local, remote)
         try:
             self.session.call(what, lambda d: d.sync.push(local, tmp, mode=mode), idempotent=True)
             self.session.run_retrying(["sh", "-c", MOVE_SCRIPT, "qskew-mv", tmp, remote], f"mv {tmp} {remote}")

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.metrics.score import score_job
-from harness.records import DeviceRun, GroupedDataset, Logits
+from harness.records import DeviceRun, ExecutionPlan, GroupedDataset, Logits, Timings
 from harness.rundir import RunWriter
 
 GROUPS = ("a", "b", "c", "d", "e", "f", "g", "h")  # eight groups, as a demographic split might have
@@ -81,8 +81,8 @@ def sweep(run_dir: Path, jobs: int, n: int, k: int) -> Meter:
     meter(writer.write_manifest, {"config": {"experiment": {"name": "bench"}}, "dataset": {"sha256": "d"}})
     meter(writer.add_reference, ref, test)
     meter.seconds.clear()
-    plan = {"available": True, "source": "interpreter",
-            "placement": [{"node": i, "op": "CONV_2D", "on": "delegate"} for i in range(20)]}
+    plan = ExecutionPlan.from_json({"available": True, "source": "interpreter",
+                                    "placement": [{"node": i, "op": "CONV_2D", "on": "delegate"} for i in range(20)]})
     for i in range(jobs):
         job = (f"v{i % 7}", f"device-{i // 7}", "xnnpack")
         if i % FAIL_EVERY == FAIL_EVERY - 1:
@@ -90,7 +90,7 @@ def sweep(run_dir: Path, jobs: int, n: int, k: int) -> Meter:
             continue
         z = z_ref + rng.normal(scale=0.5, size=z_ref.shape).astype(np.float32)
         run = DeviceRun(*job, artifact_sha256="a" * 64, logits=z, runtime="ai_edge_litert", runtime_version="2.3.0",
-                        delegate_applied="xnnpack", batch_size=64, timings={"per_batch_s": [0.001] * 10},
+                        delegate_applied="xnnpack", batch_size=64, timings=Timings.from_json({"per_batch_s": [0.001] * 10}),
                         execution_plan=plan)
         score = score_job(run, ref, test)
         meter(writer.add_run, run, score)

@@ -69,8 +69,8 @@ def main() -> int:
                         if not run.ok:
                             raise SystemExit(f"{kind} {art.variant}: {run.error}")
                         if round_ == 0:
-                            pushed[kind] = run.transfer.get("pushed", {}).get("inputs", 0)
-                            calls = run.timings.get("invocations", calls) if kind == "benchmark_model" else calls
+                            pushed[kind] = run.transfer.pushed.get("inputs", 0) if run.transfer else 0
+                            calls = (run.timings.invocations or calls) if kind == "benchmark_model" and run.timings else calls
                         else:
                             best[kind] = min(best.get(kind, took), took)
             finally:

@@ -216,8 +216,8 @@ def sweep(tmp: Path) -> None:
             runs = [run_job(target, art, test, d) for art in artifacts for d in DELEGATES]
             wall_s = time.perf_counter() - start
     failed = [(r.variant, r.delegate, r.error) for r in runs if not r.ok]
-    pushed = sum(r.transfer["bytes_pushed"] for r in runs)
-    by_kind = {k: sum(r.transfer["pushed"].get(k, 0) for r in runs) for k in ("inputs", "model", "runner", "job")}
+    pushed = sum(r.transfer.bytes_pushed for r in runs)
+    by_kind = {k: sum(r.transfer.pushed.get(k, 0) for r in runs) for k in ("inputs", "model", "runner", "job")}
     inputs_bytes = _inputs_file(test)[0].stat().st_size
     model_bytes = sum(a.size_bytes for a in artifacts)
     runner_bytes = sum((RUNNER_DIR / f).stat().st_size for f in RUNNER_FILES)
@@ -228,7 +228,7 @@ def sweep(tmp: Path) -> None:
           + (f"; FAILED jobs: {failed}" if failed else ""))
     print(f"   pushed {pushed} bytes (inputs {by_kind['inputs']}, models {by_kind['model']}, "
           f"runner {by_kind['runner']}, job.json {by_kind['job']}); "
-          f"pulled {sum(r.transfer['bytes_pulled'] for r in runs)} bytes")
+          f"pulled {sum(r.transfer.bytes_pulled for r in runs)} bytes")
     print(f"   test set {inputs_bytes} + models {model_bytes} + runner {runner_bytes} = {floor} bytes")
     print(f"   ratio {ratio:.4f}   goal: <= {SWEEP_GOAL}  {'ok' if ratio <= SWEEP_GOAL else 'OVER'}")
     per_job = [r.transfer for r in runs]

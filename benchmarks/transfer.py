@@ -109,7 +109,8 @@ class _SimulatorProcess:
     def __init__(self, root: Path):
         root.mkdir()
         self.argv = [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())",
-                     "devices", "simulate", "--port", "0", "--root", str(root)]
+                     "devices", "simulate", "--port", "0", "--root", str(root),
+                     "--no-auth"]  # loopback, timing only: Debian's adb here has a key of its own
 
     def __enter__(self) -> tuple[str, int]:
         import re
@@ -232,8 +233,8 @@ def sweep(tmp: Path) -> None:
     print(f"   test set {inputs_bytes} + models {model_bytes} + runner {runner_bytes} = {floor} bytes")
     print(f"   ratio {ratio:.4f}   goal: <= {SWEEP_GOAL}  {'ok' if ratio <= SWEEP_GOAL else 'OVER'}")
     per_job = [r.transfer for r in runs]
-    print(f"   per job: push {_mean(t['push_s'] for t in per_job) * 1e3:.0f} ms, run "
-          f"{_mean(t['run_s'] for t in per_job) * 1e3:.0f} ms, pull {_mean(t['pull_s'] for t in per_job) * 1e3:.0f} ms"
+    print(f"   per job: push {_mean(t.push_s for t in per_job) * 1e3:.0f} ms, run "
+          f"{_mean(t.run_s for t in per_job) * 1e3:.0f} ms, pull {_mean(t.pull_s for t in per_job) * 1e3:.0f} ms"
           " (means)")
 
 

@@ -7,7 +7,8 @@ For one variant, every job (device x delegate) of a run directory is set against
   ``drop_delegate`` -- reference kernels to this delegate; they add up to the drop);
 - the same variant on the CPU reference kernels (the baseline job of
   :func:`harness.metrics.groups.baseline_target`: the same device's, else another device's):
-  the share of samples whose predicted class differs, and the largest logit difference.
+  the share of samples whose predicted class differs, the share of logits that differ and the largest
+  difference, in output steps for integer-output variants (:mod:`harness.metrics.steps`) and in logits.
 
 A job that failed (a delegate that would not load, a profile that refused the variant) is one
 row with status "failed" and its error, so the table shows every delegate asked for.
@@ -23,6 +24,10 @@ Columns of :func:`delegate_table` (:data:`TABLE_COLUMNS`), one row per job x (ov
     baseline_target            whose reference-kernel job the next two columns compare with
     flip_vs_ref                share of samples whose predicted class differs from the baseline's
     max_abs_dlogit_vs_ref      max over samples and classes of |z - z_baseline|
+    max_step_diff              the same in quantization steps of the variant's output tensor (its
+                               scale from the manifest's variants); NaN for float outputs
+    frac_logits_diff           share of logits that differ from the baseline's (by >= 1 step for
+                               integer outputs, at all for float ones)
     latency_ms_per_sample      the job's latency (median of its runs when repeated)
     noise_max_abs_dlogit       max |Δlogit| between repeated runs of this job (NaN: ran once)
     noise_latency_spread       (max - min) / median latency over the repeats (NaN: ran once)
@@ -39,6 +44,7 @@ import pandas as pd
 
 from harness.metrics.attributes import expand, qualified
 from harness.metrics.groups import BASELINE_DELEGATE, OVERALL, baseline_target
+from harness.metrics.steps import manifest_output_scales, pair_diff
 from harness.rundir import RunData
 from harness.text import fit_cell, name_width
 
@@ -49,7 +55,8 @@ TABLE_COLUMNS: dict[str, str] = {
     "precision": "str",
     "group": "str", "n": "int64", "acc": "float64", "acc_drop": "float64",
     "drop_quantization": "float64", "drop_delegate": "float64", "baseline_target": "str",
-    "flip_vs_ref": "float64", "max_abs_dlogit_vs_ref": "float64", "latency_ms_per_sample": "float64",
+    "flip_vs_ref": "float64", "max_abs_dlogit_vs_ref": "float64",
+    "max_step_diff": "float64", "frac_logits_diff": "float64", "latency_ms_per_sample": "float64",
     "noise_max_abs_dlogit": "float64", "noise_latency_spread": "float64",
 }
 
@@ -84,18 +91,22 @@ def _job_rows(run: RunData, variant: str, entry: dict, base: str | None) -> list
     out = []
     for row in mine.itertuples(index=False):
         group = "" if row.scope == OVERALL else qualified(row.attribute, row.group)
-        flip, dmax = flips.get(group, (math.nan, math.nan))
+        diff = flips.get(group) or {}
         out.append({**common, "group": group, "n": int(row.n), "acc": row.acc, "acc_drop": row.acc_drop,
                     "drop_quantization": row.drop_quantization, "drop_delegate": row.drop_delegate,
-                    "flip_vs_ref": flip, "max_abs_dlogit_vs_ref": dmax,
+                    "flip_vs_ref": _num(diff.get("flip_rate")),
+                    "max_abs_dlogit_vs_ref": _num(diff.get("max_abs_dlogit")),
+                    "max_step_diff": _num(diff.get("max_step_diff")),
+                    "frac_logits_diff": _num(diff.get("frac_logits_diff")),
                     "latency_ms_per_sample": _num(latency),
                     "noise_max_abs_dlogit": _num(noise.get("max_abs_logit_diff")),
                     "noise_latency_spread": _num(noise.get("latency_rel_spread"))})
     return out
 
 
-def _against_baseline(run: RunData, job, base: str | None) -> dict[str, tuple[float, float]]:
-    """{group ("" = all): (flip share, max |Δlogit|)} of ``job`` against the reference-kernel job."""
+def _against_baseline(run: RunData, job, base: str | None) -> dict[str, dict[str, float]]:
+    """{group ("" = all): :func:`harness.metrics.steps.pair_diff` of ``job`` against the reference-kernel
+    job} -- flips, logits that differ, and the largest difference in output steps and in logit units."""
     if base is None:
         return {}
     mine = run.logits(*job)
@@ -103,15 +114,14 @@ def _against_baseline(run: RunData, job, base: str | None) -> dict[str, tuple[fl
     order = pd.Index(theirs.ids).get_indexer(mine.ids)
     if (order < 0).any() or len(order) != len(theirs.ids):
         return {}
-    z, zb = mine.values.astype(np.float64), theirs.values.astype(np.float64)[order]
-    flip = z.argmax(axis=1) != zb.argmax(axis=1)
-    dmax = np.abs(z - zb).max(axis=1) if z.size else np.zeros(len(z))
+    z, zb = mine.values, theirs.values[order]
+    scale = manifest_output_scales(run.manifest).get(job[0])
     cells = run.test_set().set_index("id").loc[mine.ids, "group"].to_numpy().astype(str)
     per_attribute = expand(pd.DataFrame({"group": cells, "_row": np.arange(len(cells))}), run.attributes)
-    out = {"": (float(flip.mean()) if len(flip) else math.nan, float(dmax.max()) if len(dmax) else math.nan)}
+    out = {"": pair_diff(z, zb, scale)}
     for (attribute, g), part in per_attribute.groupby(["attribute", "group"], sort=True):
         sel = part["_row"].to_numpy()
-        out[qualified(str(attribute), str(g))] = (float(flip[sel].mean()), float(dmax[sel].max()))
+        out[qualified(str(attribute), str(g))] = pair_diff(z[sel], zb[sel], scale)
     return out
 
 
@@ -131,7 +141,7 @@ def format_delegate_table(table: pd.DataFrame, variant: str) -> str:
     wd, wl = name_width(table.target, 12), name_width(table.delegate, 10)  # names are never cut
     wg = name_width(list(table.group) + ["(all)"], 12)
     header = (f"{'device':{wd}} {'delegate':{wl}} {'group':{wg}} {'n':>5} {'acc%':>6} {'drop_pp':>8} "
-              f"{'quant_pp':>8} {'deleg_pp':>8} {'flip_ref%':>9} {'max|Δz|':>8} {'ms/smp':>7} {'noise|Δz|':>9} "
+              f"{'quant_pp':>8} {'deleg_pp':>8} {'flip_ref%':>9} {'logits≠%':>8} {'steps':>5} {'max|Δz|':>8} {'ms/smp':>7} {'noise|Δz|':>9} "
               f"{'precision':>13}")
     lines = [f"variant {variant}: each delegate against FP32 and against the CPU reference kernels",
              header, "-" * len(header)]
@@ -148,7 +158,8 @@ def format_delegate_table(table: pd.DataFrame, variant: str) -> str:
         lines.append(
             f"{dev:{wd}} {dlg:{wl}} {fit_cell('(all)' if first else row.group, wg):{wg}} {row.n:>5} "
             f"{100 * row.acc:6.1f} {_pp(row.acc_drop):>8} {_pp(row.drop_quantization):>8} "
-            f"{_pp(row.drop_delegate):>8} {_pct(row.flip_vs_ref):>9} {_g(row.max_abs_dlogit_vs_ref):>8} "
+            f"{_pp(row.drop_delegate):>8} {_pct(row.flip_vs_ref):>9} {_pct(row.frac_logits_diff):>8} "
+            f"{_steps(row.max_step_diff):>5} {_g(row.max_abs_dlogit_vs_ref):>8} "
             f"{_g(row.latency_ms_per_sample, '.3f') if first else '':>7} "
             f"{_g(row.noise_max_abs_dlogit) if first else '':>9} "
             f"{fit_cell(row.precision, 13) if first else '':>13}")
@@ -164,7 +175,9 @@ def format_delegate_table(table: pd.DataFrame, variant: str) -> str:
                      "nothing is compared with them: add a device that can run them (e.g. --device local)")
     lines += ["drop_pp = accuracy drop vs FP32 (pp) = quant_pp (FP32 -> variant on reference kernels) "
               "+ deleg_pp (reference kernels -> delegate)",
-              "flip_ref%, max|Δz| = against the same variant on the CPU reference kernels; "
+              "flip_ref%, logits≠%, steps, max|Δz| = against the same variant on the CPU reference kernels "
+              "(logits that differ; largest difference in output quantization steps, - for float outputs; "
+              "in logit units); "
               "noise|Δz| = between repeated runs (--repeat); precision = asked/reported by the runtime "
               "(model: the model's own types; unknown: the runtime did not say)"]
     return "\n".join(lines)
@@ -176,6 +189,10 @@ def _pp(x: float) -> str:
 
 def _pct(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{100 * x:.2f}"
+
+
+def _steps(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:.0f}"
 
 
 def _g(x: float, fmt: str = ".3g") -> str:

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from harness.metrics.steps import pair_diff
+from harness.metrics.steps import manifest_output_scales, pair_diff
 from harness.rundir import RunData
 
 TABLE_COLUMNS: dict[str, str] = {
@@ -33,12 +33,7 @@ TABLE_COLUMNS: dict[str, str] = {
 
 def output_scales(run: RunData) -> dict[str, float | None]:
     """{variant: its output tensor's scale} from the manifest; None for float outputs."""
-    scales = {}
-    for v in run.manifest.get("variants") or []:
-        outputs = v.get("outputs") or []
-        scale = float(outputs[0].get("scale") or 0.0) if len(outputs) == 1 else 0.0
-        scales[v.get("variant")] = scale or None
-    return scales
+    return manifest_output_scales(run.manifest)
 
 
 def target_table(run: RunData, host: str, device: str) -> pd.DataFrame:

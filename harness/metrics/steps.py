@@ -6,6 +6,8 @@ compared sample by sample; integer-output variants in steps, float ones in raw l
 
 - :func:`step_diff`: ``|a - b| / scale`` rounded to whole steps (the stored logits are dequantized
   float32, so the quotient is an integer up to float32 rounding);
+- :func:`manifest_output_scales`: each variant's output scale, from the manifest's ``variants`` (their
+  ``outputs``, as :class:`harness.records.ModelArtifact` writes them);
 - :func:`pair_diff`: the numbers of one pair of runs over a set of samples: ``flip_rate`` (share of
   samples whose predicted class differs), ``frac_logits_diff`` (share of logits that differ: by at
   least one step, or at all for float outputs), ``max_step_diff`` (NaN for float outputs) and
@@ -24,6 +26,17 @@ import math
 import numpy as np
 
 DIFF_COLUMNS = ("n", "flip_rate", "frac_logits_diff", "max_step_diff", "max_abs_dlogit")
+
+
+def manifest_output_scales(manifest: dict) -> dict[str, float | None]:
+    """{variant: its output tensor's scale} from a run's manifest; None for float outputs (scale 0)
+    and for a variant with other than one output tensor (nothing to measure steps of)."""
+    scales: dict[str, float | None] = {}
+    for v in manifest.get("variants") or []:
+        outputs = v.get("outputs") or []
+        scale = float(outputs[0].get("scale") or 0.0) if len(outputs) == 1 else 0.0
+        scales[v.get("variant")] = scale or None
+    return scales
 
 
 def step_diff(a: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray:

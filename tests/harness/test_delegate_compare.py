@@ -100,3 +100,61 @@ def test_lookalike_device_and_group_names_are_shown_whole(tmp_path):
     text = format_delegate_table(delegate_table(run, "int8", ["xnnpack", "reference"]), "int8")
     for name in LOOKALIKE_GROUPS + LOOKALIKE_DEVICES:
         assert f"{name} " in text, name
+
+
+SCALE = 0.125
+
+
+def _stepped_run(path):
+    """An int8 variant whose xnnpack job is one output step off on one logit of minority sample 3, and
+    an fp32 variant (float outputs) a hair off everywhere."""
+    test = _dataset()
+    z = (np.random.default_rng(2).integers(-40, 40, (N, 3)) * SCALE).astype(np.float32)
+    z_off = z.copy()
+    z_off[3, 1] += SCALE
+    w = rundir.RunWriter(path)
+    out = {"name": "out", "index": 0, "dtype": "int8", "shape": [1, 3], "scale": SCALE, "zero_point": -3}
+    w.write_manifest({"config": {}, "dataset": {"sha256": "d"}, "model": {"sha256": "m"},
+                      "variants": [{"variant": "int8", "outputs": [out]},
+                                   {"variant": "fp32", "outputs": [{**out, "dtype": "float32", "scale": 0.0}]}]})
+    ref = Logits(test.ids, z)
+    w.add_reference(ref, test)
+    for variant, delegate, logits in [("int8", "reference", z), ("int8", "xnnpack", z_off),
+                                      ("fp32", "reference", z), ("fp32", "xnnpack", z + np.float32(1e-6))]:
+        run = DeviceRun(variant, "local", delegate, "a", logits=logits)
+        w.add_run(run, score_job(run, ref, test))
+    return rundir.read_run(path)
+
+
+def test_integer_outputs_are_compared_in_output_steps(tmp_path):
+    run = _stepped_run(tmp_path / "run")
+    table = delegate_table(run, "int8", ["reference", "xnnpack"])
+    xnn = table[table.delegate == "xnnpack"].set_index("group")
+    assert xnn.loc["minority", "max_step_diff"] == 1
+    assert xnn.loc["minority", "frac_logits_diff"] == pytest.approx(1 / (10 * 3))
+    assert xnn.loc["majority", "max_step_diff"] == 0 and xnn.loc["majority", "frac_logits_diff"] == 0
+    assert xnn.loc["", "max_step_diff"] == 1 and xnn.loc["", "frac_logits_diff"] == pytest.approx(1 / (N * 3))
+    assert xnn.loc["", "max_abs_dlogit_vs_ref"] == pytest.approx(SCALE)
+    assert xnn.loc["", "flip_vs_ref"] <= 1 / N
+    ref = table[table.delegate == "reference"].set_index("group")
+    assert (ref.max_step_diff == 0).all() and (ref.frac_logits_diff == 0).all()
+    text = format_delegate_table(table, "int8")
+    assert "steps" in text and "logits≠%" in text
+    # float outputs: no steps, but every logit differs a little
+    fp32 = delegate_table(run, "fp32").set_index(["delegate", "group"])
+    assert math.isnan(fp32.loc[("xnnpack", ""), "max_step_diff"])
+    assert fp32.loc[("xnnpack", ""), "frac_logits_diff"] == 1.0
+    row = next(line for line in format_delegate_table(delegate_table(run, "fp32"), "fp32").splitlines()
+               if line.startswith("local") and "xnnpack" in line)
+    assert row.split()[9:11] == ["100.00", "-"]  # logits≠% and steps
+
+
+def test_delegates_csv_declares_the_step_columns(tmp_path):
+    run = _stepped_run(tmp_path / "run")
+    table = delegate_table(run, "int8")
+    table.to_csv(tmp_path / rundir.DELEGATES_FILE, index=False)
+    import pandas as pd
+
+    back = pd.read_csv(tmp_path / rundir.DELEGATES_FILE).fillna({"group": ""}).set_index(["delegate", "group"])
+    assert back.loc[("xnnpack", "minority"), "max_step_diff"] == 1
+    assert back.loc[("xnnpack", "minority"), "frac_logits_diff"] == pytest.approx(1 / 30)

@@ -31,7 +31,9 @@ Rule outcomes and what WARN means
 * ``require_delegates``: FAIL if a listed delegate has no finished job (on each required device,
   else on any target) that really applied it; WARN if the runner could not tell which delegate it
   applied ("unknown"), the job was kept unproven ("gpu (unproven)") or ran partly on the GPU
-  ("gpu (partial)"). "reference" and "builtin" need no applied delegate.
+  ("gpu (partial)"). "reference" and "builtin" need no applied delegate. Its evidence names the
+  runtimes and versions of the jobs (``runtimes``), and its message says when jobs ran on different
+  runtimes: even the reference kernels are not bit-identical across runtime versions.
 * ``jobs_completed`` (always): judges the plan, not the files. The manifest's ``plan`` lists every
   job the run set out to do (variants x devices x delegates, including the jobs of a device whose
   connection failed, over every session of a resumed run); each planned job that is missing (never
@@ -249,7 +251,7 @@ def _delegates_rule(delegates: tuple[str, ...], devices: tuple[str, ...] | None,
             unknown = [r for r in jobs if _applied(delegate, r.get("delegate_applied")) is None]
             status = PASS if confirmed else (WARN if unknown else FAIL)
             evidence.append({"delegate": delegate, "device": device or "(any)", "ok_jobs": len(jobs),
-                             "applied": applied, "status": status})
+                             "applied": applied, "runtimes": _runtimes(jobs), "status": status})
     status = max((e["status"] for e in evidence), key=_RANK.__getitem__)
     bad = [e for e in evidence if e["status"] != PASS]
     if not bad:
@@ -257,8 +259,19 @@ def _delegates_rule(delegates: tuple[str, ...], devices: tuple[str, ...] | None,
     else:
         message = "; ".join(f"{e['delegate']} on {e['device']}: " + (
             "no finished job" if not e["ok_jobs"] else f"applied {', '.join(e['applied'])}") for e in bad)
+    runtimes = sorted({rt for e in evidence for rt in e["runtimes"]})
+    if len(runtimes) > 1:  # the same kernels differ by output steps across runtime versions
+        message += f" (jobs on different runtimes: {'; '.join(runtimes)})"
+    elif runtimes:
+        message += f" (runtime: {runtimes[0]})"
     return RuleResult("require_delegates", status, list(delegates),
                       sorted({r["delegate"] for r in ok_runs}), message, tuple(evidence))
+
+
+def _runtimes(jobs: list[dict]) -> list[str]:
+    """The runtimes and versions of ``jobs`` ("ai_edge_litert 2.3.0"; "unknown" where the runner did
+    not say), so that a verdict over jobs on several targets says which kernels it compared."""
+    return sorted({f"{r.get('runtime') or 'unknown'} {r.get('runtime_version') or ''}".strip() for r in jobs})
 
 
 def _applied(requested: str, applied: Any) -> bool | None:

@@ -222,3 +222,20 @@ def test_an_unproven_or_partial_gpu_job_warns_never_passes():
     assert _applied("gpu", "gpu") is True
     for applied in ("gpu (unproven)", "gpu (partial)", "gpu-fp32 (partial, unproven)"):
         assert _applied(applied.split()[0], applied) is None, applied
+
+
+def test_require_delegates_names_the_runtimes_and_versions_of_its_jobs(tmp_path):
+    run_dir = make_run_dir(tmp_path / "run", variants={"int8": {}}, targets=("local", "board"))
+    r = rule(verdict_of(run_dir, {"require_delegates": ["xnnpack"]}), "require_delegates")
+    assert r.status == so.PASS and [e["runtimes"] for e in r.evidence] == [["ai_edge_litert 2.3.0"]]
+    assert "(runtime: ai_edge_litert 2.3.0)" in r.message
+    runs = [{"variant": "int8", "target": "local", "delegate": "reference", "status": "ok",
+             "runtime": "ai_edge_litert", "runtime_version": "2.3.0"},
+            {"variant": "int8", "target": "board", "delegate": "reference", "status": "ok",
+             "runtime": "tflite_runtime", "runtime_version": "2.14.0"},
+            {"variant": "int8", "target": "old", "delegate": "reference", "status": "ok"}]
+    mixed = so._delegates_rule(("reference",), ("local", "board"), runs)
+    assert [e["runtimes"] for e in mixed.evidence] == [["ai_edge_litert 2.3.0"], ["tflite_runtime 2.14.0"]]
+    assert "jobs on different runtimes: ai_edge_litert 2.3.0; tflite_runtime 2.14.0" in mixed.message
+    anywhere = so._delegates_rule(("reference",), None, runs)
+    assert anywhere.evidence[0]["runtimes"] == ["ai_edge_litert 2.3.0", "tflite_runtime 2.14.0", "unknown"]

@@ -71,18 +71,19 @@ def delegates(run: "RunData") -> str:
         t = delegate_table(run, variant, run.manifest.get("config", {}).get("run", {}).get("delegates", ()))
         rows = [[r.target if r.group == "" else "", r.delegate if r.group == "" else "",
                  r.group or "(all)", r.n, pct1(r.acc), pp2(r.acc_drop), pp2(r.drop_quantization),
-                 pp2(r.drop_delegate), pct2(r.flip_vs_ref), num(r.max_abs_dlogit_vs_ref, ".3g"),
-                 num(r.noise_max_abs_dlogit, ".3g")] if r.status == "ok" else
-                [r.target, r.delegate, f"FAILED: {r.error}"] + [""] * 8 for r in t.itertuples()]
+                 pp2(r.drop_delegate), pct2(r.flip_vs_ref), pct2(r.frac_logits_diff), num(r.max_step_diff, ".0f"),
+                 num(r.max_abs_dlogit_vs_ref, ".3g"), num(r.noise_max_abs_dlogit, ".3g")] if r.status == "ok" else
+                [r.target, r.delegate, f"FAILED: {r.error}"] + [""] * 10 for r in t.itertuples()]
         parts.append(f"<h3>{esc(variant)}</h3>" + html_table(
             ["device", "delegate", "group", "n", "acc %", "drop pp", "quantization pp", "delegate pp",
-             "flips vs ref %", "max |Δz| vs ref", "run-to-run |Δz|"], rows, left=(0, 1, 2)))
+             "flips vs ref %", "logits ≠ ref %", "max steps vs ref", "max |Δz| vs ref", "run-to-run |Δz|"], rows, left=(0, 1, 2)))
     if not parts:
         return ""
     return ("".join(parts) + _placement_table(run) + "<p class=\"note\">drop = quantization part (FP32 → "
             "the variant on the CPU reference kernels) + delegate part (reference kernels → this "
-            "delegate), per group. Flips and |Δz| compare with the same variant on the reference "
-            "kernels of the same device (else of another device); run-to-run |Δz| is the largest "
+            "delegate), per group. Flips, logits that differ, steps and |Δz| compare with the same variant on the reference "
+            "kernels of the same device (else of another device); steps are quantization steps of the "
+            "variant's output tensor (– for float outputs); run-to-run |Δz| is the largest "
             "logit change between repeated runs of the job (--repeat), the noise to beat.</p>")
 
 

@@ -158,3 +158,11 @@ def test_delegates_csv_declares_the_step_columns(tmp_path):
     back = pd.read_csv(tmp_path / rundir.DELEGATES_FILE).fillna({"group": ""}).set_index(["delegate", "group"])
     assert back.loc[("xnnpack", "minority"), "max_step_diff"] == 1
     assert back.loc[("xnnpack", "minority"), "frac_logits_diff"] == pytest.approx(1 / 30)
+
+
+def test_the_report_section_shows_the_step_columns(tmp_path):
+    from harness.report.optional_sections import delegates as delegates_section
+
+    html = delegates_section(_stepped_run(tmp_path / "run"))
+    assert "logits ≠ ref %" in html and "max steps vs ref" in html
+    assert "<td>3.33</td>" in html  # the minority's one logit in 10 x 3, in %

@@ -46,7 +46,7 @@ from harness.metrics.attributes import expand, qualified
 from harness.metrics.groups import BASELINE_DELEGATE, OVERALL, baseline_target
 from harness.metrics.steps import manifest_output_scales, pair_diff
 from harness.rundir import RunData
-from harness.text import fit_cell, name_width
+from harness.text import fit_cell, name_width, nan_cell
 
 ERROR_LINES = 3  # a failed job's error in the printed table (the whole error is in delegates.csv)
 
@@ -157,11 +157,12 @@ def format_delegate_table(table: pd.DataFrame, variant: str) -> str:
             continue
         lines.append(
             f"{dev:{wd}} {dlg:{wl}} {fit_cell('(all)' if first else row.group, wg):{wg}} {row.n:>5} "
-            f"{100 * row.acc:6.1f} {_pp(row.acc_drop):>8} {_pp(row.drop_quantization):>8} "
-            f"{_pp(row.drop_delegate):>8} {_pct(row.flip_vs_ref):>9} {_pct(row.frac_logits_diff):>8} "
-            f"{_steps(row.max_step_diff):>5} {_g(row.max_abs_dlogit_vs_ref):>8} "
-            f"{_g(row.latency_ms_per_sample, '.3f') if first else '':>7} "
-            f"{_g(row.noise_max_abs_dlogit) if first else '':>9} "
+            f"{100 * row.acc:6.1f} {nan_cell(row.acc_drop, '+.2f', 100):>8} "
+            f"{nan_cell(row.drop_quantization, '+.2f', 100):>8} {nan_cell(row.drop_delegate, '+.2f', 100):>8} "
+            f"{nan_cell(row.flip_vs_ref, '.2f', 100):>9} {nan_cell(row.frac_logits_diff, '.2f', 100):>8} "
+            f"{nan_cell(row.max_step_diff, '.0f', missing='-'):>5} {nan_cell(row.max_abs_dlogit_vs_ref, '.3g'):>8} "
+            f"{nan_cell(row.latency_ms_per_sample, '.3f') if first else '':>7} "
+            f"{nan_cell(row.noise_max_abs_dlogit, '.3g') if first else '':>9} "
             f"{fit_cell(row.precision, 13) if first else '':>13}")
         if first and "unproven)" in row.delegate_applied:
             lines.append(f"{'':{wd}} {row.delegate_applied}: the runtime did not prove the delegate "
@@ -181,19 +182,3 @@ def format_delegate_table(table: pd.DataFrame, variant: str) -> str:
               "noise|Δz| = between repeated runs (--repeat); precision = asked/reported by the runtime "
               "(model: the model's own types; unknown: the runtime did not say)"]
     return "\n".join(lines)
-
-
-def _pp(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{100 * x:+.2f}"
-
-
-def _pct(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{100 * x:.2f}"
-
-
-def _steps(x: float) -> str:
-    return "-" if math.isnan(x) else f"{x:.0f}"
-
-
-def _g(x: float, fmt: str = ".3g") -> str:
-    return "n/a" if math.isnan(x) else format(x, fmt)

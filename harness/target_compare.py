@@ -16,13 +16,13 @@ Columns of :func:`target_table` (:data:`TABLE_COLUMNS`), per (variant, delegate)
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pandas as pd
 
 from harness.metrics.steps import manifest_output_scales, pair_diff
 from harness.rundir import RunData
+from harness.text import name_width, nan_cell
 
 TABLE_COLUMNS: dict[str, str] = {
     "variant": "str", "delegate": "str", "group": "str", "n": "int64", "flip_rate": "float64",
@@ -70,30 +70,21 @@ def format_target_table(table: pd.DataFrame, host: str, device: str) -> str:
     """The table the CLI prints: per variant x delegate its overall row, then its groups."""
     if table.empty:
         return f"(no variant finished on both {host} and {device})"
-    header = (f"{'variant':10} {'delegate':10} {'group':12} {'n':>5} {'flip%':>6} {'logits≠%':>8} "
+    wv, wd = name_width(table.variant, 10), name_width(table.delegate, 10)  # names are never cut:
+    wg = name_width(list(table.group) + ["(all)"], 12)                       # two could look alike
+    header = (f"{'variant':{wv}} {'delegate':{wd}} {'group':{wg}} {'n':>5} {'flip%':>6} {'logits≠%':>8} "
               f"{'max_steps':>9} {'max|Δz|':>9}  runtimes ({host} / {device})")
     lines = [f"{device} against {host}: the same variant and delegate on both, sample by sample",
              header, "-" * len(header)]
     for row in table.itertuples(index=False):
         first = row.group == ""
-        lines.append(f"{row.variant if first else '':10} {row.delegate if first else '':10} "
-                     f"{'(all)' if first else row.group[:12]:12} {row.n:>5} {_pct(row.flip_rate):>6} "
-                     f"{_pct(row.frac_logits_diff):>8} {_steps(row.max_step_diff):>9} "
-                     f"{_g(row.max_abs_dlogit):>9}  "
+        lines.append(f"{row.variant if first else '':{wv}} {row.delegate if first else '':{wd}} "
+                     f"{'(all)' if first else row.group:{wg}} {row.n:>5} "
+                     f"{nan_cell(row.flip_rate, '.2f', 100):>6} {nan_cell(row.frac_logits_diff, '.2f', 100):>8} "
+                     f"{nan_cell(row.max_step_diff, '.0f', missing='-'):>9} "
+                     f"{nan_cell(row.max_abs_dlogit, '.3g'):>9}  "
                      f"{f'{row.host_runtime} / {row.device_runtime}' if first else ''}")
     lines += ["flip% = samples whose predicted class differs; logits≠% = logits that differ (by >= 1 output "
               "step for integer outputs); max_steps = largest difference in quantization steps of the "
               "output tensor (- for float outputs); max|Δz| = in logit units"]
     return "\n".join(lines)
-
-
-def _pct(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{100 * x:.2f}"
-
-
-def _steps(x: float) -> str:
-    return "-" if math.isnan(x) else f"{x:.0f}"
-
-
-def _g(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{x:.3g}"

@@ -75,3 +75,8 @@ def pct_cell(x: float | None) -> str:
 def num_cell(x: float | None, spec: str) -> str:
     """``format(x, spec)``, "-" for None."""
     return "-" if x is None else format(x, spec)
+
+
+def nan_cell(x: float | None, spec: str, scale: float = 1.0, missing: str = "n/a") -> str:
+    """``format(scale * x, spec)``, ``missing`` for None or NaN (a number the table could not have)."""
+    return missing if x is None or math.isnan(x) else format(scale * x, spec)

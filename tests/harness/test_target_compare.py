@@ -61,3 +61,16 @@ def test_nothing_to_pair_says_so(tmp_path):
     run = _run(tmp_path)
     assert "no variant finished on both" in format_target_table(target_table(run, "local", "phone"), "local",
                                                                    "phone")
+
+
+def test_long_group_names_are_shown_whole():
+    import pandas as pd
+
+    from harness.target_compare import TABLE_COLUMNS
+
+    common = {"variant": "int8", "delegate": "builtin", "n": 5, "flip_rate": 0.0, "frac_logits_diff": 0.1,
+              "max_step_diff": 1.0, "max_abs_dlogit": 0.2, "host_runtime": "a 1", "device_runtime": "b 2"}
+    groups = ["", "Asian-Pac-Islander-women", "Asian-Pac-Islander-men"]  # alike in their first 12 letters
+    table = pd.DataFrame([{**common, "group": g} for g in groups], columns=list(TABLE_COLUMNS))
+    text = format_target_table(table, "local", "board-aarch64")
+    assert "Asian-Pac-Islander-women " in text and "Asian-Pac-Islander-men " in text

@@ -257,3 +257,31 @@ def connect_refused(address: tuple[str, int]) -> bool:
     except ConnectionRefusedError:
         return True
     return False
+
+
+def device_path(sim, host_path: str | os.PathLike) -> str:
+    """The device path of a host path inside simulated device ``sim``'s root (its ``/``: the
+    device is confined, so shells and sync see device paths, never the host's)."""
+    rel = os.path.relpath(os.fspath(host_path), os.fspath(sim.root))
+    if rel.startswith(".."):
+        raise ValueError(f"{host_path} is not inside the device root {sim.root}")
+    return "/" + rel
+
+
+def host_pid(sim, pid: int) -> int | None:
+    """The host PID of process ``pid`` as the confined device ``sim`` numbers it (its own PID
+    namespace), or None if no such process runs in the device."""
+    init = sim.shell.session.init_pid
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{name}/status").read_text()
+            ns_of_init = os.readlink(f"/proc/{init}/ns/pid")
+            ns = os.readlink(f"/proc/{name}/ns/pid")
+        except OSError:
+            continue
+        nspids = [ln.split()[1:] for ln in status.splitlines() if ln.startswith("NSpid:")]
+        if ns == ns_of_init and nspids and nspids[0] and nspids[0][-1] == str(pid):
+            return int(name)
+    return None

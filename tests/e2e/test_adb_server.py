@@ -93,10 +93,10 @@ def _logits(run, variant, target, delegate):
 
 @pytest.mark.slow
 def test_a_demo_through_the_server_is_bit_identical_to_the_direct_connection(served, tmp_path):
-    _adb, server, serial, root = served
+    _adb, server, serial, _root = served
     devices = tmp_path / "devices.toml"
     devices.write_text(f'[[device]]\nname = "via-server"\nreach = "adb-server"\nserial = "{serial}"\n'
-                       f'server = "{server}"\nworkdir = "{root / "data/local/tmp/qskew"}"\n')
+                       f'server = "{server}"\nworkdir = "/data/local/tmp/qskew"\n')
     out = tmp_path / "run"
     assert cli.main(["demo", "--devices", str(devices), "--device", "via-server", "--device", "simulated",
                      "--variants", "fp32,int8", "--delegates", "xnnpack,reference", "--out", str(out),

@@ -94,6 +94,8 @@ def sandbox_command(board: Board, argv: Sequence[str], data_dir: Path, *, cwd: s
     if not argv:
         raise BoardError("nothing to run in the board: empty argv")
     require_board_host(board, check_root)
+    if system_dir is not None:
+        make_system_point(board)
     return confine.sandbox_command(board_confinement(board, data_dir, system_dir), argv, cwd=cwd, env=env)
 
 
@@ -108,12 +110,15 @@ def require_board_host(board: Board, check_root: bool = True) -> None:
 
 
 def _system_mount(board: Board, system_dir: Path | None) -> str:
-    """The host folder to mount at /system ("" for none); boards built before /system was a mount
-    point get the empty folder now (it changes nothing a board's content key covers)."""
-    if system_dir is None:
-        return ""
-    (board.root / SYSTEM_MOUNT).mkdir(exist_ok=True)
-    return str(Path(system_dir).resolve())
+    """The host folder to mount at /system ("" for none)."""
+    return "" if system_dir is None else str(Path(system_dir).resolve())
+
+
+def make_system_point(board: Board) -> None:
+    """Boards built before /system was a mount point get the empty folder now (it changes nothing a
+    board's content key covers)."""
+    if board.root.is_dir():
+        (board.root / SYSTEM_MOUNT).mkdir(exist_ok=True)
 
 
 def run_in_board(board: Board, argv: Sequence[str], data_dir: Path, timeout_s: float, *,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from harness.targets.board import host
 from harness.targets.board.build import Board
-from harness.targets.board.sandbox import board_confinement, require_board_host
+from harness.targets.board.sandbox import board_confinement, make_system_point, require_board_host
 from harness.targets.confine_session import ConfinedSession
 
 
@@ -35,6 +35,8 @@ class BoardSession(ConfinedSession):
         """Start the board's PID 1 and wait until it is inside the root; a failed setup raises."""
         if not self.running:
             require_board_host(self.board)
+            if self.system_dir is not None:
+                make_system_point(self.board)
             host.require_tool("nsenter", "it enters the running board")
         super().start()
         return self

@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from harness.errors import ConfigError
+from harness.farm.inventory_check import check_device_table
 from harness.runners import STANDIN_BINARY
 from harness.runners.registry import RUNNERS
 
@@ -71,8 +72,6 @@ DEFAULT_WORKDIR = "/data/local/tmp/qskew"  # writable and exec-able over adb on 
 DEFAULT_PYTHON = "python3"
 ENV_DEVICES = "QSKEW_DEVICES"              # an inventory file used when no --devices is given
 LOCAL_FILE = "devices.toml"                # ...else ./devices.toml when it exists
-_KEYS = {"name", "reach", "address", "serial", "runner", "python", "workdir", "delegates", "labels",
-         "max_payload", "features", "auth", "benchmark_model", "profile", "board", "server"}
 
 
 @dataclass(frozen=True)
@@ -232,9 +231,7 @@ def from_dict(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path | N
 def _device(table: Any, where: str, base_dir: Path | None) -> DeviceSpec:
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where}: must be a table")
-    unknown = set(table) - _KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(_KEYS)}")
+    check_device_table(table, where)  # unknown keys, and every value's type (inventory_check)
     name = table.get("name")
     if not isinstance(name, str) or not name.strip() or "=" in name:
         raise ConfigError(f"{where}: needs a name (a non-empty string without '=')")

@@ -61,17 +61,17 @@ for ro in sys sysrq-trigger; do
   [ ! -e "$root/proc/$ro" ] || { mount --bind "$root/proc/$ro" "$root/proc/$ro" \
     && mount -o remount,bind,ro "$root/proc/$ro"; } || fail "cannot make /proc/$ro read-only in $root"
 done
-mount -t tmpfs -o mode=755,size=64k,nosuid tmpfs "$root/dev" || fail "cannot mount $root/dev"
+mount -t tmpfs -o mode=755,size=64k,nosuid,nodev,noexec tmpfs "$root/dev" || fail "cannot mount $root/dev"
 for node in null zero full random urandom tty; do
   : > "$root/dev/$node" && mount --bind "/dev/$node" "$root/dev/$node" || fail "cannot bind /dev/$node"
 done
-mount -o remount,ro,nosuid "$root/dev" || fail "cannot make $root/dev read-only"
+mount -o remount,bind,ro,nosuid,nodev,noexec "$root/dev" || fail "cannot make $root/dev read-only"
 while [ "$nbind" -gt 0 ]; do
   src=$1 dst=$2; shift 2; nbind=$((nbind - 1))
   mount --bind "$src" "$root$dst" && mount -o remount,bind,ro "$root$dst" \
     || fail "cannot bind-mount $src read-only at $dst"
 done
-echo "$name" > /proc/sys/kernel/hostname 2>/dev/null || true
+hostname "$name" 2>/dev/null || { echo "$name" > /proc/sys/kernel/hostname; } 2>/dev/null || true
 exec chroot "$root" "$@"
 """
 

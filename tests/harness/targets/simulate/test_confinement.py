@@ -5,6 +5,7 @@ is read-only. Also the error when this host cannot make namespaces."""
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +111,38 @@ def test_a_python_that_would_expose_the_device_root_is_refused(tmp_path):
     shell = HostShell(folder / "devices" / "d", str(folder / "python"))
     with pytest.raises(SandboxError, match="holds the device root"):
         shell.start()
+
+
+def test_a_user_other_than_root_is_confined_through_a_user_namespace(tmp_path):
+    """As nobody (setpriv), the same confinement runs inside a user namespace in which it is root."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from harness.targets.confine import Confinement, sandbox_command
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("switching to another user needs root and setpriv")
+    base = Path(tempfile.mkdtemp(prefix="qskew-confine-"))  # not under pytest's 0700 folder
+    try:
+        root = base / "root"
+        for folder in ("proc", "dev", "usr", "data/local/tmp"):
+            (root / folder).mkdir(parents=True)
+        for name in ("bin", "lib", "lib64", "sbin"):
+            if os.path.islink(f"/{name}"):
+                (root / name).symlink_to(os.readlink(f"/{name}"))
+        subprocess.run(["chown", "-R", "65534:65534", str(base)], check=True)
+        base.chmod(0o755)
+        conf = Confinement(root=root, data_dir=root / "data/local/tmp", hostname="qskew-nobody",
+                           binds=(("/usr", "/usr"),), user_ns=True)
+        cmd = sandbox_command(conf, ["/bin/sh", "-c", "id -u; hostname; ls /; echo w > /data/local/tmp/w; "
+                                     f"cat {tmp_path}/x; touch /x"])
+        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd.argv],
+                              capture_output=True, text=True, env={"PATH": os.environ["PATH"], **cmd.env})
+        lines = done.stdout.split()
+        assert lines[:2] == ["0", "qskew-nobody"], done.stderr
+        assert sorted(lines[2:]) == sorted(os.listdir(root))
+        assert (root / "data/local/tmp/w").read_text() == "w\n"
+        assert "No such file" in done.stderr and "Read-only file system" in done.stderr
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

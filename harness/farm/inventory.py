@@ -19,9 +19,10 @@ An inventory is a TOML file (``devices.toml``) with one ``[[device]]`` table per
     labels = { soc = "tensor-g2", accelerator = "tpu", os = "android" }
 
 ``reach = "simulated"`` is a simulated ADB device that qskew starts on loopback for the run and
-stops afterwards (``python`` is then the host interpreter the simulated device runs; its file
-system lives in qskew's cache, so its content-addressed files survive between runs; a relative
-``workdir`` lies below that file system, default ``data/local/tmp/qskew``). It requires ADB
+stops afterwards (``python`` is then the host interpreter the simulated device runs, mounted
+read-only in its confined root; its file system lives in qskew's cache, so its content-addressed
+files survive between runs; a relative ``workdir`` lies below that file system's ``/``, default
+``data/local/tmp/qskew``; as on a phone only ``/data/local/tmp`` is writable). It requires ADB
 authentication and trusts only qskew's own key; ``auth = false`` turns that off (loopback only).
 
 ``reach = "adb-server"`` reaches the device through a running ``adb`` server (the one a lab keeps

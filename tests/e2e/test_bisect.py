@@ -43,7 +43,8 @@ def test_a_planted_nudge_is_found_at_exactly_its_layer_for_every_sample(demo_run
 def test_a_benchmark_model_job_is_refused(demo_run, tmp_path):
     run = read_run(demo_run)
     devices = tmp_path / "devices.toml"
-    devices.write_text('[devices.bm]\nreach = "local"\nrunner = "benchmark_model"\nbenchmark_model = "standin"\n')
+    devices.write_text('[[device]]\nname = "bm"\nreach = "local"\nrunner = "benchmark_model"\n'
+                       'benchmark_model = "standin"\n')
     manifest = json.loads(json.dumps(run.manifest))
     manifest["config"]["run"]["devices_file"] = str(devices)
     fake = type("Run", (), {"manifest": manifest, "path": demo_run})()

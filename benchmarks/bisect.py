@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import cli  # noqa: E402
 from harness.bisect.run import BisectOptions, bisect  # noqa: E402
-from harness.bisect.summary import summary_lines  # noqa: E402
+from harness.metrics.bisect import summary_lines  # noqa: E402
 
 GOAL_S = 120.0
 PER_GROUP = 25

@@ -24,7 +24,7 @@ from harness.bisect import compare
 from harness.bisect.dump import TensorDump, dump_tensors
 from harness.bisect.graph import graph_facts, promote_outputs
 from harness.bisect.select import PER_GROUP, SampleChoice, choose_samples, parse_job
-from harness.bisect.summary import summarize
+from harness.metrics.bisect import summarize
 from harness.errors import ArtifactError, ConfigError, ResultsError
 from harness.fsutil import atomic_write_bytes
 from harness.paths import cache_dir

@@ -40,7 +40,7 @@ def register(sub) -> None:
 
 def cmd_bisect(args) -> int:
     from harness.bisect.run import BisectOptions, bisect
-    from harness.bisect.summary import summary_lines
+    from harness.metrics.bisect import summary_lines
 
     options = BisectOptions(job_a=args.job, job_b=args.against, samples=args.samples, per_group=args.per_group,
                             out=args.out, model_a=args.model_a)

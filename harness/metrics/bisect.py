@@ -1,4 +1,4 @@
-"""The bisect table summarised per group, and the lines the terminal shows.
+"""The bisect table (``harness.records.bisect``) summarised per group, and the lines the terminal shows.
 
 Per group: how many chosen samples, how many differ anywhere, the tensor most of them first differ
 at (with its op, dtype, weight quantization and the largest difference there), and how many first

@@ -66,7 +66,7 @@ class TensorDump:
 
 
 def dump_tensors(target: Target, model_path: Path, model_sha: str, test: GroupedDataset, delegate: str, *,
-                 num_threads: int = 2, runtime: str = "auto") -> TensorDump:
+                 num_threads: int = 2, runtime: str = "auto", allow_partial: bool = False) -> TensorDump:
     """Run ``model_path`` on every sample of ``test`` on ``target`` as a tensor job.
 
     Raises RunnerError when the job fails on the device or the runner returns no tensors (a runner
@@ -78,9 +78,9 @@ def dump_tensors(target: Target, model_path: Path, model_sha: str, test: Grouped
         inputs_remote, inputs_sha = push_inputs(target, test, transfer)
         model_remote = push_file(target, model_path, model_sha, "model", ".tflite", transfer)
         job = protocol.make_job(model_remote, inputs_remote, test.preprocess.to_json(), delegate, num_threads, 1,
-                                runtime)
+                                runtime, allow_partial=allow_partial)
         job[TENSORS_KEY] = {"file": TENSORS_FILE}
-        key = json.dumps([model_sha, inputs_sha, delegate, num_threads, runtime, TENSORS_KEY])
+        key = json.dumps([model_sha, inputs_sha, delegate, num_threads, runtime, allow_partial, TENSORS_KEY])
         job_dir = write_job(target, job, "bisect-" + hashlib.sha256(key.encode()).hexdigest()[:JOB_ID_CHARS],
                             Path(tmp), transfer)
         start = time.perf_counter()

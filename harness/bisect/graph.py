@@ -25,6 +25,7 @@ from harness.errors import ArtifactError
 # Option fields whose integers are enums of the schema: shown by name.
 _ENUM_OPTIONS = {"padding": "Padding", "fusedActivationFunction": "ActivationFunctionType"}
 _OPTION_NAMES = {"fusedActivationFunction": "activation"}
+PROMOTED_PREFIX = "qskew_t"  # signature name of a promoted output: qskew_t<tensor index>
 
 
 @dataclass(frozen=True)
@@ -95,16 +96,30 @@ def graph_facts(data: bytes, what: str = "model") -> GraphFacts:
                       outputs=tuple(int(i) for i in _ints(sub.outputs)))
 
 
-def promote_outputs(data: bytes, what: str = "model") -> bytes:
-    """A copy whose op outputs are all model outputs (original outputs first, order kept)."""
-    _, fb = _schema()
+def promote_outputs(data: bytes, what: str = "model", skip_ops: tuple[str, ...] = ()) -> bytes:
+    """A copy whose op outputs are all model outputs (original outputs first, order kept) but
+    those of ``skip_ops``; the signature lists each promoted tensor as output ``qskew_t<index>``."""
+    schema, fb = _schema()
     model = read_model(data, what)
     sub = model.subgraphs[0]
     outputs = [int(i) for i in _ints(sub.outputs)]
-    for op in sub.operators:
-        outputs += [int(t) for t in _ints(op.outputs) if int(t) >= 0 and int(t) not in outputs]
-    sub.outputs = outputs
+    skipped = {op.node for op in graph_facts(data, what).ops if op.op in skip_ops}
+    promoted = []
+    for node, op in enumerate(sub.operators):
+        if node in skipped:
+            continue
+        promoted += [int(t) for t in _ints(op.outputs) if int(t) >= 0 and int(t) not in outputs + promoted]
+    sub.outputs = outputs + promoted
+    for signature in model.signatureDefs or []:  # CompiledModel reads outputs through the signature
+        if signature.subgraphIndex == 0:
+            signature.outputs = list(signature.outputs or []) + [_tensor_map(schema, t) for t in promoted]
     return bytes(fb.convert_object_to_bytearray(model))
+
+
+def _tensor_map(schema, index: int):
+    entry = schema.TensorMapT()
+    entry.name, entry.tensorIndex = f"{PROMOTED_PREFIX}{index}", index
+    return entry
 
 
 def cut_op(data: bytes, node: int, what: str = "model") -> bytes:

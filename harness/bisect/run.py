@@ -36,8 +36,12 @@ if TYPE_CHECKING:
     from harness.records import GroupedDataset
     from harness.rundir import RunData
 
-# Delegates that compute a partition in their own memory: their jobs run the promoted copy.
+# Delegates that compute a partition in their own memory (and LiteRT's CompiledModel, which shows
+# only its signature's outputs): their jobs run the promoted copy.
 PROMOTED_KINDS = ("xnnpack", "external", "edgetpu")
+# Ops whose output shares its input's memory: CompiledModel cannot hand such a tensor back as an
+# output ("Failed to set custom allocation"); it holds its input's values, so nothing is lost.
+ALIASING_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
 
 
 @dataclass(frozen=True)
@@ -72,8 +76,8 @@ def bisect(run_dir: Path, options: BisectOptions, echo: Callable[[str], None] = 
     if not len(choice.ids):
         raise ConfigError(f"--samples {options.samples}: no sample chosen")
     test = _test_subset(run, choice)
-    model_b = variant_model(run, job_b[0])
-    model_a = Path(options.model_a) if options.model_a else variant_model(run, job_a[0])
+    model_b = job_model(run, job_b)
+    model_a = Path(options.model_a) if options.model_a else job_model(run, job_a)
     dump_b = run_job(run, job_b, model_b, test, echo)
     dump_a = run_job(run, job_a, model_a, test, echo)
     graph = graph_facts(model_b.read_bytes(), str(model_b))
@@ -134,6 +138,23 @@ def variant_model(run: "RunData", variant: str) -> Path:
     return path
 
 
+def job_model(run: "RunData", job: tuple) -> Path:
+    """The .tflite the job ran: its variant's file, or the fixed-batch copy a CompiledModel job ran
+    (found in the variants cache by the sha256 the job recorded)."""
+    from harness.on_device import sha256_file
+
+    path = variant_model(run, job[0])
+    entry = next(r for r in run.summary["runs"] if tuple(r[k] for k in ("variant", "target", "delegate")) == job)
+    sha = entry.get("artifact_sha256")
+    if not sha or sha256_file(path) == sha:
+        return path
+    for candidate in sorted(cache_dir("variants").glob(f"*/{job[0]}.tflite")):
+        if sha256_file(candidate) == sha:
+            return candidate
+    raise ArtifactError(f"job {'/'.join(job)} ran a model with sha256 {sha[:16]}... that is no longer in "
+                        f"{cache_dir('variants')}; rerun the experiment")
+
+
 def run_job(run: "RunData", job: tuple, model: Path, test: "GroupedDataset", echo: Callable[[str], None]) -> TensorDump:
     """One job again as a tensor job on its own device (refused for runners that cannot dump)."""
     from harness.farm.connect import open_target
@@ -148,22 +169,21 @@ def run_job(run: "RunData", job: tuple, model: Path, test: "GroupedDataset", ech
                           "benchmark_model binary cannot write intermediate tensors, so bisect cannot run "
                           "this job (pick a job on a device with runner = \"python\")")
     kind = protocol.parse_delegate(delegate)[0]
-    if delegate in protocol.COMPILED_DELEGATES:
-        raise ConfigError(f"job {name}: bisect does not run CompiledModel delegates ({delegate}) yet: "
-                          "they expose no tensor by index")
-    if kind in PROMOTED_KINDS:
-        model = _promoted(model)
+    if kind in PROMOTED_KINDS or delegate in protocol.COMPILED_DELEGATES:
+        model = _promoted(model, delegate in protocol.COMPILED_DELEGATES)
     echo(f"{name}: running {len(test)} samples as a tensor job on {target_name}")
     target = open_target(spec)
     try:
         return dump_tensors(target, model, _sha256(model), test, delegate,
-                            num_threads=int(settings.get("num_threads") or 2), runtime=settings.get("runtime") or "auto")
+                            num_threads=int(settings.get("num_threads") or 2), runtime=settings.get("runtime") or "auto",
+                            allow_partial=bool(settings.get("allow_partial")))
     finally:
         target.close()
 
 
-def _promoted(model: Path) -> Path:
-    data = promote_outputs(model.read_bytes(), str(model))
+def _promoted(model: Path, compiled: bool) -> Path:
+    """The promoted copy (cached by content); for CompiledModel without the outputs of ALIASING_OPS."""
+    data = promote_outputs(model.read_bytes(), str(model), ALIASING_OPS if compiled else ())
     path = cache_dir(BISECT_DIR) / f"{hashlib.sha256(data).hexdigest()}.tflite"
     if not path.is_file():
         atomic_write_bytes(path, data)

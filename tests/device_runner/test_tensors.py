@@ -1,5 +1,6 @@
 """Tensor jobs (``device_runner/tensors.py``): every tensor kept per sample, through the plain runner
-files as a board has them, with the builtin kernels and with XNNPACK on a promoted model copy."""
+files as a board has them, with the builtin kernels, and with XNNPACK and LiteRT's CompiledModel on a
+promoted model copy."""
 
 import json
 
@@ -8,6 +9,7 @@ import pytest
 
 from device_runner import protocol
 from harness.bisect.graph import graph_facts, promote_outputs
+from harness.bisect.run import ALIASING_OPS
 
 N = 7
 
@@ -55,8 +57,18 @@ def test_xnnpack_on_a_promoted_copy_hands_back_every_tensor_of_its_partitions(ti
     assert "delegate" in kept.values()
 
 
-def test_a_compiled_model_delegate_is_refused(tiny_tflite, job_folder, board_runner, run_runner):
-    folder = _tensor_job(job_folder, tiny_tflite["int8"], "cpu-compiled")
+def test_cpu_compiled_on_a_promoted_copy_hands_back_every_signature_output(tiny_tflite, job_folder, board_runner,
+                                                                          run_runner, tmp_path):
+    promoted = tmp_path / "promoted.tflite"
+    promoted.write_bytes(promote_outputs(tiny_tflite["int8"].read_bytes(), skip_ops=ALIASING_OPS))
+    folder = _tensor_job(job_folder, promoted, "cpu-compiled")
     proc, result = run_runner(board_runner, folder)
-    assert proc.returncode == protocol.EXIT_RUNTIME
-    assert "CompiledModel delegate cpu-compiled" in result["error"]
+    assert proc.returncode == 0, proc.stderr
+    graph = graph_facts(tiny_tflite["int8"].read_bytes())
+    wanted = {t for op in graph.ops if op.op not in ALIASING_OPS for t in op.outputs}
+    kept = {k["index"]: k["on"] for k in result["tensors"]["kept"]}
+    assert kept == {**{t: "input" for t in graph.inputs}, **{t: "delegate" for t in wanted}}
+    builtin = _tensor_job(job_folder, tiny_tflite["int8"], "builtin")
+    proc, _ = run_runner(board_runner, builtin)
+    with np.load(folder / "tensors.npz") as a, np.load(builtin / "tensors.npz") as b:
+        assert all(a[f"t{t}"].shape == b[f"t{t}"].shape for t in wanted)

@@ -8,7 +8,7 @@ only (a delegate such as ``external:/path/lib.so`` holds more). The samples (``-
 * ``group:NAME``: the same rule within group NAME;
 * ``N`` (an integer): the first N samples of each group.
 
-Every rule stratifies by group and takes at most ``per_group`` samples of each (a device run of a
+Every rule stratifies by group; the first two take at most ``per_group`` samples of each (a device run of a
 few dozen samples stays short even on an emulated board); :class:`SampleChoice` says which rule chose.
 
 >>> parse_job("int8/local/external:/opt/lib/libfoo.so")
@@ -55,7 +55,9 @@ def choose_samples(spec: str, groups: np.ndarray, ids: np.ndarray, pred_a: np.nd
     groups = np.asarray(groups).astype(str)
     spec = str(spec).strip()
     if spec.isdigit():
-        return _take(np.ones(len(groups), bool), groups, ids, min(int(spec), per_group) or 1, "first N per group")
+        if int(spec) < 1:
+            raise ConfigError(f"--samples {spec}: take at least 1 sample per group")
+        return _take(np.ones(len(groups), bool), groups, ids, int(spec), "first N per group")
     within = np.ones(len(groups), bool)
     if spec.startswith("group:"):
         name = spec[len("group:"):]

@@ -25,10 +25,13 @@ def test_flipped_samples_first_then_differing_logits_then_the_first_per_group():
     none = choose_samples("group:b", GROUPS, IDS, pa, pa, np.zeros(6, bool), per_group=2)
     assert (none.rule, none.ids.tolist()) == ("first N per group", ["s1", "s3"])
     assert choose_samples("1", GROUPS, IDS, None, None, None).ids.tolist() == ["s0", "s1"]
+    assert len(choose_samples("3", GROUPS, IDS, None, None, None, per_group=1).ids) == 6  # N is not capped
 
 
 def test_bad_sample_rules_name_what_is_wrong():
     with pytest.raises(ConfigError, match="no group 'c'"):
         choose_samples("group:c", GROUPS, IDS, None, None, None)
+    with pytest.raises(ConfigError, match="at least 1"):
+        choose_samples("0", GROUPS, IDS, None, None, None)
     with pytest.raises(ConfigError, match="flipped, group:NAME or a number"):
         choose_samples("some", GROUPS, IDS, None, None, None)

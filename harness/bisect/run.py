@@ -77,7 +77,7 @@ def bisect(run_dir: Path, options: BisectOptions, echo: Callable[[str], None] = 
         raise ConfigError(f"--samples {options.samples}: no sample chosen")
     test = _test_subset(run, choice)
     model_b = job_model(run, job_b)
-    model_a = Path(options.model_a) if options.model_a else job_model(run, job_a)
+    model_a = _model_file(Path(options.model_a)) if options.model_a else job_model(run, job_a)
     dump_b = run_job(run, job_b, model_b, test, echo)
     dump_a = run_job(run, job_a, model_a, test, echo)
     graph = graph_facts(model_b.read_bytes(), str(model_b))
@@ -86,6 +86,14 @@ def bisect(run_dir: Path, options: BisectOptions, echo: Callable[[str], None] = 
     out = Path(options.out) if options.out else Path(run_dir) / BISECT_DIR
     file = write_table(out, table, options.job_a, options.job_b)
     return BisectResult(table=table, summary=summarize(table), choice=choice, dumps=(dump_a, dump_b), file=file)
+
+
+def _model_file(path: Path) -> Path:
+    """--model-a: an existing .tflite (read by the schema before anything is pushed)."""
+    if not path.is_file():
+        raise ArtifactError(f"--model-a {path}: no such file")
+    graph_facts(path.read_bytes(), f"--model-a {path}")
+    return path
 
 
 def pick_samples(run: "RunData", job_a: tuple, job_b: tuple, options: BisectOptions) -> SampleChoice:

@@ -3,13 +3,14 @@ is found at exactly that layer for every sample, through XNNPACK (the promoted m
 builtin kernels; a job on the benchmark_model runner is refused by name."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from harness import cli
 from harness.bisect.run import BisectOptions, bisect, run_job
-from harness.errors import ConfigError
+from harness.errors import ArtifactError, ConfigError
 from harness.rundir import read_run
 from support.planted import nudge_weights
 
@@ -20,8 +21,6 @@ NUDGED_NODE = 7  # the demo CNN's dense_1 (FULLY_CONNECTED): after two convs, a 
 def test_a_planted_nudge_is_found_at_exactly_its_layer_for_every_sample(demo_run, tmp_path, capsys, delegate):
     run = read_run(demo_run)
     variant = next(v for v in run.manifest["variants"] if v["variant"] == "int8")
-    from pathlib import Path
-
     planted = tmp_path / "nudged.tflite"
     nudged_tensor = nudge_weights(Path(variant["path"]), NUDGED_NODE, planted)
     job = f"int8/local/{delegate}"
@@ -40,7 +39,7 @@ def test_a_planted_nudge_is_found_at_exactly_its_layer_for_every_sample(demo_run
     assert "10 of 10 samples first differ at dense_1/MatMul (FULLY_CONNECTED, int8, per-channel)" in printed
 
 
-def test_a_benchmark_model_job_is_refused(demo_run, tmp_path):
+def test_a_benchmark_model_job_and_bad_inputs_are_refused_by_name(demo_run, tmp_path):
     run = read_run(demo_run)
     devices = tmp_path / "devices.toml"
     devices.write_text('[[device]]\nname = "bm"\nreach = "local"\nrunner = "benchmark_model"\n'
@@ -52,3 +51,5 @@ def test_a_benchmark_model_job_is_refused(demo_run, tmp_path):
         run_job(fake, ("int8", "bm", "xnnpack"), tmp_path / "m.tflite", None, print)
     with pytest.raises(ConfigError, match="not a finished job"):
         bisect(demo_run, BisectOptions("int8/bm/xnnpack", "int8/local/xnnpack"))
+    with pytest.raises(ArtifactError, match="--model-a .*nope.tflite: no such file"):
+        bisect(demo_run, BisectOptions("int8/local/xnnpack", "int8/local/xnnpack", "2", model_a=tmp_path / "nope.tflite"))

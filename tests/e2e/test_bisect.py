@@ -1,6 +1,6 @@
 """``qskew bisect`` on the demo run (local target): a planted one-step nudge of one layer's weights
-is found at exactly that layer for every sample, through XNNPACK (the promoted model copy) and the
-builtin kernels; a job on the benchmark_model runner is refused by name."""
+is found at exactly that layer for every sample, through XNNPACK (so through the promoted model copy);
+a job on the benchmark_model runner, an unknown job and a missing model file are refused by name."""
 
 import json
 from pathlib import Path

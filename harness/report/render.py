@@ -12,7 +12,7 @@ variant, Wilson bars), heatmap of per-group drops over variant x target x delega
 and margin per group (reference vs variant), flips in both directions with McNemar tests,
 calibration-set group shares, provenance (model and variant hashes, runtime versions, devices).
 When ``qskew analyze`` has written analysis.csv and layers.csv into the run directory, an
-"analysis" section (:data:`ANALYSIS_SECTION`) comes before provenance: per-group curvature of the
+"analysis" section (:data:`ANALYSIS_SECTION`, then "bisect" when RUN_DIR/bisect/bisect.csv exists) comes before provenance: per-group curvature of the
 FP32 model and of each variant's dequantized weights, and per-layer errors ranked by group skew.
 When the run holds ``qskew mitigate``'s variants (``*-qat``, ``*-calib``), a "mitigation" section
 (:data:`MITIGATION_SECTION`) puts each group's drop before and after side by side. Those optional
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from harness.metrics.stats import CONFIDENCE, N_RESAMPLES, SEED
 from harness.report import optional_sections, views
+from harness.report.bisect_section import bisect_section
 from harness.report.markup import compact, esc, html_table, img, kv_table, num, pct_ci, pp_ci
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ SECTIONS = (("summary", "Summary"), ("accuracy", "Accuracy per group"), ("drops"
 ANALYSIS_SECTION = ("analysis", "Why it skews: curvature and layers")  # only when qskew analyze ran
 MITIGATION_SECTION = ("mitigation", "Before and after mitigation")  # only when qskew mitigate's variants ran
 DELEGATES_SECTION = ("delegates", "Delegates: quantization vs delegate")  # only with reference-kernel jobs
+BISECT_SECTION = ("bisect", "Bisect: where a job's tensors first differ")  # only when qskew bisect ran
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1150px}
@@ -152,8 +154,9 @@ def render_html(run: "RunData", stats: "Stats", images: Mapping[str, bytes]) -> 
     analysis = optional_sections.analysis(run)
     mitigation = optional_sections.mitigation(stats.groups)
     delegates = optional_sections.delegates(run)
+    bisected = bisect_section(run.path)
     extra = (((DELEGATES_SECTION,) if delegates else ()) + ((MITIGATION_SECTION,) if mitigation else ())
-             + ((ANALYSIS_SECTION,) if analysis else ()))
+             + ((ANALYSIS_SECTION,) if analysis else ()) + ((BISECT_SECTION,) if bisected else ()))
     sections = SECTIONS[:-1] + extra + SECTIONS[-1:]
     nav = "<nav>" + "".join(f'<a href="#{key}">{esc(name)}</a>' for key, name in sections) + "</nav>"
     intro = (f"<h1>{esc(title)}</h1><p class=\"note\">dataset {esc(_get(manifest, 'dataset', 'name'))} · "
@@ -178,6 +181,7 @@ def render_html(run: "RunData", stats: "Stats", images: Mapping[str, bytes]) -> 
         _section("delegates", delegates) if delegates else "",
         _section("mitigation", mitigation) if mitigation else "",
         _section("analysis", analysis) if analysis else "",
+        _section("bisect", bisected) if bisected else "",
         _section("provenance", _provenance(run)),
     ]
     return head + intro + nav + "".join(body) + "</body></html>\n"
@@ -298,7 +302,7 @@ def _provenance(run: "RunData") -> str:
 
 
 def _section(key: str, content: str) -> str:
-    title = dict(SECTIONS + (ANALYSIS_SECTION, MITIGATION_SECTION, DELEGATES_SECTION))[key]
+    title = dict(SECTIONS + (ANALYSIS_SECTION, MITIGATION_SECTION, DELEGATES_SECTION, BISECT_SECTION))[key]
     return f'<section id="{esc(key)}"><h2>{esc(title)}</h2>{content}</section>'
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import ArtifactError
-from harness.quantize.inspect import open_interpreter, runtime_version
+from harness.quantize.inspect import custom_ops, open_interpreter, runtime_version
 
 BATCH_SIZE = 64  # reference kernels are plain loops: batches only save the per-call overhead
 
@@ -47,7 +47,9 @@ def reference_kernel_outputs(path: Path, x: np.ndarray, batch_size: int = BATCH_
             interpreter.invoke()
             outs.append(_dequantized(interpreter.get_tensor(tout["index"]), tout)[:len(chunk)])
     except (ValueError, RuntimeError) as exc:
-        raise ArtifactError(f"{path} failed on the reference kernels: {' '.join(str(exc).split())}") from exc
+        custom = custom_ops(path)
+        named = f"it has custom op(s) {', '.join(custom)}, which LiteRT has no kernel for; " if custom else ""
+        raise ArtifactError(f"{path} failed on the reference kernels: {named}{' '.join(str(exc).split())}") from exc
     values = np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
     return values.reshape(len(x), -1).astype(np.float32)
 

@@ -172,6 +172,7 @@ class ModelArtifact:
     recipe: Mapping[str, Any]
     calibration: CalibrationInfo | None = None
     error: str | None = None
+    error_detail: str | None = None  # the converter's whole text when ``error`` holds only its first lines
 
     @property
     def ok(self) -> bool:

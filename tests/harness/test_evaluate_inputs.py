@@ -150,3 +150,21 @@ def keras_conv():
     import keras
 
     return keras.layers.Conv2D(4, 3, activation="relu")
+
+
+def test_a_tflite_with_a_custom_op_fails_naming_the_op(dataset, tmp_path):
+    from harness.errors import ArtifactError, ModelError
+    from support.custom_op import CUSTOM_OP, custom_op_tflite
+
+    path = custom_op_tflite(tmp_path / "custom.tflite")
+    source = ModelSource.from_tflite(path)
+    assert source.facts.form == "tflite-float" and source.facts.num_classes == 3
+    from harness.quantize.convert import artifact_of
+    from harness.quantize.host_run import reference_kernel_outputs
+
+    job = artifact_of(path, "fp32", {"tool": "given"}, None, 8)  # what the job records as its error
+    assert not job.ok and f"it has custom op(s) {CUSTOM_OP}, which ai_edge_litert has no kernel" in job.error
+    with pytest.raises(ArtifactError, match=f"reference kernels: it has custom op\\(s\\) {CUSTOM_OP}"):
+        reference_kernel_outputs(path, np.zeros((2, 4), np.float32))  # the run's reference, before any job
+    with pytest.raises(ModelError, match="is a .tflite file: this step needs the Keras model"):
+        source.model  # noqa: B018

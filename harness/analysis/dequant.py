@@ -184,11 +184,12 @@ def _readings(layer: Any, kernel: np.ndarray, bias: np.ndarray | None, step: np.
 def _preceding_affine(layer: Any) -> tuple[np.ndarray, np.ndarray] | None:
     """(scale, offset) per input channel of a Rescaling or Normalization feeding ``layer``
     directly (input = x * scale + offset); None if there is none, or it is not per channel."""
-    nodes = getattr(layer, "_inbound_nodes", [])
-    parents = nodes[0].parent_nodes if len(nodes) == 1 else []
-    if len(parents) != 1:
+    # a loaded Sequential model calls its layers more than once (one node per call): same producer
+    producers = {id(p.operation): p.operation for node in getattr(layer, "_inbound_nodes", [])
+                 for p in node.parent_nodes}
+    if len(producers) != 1:
         return None
-    producer = parents[0].operation
+    producer = next(iter(producers.values()))
     kind = type(producer).__name__
     if kind == "Rescaling":
         scale, offset = np.asarray(producer.scale, np.float64), np.asarray(producer.offset, np.float64)

@@ -139,11 +139,18 @@ def test_a_model_that_rescales_inputs_the_dataset_rescales_too_is_warned_about(d
     path = tmp_path / "twice.keras"
     model.save(path)
     source = ModelSource(None, {"source": "file", "path": str(path)}, load=lambda: model, file=path)
-    run = _run(_experiment(dataset_file, path, ["fp32"]), dataset, source, tmp_path / "run")
+    run = _run(_experiment(dataset_file, path, ["fp32", "int8"]), dataset, source, tmp_path / "run")
     warning = next(n for n in run.manifest["notes"] if n.startswith("WARNING: input rescaled twice"))
     acc = run.metrics[(run.metrics["variant"] == "fp32") & (run.metrics["scope"] == "overall")].iloc[0]["acc_ref"]
     assert "Rescaling 'rescale' (x * 0.0625 + 0)" in warning and "x * 0.0625 + 0" in warning
     assert f"FP32 accuracy with both is {acc:.1%}" in warning
+    # item 11: the converter folds the Rescaling into the conv; analyze still maps int8's weights
+    from harness.analysis.analyze import AnalyzeOptions, analyze
+
+    result = analyze(tmp_path / "run", AnalyzeOptions(iterations=2, probes=1, max_samples_per_group=16))
+    int8 = result.analysis[result.analysis["variant"] == "int8"]
+    assert len(int8) and (int8["error"] == "").all(), list(int8["error"])
+    assert int8["loss"].notna().all()
 
 
 def keras_conv():

@@ -110,6 +110,10 @@ def test_a_quantized_tflite_has_no_fp32_reference_and_the_tables_say_so(dataset,
     show_run(tmp_path / "run", SimpleNamespace(json=False))
     printed = capsys.readouterr().out
     assert "note: NO FP32 REFERENCE" in printed and "delegate and device skew only" in printed
+    from harness.report.render import write_report
+
+    page = write_report(tmp_path / "run", tmp_path / "report.html", n_resamples=50).html
+    assert "<b>note:</b> NO FP32 REFERENCE" in page.read_text()
 
 
 def test_probability_outputs_are_scored_by_their_log_not_a_softmax_of_them(dataset, dataset_file, tmp_path):

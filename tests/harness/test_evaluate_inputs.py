@@ -134,6 +134,14 @@ def test_probability_outputs_are_scored_by_their_log_not_a_softmax_of_them(datas
     np.testing.assert_allclose(frame["loss_ref"], expected, rtol=1e-4)
     # a softmax of probabilities would squash every loss into [log 10 - 1, log 10]; these are not
     assert frame["loss_ref"].min() < 0.5
+    # analyze differentiates the same loss: -log p, per group, over every test sample
+    from harness.analysis.analyze import AnalyzeOptions, analyze
+
+    result = analyze(tmp_path / "run", AnalyzeOptions(variants=("fp32",), iterations=1, probes=1,
+                                                      max_samples_per_group=10_000))
+    ref_rows = result.analysis[result.analysis["variant"] == "reference"].set_index("group")
+    for group, loss in frame.groupby("group")["loss_ref"].mean().items():
+        assert ref_rows.loc[group, "loss"] == pytest.approx(loss, rel=1e-3)
 
 
 def test_a_model_that_rescales_inputs_the_dataset_rescales_too_is_warned_about(dataset, dataset_file, tmp_path):

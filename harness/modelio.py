@@ -101,7 +101,8 @@ def model_num_classes(model: Any) -> int:
         raise ModelError(f"model {model.name!r} has {len(outputs)} outputs; qskew needs exactly one (the logits)")
     shape = tuple(outputs[0].shape)
     if len(shape) != 2 or shape[1] is None:
-        raise ModelError(f"model {model.name!r} output has shape {shape}; qskew needs logits [batch, classes]")
+        raise ModelError(f"model {model.name!r} output has shape {shape}; qskew measures classifiers: it "
+                         "expects one score per class, logits (or probabilities) [batch, classes]")
     return classes_of_output(shape[1], f"model {model.name!r}")
 
 

@@ -102,7 +102,7 @@ def model_num_classes(model: Any) -> int:
     shape = tuple(outputs[0].shape)
     if len(shape) != 2 or shape[1] is None:
         raise ModelError(f"model {model.name!r} output has shape {shape}; qskew measures classifiers: it "
-                         "expects one score per class, logits (or probabilities) [batch, classes]")
+                         "expects one score per class: logits [batch, classes] (or probabilities)")
     return classes_of_output(shape[1], f"model {model.name!r}")
 
 

@@ -83,9 +83,13 @@ def _run(exp, dataset, source, out):
 
 
 def test_a_float_tflite_is_its_own_fp32_reference_and_the_conversions_are_skipped(dataset, dataset_file, tmp_path):
+    from harness.commands._common import model_source
+
     path = _tflite(_trained(dataset, keras_conv()), tmp_path / "float.tflite")
-    run = _run(_experiment(dataset_file, path, ["fp32", "int8", "dynamic"]), dataset,
-               ModelSource.from_tflite(path), tmp_path / "run")
+    exp = _experiment(dataset_file, path, ["fp32", "int8", "dynamic"])
+    source = model_source(exp, dataset, False, print)  # what `qskew run` does with [model] path
+    assert source.tflite == path and source.facts.form == "tflite-float"
+    run = _run(exp, dataset, source, tmp_path / "run")
     assert [r["variant"] for r in run.summary["runs"]] == ["fp32"] and run.jobs("ok") == [("fp32", "local", "xnnpack")]
     assert set(run.manifest["skipped_variants"]) == {"int8", "dynamic"}
     assert "needs the Keras model" in run.manifest["skipped_variants"]["int8"]

@@ -38,6 +38,7 @@ FORM_TFLITE_FLOAT = "tflite-float"     # a float .tflite: its own FP32 reference
 FORM_TFLITE_QUANTIZED = "tflite-quantized"  # a quantized .tflite: no FP32 reference at all
 QUANTIZED_DTYPES = frozenset({"int8", "uint8", "int16", "float16"})  # tensors that mark a quantized .tflite
 PROBABILITY_OPS = frozenset({"SOFTMAX", "LOGISTIC"})  # a .tflite ending in these outputs probabilities
+REQUANTIZE_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})  # ... also when its float I/O adds these after them
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,8 @@ def tflite_facts(path: Path) -> ModelFacts:
         raise ModelError(f"model {path} output has shape {list(out_shape)}; qskew needs logits [batch, classes]")
     classes = classes_of_output(out_shape[1], f"model {path}")
     quantized = any(dtype in QUANTIZED_DTYPES for dtype, _ in info.tensor_dtypes)
-    last = ops[-1].op_name if ops else ""
+    computing = [op.op_name for op in ops if op.op_name not in REQUANTIZE_OPS]
+    last = computing[-1] if computing else ""
     shape = tuple(None if d == -1 else int(d) for d in (tin.shape_signature or tin.shape)[1:])
     return ModelFacts(fingerprint=info.sha256, sha256=info.sha256, input_shape=shape, num_classes=classes,
                       outputs=OUTPUT_PROBABILITIES if last in PROBABILITY_OPS else OUTPUT_LOGITS,

@@ -177,12 +177,12 @@ def model_notes(source: ModelSource, test: GroupedDataset, ref, skipped: dict[st
                      "device skew only, not the skew of quantization")
     if skipped:
         notes.append(f"skipped variants {', '.join(skipped)}: {next(iter(skipped.values()))}")
-    twice = double_rescaling(facts.input_rescaling, test, ref)
-    if twice:
-        notes.append(twice)
-        log.warning("%s", twice)
     for note in notes:
         echo(f"note: {note}")
+    twice = double_rescaling(facts.input_rescaling, test, ref)
+    if twice:
+        log.warning("%s", twice.removeprefix("WARNING: "))  # the log's format adds "WARNING: " itself
+        notes.append(twice)
     return notes
 
 

@@ -148,7 +148,8 @@ def test_probability_outputs_are_scored_by_their_log_not_a_softmax_of_them(datas
         assert ref_rows.loc[group, "loss"] == pytest.approx(loss, rel=1e-3)
 
 
-def test_a_model_that_rescales_inputs_the_dataset_rescales_too_is_warned_about(dataset, dataset_file, tmp_path):
+def test_a_model_that_rescales_inputs_the_dataset_rescales_too_is_warned_about(dataset, dataset_file, tmp_path,
+                                                                               caplog):
     import keras
 
     model = _trained(dataset, keras.layers.Rescaling(1 / 16, name="rescale"), keras_conv(), name="twice")
@@ -160,6 +161,8 @@ def test_a_model_that_rescales_inputs_the_dataset_rescales_too_is_warned_about(d
     acc = run.metrics[(run.metrics["variant"] == "fp32") & (run.metrics["scope"] == "overall")].iloc[0]["acc_ref"]
     assert "Rescaling 'rescale' (x * 0.0625 + 0)" in warning and "x * 0.0625 + 0" in warning
     assert f"FP32 accuracy with both is {acc:.1%}" in warning
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"
+            and r.getMessage().startswith("input rescaled twice")] == [warning.removeprefix("WARNING: ")]
     # item 11: the converter folds the Rescaling into the conv; analyze still maps int8's weights
     from harness.analysis.analyze import AnalyzeOptions, analyze
 

@@ -20,7 +20,7 @@ An experiment names a dataset, a model, the variants to build, and where and how
 
     [model]
     name = "small_cnn"                  # a built-in model trained (and cached) on the dataset ...
-    # path = "my_model.keras"           # ... or your own .keras file / SavedModel folder
+    # path = "my_model.keras"           # ... or your own .keras file / SavedModel folder / .tflite file
     seed = 0                            # training seed for built-in models
 
     [quantize]
@@ -242,7 +242,7 @@ def validate(exp: Experiment) -> None:
     """Raise ConfigError for the first value that cannot work, naming it."""
     src = exp.source
     if not exp.model.name and not exp.model.path:
-        raise ConfigError(f"{src}: [model] needs name (a built-in model) or path (your .keras/SavedModel)")
+        raise ConfigError(f"{src}: [model] needs name (a built-in model) or path (your .keras/SavedModel/.tflite)")
     if exp.model.name and exp.model.path:
         raise ConfigError(f"{src}: [model] give name or path, not both")
     if not exp.quantize.variants:

@@ -164,6 +164,7 @@ def render_html(run: "RunData", stats: "Stats", images: Mapping[str, bytes]) -> 
              f"intervals: {CONFIDENCE:.0%}, Wilson for accuracies, paired group-stratified bootstrap "
              f"({esc(_resamples(stats))} resamples, seed {esc(_seed(stats))}) for drops. Drops are "
              f"acc(FP32) − acc(variant) in percentage points: positive means the variant is worse.</p>")
+    intro += "".join(f'<p class="note"><b>note:</b> {esc(note)}</p>' for note in manifest.get("notes") or ())
     names = views.attributes_of(stats.groups)
 
     def each(chart: str, table=None, rows=None) -> str:

@@ -66,6 +66,7 @@ class RunData:
         from harness.metrics.compare import compare_samples
 
         ref = self.logits(*REFERENCE_JOB)
+        ref = Logits(ids=ref.ids, values=ref.values, outputs=self.manifest.get("model", {}).get("outputs", "logits"))
         if not len(ref.ids):
             raise ResultsError(f"{self.path} holds no reference rows")
         job = self._rows((variant, target, delegate))

@@ -112,8 +112,8 @@ other jobs and are computed when reading (:data:`CROSS_JOB_COLUMNS`). Read back 
 ``placement/<seq>-<key>.csv`` -- which ops of the job ran on the delegate and which on the CPU, as
 far as the runtime can tell (columns and sources: ``harness.placement``); read back sorted by job.
 
-``summary/<seq>-<key>.json`` -- ``{"schema_version": 2, "run": entry}``; read back
-(``RunData.summary``) as ``{"schema_version": 2, "runs": [entry, ...]}`` in the order the jobs
+``summary/<seq>-<key>.json`` -- ``{"schema_version": 4, "run": entry}``; read back
+(``RunData.summary``) as ``{"schema_version": 4, "runs": [entry, ...]}`` in the order the jobs
 finished. An entry is ``harness.rundir.entry.SummaryEntry.to_json()`` (the numbers from n to
 small_groups: ``harness.metrics.disparity.Disparity``); it has every key, in this order, null where
 it does not apply, except the runtime facts, present only where the runner recorded them::

@@ -59,3 +59,26 @@ def test_compare_delegates_on_the_board_device(aarch64_board, experiment, tmp_pa
             assert math.isclose(getattr(mine, column), float(getattr(row, column)), abs_tol=1e-12), (row, column)
     ref = table[table.delegate == "reference"]
     assert (ref.max_step_diff.astype(float) == 0).all()
+
+
+def test_an_armv7l_board_runs_the_int8_variant_with_tflite_runtime(armv7l_board, tmp_path):
+    """The issue's armv7l requirement, as a farm device: the demo's int8 variant on tflite-runtime
+    2.14's reference kernels; its builtin kernels are refused before they crash, naming the cause
+    (harness.targets.board.faults)."""
+    experiment = tmp_path / "armv7l.toml"
+    experiment.write_text('[experiment]\nname = "armv7l-int8"\n\n[data]\ndataset = "digits-groups"\n\n'
+                          '[model]\nname = "small_cnn"\nseed = 0\n\n[quantize]\nvariants = ["int8"]\n\n'
+                          '[run]\ntargets = ["local"]\ndelegates = ["reference", "builtin"]\n'
+                          'num_threads = 1\nbatch_size = 64\n')
+    out = tmp_path / "run"
+    assert cli.main(["run", str(experiment), "--device", "board-armv7l", "--out", str(out), "--no-progress"]) == 0
+    run = rundir.read_run(out)
+    assert run.jobs() == [("int8", "board-armv7l", "reference")]
+    entry = {r["delegate"]: r for r in run.summary["runs"]}
+    assert (entry["reference"]["runtime"], entry["reference"]["runtime_version"]) == ("tflite_runtime", "2.14.0")
+    assert run.manifest["targets"]["board-armv7l"]["abi"] == "armeabi-v7a"
+    overall = run.metrics[run.metrics.scope == "overall"].iloc[0]
+    assert overall.n == 719 and overall.acc > 0.9
+    refused = entry["builtin"]
+    assert refused["status"] == "failed" and refused["stage"] == "profile"
+    assert "per-channel" in refused["error"] and "gemmlowp" in refused["error"] and "'reference'" in refused["error"]

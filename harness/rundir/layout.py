@@ -168,7 +168,7 @@ it does not apply, except the runtime facts, present only where the runner recor
 Older runs (schema 1) hold the same tables as four whole files, rewritten after every job:
 ``predictions.parquet``, ``metrics.csv`` (with the attribution columns, or without them when written
 before they existed), ``summary.json`` (``{"schema_version": 1, "runs": [...]}``) and, when written
-after it existed, ``placement.csv``. They still read; resuming one converts it to schema 2 once
+after it existed, ``placement.csv``. They still read; resuming one converts it to parts (this schema) once
 (:func:`harness.rundir.writer.convert_schema1`).
 
 ``lock`` -- locked (``fcntl.flock``) by the one process writing the run, which writes its pid, host

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from harness.metrics.stats import CONFIDENCE, N_RESAMPLES, SEED
 from harness.report import optional_sections, views
 from harness.report.bisect_section import bisect_section
-from harness.report.markup import compact, esc, html_table, img, kv_table, num, pct_ci, pp_ci
+from harness.report.markup import compact, esc, html_table, img, kv_table, num, pct2, pct_ci, pp_ci
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -242,13 +242,17 @@ def _group_table(groups: "pd.DataFrame") -> str:
 def _logit_table(metrics: "pd.DataFrame") -> str:
     rows = [[_job(r), r.group or "(all)", r.n, num(r.logit_var_ref, ".4g"), num(r.logit_var, ".4g"),
              num(r.logit_var / r.logit_var_ref if r.logit_var_ref else math.nan, ".3f"),
-             num(r.margin_ref, ".3f"), num(r.margin, ".3f"), num(r.excess_loss, "+.4f")]
+             num(r.margin_ref, ".3f"), num(r.margin, ".3f"), num(r.excess_loss, "+.4f"),
+             pct2(r.frac_logits_diff), num(r.max_step_diff, ".0f")]
             for r in metrics.itertuples(index=False)]
     return (html_table(["job", "group", "n", "logit var FP32", "logit var", "ratio", "margin FP32", "margin",
-                        "excess loss (nats)"], rows, left=(0, 1))
+                        "excess loss (nats)", "logits ≠ ref. kernels %", "max steps"], rows, left=(0, 1))
             + "<p class=\"note\">Means over the group's samples. A ratio below 1 means flatter logits "
               "under the variant (the mechanism behind disparate damage: lower logit variance, "
-              "smaller margins, higher loss).</p>")
+              "smaller margins, higher loss). The last two columns set the job against the same "
+              "variant on the CPU reference kernels (this device's job, else another device's): the "
+              "share of logits that differ, and the largest difference in the output tensor's "
+              "quantization steps (– for float outputs, or when the run has no such job).</p>")
 
 
 def _flip_table(groups: "pd.DataFrame") -> str:

@@ -72,8 +72,14 @@ while [ "$nbind" -gt 0 ]; do
     || fail "cannot bind-mount $src read-only at $dst"
 done
 hostname "$name" 2>/dev/null || { echo "$name" > /proc/sys/kernel/hostname; } 2>/dev/null || true
-exec chroot "$root" "$@"
 """
+# A session's init must itself be the chrooted PID 1 (commands join its namespaces and root).
+INIT_TAIL = 'exec chroot "$root" "$@"\n'
+# A one-shot command must not be PID 1, which no signal it does not handle can end: a program that
+# crashes (qemu re-raises SIGSEGV) would run on or hang until the timeout instead of exiting 128+N
+# as on a device. The setup shell stays PID 1 and hands on the command's status.
+COMMAND_TAIL = 'chroot "$root" "$@"\nexit $?\n'
+
 
 
 class SandboxError(QskewError):
@@ -117,9 +123,10 @@ class Confinement:
     def in_user_ns(self) -> bool:
         return os.geteuid() != 0 if self.user_ns is None else self.user_ns
 
-    def script(self) -> str:
-        """The host ``sh`` script that sets the root up and enters it (see the module docstring)."""
-        return COMMON_HEAD + self.prelude + COMMON_BODY
+    def script(self, as_init: bool = False) -> str:
+        """The host ``sh`` script that sets the root up and enters it (see the module docstring);
+        ``as_init``: the command replaces the shell as the namespace's PID 1 (a session's init)."""
+        return COMMON_HEAD + self.prelude + COMMON_BODY + (INIT_TAIL if as_init else COMMAND_TAIL)
 
     def inner(self, argv: Sequence[str], cwd: str, env: Mapping[str, str] | None) -> list[str]:
         """The argv run inside the root: PREFIX, then ``env -i -C cwd VARS... argv``."""
@@ -138,11 +145,12 @@ def unshare_flags(user_ns: bool) -> list[str]:
 
 
 def sandbox_command(conf: Confinement, argv: Sequence[str], *, cwd: str = DATA_MOUNT,
-                    env: Mapping[str, str] | None = None) -> SandboxCommand:
-    """The host argv that runs ``argv`` confined by ``conf``, in namespaces of its own."""
+                    env: Mapping[str, str] | None = None, as_init: bool = False) -> SandboxCommand:
+    """The host argv that runs ``argv`` confined by ``conf``, in namespaces of its own (as their
+    PID 1 with ``as_init``, else as a child of the setup shell, which exits with its status)."""
     inner = conf.inner(argv, cwd, env)
     binds = [part for pair in conf.binds for part in pair]
-    outer = [*unshare_flags(conf.in_user_ns), "/bin/sh", "-c", conf.script(), conf.mark.rstrip(":"),
+    outer = [*unshare_flags(conf.in_user_ns), "/bin/sh", "-c", conf.script(as_init), conf.mark.rstrip(":"),
              conf.mark, str(conf.root), str(Path(conf.data_dir).resolve()), conf.hostname,
              *conf.prelude_args, str(len(conf.binds)), *binds]
     return SandboxCommand(tuple(outer + inner), {"LC_ALL": "C"})

@@ -52,7 +52,7 @@ class ConfinedSession:
         if self.running:
             return self
         check_namespaces(self.what, self.conf.error)
-        cmd = sandbox_command(self.conf, ["/bin/sh", "-c", INIT_SCRIPT])
+        cmd = sandbox_command(self.conf, ["/bin/sh", "-c", INIT_SCRIPT], as_init=True)
         env = {"PATH": os.environ.get("PATH", os.defpath), **cmd.env}
         self._proc = subprocess.Popen(cmd.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, start_new_session=True)

@@ -63,7 +63,7 @@ if [ ! -e "$bm/$entry" ]; then
     || fail "cannot register $conf with binfmt_misc: register it on the host (.ci/board-setup)"
 fi
 """
-SETUP_SCRIPT = confine.COMMON_HEAD + BINFMT_PRELUDE + confine.COMMON_BODY
+SETUP_SCRIPT = confine.COMMON_HEAD + BINFMT_PRELUDE + confine.COMMON_BODY + confine.COMMAND_TAIL  # a one-shot command
 
 
 def board_confinement(board: Board, data_dir: Path, system_dir: Path | None = None) -> Confinement:

@@ -29,7 +29,7 @@ from harness.metrics.noise import repeat_noise
 from harness.metrics.score import score_job
 
 log = logging.getLogger(__name__)
-DEVICE_FACTS = ("model", "abi", "serial", "release", "sdk", "python_version")  # kept in a pooled job's record
+DEVICE_FACTS = ("model", "manufacturer", "abi", "os_release", "sdk", "python_version")  # kept in a pooled job's record
 
 
 def device_reason(err: BaseException) -> bool:
@@ -54,7 +54,7 @@ def device_record(dev) -> dict[str, Any]:
     """The member that ran a pooled job: inventory name, reach, serial and the facts it reported."""
     props = dev.properties or {}
     facts = {k: props[k] for k in DEVICE_FACTS if props.get(k) not in (None, "")}
-    serial = props.get("serial") or dev.spec.serial or dev.spec.address
+    serial = props.get("serialno") or dev.spec.serial or dev.spec.address
     return {"name": dev.spec.name, "reach": dev.spec.reach, **facts, "serial": serial or None}
 
 

@@ -22,3 +22,17 @@ def test_the_plan_holds_every_job_including_an_unreachable_devices(tmp_path):
     plan = planned_jobs(exp, artifacts, [bench], unreachable=[("phone", RuntimeError("no route"))])
     assert plan == [["int8", "bench", "xnnpack"], ["int8", "bench", "gpu"], ["mixed", "bench", "xnnpack"],
                     ["mixed", "bench", "gpu"], ["int8", "phone", "xnnpack"], ["mixed", "phone", "xnnpack"]]
+
+
+def test_a_pools_jobs_are_planned_once_under_the_pools_name(tmp_path):
+    (tmp_path / "devices.toml").write_text(
+        '[[device]]\nname = "s1"\nreach = "local"\npool = "sims"\n'
+        '[[device]]\nname = "s2"\nreach = "local"\npool = "sims"\ndelegates = ["xnnpack"]\n'
+        '[[device]]\nname = "s3"\nreach = "local"\npool = "sims"\n')
+    exp = config.from_dict({"run": {"targets": ["sims"], "delegates": ["xnnpack", "reference"],
+                                    "devices_file": str(tmp_path / "devices.toml")}}, source="t")
+    inv = load_inventory(tmp_path / "devices.toml")
+    opened = [OpenDevice(inv.get(n), None, {}) for n in ("s1", "s2")]
+    art = [ModelArtifact("int8", Path("a.tflite"), "s", 1, (), (), {})]
+    plan = planned_jobs(exp, art, opened, unreachable=[("s3", RuntimeError("offline"))])
+    assert plan == [["int8", "sims", "xnnpack"], ["int8", "sims", "reference"]]

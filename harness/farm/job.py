@@ -37,6 +37,15 @@ def device_reason(err: BaseException) -> bool:
     return isinstance(err, TargetError) and not isinstance(err, RunnerError)
 
 
+@dataclass(frozen=True)
+class OpenDevice:
+    """A selected inventory entry, its connected target and the facts it reported."""
+
+    spec: Any      # harness.farm.inventory.DeviceSpec
+    target: Any    # harness.targets.base.Target
+    properties: Mapping[str, Any]
+
+
 @dataclass
 class SweepContext:
     """What every job of one sweep shares: the experiment, data, run directory and farm progress."""

@@ -7,7 +7,9 @@ pool (devices with one ``pool`` label: they share a job queue, :mod:`harness.far
 jobs are stored under the pool's name) or a device of its own (it runs every job). Every device
 runs on its own thread (the run directory's writer is shared under a lock). A lone device that
 fails stops only its own jobs; a pooled job that fails for a device reason runs again on another
-member (:mod:`harness.farm.job`). Device errors that left jobs unrun are raised at the end.
+member (:mod:`harness.farm.job`); with pool members behind an adb server, members that vanish
+are drained at once and matching devices that appear join mid-run (:mod:`harness.farm.hotplug`).
+Device errors that left jobs unrun are raised at the end.
 
 >>> devices, unreachable = open_devices(exp, print)                               # doctest: +SKIP
 >>> run_sweep(exp, artifacts, devices, test, ref, writer, True, print, unreachable)  # doctest: +SKIP
@@ -17,15 +19,15 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 from device_runner.protocol import FIXED_BATCH_DELEGATES
 from harness.config import Experiment
 from harness.errors import FailureStage, QskewError, TargetError
 from harness.farm.connect import open_target
+from harness.farm.hotplug import HotPlug
 from harness.farm.inventory import load_inventory
-from harness.farm.job import SweepContext, run_ticket
+from harness.farm.job import OpenDevice, SweepContext, run_ticket
 from harness.farm.pool import PoolQueue, Ticket
 from harness.farm.progress import FarmProgress
 from harness.records import ModelArtifact
@@ -61,15 +63,6 @@ def open_devices(exp: Experiment, echo: Callable[[str], None]) -> tuple[list[Ope
     if not opened:
         raise failed[0][1]
     return opened, failed
-
-
-@dataclass(frozen=True)
-class OpenDevice:
-    """A selected inventory entry, its connected target and the facts it reported."""
-
-    spec: Any      # harness.farm.inventory.DeviceSpec
-    target: Any    # harness.targets.base.Target
-    properties: Mapping[str, Any]
 
 
 def planned_jobs(exp: Experiment, artifacts, devices, unreachable=()) -> list[list[str]]:
@@ -144,7 +137,9 @@ def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: 
         while (ticket := queue.take(dev.spec.name)) is not None:
             run_ticket(ctx, dev, queue, ticket, pooled)
 
+    watch = HotPlug.start(groups, queues, farm, work, echo)  # pools behind an adb server: track-devices
     errors = list(unreachable) + _side_by_side(work, devices)
+    errors += watch.stop() if watch is not None else []
     errors += _unrun_pool_jobs(ctx, groups, queues)
     farm.close(getattr(writer, "run_dir", None))
     if errors:

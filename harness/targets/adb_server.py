@@ -22,6 +22,7 @@ import logging
 import re
 import secrets
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,3 +329,52 @@ class ServerTarget(SessionTarget):
                  python: str = "python3", limits: LinkLimits = LinkLimits()):
         session = ServerSession(name, serial, server, limits=limits)
         super().__init__(name, session, ServerFiles(session, python), workdir=workdir, python=python)
+
+
+class DeviceTracker:
+    """The adb server's ``host:track-devices`` feed as calls of ``on_change(ready serials)``.
+
+    The server sends its whole device list whenever a device comes, goes or changes state; the
+    tracker calls ``on_change`` with the serials in state ``device`` each time (the first call is
+    the list at start). It reads on a daemon thread until :meth:`stop` (which closes its socket)
+    or until the server goes away (then ``error`` says why).
+    """
+
+    def __init__(self, server: str, on_change: Callable[[frozenset[str]], None]):
+        self.server = "%s:%d" % parse_server(server)
+        self.error: str = ""
+        self._on_change = on_change
+        self._conn = None
+        self._stopped = False
+        client = server_client(self.server)
+        try:
+            conn = client.make_connection(timeout=SERVER_PROBE_TIMEOUT_S)
+            conn.send_command("host:track-devices")
+            conn.check_okay()
+            conn.conn.settimeout(None)  # events come whenever a device does: wait without a deadline
+        except LINK_ERRORS as exc:
+            raise TargetError(f"track-devices on the adb server at {self.server}: {bare(exc)}", self.server) from exc
+        self._conn = conn
+        self._thread = threading.Thread(target=self._read, name=f"qskew-track-{self.server}", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                listing = self._conn.read_string_block()
+                ready = frozenset(line.split("\t", 1)[0] for line in listing.splitlines()
+                                  if line.strip().endswith("\tdevice"))
+                self._on_change(ready)
+        except (*LINK_ERRORS, ValueError) as exc:
+            if not self._stopped:
+                self.error = f"track-devices on {self.server} ended: {bare(exc)}"
+                log.warning("%s", self.error)
+
+    def stop(self) -> None:
+        """Stop reading (closes the server connection)."""
+        self._stopped = True
+        try:
+            self._conn.conn.shutdown(socket.SHUT_RDWR)
+        except (OSError, AdbError):
+            pass
+        self._thread.join(timeout=SERVER_PROBE_TIMEOUT_S)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Iterable
+from typing import Any, Callable, Hashable, Iterable, Mapping
 
 DRAIN_AFTER_FAILURES = 2   # a device failing this many jobs in a row is drained for the rest of the run
 DEFAULT_RETRIES = 2        # device-reason retries of one job on other members ([run] retries)
@@ -40,19 +40,20 @@ class Ticket:
 class PoolQueue:
     """The jobs of one pool (or one lone device), taken by its live members one at a time.
 
-    ``can_take(member, job)`` says whether a member may run a job at all (e.g. it offers the
-    job's delegate); members join (:meth:`join`) and leave (:meth:`drain`) while jobs run.
+    ``members`` are the member names, or a mapping of each name to ``accepts(job)``: whether it may
+    run a job at all (e.g. it offers the job's delegate); members join (:meth:`join`) and leave
+    (:meth:`drain`) while jobs run.
     """
 
-    def __init__(self, name: str, tickets: Iterable[Ticket], members: Iterable[Hashable],
-                 can_take: Callable[[Hashable, Any], bool] = lambda member, job: True):
+    def __init__(self, name: str, tickets: Iterable[Ticket],
+                 members: Iterable[Hashable] | Mapping[Hashable, Callable[[Any], bool]]):
         self.name = name
         self._pending = collections.deque(tickets)
-        self._live = list(members)
+        self._accepts = dict(members) if isinstance(members, Mapping) else {m: _anything for m in members}
+        self._live = list(self._accepts)
         self._drained: dict[Hashable, str] = {}
         self._streak: collections.Counter = collections.Counter()
         self._in_flight = 0
-        self._can_take = can_take
         self._cond = threading.Condition()
 
     def take(self, member: Hashable) -> Ticket | None:
@@ -73,7 +74,7 @@ class PoolQueue:
                 self._cond.wait()
 
     def _fits(self, member: Hashable, ticket: Ticket) -> bool:
-        return str(member) not in ticket.failed_on() and self._can_take(member, ticket.job)
+        return str(member) not in ticket.failed_on() and self._accepts[member](ticket.job)
 
     def done(self, member: Hashable) -> None:
         """``member`` finished its job (ok, or failed for a model reason: no retry)."""
@@ -117,9 +118,10 @@ class PoolQueue:
             self._live.remove(member)
             self._drained[member] = why
 
-    def join(self, member: Hashable) -> None:
-        """A new member (a device that appeared mid-run) takes jobs from now on."""
+    def join(self, member: Hashable, accepts: Callable[[Any], bool] | None = None) -> None:
+        """A new member (a device that appeared mid-run) takes jobs from now on (those ``accepts`` takes)."""
         with self._cond:
+            self._accepts[member] = accepts or self._accepts.get(member, _anything)
             if member not in self._live:
                 self._live.append(member)
                 self._drained.pop(member, None)
@@ -139,3 +141,7 @@ class PoolQueue:
         """Jobs left in the queue once every worker stopped (no live member could take them)."""
         with self._cond:
             return list(self._pending)
+
+
+def _anything(job: Any) -> bool:
+    return True

@@ -109,8 +109,12 @@ def _group_queue(exp: Experiment, artifacts, name: str, members, done, static, c
                 if delegate in FIXED_BATCH_DELEGATES and art.variant in (static or {}):
                     art = static[art.variant]
                 tickets.append(Ticket(job=(art, delegate)))
-    by_name = {m.spec.name: m for m in members}
-    return PoolQueue(name, tickets, list(by_name), can_take=lambda member, job: by_name[member].spec.offers(job[1]))
+    return PoolQueue(name, tickets, {m.spec.name: accepts(m.spec) for m in members})
+
+
+def accepts(spec) -> Callable[[tuple], bool]:
+    """Whether the device ``spec`` describes may run a job (artifact, delegate): it offers the delegate."""
+    return lambda job: spec.offers(job[1])
 
 
 def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: bool, echo,

@@ -68,5 +68,5 @@ def test_a_waiting_member_takes_a_job_handed_back_by_another_and_a_new_member_jo
 
 
 def test_members_only_take_jobs_they_can_run():
-    q = _queue(["gpu", "cpu"], can_take=lambda member, job: member == "a" or job == "cpu")
+    q = _queue(["gpu", "cpu"], members={"a": lambda job: True, "b": lambda job: job == "cpu"})
     assert q.take("b").job == "cpu" and q.take("a").job == "gpu"

@@ -48,7 +48,11 @@ class OpenDevice:
 
 @dataclass
 class SweepContext:
-    """What every job of one sweep shares: the experiment, data, run directory and farm progress."""
+    """What every job of one sweep shares: the experiment, data, run directory and farm progress.
+
+    Finished jobs are scored and stored on one *collector* thread (:meth:`collect`), so a device
+    goes on to its next job at once instead of waiting for the host; :meth:`flush` waits for them.
+    """
 
     exp: Any
     test: Any
@@ -57,6 +61,28 @@ class SweepContext:
     progress: Any          # harness.farm.progress.FarmProgress
     echo: Callable[[str], None]
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    _collector: Any = None
+    _pending: list = dataclasses.field(default_factory=list)
+
+    def collect(self, fn: Callable, *args) -> None:
+        """Run ``fn(*args)`` on the collector thread, after the jobs collected before it."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with self.lock:
+            if self._collector is None:
+                self._collector = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qskew-collect")
+            self._pending.append(self._collector.submit(fn, *args))
+
+    def flush(self) -> None:
+        """Wait for every collected job to be stored; raises the first error storing one raised."""
+        if self._collector is None:
+            return
+        self._collector.shutdown(wait=True)
+        self._collector = None
+        errors = [f.exception() for f in self._pending if f.exception() is not None]
+        self._pending.clear()
+        if errors:
+            raise errors[0]
 
 
 def device_record(dev) -> dict[str, Any]:
@@ -94,18 +120,24 @@ def run_ticket(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, pooled:
         _device_failed(ctx, dev, queue, ticket, err, pooled, where, extra)
         return
     run = dataclasses.replace(run, target=group)
-    score = score_job(run, ctx.ref, ctx.test) if run.ok else None  # outside the lock: other devices go on
+    queue.done(name)  # the device is free: it takes its next job while the host scores this one
+    ctx.progress.finish(name, "ok" if run.ok else "failed")
+    ctx.collect(_store_run, ctx, run, extra, where, len(ticket.attempts))
+
+
+def _store_run(ctx: SweepContext, run, extra: Mapping[str, Any], where: str, attempts: int) -> None:
+    """Score a job the device finished and store it (on the collector thread)."""
+    score = score_job(run, ctx.ref, ctx.test) if run.ok else None  # outside the lock: the writer is shared
     with ctx.lock:
         if score is not None:
             ctx.writer.add_run(run, score, **extra)
             ctx.echo(f"  {where}: {run.runtime} {run.runtime_version}, delegate applied: "
                      f"{run.delegate_applied}, batch {run.batch_size}"
-                     + (f", after {len(ticket.attempts)} failed attempt(s)" if ticket.attempts else ""))
+                     + (f", after {attempts} failed attempt(s)" if attempts else ""))
         else:
-            ctx.writer.add_failure(art.variant, group, delegate, run.error, stage=failure_stage(run).value, **extra)
+            ctx.writer.add_failure(run.variant, run.target, run.delegate, run.error,
+                                   stage=failure_stage(run).value, **extra)
             ctx.echo(f"  {where}: FAILED ({run.error})")
-    queue.done(name)
-    ctx.progress.finish(name, "ok" if score is not None else "failed")
 
 
 def _device_failed(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, err: Exception, pooled: bool,

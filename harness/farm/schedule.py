@@ -142,8 +142,11 @@ def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: 
             run_ticket(ctx, dev, queue, ticket, pooled)
 
     watch = HotPlug.start(groups, queues, farm, work, echo)  # pools behind an adb server: track-devices
-    errors = list(unreachable) + _side_by_side(work, devices)
-    errors += watch.stop() if watch is not None else []
+    try:
+        errors = list(unreachable) + _side_by_side(work, devices)
+        errors += watch.stop() if watch is not None else []
+    finally:
+        ctx.flush()  # every finished job is stored, even when a device error or Ctrl-C ends the sweep
     errors += _unrun_pool_jobs(ctx, groups, queues)
     farm.close(getattr(writer, "run_dir", None))
     if errors:

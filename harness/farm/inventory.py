@@ -17,7 +17,8 @@ An inventory is a TOML file (``devices.toml``) with one ``[[device]]`` table per
     workdir = "/data/local/tmp/qskew"  # a folder qskew owns on the device (its cache and jobs)
     delegates = ["xnnpack", "reference"]   # what the device offers; empty or absent: anything
     labels = { soc = "tensor-g2", accelerator = "tpu", os = "android" }
-    # pool = "pixel7s"                 # devices sharing a pool label share one job queue (farm.pool)
+    # pool = "pixel7s"                 # devices sharing a pool label share one job queue (farm.pool);
+                                       # "auto": the pool of devices with the same model, ABI, runtime
 
 ``reach = "simulated"`` is a simulated ADB device that qskew starts on loopback for the run and
 stops afterwards (``python`` is then the host interpreter the simulated device runs; its file
@@ -49,7 +50,8 @@ pool names (every member of the pool), or ``key=value`` to take every device who
 
 Devices with the same ``pool`` are one target: each job of the pool runs once, on whichever member
 is free, and is stored under the pool's name (``harness.farm.pool``). A pool name may not also be a
-device's name.
+device's name. ``pool = "auto"`` pools the device with the selected devices that report the same
+model, ABI and runtime (runner kind, Python version) once connected (``schedule.auto_pool``).
 
 >>> inv = load_inventory(None)
 >>> [d.name for d in inv.select(["local"])]
@@ -75,6 +77,7 @@ RUNNER_KINDS = tuple(RUNNERS)  # harness.runners.registry: python, benchmark_mod
 PROFILES = ("", "edgetpu")  # "": any variant; edgetpu: full-integer, fixed-shape, batch-1 variants
 DEFAULT_WORKDIR = "/data/local/tmp/qskew"  # writable and exec-able over adb on stock Android
 DEFAULT_PYTHON = "python3"
+AUTO_POOL = "auto"                         # pool = "auto": grouped by what the device reports
 ENV_DEVICES = "QSKEW_DEVICES"              # an inventory file used when no --devices is given
 LOCAL_FILE = "devices.toml"                # ...else ./devices.toml when it exists
 _KEYS = {"name", "reach", "address", "serial", "runner", "python", "workdir", "delegates", "labels",

@@ -17,7 +17,9 @@ Device errors that left jobs unrun are raised at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Callable, Mapping
 
@@ -26,7 +28,7 @@ from harness.config import Experiment
 from harness.errors import FailureStage, QskewError, TargetError
 from harness.farm.connect import open_target
 from harness.farm.hotplug import HotPlug
-from harness.farm.inventory import load_inventory
+from harness.farm.inventory import AUTO_POOL, DeviceSpec, load_inventory
 from harness.farm.job import OpenDevice, SweepContext, run_ticket
 from harness.farm.pool import PoolQueue, Ticket
 from harness.farm.progress import FarmProgress
@@ -50,7 +52,8 @@ def open_devices(exp: Experiment, echo: Callable[[str], None]) -> tuple[list[Ope
         target = None
         try:
             target = open_target(spec)
-            opened.append(OpenDevice(spec, target, dict(target.properties())))
+            props = dict(target.properties())
+            opened.append(OpenDevice(auto_pool(spec, props), target, props))
         except QskewError as err:
             if target is not None:
                 target.close()
@@ -65,6 +68,17 @@ def open_devices(exp: Experiment, echo: Callable[[str], None]) -> tuple[list[Ope
     return opened, failed
 
 
+def auto_pool(spec, props: Mapping) -> "DeviceSpec":
+    """``pool = "auto"``: the device joins the pool of the devices reporting the same model, ABI and
+    runtime (runner kind and Python version), named ``auto-<model>-<abi>-<runner>-py<version>``."""
+    if spec.pool != AUTO_POOL:
+        return spec
+    facts = [props.get("model") or "unknown", props.get("abi") or "unknown", spec.runner,
+             f"py{props.get('python_version') or 'unknown'}"]
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "_", "-".join(["auto", *map(str, facts)]))
+    return dataclasses.replace(spec, pool=name)
+
+
 def planned_jobs(exp: Experiment, artifacts, devices, unreachable=()) -> list[list[str]]:
     """Every job the sweep sets out to run, [variant, target, delegate], for the manifest's plan
     (what ``qskew signoff`` judges): the opened devices' jobs and those of the devices that could
@@ -72,8 +86,9 @@ def planned_jobs(exp: Experiment, artifacts, devices, unreachable=()) -> list[li
     pool's jobs are planned once, under the pool's name: those of the delegates any member offers."""
     specs = [dev.spec for dev in devices]
     missing = {name for name, _ in unreachable}
-    if missing:
-        specs += [s for s in load_inventory(exp.run.devices_file or None).select(exp.run.targets) if s.name in missing]
+    if missing:  # (an unreachable pool = "auto" device plans nothing: its pool is not known without it)
+        specs += [s for s in load_inventory(exp.run.devices_file or None).select(exp.run.targets)
+                  if s.name in missing and s.pool != AUTO_POOL]
     plan: list[list[str]] = []
     for spec in specs:
         for job in ([a.variant, spec.group, d] for a in artifacts for d in exp.run.delegates if spec.offers(d)):

@@ -36,3 +36,18 @@ def test_a_pools_jobs_are_planned_once_under_the_pools_name(tmp_path):
     art = [ModelArtifact("int8", Path("a.tflite"), "s", 1, (), (), {})]
     plan = planned_jobs(exp, art, opened, unreachable=[("s3", RuntimeError("offline"))])
     assert plan == [["int8", "sims", "xnnpack"], ["int8", "sims", "reference"]]
+
+
+def test_pool_auto_groups_devices_reporting_the_same_model_abi_and_runtime():
+    from harness.farm.inventory import DeviceSpec
+    from harness.farm.schedule import auto_pool, groups_of
+
+    phone = {"model": "Pixel 7", "abi": "arm64-v8a", "python_version": "3.11.2"}
+    specs = [DeviceSpec(name=n, reach="adb-usb", serial=n, pool="auto") for n in ("u1", "u2", "u3")]
+    props = [phone, dict(phone), {**phone, "model": "Pixel 8"}]
+    opened = [OpenDevice(auto_pool(s, p), None, p) for s, p in zip(specs, props)]
+    groups = groups_of(opened)
+    assert [[d.spec.name for d in members] for members in groups.values()] == [["u1", "u2"], ["u3"]]
+    assert list(groups)[0] == "auto-Pixel_7-arm64-v8a-python-py3.11.2"
+    labelled = DeviceSpec(name="x", reach="local", pool="bench")
+    assert auto_pool(labelled, phone) is labelled

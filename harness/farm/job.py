@@ -29,6 +29,7 @@ from harness.metrics.noise import repeat_noise
 from harness.metrics.score import score_job
 
 log = logging.getLogger(__name__)
+COLLECTORS = 1  # threads scoring and storing finished jobs: one keeps the run directory in finishing order
 DEVICE_FACTS = ("model", "manufacturer", "abi", "os_release", "sdk", "python_version")  # kept in a pooled job's record
 
 
@@ -70,7 +71,7 @@ class SweepContext:
 
         with self.lock:
             if self._collector is None:
-                self._collector = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qskew-collect")
+                self._collector = ThreadPoolExecutor(max_workers=COLLECTORS, thread_name_prefix="qskew-collect")
             self._pending.append(self._collector.submit(fn, *args))
 
     def flush(self) -> None:

@@ -1,10 +1,11 @@
-"""Hot-plug for pools reached through an adb server: devices leave and join while the sweep runs.
+"""Hot-plug for devices reached through an adb server: devices leave and join while the sweep runs.
 
-For every adb server behind a pool member (``reach = "adb-server"``), a
+For every adb server behind a selected device (``reach = "adb-server"``), a
 :class:`harness.targets.adb_server.DeviceTracker` follows ``track-devices``:
 
-* a member whose serial leaves the server's ready list (unplugged, offline, rebooting) is drained
-  at once: it takes no new job, and the job it runs fails for a device reason and moves on;
+* a device whose serial leaves the server's ready list (unplugged, offline, rebooting) is drained
+  at once: it takes no new job, and the job it runs fails for a device reason (in a pool it moves
+  on to another member; a lone device's remaining jobs are left unrun and reported);
 * a serial that appears and reports the same model and ABI as a pool's members joins that pool
   (a copy of a member's inventory entry with the new serial, named ``<pool>+<serial>``) and its
   own worker thread starts taking the pool's jobs.
@@ -30,7 +31,7 @@ MATCH_FACTS = ("model", "abi")  # what a new device must share with a pool's mem
 
 
 class HotPlug:
-    """Watches the adb servers of a sweep's pools; drains vanished members and adds matching newcomers."""
+    """Watches the adb servers of a sweep's devices; drains vanished ones, adds newcomers to pools."""
 
     def __init__(self, groups: Mapping[str, list], queues: Mapping[str, Any], farm, work: Callable, echo):
         self._groups = {name: list(members) for name, members in groups.items()}
@@ -43,9 +44,9 @@ class HotPlug:
 
     @classmethod
     def start(cls, groups, queues, farm, work, echo) -> "HotPlug | None":
-        """Watch every adb server behind a pool member; None when no pool has such a member."""
+        """Watch every adb server behind a selected device; None when no device is behind one."""
         servers = {_server(dev.spec) for members in groups.values() for dev in members
-                   if dev.spec.pool and dev.spec.reach == "adb-server"}
+                   if dev.spec.reach == "adb-server"}
         if not servers:
             return None
         from harness.targets.adb_server import DeviceTracker
@@ -62,12 +63,12 @@ class HotPlug:
         with self._lock:
             for pool, members in self._groups.items():
                 ours = [d for d in members if d.spec.reach == "adb-server" and _server(d.spec) == server]
-                if not ours or not ours[0].spec.pool:
-                    continue
                 for dev in ours:
                     if dev.spec.serial not in ready and dev.spec.name in self._queues[pool].live():
                         self._queues[pool].drain(dev.spec.name, f"disappeared from the adb server at {server}")
                         self._farm.drained(dev.spec.name, f"disappeared from the adb server at {server}")
+                if not ours or not ours[0].spec.pool:
+                    continue  # only a pool takes newcomers
                 known = {d.spec.serial for d in ours}
                 for serial in sorted(ready - known):
                     self._try_join(pool, ours[0], serial)

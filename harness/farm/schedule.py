@@ -162,7 +162,7 @@ def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: 
         errors += watch.stop() if watch is not None else []
     finally:
         ctx.flush()  # every finished job is stored, even when a device error or Ctrl-C ends the sweep
-    errors += _unrun_pool_jobs(ctx, groups, queues)
+    errors += _unrun_pool_jobs(ctx, groups, queues, {name for name, _ in errors})
     farm.close(getattr(writer, "run_dir", None))
     if errors:
         for name, err in errors[1:]:
@@ -170,14 +170,18 @@ def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: 
         raise errors[0][1]
 
 
-def _unrun_pool_jobs(ctx: SweepContext, groups, queues) -> list[tuple[str, BaseException]]:
+def _unrun_pool_jobs(ctx: SweepContext, groups, queues, failed: set[str]) -> list[tuple[str, BaseException]]:
     """A pool's jobs no member was left to run: those that failed on a member are stored as failed
-    (with their attempts); the others stay missing, and the pool's error says which devices drained."""
+    (with their attempts); the others stay missing, and the pool's error says which devices drained.
+    A lone device drained between jobs (hot-plug) without an error of its own gets one too."""
     errors = []
     for name, queue in queues.items():
-        if not any(m.spec.pool for m in groups[name]):
-            continue
         left = queue.orphans()
+        if not any(m.spec.pool for m in groups[name]):
+            if left and name not in failed:
+                why = "; ".join(queue.drained().values())
+                errors.append((name, TargetError(f"device {name}: {len(left)} job(s) not run: {why}", name)))
+            continue
         for ticket in (t for t in left if t.attempts):
             art, delegate = ticket.job
             with ctx.lock:

@@ -18,6 +18,7 @@ from harness import config, datasets, rundir
 from harness.evaluate import ModelSource, evaluate
 from harness.farm.progress import FARM_FILE
 from harness.runners import python as py_runner
+from harness.targets.adb_server import TRACK_POLL_S
 from harness.targets.simulate.simulator import SimulatedDevice
 from support.adb_sim import ADB_BINARY, RealAdb, trusted_keys_file
 
@@ -94,3 +95,44 @@ def test_a_vanishing_member_is_drained_and_a_new_device_joins_the_pool(tmp_path,
     assert any(line.startswith(f"hot-plug: {serials['c']}") and "joined pool lab" in line for line in lines)
     ran_on = [r["device"]["name"] for r in run.summary["runs"]]
     assert newcomer in ran_on and farm["devices"][newcomer]["jobs_ok"] == ran_on.count(newcomer)
+
+
+@pytest.mark.slow
+def test_a_lone_device_leaving_the_server_stops_with_an_error_naming_it(tmp_path, small_cnn, monkeypatch):
+    from harness.errors import TargetError
+
+    if not os.path.exists(ADB_BINARY):
+        pytest.skip(f"Debian's adb is not installed ({ADB_BINARY}); apt-get install adb")
+    monkeypatch.setenv("QSKEW_CACHE_DIR", str(tmp_path / "cache"))
+    adb = RealAdb(tmp_path / "adb-home")
+    device = _device(tmp_path, "lone")
+    try:
+        serial = adb.connect(device.address)
+        devices = tmp_path / "devices.toml"
+        devices.write_text(f'[[device]]\nname = "lone"\nreach = "adb-server"\nserial = "{serial}"\n'
+                           f'server = "127.0.0.1:{adb.server_port}"\nworkdir = "{tmp_path / "root/data/local/tmp/qskew"}"\n')
+        real_run_job, calls = py_runner.run_job, []
+
+        def watched(target, artifact, *args, **kwargs):
+            calls.append(artifact.variant)
+            result = real_run_job(target, artifact, *args, **kwargs)
+            if len(calls) == 1:  # gone between the first and the second job
+                device.stop()
+                deadline = time.monotonic() + 15
+                while f"{serial}\tdevice" in adb("devices").stdout and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                time.sleep(2 * TRACK_POLL_S)  # the server's list reaches qskew
+            return result
+
+        monkeypatch.setattr(py_runner, "run_job", watched)
+        exp = config.from_dict({"quantize": {"variants": ["fp32", "int8"]},
+                                "run": {"targets": ["lone"], "devices_file": str(devices)}}, source="test")
+        out, lines = tmp_path / "run", []
+        with pytest.raises(TargetError) as info:
+            evaluate(exp, datasets.load("digits-groups"), ModelSource(small_cnn, {"source": "test", "sha256": "x"}),
+                     out, progress=False, echo=lines.append)
+    finally:
+        adb.kill_server()
+        device.stop()
+    assert info.value.device == "lone" and "disappeared from the adb server" in str(info.value)
+    assert rundir.read_run(out).jobs() == [("fp32", "lone", "xnnpack")] and calls == ["fp32"]

@@ -49,7 +49,7 @@ class HotPlug:
                    if dev.spec.reach == "adb-server"}
         if not servers:
             return None
-        from harness.targets.adb_server import DeviceTracker
+        from harness.targets.adb_track import DeviceTracker
 
         watch = cls(groups, queues, farm, work, echo)
         for server in sorted(servers):

@@ -18,7 +18,7 @@ from harness import config, datasets, rundir
 from harness.evaluate import ModelSource, evaluate
 from harness.farm.progress import FARM_FILE
 from harness.runners import python as py_runner
-from harness.targets.adb_server import TRACK_POLL_S
+from harness.targets.adb_track import TRACK_POLL_S
 from harness.targets.simulate.simulator import SimulatedDevice
 from support.adb_sim import ADB_BINARY, RealAdb, trusted_keys_file
 

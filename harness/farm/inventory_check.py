@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from harness.errors import ConfigError
 
 STRING_KEYS = ("name", "reach", "address", "serial", "server", "runner", "python", "workdir",
-               "benchmark_model", "profile", "board")
+               "benchmark_model", "profile", "board", "pool")
 LIST_KEYS = ("delegates", "features")  # lists of strings
 INT_KEYS = ("max_payload",)
 BOOL_KEYS = ("auth",)

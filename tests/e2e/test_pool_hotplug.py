@@ -35,7 +35,7 @@ def small_cnn():
 
 
 def _device(tmp_path, name):
-    root = tmp_path / "root"  # one file system for all three (see the workdir below)
+    root = tmp_path / "root"  # one folder for all three: the newcomer finds what the pool pushed
     root.mkdir(exist_ok=True)
     return SimulatedDevice(root, python=sys.executable, trusted_keys=trusted_keys_file(tmp_path / "trusted"),
                            serial=f"qskew-sim-{name}").start()
@@ -52,9 +52,9 @@ def test_a_vanishing_member_is_drained_and_a_new_device_joins_the_pool(tmp_path,
     try:
         serials = {"a": adb.connect(a.address), "b": adb.connect(b.address)}
         server = f"127.0.0.1:{adb.server_port}"
-        # a newcomer takes its pool's inventory entry, workdir included, as a phone would: the simulated
-        # devices share one root folder so that this work folder lies inside each one's file system
-        workdir = tmp_path / "root" / "data/local/tmp/qskew"
+        # a newcomer takes its pool's inventory entry, workdir included, as a phone would: a device
+        # path, the same in every (confined) simulated device
+        workdir = "/data/local/tmp/qskew"
         devices = tmp_path / "devices.toml"
         devices.write_text("".join(
             f'[[device]]\nname = "lab-{x}"\nreach = "adb-server"\nserial = "{serials[x]}"\nserver = "{server}"\n'
@@ -110,7 +110,7 @@ def test_a_lone_device_leaving_the_server_stops_with_an_error_naming_it(tmp_path
         serial = adb.connect(device.address)
         devices = tmp_path / "devices.toml"
         devices.write_text(f'[[device]]\nname = "lone"\nreach = "adb-server"\nserial = "{serial}"\n'
-                           f'server = "127.0.0.1:{adb.server_port}"\nworkdir = "{tmp_path / "root/data/local/tmp/qskew"}"\n')
+                           f'server = "127.0.0.1:{adb.server_port}"\nworkdir = "/data/local/tmp/qskew"\n')
         real_run_job, calls = py_runner.run_job, []
 
         def watched(target, artifact, *args, **kwargs):

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import ArtifactError
+from harness.quantize.host_run import quantize_input
 
 BATCH_SIZE = 64           # samples per interpreter call: every intermediate tensor is kept in memory
 SKIPPED_OPS = frozenset({"QUANTIZE", "DEQUANTIZE", "SHAPE", "STRIDED_SLICE", "PACK", "DELEGATE"})
@@ -142,7 +143,7 @@ class _Runner:
         padded = np.zeros((self.batch, *xb.shape[1:]), np.float32)
         padded[:n] = xb
         try:
-            self.interpreter.set_tensor(self.input["index"], _quantize(padded, self.input))
+            self.interpreter.set_tensor(self.input["index"], quantize_input(padded, self.input))
             self.interpreter.invoke()
         except (ValueError, RuntimeError) as exc:
             raise ArtifactError(f"{self.path} failed to run on the host: {exc}") from exc
@@ -207,16 +208,6 @@ def _name_matches(layer: str, tensor: str) -> bool:
 
 def _relative_error(q: np.ndarray, f: np.ndarray) -> float:
     return float(np.sum((q - f) ** 2) / max(float(np.sum(f ** 2)), 1e-30))
-
-
-def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
-    """Float inputs in the input tensor's dtype (quantized with its scale and zero point if integer)."""
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f":
-        return x.astype(dtype)
-    scale, zero_point = detail["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
 
 
 def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:

@@ -43,7 +43,7 @@ def reference_kernel_outputs(path: Path, x: np.ndarray, batch_size: int = BATCH_
         for start in range(0, len(x), step):
             chunk = x[start:start + step]
             padded = np.concatenate([chunk, np.repeat(chunk[-1:], step - len(chunk), axis=0)])
-            interpreter.set_tensor(tin["index"], _quantized(padded, tin))
+            interpreter.set_tensor(tin["index"], quantize_input(padded, tin))
             interpreter.invoke()
             outs.append(_dequantized(interpreter.get_tensor(tout["index"]), tout)[:len(chunk)])
     except (ValueError, RuntimeError) as exc:
@@ -54,7 +54,9 @@ def reference_kernel_outputs(path: Path, x: np.ndarray, batch_size: int = BATCH_
     return values.reshape(len(x), -1).astype(np.float32)
 
 
-def _quantized(x: np.ndarray, detail: dict) -> np.ndarray:
+def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Float inputs in an input tensor's dtype: as they are for a float tensor, else quantized with
+    its scale and zero point as LiteRT's QUANTIZE does (zero point + round(x / scale), clipped)."""
     dtype = np.dtype(detail["dtype"])
     if dtype.kind == "f":
         return x.astype(dtype)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.targets.confine import Confinement, sandbox_command
+from tests.support.confine_root import make_tiny_root
 
 
 @pytest.fixture
@@ -17,12 +18,7 @@ def tiny_root(tmp_path: Path) -> Confinement:
     """A root made of the host's /usr (read-only) and an empty /data/local/tmp."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("confinement needs root and util-linux's unshare")
-    root = tmp_path / "root"
-    for folder in ("proc", "dev", "usr", "data/local/tmp"):
-        (root / folder).mkdir(parents=True)
-    for name in ("bin", "lib", "lib64", "sbin"):
-        if os.path.islink(f"/{name}"):
-            (root / name).symlink_to(os.readlink(f"/{name}"))
+    root = make_tiny_root(tmp_path / "root")
     return Confinement(root=root, data_dir=root / "data/local/tmp", hostname="qskew-t", binds=(("/usr", "/usr"),))
 
 

@@ -120,17 +120,13 @@ def test_a_user_other_than_root_is_confined_through_a_user_namespace(tmp_path):
     import tempfile
 
     from harness.targets.confine import Confinement, sandbox_command
+    from tests.support.confine_root import make_tiny_root
 
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("switching to another user needs root and setpriv")
     base = Path(tempfile.mkdtemp(prefix="qskew-confine-"))  # not under pytest's 0700 folder
     try:
-        root = base / "root"
-        for folder in ("proc", "dev", "usr", "data/local/tmp"):
-            (root / folder).mkdir(parents=True)
-        for name in ("bin", "lib", "lib64", "sbin"):
-            if os.path.islink(f"/{name}"):
-                (root / name).symlink_to(os.readlink(f"/{name}"))
+        root = make_tiny_root(base / "root")
         subprocess.run(["chown", "-R", "65534:65534", str(base)], check=True)
         base.chmod(0o755)
         conf = Confinement(root=root, data_dir=root / "data/local/tmp", hostname="qskew-nobody",

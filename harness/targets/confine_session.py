@@ -5,7 +5,7 @@ with it (``--kill-child``). A device's shells must share one device, as on a pho
 detached (``setsid``) by one ``adb shell`` keeps running after it, and later shells see it in
 ``/proc`` by its PID. So a session starts the device once (its PID 1 is a small shell loop that
 reaps orphans) and :meth:`ConfinedSession.command` enters that device's namespaces (user, if it
-has one, mount, PID, UTS) and its root with ``nsenter``. :meth:`ConfinedSession.stop` kills the
+has one, mount, PID, UTS, network, IPC) and its root with ``nsenter``. :meth:`ConfinedSession.stop` kills the
 device's PID 1, and so every process in it.
 
 Example::
@@ -24,7 +24,7 @@ import subprocess
 import time
 from typing import Mapping, Sequence
 
-from harness.targets.confine import (DATA_MOUNT, Confinement, SandboxCommand, check_namespaces,
+from harness.targets.confine import (DATA_MOUNT, NAMESPACES, Confinement, SandboxCommand, check_namespaces,
                                      sandbox_command, setup_failure)
 from harness.targets.process import CommandResult
 
@@ -84,7 +84,7 @@ class ConfinedSession:
             raise self.conf.error(f"{self.what} ({self.conf.root}) is not running (start the session first)")
         inner = self.conf.inner(argv, cwd, env)
         user = ["--user"] if self.conf.in_user_ns else []
-        outer = ["nsenter", "--target", str(self._init_pid), *user, "--mount", "--pid", "--uts", "--root"]
+        outer = ["nsenter", "--target", str(self._init_pid), *user, *NAMESPACES, "--root"]
         return SandboxCommand(tuple(outer + inner), {"LC_ALL": "C"})
 
     @property

@@ -146,3 +146,32 @@ def test_a_user_other_than_root_is_confined_through_a_user_namespace(tmp_path):
         assert "No such file" in done.stderr and "Read-only file system" in done.stderr
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_no_way_out_through_the_network(confined):
+    """A host-only service (as the host's adb server on 127.0.0.1:5037 is) cannot be reached from the
+    device: its shell has a network namespace of its own (loopback only), and so does its IPC."""
+    import socket
+    import threading
+
+    _device, shell = confined
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer():
+        server.settimeout(30)
+        try:
+            conn, _ = server.accept()
+            conn.sendall(SECRET.encode())
+            conn.close()
+        except OSError:
+            pass
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        probe = shell("python3 -c \"import socket; s = socket.create_connection(('127.0.0.1', "
+                      f"{port}), timeout=5); print(s.recv(64).decode())\"")
+    finally:
+        server.close()
+    assert probe.returncode != 0 and SECRET not in probe.stdout
+    assert shell("readlink /proc/self/ns/net").stdout.strip() != os.readlink("/proc/self/ns/net")
+    assert shell("readlink /proc/self/ns/ipc").stdout.strip() != os.readlink("/proc/self/ns/ipc")

@@ -7,7 +7,11 @@ FAIL would be lost and the push would hang; adb 29 reads the status only after D
 
 Device paths map onto the host through ``DeviceSandbox.host_path`` (``/`` is the device's ``root``)
 and only /data/local/tmp is served; a path that resolves (``..``, symlinks, read on the host)
-outside it is refused with "Permission denied". A device's ``disk_quota_bytes`` makes a
+outside it is refused with "Permission denied". The device can change its files while sync works
+(swap a folder on a checked path for a symlink out), so sync never reopens a checked path by name:
+it walks the checked folder from the root one component at a time without following symlinks
+(``O_NOFOLLOW``) and works relative to that folder's descriptor, and a file it opened following a
+final symlink is checked again through ``/proc/self/fd``. A device's ``disk_quota_bytes`` makes a
 SEND beyond it fail with "No space left on device"; an armed ``vanish_after("push"|"pull")`` fires
 here, counted in DATA bytes.
 """
@@ -23,6 +27,7 @@ from harness.targets.simulate.sandbox import DeviceSandbox
 from harness.targets.simulate.streams import Closed, Stream
 
 SEND_DIR_MODE = 0o775  # parent folders SEND creates (adbd secure_mkdirs)
+_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC  # a folder pinned to walk from, never read
 
 
 def serve_sync(device: DeviceSandbox, stream: Stream) -> None:
@@ -124,12 +129,50 @@ class _SyncSession:
     def _inside(self, path: str) -> bool:
         return path == self.root or path.startswith(self.root + os.sep)
 
+    def _folder_fd(self, folder: str, create: bool = False) -> int:
+        """A descriptor of ``folder`` (a checked host path inside the root, symlinks resolved), reached
+        from the root one component at a time, following no symlink: a folder the device swapped
+        for a symlink since the check fails (ELOOP/ENOTDIR) instead of leading out. ``create``
+        makes missing folders on the way (SEND)."""
+        if not self._inside(folder):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        fd = os.open(self.root, _DIR_FLAGS)
+        try:
+            for part in os.path.relpath(folder, self.root).split(os.sep):
+                if part in ("", "."):
+                    continue
+                if create:
+                    try:
+                        os.mkdir(part, SEND_DIR_MODE, dir_fd=fd)
+                    except FileExistsError:
+                        pass
+                fd, parent = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd), fd
+                os.close(parent)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _open(self, host: str, flags: int, follow: bool) -> int:
+        """``host`` opened through its pinned folder; one opened through a final symlink is checked
+        to lie inside the root (the symlink may have changed since the check)."""
+        head, name = (host, ".") if host == self.root else os.path.split(host)
+        folder = self._folder_fd(head)
+        try:
+            fd = os.open(name, flags | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW), dir_fd=folder)
+        finally:
+            os.close(folder)
+        if follow and not self._inside(os.readlink(f"/proc/self/fd/{fd}")):
+            os.close(fd)
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        return fd
+
     # --- STAT / STA2 / LST2 ---
 
     def _stat_v1(self, _ident: int, raw: bytes) -> bool:
         host = self._resolve(raw, follow=False)
         try:
-            st = os.lstat(host) if host else None
+            st = _fstat_closed(self._open(host, os.O_PATH, follow=False)) if host else None
         except OSError:
             st = None
         if st is None:  # v1 has no error field: all zeros means "not found"
@@ -145,7 +188,7 @@ class _SyncSession:
         try:
             if host is None:
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-            st = os.stat(host) if follow else os.lstat(host)
+            st = _fstat_closed(self._open(host, os.O_PATH, follow=follow))
         except OSError as exc:
             self._add(wire.SYNC_STAT_V2.pack(ident, exc.errno or errno.EIO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
             return True
@@ -158,14 +201,28 @@ class _SyncSession:
         v2 = ident == wire.ID_LIS2
         host = self._resolve(raw, follow=True)
         names: list[bytes] = []
+        folder = None
         if host is not None:
             try:
-                names = [b".", b".."] + os.listdir(os.fsencode(host))
+                folder = self._open(host, os.O_RDONLY | os.O_DIRECTORY, follow=True)
+                names = [b".", b".."] + [os.fsencode(n) for n in os.listdir(folder)]
             except OSError:
                 names = []  # adbd sends just DONE for a folder it cannot open
+        try:
+            self._list_entries(v2, folder, names)
+        finally:
+            if folder is not None:
+                os.close(folder)
+        if v2:
+            self._add(wire.SYNC_DENT_V2.pack(wire.ID_DONE, *([0] * 12)))
+        else:
+            self._add(wire.SYNC_DENT_V1.pack(wire.ID_DONE, 0, 0, 0, 0))
+        return True
+
+    def _list_entries(self, v2: bool, folder: int | None, names: list[bytes]) -> None:
         for name in names:
             try:
-                st = os.lstat(os.path.join(os.fsencode(host), name))
+                st = os.stat(name, dir_fd=folder, follow_symlinks=False)
             except OSError:
                 continue
             if v2:
@@ -173,11 +230,6 @@ class _SyncSession:
             else:
                 self._add(wire.SYNC_DENT_V1.pack(wire.ID_DENT, st.st_mode & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF,
                                                  int(st.st_mtime) & 0xFFFFFFFF, len(name)) + name)
-        if v2:
-            self._add(wire.SYNC_DENT_V2.pack(wire.ID_DONE, *([0] * 12)))
-        else:
-            self._add(wire.SYNC_DENT_V1.pack(wire.ID_DONE, 0, 0, 0, 0))
-        return True
 
     # --- RECV ---
 
@@ -186,7 +238,7 @@ class _SyncSession:
         if host is None:
             return self._fail(f"open failed: {os.strerror(errno.EACCES)}")
         try:
-            fh = open(host, "rb", buffering=0)
+            fh = open(self._open(host, os.O_RDONLY, follow=True), "rb", buffering=0)
         except OSError as exc:
             return self._fail(f"open failed: {exc.strerror}")
         with fh:
@@ -226,8 +278,19 @@ class _SyncSession:
         return self._fail(message)
 
     def _send_file(self, host: str, mode: int) -> bool:
+        head, name = os.path.split(host)
         try:
-            fd = _create_file(host)
+            folder = self._folder_fd(head, create=True)
+        except OSError as exc:
+            return self._drain_then_fail(f"couldn't create file: {exc.strerror}")
+        try:
+            return self._send_file_in(folder, name, mode)
+        finally:
+            os.close(folder)
+
+    def _send_file_in(self, folder: int, name: str, mode: int) -> bool:
+        try:
+            fd = _create_file(folder, name)
         except OSError as exc:
             return self._drain_then_fail(f"couldn't create file: {exc.strerror}")
         done = False
@@ -235,13 +298,14 @@ class _SyncSession:
             os.fchmod(fd, mode)
             error, mtime = self._receive_data(fd)
             done = error is None
+            if done:
+                os.utime(fd, (mtime, mtime))
         finally:
             os.close(fd)
             if not done:
-                _unlink_quietly(host)
+                _unlink_quietly(folder, name)
         if error is not None:
             return self._fail(error)
-        os.utime(host, (mtime, mtime), follow_symlinks=False)
         self._add(wire.SYNC_REQUEST.pack(wire.ID_OKAY, 0))
         return True
 
@@ -276,10 +340,14 @@ class _SyncSession:
             if ident != wire.ID_DATA or length > wire.SYNC_DATA_MAX:
                 return self._fail("invalid data message")
             target += self._read(length)
+        head, name = os.path.split(host)
         try:
-            _unlink_quietly(host)
-            os.makedirs(os.path.dirname(host), SEND_DIR_MODE, exist_ok=True)
-            os.symlink(bytes(target), host)
+            folder = self._folder_fd(head, create=True)
+            try:
+                _unlink_quietly(folder, name)
+                os.symlink(bytes(target), name, dir_fd=folder)
+            finally:
+                os.close(folder)
         except OSError as exc:
             return self._fail(f"symlink failed: {exc.strerror}")
         self._add(wire.SYNC_REQUEST.pack(wire.ID_OKAY, 0))
@@ -319,20 +387,15 @@ def _device_file_mode(mode: int) -> int:
     return mode
 
 
-def _create_file(host: str) -> int:
-    """Replace a regular file or symlink at ``host`` with a new empty file; create parent folders."""
+def _create_file(folder: int, name: str) -> int:
+    """Replace a regular file or symlink ``name`` in ``folder`` (a descriptor) with a new empty file."""
     try:
-        st = os.lstat(host)
+        st = os.stat(name, dir_fd=folder, follow_symlinks=False)
     except FileNotFoundError:
         st = None
     if st is not None and (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
-        os.unlink(host)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-    try:
-        return os.open(host, flags, 0o600)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(host), SEND_DIR_MODE, exist_ok=True)
-        return os.open(host, flags, 0o600)
+        os.unlink(name, dir_fd=folder)
+    return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600, dir_fd=folder)
 
 
 def _write_all(fd: int, data: bytes) -> str | None:
@@ -345,11 +408,19 @@ def _write_all(fd: int, data: bytes) -> str | None:
     return None
 
 
-def _unlink_quietly(path: str) -> None:
+def _unlink_quietly(folder: int, name: str) -> None:
     try:
-        os.unlink(path)
+        os.unlink(name, dir_fd=folder)
     except OSError:
         pass
+
+
+def _fstat_closed(fd: int) -> os.stat_result:
+    """fstat of ``fd``, which is then closed."""
+    try:
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
 
 
 def _tree_size_bytes(root: str) -> int:

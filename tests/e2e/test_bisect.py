@@ -62,5 +62,5 @@ def test_a_model_a_with_other_inputs_or_outputs_is_refused_before_anything_runs(
     fp32 = next(v for v in run.manifest["variants"] if v["variant"] == "fp32")["path"]
     before = sorted(p.name for p in Path(demo_run).rglob("*"))
     with pytest.raises(ArtifactError, match=r"--model-a .*fp32.tflite: its input .*float32.* job B's model .*int8"):
-        bisect(demo_run, BisectOptions("int8/local/xnnpack", "int8/local/reference", "2", model_a=Path(fp32)))
+        bisect(demo_run, BisectOptions("int8/local/xnnpack", "int8/local/xnnpack", "2", model_a=Path(fp32)))
     assert sorted(p.name for p in Path(demo_run).rglob("*")) == before  # no bisect.csv written

@@ -175,3 +175,31 @@ def test_no_way_out_through_the_network(confined):
     assert probe.returncode != 0 and SECRET not in probe.stdout
     assert shell("readlink /proc/self/ns/net").stdout.strip() != os.readlink("/proc/self/ns/net")
     assert shell("readlink /proc/self/ns/ipc").stdout.strip() != os.readlink("/proc/self/ns/ipc")
+
+
+def test_a_setuid_file_made_by_the_device_cannot_be_run_by_another_host_user(real_adb, make_device):
+    """The device's uid 0 owns what it writes, so it can make a setuid-root file in its folder on the
+    host; no other host user may reach that folder (it is the owner's alone), even when the folder
+    holding it is open to all (a shared cache)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("running as another user needs root and setpriv")
+    shared = Path(tempfile.mkdtemp(prefix="qskew-shared-"))  # not under pytest's 0700 folder
+    try:
+        shared.chmod(0o755)
+        device = make_device(root=shared / "device")
+        serial = real_adb.connect(device.address)
+        made = real_adb("shell", "cp /bin/id /data/local/tmp/suid && chmod 4755 /data/local/tmp/suid && echo made",
+                        serial=serial, timeout_s=60)
+        assert made.stdout == "made\n"
+        planted = device.root / "data/local/tmp/suid"
+        assert os.stat(planted).st_mode & 0o4000  # the device could make it
+        # through sh: setpriv's own exec of its argument still passes the path lookup as root
+        ran = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "/bin/sh", "-c",
+                              'exec "$0"', str(planted)], capture_output=True, text=True, timeout=60)
+        assert ran.returncode != 0 and "euid=0" not in ran.stdout
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

@@ -7,11 +7,9 @@ FAIL would be lost and the push would hang; adb 29 reads the status only after D
 
 Device paths map onto the host through ``DeviceSandbox.host_path`` (``/`` is the device's ``root``)
 and only /data/local/tmp is served; a path that resolves (``..``, symlinks, read on the host)
-outside it is refused with "Permission denied". The device can change its files while sync works
-(swap a folder on a checked path for a symlink out), so sync never reopens a checked path by name:
-it walks the checked folder from the root one component at a time without following symlinks
-(``O_NOFOLLOW``) and works relative to that folder's descriptor, and a file it opened following a
-final symlink is checked again through ``/proc/self/fd``. A device's ``disk_quota_bytes`` makes a
+outside it is refused with "Permission denied"; a checked path is never opened by its name again
+(:mod:`harness.targets.simulate.sync_paths`: the device may swap a folder on it for a symlink
+meanwhile). A device's ``disk_quota_bytes`` makes a
 SEND beyond it fail with "No space left on device"; an armed ``vanish_after("push"|"pull")`` fires
 here, counted in DATA bytes.
 """
@@ -24,10 +22,9 @@ import stat
 
 from harness.targets import adb_wire as wire
 from harness.targets.simulate.sandbox import DeviceSandbox
+from harness.targets.simulate.sync_paths import (create_file, folder_fd, fstat_closed, inside, open_inside,
+                                                 unlink_quietly)
 from harness.targets.simulate.streams import Closed, Stream
-
-SEND_DIR_MODE = 0o775  # parent folders SEND creates (adbd secure_mkdirs)
-_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC  # a folder pinned to walk from, never read
 
 
 def serve_sync(device: DeviceSandbox, stream: Stream) -> None:
@@ -127,52 +124,20 @@ class _SyncSession:
         return host
 
     def _inside(self, path: str) -> bool:
-        return path == self.root or path.startswith(self.root + os.sep)
+        return inside(self.root, path)
 
     def _folder_fd(self, folder: str, create: bool = False) -> int:
-        """A descriptor of ``folder`` (a checked host path inside the root, symlinks resolved), reached
-        from the root one component at a time, following no symlink: a folder the device swapped
-        for a symlink since the check fails (ELOOP/ENOTDIR) instead of leading out. ``create``
-        makes missing folders on the way (SEND)."""
-        if not self._inside(folder):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-        fd = os.open(self.root, _DIR_FLAGS)
-        try:
-            for part in os.path.relpath(folder, self.root).split(os.sep):
-                if part in ("", "."):
-                    continue
-                if create:
-                    try:
-                        os.mkdir(part, SEND_DIR_MODE, dir_fd=fd)
-                    except FileExistsError:
-                        pass
-                fd, parent = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd), fd
-                os.close(parent)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+        return folder_fd(self.root, folder, create)
 
     def _open(self, host: str, flags: int, follow: bool) -> int:
-        """``host`` opened through its pinned folder; one opened through a final symlink is checked
-        to lie inside the root (the symlink may have changed since the check)."""
-        head, name = (host, ".") if host == self.root else os.path.split(host)
-        folder = self._folder_fd(head)
-        try:
-            fd = os.open(name, flags | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW), dir_fd=folder)
-        finally:
-            os.close(folder)
-        if follow and not self._inside(os.readlink(f"/proc/self/fd/{fd}")):
-            os.close(fd)
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-        return fd
+        return open_inside(self.root, host, flags, follow)
 
     # --- STAT / STA2 / LST2 ---
 
     def _stat_v1(self, _ident: int, raw: bytes) -> bool:
         host = self._resolve(raw, follow=False)
         try:
-            st = _fstat_closed(self._open(host, os.O_PATH, follow=False)) if host else None
+            st = fstat_closed(self._open(host, os.O_PATH, follow=False)) if host else None
         except OSError:
             st = None
         if st is None:  # v1 has no error field: all zeros means "not found"
@@ -188,7 +153,7 @@ class _SyncSession:
         try:
             if host is None:
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-            st = _fstat_closed(self._open(host, os.O_PATH, follow=follow))
+            st = fstat_closed(self._open(host, os.O_PATH, follow=follow))
         except OSError as exc:
             self._add(wire.SYNC_STAT_V2.pack(ident, exc.errno or errno.EIO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
             return True
@@ -290,7 +255,7 @@ class _SyncSession:
 
     def _send_file_in(self, folder: int, name: str, mode: int) -> bool:
         try:
-            fd = _create_file(folder, name)
+            fd = create_file(folder, name)
         except OSError as exc:
             return self._drain_then_fail(f"couldn't create file: {exc.strerror}")
         done = False
@@ -303,7 +268,7 @@ class _SyncSession:
         finally:
             os.close(fd)
             if not done:
-                _unlink_quietly(folder, name)
+                unlink_quietly(folder, name)
         if error is not None:
             return self._fail(error)
         self._add(wire.SYNC_REQUEST.pack(wire.ID_OKAY, 0))
@@ -344,7 +309,7 @@ class _SyncSession:
         try:
             folder = self._folder_fd(head, create=True)
             try:
-                _unlink_quietly(folder, name)
+                unlink_quietly(folder, name)
                 os.symlink(bytes(target), name, dir_fd=folder)
             finally:
                 os.close(folder)
@@ -387,17 +352,6 @@ def _device_file_mode(mode: int) -> int:
     return mode
 
 
-def _create_file(folder: int, name: str) -> int:
-    """Replace a regular file or symlink ``name`` in ``folder`` (a descriptor) with a new empty file."""
-    try:
-        st = os.stat(name, dir_fd=folder, follow_symlinks=False)
-    except FileNotFoundError:
-        st = None
-    if st is not None and (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
-        os.unlink(name, dir_fd=folder)
-    return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600, dir_fd=folder)
-
-
 def _write_all(fd: int, data: bytes) -> str | None:
     view = memoryview(data)
     try:
@@ -406,21 +360,6 @@ def _write_all(fd: int, data: bytes) -> str | None:
     except OSError as exc:
         return f"write failed: {exc.strerror}"
     return None
-
-
-def _unlink_quietly(folder: int, name: str) -> None:
-    try:
-        os.unlink(name, dir_fd=folder)
-    except OSError:
-        pass
-
-
-def _fstat_closed(fd: int) -> os.stat_result:
-    """fstat of ``fd``, which is then closed."""
-    try:
-        return os.fstat(fd)
-    finally:
-        os.close(fd)
 
 
 def _tree_size_bytes(root: str) -> int:

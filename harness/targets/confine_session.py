@@ -30,8 +30,12 @@ from harness.targets.process import CommandResult
 
 START_TIMEOUT_S = 60.0  # the device's PID 1 is up once it has entered the root (a few seconds)
 POLL_S = 0.01
-REAP_INTERVAL_S = 2  # how often PID 1 wakes to reap orphans (on a board each wake is an emulated `sleep`)
-INIT_SCRIPT = f"trap 'exit 0' TERM; while :; do sleep {REAP_INTERVAL_S}; done"
+REAP_INTERVAL_S = 2  # how often PID 1 wakes to reap orphans (on a board each wake is an emulated `timeout cat`)
+# PID 1 waits on its stdin, a pipe whose other end only the session holds: when the process that
+# started the device dies without stopping it (SIGKILL, OOM), the pipe closes, cat returns at once
+# (not 124, timeout's code) and PID 1 exits, which ends every process of the device.
+INIT_SCRIPT = (f"trap 'exit 0' TERM; while :; do timeout {REAP_INTERVAL_S} cat >/dev/null; "
+               "[ $? -eq 124 ] || exit 0; done")
 
 
 class ConfinedSession:
@@ -54,7 +58,7 @@ class ConfinedSession:
         check_namespaces(self.what, self.conf.error)
         cmd = sandbox_command(self.conf, ["/bin/sh", "-c", INIT_SCRIPT])
         env = {"PATH": os.environ.get("PATH", os.defpath), **cmd.env}
-        self._proc = subprocess.Popen(cmd.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        self._proc = subprocess.Popen(cmd.argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, start_new_session=True)
         self._init_pid = self._wait_for_init()
         return self
@@ -102,8 +106,9 @@ class ConfinedSession:
         except (ProcessLookupError, PermissionError):
             pass
         proc.wait()
-        if proc.stderr is not None and not proc.stderr.closed:
-            proc.stderr.close()
+        for pipe in (proc.stdin, proc.stderr):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
 
 
 def _child_pid(pid: int) -> int | None:

@@ -203,3 +203,34 @@ def test_a_setuid_file_made_by_the_device_cannot_be_run_by_another_host_user(rea
         assert ran.returncode != 0 and "euid=0" not in ran.stdout
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_the_device_ends_when_the_process_that_started_it_dies(tmp_path):
+    """Regression: a qskew killed (SIGKILL, OOM) before stopping its simulated device left the device's
+    namespaces and PID 1 running for good; PID 1 now ends when its starter's pipe closes."""
+    import subprocess
+    import time
+
+    script = ("import os, sys\nfrom pathlib import Path\nfrom harness.targets.simulate.host_root import HostShell\n"
+              f"shell = HostShell(Path({str(tmp_path / 'dev')!r}), sys.executable)\nshell.start()\n"
+              "print(shell.session._proc.pid, flush=True)\nos.kill(os.getpid(), 9)\n")
+    started = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    unshare_pid = int(started.stdout.split()[0])
+    def running() -> bool:
+        try:
+            with open(f"/proc/{unshare_pid}/stat") as fh:
+                return not fh.read().split(") ", 1)[1].startswith("Z")  # a zombie has exited
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and running():
+        time.sleep(0.1)
+    alive = running()
+    if alive:
+        try:
+            os.killpg(unshare_pid, 9)  # the device this test started: not left behind
+        except ProcessLookupError:
+            pass
+    assert not alive, "the device outlived the process that started it"

@@ -169,6 +169,20 @@ def _weights(sub: Any, tensors: tuple[TensorFacts, ...], op: Any) -> str:
     return ""
 
 
+def io_signature(data: bytes, what: str = "model") -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The main subgraph's inputs and outputs as ``"int8[8, 8, 1]"`` (element type, shape without the
+    batch dimension): two copies of one model agree, whatever batch each was fixed to."""
+    schema, _ = _schema()
+    model = read_model(data, what)
+    sub = model.subgraphs[0]
+    types = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+
+    def text(index: int) -> str:
+        tensor = sub.tensors[index]
+        return f"{types.get(tensor.type, tensor.type)}{_ints(tensor.shape)[1:]}"
+    return tuple(text(i) for i in _ints(sub.inputs)), tuple(text(i) for i in _ints(sub.outputs))
+
+
 def _has_data(model: Any, tensor: Any) -> bool:
     buf = model.buffers[tensor.buffer] if 0 < tensor.buffer < len(model.buffers) else None
     return buf is not None and (buf.data is not None and len(buf.data) > 0 or bool(getattr(buf, "size", 0)))

@@ -22,7 +22,7 @@ import numpy as np
 from device_runner import protocol
 from harness.bisect import compare
 from harness.bisect.dump import TensorDump, dump_tensors
-from harness.bisect.graph import graph_facts, promote_outputs
+from harness.bisect.graph import graph_facts, io_signature, promote_outputs
 from harness.bisect.select import PER_GROUP, SampleChoice, choose_samples, parse_job
 from harness.metrics.bisect import summarize
 from harness.errors import ArtifactError, ConfigError, ResultsError
@@ -77,7 +77,7 @@ def bisect(run_dir: Path, options: BisectOptions, echo: Callable[[str], None] = 
         raise ConfigError(f"--samples {options.samples}: no sample chosen")
     test = _test_subset(run, choice)
     model_b = job_model(run, job_b)
-    model_a = _model_file(Path(options.model_a)) if options.model_a else job_model(run, job_a)
+    model_a = _model_file(Path(options.model_a), model_b) if options.model_a else job_model(run, job_a)
     dump_b = run_job(run, job_b, model_b, test, echo)
     dump_a = run_job(run, job_a, model_a, test, echo)
     graph = graph_facts(model_b.read_bytes(), str(model_b))
@@ -88,11 +88,18 @@ def bisect(run_dir: Path, options: BisectOptions, echo: Callable[[str], None] = 
     return BisectResult(table=table, summary=summarize(table), choice=choice, dumps=(dump_a, dump_b), file=file)
 
 
-def _model_file(path: Path) -> Path:
-    """--model-a: an existing .tflite (read by the schema before anything is pushed)."""
+def _model_file(path: Path, model_b: Path) -> Path:
+    """--model-a: an existing .tflite with job B's inputs and outputs (a planted or fixed copy of the
+    model, not another one: tensors are matched by name), checked before anything is pushed."""
     if not path.is_file():
         raise ArtifactError(f"--model-a {path}: no such file")
     graph_facts(path.read_bytes(), f"--model-a {path}")
+    (ins_a, outs_a), (ins_b, outs_b) = io_signature(path.read_bytes(), f"--model-a {path}"), io_signature(
+        model_b.read_bytes(), str(model_b))
+    for what, a, b in (("input", ins_a, ins_b), ("output", outs_a, outs_b)):
+        if a != b:
+            raise ArtifactError(f"--model-a {path}: its {what} {', '.join(a)} differs from job B's model "
+                                f"{model_b.name} ({', '.join(b)}); give a copy of the job's model")
     return path
 
 

@@ -6,7 +6,7 @@ whose root is a Debian ARM file system) and the default simulated ADB device
 mounted read-only). A :class:`Confinement` says what the root is made of; :func:`sandbox_command`
 turns an argv into the host argv that runs it there::
 
-    unshare [--user --map-root-user] --mount --pid --fork --kill-child --uts --propagation private \\
+    unshare [--user --map-root-user] --mount --pid --uts --net --ipc --fork --kill-child --propagation private \\
         /bin/sh -c SETUP MARK ROOT DATA_DIR HOSTNAME [PRELUDE ARGS] N SRC1 DST1 ... SRCN DSTN \\
         [PREFIX...] /usr/bin/env -i -C CWD VAR=... ARGV...
 
@@ -43,6 +43,9 @@ from harness.targets.process import CommandResult
 
 SETUP_EXIT = 125  # the exit code of a failed setup step (env/chroot use 125-127 likewise)
 DATA_MOUNT = "/data/local/tmp"  # the only writable folder inside a confined root
+# The device's own namespaces (unshare and nsenter spell them alike). The network one (loopback only)
+# keeps it from host-only services, as the adb server on 127.0.0.1:5037; IPC from host shared memory.
+NAMESPACES = ("--mount", "--pid", "--uts", "--net", "--ipc")
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 USERNS_FILES = ("/proc/sys/kernel/unprivileged_userns_clone", "/proc/sys/user/max_user_namespaces")
 TOOL_PACKAGES = {"unshare": "util-linux", "nsenter": "util-linux", "setpriv": "util-linux",
@@ -140,8 +143,7 @@ class Confinement:
 def unshare_flags(user_ns: bool) -> list[str]:
     """unshare's options: the namespaces a confined device gets (and a user namespace off root)."""
     user = ["--user", "--map-root-user"] if user_ns else []
-    return ["unshare", *user, "--mount", "--pid", "--fork", "--kill-child", "--uts", "--propagation",
-            "private"]
+    return ["unshare", *user, *NAMESPACES, "--fork", "--kill-child", "--propagation", "private"]
 
 
 def sandbox_command(conf: Confinement, argv: Sequence[str], *, cwd: str = DATA_MOUNT,

@@ -5,7 +5,7 @@ with it (``--kill-child``). A device's shells must share one device, as on a pho
 detached (``setsid``) by one ``adb shell`` keeps running after it, and later shells see it in
 ``/proc`` by its PID. So a session starts the device once (its PID 1 is a small shell loop that
 reaps orphans) and :meth:`ConfinedSession.command` enters that device's namespaces (user, if it
-has one, mount, PID, UTS) and its root with ``nsenter``. :meth:`ConfinedSession.stop` kills the
+has one, mount, PID, UTS, network, IPC) and its root with ``nsenter``. :meth:`ConfinedSession.stop` kills the
 device's PID 1, and so every process in it.
 
 Example::
@@ -24,14 +24,18 @@ import subprocess
 import time
 from typing import Mapping, Sequence
 
-from harness.targets.confine import (DATA_MOUNT, Confinement, SandboxCommand, check_namespaces,
+from harness.targets.confine import (DATA_MOUNT, NAMESPACES, Confinement, SandboxCommand, check_namespaces,
                                      sandbox_command, setup_failure)
 from harness.targets.process import CommandResult
 
 START_TIMEOUT_S = 60.0  # the device's PID 1 is up once it has entered the root (a few seconds)
 POLL_S = 0.01
-REAP_INTERVAL_S = 2  # how often PID 1 wakes to reap orphans (on a board each wake is an emulated `sleep`)
-INIT_SCRIPT = f"trap 'exit 0' TERM; while :; do sleep {REAP_INTERVAL_S}; done"
+REAP_INTERVAL_S = 2  # how often PID 1 wakes to reap orphans (on a board each wake is an emulated `timeout cat`)
+# PID 1 waits on its stdin, a pipe whose other end only the session holds: when the process that
+# started the device dies without stopping it (SIGKILL, OOM), the pipe closes, cat returns at once
+# (not 124, timeout's code) and PID 1 exits, which ends every process of the device.
+INIT_SCRIPT = (f"trap 'exit 0' TERM; while :; do timeout {REAP_INTERVAL_S} cat >/dev/null; "
+               "[ $? -eq 124 ] || exit 0; done")
 
 
 class ConfinedSession:
@@ -54,7 +58,7 @@ class ConfinedSession:
         check_namespaces(self.what, self.conf.error)
         cmd = sandbox_command(self.conf, ["/bin/sh", "-c", INIT_SCRIPT], as_init=True)
         env = {"PATH": os.environ.get("PATH", os.defpath), **cmd.env}
-        self._proc = subprocess.Popen(cmd.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        self._proc = subprocess.Popen(cmd.argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, start_new_session=True)
         self._init_pid = self._wait_for_init()
         return self
@@ -84,7 +88,7 @@ class ConfinedSession:
             raise self.conf.error(f"{self.what} ({self.conf.root}) is not running (start the session first)")
         inner = self.conf.inner(argv, cwd, env)
         user = ["--user"] if self.conf.in_user_ns else []
-        outer = ["nsenter", "--target", str(self._init_pid), *user, "--mount", "--pid", "--uts", "--root"]
+        outer = ["nsenter", "--target", str(self._init_pid), *user, *NAMESPACES, "--root"]
         return SandboxCommand(tuple(outer + inner), {"LC_ALL": "C"})
 
     @property
@@ -102,8 +106,9 @@ class ConfinedSession:
         except (ProcessLookupError, PermissionError):
             pass
         proc.wait()
-        if proc.stderr is not None and not proc.stderr.closed:
-            proc.stderr.close()
+        for pipe in (proc.stdin, proc.stderr):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
 
 
 def _child_pid(pid: int) -> int | None:

@@ -14,6 +14,7 @@ import queue
 import subprocess
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -85,8 +86,11 @@ class ServedProcess:
                                           stderr=subprocess.PIPE, start_new_session=True)
         except OSError as exc:
             raise TargetError(f"cannot start {self.argv[0]!r}: {exc}", device) from exc
-        # The threads hold the pipes, not self: a forgotten ServedProcess is collected, its stdin
-        # closes and the runner exits at the end of its input.
+        # The threads hold the pipes, not self, so a forgotten ServedProcess is collected; its
+        # finalizer then closes the stdin and the runner exits at the end of its input. (Dropping
+        # the Popen is not enough: Popen.__del__ keeps a running child's Popen, stdin open, in
+        # subprocess._active until the interpreter exits.)
+        weakref.finalize(self, _close_quietly, self._proc.stdin)
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._err: queue.Queue[str | None] = queue.Queue()
         for pipe, sink in ((self._proc.stdout, self._lines), (self._proc.stderr, self._err)):
@@ -155,6 +159,13 @@ class ServedProcess:
             except queue.Empty:
                 return "".join(parts)
             parts.append(text or "")
+
+
+def _close_quietly(pipe) -> None:
+    try:
+        pipe.close()
+    except OSError:
+        pass  # the process has gone: nothing left to tell
 
 
 def _pump(pipe, sink: "queue.Queue[str | None]") -> None:

@@ -53,3 +53,14 @@ def test_a_benchmark_model_job_and_bad_inputs_are_refused_by_name(demo_run, tmp_
         bisect(demo_run, BisectOptions("int8/bm/xnnpack", "int8/local/xnnpack"))
     with pytest.raises(ArtifactError, match="--model-a .*nope.tflite: no such file"):
         bisect(demo_run, BisectOptions("int8/local/xnnpack", "int8/local/xnnpack", "2", model_a=tmp_path / "nope.tflite"))
+
+
+def test_a_model_a_with_other_inputs_or_outputs_is_refused_before_anything_runs(demo_run):
+    """Regression: --model-a with another model (here the fp32 variant against int8 jobs) ran, and
+    bisect.csv filled with 'max inf steps' rows from tensors that merely shared a name."""
+    run = read_run(demo_run)
+    fp32 = next(v for v in run.manifest["variants"] if v["variant"] == "fp32")["path"]
+    before = sorted(p.name for p in Path(demo_run).rglob("*"))
+    with pytest.raises(ArtifactError, match=r"--model-a .*fp32.tflite: its input .*float32.* job B's model .*int8"):
+        bisect(demo_run, BisectOptions("int8/local/xnnpack", "int8/local/xnnpack", "2", model_a=Path(fp32)))
+    assert sorted(p.name for p in Path(demo_run).rglob("*")) == before  # no bisect.csv written

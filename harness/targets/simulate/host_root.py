@@ -37,6 +37,7 @@ from harness.targets.confine_session import ConfinedSession
 from harness.targets.process import run_command
 
 SYSTEM_BIN = "/system/bin"
+STORAGE_MODE = 0o700  # the device's folder: its owner's alone (see HostShell.start)
 SHELL_PATH_TAIL = "/usr/local/bin:/usr/bin:/bin"  # host tools (sh, mkdir, sha256sum) after /system/bin
 HOST_SYSTEM = ("/usr",)  # bound read-only: the shell's tools and the shared libraries
 TOP_LINKS = ("bin", "lib", "lib32", "lib64", "libx32", "sbin")  # merged-/usr links (or folders)
@@ -76,6 +77,9 @@ class HostShell:
         if self.session is not None and self.session.running:
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # The device's uid 0 owns what it writes (as root on the host, host root), so it can make a
+        # setuid-root file in /data/local/tmp: no other host user may reach the device's folder.
+        os.chmod(self.storage, STORAGE_MODE)
         binds = host_binds(self.python, self.storage)
         make_mount_points(self.storage, binds)
         conf = Confinement(root=self.storage, data_dir=self.data_dir, hostname="qskew-sim", binds=binds,

@@ -7,7 +7,9 @@ FAIL would be lost and the push would hang; adb 29 reads the status only after D
 
 Device paths map onto the host through ``DeviceSandbox.host_path`` (``/`` is the device's ``root``)
 and only /data/local/tmp is served; a path that resolves (``..``, symlinks, read on the host)
-outside it is refused with "Permission denied". A device's ``disk_quota_bytes`` makes a
+outside it is refused with "Permission denied"; a checked path is never opened by its name again
+(:mod:`harness.targets.simulate.sync_paths`: the device may swap a folder on it for a symlink
+meanwhile). A device's ``disk_quota_bytes`` makes a
 SEND beyond it fail with "No space left on device"; an armed ``vanish_after("push"|"pull")`` fires
 here, counted in DATA bytes.
 """
@@ -20,9 +22,9 @@ import stat
 
 from harness.targets import adb_wire as wire
 from harness.targets.simulate.sandbox import DeviceSandbox
+from harness.targets.simulate.sync_paths import (create_file, folder_fd, fstat_closed, inside, open_inside,
+                                                 unlink_quietly)
 from harness.targets.simulate.streams import Closed, Stream
-
-SEND_DIR_MODE = 0o775  # parent folders SEND creates (adbd secure_mkdirs)
 
 
 def serve_sync(device: DeviceSandbox, stream: Stream) -> None:
@@ -122,14 +124,20 @@ class _SyncSession:
         return host
 
     def _inside(self, path: str) -> bool:
-        return path == self.root or path.startswith(self.root + os.sep)
+        return inside(self.root, path)
+
+    def _folder_fd(self, folder: str, create: bool = False) -> int:
+        return folder_fd(self.root, folder, create)
+
+    def _open(self, host: str, flags: int, follow: bool) -> int:
+        return open_inside(self.root, host, flags, follow)
 
     # --- STAT / STA2 / LST2 ---
 
     def _stat_v1(self, _ident: int, raw: bytes) -> bool:
         host = self._resolve(raw, follow=False)
         try:
-            st = os.lstat(host) if host else None
+            st = fstat_closed(self._open(host, os.O_PATH, follow=False)) if host else None
         except OSError:
             st = None
         if st is None:  # v1 has no error field: all zeros means "not found"
@@ -145,7 +153,7 @@ class _SyncSession:
         try:
             if host is None:
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-            st = os.stat(host) if follow else os.lstat(host)
+            st = fstat_closed(self._open(host, os.O_PATH, follow=follow))
         except OSError as exc:
             self._add(wire.SYNC_STAT_V2.pack(ident, exc.errno or errno.EIO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
             return True
@@ -158,14 +166,28 @@ class _SyncSession:
         v2 = ident == wire.ID_LIS2
         host = self._resolve(raw, follow=True)
         names: list[bytes] = []
+        folder = None
         if host is not None:
             try:
-                names = [b".", b".."] + os.listdir(os.fsencode(host))
+                folder = self._open(host, os.O_RDONLY | os.O_DIRECTORY, follow=True)
+                names = [b".", b".."] + [os.fsencode(n) for n in os.listdir(folder)]
             except OSError:
                 names = []  # adbd sends just DONE for a folder it cannot open
+        try:
+            self._list_entries(v2, folder, names)
+        finally:
+            if folder is not None:
+                os.close(folder)
+        if v2:
+            self._add(wire.SYNC_DENT_V2.pack(wire.ID_DONE, *([0] * 12)))
+        else:
+            self._add(wire.SYNC_DENT_V1.pack(wire.ID_DONE, 0, 0, 0, 0))
+        return True
+
+    def _list_entries(self, v2: bool, folder: int | None, names: list[bytes]) -> None:
         for name in names:
             try:
-                st = os.lstat(os.path.join(os.fsencode(host), name))
+                st = os.stat(name, dir_fd=folder, follow_symlinks=False)
             except OSError:
                 continue
             if v2:
@@ -173,11 +195,6 @@ class _SyncSession:
             else:
                 self._add(wire.SYNC_DENT_V1.pack(wire.ID_DENT, st.st_mode & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF,
                                                  int(st.st_mtime) & 0xFFFFFFFF, len(name)) + name)
-        if v2:
-            self._add(wire.SYNC_DENT_V2.pack(wire.ID_DONE, *([0] * 12)))
-        else:
-            self._add(wire.SYNC_DENT_V1.pack(wire.ID_DONE, 0, 0, 0, 0))
-        return True
 
     # --- RECV ---
 
@@ -186,7 +203,7 @@ class _SyncSession:
         if host is None:
             return self._fail(f"open failed: {os.strerror(errno.EACCES)}")
         try:
-            fh = open(host, "rb", buffering=0)
+            fh = open(self._open(host, os.O_RDONLY, follow=True), "rb", buffering=0)
         except OSError as exc:
             return self._fail(f"open failed: {exc.strerror}")
         with fh:
@@ -226,8 +243,19 @@ class _SyncSession:
         return self._fail(message)
 
     def _send_file(self, host: str, mode: int) -> bool:
+        head, name = os.path.split(host)
         try:
-            fd = _create_file(host)
+            folder = self._folder_fd(head, create=True)
+        except OSError as exc:
+            return self._drain_then_fail(f"couldn't create file: {exc.strerror}")
+        try:
+            return self._send_file_in(folder, name, mode)
+        finally:
+            os.close(folder)
+
+    def _send_file_in(self, folder: int, name: str, mode: int) -> bool:
+        try:
+            fd = create_file(folder, name)
         except OSError as exc:
             return self._drain_then_fail(f"couldn't create file: {exc.strerror}")
         done = False
@@ -235,13 +263,14 @@ class _SyncSession:
             os.fchmod(fd, mode)
             error, mtime = self._receive_data(fd)
             done = error is None
+            if done:
+                os.utime(fd, (mtime, mtime))
         finally:
             os.close(fd)
             if not done:
-                _unlink_quietly(host)
+                unlink_quietly(folder, name)
         if error is not None:
             return self._fail(error)
-        os.utime(host, (mtime, mtime), follow_symlinks=False)
         self._add(wire.SYNC_REQUEST.pack(wire.ID_OKAY, 0))
         return True
 
@@ -276,10 +305,14 @@ class _SyncSession:
             if ident != wire.ID_DATA or length > wire.SYNC_DATA_MAX:
                 return self._fail("invalid data message")
             target += self._read(length)
+        head, name = os.path.split(host)
         try:
-            _unlink_quietly(host)
-            os.makedirs(os.path.dirname(host), SEND_DIR_MODE, exist_ok=True)
-            os.symlink(bytes(target), host)
+            folder = self._folder_fd(head, create=True)
+            try:
+                unlink_quietly(folder, name)
+                os.symlink(bytes(target), name, dir_fd=folder)
+            finally:
+                os.close(folder)
         except OSError as exc:
             return self._fail(f"symlink failed: {exc.strerror}")
         self._add(wire.SYNC_REQUEST.pack(wire.ID_OKAY, 0))
@@ -319,22 +352,6 @@ def _device_file_mode(mode: int) -> int:
     return mode
 
 
-def _create_file(host: str) -> int:
-    """Replace a regular file or symlink at ``host`` with a new empty file; create parent folders."""
-    try:
-        st = os.lstat(host)
-    except FileNotFoundError:
-        st = None
-    if st is not None and (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
-        os.unlink(host)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-    try:
-        return os.open(host, flags, 0o600)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(host), SEND_DIR_MODE, exist_ok=True)
-        return os.open(host, flags, 0o600)
-
-
 def _write_all(fd: int, data: bytes) -> str | None:
     view = memoryview(data)
     try:
@@ -343,13 +360,6 @@ def _write_all(fd: int, data: bytes) -> str | None:
     except OSError as exc:
         return f"write failed: {exc.strerror}"
     return None
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _tree_size_bytes(root: str) -> int:

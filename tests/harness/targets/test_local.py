@@ -105,3 +105,42 @@ def test_properties_describe_the_machine_and_its_python(target):
 def test_properties_ask_another_interpreter_its_version(tmp_path):
     props = LocalTarget(tmp_path, python=str(PYTHON39)).properties()
     assert props["python_version"] == "3.9.18" and props["python"] == str(PYTHON39)
+
+
+# A stand-in for run.py --serve: echoes lines until the end of its input, then exits.
+ECHO_UNTIL_EOF = "import sys\nfor line in sys.stdin:\n    print(line, end='', flush=True)\n"
+
+
+def _exits(pid: int, within_s: float) -> bool:
+    import time
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().split(") ", 1)[1].startswith("Z"):
+                    return True  # exited, waiting to be reaped
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_forgotten_target_ends_its_served_runner(tmp_path):
+    """Regression: a LocalTarget dropped without close() left its served runner alive until the
+    interpreter exited (subprocess.Popen.__del__ keeps a running child's Popen, with its stdin
+    open, in subprocess._active), so one pytest gathered a dozen ~100 MB runners."""
+    import gc
+    target = LocalTarget(tmp_path)
+    served = target.serve([sys.executable, "-c", ECHO_UNTIL_EOF])
+    assert served.request("hi", 30, lambda line: 0 if line == "hi" else None).returncode == 0
+    pid = served._proc.pid
+    del target, served
+    gc.collect()
+    assert _exits(pid, within_s=10), "the served runner outlived its target"
+
+
+def test_closing_a_target_ends_its_served_runner(tmp_path):
+    with LocalTarget(tmp_path) as target:
+        served = target.serve([sys.executable, "-c", ECHO_UNTIL_EOF])
+        pid = served._proc.pid
+    assert _exits(pid, within_s=10)

@@ -27,8 +27,10 @@ def test_argv_enters_the_board(tmp_path, monkeypatch):
     monkeypatch.setattr("os.geteuid", lambda: 0)
     cmd = sandbox_command(_board(tmp_path), ["uname", "-m"], tmp_path / "data")
     argv = list(cmd.argv)
-    assert argv[:8] == ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--uts", "--propagation",
-                        "private"]
+    head = ["unshare", "--mount", "--pid", "--uts", "--net", "--ipc", "--fork", "--kill-child", "--propagation",
+            "private"]
+    assert argv[:10] == head
+    argv = argv[2:]  # below: indices as before the network and IPC namespaces were added
     assert argv[8:11] == ["/bin/sh", "-c", SETUP_SCRIPT]
     assert argv[11:21] == ["qskew-board", "qskew-board:", str(tmp_path / "b/root"),
                            str((tmp_path / "data").resolve()), "qskew-aarch64",
@@ -55,7 +57,7 @@ def test_system_dir_is_mounted_read_only_at_system(tmp_path, monkeypatch):
     board = _board(tmp_path)
     board.root.mkdir(parents=True)
     cmd = sandbox_command(board, ["true"], tmp_path / "data", system_dir=tmp_path / "sys")
-    assert cmd.argv[18:23] == ("2", str(tmp_path / "b/cpuinfo"), "/proc/cpuinfo", str((tmp_path / "sys").resolve()),
+    assert cmd.argv[20:25] == ("2", str(tmp_path / "b/cpuinfo"), "/proc/cpuinfo", str((tmp_path / "sys").resolve()),
                                "/system")
     assert (board.root / "system").is_dir()  # the mount point, made for boards built without it
     assert 'mount --bind "$src" "$root$dst" && mount -o remount,bind,ro "$root$dst"' in SETUP_SCRIPT

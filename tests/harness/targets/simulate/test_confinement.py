@@ -142,3 +142,91 @@ def test_a_user_other_than_root_is_confined_through_a_user_namespace(tmp_path):
         assert "No such file" in done.stderr and "Read-only file system" in done.stderr
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_no_way_out_through_the_network(confined):
+    """A host-only service (as the host's adb server on 127.0.0.1:5037 is) cannot be reached from the
+    device: its shell has a network namespace of its own (loopback only), and so does its IPC."""
+    import socket
+    import threading
+
+    _device, shell = confined
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer():
+        server.settimeout(30)
+        try:
+            conn, _ = server.accept()
+            conn.sendall(SECRET.encode())
+            conn.close()
+        except OSError:
+            pass
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        probe = shell("python3 -c \"import socket; s = socket.create_connection(('127.0.0.1', "
+                      f"{port}), timeout=5); print(s.recv(64).decode())\"")
+    finally:
+        server.close()
+    assert probe.returncode != 0 and SECRET not in probe.stdout
+    assert shell("readlink /proc/self/ns/net").stdout.strip() != os.readlink("/proc/self/ns/net")
+    assert shell("readlink /proc/self/ns/ipc").stdout.strip() != os.readlink("/proc/self/ns/ipc")
+
+
+def test_a_setuid_file_made_by_the_device_cannot_be_run_by_another_host_user(real_adb, make_device):
+    """The device's uid 0 owns what it writes, so it can make a setuid-root file in its folder on the
+    host; no other host user may reach that folder (it is the owner's alone), even when the folder
+    holding it is open to all (a shared cache)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("running as another user needs root and setpriv")
+    shared = Path(tempfile.mkdtemp(prefix="qskew-shared-"))  # not under pytest's 0700 folder
+    try:
+        shared.chmod(0o755)
+        device = make_device(root=shared / "device")
+        serial = real_adb.connect(device.address)
+        made = real_adb("shell", "cp /bin/id /data/local/tmp/suid && chmod 4755 /data/local/tmp/suid && echo made",
+                        serial=serial, timeout_s=60)
+        assert made.stdout == "made\n"
+        planted = device.root / "data/local/tmp/suid"
+        assert os.stat(planted).st_mode & 0o4000  # the device could make it
+        # through sh: setpriv's own exec of its argument still passes the path lookup as root
+        ran = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "/bin/sh", "-c",
+                              'exec "$0"', str(planted)], capture_output=True, text=True, timeout=60)
+        assert ran.returncode != 0 and "euid=0" not in ran.stdout
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_the_device_ends_when_the_process_that_started_it_dies(tmp_path):
+    """Regression: a qskew killed (SIGKILL, OOM) before stopping its simulated device left the device's
+    namespaces and PID 1 running for good; PID 1 now ends when its starter's pipe closes."""
+    import subprocess
+    import time
+
+    script = ("import os, sys\nfrom pathlib import Path\nfrom harness.targets.simulate.host_root import HostShell\n"
+              f"shell = HostShell(Path({str(tmp_path / 'dev')!r}), sys.executable)\nshell.start()\n"
+              "print(shell.session._proc.pid, flush=True)\nos.kill(os.getpid(), 9)\n")
+    started = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    unshare_pid = int(started.stdout.split()[0])
+    def running() -> bool:
+        try:
+            with open(f"/proc/{unshare_pid}/stat") as fh:
+                return not fh.read().split(") ", 1)[1].startswith("Z")  # a zombie has exited
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and running():
+        time.sleep(0.1)
+    alive = running()
+    if alive:
+        try:
+            os.killpg(unshare_pid, 9)  # the device this test started: not left behind
+        except ProcessLookupError:
+            pass
+    assert not alive, "the device outlived the process that started it"

@@ -156,3 +156,51 @@ def test_disk_quota_fails_the_push_with_no_space(make_device, tmp_path):
     adb = adb_shell_device(device.address)
     adb.push(str(small), device_path(device, target))
     assert target.stat().st_size == 10_000
+
+
+@pytest.fixture
+def swap_after_check(monkeypatch, tmp_path):
+    """The device's race, at its exact window: right after sync has checked a path, the device
+    replaces the folder ``data/local/tmp/d`` with a symlink to a host folder outside its root."""
+    from harness.targets.simulate import sync
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    (outside / "host-only.txt").write_text("")
+    checked = sync._SyncSession._resolve
+
+    def resolve_then_swap(self, raw, follow):
+        host = checked(self, raw, follow)
+        folder = os.path.join(self.root, "d")
+        if host is not None and os.path.isdir(folder) and not os.path.islink(folder):
+            os.rename(folder, folder + ".old")
+            os.symlink(outside, folder)  # a host path: what a device symlink to "/" is, seen from the host
+        return host
+    monkeypatch.setattr(sync._SyncSession, "_resolve", resolve_then_swap)
+    return outside
+
+
+def test_a_folder_swapped_for_a_symlink_after_the_check_leads_nowhere(make_device, tmp_path, swap_after_check):
+    """Regression: sync checked a path, then opened it by name again, so a device that swapped a
+    folder on the path for a symlink in between read and wrote host files outside its root."""
+    device = make_device()
+    folder = device.root / "data/local/tmp/d"
+    folder.mkdir()
+    (folder / "secret.txt").write_text("decoy")
+    adb = adb_shell_device(device.address)
+    with pytest.raises(adb_exc.AdbCommandFailureException):
+        adb.pull("/data/local/tmp/d/secret.txt", str(tmp_path / "stolen"))
+    assert not (tmp_path / "stolen").exists() or b"secret" not in (tmp_path / "stolen").read_bytes()
+
+    os.unlink(folder)
+    os.rename(str(folder) + ".old", folder)
+    src = tmp_path / "small.bin"
+    src.write_bytes(b"x" * 100)
+    with pytest.raises(adb_exc.PushFailedError):
+        adb.push(str(src), "/data/local/tmp/d/planted.bin")
+    assert not (swap_after_check / "planted.bin").exists()
+
+    os.unlink(folder)
+    os.rename(str(folder) + ".old", folder)
+    assert b"host-only.txt" not in [bytes(f.filename) for f in adb.list("/data/local/tmp/d")]

@@ -46,6 +46,7 @@ from harness.records import DeviceRun, ExecutionPlan, GroupedDataset, ModelArtif
 from harness.runners.common import class_count_problem, dequantize, failed_run
 from harness.runners.result_check import check_result
 from harness.targets.base import Target
+from harness.targets.process import ServedLost
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +179,14 @@ def start_runner(target: Target, runner: str, job_dir: str, timeout_s: float,
         if done is not None and progress is not None:
             progress(*done)
 
+    proc = None
     if served is not None:
-        proc = served.request(job_dir, timeout_s, protocol.parse_done, watch if progress is not None else None)
-    else:  # -B: the runner writes no __pycache__ next to itself (only the manifest's .py files run)
+        try:
+            proc = served.request(job_dir, timeout_s, protocol.parse_done, watch if progress is not None else None)
+        except ServedLost as exc:  # the link under a served runner broke: end it, run this job alone
+            job_logger(log, target.name).info("served runner lost (%s); this job gets a runner of its own", exc)
+            served.close(kill=True)
+    if proc is None:  # -B: the runner writes no __pycache__ next to itself (only the manifest's .py files run)
         proc = target.run_detached([target.python, "-B", runner, job_dir], job_dir, timeout_s=timeout_s,
                                    watch=watch if progress is not None else None)
     output = proc.stdout + proc.stderr

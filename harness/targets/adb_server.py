@@ -33,6 +33,7 @@ from harness.fsutil import atomic_write
 from harness.targets.adb import DEFAULT_WORKDIR, SessionTarget
 from harness.targets.adb_files import MOVE_SCRIPT, AdbFiles
 from harness.targets.adb_link import LinkLimits
+from harness.targets.adb_served import SHELL_V2_SERVE, StreamTimeout
 from harness.targets.adb_session import (COMMAND_TIMEOUT_S, RECONNECT_ATTEMPTS, RECONNECT_BACKOFF_S, AdbSession, LinkLost,
                                          bare, checked_argv, decode, shell_command, shown)
 from harness.targets.base import RemoteStat
@@ -44,6 +45,7 @@ T = TypeVar("T")
 DEFAULT_SERVER = "127.0.0.1:5037"     # where `adb start-server` listens unless told otherwise
 SERVER_PROBE_TIMEOUT_S = 3.0          # the server is on this host or the lab's LAN: it answers at once
 LINK_ERRORS = (AdbError, OSError)     # the server or the device's transport went away (AdbTimeout first)
+RECV_BYTES = 64 * 1024                # one read of a served stream: a runner's answer is a few lines
 
 
 def parse_server(server: str, where: str = "adb server") -> tuple[str, int]:
@@ -213,6 +215,58 @@ class ServerSession:
         return int(match.group(1)), data[:at], b""
 
 
+class ServerStream:
+    """A ``shell,v2,raw:`` stream through the adb server (``adb_served.ByteStream``): its own
+    socket to the server, so it never blocks the session's other requests."""
+
+    def __init__(self, session: ServerSession, command: str):
+        what = f"serve {command!r}"
+        self.name = session.name
+
+        def open_shell(d: adbutils.AdbDevice):
+            conn = d.open_transport(timeout=COMMAND_TIMEOUT_S)
+            try:
+                conn.send_command(f"{SHELL_V2_SERVE.decode()}:{command}")
+                conn.check_okay()
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+        self._conn = session.call(what, open_shell, idempotent=False)
+        self._closed = False
+
+    @property
+    def open(self) -> bool:
+        return not self._closed
+
+    def send(self, data: bytes, timeout_s: float) -> None:
+        self._io(lambda sock: sock.sendall(data), timeout_s)
+
+    def recv(self, timeout_s: float) -> bytes:
+        if self._closed:
+            return b""
+        data = self._io(lambda sock: sock.recv(RECV_BYTES), timeout_s)
+        if not data:
+            self._closed = True
+        return data
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._conn.close()
+
+    def _io(self, op, timeout_s: float):
+        sock = self._conn.conn
+        try:
+            sock.settimeout(max(timeout_s, 0.001))
+            return op(sock)
+        except socket.timeout as exc:
+            raise StreamTimeout(f"served stream: {bare(exc)}", self.name) from exc
+        except OSError as exc:
+            self.close()
+            raise LinkLost(f"served stream: {bare(exc)}", self.name) from exc
+
+
 class ServerFiles(AdbFiles):
     """``AdbFiles`` whose transfers use the adb server's sync service (hashing and mkdir are shared)."""
 
@@ -282,3 +336,6 @@ class ServerTarget(SessionTarget):
                  python: str = "python3", limits: LinkLimits = LinkLimits()):
         session = ServerSession(name, serial, server, limits=limits)
         super().__init__(name, session, ServerFiles(session, python), workdir=workdir, python=python)
+
+    def _open_stream(self, command: str) -> ServerStream:
+        return ServerStream(self._session, command)

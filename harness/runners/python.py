@@ -181,11 +181,7 @@ def start_runner(target: Target, runner: str, job_dir: str, timeout_s: float,
 
     proc = None
     if served is not None:
-        try:
-            proc = served.request(job_dir, timeout_s, protocol.parse_done, watch if progress is not None else None)
-        except ServedLost as exc:  # the link under a served runner broke: end it, run this job alone
-            job_logger(log, target.name).info("served runner lost (%s); this job gets a runner of its own", exc)
-            served.close(kill=True)
+        proc = _request_served(target, runner, served, job_dir, timeout_s, watch if progress is not None else None)
     if proc is None:  # -B: the runner writes no __pycache__ next to itself (only the manifest's .py files run)
         proc = target.run_detached([target.python, "-B", runner, job_dir], job_dir, timeout_s=timeout_s,
                                    watch=watch if progress is not None else None)
@@ -203,6 +199,22 @@ def start_runner(target: Target, runner: str, job_dir: str, timeout_s: float,
                                             f"{text.tail(proc.stderr, OUTPUT_TAIL_CHARS)}", target.name), output)
     job_logger(log, target.name).info("runner exited %d after %.2f s", proc.returncode, proc.duration_s)
     return proc
+
+
+def _request_served(target: Target, runner: str, served, job_dir: str, timeout_s: float, watch):
+    """The job's answer from the served runner; when that runner is lost under the job (it died, or
+    the link broke: ``ServedLost``) it is ended and one new served runner gets the job, then, if
+    that fails too, None (the job gets a runner of its own)."""
+    for attempt in (1, 2):
+        try:
+            return served.request(job_dir, timeout_s, protocol.parse_done, watch)
+        except ServedLost as exc:
+            job_logger(log, target.name).info("served runner lost (%s); attempt %d", exc, attempt)
+            served.close(kill=True)  # it may still run this job on the device: stop it first
+        served = _served_runner(target, runner, timeout_s) if attempt == 1 else None
+        if served is None:
+            return None
+    return None
 
 
 def _served_runner(target: Target, runner: str, timeout_s: float):

@@ -125,6 +125,8 @@ class ServedShell:
                 raise ServedLost(f"served {' '.join(self.argv)}: {exc}", self.device) from exc
             if text is None:  # the process ended
                 code = 255 if self._exit is None else self._exit
+                if not got:  # it had died before this request: nothing of it was answered
+                    raise ServedLost(f"served {' '.join(self.argv)} had exited ({code})", self.device)
                 break
             code = is_last(text)
             if code is None:

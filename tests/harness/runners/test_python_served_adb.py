@@ -135,7 +135,7 @@ def test_a_link_dropped_under_a_served_job_ends_that_runner_and_a_new_one_runs_t
                                                                                  simulated, tmp_path):
     # The device's runner waits 1 s after each job line it reads (and says so with a file), so the
     # link is dropped while the host waits for that job's answer.
-    slow = _wrapper(tmp_path, "slow-python", f"""
+    slow = _wrapper(tmp_path, "slow-python", """
 import os, runpy, sys, time
 args = [a for a in sys.argv[1:] if a != "-B"]
 sys.argv = args

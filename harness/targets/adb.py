@@ -19,6 +19,7 @@ module (``devices-and-adb.md`` section 4 says what they add to the stock adb-she
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -30,8 +31,11 @@ from harness.targets.adb_link import LinkLimits
 from harness.targets.adb_served import AdbShellStream, ServedShell, served_command
 from harness.targets.adb_session import (AUTH_TIMEOUT_S, COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S,
                                          RECONNECT_ATTEMPTS, AdbSession)
+from harness.errors import TargetError
 from harness.targets.base import RemoteStat, Target
 from harness.targets.process import CommandResult
+
+log = logging.getLogger(__name__)
 
 DEFAULT_WORKDIR = "/data/local/tmp/qskew"  # world-writable and exec-allowed on stock Android
 PROPS_SCRIPT = 'for p in "$@"; do printf "%s=%s\\n" "$p" "$(getprop "$p")"; done'
@@ -76,7 +80,11 @@ class SessionTarget(Target):
         if served is None or not served.alive:
             if "shell_v2" not in self._session.features:
                 return None
-            stream = self._open_stream(served_command(key))
+            try:
+                stream = self._open_stream(served_command(key))
+            except TargetError as exc:  # the device refused the stream: a runner per job will say why
+                log.info("[%s] no served runner: %s", self.name, exc)
+                return None
             served = self._served[key] = ServedShell(stream, key, self.name, self._kill)
         return served
 

@@ -95,10 +95,14 @@ class ServedShell:
         ends or stays silent for ``timeout_s`` (it is then killed)."""
         if not hasattr(self, "_greeting"):
             deadline = time.perf_counter() + timeout_s
-            first = self._next_line(deadline)
-            if first is not None and first.startswith(PID_PREFIX + " "):
-                self.pid = int(first.split()[1]) if first.split()[1].isdigit() else None
+            try:
                 first = self._next_line(deadline)
+                if first is not None and first.startswith(PID_PREFIX + " "):
+                    self.pid = int(first.split()[1]) if first.split()[1].isdigit() else None
+                    first = self._next_line(deadline)
+            except (StreamTimeout, LinkLost) as exc:
+                log.info("[%s] served %s did not greet: %s", self.device, " ".join(self.argv), exc)
+                first = None
             if first is None:
                 self.close(kill=True)
             self._greeting = first

@@ -170,3 +170,31 @@ runpy.run_path(args[0], run_name="__main__")
     assert second.pid != first_pid[0]
     with adb_on(simulated()) as phone:
         assert np.array_equal(run.raw, run_job(phone, art, test_set, "reference").raw)
+
+
+def test_a_served_runner_past_its_time_limit_is_killed_on_the_device(models, test_set, simulated, tmp_path):
+    from harness.errors import CommandTimeout
+
+    hung = _wrapper(tmp_path, "hung-python", """
+import os, runpy, sys, time
+args = [a for a in sys.argv[1:] if a != "-B"]
+sys.argv = args
+sys.path.insert(0, os.path.dirname(args[0]))
+if args[1:] == ["--serve"]:
+    real = sys.stdin
+    class Hung:
+        def readline(self):
+            line = real.readline()
+            if line.strip():
+                time.sleep(600)
+            return line
+    sys.stdin = Hung()
+runpy.run_path(args[0], run_name="__main__")
+""")
+    with adb_on(simulated(), python=hung) as phone:
+        with pytest.raises(CommandTimeout) as err:
+            run_job(phone, _artifact(models["fp32"], "fp32"), test_set, timeout_s=15)  # the greeting must come in time
+        (process,) = phone._served.values()
+        assert not process.alive and process.pid
+        assert phone.run(["kill", "-0", str(process.pid)], timeout_s=30).returncode != 0  # gone
+    assert err.value.device == "sim-phone"

@@ -121,8 +121,12 @@ def test_only_the_runners_manifest_is_pushed_and_nothing_planted_beside_it_runs(
         (runner_dir / planted).write_text(f"open({str(marker)!r}, 'w').close()\n")
     (runner_dir / "__pycache__").mkdir()
     (runner_dir / "__pycache__" / "protocol.cpython-311.pyc").write_bytes(b"planted")
-    again = run_job(target, artifact(models["fp32"]), test_set, "reference")
+    again = run_job(target, artifact(models["fp32"]), test_set, "reference")  # the served runner: loaded
     assert again.ok, again.error
+    assert not marker.exists()
+    fresh = LocalTarget(tmp_path / "device")  # a new session starts a runner: the folder is pruned first
+    assert run_job(fresh, artifact(models["fp32"]), test_set, "reference").ok
+    fresh.close()
     assert not marker.exists()
     assert sorted(p.name for p in runner_dir.iterdir()) == sorted(RUNNER_FILES)
 

@@ -68,7 +68,9 @@ stdin, one per line. It prints the handshake line once when it starts; for each 
 the handshake line again, runs the job exactly as ``run.py
 JOB_DIR`` would (same files, same result.json) and ends with ``QSKEW-DONE <exit code>``, the code
 that ``run.py JOB_DIR`` would have exited with. End of stdin ends the runner. The runtime is
-imported once per session instead of once per job.
+imported once per session instead of once per job. Over ADB (1.5) the host runs it on one
+``shell,v2,raw:`` stream behind ``sh -c 'echo "QSKEW-PID $$"; exec "$@"'``, so the first line it
+reads is the runner's process id (to kill it past a job's time limit), then the handshake.
 
 Input conversion (1.5): a runner measures at start whether a float32 input is filled faster from
 8/16-bit samples by scaling in place or by a 256-entry table (the same float32 operations, so the

@@ -62,6 +62,7 @@ SERVED_MINOR = 4               # protocol 1.4 introduced run.py --serve
 PRUNE_SCRIPT = ('cd "$1" && shift && for f in * .[!.]* ..?*; do [ -e "$f" ] || [ -L "$f" ] || continue; '
                 'keep=; for k in "$@"; do [ "$f" = "$k" ] && keep=1; done; [ -n "$keep" ] || rm -rf -- "$f"; done')
 PRUNE_TIMEOUT_S = 60.0
+LINE_BREAKS = {"\n", "\r"}  # a job folder named with one cannot go to a served runner as a line: one runner per job
 # The runner kept up in each target's session (run.py --serve), once it has greeted: while it is
 # alive a job needs neither the runner's files checked nor its folder pruned (its modules are loaded).
 _SESSION_RUNNERS: "weakref.WeakKeyDictionary[Target, Any]" = weakref.WeakKeyDictionary()
@@ -189,7 +190,7 @@ def start_runner(target: Target, runner: str, job_dir: str, timeout_s: float,
             progress(*done)
 
     proc = None
-    if served is not None:
+    if served is not None and not set(job_dir) & LINE_BREAKS:  # a job line holds no line break
         proc = _request_served(target, runner, served, job_dir, timeout_s, watch if progress is not None else None)
     if proc is None:  # -B: the runner writes no __pycache__ next to itself (only the manifest's .py files run)
         if served is not None:  # the served runner was lost: check the files before a new process runs them

@@ -25,8 +25,10 @@ job.json (written by the host)::
                                           # runtime does not prove, labelled "gpu (unproven)"
       "allow_partial": false              # optional (1.4): run a GPU job whose model the
                                           # accelerator takes only in part, labelled "gpu (partial)"
-      "durable": true                     # optional (1.4): fsync outputs and result; false for a
+      "durable": true,                    # optional (1.4): fsync outputs and result; false for a
                                           # served job, whose host reads them at once
+      "tensors": {"file": "tensors.npz"}  # optional (1.5, additive): a tensor job for qskew bisect;
+                                          # every tensor kept, result.json gains "tensors" (tensors.py)
     }
 
 The runner prints one handshake line first (``QSKEW-RUNNER protocol=1.5 python=3.9.18

@@ -30,7 +30,7 @@ import traceback
 import numpy as np
 
 if __package__:
-    from device_runner import compiled, inference, protocol
+    from device_runner import compiled, inference, protocol, tensors
     from device_runner.inference import infer, to_model_input
     from device_runner.jobdir import (JobFailure, check_input_shape, in_job, load_inputs, read_job,
                                       remove_stale, save_outputs, write_result)
@@ -40,6 +40,7 @@ else:  # run as a plain script on a board: the sibling files are top-level modul
     import compiled
     import inference
     import protocol
+    import tensors
     from inference import infer, to_model_input
     from jobdir import (JobFailure, check_input_shape, in_job, load_inputs, read_job, remove_stale,
                         save_outputs, write_result)
@@ -57,6 +58,9 @@ def run_job(job_dir, job, result, clock):
     t0 = time.perf_counter()
     runtime = load_runtime(job["runtime"])
     result.update(runtime=runtime.name, runtime_version=str(runtime.version))
+    if job.get(tensors.TENSORS_KEY):  # qskew bisect: every tensor, sample by sample (tensors.py)
+        out, in_info, out_info, batch = tensors.run_tensor_job(job_dir, job, result, clock, runtime, x, t0)
+        return _write_outputs(job_dir, job, result, out, in_info, out_info, batch)
     if job["delegate"] in protocol.COMPILED_DELEGATES:
         return run_compiled_job(job_dir, job, result, clock, runtime, x, t0)
     interpreter = make_interpreter(runtime, model_path, job["delegate"], job["num_threads"])

@@ -96,10 +96,13 @@ def _load_external(runtime, library, options, kind="external"):
                          protocol.EXIT_RUNTIME)
 
 
-def make_interpreter(runtime, model_path, delegate, num_threads):
-    """An Interpreter for ``model_path`` with the job's delegate and thread count (not prepared)."""
+def make_interpreter(runtime, model_path, delegate, num_threads, preserve_all_tensors=False):
+    """An Interpreter for ``model_path`` with the job's delegate and thread count (not prepared);
+    ``preserve_all_tensors`` keeps every intermediate tensor readable after invoke (tensor jobs)."""
     kind, library, options = protocol.parse_delegate(delegate)
     kwargs = {"model_path": model_path, "num_threads": num_threads}
+    if preserve_all_tensors:
+        kwargs["experimental_preserve_all_tensors"] = True
     resolver = _resolver_for(runtime, kind)
     if resolver is not None:
         kwargs["experimental_op_resolver_type"] = resolver

@@ -24,7 +24,7 @@ from harness.errors import QskewError
 
 # Every command module, in the order `qskew --help` lists them.
 COMMAND_MODULES = ("demo", "run", "convert", "inspect", "report", "signoff", "compare", "compare_delegates",
-                   "devices", "board", "analyze", "suggest_mixed", "mitigate")
+                   "devices", "board", "analyze", "bisect", "suggest_mixed", "mitigate")
 EXIT_USAGE = 2  # argparse's code for bad usage; bare `qskew` is one
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells expect from Ctrl-C
 

@@ -20,7 +20,7 @@ An experiment names a dataset, a model, the variants to build, and where and how
 
     [model]
     name = "small_cnn"                  # a built-in model trained (and cached) on the dataset ...
-    # path = "my_model.keras"           # ... or your own .keras file / SavedModel folder
+    # path = "my_model.keras"           # ... or your own .keras file / SavedModel folder / .tflite file
     seed = 0                            # training seed for built-in models
 
     [quantize]
@@ -47,6 +47,8 @@ An experiment names a dataset, a model, the variants to build, and where and how
                                         # (int8 on LiteRT's GPU), labelled "gpu (unproven)"
     allow_partial = false               # run GPU jobs whose model LiteRT's GPU takes only in part
                                         # (else they fail at stage delegate), labelled "gpu (partial)"
+    retries = 2                         # a pooled job failing for a device reason runs again on
+                                        # another member of its pool, at most this many times
 
 Every key is optional except that a model needs ``name`` or ``path``. Unknown tables or keys are
 errors that name the key and the file, so a typo never silently falls back to a default. Relative
@@ -125,6 +127,7 @@ class RunConfig:
     repeat: int = 1        # times each job runs (the first run's logits are the job's)
     allow_unproven: bool = False  # keep unproven GPU jobs, labelled "<delegate> (unproven)"
     allow_partial: bool = False   # run GPU jobs placed only in part, labelled "<delegate> (partial)"
+    retries: int = 2       # device-reason retries of a pooled job on other members (harness.farm.pool)
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,7 @@ def validate(exp: Experiment) -> None:
     """Raise ConfigError for the first value that cannot work, naming it."""
     src = exp.source
     if not exp.model.name and not exp.model.path:
-        raise ConfigError(f"{src}: [model] needs name (a built-in model) or path (your .keras/SavedModel)")
+        raise ConfigError(f"{src}: [model] needs name (a built-in model) or path (your .keras/SavedModel/.tflite)")
     if exp.model.name and exp.model.path:
         raise ConfigError(f"{src}: [model] give name or path, not both")
     if not exp.quantize.variants:
@@ -268,6 +271,8 @@ def validate(exp: Experiment) -> None:
         raise ConfigError(f"{src}: unknown runtime {exp.run.runtime!r}; known: auto, {', '.join(RUNTIMES)}")
     if exp.run.num_threads < 1 or exp.run.batch_size < 1 or exp.run.repeat < 1:
         raise ConfigError(f"{src}: num_threads, batch_size and repeat must be >= 1")
+    if exp.run.retries < 0:
+        raise ConfigError(f"{src}: [run] retries must be >= 0, got {exp.run.retries}")
     if exp.quantize.fixed_batch < 0:
         raise ConfigError(f"{src}: [quantize] fixed_batch must be 0 (dynamic) or a batch size >= 1")
     if not exp.run.targets:

@@ -44,12 +44,14 @@ class ModelError(QskewError):
 
 
 class ConversionError(QskewError):
-    """A variant failed to convert; carries the variant name and the converter's message."""
+    """A variant failed to convert; carries the variant name and the converter's message (its
+    first useful lines), and in ``detail`` the converter's whole text when that was longer."""
 
-    def __init__(self, variant: str, message: str):
+    def __init__(self, variant: str, message: str, detail: str | None = None):
         super().__init__(f"variant {variant!r} failed to convert: {message}")
         self.variant = variant
         self.message = message
+        self.detail = detail
 
 
 class ArtifactError(QskewError):

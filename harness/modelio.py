@@ -23,6 +23,13 @@ KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")   # what keras.saving.load_model rea
 SAVED_MODEL_PB = "saved_model.pb"             # marks a SavedModel folder
 SERVING_SIGNATURE = "serving_default"         # the signature every SavedModel exporter writes
 UNSTABLE_CONFIG_KEYS = frozenset({"filepath"})  # config entries that name a location, not the model
+TFLITE_SUFFIX = ".tflite"                     # a converted model: run as it is, no conversions
+OUTPUT_LOGITS = "logits"                      # the model's outputs, as qskew scores them ...
+OUTPUT_PROBABILITIES = "probabilities"        # ... or already softmax/sigmoid: loss takes their log
+PROBABILITY_LAYERS = frozenset({"Softmax"})   # a last layer of these classes outputs probabilities
+PROBABILITY_ACTIVATIONS = frozenset({"softmax", "sigmoid"})  # so does a last layer with these
+RESCALING_LAYERS = frozenset({"Rescaling", "Normalization"})  # layers that rescale the input in the model
+PROBABILITY_SUM_TOLERANCE = 1e-3              # float32 softmax rows sum to 1 within ~1e-6; int8 ones less
 
 
 def load_model(path: str | Path) -> Any:
@@ -34,8 +41,12 @@ def load_model(path: str | Path) -> Any:
         model = _load_saved_model(path)
     elif path.suffix.lower() in KERAS_SUFFIXES:
         model = _load_keras_file(path)
+    elif path.suffix.lower() == TFLITE_SUFFIX:
+        raise ModelError(f"model {path} is a .tflite file: this step needs the Keras model it was "
+                         "converted from (a .keras file or a SavedModel folder)")
     else:
-        raise ModelError(f"model {path}: unsupported file; give a .keras file or a SavedModel folder")
+        raise ModelError(f"model {path}: unsupported file; give a .keras file, a SavedModel folder "
+                         "or a .tflite file")
     model_input_shape(model)
     model_num_classes(model)
     return model
@@ -90,8 +101,66 @@ def model_num_classes(model: Any) -> int:
         raise ModelError(f"model {model.name!r} has {len(outputs)} outputs; qskew needs exactly one (the logits)")
     shape = tuple(outputs[0].shape)
     if len(shape) != 2 or shape[1] is None:
-        raise ModelError(f"model {model.name!r} output has shape {shape}; qskew needs logits [batch, classes]")
-    return int(shape[1])
+        raise ModelError(f"model {model.name!r} output has shape {shape}; qskew measures classifiers: it "
+                         "expects one score per class: logits [batch, classes] (or probabilities)")
+    return classes_of_output(shape[1], f"model {model.name!r}")
+
+
+def classes_of_output(units: int, what: str) -> int:
+    """K of a classifier's output with ``units`` units; ModelError for a single unit (regression,
+    or a binary classifier's one logit), which qskew cannot score per class."""
+    if int(units) < 2:
+        raise ModelError(f"{what} has {units} output unit: a regression or single-logit binary model. qskew "
+                         "measures classifiers: it expects one score per class, logits (or probabilities) "
+                         "[batch, classes] with classes >= 2; give a binary model two outputs")
+    return int(units)
+
+
+def model_output_kind(model: Any) -> str:
+    """``OUTPUT_PROBABILITIES`` when the model ends in a softmax or sigmoid (a Softmax layer or a
+    layer with that activation), else ``OUTPUT_LOGITS``. A SavedModel hides its last layer: its
+    outputs are judged by their values (:func:`values_look_like_probabilities`)."""
+    layers = [layer for layer in getattr(model, "layers", []) if type(layer).__name__ != "InputLayer"]
+    if not layers:
+        return OUTPUT_LOGITS
+    last = layers[-1]
+    if type(last).__name__ in PROBABILITY_LAYERS:
+        return OUTPUT_PROBABILITIES
+    activation = getattr(getattr(last, "activation", None), "__name__", "")
+    return OUTPUT_PROBABILITIES if activation in PROBABILITY_ACTIVATIONS else OUTPUT_LOGITS
+
+
+def input_rescaling(model: Any) -> str:
+    """The model's own input scaling, e.g. ``"Rescaling 'rescale' (x * 0.00392157 + 0)"``: the first
+    ``RESCALING_LAYERS`` layer met before any layer with weights; "" when there is none."""
+    for layer in getattr(model, "layers", []):
+        kind = type(layer).__name__
+        if kind == "Rescaling":
+            return f"{kind} {layer.name!r} (x * {_num(layer.scale)} + {_num(layer.offset)})"
+        if kind == "Normalization":
+            return f"{kind} {layer.name!r} ((x - mean) / std, mean {_num(layer.mean)})"
+        if kind in RESCALING_LAYERS or layer.weights:
+            return ""
+    return ""
+
+
+def _num(value: Any) -> str:
+    import numpy as np
+
+    flat = np.asarray(value, dtype=np.float64).ravel()
+    return f"{flat[0]:.6g}" if flat.size == 1 else "[" + ", ".join(f"{v:.4g}" for v in flat[:4]) + \
+        (", ...]" if flat.size > 4 else "]")
+
+
+def values_look_like_probabilities(values: Any) -> bool:
+    """True when every row is in [0, 1] and sums to 1 (within ``PROBABILITY_SUM_TOLERANCE``)."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 2 or not v.size or not np.isfinite(v).all():
+        return False
+    return bool(v.min() >= 0.0 and v.max() <= 1.0 and
+                np.abs(v.sum(axis=1) - 1.0).max() <= PROBABILITY_SUM_TOLERANCE)
 
 
 def model_sha256(model: Any) -> str:

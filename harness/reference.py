@@ -1,4 +1,5 @@
-"""Host FP32 reference: the Keras model's own logits for the test samples, the baseline of every comparison.
+"""Host FP32 reference: the Keras model's own logits for the test samples, the baseline of every comparison
+(for a model given as a .tflite file: that file's outputs on LiteRT's reference kernels, cached here too).
 
 Inputs are the stored samples with the dataset's preprocessing applied (float32), the same mapping the
 device runner applies; rows of the result follow ``test.ids`` exactly. The logits are computed in
@@ -52,12 +53,20 @@ def reference_logits(model: Any, test: GroupedDataset, batch_size: int = DEFAULT
 def cached_reference_logits(load_model: Callable[[], Any], model_sha256: str, test: GroupedDataset,
                             cache_root: Path | None = None) -> tuple[Logits, bool]:
     """(logits, True) from the cache, else (computed with ``load_model()`` and stored, False)."""
+    return cached_logits(model_sha256, lambda: reference_logits(load_model(), test).values, test, cache_root)
+
+
+def cached_logits(model_key: str, compute: Callable[[], np.ndarray], test: GroupedDataset,
+                  cache_root: Path | None = None) -> tuple[Logits, bool]:
+    """(logits, True) from the cache entry of (``model_key``, ``test``), else (``compute()``,
+    stored, False). ``model_key`` names the model and what computes its outputs: a model's sha256
+    for the Keras reference; the .tflite's sha256 and the runtime for a .tflite's reference."""
     entry = (Path(cache_root) if cache_root is not None else paths.cache_dir(CACHE_SUB)) / \
-        f"{reference_key(model_sha256, test)}.npy"
+        f"{reference_key(model_key, test)}.npy"
     values = _read(entry, len(test))
     if values is not None:
         return Logits(ids=test.ids, values=values), True
-    ref = reference_logits(load_model(), test)
+    ref = Logits(ids=test.ids, values=np.asarray(compute(), dtype=np.float32))
     entry.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(entry, lambda p: _save(p, ref.values), error=ModelError)
     return ref, False

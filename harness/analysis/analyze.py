@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from harness.errors import ArtifactError, DatasetError, ModelError, QskewError
+from harness.modelio import OUTPUT_PROBABILITIES
 from harness.metrics.layer_skew import minority_majority, skew_table
 from harness.rundir import analysis_tables as tables
 from harness.text import fit_cell, name_width
@@ -236,11 +237,25 @@ def _dequantized(model: Any, path: Path):
     return dequantized_model(model, path)
 
 
+def log_probability_model(model: Any) -> Any:
+    """A model whose outputs are probabilities, as one that outputs their logarithm (floored as
+    in ``harness.metrics.compare.log_probabilities``): softmax cross-entropy of log p is -log p,
+    the loss the run scored, so curvature differentiates that loss, not a softmax of probabilities."""
+    import keras
+
+    from harness.metrics.compare import PROBABILITY_FLOOR
+
+    logp = keras.ops.log(keras.ops.clip(model.outputs[0], PROBABILITY_FLOOR, 1.0))
+    return keras.Model(model.inputs, logp, name=model.name)
+
+
 def _curvature_rows(variant: str, model: Any, inputs: RunInputs, options: AnalyzeOptions, delta: float,
                     base: dict[str, dict]) -> list[dict]:
     from harness.analysis.curvature import group_curvature
 
     rows = []
+    if (inputs.run.manifest.get("model") or {}).get("outputs") == OUTPUT_PROBABILITIES:
+        model = log_probability_model(model)
     for g in sorted(set(inputs.group.tolist())):
         mask = inputs.group == g
         try:

@@ -15,7 +15,9 @@ Matching is by layer kind, converted shape and closeness: each Keras kernel laye
 unused TFLite op of its kind whose converted kernel has the same shape and the smallest error
 relative to the FP32 kernel, and that error must stay within one quantization step (per channel;
 float16: 2^-10 relative), so a wrong assignment cannot pass silently. A model whose kernel layers
-do not all match raises ArtifactError naming the file and the layers left over.
+do not all match raises ArtifactError naming the file and the layers left over. A Rescaling or
+Normalization right before a kernel layer may have been folded into its kernel and bias by the
+converter (``W * s``, ``b + sum W * o``); that folding is undone the same way when it matches better.
 
 What this model is NOT: activations are not quantized (no fake-quant on layer outputs, inputs or
 logits). It isolates the weights' share of the damage; the on-device logits include both.
@@ -41,6 +43,7 @@ FLOAT16_TINY = 2.0 ** -24   # float16's subnormal spacing: the step of values ne
 FLOAT32_STEP = 1e-6         # float32 kernels differ only by folding arithmetic
 FLOAT32_TINY = 1e-30        # keeps a float32 step of an exact zero above zero
 SLACK = 1e-6                # absolute slack relative to max|W| for the closeness check (rounding)
+NORMALIZATION_EPSILON = 1e-7  # keras.layers.Normalization divides by max(sqrt(var), keras's epsilon)
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,13 +161,61 @@ def _best_candidate(layer: Any, free: list[TfliteWeight]) -> tuple[TfliteWeight,
         kernel, step = _to_keras(layer, w.kernel), _to_keras(layer, w.step)
         if kernel is None or kernel.shape != fp32.shape:
             continue
-        kernel, bias, step = _unfold(layer, kernel, w.bias, step)
-        tolerance = step + SLACK * max(float(np.abs(fp32).max()), 1e-12)
-        error = float(np.max(np.abs(kernel - fp32) / tolerance))
-        if best is None or error < best[1].max_error_steps:
-            best = (w, LayerWeights(layer=layer.name, op_index=w.op_index, dtype=w.dtype, kernel=kernel,
-                                    bias=bias, max_error_steps=error))
+        for k, b, st in _readings(layer, kernel, w.bias, step):
+            tolerance = st + SLACK * max(float(np.abs(fp32).max()), 1e-12)
+            error = float(np.max(np.abs(k - fp32) / tolerance))
+            if best is None or error < best[1].max_error_steps:
+                best = (w, LayerWeights(layer=layer.name, op_index=w.op_index, dtype=w.dtype, kernel=k,
+                                        bias=b, max_error_steps=error))
     return best
+
+
+def _readings(layer: Any, kernel: np.ndarray, bias: np.ndarray | None, step: np.ndarray):
+    """The ways a TFLite kernel can stand for the layer's: as it is (a following BN unfolded), and,
+    when the layer's input comes straight from a Rescaling/Normalization the converter may have
+    folded into it, with that input scaling unfolded too."""
+    kernel, bias, step = _unfold(layer, kernel, bias, step)
+    yield kernel, bias, step
+    affine = _preceding_affine(layer)
+    if affine is not None and kernel.ndim in (2, 4):
+        yield _unfold_input_affine(kernel, bias, step, *affine)
+
+
+def _preceding_affine(layer: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """(scale, offset) per input channel of a Rescaling or Normalization feeding ``layer``
+    directly (input = x * scale + offset); None if there is none, or it is not per channel."""
+    # a loaded Sequential model calls its layers more than once (one node per call): same producer
+    producers = {id(p.operation): p.operation for node in getattr(layer, "_inbound_nodes", [])
+                 for p in node.parent_nodes}
+    if len(producers) != 1:
+        return None
+    producer = next(iter(producers.values()))
+    kind = type(producer).__name__
+    if kind == "Rescaling":
+        scale, offset = np.asarray(producer.scale, np.float64), np.asarray(producer.offset, np.float64)
+    elif kind == "Normalization" and getattr(producer, "mean", None) is not None:
+        std = np.maximum(np.sqrt(np.asarray(producer.variance, np.float64)), NORMALIZATION_EPSILON)
+        scale, offset = 1.0 / std, -np.asarray(producer.mean, np.float64) / std
+    else:
+        return None
+    channels = int(layer.kernel.shape[-2])
+    scale, offset = np.broadcast_arrays(scale.reshape(-1), offset.reshape(-1))
+    if scale.size == 1:
+        return np.full(channels, scale[0]), np.full(channels, offset[0])
+    return (scale, offset) if scale.size == channels else None
+
+
+def _unfold_input_affine(kernel: np.ndarray, bias: np.ndarray | None, step: np.ndarray,
+                         scale: np.ndarray, offset: np.ndarray):
+    """Undo ``conv(x * s + o, W) + b == conv(x, W * s) + (b + sum W * o)``: the converter's
+    folding of an input scaling into the next kernel (Keras layout, input channels on axis -2)."""
+    shape = [1] * kernel.ndim
+    shape[-2] = -1
+    kernel = kernel / scale.reshape(shape)
+    step = step / np.abs(scale).reshape(shape)
+    if bias is not None:
+        bias = bias - np.tensordot(kernel, offset, axes=([kernel.ndim - 2], [0])).reshape(-1, kernel.shape[-1]).sum(0)
+    return kernel, bias, step
 
 
 def _to_keras(layer: Any, array: np.ndarray) -> np.ndarray | None:

@@ -156,6 +156,8 @@ def model_source(exp, dataset, show_progress: bool, say: Callable[[str], None]):
 
     if exp.model.path:
         path = Path(exp.model.path).expanduser()
+        if path.suffix.lower() == modelio.TFLITE_SUFFIX:
+            return ModelSource.from_tflite(path)
         return ModelSource(None, {"source": "file", "path": str(exp.model.path)},
                            load=lambda: logs.with_tensorflow(modelio.load_model, path), file=path)
     import models
@@ -209,6 +211,7 @@ def show_run(out: Path, args):
     from harness import rundir
     from harness.errors import ResultsError
     from harness.report.text import format_summary, format_table
+    from harness.text import escape_controls
 
     try:
         run = rundir.read_run(out)
@@ -221,6 +224,8 @@ def show_run(out: Path, args):
         print(format_table(run.metrics))
         print()
         print(format_summary(run.summary))
+        for note in run.manifest.get("notes") or ():
+            print(f"note: {escape_controls(note)}")
         print(f"\nrun directory: {out}")
     return run
 

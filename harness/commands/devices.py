@@ -154,12 +154,13 @@ def _size(n: int | None) -> str:
 def _register_simulate(dsub) -> None:
     s = dsub.add_parser("simulate", help="serve a simulated ADB device (127.0.0.1, ADB auth) until Ctrl-C",
                               description="A real ADB endpoint (adb and adb-shell connect to it) running "
-                              "shell commands with sh -c inside a sandbox folder.")
+                              "shell commands with sh -c confined to a folder that is its / (a private "
+                              "mount namespace and chroot; needs root or user namespaces).")
     s.add_argument("--port", type=int, default=0, help="TCP port (default 0: a free one; 5555-5585 are refused)")
-    s.add_argument("--root", type=Path, default=None, help="sandbox folder playing the device's file system "
-                   "(default: a new temporary folder, removed on exit)")
-    s.add_argument("--python", default=None, help="interpreter that python3/python run on the device "
-                   "(default: this one)")
+    s.add_argument("--root", type=Path, default=None, help="folder that is the device's / (its "
+                   "data/local/tmp the only writable place; default: a new temporary folder, removed on exit)")
+    s.add_argument("--python", default=None, help="interpreter that python3/python run on the device, "
+                   "mounted read-only in it (default: this one)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1); any "
                    "other needs auth with trusted keys only")
     s.add_argument("--trusted-keys", type=Path, default=None, help="adb_keys file of the public keys allowed "

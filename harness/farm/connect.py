@@ -4,7 +4,8 @@
 ``adb-server`` is a ``ServerTarget`` (the device through a running adb server);
 ``simulated`` starts a :class:`harness.targets.simulate.simulator.SimulatedDevice` on loopback and connects an
 ``AdbTarget`` to it over real ADB, so everything after the connection is the same code path a
-phone takes. The simulated device's file system is kept in qskew's cache (one folder per device
+phone takes. Its shell is confined to its own root (``harness.targets.simulate.host_root``),
+whose ``/data/local/tmp/qskew`` is qskew's work folder. That file system is kept in qskew's cache (one folder per device
 name), so the content-addressed files it received survive between runs, as on a real device.
 It authenticates qskew like any client: its trusted-keys file (``<name>.adb_keys`` beside that
 folder) lists exactly the public half of the ADB key qskew connects with (``adb_keys``).
@@ -83,9 +84,9 @@ def _simulated(spec: DeviceSpec) -> Target:
                           auth=spec.auth, trusted_keys=keys, serial=f"qskew-sim-{spec.name}",
                           board=board).start()
     host, port = sim.address
-    # a simulated device's file system is its root: a relative work folder lies below it; a board's
-    # work folder is a path inside the board
-    workdir = spec.workdir if board is not None else str(root / (spec.workdir or SIM_WORKDIR))
+    # both kinds are confined (their root is their /): the work folder is a device path, a relative
+    # one below /
+    workdir = "/" + (spec.workdir or SIM_WORKDIR).lstrip("/")
     try:
         target = SimulatedAdbTarget(sim, spec.name, address=f"{host}:{port}", workdir=workdir,
                                     python="python3")

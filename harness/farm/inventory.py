@@ -17,11 +17,14 @@ An inventory is a TOML file (``devices.toml``) with one ``[[device]]`` table per
     workdir = "/data/local/tmp/qskew"  # a folder qskew owns on the device (its cache and jobs)
     delegates = ["xnnpack", "reference"]   # what the device offers; empty or absent: anything
     labels = { soc = "tensor-g2", accelerator = "tpu", os = "android" }
+    # pool = "pixel7s"                 # devices sharing a pool label share one job queue (farm.pool);
+                                       # "auto": the pool of devices with the same model, ABI, runtime
 
 ``reach = "simulated"`` is a simulated ADB device that qskew starts on loopback for the run and
-stops afterwards (``python`` is then the host interpreter the simulated device runs; its file
-system lives in qskew's cache, so its content-addressed files survive between runs; a relative
-``workdir`` lies below that file system, default ``data/local/tmp/qskew``). It requires ADB
+stops afterwards (``python`` is then the host interpreter the simulated device runs, mounted
+read-only in its confined root; its file system lives in qskew's cache, so its content-addressed
+files survive between runs; a relative ``workdir`` lies below that file system's ``/``, default
+``data/local/tmp/qskew``; as on a phone only ``/data/local/tmp`` is writable). It requires ADB
 authentication and trusts only qskew's own key; ``auth = false`` turns that off (loopback only).
 
 ``reach = "adb-server"`` reaches the device through a running ``adb`` server (the one a lab keeps
@@ -43,7 +46,13 @@ simulated ADB device running this Python). A file may redefine either name. ``bo
 selected by name they exist, but ``qskew devices check`` without ``--device`` does not build them.
 
 Selectors (``[run] targets`` of an experiment, ``--device`` on the command line) are device names,
-or ``key=value`` to take every device whose label (or ``reach``/``runner``) has that value.
+pool names (every member of the pool), or ``key=value`` to take every device whose label (or
+``reach``/``runner``/``pool``) has that value.
+
+Devices with the same ``pool`` are one target: each job of the pool runs once, on whichever member
+is free, and is stored under the pool's name (``harness.farm.pool``). A pool name may not also be a
+device's name. ``pool = "auto"`` pools the device with the selected devices that report the same
+model, ABI and runtime (runner kind, Python version) once connected (``schedule.auto_pool``).
 
 >>> inv = load_inventory(None)
 >>> [d.name for d in inv.select(["local"])]
@@ -60,6 +69,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from harness.errors import ConfigError
+from harness.farm.inventory_check import check_device_table
 from harness.runners import STANDIN_BINARY
 from harness.runners.registry import RUNNERS
 
@@ -69,10 +79,9 @@ RUNNER_KINDS = tuple(RUNNERS)  # harness.runners.registry: python, benchmark_mod
 PROFILES = ("", "edgetpu")  # "": any variant; edgetpu: full-integer, fixed-shape, batch-1 variants
 DEFAULT_WORKDIR = "/data/local/tmp/qskew"  # writable and exec-able over adb on stock Android
 DEFAULT_PYTHON = "python3"
+AUTO_POOL = "auto"                         # pool = "auto": grouped by what the device reports
 ENV_DEVICES = "QSKEW_DEVICES"              # an inventory file used when no --devices is given
 LOCAL_FILE = "devices.toml"                # ...else ./devices.toml when it exists
-_KEYS = {"name", "reach", "address", "serial", "runner", "python", "workdir", "delegates", "labels",
-         "max_payload", "features", "auth", "benchmark_model", "profile", "board", "server"}
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,7 @@ class DeviceSpec:
     features: tuple[str, ...] | None = None   # None: the simulator's defaults; () a legacy device
     auth: bool = True
     board: str = ""   # reach = "board": an architecture (aarch64, armv7l) or a board folder
+    pool: str = ""    # devices with one pool label share a job queue; "" a device of its own
 
     def offers(self, delegate: str) -> bool:
         """Whether this device offers ``delegate`` (an external delegate matches "external")."""
@@ -105,11 +115,12 @@ class DeviceSpec:
         return delegate in self.delegates or kind in self.delegates
 
     def matches(self, selector: str) -> bool:
-        """True for the device's own name, or a ``key=value`` its labels/reach/runner satisfy."""
+        """True for the device's own name or pool, or a ``key=value`` its labels/reach/runner/pool satisfy."""
         if "=" not in selector:
-            return selector == self.name
+            return selector == self.name or (bool(self.pool) and selector == self.pool)
         key, value = (s.strip() for s in selector.split("=", 1))
-        facts = {**self.labels, "reach": self.reach, "runner": self.runner, "profile": self.profile}
+        facts = {**self.labels, "reach": self.reach, "runner": self.runner, "profile": self.profile,
+                 "pool": self.pool}
         return str(facts.get(key)) == value
 
     def to_json(self) -> dict[str, Any]:
@@ -127,7 +138,14 @@ class DeviceSpec:
             out["profile"] = self.profile
         if self.board:
             out["board"] = self.board
+        if self.pool:
+            out["pool"] = self.pool
         return out
+
+    @property
+    def group(self) -> str:
+        """The target this device's jobs are stored under: its pool, else its own name."""
+        return self.pool or self.name
 
 
 @dataclass(frozen=True)
@@ -225,6 +243,9 @@ def from_dict(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path | N
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"{source}: device name(s) used twice: {', '.join(dupes)}")
+    clash = sorted({d.pool for d in parsed if d.pool} & set(names))
+    if clash:
+        raise ConfigError(f"{source}: pool name(s) also used as a device name: {', '.join(clash)}")
     extra = tuple(d for d in builtin_devices() if d.name not in names)
     return Inventory(tuple(parsed) + extra, source)
 
@@ -232,9 +253,7 @@ def from_dict(raw: Mapping[str, Any], source: str = "<dict>", base_dir: Path | N
 def _device(table: Any, where: str, base_dir: Path | None) -> DeviceSpec:
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where}: must be a table")
-    unknown = set(table) - _KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(_KEYS)}")
+    check_device_table(table, where)  # unknown keys, and every value's type (inventory_check)
     name = table.get("name")
     if not isinstance(name, str) or not name.strip() or "=" in name:
         raise ConfigError(f"{where}: needs a name (a non-empty string without '=')")
@@ -263,6 +282,11 @@ def _device(table: Any, where: str, base_dir: Path | None) -> DeviceSpec:
     default_dir = "" if reach in ("local", "simulated") else DEFAULT_WORKDIR
     features = table.get("features")
     board = _board(table, reach, where, base_dir)
+    pool = table.get("pool", "")
+    if not isinstance(pool, str) or "=" in pool:
+        raise ConfigError(f"{where}: pool must be a name (a string without '='), got {pool!r}")
+    if pool:
+        check_device_name(pool, f"{where}: pool")
     return DeviceSpec(name=name, reach=reach, address=str(table.get("address", "")),
                       serial=str(table.get("serial", "")), server=str(table.get("server", "")),
                       runner=runner, python=python,
@@ -271,7 +295,7 @@ def _device(table: Any, where: str, base_dir: Path | None) -> DeviceSpec:
                       labels={str(k): str(v) for k, v in labels.items()},
                       max_payload=int(table.get("max_payload", 1 << 20)),
                       features=None if features is None else _strings(features, where, "features"),
-                      auth=bool(table.get("auth", True)), board=board)
+                      auth=bool(table.get("auth", True)), board=board, pool=pool)
 
 
 def check_device_name(name: str, where: str) -> str:

@@ -32,6 +32,9 @@ DEFAULT_DELEGATES = ("xnnpack", "reference", "builtin")  # what every TFLite run
 PROBE_SAMPLES = 2          # enough to exercise batching; the point is loading, not accuracy
 GPU_PROBE_DELEGATE = "gpu-fp32"  # the job whose log names the adapter when vulkaninfo says nothing
 DF_TIMEOUT_S = 20.0
+# A board (reach = "board") is qemu-user running ARM programs: it has no GPU, and a GPU probe job
+# there only starts Python and LiteRT under qemu (~20 s) to learn that.
+BOARD_GPU = {"adapter": "none", "driver": "none", "source": "board: qemu-user emulates ARM CPUs only"}
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,10 @@ def _probe_for(spec: DeviceSpec, delegate: str, probe: ModelArtifact) -> ModelAr
 
 def _gpu(spec: DeviceSpec, target, plans: list) -> dict[str, str]:
     """The GPU adapter and driver: vulkaninfo on the device, else the log of the GPU jobs already
-    run, else (python runner) a tiny GPU probe job's log; "unknown" where nothing says."""
+    run, else (python runner) a tiny GPU probe job's log; "unknown" where nothing says; "none" on
+    a board (:data:`BOARD_GPU`)."""
+    if spec.reach == "board":
+        return dict(BOARD_GPU)
     found = gpu_info.from_vulkaninfo(target)
     for plan in plans:
         found = found or gpu_info.from_gpu_job(plan)

@@ -38,7 +38,8 @@ def run_on_device(spec, target, artifact: ModelArtifact, test: GroupedDataset, d
     """
     refusal = profiles.refusal(spec, artifact, delegate)
     if refusal:
-        raise JobFailed(f"profile: device {spec.name} ({spec.profile}): {refusal}", FailureStage.PROFILE)
+        raise JobFailed(f"profile: device {spec.name} ({spec.profile or spec.reach}): {refusal}",
+                        FailureStage.PROFILE)
     artifact = profiles.prepare(spec, artifact, echo, delegate=delegate)
     if not artifact.ok:  # e.g. no Edge TPU model could be had: nothing is pushed
         raise JobFailed(f"prepare: {artifact.error}", FailureStage.PREPARE)

@@ -1,10 +1,15 @@
-"""Which devices run which jobs, and how: devices side by side, one job at a time on each.
+"""Which devices run which jobs, and how: groups side by side, one job at a time on each device.
 
 ``open_devices`` selects the experiment's devices from the inventory and connects to each (an
 unreachable device is reported, not fatal, while another one answers); ``run_sweep`` runs every
-artifact x delegate on every device, each device on its own thread, skipping jobs the run directory
-already holds. A device that fails stops only its own jobs: the others finish and are saved (the
-run directory's writer is shared under a lock), then the first device error is raised, naming it.
+artifact x delegate once per *group*, skipping jobs the run directory already holds. A group is a
+pool (devices with one ``pool`` label: they share a job queue, :mod:`harness.farm.pool`, and their
+jobs are stored under the pool's name) or a device of its own (it runs every job). Every device
+runs on its own thread (the run directory's writer is shared under a lock). A lone device that
+fails stops only its own jobs; a pooled job that fails for a device reason runs again on another
+member (:mod:`harness.farm.job`); with pool members behind an adb server, members that vanish
+are drained at once and matching devices that appear join mid-run (:mod:`harness.farm.hotplug`).
+Device errors that left jobs unrun are raised at the end.
 
 >>> devices, unreachable = open_devices(exp, print)                               # doctest: +SKIP
 >>> run_sweep(exp, artifacts, devices, test, ref, writer, True, print, unreachable)  # doctest: +SKIP
@@ -14,21 +19,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
+import re
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 from device_runner.protocol import FIXED_BATCH_DELEGATES
 from harness.config import Experiment
-from harness.errors import FailureStage, JobFailed, QskewError, failure_stage
-from harness.farm import runners
-from harness.farm.leases import lease, lease_key
+from harness.errors import FailureStage, QskewError, TargetError
 from harness.farm.connect import open_target
-from harness.farm.inventory import load_inventory
-from harness.logs import job_logger
-from harness.metrics.noise import repeat_noise
-from harness.metrics.score import score_job
+from harness.farm.hotplug import HotPlug
+from harness.farm.inventory import AUTO_POOL, DeviceSpec, load_inventory
+from harness.farm.job import OpenDevice, SweepContext, run_ticket
+from harness.farm.pool import PoolQueue, Ticket
+from harness.farm.progress import FarmProgress
 from harness.records import ModelArtifact
 
 log = logging.getLogger(__name__)
@@ -49,7 +52,8 @@ def open_devices(exp: Experiment, echo: Callable[[str], None]) -> tuple[list[Ope
         target = None
         try:
             target = open_target(spec)
-            opened.append(OpenDevice(spec, target, dict(target.properties())))
+            props = dict(target.properties())
+            opened.append(OpenDevice(auto_pool(spec, props), target, props))
         except QskewError as err:
             if target is not None:
                 target.close()
@@ -64,68 +68,132 @@ def open_devices(exp: Experiment, echo: Callable[[str], None]) -> tuple[list[Ope
     return opened, failed
 
 
-@dataclass(frozen=True)
-class OpenDevice:
-    """A selected inventory entry, its connected target and the facts it reported."""
-
-    spec: Any      # harness.farm.inventory.DeviceSpec
-    target: Any    # harness.targets.base.Target
-    properties: Mapping[str, Any]
+def auto_pool(spec, props: Mapping) -> "DeviceSpec":
+    """``pool = "auto"``: the device joins the pool of the devices reporting the same model, ABI and
+    runtime (runner kind and Python version), named ``auto-<model>-<abi>-<runner>-py<version>``."""
+    if spec.pool != AUTO_POOL:
+        return spec
+    facts = [props.get("model") or "unknown", props.get("abi") or "unknown", spec.runner,
+             f"py{props.get('python_version') or 'unknown'}"]
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "_", "-".join(["auto", *map(str, facts)]))
+    return dataclasses.replace(spec, pool=name)
 
 
 def planned_jobs(exp: Experiment, artifacts, devices, unreachable=()) -> list[list[str]]:
-    """Every job the sweep sets out to run, [variant, device, delegate], for the manifest's plan
+    """Every job the sweep sets out to run, [variant, target, delegate], for the manifest's plan
     (what ``qskew signoff`` judges): the opened devices' jobs and those of the devices that could
-    not be reached (looked up again in the inventory: their delegates are known without them)."""
+    not be reached (looked up again in the inventory: their delegates are known without them). A
+    pool's jobs are planned once, under the pool's name: those of the delegates any member offers."""
     specs = [dev.spec for dev in devices]
     missing = {name for name, _ in unreachable}
-    if missing:
-        specs += [s for s in load_inventory(exp.run.devices_file or None).select(exp.run.targets) if s.name in missing]
-    return [[a.variant, spec.name, d] for spec in specs for a in artifacts for d in exp.run.delegates
-            if spec.offers(d)]
+    if missing:  # (an unreachable pool = "auto" device plans nothing: its pool is not known without it)
+        specs += [s for s in load_inventory(exp.run.devices_file or None).select(exp.run.targets)
+                  if s.name in missing and s.pool != AUTO_POOL]
+    plan: list[list[str]] = []
+    for spec in specs:
+        for job in ([a.variant, spec.group, d] for a in artifacts for d in exp.run.delegates if spec.offers(d)):
+            if job not in plan:
+                plan.append(job)
+    return plan
 
 
-def _device_jobs(exp: Experiment, artifacts, dev: OpenDevice, echo) -> list[tuple[ModelArtifact, str]]:
-    """This device's jobs: every artifact x every experiment delegate the device offers."""
-    delegates = [d for d in exp.run.delegates if dev.spec.offers(d)]
-    for d in exp.run.delegates:
-        if d not in delegates:
-            echo(f"  {dev.spec.name}: does not offer delegate {d} (inventory), skipped")
-    return [(a, d) for a in artifacts for d in delegates]
+def groups_of(devices) -> dict[str, list[OpenDevice]]:
+    """The opened devices by group (pool name, or the device's own name), in inventory order."""
+    groups: dict[str, list[OpenDevice]] = {}
+    for dev in devices:
+        groups.setdefault(dev.spec.group, []).append(dev)
+    return groups
+
+
+def _group_queue(exp: Experiment, artifacts, name: str, members, done, static, ctx: SweepContext) -> PoolQueue:
+    """The queue of group ``name``: every artifact x delegate a member offers and the run directory
+    does not hold yet; a variant that did not convert is stored as failed at once (nothing runs)."""
+    tickets = []
+    for art in artifacts:
+        for delegate in exp.run.delegates:
+            offered = [m for m in members if m.spec.offers(delegate)]
+            if not offered:
+                ctx.echo(f"  {name}: does not offer delegate {delegate} (inventory), skipped")
+                continue
+            if (art.variant, name, delegate) in done:
+                ctx.echo(f"  {art.variant} on {name}/{delegate}: already in the run directory, skipped")
+            elif not art.ok:
+                with ctx.lock:
+                    ctx.writer.add_failure(art.variant, name, delegate, art.error, stage=FailureStage.CONVERT.value)
+            else:
+                if delegate in FIXED_BATCH_DELEGATES and art.variant in (static or {}):
+                    art = static[art.variant]
+                tickets.append(Ticket(job=(art, delegate)))
+    return PoolQueue(name, tickets, {m.spec.name: accepts(m.spec) for m in members})
+
+
+def accepts(spec) -> Callable[[tuple], bool]:
+    """Whether the device ``spec`` describes may run a job (artifact, delegate): it offers the delegate."""
+    return lambda job: spec.offers(job[1])
 
 
 def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: bool, echo,
               unreachable=(), static: Mapping[str, ModelArtifact] | None = None) -> None:
-    """Every artifact x device x delegate, devices side by side, one job at a time per device.
+    """Every artifact x group x delegate, groups side by side, one job at a time per device.
 
     ``static`` maps a variant to its fixed-batch copy: jobs on a delegate that needs static shapes
     (``protocol.FIXED_BATCH_DELEGATES``: LiteRT's GPU, and cpu-compiled so that it runs the same
     file) run that copy under the variant's name.
 
     Jobs the run directory already holds are skipped. A device that fails stops only its own
-    jobs; the others finish and are saved, then the first device error is raised.
+    jobs (a pool's other members take them over); the others finish and are saved, then the first
+    device error that left jobs unrun is raised. ``farm.json`` in the run directory gets the farm's
+    summary (:mod:`harness.farm.progress`).
     """
-    from tqdm import tqdm
-
-    plan = {dev.spec.name: _device_jobs(exp, artifacts, dev, echo) for dev in devices}
-    lock = threading.Lock()  # the run directory and the progress bar are shared by the device threads
-    bar = tqdm(total=sum(map(len, plan.values())), desc="jobs", unit="job", disable=not progress, leave=False)
+    farm = FarmProgress([dev.spec.name for dev in devices], enabled=progress, echo=echo)
+    ctx = SweepContext(exp, test, ref, writer, farm, echo)
     done = writer.completed_jobs()
+    groups = groups_of(devices)
+    queues = {name: _group_queue(exp, artifacts, name, members, done, static, ctx) for name, members in groups.items()}
 
     def work(dev: OpenDevice) -> None:
-        for art, delegate in plan[dev.spec.name]:
-            if delegate in FIXED_BATCH_DELEGATES and art.variant in (static or {}):
-                art = static[art.variant]
-            _one_job(exp, dev, art, delegate, test, ref, writer, done, lock, bar, echo)
-            with lock:
-                bar.update()
+        queue, pooled = queues[dev.spec.group], bool(dev.spec.pool)
+        while (ticket := queue.take(dev.spec.name)) is not None:
+            run_ticket(ctx, dev, queue, ticket, pooled)
 
-    errors = list(unreachable) + _side_by_side(work, devices)
-    bar.close()
+    watch = HotPlug.start(groups, queues, farm, work, echo)  # pools behind an adb server: track-devices
+    try:
+        errors = list(unreachable) + _side_by_side(work, devices)
+        errors += watch.stop() if watch is not None else []
+    finally:
+        ctx.flush()  # every finished job is stored, even when a device error or Ctrl-C ends the sweep
+    errors += _unrun_pool_jobs(ctx, groups, queues, {name for name, _ in errors})
+    farm.close(getattr(writer, "run_dir", None))
     if errors:
         for name, err in errors[1:]:
             echo(f"device {name} also failed: {err}")
         raise errors[0][1]
+
+
+def _unrun_pool_jobs(ctx: SweepContext, groups, queues, failed: set[str]) -> list[tuple[str, BaseException]]:
+    """A pool's jobs no member was left to run: those that failed on a member are stored as failed
+    (with their attempts); the others stay missing, and the pool's error says which devices drained.
+    A lone device drained between jobs (hot-plug) without an error of its own gets one too."""
+    errors = []
+    for name, queue in queues.items():
+        left = queue.orphans()
+        if not any(m.spec.pool for m in groups[name]):
+            if left and name not in failed:
+                why = "; ".join(queue.drained().values())
+                errors.append((name, TargetError(f"device {name}: {len(left)} job(s) not run: {why}", name)))
+            continue
+        for ticket in (t for t in left if t.attempts):
+            art, delegate = ticket.job
+            with ctx.lock:
+                ctx.writer.add_failure(art.variant, name, delegate,
+                                       f"device: {ticket.attempts[-1]['error']} (no member of pool {name} "
+                                       f"left to retry on)", stage=FailureStage.RUN.value,
+                                       attempts=ticket.attempts)
+        if left:
+            drained = "; ".join(f"{m} ({why})" for m, why in queue.drained().items())
+            errors.append((name, TargetError(f"pool {name}: {len(left)} job(s) not finished, every member "
+                                             f"was drained: {drained}", name)))
+    return errors
 
 
 def _side_by_side(work: Callable[[OpenDevice], None], devices) -> list[tuple[str, BaseException]]:
@@ -143,62 +211,3 @@ def _side_by_side(work: Callable[[OpenDevice], None], devices) -> list[tuple[str
             if fut.exception() is not None:
                 errors.append((futures[fut], fut.exception()))
     return errors
-
-
-def _run_repeated(exp, dev, art, test, delegate, progress, echo):
-    """Run the job ``[run] repeat`` times; the first run's logits are the job's, the others
-    measure the device's run-to-run noise (DeviceRun.repeats). A repeat that fails is noted in
-    the noise, not fatal; the first run failing is the job's failure."""
-    def once():
-        return runners.run_on_device(dev.spec, dev.target, art, test, delegate,
-                                     num_threads=exp.run.num_threads, batch_size=exp.run.batch_size,
-                                     runtime=exp.run.runtime, progress=progress, echo=echo,
-                                     allow_unproven=exp.run.allow_unproven,
-                                     allow_partial=exp.run.allow_partial)
-
-    first = once()
-    if exp.run.repeat <= 1 or not first.ok:
-        return first
-    runs = [first] + [once() for _ in range(exp.run.repeat - 1)]
-    noise = repeat_noise(runs)
-    echo(f"  {art.variant} on {dev.spec.name}/{delegate}: {noise.runs} runs, max |Δlogit| between "
-         f"runs {noise.max_abs_logit_diff:.3g}, latency spread {_pct(noise.latency_rel_spread)}")
-    return dataclasses.replace(first, repeats=noise)
-
-
-def _pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f} %"
-
-
-def _one_job(exp, dev, art, delegate, test, ref, writer, done, lock, bar, echo) -> None:
-    target = dev.target
-    key = (art.variant, target.name, delegate)
-    if key in done:
-        echo(f"  {art.variant} on {target.name}/{delegate}: already in the run directory, skipped")
-        return
-    if not art.ok:
-        with lock:
-            writer.add_failure(art.variant, target.name, delegate, art.error, stage=FailureStage.CONVERT.value)
-        return
-    def progress(done: int, total: int) -> None:
-        with lock:
-            bar.set_postfix_str(f"{target.name}: {art.variant}/{delegate} {done}/{total} samples")
-        job_logger(log, target.name, f"{art.variant}/{delegate}").info("%d/%d samples", done, total)
-
-    try:
-        with lease(lease_key(dev.spec), echo):  # no other qskew process drives this device meanwhile
-            run = _run_repeated(exp, dev, art, test, delegate, progress, echo)
-    except JobFailed as err:  # refused or unpreparable: nothing ran on the device
-        with lock:
-            writer.add_failure(art.variant, target.name, delegate, str(err), stage=err.stage.value)
-        echo(f"  {art.variant} on {target.name}/{delegate}: FAILED ({err})")
-        return
-    score = score_job(run, ref, test) if run.ok else None  # outside the lock: other devices go on
-    with lock:
-        if score is not None:
-            writer.add_run(run, score)
-            echo(f"  {art.variant} on {target.name}/{delegate}: {run.runtime} {run.runtime_version}, "
-                 f"delegate applied: {run.delegate_applied}, batch {run.batch_size}")
-        else:
-            writer.add_failure(art.variant, target.name, delegate, run.error, stage=failure_stage(run).value)
-            echo(f"  {art.variant} on {target.name}/{delegate}: FAILED ({run.error})")

@@ -12,7 +12,9 @@ Columns (:data:`PER_SAMPLE_COLUMNS`, always in this order)::
     variant, target, delegate        the job the variant logits come from (str)
     pred_ref, pred                   argmax of the reference / variant logits (int64; first on ties)
     correct_ref, correct             pred == label (bool)
-    loss_ref, loss                   softmax cross-entropy -log p(label), natural log (float64)
+    loss_ref, loss                   softmax cross-entropy -log p(label), natural log (float64); for
+                                     a model whose outputs are probabilities (``Logits.outputs``),
+                                     -log of its own output (:func:`log_probabilities`); kl likewise
     logit_var_ref, logit_var         variance of the K logits of the sample, ddof=0 (float64)
     margin_ref, margin               z_label - max_{k != label} z_k; negative = misclassified
     kl                               KL(p_ref || p_variant) in nats (>= 0)
@@ -27,6 +29,8 @@ import pandas as pd
 
 from harness.errors import DatasetError
 from harness.records import DeviceRun, GroupedDataset, Logits
+
+PROBABILITY_FLOOR = 1e-7  # an int8 softmax rounds small probabilities to 0; log(0) would make the loss infinite
 
 PER_SAMPLE_COLUMNS = (
     "id", "group", "label", "variant", "target", "delegate", "pred_ref", "pred",
@@ -66,7 +70,7 @@ def compare_samples(ref: Logits, run: DeviceRun, ids, groups, labels, *, num_cla
     _check_shapes(z_ref, z_var, labels, z_ref.shape[1] if num_classes is None else num_classes, dataset, job)
 
     pred_ref, pred = z_ref.argmax(axis=1), z_var.argmax(axis=1)
-    logp_ref, logp_var = log_softmax(z_ref), log_softmax(z_var)
+    logp_ref, logp_var = log_probabilities(z_ref, ref.outputs), log_probabilities(z_var, ref.outputs)
     rows = np.arange(len(ids))
     columns = {
         "id": ids, "group": np.asarray(groups).astype(str), "label": labels,
@@ -84,6 +88,16 @@ def compare_samples(ref: Logits, run: DeviceRun, ids, groups, labels, *, num_cla
     for name in ("id", "group", "variant", "target", "delegate"):
         frame[name] = frame[name].astype(str)
     return frame
+
+
+def log_probabilities(z: np.ndarray, outputs: str = "logits") -> np.ndarray:
+    """Row-wise log-probabilities of a model's outputs: ``log_softmax(z)`` for logits; for outputs
+    that are probabilities already (``outputs == "probabilities"``: a final softmax or sigmoid),
+    their logarithm, floored at ``PROBABILITY_FLOOR`` and renormalised so that each row sums to 1
+    (sigmoid rows, or an int8 softmax's rounded rows, need not)."""
+    if outputs == "probabilities":
+        return log_softmax(np.log(np.clip(np.asarray(z, dtype=np.float64), PROBABILITY_FLOOR, None)))
+    return log_softmax(z)
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:

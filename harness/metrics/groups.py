@@ -40,6 +40,14 @@ row, then groups in sorted order (:func:`sort_metrics`).
     kl                           mean KL(p_ref || p_variant), nats
     logit_mse                    mean over samples of the mean squared logit difference
     psi                          acc_drop of the group - acc_drop overall (NaN on overall rows)
+    max_step_diff                largest |logit difference| in output quantization steps against the
+                                 same variant's reference-kernel job (its baseline, as for
+                                 drop_quantization); NaN for float outputs
+    frac_logits_diff             share of the logits (samples x classes) that differ from that job's:
+                                 by at least one step, or at all for float outputs
+                                 (both: ``harness.metrics.steps.fill_step_columns``, which needs two
+                                 jobs' logits; NaN from a per-sample frame alone and when the run
+                                 has no reference-kernel job of the variant)
 
 ``disparity`` columns (:data:`DISPARITY_COLUMNS`), one row per job::
 
@@ -86,6 +94,7 @@ METRIC_COLUMNS: dict[str, str] = {
     "margin_ref": "float64", "margin": "float64",
     "flip_rate": "float64", "flip_right_to_wrong": "float64", "flip_wrong_to_right": "float64",
     "kl": "float64", "logit_mse": "float64", "psi": "float64",
+    "max_step_diff": "float64", "frac_logits_diff": "float64",
 }
 
 
@@ -123,6 +132,8 @@ def group_metrics(frame: pd.DataFrame) -> pd.DataFrame:
                               on=keys, how="left")
     by_group["psi"] = by_group["acc_drop"] - by_group["_drop_all"]
     overall["psi"] = np.nan
+    steps = {c: np.nan for c in ("max_step_diff", "frac_logits_diff")}  # two jobs' logits: fill_step_columns
+    overall, by_group = overall.assign(**steps), by_group.assign(**steps)
     result = pd.concat([_typed(overall, METRIC_COLUMNS), _typed(by_group, METRIC_COLUMNS)],
                        ignore_index=True)
     return attribute_drops(sort_metrics(result))
@@ -131,7 +142,9 @@ def group_metrics(frame: pd.DataFrame) -> pd.DataFrame:
 # The CPU reference kernels define what a quantized op computes; a delegate's departure from them
 # is the delegate's own effect. Where a device has no reference-kernel job of the variant (e.g. a
 # benchmark_model device), the reference-kernel job of the same variant on another device stands
-# in: reference kernels are portable C++ and compute the same integer results everywhere.
+# in. Reference kernels are portable C++, yet not bit-identical across runtime versions (LiteRT 2.3
+# and tflite-runtime 2.14 differ by one output step on ~2 % of an int8 model's rows), so the
+# stand-in is the closest baseline there is, not an exact one.
 BASELINE_DELEGATE = "reference"
 
 

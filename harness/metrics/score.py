@@ -54,7 +54,7 @@ def score_job(run: DeviceRun, ref: Logits, test: GroupedDataset) -> JobScore:
 
     job = (run.variant, run.target, run.delegate)
     # compute on exactly the float32 values stored, so the stored metrics are reproducible from the file
-    ref = Logits(ids=ref.ids, values=np.asarray(ref.values, dtype=np.float32))
+    ref = Logits(ids=ref.ids, values=np.asarray(ref.values, dtype=np.float32), outputs=ref.outputs)
     logits = None if run.logits is None else np.asarray(run.logits, dtype=np.float32)
     frame = per_sample(ref, replace(run, logits=logits), test)
     metrics = group_metrics(expand(frame, Attributes(test.attributes, test.intersections)))

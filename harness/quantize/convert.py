@@ -100,7 +100,8 @@ def _convert_one(source: Any, fingerprint: str, variant: str, calibration: Calib
             log.warning("%s", exc)
             return ModelArtifact(variant=variant, path=None, sha256=None, size_bytes=0,
                                  inputs=(), outputs=(), recipe=request,
-                                 calibration=calib.info if calib else None, error=str(exc))
+                                 calibration=calib.info if calib else None, error=str(exc),
+                                 error_detail=getattr(exc, "detail", None))
     else:
         log.info("variant %s: cached %s", variant, cache.entry_paths(root, key, variant)[0])
     return _checked(cache.entry_paths(root, key, variant)[0], variant, meta, calib, options)

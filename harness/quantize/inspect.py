@@ -50,9 +50,11 @@ class ModelInfo:
     outputs: tuple[TensorIO, ...]
     op_counts: tuple[tuple[str, str, int], ...]
     tensor_dtypes: tuple[tuple[str, int], ...]
+    custom_ops: tuple[str, ...] = ()   # custom codes of the ops that are not LiteRT builtins
 
     def to_json(self) -> dict:
         return {"path": str(self.path), "sha256": self.sha256, "size_bytes": self.size_bytes,
+                "custom_ops": list(self.custom_ops),
                 "inputs": [t.to_json() for t in self.inputs],
                 "outputs": [t.to_json() for t in self.outputs],
                 "op_counts": [{"op": op, "dtype": dt, "count": n} for op, dt, n in self.op_counts],
@@ -105,7 +107,21 @@ def inspect_model(path: Path) -> ModelInfo:
         inputs=tuple(_tensor_io(d) for d in interpreter.get_input_details()),
         outputs=tuple(_tensor_io(d) for d in interpreter.get_output_details()),
         op_counts=tuple(sorted((op, dt, n) for (op, dt), n in counts.items())),
-        tensor_dtypes=tuple(sorted(dtypes.items())))
+        tensor_dtypes=tuple(sorted(dtypes.items())), custom_ops=custom_ops(path))
+
+
+def custom_ops(path: Path) -> tuple[str, ...]:
+    """The custom codes of the model's custom ops (ops outside LiteRT's builtins, which a runtime
+    only runs with a kernel registered for them), read from the flatbuffer, sorted; () if none."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    try:
+        model = flatbuffer_utils.read_model(str(path))
+    except Exception as exc:  # flatbuffers raises struct.error, IndexError... on junk
+        raise ArtifactError(f"{path} is not a readable TFLite flatbuffer: {_one_line(exc)}") from exc
+    used = {op.opcodeIndex for graph in model.subgraphs for op in (graph.operators or ())}
+    codes = (model.operatorCodes[i].customCode for i in used)
+    return tuple(sorted({c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c) for c in codes if c}))
 
 
 def check_prepares(path: Path, batch_size: int) -> None:
@@ -122,8 +138,11 @@ def check_prepares(path: Path, batch_size: int) -> None:
                 interpreter.resize_tensor_input(detail["index"], [batch_size, *signature[1:]])
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
+        custom = custom_ops(path)
+        named = (f"it has custom op(s) {', '.join(custom)}, which {RUNTIME_NAME} has no kernel for; "
+                 if custom else "")
         raise ArtifactError(f"{path} failed to prepare on {RUNTIME_NAME} {runtime_version()} "
-                            f"(batch {batch_size}): {_one_line(exc)}") from exc
+                            f"(batch {batch_size}): {named}{_one_line(exc)}") from exc
 
 
 def runtime_version() -> str:
@@ -148,6 +167,9 @@ def format_model_info(info: ModelInfo) -> str:
                     [(op, dt, str(n)) for op, dt, n in info.op_counts])
     lines.append("")
     lines.append("tensors by dtype: " + ", ".join(f"{dt} {n}" for dt, n in info.tensor_dtypes))
+    if info.custom_ops:
+        lines.append(f"custom ops: {', '.join(info.custom_ops)} (not LiteRT builtins: a runtime needs a kernel "
+                     "registered for each, or the model fails to prepare)")
     return "\n".join(lines)
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConversionError
+from harness.quantize.tflite_converter import first_useful_lines
 from harness.quantize.calibration import Calibration
 from harness.quantize.inspect import OpInfo, list_ops, open_interpreter, read_io
 from harness.quantize.options import QuantizeOptions
@@ -102,7 +103,9 @@ def quantize_mixed(float_path: Path, calibration: Calibration, options: Quantize
     except ConversionError:
         raise
     except Exception as exc:  # ai-edge-quantizer raises ValueError/RuntimeError/KeyError...
-        raise ConversionError(VARIANT, str(exc).strip() or type(exc).__name__) from exc
+        full = str(exc).strip() or type(exc).__name__
+        short = first_useful_lines(full)
+        raise ConversionError(VARIANT, short, detail=full if short != full else None) from exc
     return _restore_dynamic_batch(bytes(result.quantized_model)), chosen
 
 

@@ -34,7 +34,10 @@ log = logging.getLogger(__name__)
 INT8_OPS = "TFLITE_BUILTINS_INT8"
 INT16X8_OPS = "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"
 BENIGN_WARNING = "Statistics for quantized inputs were expected"  # int8 I/O without stats: normal
-MAX_MESSAGE_CHARS = 4000  # converter errors can run to pages of MLIR dumps; keep the useful head
+USEFUL_LINES = 6          # converter errors run to pages of MLIR dumps; the op at fault is in the first lines
+MAX_MESSAGE_CHARS = 800   # ... and one of those lines can be long: a table cell is not the place for it
+MLIR_LOCATION = "<unknown>:"  # each diagnostic starts "<unknown>:0: error: loc(...): the message"
+NOISE_PREFIXES = ("note:", "%", "^bb", '"', "}", "Details:", "tf.", "tfl.", "See instructions")  # dumps, not causes
 
 
 def converter_request(variant: str, options: QuantizeOptions) -> dict[str, Any]:
@@ -88,7 +91,9 @@ def run_converter(model: Any, variant: str, calibration: Calibration | None,
             _configure(converter, request, calibration, tf)
             data = converter.convert()
     except Exception as exc:  # the converter raises ConverterError, ValueError, RuntimeError...
-        raise ConversionError(variant, _trim(exc)) from exc
+        full = str(exc).strip() or type(exc).__name__
+        short = first_useful_lines(full)
+        raise ConversionError(variant, short, detail=full if short != full else None) from exc
     finally:
         if chatter.getvalue():
             log.debug("converter output for %s:\n%s", variant, chatter.getvalue())
@@ -166,6 +171,35 @@ def _representative(calibration: Calibration, step: int = 1):
     return samples
 
 
-def _trim(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + " [...]"
+def first_useful_lines(text: str) -> str:
+    """The first ``USEFUL_LINES`` lines of a converter error that say what went wrong, joined by
+    " | ": MLIR locations (``loc(...)``), notes and IR dumps dropped, repeats dropped.
+
+    >>> first_useful_lines("<unknown>:0: error: loc(fused[\"X\"]): 'tf.X' op is neither a custom op nor a flex op")
+    "'tf.X' op is neither a custom op nor a flex op"
+    """
+    kept: list[str] = []
+    for raw in text.replace(MLIR_LOCATION, "\n" + MLIR_LOCATION).splitlines():
+        line = _without_location(raw.strip())
+        if not line or line.startswith(NOISE_PREFIXES) or line in kept:
+            continue
+        kept.append(line)
+        if len(kept) == USEFUL_LINES:
+            break
+    short = " | ".join(kept) or text.strip()
+    return short if len(short) <= MAX_MESSAGE_CHARS else short[:MAX_MESSAGE_CHARS] + " [...]"
+
+
+def _without_location(line: str) -> str:
+    """``<unknown>:0: error: loc(...): message`` -> ``message``."""
+    if line.startswith(MLIR_LOCATION):
+        line = line.split(": ", 1)[1] if ": " in line else ""
+        line = line.removeprefix("error: ").removeprefix("warning: ")
+    if line.startswith("loc("):
+        depth = 0
+        for i, ch in enumerate(line[3:], start=3):
+            depth += (ch == "(") - (ch == ")")
+            if depth == 0:
+                return line[i + 1:].lstrip(": ").strip()
+        return ""
+    return line

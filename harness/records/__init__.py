@@ -172,6 +172,7 @@ class ModelArtifact:
     recipe: Mapping[str, Any]
     calibration: CalibrationInfo | None = None
     error: str | None = None
+    error_detail: str | None = None  # the converter's whole text when ``error`` holds only its first lines
 
     @property
     def ok(self) -> bool:
@@ -189,10 +190,13 @@ class ModelArtifact:
 
 @dataclass(frozen=True, eq=False)
 class Logits:
-    """Float logits for a set of samples, rows aligned with ``ids``."""
+    """Float logits for a set of samples, rows aligned with ``ids``. ``outputs`` says what the
+    model's outputs are: ``"logits"``, or ``"probabilities"`` for a model that ends in a softmax or
+    sigmoid (then a loss takes their logarithm, ``harness.metrics.compare``)."""
 
     ids: np.ndarray
     values: np.ndarray  # float32 [N, K]
+    outputs: str = "logits"
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,7 +12,7 @@ variant, Wilson bars), heatmap of per-group drops over variant x target x delega
 and margin per group (reference vs variant), flips in both directions with McNemar tests,
 calibration-set group shares, provenance (model and variant hashes, runtime versions, devices).
 When ``qskew analyze`` has written analysis.csv and layers.csv into the run directory, an
-"analysis" section (:data:`ANALYSIS_SECTION`) comes before provenance: per-group curvature of the
+"analysis" section (:data:`ANALYSIS_SECTION`, then "bisect" when RUN_DIR/bisect/bisect.csv exists) comes before provenance: per-group curvature of the
 FP32 model and of each variant's dequantized weights, and per-layer errors ranked by group skew.
 When the run holds ``qskew mitigate``'s variants (``*-qat``, ``*-calib``), a "mitigation" section
 (:data:`MITIGATION_SECTION`) puts each group's drop before and after side by side. Those optional
@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from harness.metrics.stats import CONFIDENCE, N_RESAMPLES, SEED
 from harness.report import optional_sections, views
-from harness.report.markup import compact, esc, html_table, img, kv_table, num, pct_ci, pp_ci
+from harness.report.bisect_section import bisect_section
+from harness.report.markup import compact, esc, html_table, img, kv_table, num, pct2, pct_ci, pp_ci
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,6 +48,7 @@ SECTIONS = (("summary", "Summary"), ("accuracy", "Accuracy per group"), ("drops"
 ANALYSIS_SECTION = ("analysis", "Why it skews: curvature and layers")  # only when qskew analyze ran
 MITIGATION_SECTION = ("mitigation", "Before and after mitigation")  # only when qskew mitigate's variants ran
 DELEGATES_SECTION = ("delegates", "Delegates: quantization vs delegate")  # only with reference-kernel jobs
+BISECT_SECTION = ("bisect", "Bisect: where a job's tensors first differ")  # only when qskew bisect ran
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1150px}
@@ -152,8 +154,9 @@ def render_html(run: "RunData", stats: "Stats", images: Mapping[str, bytes]) -> 
     analysis = optional_sections.analysis(run)
     mitigation = optional_sections.mitigation(stats.groups)
     delegates = optional_sections.delegates(run)
+    bisected = bisect_section(run.path)
     extra = (((DELEGATES_SECTION,) if delegates else ()) + ((MITIGATION_SECTION,) if mitigation else ())
-             + ((ANALYSIS_SECTION,) if analysis else ()))
+             + ((ANALYSIS_SECTION,) if analysis else ()) + ((BISECT_SECTION,) if bisected else ()))
     sections = SECTIONS[:-1] + extra + SECTIONS[-1:]
     nav = "<nav>" + "".join(f'<a href="#{key}">{esc(name)}</a>' for key, name in sections) + "</nav>"
     intro = (f"<h1>{esc(title)}</h1><p class=\"note\">dataset {esc(_get(manifest, 'dataset', 'name'))} · "
@@ -161,6 +164,7 @@ def render_html(run: "RunData", stats: "Stats", images: Mapping[str, bytes]) -> 
              f"intervals: {CONFIDENCE:.0%}, Wilson for accuracies, paired group-stratified bootstrap "
              f"({esc(_resamples(stats))} resamples, seed {esc(_seed(stats))}) for drops. Drops are "
              f"acc(FP32) − acc(variant) in percentage points: positive means the variant is worse.</p>")
+    intro += "".join(f'<p class="note"><b>note:</b> {esc(note)}</p>' for note in manifest.get("notes") or ())
     names = views.attributes_of(stats.groups)
 
     def each(chart: str, table=None, rows=None) -> str:
@@ -178,6 +182,7 @@ def render_html(run: "RunData", stats: "Stats", images: Mapping[str, bytes]) -> 
         _section("delegates", delegates) if delegates else "",
         _section("mitigation", mitigation) if mitigation else "",
         _section("analysis", analysis) if analysis else "",
+        _section("bisect", bisected) if bisected else "",
         _section("provenance", _provenance(run)),
     ]
     return head + intro + nav + "".join(body) + "</body></html>\n"
@@ -237,13 +242,17 @@ def _group_table(groups: "pd.DataFrame") -> str:
 def _logit_table(metrics: "pd.DataFrame") -> str:
     rows = [[_job(r), r.group or "(all)", r.n, num(r.logit_var_ref, ".4g"), num(r.logit_var, ".4g"),
              num(r.logit_var / r.logit_var_ref if r.logit_var_ref else math.nan, ".3f"),
-             num(r.margin_ref, ".3f"), num(r.margin, ".3f"), num(r.excess_loss, "+.4f")]
+             num(r.margin_ref, ".3f"), num(r.margin, ".3f"), num(r.excess_loss, "+.4f"),
+             pct2(r.frac_logits_diff), num(r.max_step_diff, ".0f")]
             for r in metrics.itertuples(index=False)]
     return (html_table(["job", "group", "n", "logit var FP32", "logit var", "ratio", "margin FP32", "margin",
-                        "excess loss (nats)"], rows, left=(0, 1))
+                        "excess loss (nats)", "logits ≠ ref. kernels %", "max steps"], rows, left=(0, 1))
             + "<p class=\"note\">Means over the group's samples. A ratio below 1 means flatter logits "
               "under the variant (the mechanism behind disparate damage: lower logit variance, "
-              "smaller margins, higher loss).</p>")
+              "smaller margins, higher loss). The last two columns set the job against the same "
+              "variant on the CPU reference kernels (this device's job, else another device's): the "
+              "share of logits that differ, and the largest difference in the output tensor's "
+              "quantization steps (– for float outputs, or when the run has no such job).</p>")
 
 
 def _flip_table(groups: "pd.DataFrame") -> str:
@@ -298,7 +307,7 @@ def _provenance(run: "RunData") -> str:
 
 
 def _section(key: str, content: str) -> str:
-    title = dict(SECTIONS + (ANALYSIS_SECTION, MITIGATION_SECTION, DELEGATES_SECTION))[key]
+    title = dict(SECTIONS + (ANALYSIS_SECTION, MITIGATION_SECTION, DELEGATES_SECTION, BISECT_SECTION))[key]
     return f'<section id="{esc(key)}"><h2>{esc(title)}</h2>{content}</section>'
 
 

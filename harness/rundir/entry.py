@@ -53,6 +53,8 @@ class SummaryEntry:
     gpu_adapter: str | None = None      # "<adapter> (<backend>)" as the runtime reports it
     disparity: Disparity | None = None
     config_hash: str | None = None
+    device: dict | None = None          # a pooled job: the member that ran it (name, serial, properties)
+    attempts: tuple[dict, ...] = ()     # a pooled job: its failed attempts ({"device", "error"}) before this one
 
     @classmethod
     def from_run(cls, run: DeviceRun, status: str, stage: str | None = None,
@@ -72,7 +74,8 @@ class SummaryEntry:
     def to_json(self) -> dict[str, Any]:
         """The stored JSON object: every key in a fixed order, null where it does not apply, except the
         runtime facts (``precision_requested``/``precision_reported``, ``gpu_adapter``), which appear
-        only where the runner recorded them; ``timings`` and ``transfer`` are {} when unknown."""
+        only where the runner recorded them, and ``device``/``attempts``, only for a pooled job;
+        ``timings`` and ``transfer`` are {} when unknown."""
         entry: dict[str, Any] = {
             "variant": self.variant, "target": self.target, "delegate": self.delegate, "status": self.status,
             "stage": self.stage, "error": self.error, "artifact_sha256": self.artifact_sha256,
@@ -90,4 +93,8 @@ class SummaryEntry:
             entry["gpu_adapter"] = self.gpu_adapter
         entry |= self.disparity.to_json() if self.disparity is not None else _NO_DISPARITY
         entry["config_hash"] = self.config_hash
+        if self.device is not None:  # pooled jobs only: the target is the pool, this is the device
+            entry["device"] = self.device
+        if self.attempts:
+            entry["attempts"] = list(self.attempts)
         return jsonable(entry)

@@ -4,11 +4,16 @@ This is the one module that knows these names; the writer, reader and resume log
 (:mod:`harness.rundir.writer`, :mod:`~harness.rundir.reader`, :mod:`~harness.rundir.resume`) and the
 commands that read a run go through it.
 
-Run directory layout (schema version 3)
+Run directory layout (schema version 4)
 =======================================
 
-Schema 3 added the ``attribute`` column of the metrics parts (several group attributes and their
-intersection, ``harness.metrics.attributes``); a schema-2 run reads as one attribute, "group".
+Schema 4 added the step columns ``max_step_diff`` and ``frac_logits_diff`` to the metrics table.
+Like the drop attribution they compare two jobs, so they are computed when reading, from the
+predictions parts and the manifest's output scales: runs of schema 1 to 3 read with them too, and
+resuming one needs no rewrite of its parts (the manifest is rewritten as schema 4, as on every
+resume). Schema 3 added the ``attribute`` column of the metrics parts (several group attributes
+and their intersection, ``harness.metrics.attributes``); a schema-2 run reads as one attribute,
+"group".
 
 A run directory grows by one set of immutable *parts* per job; nothing an earlier job wrote is
 rewritten (only ``manifest.json``, which is small, is rewritten on resume). Every file is written
@@ -66,8 +71,8 @@ the reference rows); read together (:func:`harness.rundir.reader.read_run`) they
     metrics exactly (``RunData.per_sample`` does this).
 
 ``metrics/<seq>-<key>.csv`` -- the job's rows of the metrics table: one overall row and one row
-per group, the columns below except the two attribution columns, which depend on other jobs and
-are computed when reading. Read back (``RunData.metrics``), the table has these columns, in order
+per group, the columns below except the two attribution and the two step columns, which depend on
+other jobs and are computed when reading (:data:`CROSS_JOB_COLUMNS`). Read back (``RunData.metrics``), the table has these columns, in order
 (definitions in ``harness.metrics.groups``; rates are fractions in [0, 1], losses in nats)::
 
     variant, target, delegate   the job
@@ -94,6 +99,12 @@ are computed when reading. Read back (``RunData.metrics``), the table has these 
     kl                          mean KL(p_ref || p_variant), nats
     logit_mse                   mean over samples of the mean squared logit difference
     psi                         group acc_drop - overall acc_drop; empty (NaN) on overall rows
+    max_step_diff               largest |logit difference| in output quantization steps against the
+                                same variant's reference-kernel job (the baseline job of
+                                drop_quantization); NaN for float outputs, for a variant with no
+                                reference-kernel job, and before schema 4 nowhere (computed when read)
+    frac_logits_diff            share of the row's logits (n x classes) that differ from that job's:
+                                by at least one output step; for float outputs, at all
 
     Read back, rows are ordered by (variant, target, delegate), the overall row first, then the
     attributes' groups (by attribute, then name), then the cells. Floats are written with full round-trip precision. Failed jobs have no rows.
@@ -101,8 +112,8 @@ are computed when reading. Read back (``RunData.metrics``), the table has these 
 ``placement/<seq>-<key>.csv`` -- which ops of the job ran on the delegate and which on the CPU, as
 far as the runtime can tell (columns and sources: ``harness.placement``); read back sorted by job.
 
-``summary/<seq>-<key>.json`` -- ``{"schema_version": 2, "run": entry}``; read back
-(``RunData.summary``) as ``{"schema_version": 2, "runs": [entry, ...]}`` in the order the jobs
+``summary/<seq>-<key>.json`` -- ``{"schema_version": 4, "run": entry}``; read back
+(``RunData.summary``) as ``{"schema_version": 4, "runs": [entry, ...]}`` in the order the jobs
 finished. An entry is ``harness.rundir.entry.SummaryEntry.to_json()`` (the numbers from n to
 small_groups: ``harness.metrics.disparity.Disparity``); it has every key, in this order, null where
 it does not apply, except the runtime facts, present only where the runner recorded them::
@@ -157,7 +168,7 @@ it does not apply, except the runtime facts, present only where the runner recor
 Older runs (schema 1) hold the same tables as four whole files, rewritten after every job:
 ``predictions.parquet``, ``metrics.csv`` (with the attribution columns, or without them when written
 before they existed), ``summary.json`` (``{"schema_version": 1, "runs": [...]}``) and, when written
-after it existed, ``placement.csv``. They still read; resuming one converts it to schema 2 once
+after it existed, ``placement.csv``. They still read; resuming one converts it to parts (this schema) once
 (:func:`harness.rundir.writer.convert_schema1`).
 
 ``lock`` -- locked (``fcntl.flock``) by the one process writing the run, which writes its pid, host
@@ -178,7 +189,7 @@ import json
 import re
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA2 = 2  # one group attribute: metrics parts without the attribute column
 SCHEMA1 = 1  # the whole-file layout of older runs
 
@@ -216,6 +227,8 @@ JOB_KEYS = ("variant", "target", "delegate")
 PARQUET_SCHEMA_KEY = b"qskew_schema_version"
 CSV_ENGINE = "python"  # parses floats with float(): exact round trip (the C parser can be 1 ulp off)
 ATTRIBUTION_COLUMNS = ("drop_quantization", "drop_delegate")  # metrics columns computed across jobs
+STEP_COLUMNS = ("max_step_diff", "frac_logits_diff")          # so are these (harness.metrics.steps)
+CROSS_JOB_COLUMNS = ATTRIBUTION_COLUMNS + STEP_COLUMNS        # never stored in a metrics part
 KEY_HEX_DIGITS = 16    # 64 bits of sha256: a collision among a run's jobs is not a practical worry
 SEQ_DIGITS = 6         # a million jobs per run directory before names stop sorting by finishing order
 PART_NAME = re.compile(rf"^(\d{{{SEQ_DIGITS},}})-([0-9a-f]{{{KEY_HEX_DIGITS}}})$")
@@ -268,12 +281,18 @@ def metrics_columns(stored: bool = False) -> dict[str, str]:
     """Metrics columns (name -> dtype); ``stored`` leaves out those computed when reading."""
     from harness.metrics.groups import METRIC_COLUMNS
 
-    return {k: v for k, v in METRIC_COLUMNS.items() if not (stored and k in ATTRIBUTION_COLUMNS)}
+    return {k: v for k, v in METRIC_COLUMNS.items() if not (stored and k in CROSS_JOB_COLUMNS)}
 
 
-def legacy_metrics_columns(stored: bool = False) -> dict[str, str]:
-    """Metrics columns of schema 1 and 2 runs: without ``attribute`` (one attribute, "group")."""
-    return {k: v for k, v in metrics_columns(stored).items() if k != "attribute"}
+def schema1_metrics_columns() -> dict[str, str]:
+    """Columns of a schema-1 ``metrics.csv`` written with the attribution columns (it never had the
+    step columns)."""
+    return {k: v for k, v in metrics_columns().items() if k not in STEP_COLUMNS}
+
+
+def without_attribute(columns: dict[str, str]) -> dict[str, str]:
+    """``columns`` as schema 1 and 2 runs wrote them: without ``attribute`` (one attribute, "group")."""
+    return {k: v for k, v in columns.items() if k != "attribute"}
 
 
 def placement_columns() -> dict[str, str]:

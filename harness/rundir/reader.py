@@ -66,6 +66,7 @@ class RunData:
         from harness.metrics.compare import compare_samples
 
         ref = self.logits(*REFERENCE_JOB)
+        ref = Logits(ids=ref.ids, values=ref.values, outputs=self.manifest.get("model", {}).get("outputs", "logits"))
         if not len(ref.ids):
             raise ResultsError(f"{self.path} holds no reference rows")
         job = self._rows((variant, target, delegate))
@@ -115,11 +116,13 @@ def read_run(run_dir: Path) -> RunData:
     done = [p for p in parts if p.entry["status"] == "ok"]
     ref = layout.part_path(run_dir, layout.PREDICTIONS_DIR, layout.REFERENCE_SEQ, layout.job_key(REFERENCE_JOB))
     files = ([ref] if ref.exists() else []) + [_part(run_dir, layout.PREDICTIONS_DIR, p) for p in done]
-    metrics = [read_metrics_csv(_part(run_dir, layout.METRICS_DIR, p), stored=True) for p in done]
+    stored = layout.metrics_columns(stored=True)
+    metrics = [read_metrics_csv(_part(run_dir, layout.METRICS_DIR, p), stored) for p in done]
     placement = [read_typed_csv(path, layout.placement_columns()) for p in done
                  if (path := layout.part_path(run_dir, layout.PLACEMENT_DIR, p.seq, p.key)).exists()]
-    return RunData(path=run_dir, manifest=manifest, predictions=read_predictions(files).to_pandas(),
-                   metrics=_with_attribution(metrics), placement=_sorted_placement(placement),
+    predictions = read_predictions(files).to_pandas()
+    return RunData(path=run_dir, manifest=manifest, predictions=predictions,
+                   metrics=_cross_job(metrics, predictions, manifest), placement=_sorted_placement(placement),
                    summary={"schema_version": SCHEMA_VERSION, "runs": [p.entry for p in parts]})
 
 
@@ -182,8 +185,10 @@ def read_schema1(run_dir: Path, manifest: dict, required: bool) -> RunData:
     elif required:
         raise ResultsError(f"run directory file {path} is missing")
     placement = run_dir / layout.PLACEMENT_FILE
-    return RunData(path=run_dir, manifest=manifest, predictions=table.to_pandas(),
-                   metrics=_read_schema1_metrics(run_dir / layout.METRICS_FILE, required), summary=summary,
+    predictions = table.to_pandas()
+    metrics = _read_schema1_metrics(run_dir / layout.METRICS_FILE, required)
+    return RunData(path=run_dir, manifest=manifest, predictions=predictions,
+                   metrics=_cross_job(metrics, predictions, manifest), summary=summary,
                    placement=read_typed_csv(placement, layout.placement_columns()) if placement.exists() else None)
 
 
@@ -224,13 +229,14 @@ def read_typed_csv(path: Path, columns: Mapping[str, str]) -> "pd.DataFrame":
     return table
 
 
-def read_metrics_csv(path: Path, stored: bool) -> "pd.DataFrame":
-    """A metrics file or part; one written before schema 3 gets attribute "group" ("" on overall rows)."""
+def read_metrics_csv(path: Path, columns: dict[str, str]) -> "pd.DataFrame":
+    """A metrics file or part with ``columns``; one written before schema 3 (no ``attribute``
+    column) gets attribute "group" ("" on overall rows)."""
     try:
-        return read_typed_csv(path, layout.metrics_columns(stored))
+        return read_typed_csv(path, columns)
     except ResultsError as first:
         try:
-            table = read_typed_csv(path, layout.legacy_metrics_columns(stored))
+            table = read_typed_csv(path, layout.without_attribute(columns))
         except ResultsError:
             raise first from None
     table.insert(table.columns.get_loc("scope") + 1, "attribute",
@@ -254,17 +260,22 @@ def _part(run_dir: Path, kind: str, part: SummaryPart) -> Path:
     return path
 
 
-def _with_attribution(parts: list["pd.DataFrame"]) -> "pd.DataFrame":
-    """The jobs' stored metrics as one table, sorted, with the cross-job attribution columns."""
+def _cross_job(parts: list["pd.DataFrame"], predictions: "pd.DataFrame", manifest: dict) -> "pd.DataFrame":
+    """The jobs' stored metrics as one table, sorted, with the columns computed across jobs: the drop
+    attribution (from the accuracies) and the step columns (from the predictions)."""
     import pandas as pd
 
+    from harness.metrics.attributes import Attributes
     from harness.metrics.groups import attribute_drops, sort_metrics
+    from harness.metrics.steps import fill_step_columns, manifest_output_scales
 
     columns = layout.metrics_columns()
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
-    table = pd.concat(parts, ignore_index=True).assign(**{c: np.nan for c in layout.ATTRIBUTION_COLUMNS})
-    return attribute_drops(sort_metrics(table[list(columns)].astype(columns)))
+    table = pd.concat(parts, ignore_index=True).assign(**{c: np.nan for c in layout.CROSS_JOB_COLUMNS})
+    table = attribute_drops(sort_metrics(table[list(columns)].astype(columns)))
+    return fill_step_columns(table, predictions, manifest_output_scales(manifest),
+                             Attributes.from_json(manifest.get("dataset")))
 
 
 def _sorted_placement(parts: list["pd.DataFrame"]) -> "pd.DataFrame":
@@ -277,16 +288,18 @@ def _sorted_placement(parts: list["pd.DataFrame"]) -> "pd.DataFrame":
     return table.reset_index(drop=True)
 
 
-def _read_schema1_metrics(path: Path, required: bool) -> "pd.DataFrame":
+def _read_schema1_metrics(path: Path, required: bool) -> list["pd.DataFrame"]:
+    """A schema-1 metrics.csv without its cross-job columns (they are computed again when read),
+    written with or without the attribution columns; [] when absent and not ``required``."""
     if not path.exists():
         if required:
             raise ResultsError(f"run directory file {path} is missing")
-        return _with_attribution([])
+        return []
     try:
-        return read_metrics_csv(path, stored=False)
-    except ResultsError as first:  # written before the drop attribution columns existed?
+        table = read_metrics_csv(path, layout.metrics_columns(stored=True))
+    except ResultsError as first:  # written after the drop attribution columns existed?
         try:
-            table = read_metrics_csv(path, stored=True)
+            table = read_metrics_csv(path, layout.schema1_metrics_columns())
         except ResultsError:
             raise first from None
-        return _with_attribution([table])
+    return [table.drop(columns=[c for c in layout.ATTRIBUTION_COLUMNS if c in table])]

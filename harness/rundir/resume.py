@@ -21,7 +21,7 @@ from harness.rundir import layout
 from harness.rundir.layout import REFERENCE_JOB, REFERENCE_SEQ, Job
 from harness.rundir.reader import read_json, summary_parts
 
-DEVICE_KEYS = ("targets", "devices_file")  # [run] keys that choose devices, not what is measured
+DEVICE_KEYS = ("targets", "devices_file", "retries")  # [run] keys that choose devices, not what is measured
 # Keys added after schema 1 was first written, with the value that means "as before": left out of
 # the hash at that value, so a run directory written before they existed can still be resumed.
 LATER_DEFAULTS = {("quantize", "fixed_batch"): 0, ("run", "repeat"): 1, ("run", "allow_unproven"): False,

@@ -121,30 +121,35 @@ class RunWriter:
         table = predictions_table(REFERENCE_JOB, test.ids, test.group, test.y, values.argmax(axis=1), values)
         write_parquet(path, table)
 
-    def add_run(self, run: DeviceRun, score: "JobScore | None") -> None:
+    def add_run(self, run: DeviceRun, score: "JobScore | None", device: Mapping[str, Any] | None = None,
+                attempts: Iterable[Mapping[str, Any]] = ()) -> None:
         """Store a finished job's predictions, metrics, placement and summary from its ``score``.
 
         A run that failed (``run.ok`` is False; ``score`` is then unused) is recorded with
-        :meth:`add_failure`, stage "run".
+        :meth:`add_failure`, stage "run". ``device`` and ``attempts`` are a pooled job's: the
+        member that ran it and the attempts that failed on other members before.
         """
         if not run.ok:
             self.add_failure(run.variant, run.target, run.delegate, run.error or "unknown error",
-                             stage=failure_stage(run))
+                             stage=failure_stage(run), device=device, attempts=attempts)
             return
         job = (run.variant, run.target, run.delegate)
         if score is None or tuple(score.job) != job:
             raise ResultsError(f"the score handed to {self.run_dir} is not job {'/'.join(job)}'s")
-        entry = SummaryEntry.from_run(run, status="ok", disparity=score.summary)
+        entry = replace(SummaryEntry.from_run(run, status="ok", disparity=score.summary),
+                        device=dict(device) if device else None, attempts=tuple(map(dict, attempts)))
         predictions = predictions_table(job, score.ids, score.groups, score.labels, score.preds, score.logits)
         self._store(job, entry, predictions, score.metrics, list(score.placement))
 
-    def add_failure(self, variant: str, target: str, delegate: str, error: str, stage: "str | Enum") -> None:
+    def add_failure(self, variant: str, target: str, delegate: str, error: str, stage: "str | Enum",
+                    device: Mapping[str, Any] | None = None, attempts: Iterable[Mapping[str, Any]] = ()) -> None:
         """Record a job that failed at ``stage`` (e.g. "convert", "run"; a str-valued Enum is stored
-        as its value): a summary part only."""
+        as its value): a summary part only (``device``/``attempts`` as for :meth:`add_run`)."""
         failed = DeviceRun(variant=variant, target=target, delegate=delegate, artifact_sha256=None,
                            logits=None, error=str(error))
         stage = stage.value if isinstance(stage, Enum) else str(stage)
-        entry = SummaryEntry.from_run(failed, status="failed", stage=stage)
+        entry = replace(SummaryEntry.from_run(failed, status="failed", stage=stage),
+                        device=dict(device) if device else None, attempts=tuple(map(dict, attempts)))
         self._store((variant, target, delegate), entry, None, None, [])
 
     def completed_jobs(self) -> set[Job]:

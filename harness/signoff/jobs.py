@@ -27,15 +27,29 @@ def jobs_rule(plan: Iterable[Iterable[str]] | None, runs: list[Mapping[str, Any]
     if not ok:
         return RuleResult("jobs_completed", FAIL, len(planned), 0,
                           f"no job finished of {len(planned)} planned: nothing to sign off", evidence)
+    retried = tuple(_retried(job, entries[job]) for job in planned
+                    if job in entries and entries[job]["status"] == "ok" and entries[job].get("attempts"))
+    after = (f" ({len(retried)} after failed attempts on another device: "
+             + "; ".join(f"{r['job']} ({r['why']})" for r in retried[:SHOWN_JOBS]) + ")") if retried else ""
     if not evidence:
-        return RuleResult("jobs_completed", PASS, len(planned), ok, f"all {len(planned)} planned jobs finished")
+        return RuleResult("jobs_completed", PASS, len(planned), ok,
+                          f"all {len(planned)} planned jobs finished{after}", retried)
     shown = "; ".join(f"{e['job']} ({e['why']})" for e in evidence[:SHOWN_JOBS])
     more = f"; and {len(evidence) - SHOWN_JOBS} more" if len(evidence) > SHOWN_JOBS else ""
     status = WARN if allow_failed else FAIL
     allowed = " (allow_failed_jobs)" if allow_failed else ""
     return RuleResult("jobs_completed", status, len(planned), ok,
-                      f"{len(evidence)} of {len(planned)} planned jobs did not finish{allowed}: {shown}{more}",
-                      evidence)
+                      f"{len(evidence)} of {len(planned)} planned jobs did not finish{allowed}: {shown}{more}{after}",
+                      evidence + retried)
+
+
+def _retried(job: tuple, entry: Mapping[str, Any]) -> dict:
+    """The evidence for a finished job that needed retries: where its attempts failed."""
+    attempts = list(entry.get("attempts") or [])
+    devices = ", ".join(str(a.get("device")) for a in attempts)
+    ran = (entry.get("device") or {}).get("name")
+    return {"job": " / ".join(map(str, job)), "status": "ok", "stage": None, "error": None,
+            "attempts": attempts, "why": f"{len(attempts)} failed attempt(s) on {devices}; finished on {ran}"}
 
 
 def _problem(job: tuple, entry: Mapping[str, Any] | None) -> dict | None:

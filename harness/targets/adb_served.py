@@ -22,6 +22,7 @@ id 0 stdin, 1 stdout, 2 stderr, 3 exit status (one byte), 4 close stdin.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from typing import Callable, Protocol, Sequence
 
@@ -38,6 +39,8 @@ PID_PROLOGUE = 'echo "QSKEW-PID $$"; exec "$@"'
 SHELL_V2_SERVE = b"shell,v2,raw"
 MAX_LINE_BYTES = 1 << 20      # one stdout line held while it is incomplete: progress lines are short
 KILL_TIMEOUT_S = 30.0         # the kill command after a request's timeout
+STREAM_OPEN_TIMEOUT_S = 10.0  # opening the stream: the device or the server answers at once
+RECV_BYTES = 64 * 1024        # one read of a server stream: a runner's answer is a few lines
 
 
 class StreamTimeout(TargetError):
@@ -210,7 +213,8 @@ class AdbShellStream:
         with session._lock:
             self.device = session._connected(what)
             try:
-                self.info = self.device._open(SHELL_V2_SERVE + b":" + command.encode(), 10.0, 10.0, None)
+                self.info = self.device._open(SHELL_V2_SERVE + b":" + command.encode(), STREAM_OPEN_TIMEOUT_S,
+                                               STREAM_OPEN_TIMEOUT_S, None)
             except Exception as exc:  # adb-shell's tree and socket errors: the link is not usable
                 session.drop_link()
                 raise LinkLost(f"{what}: {bare(exc)}", session.name) from exc
@@ -284,3 +288,55 @@ class AdbShellStream:
             self.session.drop_link()
             self._closed = True
             raise LinkLost(f"served stream to {self.session.where}: {bare(exc)}", self.session.name) from exc
+
+
+class ServerStream:
+    """A ``shell,v2,raw:`` stream through the adb server (``adb_server.ServerSession``): its own
+    socket to the server, so it never blocks the session's other requests."""
+
+    def __init__(self, session, command: str):
+        what = f"serve {command!r}"
+        self.name = session.name
+
+        def open_shell(d):  # an adbutils.AdbDevice (imported by adb_server, not here)
+            conn = d.open_transport(timeout=STREAM_OPEN_TIMEOUT_S)
+            try:
+                conn.send_command(f"{SHELL_V2_SERVE.decode()}:{command}")
+                conn.check_okay()
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+        self._conn = session.call(what, open_shell, idempotent=False)
+        self._closed = False
+
+    @property
+    def open(self) -> bool:
+        return not self._closed
+
+    def send(self, data: bytes, timeout_s: float) -> None:
+        self._io(lambda sock: sock.sendall(data), timeout_s)
+
+    def recv(self, timeout_s: float) -> bytes:
+        if self._closed:
+            return b""
+        data = self._io(lambda sock: sock.recv(RECV_BYTES), timeout_s)
+        if not data:
+            self._closed = True
+        return data
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._conn.close()
+
+    def _io(self, op, timeout_s: float):
+        sock = self._conn.conn
+        try:
+            sock.settimeout(max(timeout_s, 0.001))
+            return op(sock)
+        except socket.timeout as exc:
+            raise StreamTimeout(f"served stream: {bare(exc)}", self.name) from exc
+        except OSError as exc:
+            self.close()
+            raise LinkLost(f"served stream: {bare(exc)}", self.name) from exc

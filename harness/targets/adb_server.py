@@ -8,7 +8,9 @@ and ``adb_jobs.DetachedJobs`` (the device runner started detached and polled). W
 here: ``ServerSession`` runs one shell command through the server — always with shell protocol v2
 (``shell2(..., v2=True)``: adbutils' default v1 appends its own marker and cannot tell the exit code
 of a command that ``exit``s), or qskew's own marker on a v1-only device — and ``ServerFiles`` moves
-files with the server's sync service. Errors name the device, the serial and the server.
+files with the server's sync service. Errors name the device, the serial and the server. A
+command's output is read as it comes and stops at ``LinkLimits.output_bytes`` (``PeerError``), as
+on qskew's own ADB link: a device cannot make qskew hold more than that.
 
 The server is never started by qskew: adbutils would run ``adb start-server`` on the default port
 when it cannot connect, so ``server_client`` checks the server answers first.
@@ -32,8 +34,8 @@ from harness.errors import CommandFailed, CommandTimeout, ConfigError, TargetErr
 from harness.fsutil import atomic_write
 from harness.targets.adb import DEFAULT_WORKDIR, SessionTarget
 from harness.targets.adb_files import MOVE_SCRIPT, AdbFiles
-from harness.targets.adb_link import LinkLimits
-from harness.targets.adb_served import SHELL_V2_SERVE, StreamTimeout
+from harness.targets.adb_link import LinkLimits, PeerError
+from harness.targets.adb_served import ServerStream
 from harness.targets.adb_session import (COMMAND_TIMEOUT_S, RECONNECT_ATTEMPTS, RECONNECT_BACKOFF_S, AdbSession, LinkLost,
                                          bare, checked_argv, decode, shell_command, shown)
 from harness.targets.base import RemoteStat
@@ -45,7 +47,8 @@ T = TypeVar("T")
 DEFAULT_SERVER = "127.0.0.1:5037"     # where `adb start-server` listens unless told otherwise
 SERVER_PROBE_TIMEOUT_S = 3.0          # the server is on this host or the lab's LAN: it answers at once
 LINK_ERRORS = (AdbError, OSError)     # the server or the device's transport went away (AdbTimeout first)
-RECV_BYTES = 64 * 1024                # one read of a served stream: a runner's answer is a few lines
+READ_CHUNK_BYTES = 64 * 1024          # a shell v1 stream is read this much at a time (then counted)
+SHELL_V2_STDOUT, SHELL_V2_STDERR, SHELL_V2_EXIT = 1, 2, 3  # shell v2 packet ids (adb's shell_protocol.h)
 
 
 def parse_server(server: str, where: str = "adb server") -> tuple[str, int]:
@@ -199,15 +202,16 @@ class ServerSession:
         return decode(out)
 
     def _run_once(self, command: str, timeout_s: float, what: str, *, idempotent: bool):
-        """(exit code, stdout bytes, stderr bytes): shell v2, or qskew's marker on a v1-only device."""
+        """(exit code, stdout bytes, stderr bytes): shell v2, or qskew's marker on a v1-only device.
+
+        At most ``limits.output_bytes`` of output are read (PeerError beyond)."""
+        limit = self.limits.output_bytes
         if "shell_v2" in self.features:
-            def v2(d: adbutils.AdbDevice):
-                r = d.shell2(command, timeout=timeout_s, encoding=None, v2=True)
-                return r.returncode, r.stdout, r.stderr
-            return self.call(what, v2, idempotent=idempotent)
+            return self.call(what, lambda d: _shell_v2(d, command, timeout_s, limit, what, self.name),
+                             idempotent=idempotent)
         marker = f"__QSKEW_RC_{secrets.token_hex(8)}="
-        data = self.call(what, lambda d: d.shell(f'{command}; echo "{marker}$?"', timeout=timeout_s,
-                                                 encoding=None, rstrip=False), idempotent=idempotent)
+        data = self.call(what, lambda d: _shell_v1(d, f'{command}; echo "{marker}$?"', timeout_s, limit, what,
+                                                   self.name), idempotent=idempotent)
         at = data.rfind(marker.encode())
         match = re.match(rb"\s*(\d+)", data[at + len(marker):]) if at >= 0 else None
         if match is None:
@@ -215,56 +219,45 @@ class ServerSession:
         return int(match.group(1)), data[:at], b""
 
 
-class ServerStream:
-    """A ``shell,v2,raw:`` stream through the adb server (``adb_served.ByteStream``): its own
-    socket to the server, so it never blocks the session's other requests."""
+def _over(what: str, limit: int, name: str) -> PeerError:
+    return PeerError(f"{what}: the output exceeds the {limit}-byte limit (LinkLimits.output_bytes)", name)
 
-    def __init__(self, session: ServerSession, command: str):
-        what = f"serve {command!r}"
-        self.name = session.name
 
-        def open_shell(d: adbutils.AdbDevice):
-            conn = d.open_transport(timeout=COMMAND_TIMEOUT_S)
-            try:
-                conn.send_command(f"{SHELL_V2_SERVE.decode()}:{command}")
-                conn.check_okay()
-            except BaseException:
-                conn.close()
-                raise
-            return conn
-        self._conn = session.call(what, open_shell, idempotent=False)
-        self._closed = False
+def _shell_v2(device: adbutils.AdbDevice, command: str, timeout_s: float, limit: int, what: str, name: str):
+    """A shell v2 command through the server, its packets read one by one (adbutils' ``shell2``
+    holds the whole output): (exit code, stdout, stderr), PeerError past ``limit`` bytes."""
+    conn = device.open_transport(timeout=timeout_s)
+    try:
+        conn.send_command(f"shell,v2:{command}")
+        conn.check_okay()
+        out, err, exit_code = bytearray(), bytearray(), 255
+        while True:
+            header = conn.read_exact(5)
+            kind, length = header[0], int.from_bytes(header[1:5], "little")
+            if len(out) + len(err) + length > limit:
+                raise _over(what, limit, name)
+            data = conn.read_exact(length) if length else b""
+            if kind == SHELL_V2_EXIT:
+                exit_code = data[0] if data else exit_code
+                return exit_code, bytes(out), bytes(err)
+            (out if kind == SHELL_V2_STDOUT else err if kind == SHELL_V2_STDERR else bytearray()).extend(data)
+    finally:
+        conn.close()
 
-    @property
-    def open(self) -> bool:
-        return not self._closed
 
-    def send(self, data: bytes, timeout_s: float) -> None:
-        self._io(lambda sock: sock.sendall(data), timeout_s)
-
-    def recv(self, timeout_s: float) -> bytes:
-        if self._closed:
-            return b""
-        data = self._io(lambda sock: sock.recv(RECV_BYTES), timeout_s)
-        if not data:
-            self._closed = True
-        return data
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._conn.close()
-
-    def _io(self, op, timeout_s: float):
-        sock = self._conn.conn
-        try:
-            sock.settimeout(max(timeout_s, 0.001))
-            return op(sock)
-        except socket.timeout as exc:
-            raise StreamTimeout(f"served stream: {bare(exc)}", self.name) from exc
-        except OSError as exc:
-            self.close()
-            raise LinkLost(f"served stream: {bare(exc)}", self.name) from exc
+def _shell_v1(device: adbutils.AdbDevice, command: str, timeout_s: float, limit: int, what: str, name: str) -> bytes:
+    """A shell v1 command's output until the device closes the stream, PeerError past ``limit`` bytes."""
+    conn = device.open_shell(command)
+    try:
+        conn.conn.settimeout(timeout_s)
+        out = bytearray()
+        while chunk := conn.conn.recv(READ_CHUNK_BYTES):
+            out += chunk
+            if len(out) > limit:
+                raise _over(what, limit, name)
+        return bytes(out)
+    finally:
+        conn.close()
 
 
 class ServerFiles(AdbFiles):
@@ -339,3 +332,4 @@ class ServerTarget(SessionTarget):
 
     def _open_stream(self, command: str) -> ServerStream:
         return ServerStream(self._session, command)
+

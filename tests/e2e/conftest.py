@@ -12,4 +12,4 @@ def demo_run(tmp_path_factory):
     return out
 
 
-from support.board_env import aarch64_board  # noqa: E402,F401  (a pytest fixture: test_board_demo.py)
+from support.board_env import aarch64_board, armv7l_board  # noqa: E402,F401  (fixtures: test_board_*.py)

@@ -96,7 +96,7 @@ def test_a_demo_through_the_server_is_bit_identical_to_the_direct_connection(ser
     _adb, server, serial, root = served
     devices = tmp_path / "devices.toml"
     devices.write_text(f'[[device]]\nname = "via-server"\nreach = "adb-server"\nserial = "{serial}"\n'
-                       f'server = "{server}"\nworkdir = "{root / "data/local/tmp/qskew"}"\n')
+                       f'server = "{server}"\nworkdir = "/data/local/tmp/qskew"\n')
     out = tmp_path / "run"
     assert cli.main(["demo", "--devices", str(devices), "--device", "via-server", "--device", "simulated",
                      "--variants", "fp32,int8", "--delegates", "xnnpack,reference", "--out", str(out),
@@ -131,7 +131,7 @@ def test_the_runner_stays_up_through_the_server(served, tmp_path, monkeypatch):
     test = tiny.make_test_set(150)
     arts = [ModelArtifact(variant=v, path=models[v], sha256=hashlib.sha256(models[v].read_bytes()).hexdigest(),
                           size_bytes=models[v].stat().st_size, inputs=(), outputs=(), recipe={}) for v in ("fp32", "int8")]
-    workdir = str(root / "data/local/tmp/qskew-stream")
+    workdir = "/data/local/tmp/qskew-stream"  # the device's own path (root/data/local/tmp on this host)
     with ServerTarget("via-server", serial=serial, server=server, workdir=workdir) as target:
         served_runs = [run_job(target, art, test) for art in arts]
         (first,) = target._served.values()
@@ -145,3 +145,42 @@ def test_the_runner_stays_up_through_the_server(served, tmp_path, monkeypatch):
         alone = [run_job(target, art, test) for art in arts]
     for a, b in zip(served_runs, alone):
         assert a.ok and b.ok and a.raw.dtype == b.raw.dtype and a.raw.tobytes() == b.raw.tobytes()
+
+
+def test_a_commands_output_through_the_server_stops_at_the_output_cap(served):
+    from harness.targets.adb_link import LinkLimits, PeerError
+    from harness.targets.adb_server import ServerTarget
+
+    _adb, server, serial, root = served
+    target = ServerTarget("capped", serial=serial, server=server, workdir=str(root / "data/local/tmp/qskew"),
+                          limits=LinkLimits(output_bytes=4096))
+    try:
+        ok = target.run(["sh", "-c", "head -c 3000 /dev/zero | tr '\\0' x; echo oops >&2; exit 3"], timeout_s=30)
+        assert (ok.returncode, ok.stdout, ok.stderr.strip()) == (3, "x" * 3000, "oops")
+        with pytest.raises(PeerError, match="exceeds the 4096-byte limit"):
+            target.run(["sh", "-c", "head -c 100000 /dev/zero"], timeout_s=30)
+        assert target.run(["echo", "still here"], timeout_s=30).stdout.strip() == "still here"
+    finally:
+        target.close()
+
+
+def test_a_legacy_devices_output_through_the_server_stops_at_the_output_cap_too(served, tmp_path):
+    from harness.targets.adb_link import LinkLimits, PeerError
+    from harness.targets.adb_server import ServerTarget
+
+    adb, server, _serial, _root = served
+    (tmp_path / "legacy").mkdir()
+    with SimulatedDevice(tmp_path / "legacy", trusted_keys=trusted_keys_file(tmp_path / "trusted"), features=(),
+                         serial="legacy") as device:  # no shell v2: qskew's exit marker on shell v1
+        serial = adb.connect(device.address)
+        target = ServerTarget("legacy", serial=serial, server=server, workdir=str(tmp_path / "legacy/data"),
+                              limits=LinkLimits(output_bytes=4096))
+        try:
+            assert "shell_v2" not in target.properties()["features"]
+            ok = target.run(["sh", "-c", "head -c 3000 /dev/zero | tr '\\0' x; exit 4"], timeout_s=30)
+            assert (ok.returncode, ok.stdout) == (4, "x" * 3000)
+            with pytest.raises(PeerError, match="exceeds the 4096-byte limit"):
+                target.run(["sh", "-c", "head -c 100000 /dev/zero"], timeout_s=30)
+        finally:
+            target.close()
+            adb("disconnect", serial)

@@ -65,8 +65,9 @@ def run(spec, target, art, test, delegate, **kw):
 
 
 def device_log(target) -> str:
-    """The newest job's benchmark.log, read in the simulated device's file system."""
-    logs = sorted(Path(target.workdir, "jobs").glob(f"*/{bm.LOG_FILE}"), key=lambda p: p.stat().st_mtime)
+    """The newest job's benchmark.log, read in the simulated device's file system (on the host)."""
+    workdir = target.simulator.root / target.workdir.lstrip("/")
+    logs = sorted(Path(workdir, "jobs").glob(f"*/{bm.LOG_FILE}"), key=lambda p: p.stat().st_mtime)
     return logs[-1].read_text()
 
 
@@ -115,14 +116,14 @@ def test_a_delegate_the_device_lacks_is_the_jobs_error_naming_the_device(phone, 
 
 def test_a_hostile_work_folder_on_the_device(models, test_set, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    spec = spec_of("bm-hostile", workdir=HOSTILE)
+    spec = spec_of("bm-hostile", workdir=f"data/local/tmp/{HOSTILE}")  # the device's only writable place
     art = artifact(models["int8"], "int8")
     with open_target(spec) as target:
         assert HOSTILE in target.workdir
         run = run_on_device(spec, target, art, test_set, "xnnpack", num_threads=2, batch_size=BATCH)
         ref = run_on_device(dataclasses.replace(spec, runner="python", benchmark_model=""), target, art,
                             test_set, "xnnpack", num_threads=2, batch_size=BATCH)
-        root = Path(target.workdir).parent
+        root = target.simulator.root
     assert run.ok, run.error
     assert np.array_equal(run.logits, ref.logits)
     assert not list(root.rglob("pwned*")) and not list(tmp_path.rglob("pwned*"))

@@ -125,3 +125,17 @@ def test_a_gpu_job_without_a_vulkan_device_fails_at_stage_delegate_and_the_sweep
     assert runs["gpu"]["status"] != "ok" and runs["gpu"]["stage"] == "delegate"
     assert "No adapters found" in runs["gpu"]["error"] and "VK_ICD_FILENAMES" in runs["gpu"]["error"]
     assert runs["xnnpack"]["status"] == "ok" and runs["reference"]["status"] == "ok"
+
+
+def test_metrics_step_columns_agree_with_the_delegates_table(compared):
+    """metrics.csv's step columns (computed when the run is read) say what delegates.csv says."""
+    table = pd.read_csv(compared / rundir.DELEGATES_FILE, keep_default_na=False)
+    m = rundir.read_run(compared).metrics.set_index(["target", "delegate", "group"])
+    for row in table.itertuples(index=False):
+        mine = m.loc[(row.target, row.delegate, row.group)]
+        for column in ("max_step_diff", "frac_logits_diff"):
+            theirs = float(getattr(row, column)) if getattr(row, column) != "" else math.nan
+            assert (math.isnan(theirs) and math.isnan(mine[column])) or math.isclose(
+                mine[column], theirs, abs_tol=1e-12), (row.target, row.delegate, row.group, column)
+    int8 = m.xs("reference", level="delegate")
+    assert (int8.max_step_diff == 0).all()  # the reference-kernel job is its own baseline

@@ -47,3 +47,17 @@ def test_no_copies_without_such_a_delegate_or_when_the_variants_are_fixed_alread
     assert static_variants(experiment(["xnnpack", "reference"]), model, None, VARIANTS) == {}
     assert static_variants(experiment(["gpu"], fixed_batch=4), model, None, VARIANTS) == {}
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_converter_error_is_short_in_the_artifact_and_whole_in_the_run_directory(tmp_path, monkeypatch):
+    from harness.evaluate import ERRORS_DIR, with_error_files
+    from harness.quantize.convert import convert_all
+    from support.custom_op import CUSTOM_OP, determinant_model
+
+    monkeypatch.setenv("QSKEW_CACHE_DIR", str(tmp_path / "cache"))
+    built = convert_all(determinant_model(), ["fp32"], None, cache_dir=tmp_path / "cache", progress=False)
+    (art,) = with_error_files(tmp_path / "run", built)
+    whole = tmp_path / "run" / ERRORS_DIR / "fp32.txt"
+    assert art.error.endswith(f"(whole converter output: {whole})") and CUSTOM_OP in art.error
+    assert len(art.error) < 1000 and whole.read_text().strip() == built[0].error_detail
+    assert "func.func" in whole.read_text()

@@ -6,8 +6,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np
 import pytest
 
+from harness.errors import ModelError
 from harness.model_source import ModelSource, cached_facts, facts_of, path_sha256
 
 
@@ -55,3 +57,33 @@ def test_a_folder_hashes_its_files_and_their_names(tmp_path):
     before = path_sha256(tmp_path)
     (tmp_path / "a" / "x.bin").rename(tmp_path / "a" / "y.bin")
     assert path_sha256(tmp_path) != before
+
+
+def _converted(model, path, quantize=False):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantize:  # int8 weights and activations, float I/O: QUANTIZE/DEQUANTIZE at the ends
+        x = np.random.default_rng(0).random((16, 6), dtype=np.float32)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
+    path.write_bytes(converter.convert())
+    return path
+
+
+def test_tflite_facts_form_outputs_and_a_single_unit(tmp_path):
+    import keras
+
+    from harness.model_source import tflite_facts
+
+    softmax = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, activation="softmax")])
+    logits = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    facts = tflite_facts(_converted(softmax, tmp_path / "soft.tflite"))
+    assert (facts.form, facts.outputs, facts.num_classes, facts.input_shape) == ("tflite-float", "probabilities", 3, (6,))
+    assert facts.has_fp32_reference and facts.fingerprint == facts.sha256
+    quantized = tflite_facts(_converted(softmax, tmp_path / "soft-int8.tflite", quantize=True))
+    assert (quantized.form, quantized.outputs, quantized.has_fp32_reference) == ("tflite-quantized", "probabilities", False)
+    assert tflite_facts(_converted(logits, tmp_path / "logits.tflite")).outputs == "logits"
+    single = _converted(keras.Sequential([keras.Input((6,)), keras.layers.Dense(1)]), tmp_path / "reg.tflite")
+    with pytest.raises(ModelError, match="has 1 output unit: a regression or single-logit binary model"):
+        ModelSource.from_tflite(single).facts  # noqa: B018

@@ -116,3 +116,32 @@ def test_shape_helpers_reject_multi_output_and_non_logits():
         modelio.model_num_classes(image)
     flexible = keras.Input((None, None, 3))
     assert modelio.model_input_shape(keras.Model(flexible, flexible)) == (None, None, 3)
+
+
+@pytest.mark.parametrize("units", [1])
+def test_a_single_unit_output_gets_an_error_saying_what_qskew_expects(units):
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(units)], name="regressor")
+    with pytest.raises(ModelError, match=r"model 'regressor' has 1 output unit: a regression or single-logit "
+                                         r"binary model\. qskew measures classifiers: it expects .*classes >= 2"):
+        modelio.model_num_classes(model)
+
+
+def test_output_kind_and_input_rescaling_come_from_the_layers():
+    import keras
+
+    soft = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Rescaling(1 / 255, name="r"),
+                             keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    assert modelio.model_output_kind(soft) == "probabilities" and modelio.model_output_kind(_model()) == "logits"
+    assert modelio.input_rescaling(soft) == "Rescaling 'r' (x * 0.00392157 + 0)"
+    assert modelio.input_rescaling(_model()) == ""
+    assert modelio.values_look_like_probabilities(np.array([[0.2, 0.8], [1.0, 0.0]]))
+    assert not modelio.values_look_like_probabilities(np.array([[2.0, -1.0], [0.5, 0.5]]))
+
+
+def test_a_tflite_file_is_refused_where_the_keras_model_is_needed(tmp_path):
+    path = tmp_path / "m.tflite"
+    path.write_bytes(b"x")
+    with pytest.raises(ModelError, match="is a .tflite file: this step needs the Keras model"):
+        modelio.load_model(path)

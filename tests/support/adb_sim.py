@@ -257,3 +257,41 @@ def connect_refused(address: tuple[str, int]) -> bool:
     except ConnectionRefusedError:
         return True
     return False
+
+
+def device_path(sim, host_path: str | os.PathLike) -> str:
+    """The device path of a host path inside simulated device ``sim``'s root (its ``/``: the
+    device is confined, so shells and sync see device paths, never the host's)."""
+    rel = os.path.relpath(os.fspath(host_path), os.fspath(sim.root))
+    if rel.startswith(".."):
+        raise ValueError(f"{host_path} is not inside the device root {sim.root}")
+    return "/" + rel
+
+
+def host_pid(sim, pid: int) -> int | None:
+    """The host PID of process ``pid`` as the running confined device ``sim`` numbers it (its own
+    PID namespace), or None if no such process runs in the device."""
+    init = sim.shell.session.init_pid
+    if init is None:
+        raise AssertionError("the device is not running: its PIDs cannot be mapped")
+    namespace = os.readlink(f"/proc/{init}/ns/pid")
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{name}/status").read_text()
+            if os.readlink(f"/proc/{name}/ns/pid") != namespace:
+                continue
+        except OSError:
+            continue
+        nspids = [ln.split()[1:] for ln in status.splitlines() if ln.startswith("NSpid:")]
+        if nspids and nspids[0] and nspids[0][-1] == str(pid):
+            return int(name)
+    return None
+
+
+def device_processes(sim) -> list[int]:
+    """Host PIDs of the live processes simulated device ``sim`` started (its token in their env)."""
+    from harness.targets.simulate.sandbox import PROCESS_TOKEN_VAR, _pids_with_env
+
+    return [p for p in _pids_with_env(f"{PROCESS_TOKEN_VAR}={sim._token}".encode()) if process_alive(p)]

@@ -1,4 +1,4 @@
-"""The session's aarch64 board, built once (cached in qskew's cache folder) for the slow tests;
+"""The session's aarch64 (and armv7l) board, built once (cached in qskew's cache folder) for the slow tests;
 the conftest of each folder whose tests need it imports the fixture from here.
 
 Under CI (the ``CI`` variable set, as .ci/run does), a host that cannot build or enter a board is a
@@ -22,13 +22,23 @@ def unavailable(reason: str):
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def aarch64_board():
+def _board(arch: str):
     from harness.targets.board.build import build_board
 
     if os.geteuid() != 0:
         unavailable("the board sandbox needs root (mount namespace, binfmt_misc, chroot)")
     try:
-        return build_board(BoardSpec("aarch64"))
+        return build_board(BoardSpec(arch))
     except BoardError as exc:
-        unavailable(f"cannot build an aarch64 board: {exc}")
+        unavailable(f"cannot build an {arch} board: {exc}")
+
+
+@pytest.fixture(scope="session")
+def aarch64_board():
+    return _board("aarch64")
+
+
+@pytest.fixture(scope="session")
+def armv7l_board():
+    """tflite-runtime 2.14.0, Debian's armhf numpy, qemu-arm."""
+    return _board("armv7l")

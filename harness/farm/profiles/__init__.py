@@ -34,9 +34,19 @@ EDGETPU = "edgetpu"
 def refusal(spec, artifact: ModelArtifact, delegate: str) -> str | None:
     """Why the device ``spec`` cannot run ``artifact`` with ``delegate``, or None if it can.
 
-    An artifact that failed to convert is not refused here: its own error is the job's.
+    An artifact that failed to convert is not refused here: its own error is the job's. A board
+    device (``reach = "board"``) also refuses what its runtime is known to crash on
+    (:mod:`harness.targets.board.faults`).
     """
-    if spec.profile != EDGETPU or not artifact.ok or artifact.path is None:
+    if not artifact.ok or artifact.path is None:
+        return None
+    if spec.reach == "board":
+        from harness.targets.board.faults import device_refusal
+
+        why = device_refusal(str(spec.board or ""), Path(artifact.path), delegate)
+        if why:
+            return f"variant {artifact.variant!r}: {why}"
+    if spec.profile != EDGETPU:
         return None
     from harness.farm.profiles import edgetpu
 

@@ -1,26 +1,21 @@
 """Run a command inside a board as a whole ARM system: ``/`` is the board root, nothing of the host.
 
-:func:`sandbox_command` turns an argv meant for the board into the host argv that runs it::
+The namespaces, mounts and chroot are the common confinement of qskew's devices
+(``harness.targets.confine``, whose docstring shows the host argv); a board adds to it:
 
-    unshare --mount --pid --fork --kill-child --uts --propagation private /bin/sh -c SETUP qskew-board \\
-        ROOT CPUINFO DATA_DIR BINFMT_CONF BINFMT_ENTRY HOSTNAME \\
-        /usr/bin/env -i -C CWD PATH=... QEMU_CPU=... ARGV...
+1. a prelude that mounts binfmt_misc if it is not mounted, and registers Debian's qemu entry for
+   the architecture (``/usr/lib/binfmt.d/qemu-<arch>.conf``) only when
+   ``/proc/sys/fs/binfmt_misc/qemu-<arch>`` is absent; the entry is kernel-wide and stays (it is
+   what ``systemd-binfmt`` would register), and nobody else's entry is touched. Its ``F`` flag makes
+   the kernel open qemu at registration, so ARM programs run inside the chroot with no qemu binary
+   in it, and an ARM shell starts ARM programs;
+2. its ARM ``cpuinfo`` over ``/proc/cpuinfo`` (LiteRT's cpuinfo library crashes on the host's x86
+   file) and, for a simulated device, its storage's ``system`` folder read-only at ``/system``;
+3. ``QEMU_CPU`` in every command's environment, so qemu emulates the core the cpuinfo describes
+   (Cortex-A76 / Cortex-A7), and the hostname ``qskew-<arch>``.
 
-SETUP (host ``sh``, inside the new namespaces) then:
-
-1. mounts binfmt_misc if it is not mounted, and registers Debian's qemu entry for the architecture
-   (``/usr/lib/binfmt.d/qemu-<arch>.conf``) only when ``/proc/sys/fs/binfmt_misc/qemu-<arch>`` is
-   absent; the entry is kernel-wide and stays (it is what ``systemd-binfmt`` would register), and
-   nobody else's entry is touched. Its ``F`` flag makes the kernel open qemu at registration, so ARM
-   programs run inside the chroot with no qemu binary in it, and an ARM shell starts ARM programs;
-2. bind-mounts the root onto itself, the device's storage ``DATA_DIR`` (a host folder) over
-   ``/data/local/tmp``, then remounts the root read-only: ``/data/local/tmp`` is the only writable
-   place;
-3. mounts a fresh ``/proc`` (its own PID namespace: only the board's processes) with the board's
-   ARM ``cpuinfo`` over ``/proc/cpuinfo`` (LiteRT's cpuinfo library crashes on the host's x86 file),
-   a small ``/dev`` with null, zero, full, random, urandom and tty, and sets the hostname;
-4. ``chroot``s into the root and starts the command with a clean environment. ``QEMU_CPU`` makes
-   qemu emulate the core the cpuinfo describes (Cortex-A76 / Cortex-A7).
+As for every confined device, ``/data/local/tmp`` (the device's storage ``DATA_DIR``, a host
+folder) is the only writable place.
 
 ``--kill-child`` ties the board's PID 1 to ``unshare``: when :func:`run_command` kills the process
 group on a timeout, every board process dies with it, even one that made its own process group
@@ -37,28 +32,29 @@ it; :func:`setup_failure` turns that into a BoardError.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from harness.errors import CommandTimeout
+from harness.targets import confine
 from harness.targets.board import host
 from harness.targets.board.build import Board
 from harness.targets.board.spec import DATA_DIR, BoardError
+from harness.targets.confine import SETUP_EXIT, Confinement, SandboxCommand
 from harness.targets.process import CommandResult, run_command
 
-SETUP_EXIT = 125  # the exit code of a failed sandbox setup step (env/chroot use 125-127 likewise)
+__all__ = ["BOARD_ENV", "DATA_MOUNT", "SETUP_EXIT", "SETUP_SCRIPT", "SYSTEM_MOUNT", "SandboxCommand",
+           "board_confinement", "run_in_board", "sandbox_command", "setup_failure"]
 SETUP_MARK = "qskew-board:"  # prefix of the one stderr line a failed setup step prints
 DATA_MOUNT = "/" + DATA_DIR
 SYSTEM_MOUNT = "system"  # where sandbox_command(system_dir=...) appears in the board, read-only
-DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 # The environment every board command starts with (Android's shell has these too).
 BOARD_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": DATA_MOUNT, "TMPDIR": DATA_MOUNT,
              "LANG": "C.UTF-8"}
 
-SETUP_SCRIPT = r"""
-fail() { echo "qskew-board: $*" >&2; exit 125; }
-root=$1 cpuinfo=$2 data=$3 conf=$4 entry=$5 name=$6 system=$7; shift 7
+# The board's prelude to the common setup (harness.targets.confine): register qemu with binfmt_misc.
+BINFMT_PRELUDE = r"""
+conf=$1 entry=$2; shift 2
 bm=/proc/sys/fs/binfmt_misc
 [ -e "$bm/register" ] || mount -t binfmt_misc binfmt_misc "$bm" 2>/dev/null \
   || fail "binfmt_misc cannot be mounted at $bm (kernel without CONFIG_BINFMT_MISC, or a container without CAP_SYS_ADMIN): load it with 'modprobe binfmt_misc' or run .ci/board-setup on the host"
@@ -66,29 +62,22 @@ if [ ! -e "$bm/$entry" ]; then
   grep -v '^#' "$conf" > "$bm/register" 2>/dev/null || [ -e "$bm/$entry" ] \
     || fail "cannot register $conf with binfmt_misc: register it on the host (.ci/board-setup)"
 fi
-mount --bind "$root" "$root" && mount --bind "$data" "$root/data/local/tmp" \
-  && mount -o remount,bind,ro "$root" || fail "cannot bind-mount the board root $root"
-if [ -n "$system" ]; then
-  mount --bind "$system" "$root/system" && mount -o remount,bind,ro "$root/system" \
-    || fail "cannot bind-mount the device's system folder $system at /system"
-fi
-mount -t proc proc "$root/proc" && mount --bind "$cpuinfo" "$root/proc/cpuinfo" \
-  || fail "cannot mount /proc and the ARM cpuinfo in $root"
-mount -t tmpfs -o mode=755,size=64k,nosuid tmpfs "$root/dev" || fail "cannot mount $root/dev"
-for node in null zero full random urandom tty; do
-  : > "$root/dev/$node" && mount --bind "/dev/$node" "$root/dev/$node" || fail "cannot bind /dev/$node"
-done
-echo "$name" > /proc/sys/kernel/hostname 2>/dev/null || true
-exec chroot "$root" "$@"
 """
+SETUP_SCRIPT = confine.COMMON_HEAD + BINFMT_PRELUDE + confine.COMMON_BODY + confine.COMMAND_TAIL  # a one-shot command
 
 
-@dataclass(frozen=True)
-class SandboxCommand:
-    """A board command as the host runs it: ``argv`` and the variables to add to the host env."""
-
-    argv: tuple[str, ...]
-    env: Mapping[str, str]
+def board_confinement(board: Board, data_dir: Path, system_dir: Path | None = None) -> Confinement:
+    """What the board's ``/`` is made of: its root, ``data_dir`` at /data/local/tmp, its ARM cpuinfo
+    over /proc/cpuinfo and ``system_dir`` (if given) read-only at /system."""
+    profile = board.spec.profile
+    binds = [(str(board.cpuinfo), "/proc/cpuinfo")]
+    system = _system_mount(board, system_dir)
+    if system:
+        binds.append((system, "/" + SYSTEM_MOUNT))
+    return Confinement(root=board.root, data_dir=Path(data_dir), hostname=f"qskew-{profile.arch}",
+                       binds=tuple(binds), env={**BOARD_ENV, "QEMU_CPU": profile.qemu_cpu},
+                       prelude=BINFMT_PRELUDE, prelude_args=(host.binfmt_conf(profile), profile.binfmt),
+                       mark=SETUP_MARK, error=BoardError, user_ns=False)
 
 
 def sandbox_command(board: Board, argv: Sequence[str], data_dir: Path, *, cwd: str = DATA_MOUNT,
@@ -104,29 +93,32 @@ def sandbox_command(board: Board, argv: Sequence[str], data_dir: Path, *, cwd: s
     """
     if not argv:
         raise BoardError("nothing to run in the board: empty argv")
+    require_board_host(board, check_root)
+    if system_dir is not None:
+        make_system_point(board)
+    return confine.sandbox_command(board_confinement(board, data_dir, system_dir), argv, cwd=cwd, env=env)
+
+
+def require_board_host(board: Board, check_root: bool = True) -> None:
+    """Fail unless this host can enter ``board``: root, unshare, chroot and the board's qemu."""
     if check_root and os.geteuid() != 0:
         raise BoardError("the board sandbox needs root (a private mount namespace, binfmt_misc and "
                          "chroot): run qskew as root, or in a container with CAP_SYS_ADMIN")
-    profile = board.spec.profile
     for tool, why in (("unshare", "it makes the private namespaces"), ("chroot", "it enters the board")):
         host.require_tool(tool, why)
-    host.require_qemu(profile)
-    variables = {**BOARD_ENV, "QEMU_CPU": profile.qemu_cpu, **(env or {})}
-    inner = ["/usr/bin/env", "-i", "-C", cwd, *(f"{k}={v}" for k, v in variables.items()), *argv]
-    outer = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--uts", "--propagation", "private",
-             "/bin/sh", "-c", SETUP_SCRIPT, "qskew-board", str(board.root), str(board.cpuinfo),
-             str(Path(data_dir).resolve()), host.binfmt_conf(profile), profile.binfmt,
-             f"qskew-{profile.arch}", _system_mount(board, system_dir)]
-    return SandboxCommand(tuple(outer + inner), {"LC_ALL": "C"})
+    host.require_qemu(board.spec.profile)
 
 
 def _system_mount(board: Board, system_dir: Path | None) -> str:
-    """The host folder to mount at /system ("" for none); boards built before /system was a mount
-    point get the empty folder now (it changes nothing a board's content key covers)."""
-    if system_dir is None:
-        return ""
-    (board.root / SYSTEM_MOUNT).mkdir(exist_ok=True)
-    return str(Path(system_dir).resolve())
+    """The host folder to mount at /system ("" for none)."""
+    return "" if system_dir is None else str(Path(system_dir).resolve())
+
+
+def make_system_point(board: Board) -> None:
+    """Boards built before /system was a mount point get the empty folder now (it changes nothing a
+    board's content key covers)."""
+    if board.root.is_dir():
+        (board.root / SYSTEM_MOUNT).mkdir(exist_ok=True)
 
 
 def run_in_board(board: Board, argv: Sequence[str], data_dir: Path, timeout_s: float, *,
@@ -147,9 +139,4 @@ def run_in_board(board: Board, argv: Sequence[str], data_dir: Path, timeout_s: f
 
 def setup_failure(done: CommandResult) -> BoardError | None:
     """The BoardError of a failed sandbox setup step, or None if the setup went through."""
-    if done.returncode != SETUP_EXIT:
-        return None
-    lines = [ln for ln in done.stderr.splitlines() if ln.startswith(SETUP_MARK)]
-    if not lines and "unshare:" not in done.stderr:
-        return None  # the command itself exited 125
-    return BoardError(f"board sandbox setup failed: {(lines or done.stderr.strip().splitlines())[-1]}")
+    return confine.setup_failure(done, SETUP_MARK, BoardError, "board sandbox")

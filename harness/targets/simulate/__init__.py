@@ -4,7 +4,9 @@
 trying a device run before plugging in a phone. Below it, each importing only what lies further
 down: ``connection`` (one client link), ``services`` (shell and exec, and which service an OPEN
 names) and ``sync`` (the file service), ``sandbox`` (the device's identity, keys, sandbox folder,
-processes and faults), ``streams`` (one OPENed stream) and ``auth`` (its RSA key checks). The wire
+processes and faults), ``host_root`` (its shell's confinement: its folder as ``/``, this host's
+Python read-only; ``harness.targets.confine``), ``streams`` (one OPENed stream) and ``auth`` (its
+RSA key checks). The wire
 format itself is ``harness.targets.adb_wire``, shared with ``AdbTarget``. Nothing here imports
 TensorFlow.
 

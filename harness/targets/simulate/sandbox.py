@@ -14,14 +14,16 @@ a phone does when someone taps "Allow" and is therefore an open door to anyone w
 
 Sandbox: ``<root>/system/bin`` holds ``python3``/``python`` (the configured interpreter) and a
 ``getprop`` that answers model, ABI and serial; ``<root>/data/local/tmp`` is the temp folder.
-Shells run with cwd ``root``, a PATH starting with ``<root>/system/bin``, and a token in their
-environment by which ``stop()`` finds the processes they left behind.
-
-With ``board`` (a ``harness.targets.board.device.BoardShell``) the device is an emulated ARM board:
-every shell runs inside the board through ``board.wrap`` (its own namespaces; ``/`` is the board
-root, ``<root>/data/local/tmp`` is its /data/local/tmp, ``<root>/system`` its read-only /system),
-device paths map onto the host through ``board.host_path``, the sync service serves only
-/data/local/tmp, and ABI, model and the board's getprop keys come from ``board``.
+Every shell runs confined (``harness.targets.confine``: a private mount namespace and a chroot)
+through ``self.shell.wrap``: without a board ``self.shell`` is a ``host_root.HostShell``, in which
+``/`` is ``root`` itself with this host's /usr and the device's Python mounted read-only; with
+``board`` (a ``harness.targets.board.device.BoardShell``) the device is an emulated ARM board whose
+``/`` is the board root (``<root>/system`` its read-only /system), and ABI, model and the board's
+getprop keys come from ``board``. Either way ``<root>/data/local/tmp`` is the device's
+/data/local/tmp and the only writable place, device paths map onto the host through
+``shell.host_path``, the sync service serves only /data/local/tmp, shells start in
+/data/local/tmp with PATH starting with /system/bin, and a token in their environment lets
+``stop()`` find the processes they left behind.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from typing import Sequence
 from harness.fsutil import atomic_write_text
 from harness.targets import adb_wire as wire
 from harness.targets.simulate import auth as adb_auth
+from harness.targets.simulate.host_root import HostShell
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,6 @@ BUILD_RELEASE = "qskew-sim"  # ro.build.version.release
 DEFAULT_MODEL = "qskew simulated device"  # ro.product.model unless given (or a board's)
 PRODUCT_NAME = "qskew_sim"  # ro.product.name and ro.product.device
 PROCESS_TOKEN_VAR = "QSKEW_SIM_TOKEN"  # env var marking processes started by one device instance
-SHELL_PATH_TAIL = "/usr/local/bin:/usr/bin:/bin"  # host tools (sh, mkdir, sha256sum) after system/bin
 EXECUTABLE_MODE = 0o755  # the sandbox's python3, python and getprop
 FAULT_STAGES = ("push", "pull", "run")
 _ABI_BY_MACHINE = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64-v8a", "arm64": "arm64-v8a",
@@ -93,6 +95,7 @@ class DeviceSandbox:
         self.accept_new_keys = accept_new_keys
         self.max_payload = max_payload
         self.python = python or (board.python if board is not None else sys.executable)
+        self.shell = board if board is not None else HostShell(self.root, self.python)  # confines shells
         self._serial = serial
         self.model = model
         self.abi = abi or (board.abi if board is not None else host_abi())
@@ -168,22 +171,14 @@ class DeviceSandbox:
     # --- shells ------------------------------------------------------------------------------
 
     def shell_env(self) -> dict[str, str]:
-        """Environment of device shells: PATH starts with <root>/system/bin (/system/bin in a board)."""
-        if self.board is not None:
-            return self.board.device_env({"ANDROID_SERIAL": self._serial})
-        tmp = self.root / "data" / "local" / "tmp"
-        return {"PATH": f"{self.root / 'system' / 'bin'}:{SHELL_PATH_TAIL}", "HOME": str(self.root),
-                "TMPDIR": str(tmp), "SHELL": "/bin/sh", "ANDROID_SERIAL": self._serial,
-                "LANG": "C.UTF-8", PROCESS_TOKEN_VAR: self._token}
+        """Environment of device shells inside the confinement: PATH starts with /system/bin."""
+        return self.shell.device_env({"ANDROID_SERIAL": self._serial, PROCESS_TOKEN_VAR: self._token})
 
     def spawn_shell(self, command: str, merge_stderr: bool) -> subprocess.Popen:
-        """Start ``sh -c command`` in its own process group inside the sandbox."""
-        argv, env = ["sh", "-c", command], self.shell_env()
-        if self.board is not None:  # the host runs the board's sandbox; the shell's env is inside it
-            wrapped = self.board.wrap(command, env)
-            argv, env = list(wrapped.argv), {"PATH": os.environ.get("PATH", os.defpath), **wrapped.env,
-                                             PROCESS_TOKEN_VAR: self._token}
-        proc = subprocess.Popen(argv, cwd=self.root, env=env,
+        """Start ``sh -c command`` confined to the device, in its own (host) process group."""
+        wrapped = self.shell.wrap(command, self.shell_env())
+        env = {"PATH": os.environ.get("PATH", os.defpath), **wrapped.env, PROCESS_TOKEN_VAR: self._token}
+        proc = subprocess.Popen(list(wrapped.argv), cwd=self.root, env=env,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
                                 start_new_session=True)
@@ -219,14 +214,12 @@ class DeviceSandbox:
 
     @property
     def sync_root(self) -> str:
-        """The host folder sync may touch: ``root``, or with a board its /data/local/tmp."""
-        return str(self.root) if self.board is None else os.path.realpath(self.board.data_dir)
+        """The host folder sync may touch: the device's /data/local/tmp."""
+        return os.path.realpath(self.shell.data_dir)
 
     def host_path(self, device_path: str) -> str:
         """The host path of a device path (before the sync service checks it is inside sync_root)."""
-        if self.board is not None:
-            return self.board.host_path(device_path)
-        return os.path.join(str(self.root), device_path)  # identity: device paths are host paths
+        return self.shell.host_path(device_path)
 
     # --- faults ------------------------------------------------------------------------------
 

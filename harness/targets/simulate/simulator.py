@@ -3,18 +3,20 @@
 Debian's ``adb`` (29.0.6) and the ``adb-shell`` library connect to it exactly as to a phone in
 ``adb tcpip`` mode: CNXN, optional RSA AUTH, OPEN/OKAY/WRTE/CLSE streams, and the services
 ``shell:`` (v1), ``shell,v2,...:`` (shell protocol v2, exit codes), ``exec:`` and ``sync:``
-(STAT/STA2/LST2, LIST/LIS2, SEND, RECV, QUIT). Shell commands run with ``sh -c`` on this machine,
-inside a sandbox folder ``root`` that plays the device's file system.
+(STAT/STA2/LST2, LIST/LIS2, SEND, RECV, QUIT). Shell commands run with ``sh -c`` confined to a
+folder ``root`` that plays the device's file system: a private mount namespace and a chroot in
+which ``/`` is ``root`` (``sandbox``, ``host_root``; with a board, the board's root).
 
 It is a shell on this machine as this user, so it is locked by default: RSA authentication against
 a ``trusted_keys`` file (``sandbox.DeviceSandbox``), on loopback. ``host`` may name another address
 only with ``auth`` on and ``accept_new_keys`` off; otherwise it refuses to start.
 
-File system: device paths ARE host absolute paths inside ``root`` (identity mapping); sync requests
-for paths that resolve (``..``, symlinks) outside ``root`` are refused with "Permission denied".
-The harness's work folder on a simulated device is ``<root>/data/local/tmp/qskew``. Shells run with
-cwd ``root`` and a PATH starting with ``<root>/system/bin``, which holds ``python3``/``python``
-(the configured interpreter) and a ``getprop`` that answers model, ABI and serial.
+File system: as on a phone, ``/data/local/tmp`` (host ``<root>/data/local/tmp``) is the only
+writable place; sync serves only it, and refuses with "Permission denied" a path that resolves
+(``..``, symlinks) outside it. The harness's work folder is ``/data/local/tmp/qskew``. Shells start
+in /data/local/tmp with a PATH starting with ``/system/bin``, which holds ``python3``/``python``
+(the configured interpreter, mounted read-only with its libraries) and a ``getprop`` that answers
+model, ABI and serial. Only the device's own processes are in its ``/proc``.
 
 The parts, each importing only those below it::
 
@@ -73,8 +75,7 @@ class SimulatedDevice(DeviceSandbox):
         if self._listener is not None:
             raise RuntimeError(f"simulated device {self.serial} is already started")
         self._prepare_root()
-        if self.board is not None:
-            self.board.start()  # one board for the device's lifetime: its shells share its processes
+        self.shell.start()  # one confined device for its lifetime: its shells share its processes
         listener = socket.socket(socket.AF_INET6 if ":" in self._host else socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -82,8 +83,7 @@ class SimulatedDevice(DeviceSandbox):
             listener.listen(LISTEN_BACKLOG)
         except OSError:
             listener.close()
-            if self.board is not None:
-                self.board.stop()
+            self.shell.stop()
             raise
         self._listener = listener
         self._port = listener.getsockname()[1]
@@ -107,8 +107,7 @@ class SimulatedDevice(DeviceSandbox):
             listener.close()
         self.drop_connections()
         self._kill_processes()
-        if self.board is not None:
-            self.board.stop()
+        self.shell.stop()
         self._join_threads()
 
     def vanish(self) -> None:

@@ -5,9 +5,9 @@ deliberate difference: on a SEND error the FAIL record is sent once the host's D
 not at once. adb-shell silently drops a WRTE that arrives while it waits for an OKAY, so an early
 FAIL would be lost and the push would hang; adb 29 reads the status only after DONE anyway.
 
-Paths map one to one onto host paths inside the device's ``root`` (with a board, device paths
-map through ``DeviceSandbox.host_path`` and only /data/local/tmp is served); a path that resolves
-(``..``, symlinks) outside it is refused with "Permission denied". A device's ``disk_quota_bytes`` makes a
+Device paths map onto the host through ``DeviceSandbox.host_path`` (``/`` is the device's ``root``)
+and only /data/local/tmp is served; a path that resolves (``..``, symlinks, read on the host)
+outside it is refused with "Permission denied". A device's ``disk_quota_bytes`` makes a
 SEND beyond it fail with "No space left on device"; an armed ``vanish_after("push"|"pull")`` fires
 here, counted in DATA bytes.
 """
@@ -41,7 +41,7 @@ class _SyncSession:
     def __init__(self, device: DeviceSandbox, stream: Stream):
         self.device = device
         self.stream = stream
-        self.root = device.sync_root  # the folder sync may touch (a board: its /data/local/tmp)
+        self.root = device.sync_root  # the folder sync may touch: the device's /data/local/tmp
         self.out = bytearray()
         self.handlers = {wire.ID_STAT: self._stat_v1, wire.ID_STA2: self._stat_v2, wire.ID_LST2: self._stat_v2,
                          wire.ID_LIST: self._list, wire.ID_LIS2: self._list,
@@ -106,8 +106,8 @@ class _SyncSession:
     # --- paths ---
 
     def _resolve(self, raw: bytes, follow: bool) -> str | None:
-        """Host path of a device path (identity mapping; relative paths are under root), or None
-        if it lies outside root once ``..`` and symlinks are resolved (the last component's link
+        """Host path of a device path (relative paths are under /data/local/tmp), or None
+        if it lies outside /data/local/tmp once ``..`` and symlinks are resolved (the last component's link
         is followed only when ``follow``)."""
         if b"\0" in raw or not raw:
             return None

@@ -123,3 +123,31 @@ def test_batch_norm_folded_by_the_converter_is_unfolded(dataset, tmp_path):
         if variant == "fp32":
             np.testing.assert_allclose(dq.model.get_layer("conv").kernel.numpy(),
                                        model.get_layer("conv").kernel.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rescaling", ["rescaling", "normalization"])
+def test_an_input_scaling_folded_into_the_first_conv_is_unfolded(dataset, rescaling, tmp_path):
+    """The converter folds ``x * 2 - 1`` (or a Normalization) into the first conv's kernel and bias:
+    without unfolding it, no TFLite op is within a step of the Keras kernel (analyze failed)."""
+    import keras
+
+    from harness.quantize.calibration import make_calibration
+    from harness.quantize.convert import convert_all
+    from harness.quantize.options import QuantizeOptions
+
+    keras.utils.set_random_seed(0)
+    first = keras.layers.Rescaling(2.0, -1.0, name="scale") if rescaling == "rescaling" else \
+        keras.layers.Normalization(mean=0.3, variance=0.04, name="scale")
+    model = keras.Sequential([keras.Input((8, 8, 1)), first, keras.layers.Conv2D(4, 3, name="conv"),
+                              keras.layers.Flatten(), keras.layers.Dense(10, name="logits")], name="folded")
+    calibration = make_calibration(dataset, size=16, seed=0)
+    built = convert_all(model, ["fp32", "int8"], calibration, QuantizeOptions(calibration_size=16),
+                        tmp_path, progress=False)
+    x = dataset.subset("test").preprocess.apply(dataset.subset("test").x)[:32]
+    for art in built:
+        assert len(read_weights(art.path)) == 2   # the scaling is no op of its own: it was folded
+        dq = dequantized_model(model, art.path)
+        assert [lw.layer for lw in dq.layers] == ["conv", "logits"]
+        assert max(lw.max_error_steps for lw in dq.layers) <= 1.0
+        if art.variant == "fp32":  # int8's activations saturate; the dequantized model's stay float
+            np.testing.assert_allclose(dq.model.predict(x, verbose=0), _tflite_logits(art.path, x), atol=1e-4)

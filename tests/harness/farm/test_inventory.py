@@ -188,3 +188,29 @@ def test_an_adb_server_device_needs_a_serial_and_takes_a_server():
         from_dict({"device": [{"name": "p", "reach": "adb-usb", "serial": "x", "server": "h:1"}]})
     with pytest.raises(ConfigError, match="server must be \"host:port\""):
         from_dict({"device": [{"name": "p", "reach": "adb-server", "serial": "x", "server": "lab"}]})
+
+
+def test_a_pool_label_groups_devices_and_a_selector_may_name_the_pool(tmp_path):
+    from harness.farm.inventory import from_dict
+
+    inv = from_dict({"device": [{"name": "p1", "reach": "adb-usb", "serial": "S1", "pool": "pixels"},
+                                {"name": "p2", "reach": "adb-usb", "serial": "S2", "pool": "pixels"},
+                                {"name": "bench", "reach": "local"}]})
+    assert [d.name for d in inv.select(["pixels"])] == ["p1", "p2"]
+    assert [d.name for d in inv.select(["pool=pixels"])] == ["p1", "p2"]
+    assert [d.group for d in inv.select(["pixels", "bench"])] == ["pixels", "pixels", "bench"]
+    assert inv.get("p1").to_json()["pool"] == "pixels"
+
+
+@pytest.mark.parametrize("devices, message", [
+    ([{"name": "p1", "reach": "local", "pool": "bench"}, {"name": "bench", "reach": "local"}],
+     "pool name(s) also used as a device name: bench"),
+    ([{"name": "p1", "reach": "local", "pool": "a=b"}], "pool must be a name"),
+    ([{"name": "p1", "reach": "local", "pool": "../up"}], "may not hold"),
+])
+def test_a_bad_pool_name_is_one_error_naming_it(devices, message):
+    from harness.errors import ConfigError
+    from harness.farm.inventory import from_dict
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        from_dict({"device": devices}, source="devices.toml")

@@ -7,6 +7,9 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+from harness.errors import TargetError
 from harness.farm import leases
 
 HOLD = """
@@ -49,3 +52,26 @@ def test_a_held_lease_is_listed_and_a_dead_holders_lease_is_broken(tmp_path, mon
     with leases.lease("phone-2", said.append) as mine:
         assert mine["pid"] == os.getpid()
     assert len(said) == 1 and "broke a stale lease" in said[0] and str(holder.pid) in said[0]
+
+
+def test_a_live_holders_lease_older_than_the_max_age_is_broken_and_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv(leases.ENV_FARM_DIR, str(tmp_path))
+    env = {**os.environ, leases.ENV_FARM_DIR: str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = _spawn(env, "phone-3", 1, 60)  # alive, holding the lease for a minute
+    try:
+        deadline = time.monotonic() + 20
+        while not leases.held_leases() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        said = []
+        with pytest.raises(TargetError, match=f"still held by .*{holder.pid}"):  # young: not broken
+            with leases.lease("phone-3", said.append, wait_s=0.2, max_age_s=60):
+                pass
+        time.sleep(0.3)
+        with leases.lease("phone-3", said.append, wait_s=5, max_age_s=0.2) as mine:
+            assert str(holder.pid) in mine["broke"] and "live process" in mine["broke"]
+            assert [h["pid"] for h in leases.held_leases()] == [os.getpid()]
+        assert any("broke an over-age lease" in s for s in said)
+        assert holder.poll() is None  # the old holder lives on, holding a file nobody opens any more
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)

@@ -66,3 +66,15 @@ def test_an_edgetpu_delegate_is_probed_with_a_full_integer_batch_one_model(tmp_p
     assert "libedgetpu.so.1" in check.delegates["edgetpu"] and "coral" in check.delegates["edgetpu"]
     small = probe_artifact(full_integer=True)
     assert small.inputs[0].dtype == "int8" and small.inputs[0].shape_signature == (1, 4)
+
+
+def test_a_board_reports_no_gpu_without_a_gpu_probe_job():
+    """qemu-user has no GPU: the check says so instead of spending a job (~20 s under qemu) on it."""
+    from harness.farm import probe as probe_module
+
+    class Untouched:  # the target must not be used at all
+        def __getattr__(self, name):
+            raise AssertionError(f"the board's target was asked for {name}")
+
+    gpu = probe_module._gpu(DeviceSpec("b", "board", board="aarch64"), Untouched(), [])
+    assert gpu == probe_module.BOARD_GPU and gpu["adapter"] == "none"

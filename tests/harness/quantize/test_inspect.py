@@ -73,3 +73,21 @@ def test_check_prepares_resizes_a_dynamic_batch(artifacts, tmp_path):
     check_prepares(path, batch_size=7)  # no error: the fp32 model prepares at any batch
     with pytest.raises(ArtifactError, match="not a valid TFLite flatbuffer"):
         check_prepares(_broken(tmp_path, artifacts, "truncated"), batch_size=7)
+
+
+def test_custom_ops_are_named_by_inspect_and_by_the_prepare_error(tmp_path, capsys):
+    from harness.cli import main
+    from support.custom_op import CUSTOM_OP, custom_op_tflite
+
+    path = custom_op_tflite(tmp_path / "custom.tflite")
+    info = inspect_model(path)
+    assert info.custom_ops == (CUSTOM_OP,) and info.to_json()["custom_ops"] == [CUSTOM_OP]
+    assert f"custom ops: {CUSTOM_OP} (not LiteRT builtins" in format_model_info(info)
+    assert main(["inspect", str(path)]) == 0
+    assert f"custom ops: {CUSTOM_OP}" in capsys.readouterr().out
+    with pytest.raises(ArtifactError, match=f"it has custom op\\(s\\) {CUSTOM_OP}, which ai_edge_litert has no kernel"):
+        check_prepares(path, 4)
+
+
+def test_a_model_without_custom_ops_lists_none(artifacts):
+    assert inspect_model(artifacts["int8"].path).custom_ops == ()

@@ -158,3 +158,15 @@ def test_mitigation_section_shows_each_group_before_and_after(tmp_path):
                           n_resamples=50)
     row = stats.groups[(stats.groups.variant == "int8-qat") & (stats.groups.group == "minority")].iloc[0]
     assert f"{100 * row.acc_drop:+.2f} [{100 * row.acc_drop_lo:+.2f}, {100 * row.acc_drop_hi:+.2f}]" in text
+
+
+def test_logits_section_shows_the_step_columns_against_the_reference_kernels(synthetic, tmp_path):
+    run_dir = synthetic.make_run_dir(tmp_path / "run", sizes={"a": 200, "b": 120},
+                                     variants={"int8": {"a": (0.9, 0.4), "b": (0.5, 1.3)}},
+                                     delegates=("xnnpack", "reference"))
+    files = write_report(run_dir, n_resamples=50, seed=0)
+    logits = files.html.read_text(encoding="utf-8").split('id="logits"')[1].split("</section>")[0]
+    assert "logits ≠ ref. kernels %" in logits and "max steps" in logits
+    m = read_run(run_dir).metrics
+    row = m[(m.delegate == "xnnpack") & (m.group == "b")].iloc[0]
+    assert 0 < row.frac_logits_diff and f"<td>{100 * row.frac_logits_diff:.2f}</td>" in logits

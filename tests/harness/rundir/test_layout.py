@@ -41,10 +41,10 @@ def test_what_is_not_a_summary_part_is_recognised(name):
 def test_stored_metrics_leave_out_the_columns_computed_across_jobs():
     assert list(layout.metrics_columns()) == list(METRIC_COLUMNS)
     stored = layout.metrics_columns(stored=True)
-    assert list(stored) == [c for c in METRIC_COLUMNS if c not in layout.ATTRIBUTION_COLUMNS]
+    assert list(stored) == [c for c in METRIC_COLUMNS if c not in layout.CROSS_JOB_COLUMNS]
 
 
 def test_every_run_directory_holds_the_manifest_and_the_part_folders():
     assert layout.FILES == ("manifest.json", "predictions", "metrics", "placement", "summary")
     assert layout.PART_DIRS[-1] == layout.SUMMARY_DIR  # written last: it marks a job finished
-    assert layout.SCHEMA_VERSION == 3  # 3: the metrics parts have an attribute column
+    assert layout.SCHEMA_VERSION == 4  # 4: the metrics table's step columns (computed when read)

@@ -26,7 +26,8 @@ def schema1(tmp_path):
 
 
 def _expected(path: Path) -> pd.DataFrame:
-    """What the old reader read; its metrics gain schema 3's attribute column: "group", "" on overall rows."""
+    """What the old reader read; its metrics gain schema 3's attribute column ("group", "" on overall
+    rows) and schema 4's step columns (checked on their own: test_schema1_runs_get_the_step_columns)."""
     table = pd.read_parquet(path)
     if path.stem == "metrics":
         table.insert(table.columns.get_loc("scope") + 1, "attribute",
@@ -34,11 +35,15 @@ def _expected(path: Path) -> pd.DataFrame:
     return table
 
 
+def _without_steps(table: pd.DataFrame) -> pd.DataFrame:
+    return table.drop(columns=list(layout.STEP_COLUMNS)) if "max_step_diff" in table else table
+
+
 def test_a_schema1_run_reads_as_the_old_reader_read_it():
     run = rundir.read_run(DATA / "schema1")
     expected = DATA / "schema1-expected"
     for name in ("predictions", "metrics", "placement"):
-        pd.testing.assert_frame_equal(getattr(run, name), _expected(expected / f"{name}.parquet"),
+        pd.testing.assert_frame_equal(_without_steps(getattr(run, name)), _expected(expected / f"{name}.parquet"),
                                       check_exact=True)
     per_sample = pd.concat([run.per_sample(*job) for job in run.jobs()], ignore_index=True)
     pd.testing.assert_frame_equal(per_sample, pd.read_parquet(expected / "per_sample.parquet"), check_exact=True)
@@ -82,20 +87,20 @@ def _newer(path: Path) -> None:
 
 def test_a_newer_manifest_is_refused_naming_the_file_and_both_versions(written):
     _newer(written[0] / "manifest.json")
-    with pytest.raises(ResultsError, match=r"manifest\.json has schema_version 4, newer than this qskew's 3"):
+    with pytest.raises(ResultsError, match=rf"manifest\.json has schema_version {rundir.SCHEMA_VERSION + 1}, newer than this qskew's {rundir.SCHEMA_VERSION}"):
         rundir.read_run(written[0])
 
 
 def test_a_newer_summary_part_is_refused(written):
     path = sorted((written[0] / "summary").iterdir())[0]
     _newer(path)
-    with pytest.raises(ResultsError, match=f"{path.name} has schema_version 4, newer than this qskew's 3"):
+    with pytest.raises(ResultsError, match=f"{path.name} has schema_version {rundir.SCHEMA_VERSION + 1}, newer than this qskew's {rundir.SCHEMA_VERSION}"):
         rundir.read_run(written[0])
 
 
 def test_a_newer_schema1_summary_is_refused(schema1):
     _newer(schema1 / "summary.json")
-    with pytest.raises(ResultsError, match=r"summary\.json has schema_version 4, newer than this qskew's 3"):
+    with pytest.raises(ResultsError, match=rf"summary\.json has schema_version {rundir.SCHEMA_VERSION + 1}, newer than this qskew's {rundir.SCHEMA_VERSION}"):
         rundir.read_run(schema1)
 
 
@@ -164,10 +169,28 @@ def test_schema1_metrics_written_before_the_attribution_columns_still_read(schem
     m = rundir.read_run(schema1).metrics
     assert list(m.columns) == list(METRIC_COLUMNS)
     assert not m.loc[m.delegate == "reference", "drop_quantization"].isna().any()
-    pd.testing.assert_frame_equal(m, _expected(DATA / "schema1-expected" / "metrics.parquet"),
+    pd.testing.assert_frame_equal(_without_steps(m), _expected(DATA / "schema1-expected" / "metrics.parquet"),
                                   check_exact=False, rtol=1e-12)
 
 
 def test_a_schema1_run_without_placement_file_reads_as_none(schema1):
     (schema1 / "placement.csv").unlink()
     assert rundir.read_run(schema1).placement is None
+
+
+def test_schema1_runs_get_the_step_columns(schema1):
+    """Float outputs (the fixture's manifest names no output scale): no steps, and the share of
+    logits that differ at all from the same variant's reference-kernel job (local's stands in for
+    the phone's), here worked out from the stored logits."""
+    run = rundir.read_run(schema1)
+    m = run.metrics
+    assert m["max_step_diff"].isna().all()
+    base = run.logits("int8", "local", "reference")
+    for target, delegate in [("local", "xnnpack"), ("local", "reference")] + [
+            (t, d) for v, t, d in run.jobs() if v == "int8" and t != "local"]:
+        mine = run.logits("int8", target, delegate)
+        order = pd.Index(base.ids).get_indexer(mine.ids)
+        expected = float((mine.values != base.values[order]).mean())
+        row = m[(m.variant == "int8") & (m.target == target) & (m.delegate == delegate) & (m.scope == "overall")]
+        assert row["frac_logits_diff"].tolist() == [expected]
+    assert m.loc[m.variant == "float16", "frac_logits_diff"].isna().all()  # no reference-kernel job of it

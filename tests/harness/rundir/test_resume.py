@@ -187,3 +187,33 @@ def test_a_resume_adds_its_planned_jobs_to_the_earlier_plan(tmp_path):
         writer.write_manifest({**MANIFEST, "plan": [["int8", "phone", "gpu"], ["int8", "local", "xnnpack"]]})
     manifest = json.loads((tmp_path / "run" / layout.MANIFEST_FILE).read_text())
     assert manifest["plan"] == plan_a + [["int8", "phone", "gpu"]]
+
+
+# -- schema 3: the step columns are computed when reading; a resume rewrites only the manifest ---
+
+def test_a_schema3_run_reads_with_step_columns_and_a_resume_makes_it_schema4(written):
+    import numpy as np
+
+    run_dir, writer, test, ref = written
+    writer.close()
+    for path in [run_dir / "manifest.json", *(run_dir / "summary").iterdir()]:
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps({**data, "schema_version": 3}))
+    before = rundir.read_run(run_dir)
+    m = before.metrics
+    assert list(m.columns) == list(layout.metrics_columns())
+    assert m.loc[m.variant == "int8", "max_step_diff"].isna().all()  # no reference-kernel job of int8 yet
+    assert (m.loc[m.variant == "float16", "frac_logits_diff"] == 0.0).all()  # its own baseline
+    parts = {p.name: p.read_bytes() for p in (run_dir / "metrics").iterdir()}
+    with rundir.RunWriter(run_dir, resume=True) as again:
+        again.write_manifest(MANIFEST)
+        z = before.logits("int8", "local", "xnnpack")
+        order = pd.Index(z.ids).get_indexer(test.ids)
+        shifted = z.values[order].copy()
+        shifted[0, 0] += np.float32(0.5)  # one logit of one sample moves; float outputs: no steps
+        add_run(again, device_run(("int8", "local", "reference"), shifted), ref, test)
+    after = rundir.read_run(run_dir)
+    assert after.manifest["schema_version"] == rundir.SCHEMA_VERSION == 4
+    assert all((run_dir / "metrics" / name).read_bytes() == data for name, data in parts.items())  # untouched
+    row = after.metrics.query("variant == 'int8' and delegate == 'xnnpack' and scope == 'overall'").iloc[0]
+    assert np.isnan(row.max_step_diff) and row.frac_logits_diff == 1 / z.values.size

@@ -333,7 +333,7 @@ def adb_on(sim, name: str = "sim-phone", **options):
 
     options.setdefault("key_path", session_key())
     host, port = sim.address
-    return AdbTarget(name, address=f"{host}:{port}", workdir=str(sim.root / "data/local/tmp/qskew"), **options)
+    return AdbTarget(name, address=f"{host}:{port}", workdir="/data/local/tmp/qskew", **options)
 
 
 def _job_started(sim) -> bool:
@@ -466,11 +466,12 @@ with open(os.path.join(job, 'result.json'), 'w') as f:
 
 
 def test_the_progress_of_a_running_job_reaches_the_caller_over_adb(models, test_set, simulated, tmp_path):
-    slow = tmp_path / "slow-python"  # a device interpreter that reports some progress, then pauses
+    sim = simulated()
+    slow = sim.root / "system" / "bin" / "slow-python"  # a device interpreter that reports progress, then pauses
     slow.write_text(f'#!/bin/sh\necho "QSKEW-PROGRESS 7 {N_SAMPLES}"\nsleep 1\nexec {sys.executable} "$@"\n')
     slow.chmod(0o755)
     seen = []
-    with adb_on(simulated(), python=str(slow)) as phone:
+    with adb_on(sim, python="/system/bin/slow-python") as phone:
         run = run_job(phone, artifact(models["fp32"], "fp32"), test_set, "xnnpack",
                       progress=lambda done, total: seen.append((done, total)))
     assert run.ok, run.error

@@ -53,7 +53,7 @@ def adb_on(sim, **options):
     from harness.targets.adb import AdbTarget
 
     host, port = sim.address
-    return AdbTarget("sim-phone", address=f"{host}:{port}", workdir=str(sim.root / "data/local/tmp/qskew"),
+    return AdbTarget("sim-phone", address=f"{host}:{port}", workdir="/data/local/tmp/qskew",
                      key_path=session_key(), **options)
 
 
@@ -72,14 +72,14 @@ def _detached_jobs(sim) -> list:
     return list((sim.root / "data/local/tmp/qskew/jobs").glob("*/.qskew-job.stdout"))
 
 
-def _wrapper(tmp_path, name: str, body: str):
-    """A device "python" that runs ``body`` (Python) with the real interpreter."""
-    script = tmp_path / f"{name}.py"
-    script.write_text(body)
-    exe = tmp_path / name
-    exe.write_text(f'#!/bin/sh\nexec {sys.executable} {script} "$@"\n')
+def _wrapper(sim, name: str, body: str) -> str:
+    """A device "python" (its path on the device) that runs ``body`` with the real interpreter."""
+    bin_dir = sim.root / "system" / "bin"
+    (bin_dir / f"{name}.py").write_text(body)
+    exe = bin_dir / name
+    exe.write_text(f'#!/bin/sh\nexec {sys.executable} /system/bin/{name}.py "$@"\n')
     exe.chmod(0o755)
-    return str(exe)
+    return f"/system/bin/{name}"
 
 
 def test_one_served_runner_over_adb_gives_the_bits_of_a_runner_per_job(models, test_set, simulated,
@@ -116,14 +116,14 @@ def test_a_served_runner_killed_on_the_device_is_replaced(models, test_set, simu
 
 def test_a_runner_that_does_not_serve_this_protocol_gets_one_runner_per_job(models, test_set, simulated,
                                                                            tmp_path):
-    old = _wrapper(tmp_path, "old-python", f"""
+    sim = simulated()
+    old = _wrapper(sim, "old-python", f"""
 import os, sys
 if sys.argv[-1] == "--serve":  # a runner from before --serve: no such mode, it greets at 1.3 and stops
     print("QSKEW-RUNNER protocol=1.3 python=3 numpy=1")
     sys.exit(2)
 os.execv({sys.executable!r}, [{sys.executable!r}] + sys.argv[1:])
 """)
-    sim = simulated()
     with adb_on(sim, python=old) as phone:
         run = run_job(phone, _artifact(models["int8"], "int8"), test_set)
         assert phone._served == {} or not any(p.alive for p in phone._served.values())
@@ -135,7 +135,8 @@ def test_a_link_dropped_under_a_served_job_ends_that_runner_and_a_new_one_runs_t
                                                                                  simulated, tmp_path):
     # The device's runner waits 1 s after each job line it reads (and says so with a file), so the
     # link is dropped while the host waits for that job's answer.
-    slow = _wrapper(tmp_path, "slow-python", """
+    sim = simulated()
+    slow = _wrapper(sim, "slow-python", """
 import os, runpy, sys, time
 args = [a for a in sys.argv[1:] if a != "-B"]
 sys.argv = args
@@ -152,7 +153,6 @@ if args[1:] == ["--serve"]:
     sys.stdin = Slow()
 runpy.run_path(args[0], run_name="__main__")
 """)
-    sim = simulated()
     jobs = sim.root / "data/local/tmp/qskew/jobs"
     first_pid = []
     art = _artifact(models["fp32"], "fp32")
@@ -175,7 +175,8 @@ runpy.run_path(args[0], run_name="__main__")
 def test_a_served_runner_past_its_time_limit_is_killed_on_the_device(models, test_set, simulated, tmp_path):
     from harness.errors import CommandTimeout
 
-    hung = _wrapper(tmp_path, "hung-python", """
+    sim = simulated()
+    hung = _wrapper(sim, "hung-python", """
 import os, runpy, sys, time
 args = [a for a in sys.argv[1:] if a != "-B"]
 sys.argv = args
@@ -191,7 +192,7 @@ if args[1:] == ["--serve"]:
     sys.stdin = Hung()
 runpy.run_path(args[0], run_name="__main__")
 """)
-    with adb_on(simulated(), python=hung) as phone:
+    with adb_on(sim, python=hung) as phone:
         with pytest.raises(CommandTimeout) as err:
             run_job(phone, _artifact(models["fp32"], "fp32"), test_set, timeout_s=15)  # the greeting must come in time
         (process,) = phone._served.values()

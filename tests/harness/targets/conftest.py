@@ -59,7 +59,7 @@ def adb_target(adb_home) -> Callable:
 
     def make(sim, name: str = "sim-1", **options):
         host, port = sim.address
-        options.setdefault("workdir", str(sim.root / "data" / "local" / "tmp" / "qskew"))
+        options.setdefault("workdir", "/data/local/tmp/qskew")  # a device path (the device is confined)
         options.setdefault("key_path", session_key())
         target = AdbTarget(name, address=f"{host}:{port}", **options)
         targets.append(target)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import CommandFailed, TargetError
+from support.adb_sim import device_path
 
 
 def pwned(root: Path) -> list[Path]:
@@ -32,8 +33,8 @@ def test_push_pull_stat_sha256_mkdirs(options, simulated, adb_target, tmp_path):
     target.mkdirs(folder)
     target.mkdirs(folder)  # idempotent
     target.push(src, remote)
-    assert Path(remote).read_bytes() == data  # the sandbox is the device's file system
-    assert os.listdir(folder) == ["f 'x'\n.bin"]  # no temp file left behind
+    assert (sim.root / remote.lstrip("/")).read_bytes() == data  # the root is the device's /
+    assert os.listdir(sim.root / folder.lstrip("/")) == ["f 'x'\n.bin"]  # no temp file left behind
     assert target.stat(remote).size_bytes == len(data)
     assert target.sha256(remote) == hashlib.sha256(data).hexdigest()
     back = tmp_path / "back" / "copy.bin"
@@ -50,12 +51,13 @@ def test_push_pull_stat_sha256_mkdirs(options, simulated, adb_target, tmp_path):
 
 
 def test_push_replaces_a_file_whole_and_keeps_the_mode(simulated, adb_target, tmp_path):
-    target = adb_target(simulated())
+    sim = simulated()
+    target = adb_target(sim)
     remote = f"{target.workdir}/f"
     for text in ("first version, longer", "second"):
         (tmp_path / "f").write_text(text)
         target.push(tmp_path / "f", remote)
-    assert Path(remote).read_text() == "second"
+    assert (sim.root / remote.lstrip("/")).read_text() == "second"
     script = tmp_path / "tool.sh"
     script.write_text("#!/bin/sh\necho tool ran\n")
     script.chmod(0o755)
@@ -77,7 +79,7 @@ def test_a_failing_mkdir_is_command_failed(simulated, adb_target, tmp_path):
     blocker.parent.mkdir(parents=True)
     blocker.write_text("x")
     with pytest.raises(CommandFailed) as err:
-        target.mkdirs(f"{blocker}/sub")
+        target.mkdirs(f"{device_path(sim, blocker)}/sub")
     assert err.value.device == "sim-1" and "mkdir" in str(err.value)
 
 
@@ -104,7 +106,7 @@ def test_a_device_vanishing_mid_push_names_the_device_and_path(simulated, adb_ta
     with pytest.raises(TargetError) as err:
         target.push(src, remote)
     assert err.value.device == "vanishing" and remote in str(err.value) and "push" in str(err.value)
-    assert not Path(remote).exists()
+    assert not (sim.root / remote.lstrip("/")).exists()
 
 
 def test_a_device_vanishing_mid_pull_names_the_device_and_path(simulated, adb_target, tmp_path):
@@ -116,8 +118,8 @@ def test_a_device_vanishing_mid_pull_names_the_device_and_path(simulated, adb_ta
     target.connect()
     sim.vanish_after("pull", 1024 * 1024)
     with pytest.raises(TargetError) as err:
-        target.pull(str(remote), tmp_path / "got" / "out.bin")
-    assert err.value.device == "vanishing" and str(remote) in str(err.value)
+        target.pull(device_path(sim, remote), tmp_path / "got" / "out.bin")
+    assert err.value.device == "vanishing" and device_path(sim, remote) in str(err.value)
     assert not (tmp_path / "got" / "out.bin").exists() and os.listdir(tmp_path / "got") == []
 
 
@@ -130,8 +132,9 @@ def test_a_full_disk_names_the_device_and_path(simulated, adb_target, tmp_path):
     with pytest.raises(TargetError, match="No space left on device") as err:
         target.push(src, remote)
     assert err.value.device == "full-phone" and remote in str(err.value)
-    assert not Path(remote).exists() and os.listdir(Path(remote).parent) == []
+    host = sim.root / remote.lstrip("/")
+    assert not host.exists() and os.listdir(host.parent) == []
     small = tmp_path / "small"
     small.write_bytes(b"still works")
     target.push(small, remote)  # the link survived the failed push
-    assert Path(remote).read_bytes() == b"still works"
+    assert (sim.root / remote.lstrip("/")).read_bytes() == b"still works"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import CommandTimeout, TargetError
+from support.adb_sim import device_path
 from harness.targets import adb_keys
 from harness.targets.adb import AdbTarget
 from harness.targets.adb_session import shell_command
@@ -55,7 +56,7 @@ def test_run_returns_exit_codes_and_output(options, simulated, adb_target):
 def test_hostile_arguments_are_data(options, simulated, adb_target):
     sim = simulated(**options)
     target = adb_target(sim)
-    folder = str(workdir(sim) / "we ird $(touch pwned5) ;'\"")
+    folder = device_path(sim, workdir(sim) / "we ird $(touch pwned5) ;'\"")
     target.mkdirs(folder)
     result = target.run([*ECHO_ARGV, *HOSTILE], timeout_s=30, cwd=folder)
     assert result.returncode == 0, result

@@ -43,10 +43,12 @@ def test_a_board_device_serves_only_its_data_folder_and_reports_the_board(tmp_pa
     assert not any(str(tmp_path) in v for v in env.values())  # nothing of the host inside the board
 
 
-def test_a_plain_device_keeps_the_identity_mapping(tmp_path):
+def test_a_plain_device_maps_device_paths_like_a_board(tmp_path):
+    """Without a board the device is confined too (host_root.HostShell): its root is its /."""
     device = DeviceSandbox(tmp_path, auth=False)
-    assert device.sync_root == str(device.root)
-    assert device.host_path("/etc/passwd") == "/etc/passwd"  # and sync refuses it: outside root
+    assert device.sync_root == str(device.root / "data" / "local" / "tmp")
+    assert device.host_path("/etc/passwd") == str(device.root / "etc" / "passwd")  # sync refuses it
+    assert device.host_path("x/y") == str(device.root / "data" / "local" / "tmp" / "x" / "y")
     assert device.properties()["ro.product.model"] == "qskew simulated device"
 
 

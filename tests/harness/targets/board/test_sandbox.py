@@ -30,10 +30,11 @@ def test_argv_enters_the_board(tmp_path, monkeypatch):
     assert argv[:8] == ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--uts", "--propagation",
                         "private"]
     assert argv[8:11] == ["/bin/sh", "-c", SETUP_SCRIPT]
-    assert argv[11:19] == ["qskew-board", str(tmp_path / "b/root"), str(tmp_path / "b/cpuinfo"),
-                           str((tmp_path / "data").resolve()), "/usr/lib/binfmt.d/qemu-aarch64.conf",
-                           "qemu-aarch64", "qskew-aarch64", ""]  # "": no /system mount
-    inner = argv[19:]
+    assert argv[11:21] == ["qskew-board", "qskew-board:", str(tmp_path / "b/root"),
+                           str((tmp_path / "data").resolve()), "qskew-aarch64",
+                           "/usr/lib/binfmt.d/qemu-aarch64.conf", "qemu-aarch64",
+                           "1", str(tmp_path / "b/cpuinfo"), "/proc/cpuinfo"]  # 1 bind: no /system mount
+    inner = argv[21:]
     assert inner[:4] == ["/usr/bin/env", "-i", "-C", "/data/local/tmp"]
     assert "QEMU_CPU=cortex-a76" in inner and "HOME=/data/local/tmp" in inner
     assert inner[-2:] == ["uname", "-m"]
@@ -54,9 +55,10 @@ def test_system_dir_is_mounted_read_only_at_system(tmp_path, monkeypatch):
     board = _board(tmp_path)
     board.root.mkdir(parents=True)
     cmd = sandbox_command(board, ["true"], tmp_path / "data", system_dir=tmp_path / "sys")
-    assert cmd.argv[18] == str((tmp_path / "sys").resolve())
+    assert cmd.argv[18:23] == ("2", str(tmp_path / "b/cpuinfo"), "/proc/cpuinfo", str((tmp_path / "sys").resolve()),
+                               "/system")
     assert (board.root / "system").is_dir()  # the mount point, made for boards built without it
-    assert SETUP_SCRIPT.index('mount --bind "$system"') < SETUP_SCRIPT.index('remount,bind,ro "$root/system"')
+    assert 'mount --bind "$src" "$root$dst" && mount -o remount,bind,ro "$root$dst"' in SETUP_SCRIPT
 
 
 def test_setup_makes_the_root_read_only_but_data(tmp_path):
@@ -64,7 +66,7 @@ def test_setup_makes_the_root_read_only_but_data(tmp_path):
     script = SETUP_SCRIPT
     assert script.index('mount --bind "$data"') < script.index("remount,bind,ro")
     assert 'grep -v \'^#\' "$conf" > "$bm/register"' in script and '[ ! -e "$bm/$entry" ]' in script
-    assert 'mount --bind "$cpuinfo" "$root/proc/cpuinfo"' in script
+    assert script.index('mount -t proc proc "$root/proc"') < script.index('mount --bind "$src" "$root$dst"')
 
 
 def test_without_root_or_qemu_the_error_says_so(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from support.adb_sim import sha256_file
+from support.adb_sim import device_path, sha256_file
 
 TRANSFER_SIZE_BYTES = 5 * 1024 * 1024 + 777  # "several MB", not a multiple of 65528
 
@@ -19,14 +19,14 @@ def _push_pull_ls(adb, serial, device, tmp_path, name="model.bin"):
     src.write_bytes(os.urandom(TRANSFER_SIZE_BYTES))
     remote_dir = device.root / "data" / "local" / "tmp" / "qskew"
     remote = remote_dir / name
-    pushed = adb("push", str(src), str(remote), serial=serial)
+    pushed = adb("push", str(src), device_path(device, remote), serial=serial)
     assert pushed.returncode == 0, pushed.stderr + pushed.stdout
     assert sha256_file(remote) == sha256_file(src)
     back = tmp_path / "back.bin"
-    pulled = adb("pull", str(remote), str(back), serial=serial)
+    pulled = adb("pull", device_path(device, remote), str(back), serial=serial)
     assert pulled.returncode == 0, pulled.stderr + pulled.stdout
     assert sha256_file(back) == sha256_file(src)
-    listing = adb("ls", str(remote_dir), serial=serial)
+    listing = adb("ls", device_path(device, remote_dir), serial=serial)
     assert listing.returncode == 0
     entries = {line.split(" ", 3)[3]: line.split(" ")[1] for line in listing.stdout.splitlines()}
     assert {".", "..", name} <= set(entries)
@@ -92,9 +92,9 @@ def test_real_adb_hostile_file_name_round_trips_and_executes_nothing(real_adb, m
     src = tmp_path / "small.bin"
     src.write_bytes(b"payload")
     remote = device.root / "data" / "local" / "tmp" / newline_name
-    assert real_adb("push", str(src), str(remote), serial=serial).returncode == 0
+    assert real_adb("push", str(src), device_path(device, remote), serial=serial).returncode == 0
     assert remote.read_bytes() == b"payload"
-    assert real_adb("pull", str(remote), str(tmp_path / "nl.bin"), serial=serial).returncode == 0
+    assert real_adb("pull", device_path(device, remote), str(tmp_path / "nl.bin"), serial=serial).returncode == 0
     assert (tmp_path / "nl.bin").read_bytes() == b"payload"
     for folder in (device.root, device.root / "data" / "local" / "tmp" / "qskew", tmp_path, os.getcwd()):
         assert not any(os.path.exists(os.path.join(folder, f"pwned{i}")) for i in (1, 2, 3))
@@ -105,11 +105,11 @@ def test_real_adb_push_failures_are_reported(real_adb, make_device, tmp_path):
     serial = real_adb.connect(device.address)
     src = tmp_path / "big.bin"
     src.write_bytes(os.urandom(2_000_000))
-    full = real_adb("push", str(src), str(device.root / "big.bin"), serial=serial)
+    full = real_adb("push", str(src), "/data/local/tmp/big.bin", serial=serial)
     assert full.returncode != 0 and "No space left on device" in full.stdout + full.stderr
     outside = real_adb("push", str(src), str(tmp_path / "planted.bin"), serial=serial)
     assert outside.returncode != 0 and "Permission denied" in outside.stdout + outside.stderr
-    assert not (tmp_path / "planted.bin").exists() and not (device.root / "big.bin").exists()
+    assert not (tmp_path / "planted.bin").exists() and not (device.root / "data/local/tmp/big.bin").exists()
     assert real_adb("shell", "echo", "alive", serial=serial).stdout == "alive\n"
 
 
@@ -117,7 +117,8 @@ def test_real_adb_stdin_reaches_the_command_through_shell_v2(real_adb, make_devi
     device = make_device()
     serial = real_adb.connect(device.address)
     data = os.urandom(300_000)
-    target = device.root / "stdin.bin"
-    result = real_adb("shell", f"cat > '{target}'; wc -c < '{target}'", serial=serial, stdin_bytes=data)
+    target = device.root / "data/local/tmp/stdin.bin"
+    remote = device_path(device, target)
+    result = real_adb("shell", f"cat > '{remote}'; wc -c < '{remote}'", serial=serial, stdin_bytes=data)
     assert (result.returncode, result.stdout.strip()) == (0, "300000")  # close-stdin (id 4) ended cat
     assert target.read_bytes() == data

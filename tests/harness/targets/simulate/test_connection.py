@@ -54,7 +54,7 @@ def test_okay_comes_before_the_reply_and_records_may_straddle_wrtes(make_device)
     client = RawClient(device.address)
     client.connect()
     remote_id = client.open(3, b"sync:").arg0
-    path = str(device.root).encode()
+    path = b"/data/local/tmp"
     request = wire.sync_record(wire.ID_STAT, path)
     for i in range(len(request)):  # one byte per WRTE: the device must buffer the stream
         client.send(wire.A_WRTE, 3, remote_id, request[i:i + 1])
@@ -170,7 +170,7 @@ def test_by_default_an_unknown_key_and_a_client_without_auth_are_refused(make_de
     client.send(wire.A_OPEN, 1, 0, b"shell:touch pwned\0")
     with pytest.raises(socket.timeout):
         client.recv(timeout_s=0.3)
-    assert not (device.root / "pwned").exists()
+    assert not (device.root / "data/local/tmp/pwned").exists()
 
 
 def test_oversized_packets_drop_the_link_before_the_payload_is_read(make_device):

@@ -7,7 +7,7 @@ import pytest
 from adb_shell import exceptions as adb_exc
 
 from harness.targets.simulate.simulator import SimulatedDevice
-from support.adb_sim import WAIT_S, adb_shell_device, process_alive, wait_until
+from support.adb_sim import WAIT_S, adb_shell_device, host_pid, process_alive, wait_until
 
 LINK_ERRORS = (OSError, adb_exc.AdbTimeoutError, adb_exc.TcpTimeoutException, adb_exc.InvalidCommandError)
 
@@ -64,27 +64,29 @@ def test_drop_connections_keeps_processes_and_listening(make_device):
 
     worker = threading.Thread(target=long_command)
     worker.start()
-    pid_file = device.root / "sleeper.pid"
+    pid_file = device.root / "data/local/tmp/sleeper.pid"
     wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), "the sleeper to start")
-    pid = int(pid_file.read_text())
+    pid = int(pid_file.read_text())  # as the device numbers it (its own PID namespace)
+    host = host_pid(device, pid)
     device.drop_connections()
     worker.join(WAIT_S)
     assert not worker.is_alive() and errors, "the client should see the dropped link"
-    assert process_alive(pid)
+    assert host is not None and process_alive(host)
     again = adb_shell_device(device.address)
     assert again.shell(f"kill -0 {pid} && echo alive") == "alive\n"
     device.stop()
-    wait_until(lambda: not process_alive(pid), "stop() to kill the sleeper")
+    wait_until(lambda: not process_alive(host), "stop() to kill the sleeper")
 
 
 def test_stop_kills_detached_background_jobs_too(make_device):
     device = make_device()
     adb = adb_shell_device(device.address)
     pid = int(adb.shell("setsid sleep 30 > /dev/null 2>&1 < /dev/null & echo $!"))
-    assert process_alive(pid)
+    host = host_pid(device, pid)
+    assert host is not None and process_alive(host)
     assert adb.shell("echo still") == "still\n"
     device.stop()
-    wait_until(lambda: not process_alive(pid), "stop() to kill the detached job")
+    wait_until(lambda: not process_alive(host), "stop() to kill the detached job")
 
 
 

@@ -8,13 +8,19 @@ import pytest
 from adb_shell import exceptions as adb_exc
 
 from harness.targets.simulate.simulator import SimulatedDevice
-from support.adb_sim import adb_shell_device, connect_refused, sha256_file
+from support.adb_sim import adb_shell_device, connect_refused, device_path, sha256_file
 
 TRANSFER_SIZE_BYTES = 3 * 1024 * 1024 + 12345  # "a few MB", not a multiple of any chunk size
 
 
 def _workdir(device: SimulatedDevice) -> str:
-    return str(device.root / "data" / "local" / "tmp" / "qskew")
+    """The harness's folder as the (confined) device names it."""
+    return "/data/local/tmp/qskew"
+
+
+def _host(device: SimulatedDevice, remote: str) -> str:
+    """Where a device path lies on the host (the device's root is its /)."""
+    return str(device.root / remote.lstrip("/"))
 
 
 @pytest.mark.parametrize("max_payload", [4096, 262144, 1 << 20])
@@ -25,8 +31,8 @@ def test_adb_shell_push_pull_same_sha256(make_device, tmp_path, max_payload):
     remote = _workdir(device) + "/nested/model.bin"  # parents are created by SEND
     adb = adb_shell_device(device.address)
     adb.push(str(src), remote)
-    assert sha256_file(remote) == sha256_file(src)
-    assert stat.S_IMODE(os.stat(remote).st_mode) == 0o777  # adb-shell's 0o770, user bits copied
+    assert sha256_file(_host(device, remote)) == sha256_file(src)
+    assert stat.S_IMODE(os.stat(_host(device, remote)).st_mode) == 0o777  # adb-shell's 0o770, user bits copied
     back = tmp_path / "back.bin"
     adb.pull(remote, str(back))
     assert sha256_file(back) == sha256_file(src)
@@ -42,8 +48,8 @@ def test_adb_shell_stat_of_missing_file_and_list(make_device):
     (folder / "a.txt").write_bytes(b"12345")
     (folder / "sub").mkdir()
     adb = adb_shell_device(device.address)
-    assert adb.stat(str(folder / "missing")) == (0, 0, 0)
-    entries = {bytes(f.filename): f for f in adb.list(str(folder))}
+    assert adb.stat(device_path(device, folder / "missing")) == (0, 0, 0)
+    entries = {bytes(f.filename): f for f in adb.list(device_path(device, folder))}
     assert set(entries) == {b".", b"..", b"a.txt", b"sub"}
     assert entries[b"a.txt"].size == 5 and stat.S_ISDIR(entries[b"sub"].mode)
 
@@ -52,7 +58,7 @@ def test_pull_of_missing_file_fails_and_connection_stays_usable(make_device, tmp
     device = make_device()
     adb = adb_shell_device(device.address)
     with pytest.raises(adb_exc.AdbCommandFailureException, match="open failed: No such file"):
-        adb.pull(str(device.root / "nope"), str(tmp_path / "x"))
+        adb.pull("/data/local/tmp/nope", str(tmp_path / "x"))
     assert adb.shell("echo still here") == "still here\n"
 
 
@@ -60,16 +66,17 @@ def test_paths_outside_root_are_refused(make_device, tmp_path):
     device = make_device()
     outside = tmp_path / "outside.txt"
     outside.write_text("secret")
-    (device.root / "escape").symlink_to(tmp_path)
+    (device.root / "data/local/tmp/escape").symlink_to(tmp_path)
     adb = adb_shell_device(device.address)
     assert adb.stat(str(outside)) == (0, 0, 0)
-    assert adb.stat(str(device.root) + "/../outside.txt") == (0, 0, 0)
+    assert adb.stat("/data/local/tmp/../../../../outside.txt") == (0, 0, 0)
+    assert adb.stat("/system/bin/getprop") == (0, 0, 0)  # only /data/local/tmp is served
     with pytest.raises(adb_exc.AdbCommandFailureException, match="Permission denied"):
-        adb.pull(str(device.root / "escape" / "outside.txt"), str(tmp_path / "stolen"))
+        adb.pull("/data/local/tmp/escape/outside.txt", str(tmp_path / "stolen"))
     src = tmp_path / "small.bin"
     src.write_bytes(b"x" * 100)
     with pytest.raises(adb_exc.PushFailedError, match="Permission denied"):
-        adb.push(str(src), str(device.root / "escape" / "planted.bin"))
+        adb.push(str(src), "/data/local/tmp/escape/planted.bin")
     assert not (tmp_path / "planted.bin").exists()
     assert [bytes(f.filename) for f in adb.list(str(tmp_path))] == []
 
@@ -82,7 +89,7 @@ def test_push_onto_a_directory_fails_after_the_data_and_the_link_survives(make_d
     src.write_bytes(os.urandom(50_000))  # many WRTEs: FAIL must not be lost by adb-shell
     adb = adb_shell_device(device.address)
     with pytest.raises(adb_exc.PushFailedError, match="create file: File exists"):
-        adb.push(str(src), str(target), read_timeout_s=5)
+        adb.push(str(src), device_path(device, target), read_timeout_s=5)
     assert adb.shell("echo ok") == "ok\n"
 
 
@@ -94,14 +101,14 @@ def test_hostile_file_names_round_trip_and_execute_nothing(make_device, tmp_path
     src = tmp_path / "src.bin"
     src.write_bytes(os.urandom(70_000))
     remote_dir = device.root / "data" / "local" / "tmp" / "h $(touch pwned3)"
-    remote = str(remote_dir / HOSTILE_NAME)
+    remote = device_path(device, remote_dir / HOSTILE_NAME)
     adb = adb_shell_device(device.address)
     adb.push(str(src), remote)
-    assert sha256_file(remote) == sha256_file(src)
+    assert sha256_file(_host(device, remote)) == sha256_file(src)
     back = tmp_path / "back.bin"
     adb.pull(remote, str(back))
     assert sha256_file(back) == sha256_file(src)
-    assert HOSTILE_NAME.encode() in {bytes(f.filename) for f in adb.list(str(remote_dir))}
+    assert HOSTILE_NAME.encode() in {bytes(f.filename) for f in adb.list(device_path(device, remote_dir))}
     assert adb.stat(remote)[1] == 70_000
     planted = [p for p in (device.root, tmp_path, remote_dir, os.getcwd()) if any(
         os.path.exists(os.path.join(p, f"pwned{i}")) for i in (1, 2, 3))]
@@ -119,7 +126,7 @@ def test_vanish_during_push_fails_the_push_and_refuses_later_connects(make_devic
     device.vanish_after("push", 1_000_000)
     adb = adb_shell_device(device.address, read_timeout_s=5)
     with pytest.raises(LINK_ERRORS):
-        adb.push(str(src), str(remote), read_timeout_s=5)
+        adb.push(str(src), device_path(device, remote), read_timeout_s=5)
     assert not remote.exists()  # adbd unlinks a half-received file
     assert connect_refused(device.address)
 
@@ -131,7 +138,7 @@ def test_vanish_during_pull(make_device, tmp_path):
     device.vanish_after("pull", 500_000)
     adb = adb_shell_device(device.address)
     with pytest.raises(LINK_ERRORS):
-        adb.pull(str(remote), str(tmp_path / "back.bin"), read_timeout_s=5)
+        adb.pull(device_path(device, remote), str(tmp_path / "back.bin"), read_timeout_s=5)
     assert connect_refused(device.address)
 
 
@@ -144,8 +151,8 @@ def test_disk_quota_fails_the_push_with_no_space(make_device, tmp_path):
     target = device.root / "data" / "local" / "tmp" / "f.bin"
     adb = adb_shell_device(device.address)
     with pytest.raises(adb_exc.PushFailedError, match="No space left on device"):
-        adb.push(str(big), str(target))
+        adb.push(str(big), device_path(device, target))
     assert not target.exists()
     adb = adb_shell_device(device.address)
-    adb.push(str(small), str(target))
+    adb.push(str(small), device_path(device, target))
     assert target.stat().st_size == 10_000

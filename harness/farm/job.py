@@ -1,0 +1,203 @@
+"""One job on one device of the farm: lease it, run it (``[run] repeat`` times), score and store it.
+
+A job is ``(artifact, delegate)`` taken from its group's :class:`harness.farm.pool.PoolQueue`. How it
+ends decides what the queue does next:
+
+* finished, or failed for a **model reason** (the profile refused it, the delegate did not load,
+  the outputs are bad, the runner reported an error): stored, never retried;
+* failed for a **device reason** (:func:`device_reason`: the device vanished, timed out, adb or the
+  link failed): in a pool, handed back to the queue to run on another member, up to ``[run]
+  retries`` times (each failed attempt is kept in the job's record), then stored as failed; on a
+  device of its own, the device stops (nothing else could run the job) and the error is raised
+  once the other devices have finished, as before pools existed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from harness.errors import FailureStage, JobFailed, RunnerError, TargetError, failure_stage
+from harness.farm import runners
+from harness.farm.leases import lease, lease_key
+from harness.farm.pool import PoolQueue, Ticket
+from harness.logs import job_logger
+from harness.metrics.noise import repeat_noise
+from harness.metrics.score import score_job
+
+log = logging.getLogger(__name__)
+COLLECTORS = 1  # threads scoring and storing finished jobs: one keeps the run directory in finishing order
+DEVICE_FACTS = ("model", "manufacturer", "abi", "os_release", "sdk", "python_version")  # kept in a pooled job's record
+
+
+def device_reason(err: BaseException) -> bool:
+    """Whether ``err`` is the device's fault (another identical device may well succeed), not the model's."""
+    return isinstance(err, TargetError) and not isinstance(err, RunnerError)
+
+
+@dataclass(frozen=True)
+class OpenDevice:
+    """A selected inventory entry, its connected target and the facts it reported."""
+
+    spec: Any      # harness.farm.inventory.DeviceSpec
+    target: Any    # harness.targets.base.Target
+    properties: Mapping[str, Any]
+
+
+@dataclass
+class SweepContext:
+    """What every job of one sweep shares: the experiment, data, run directory and farm progress.
+
+    Finished jobs are scored and stored on one *collector* thread (:meth:`collect`), so a device
+    goes on to its next job at once instead of waiting for the host; :meth:`flush` waits for them.
+    """
+
+    exp: Any
+    test: Any
+    ref: Any
+    writer: Any
+    progress: Any          # harness.farm.progress.FarmProgress
+    echo: Callable[[str], None]
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    _collector: Any = None
+    _pending: list = dataclasses.field(default_factory=list)
+
+    def collect(self, fn: Callable, *args) -> None:
+        """Run ``fn(*args)`` on the collector thread, after the jobs collected before it."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with self.lock:
+            if self._collector is None:
+                self._collector = ThreadPoolExecutor(max_workers=COLLECTORS, thread_name_prefix="qskew-collect")
+            self._pending.append(self._collector.submit(fn, *args))
+
+    def flush(self) -> None:
+        """Wait for every collected job to be stored; raises the first error storing one raised."""
+        if self._collector is None:
+            return
+        self._collector.shutdown(wait=True)
+        self._collector = None
+        errors = [f.exception() for f in self._pending if f.exception() is not None]
+        self._pending.clear()
+        if errors:
+            raise errors[0]
+
+
+def device_record(dev) -> dict[str, Any]:
+    """The member that ran a pooled job: inventory name, reach, serial and the facts it reported."""
+    props = dev.properties or {}
+    facts = {k: props[k] for k in DEVICE_FACTS if props.get(k) not in (None, "")}
+    serial = props.get("serialno") or dev.spec.serial or dev.spec.address
+    return {"name": dev.spec.name, "reach": dev.spec.reach, **facts, "serial": serial or None}
+
+
+def run_ticket(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, pooled: bool) -> None:
+    """Run ``ticket``'s job on ``dev`` and tell ``queue`` how it ended (module docstring).
+
+    Raises the device error on a device of its own (not pooled)."""
+    art, delegate = ticket.job
+    group, name = dev.spec.group, dev.spec.name
+    where = f"{art.variant} on {group}/{delegate}" + (f" (device {name})" if pooled else "")
+    extra = {"device": device_record(dev), "attempts": list(ticket.attempts)} if pooled else {}
+    ctx.progress.start(name, f"{art.variant}/{delegate}", len(ctx.test))
+    try:
+        with lease(lease_key(dev.spec), ctx.echo) as holder:  # no other qskew process drives it meanwhile
+            if holder.get("broke"):
+                ctx.progress.lease_broken(holder["key"], holder["broke"])
+            run = _run_repeated(ctx, dev, art, delegate)
+    except JobFailed as err:  # refused or unpreparable: nothing ran on the device
+        _store_failure(ctx, (art.variant, group, delegate), str(err), err.stage.value, extra, where)
+        queue.done(name)
+        ctx.progress.finish(name, "failed")
+        return
+    except Exception as err:
+        if not device_reason(err):
+            queue.done(name)
+            ctx.progress.finish(name, "failed")
+            raise
+        _device_failed(ctx, dev, queue, ticket, err, pooled, where, extra)
+        return
+    run = dataclasses.replace(run, target=group)
+    queue.done(name)  # the device is free: it takes its next job while the host scores this one
+    ctx.progress.finish(name, "ok" if run.ok else "failed")
+    ctx.collect(_store_run, ctx, run, extra, where, len(ticket.attempts))
+
+
+def _store_run(ctx: SweepContext, run, extra: Mapping[str, Any], where: str, attempts: int) -> None:
+    """Score a job the device finished and store it (on the collector thread)."""
+    score = score_job(run, ctx.ref, ctx.test) if run.ok else None  # outside the lock: the writer is shared
+    with ctx.lock:
+        if score is not None:
+            ctx.writer.add_run(run, score, **extra)
+            ctx.echo(f"  {where}: {run.runtime} {run.runtime_version}, delegate applied: "
+                     f"{run.delegate_applied}, batch {run.batch_size}"
+                     + (f", after {attempts} failed attempt(s)" if attempts else ""))
+        else:
+            ctx.writer.add_failure(run.variant, run.target, run.delegate, run.error,
+                                   stage=failure_stage(run).value, **extra)
+            ctx.echo(f"  {where}: FAILED ({run.error})")
+
+
+def _device_failed(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, err: Exception, pooled: bool,
+                   where: str, extra: Mapping[str, Any]) -> None:
+    """A device-reason failure: retry elsewhere in a pool, else stop this device (raising)."""
+    name = dev.spec.name
+    ctx.progress.finish(name, "device error")
+    if not pooled:
+        queue.drain(name, str(err))
+        queue.retry(ticket, name, str(err))  # stays queued: missing from the run, rerun on resume
+        raise err
+    if len(ticket.attempts) >= ctx.exp.run.retries:
+        queue.give_up(ticket, name, str(err))
+        art, delegate = ticket.job
+        _store_failure(ctx, (art.variant, dev.spec.group, delegate),
+                       f"device: {err} (out of retries: {len(ticket.attempts)} attempts)",
+                       FailureStage.RUN.value, {**extra, "attempts": list(ticket.attempts)}, where)
+    else:
+        ctx.echo(f"  {where}: device error ({err}); retrying on another device of pool {dev.spec.group}")
+        ctx.progress.retry(name, where, str(err))
+        drained = queue.retry(ticket, name, str(err))
+        if drained:
+            ctx.progress.drained(name, queue.drained().get(name, "failed twice in a row"))
+    job_logger(log, name).warning("%s: device error: %s", where, err)
+
+
+def _store_failure(ctx: SweepContext, job: tuple[str, str, str], error: str, stage: str,
+                   extra: Mapping[str, Any], where: str) -> None:
+    with ctx.lock:
+        ctx.writer.add_failure(*job, error, stage=stage, **extra)
+    ctx.echo(f"  {where}: FAILED ({error})")
+
+
+def _run_repeated(ctx: SweepContext, dev, art, delegate):
+    """Run the job ``[run] repeat`` times; the first run's logits are the job's, the others
+    measure the device's run-to-run noise (DeviceRun.repeats). A repeat that fails is noted in
+    the noise, not fatal; the first run failing is the job's failure."""
+    exp, name = ctx.exp, dev.spec.name
+
+    def progress(done: int, total: int) -> None:
+        ctx.progress.samples(name, done, total)
+        job_logger(log, name, f"{art.variant}/{delegate}").info("%d/%d samples", done, total)
+
+    def once():
+        return runners.run_on_device(dev.spec, dev.target, art, ctx.test, delegate,
+                                     num_threads=exp.run.num_threads, batch_size=exp.run.batch_size,
+                                     runtime=exp.run.runtime, progress=progress, echo=ctx.echo,
+                                     allow_unproven=exp.run.allow_unproven,
+                                     allow_partial=exp.run.allow_partial)
+
+    first = once()
+    if exp.run.repeat <= 1 or not first.ok:
+        return first
+    runs = [first] + [once() for _ in range(exp.run.repeat - 1)]
+    noise = repeat_noise(runs)
+    ctx.echo(f"  {art.variant} on {name}/{delegate}: {noise.runs} runs, max |Δlogit| between "
+             f"runs {noise.max_abs_logit_diff:.3g}, latency spread {_pct(noise.latency_rel_spread)}")
+    return dataclasses.replace(first, repeats=noise)
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"

@@ -1,0 +1,72 @@
+"""farm.pool: one queue per pool; device failures move a job to another member and drain a member."""
+
+import threading
+
+from harness.farm.pool import DRAIN_AFTER_FAILURES, PoolQueue, Ticket
+
+
+def _queue(jobs, members=("a", "b"), **kw):
+    return PoolQueue("p", [Ticket(job=j) for j in jobs], members, **kw)
+
+
+def test_each_job_is_taken_once_by_whichever_member_asks():
+    q = _queue(["j1", "j2", "j3"])
+    taken = [q.take("a"), q.take("b"), q.take("a")]
+    assert [t.job for t in taken] == ["j1", "j2", "j3"]
+    for member in "aba":
+        q.done(member)
+    assert q.take("a") is None and q.take("b") is None and q.orphans() == []
+
+
+def test_a_retried_job_goes_to_another_member_first_and_keeps_its_attempts():
+    q = _queue(["j1", "j2"])
+    t = q.take("a")
+    assert q.retry(t, "a", "link lost") is False
+    assert q.take("a").job == "j2"  # a never takes back the job it failed
+    again = q.take("b")
+    assert again is t and again.attempts == [{"device": "a", "error": "link lost"}]
+
+
+def test_a_member_failing_twice_in_a_row_is_drained_and_its_jobs_are_left_to_the_others():
+    q = _queue(["j1", "j2", "j3"])
+    first = q.take("a")
+    q.retry(first, "a", "timeout")
+    second = q.take("a")
+    assert q.retry(second, "a", "timeout") is True and DRAIN_AFTER_FAILURES == 2
+    assert q.take("a") is None and "a" in q.drained() and q.live() == ["b"]
+    assert sorted(q.take("b").job for _ in range(1)) == ["j2"]
+
+
+def test_a_success_resets_the_failure_streak():
+    q = _queue(["j1", "j2", "j3"], members=("a",))
+    q.retry(q.take("a"), "a", "timeout")
+    q.take("a")
+    q.done("a")
+    q.retry(q.take("a"), "a", "timeout")
+    assert q.live() == ["a"]
+
+
+def test_a_job_no_live_member_may_take_is_an_orphan():
+    q = _queue(["j1"], members=("a",))
+    q.retry(q.take("a"), "a", "gone")
+    assert q.take("a") is None  # it failed there; nothing else is in flight
+    [left] = q.orphans()
+    assert left.attempts[0]["device"] == "a"
+
+
+def test_a_waiting_member_takes_a_job_handed_back_by_another_and_a_new_member_joins():
+    q = _queue(["j1"], members=("a", "b"))
+    t = q.take("a")
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(q.take("b")))
+    waiter.start()  # b waits: j1 is in flight and may come back
+    q.retry(t, "a", "gone")
+    waiter.join(timeout=5)
+    assert got[0] is t
+    q.join("c")
+    assert q.live() == ["a", "b", "c"]
+
+
+def test_members_only_take_jobs_they_can_run():
+    q = _queue(["gpu", "cpu"], members={"a": lambda job: True, "b": lambda job: job == "cpu"})
+    assert q.take("b").job == "cpu" and q.take("a").job == "gpu"

@@ -8,8 +8,10 @@ For each model and variant this times, in one process and alternating:
     converting the uint8 samples to the model's input type, inference, writing, pulling, verifying
     and decoding the outputs;
 (b) a bare batched ``ai_edge_litert`` loop in this process over the same model, batch size,
-    threads and delegate, starting from the same stored uint8 samples: one vectorised numpy
-    conversion to the model's input type, then set_tensor/invoke/get_tensor per batch;
+    threads and delegate, starting from the same stored uint8 samples: per batch, a vectorised
+    numpy conversion of that batch to the model's input type, then set_tensor/invoke/get_tensor
+    (converting per batch, as the runner does, keeps its memory at one batch: a whole converted
+    16,000-sample 96x96x3 float32 set would be 1.8 GB);
 (c) (the long run only) the same bare loop fed samples already converted (the "strict" baseline).
 
 **Per test-set size** (``--sizes``; no repetition): synthetic uint8 samples of the model's input
@@ -26,11 +28,18 @@ Models: the built-ins trained on digits-groups (``small_cnn``, ``mobilenet_v2``)
 
     .venv/bin/python benchmarks/overhead.py --models small_cnn,mobilenet_v2_96 --variants fp32,int8 \\
         --sizes 1000,4000,16000
+    .venv/bin/python benchmarks/overhead.py --models small_cnn --sizes 1000 --min-bare-s 0 \\
+        --targets local,simulated,simulated-per-job     # the fixed cost per job over ADB too
+
+``--targets`` adds the simulated ADB device (``harness.targets.simulate``, loopback): the job then
+also pays the ADB pushes, the runner hand-over over a shell-v2 stream and the pulls; the
+``worst ratio`` lines are the local target's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -63,6 +72,8 @@ def main() -> int:
     parser.add_argument("--variants", default="fp32,int8")
     parser.add_argument("--sizes", default="1000,4000,16000", help="test-set sizes (samples), no repetition")
     parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--targets", default="local",
+                        help="comma-separated: local, simulated (ADB, runner kept up), simulated-per-job")
     parser.add_argument("--min-bare-s", type=float, default=MIN_BARE_S,
                         help="the long run's bare-loop floor in seconds (0: skip the long run)")
     args = parser.parse_args()
@@ -71,7 +82,8 @@ def main() -> int:
     for model_name in args.models.split(","):
         arts, shape = _variants(model_name, args.variants.split(","))
         for n in sizes:
-            size_rows += _measure_size(model_name, arts, shape, n, args.rounds)
+            for kind in args.targets.split(","):
+                size_rows += _measure_size(model_name, arts, shape, n, args.rounds, kind)
         if args.min_bare_s > 0 and model_name != SYNTHETIC_MODEL:
             from harness import datasets
 
@@ -130,16 +142,45 @@ def _synthetic_set(n: int, shape=SYNTHETIC_SHAPE, split: str = "test"):
                           split=np.full(n, split), num_classes=NUM_CLASSES, preprocess=Preprocess(1 / 255))
 
 
-def _measure_size(model_name, arts, shape, n, rounds) -> list[dict]:
-    """Jobs on one device session (the first is cold) against the bare loop, per variant."""
-    from harness.runners.python import run_job
+@contextlib.contextmanager
+def _device(kind: str):
+    """A target for one session: ``local`` (LocalTarget), ``simulated`` (AdbTarget on a simulated
+    ADB device over loopback, runner kept up on a shell-v2 stream) or ``simulated-per-job`` (the
+    same device, one runner started per job, as before the served runner)."""
+    import harness.runners.python as python_runner
     from harness.targets.local import LocalTarget
 
-    test = _synthetic_set(n, shape)
-    workdir = Path(tempfile.mkdtemp(prefix="qskew-bench-device-"))
-    target = LocalTarget(workdir)
-    times = {a.variant: {"bare": [], "job": []} for a in arts}
+    tmp = Path(tempfile.mkdtemp(prefix="qskew-bench-device-"))
     try:
+        if kind == "local":
+            with LocalTarget(tmp / "device") as target:
+                yield target
+            return
+        from harness.targets.adb import AdbTarget
+        from harness.targets.simulate.simulator import SimulatedDevice
+
+        served = python_runner.SERVED_RUNNER
+        python_runner.SERVED_RUNNER = kind == "simulated"
+        (tmp / "sim").mkdir()
+        try:
+            with SimulatedDevice(tmp / "sim", auth=False) as sim:  # loopback, timing only
+                host, port = sim.address
+                with AdbTarget("bench", address=f"{host}:{port}", key_path=tmp / "adbkey",
+                               workdir=str(sim.root / "data" / "local" / "tmp" / "qskew")) as target:
+                    yield target
+        finally:
+            python_runner.SERVED_RUNNER = served
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _measure_size(model_name, arts, shape, n, rounds, kind="local") -> list[dict]:
+    """Jobs on one device session (the first is cold) against the bare loop, per variant."""
+    from harness.runners.python import run_job
+
+    test = _synthetic_set(n, shape)
+    times = {a.variant: {"bare": [], "job": []} for a in arts}
+    with _device(kind) as target:
         for _ in range(rounds):
             for art in arts:
                 times[art.variant]["bare"].append(_bare_from_stored(art, test))
@@ -148,30 +189,26 @@ def _measure_size(model_name, arts, shape, n, rounds) -> list[dict]:
                 times[art.variant]["job"].append(time.perf_counter() - start)
                 if not run.ok:
                     raise SystemExit(f"job failed: {run.error}")
-    finally:
-        target.close()
-        shutil.rmtree(workdir, ignore_errors=True)
     rows = []
     for art in arts:
         bare, job = times[art.variant]["bare"], times[art.variant]["job"]
-        print(f"{model_name}/{art.variant} n={n}: bare {' '.join(f'{b:.3f}' for b in bare)}  "
+        print(f"{model_name}/{art.variant} n={n} on {kind}: bare {' '.join(f'{b:.3f}' for b in bare)}  "
               f"job {' '.join(f'{j:.3f}' for j in job)}", flush=True)
         rows.append({"model": model_name, "variant": art.variant, "n": n, "bare_s": min(bare),
-                     "job_s": min(job), "cold_s": job[0]})
+                     "job_s": min(job), "cold_s": job[0], "target": kind})
     return rows
 
 
 def _bare_from_stored(art, test) -> float:
-    start = time.perf_counter()
-    x = _to_model_input(test, art)
-    return time.perf_counter() - start + _bare(art.path, x)
+    """The bare loop fed the stored uint8 samples, each batch converted just before it is set."""
+    return _bare(art.path, test.x, lambda xb: _to_model_input(test.preprocess, xb, art))
 
 
 def _measure_long(model_name, art, test, rounds, min_bare_s) -> dict:
     from harness.runners.python import run_job
     from harness.targets.local import LocalTarget
 
-    x_model = _to_model_input(test, art)
+    x_model = _to_model_input(test.preprocess, test.x, art)
     once_s = min(_bare(art.path, x_model) for _ in range(CALIBRATION_PASSES))
     repeat = max(1, int(np.ceil(min_bare_s * SIZE_MARGIN / max(once_s, 1e-9))))
     big = _repeat(test, repeat)
@@ -198,18 +235,21 @@ def _measure_long(model_name, art, test, rounds, min_bare_s) -> dict:
 
 def _print_sizes(rows, sizes) -> None:
     print(f"\nper test-set size (synthetic uint8 samples, one device session per model and size, "
-          f"best of rounds)\n{'model':16} {'variant':8} {'samples':>8} {'bare_s':>8} {'job_s':>8} "
+          f"best of rounds)\n{'model':16} {'variant':8} {'target':17} {'samples':>8} {'bare_s':>8} {'job_s':>8} "
           f"{'ratio':>6} {'fixed_ms':>9} {'cold':>6}")
     for r in rows:
-        print(f"{r['model']:16} {r['variant']:8} {r['n']:8d} {r['bare_s']:8.3f} {r['job_s']:8.3f} "
+        print(f"{r['model']:16} {r['variant']:8} {r['target']:17} {r['n']:8d} {r['bare_s']:8.3f} {r['job_s']:8.3f} "
               f"{r['job_s'] / r['bare_s']:6.2f} {1000 * (r['job_s'] - r['bare_s']):9.1f} "
               f"{r['cold_s'] / r['bare_s']:6.2f}")
     print("ratio = job / bare loop from the stored uint8 samples; fixed_ms = job - bare loop; "
           "cold = the session's first job (runner start, test-set serialization) / bare loop")
     for n in sizes:
-        at = [r["job_s"] / r["bare_s"] for r in rows if r["n"] == n]
+        at = [r["job_s"] / r["bare_s"] for r in rows if r["n"] == n and r["target"] == "local"]
         if at:
             print(f"worst ratio at {n} samples: {max(at):.2f}")
+    for kind in dict.fromkeys(r["target"] for r in rows):
+        fixed = [1000 * (r["job_s"] - r["bare_s"]) for r in rows if r["target"] == kind]
+        print(f"fixed cost per job on {kind}: {min(fixed):.1f}-{max(fixed):.1f} ms (goal <= 50 ms with the runner up)")
 
 
 def _print_long(rows) -> None:
@@ -223,9 +263,9 @@ def _print_long(rows) -> None:
           "loop fed samples already converted; cold = first job / bare loop from uint8")
 
 
-def _to_model_input(test, art) -> np.ndarray:
-    """The test samples as the model's input tensor wants them (vectorised numpy)."""
-    x = test.preprocess.apply(test.x)
+def _to_model_input(preprocess, stored, art) -> np.ndarray:
+    """Stored samples as the model's input tensor wants them (vectorised numpy)."""
+    x = preprocess.apply(stored)
     spec = art.inputs[0]
     if spec.quantized:
         info = np.iinfo(np.dtype(spec.dtype))
@@ -233,8 +273,9 @@ def _to_model_input(test, art) -> np.ndarray:
     return np.ascontiguousarray(x.astype(spec.dtype))
 
 
-def _bare(model_path, x) -> float:
-    """Seconds for a bare batched loop: interpreter set up, then set_tensor/invoke/get_tensor."""
+def _bare(model_path, x, convert=None) -> float:
+    """Seconds for a bare batched loop: interpreter set up, then (``convert`` of the batch,)
+    set_tensor/invoke/get_tensor."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     start = time.perf_counter()
@@ -246,7 +287,7 @@ def _bare(model_path, x) -> float:
     outputs = []
     current = None
     for i in range(0, len(x), BATCH_SIZE):
-        batch = x[i:i + BATCH_SIZE]
+        batch = x[i:i + BATCH_SIZE] if convert is None else convert(x[i:i + BATCH_SIZE])
         if batch.shape[0] != current:
             interp.resize_tensor_input(inp, [batch.shape[0]] + shape[1:])
             interp.allocate_tensors()

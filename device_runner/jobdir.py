@@ -71,9 +71,14 @@ def _check_job(job, path):
 
 
 def load_inputs(path):
-    """The stored samples [N, ...] in their storage dtype (never unpickled)."""
+    """The stored samples [N, ...] in their storage dtype (never unpickled), memory-mapped read-only:
+    the batches are read as the loop reaches them, instead of the whole set (442 MB for 16,000
+    96x96x3 images) being copied into memory before the first one (0.1-2.6 s measured here)."""
     try:
-        x = np.load(path, allow_pickle=False)
+        try:
+            x = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError:  # what cannot be mapped (an empty array) is read whole, or fails here
+            x = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise JobFailure("input", "cannot read inputs %s: %s" % (path, exc), protocol.EXIT_BAD_JOB)
     if x.ndim < 1 or x.shape[0] == 0:

@@ -31,8 +31,8 @@ job.json (written by the host)::
                                           # every tensor kept, result.json gains "tensors" (tensors.py)
     }
 
-The runner prints one handshake line first (``QSKEW-RUNNER protocol=1.2 python=3.9.18
-numpy=1.26.4``), then progress lines (``QSKEW-PROGRESS 320 719``, at most once a second), and writes ``outputs.npy`` (raw values of output 0 in the
+The runner prints one handshake line first (``QSKEW-RUNNER protocol=1.5 python=3.9.18
+numpy=1.26.4 convert=scale``), then progress lines (``QSKEW-PROGRESS 320 719``, at most once a second), and writes ``outputs.npy`` (raw values of output 0 in the
 tensor's own dtype, [N, ...]) and ``result.json`` (RESULT_FIELDS). The result file is written last
 (via a rename), so its presence means the job is finished, successfully or not. A runner removes
 an earlier run's result and outputs from the job folder before it starts, so a rerun never leaves
@@ -53,7 +53,7 @@ result.json (written by the runner)::
       "execution_plan": {"available": true, "nodes": 6, "delegated_nodes": 2, ...},
       "num_threads": 2, "batch_size": 64, "n_samples": 150,
       "input": {"dtype": "int8", "shape": [64, 8, 8, 1], "shape_signature": [-1, 8, 8, 1],
-                "scale": 0.0039, "zero_point": -128},
+                "scale": 0.0039, "zero_point": -128, "conversion": "table"},   # conversion: 1.5
       "output": {"file": "outputs.npy", "dtype": "int8", "shape": [150, 10], "scale": 0.0059,
                  "zero_point": 13, "sha256": "9f2c..."},  # sha256 of outputs.npy (since 1.1)
       "timings": {"load_s": ..., "prepare_s": ..., "invoke_s": ..., "total_s": ..., "per_batch_s": [...]}
@@ -70,7 +70,15 @@ stdin, one per line. It prints the handshake line once when it starts; for each 
 the handshake line again, runs the job exactly as ``run.py
 JOB_DIR`` would (same files, same result.json) and ends with ``QSKEW-DONE <exit code>``, the code
 that ``run.py JOB_DIR`` would have exited with. End of stdin ends the runner. The runtime is
-imported once per session instead of once per job.
+imported once per session instead of once per job. Over ADB (1.5) the host runs it on one
+``shell,v2,raw:`` stream behind ``sh -c 'echo "QSKEW-PID $$"; exec "$@"'``, so the first line it
+reads is the runner's process id (to kill it past a job's time limit), then the handshake.
+
+Input conversion (1.5): a runner measures at start whether a float32 input is filled faster from
+8/16-bit samples by scaling in place or by a 256-entry table (the same float32 operations, so the
+same bits) and says which in its handshake (``convert=scale``); result.json's ``input.conversion``
+names what the job used ("scale", "table" for a float input; "table" for an integer input from
+8/16-bit samples; "chunk" for other storage). A 1.4 runner (no ``convert=``) scales.
 
 Exit codes: EXIT_OK, EXIT_BAD_JOB (job folder unreadable or malformed), EXIT_RUNTIME (the model or
 delegate failed to load, prepare or run; details in result.json), EXIT_PROTOCOL.
@@ -78,13 +86,15 @@ delegate failed to load, prepare or run; details in result.json), EXIT_PROTOCOL.
 
 import json
 
-PROTOCOL_VERSION = "1.4"  # 1.1: output.sha256 (the host checks a pulled file against it);
+PROTOCOL_VERSION = "1.5"  # 1.1: output.sha256 (the host checks a pulled file against it);
                           # 1.2: execution_plan.placement (which node ran where)
                           # 1.3: CompiledModel delegates, job.allow_unproven,
                           #      execution_plan.precision / runtime_report
                           # 1.4: job.allow_partial, runtime_report.cpu_comparison (GPU outputs
                           #      against the CPU reference kernels and XNNPACK)
                           # 1.4: run.py --serve: one runner per device session, jobs over stdin
+                          # 1.5: handshake convert=scale|table (measured at start),
+                          #      result input.conversion; served over ADB on a shell-v2 stream
 SERVE_FLAG = "--serve"        # run.py --serve: read job folders from stdin, one per line (since 1.4)
 DONE_PREFIX = "QSKEW-DONE"    # "QSKEW-DONE <exit code>": a served job has finished (since 1.4)
 HANDSHAKE_PREFIX = "QSKEW-RUNNER"
@@ -128,10 +138,12 @@ def major(version):
     return int(str(version).split(".")[0])
 
 
-def handshake_line(python_version, numpy_version):
-    """The first line a runner prints."""
-    return "%s protocol=%s python=%s numpy=%s" % (
+def handshake_line(python_version, numpy_version, float_fill=None):
+    """The first line a runner prints; ``float_fill`` (1.5): how this runner fills float32 inputs
+    from 8/16-bit samples, "scale" or "table", as it measured at start."""
+    line = "%s protocol=%s python=%s numpy=%s" % (
         HANDSHAKE_PREFIX, PROTOCOL_VERSION, python_version, numpy_version)
+    return line if float_fill is None else "%s convert=%s" % (line, float_fill)
 
 
 def progress_line(done, total):

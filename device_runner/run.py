@@ -30,7 +30,7 @@ import traceback
 import numpy as np
 
 if __package__:
-    from device_runner import compiled, protocol, tensors
+    from device_runner import compiled, inference, protocol, tensors
     from device_runner.inference import infer, to_model_input
     from device_runner.jobdir import (JobFailure, check_input_shape, in_job, load_inputs, read_job,
                                       remove_stale, save_outputs, write_result)
@@ -38,6 +38,7 @@ if __package__:
                                        make_interpreter, prepare, single_io)
 else:  # run as a plain script on a board: the sibling files are top-level modules
     import compiled
+    import inference
     import protocol
     import tensors
     from inference import infer, to_model_input
@@ -83,6 +84,7 @@ def run_job(job_dir, job, result, clock):
     clock["invoke_s"] = time.perf_counter() - t0
     clock["per_batch_s"] = per_batch_s
     _write_outputs(job_dir, job, result, out, in_info, out_info, batch)
+    result["input"]["conversion"] = inference.conversion_name(x, in_info)
 
 
 def run_compiled_job(job_dir, job, result, clock, runtime, x, t0):
@@ -198,7 +200,10 @@ def serve(lines):
 
 
 def _handshake():
-    print(protocol.handshake_line(platform.python_version(), np.__version__))
+    """The handshake line; the first one measures how to fill float32 inputs here (1.5)."""
+    if inference.FLOAT_FILL is None:
+        inference.measure_float_fill()
+    print(protocol.handshake_line(platform.python_version(), np.__version__, inference.FLOAT_FILL))
     sys.stdout.flush()
 
 

@@ -33,7 +33,7 @@ __all__ = ["EXIT_ERROR", "EXIT_USAGE", "build_parser", "main"]
 
 def main(argv: list[str] | None = None) -> int:
     """Run one ``qskew`` command line; returns the exit code."""
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
@@ -70,8 +70,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return args.func(args) or 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole ``qskew`` parser: global flags, then each command module's ``register``."""
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole ``qskew`` parser: global flags, then each command module's ``register``; given the
+    command line ``argv`` that names a command, only that command's module (importing every
+    command's module, with their defaults' imports, costs a short command like ``signoff`` time)."""
     from harness import __version__
 
     p = argparse.ArgumentParser(prog="qskew", description="Measure how quantization skews a model across groups, "
@@ -79,12 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"qskew {__version__}", help="print the version and exit")
     _add_global_flags(p, default=False)
     sub = p.add_subparsers(title="commands", metavar="COMMAND", dest="command")
-    for name in COMMAND_MODULES:
+    for name in _modules_for(argv):
         importlib.import_module(f"harness.commands.{name}").register(sub)
     for command in subparsers(p):
         # default SUPPRESS: a flag given before the command is not reset by the subcommand's default
         _add_global_flags(command, default=argparse.SUPPRESS)
     return p
+
+
+def _modules_for(argv: list[str] | None) -> tuple[str, ...]:
+    """The command module that ``argv``'s command lives in, or every module (no argv, no command,
+    or a word that is not a command: the parser then lists them all)."""
+    words = [a for a in argv or () if not a.startswith("-")]
+    if not words:
+        return COMMAND_MODULES
+    name = "devices" if words[0] == DEPRECATED_ALIAS else words[0].replace("-", "_")
+    return (name,) if name in COMMAND_MODULES else COMMAND_MODULES
 
 
 def subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:

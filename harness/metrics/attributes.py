@@ -76,12 +76,18 @@ def expand(frame: "pd.DataFrame", attrs: Attributes | None) -> "pd.DataFrame":
     attrs = attrs or Attributes()
     if attrs.names == (DEFAULT_ATTRIBUTE,) or "attribute" in frame:
         return frame if "attribute" in frame else frame.assign(attribute=DEFAULT_ATTRIBUTE)
-    cells = frame["group"].astype(str)
-    parts = cells.str.split(CROSS, regex=False, expand=True) if len(frame) else None
+    cells = frame["group"].astype(str).to_numpy(dtype=object)
+    # Split each distinct cell once (a test set has thousands of samples, a handful of cells).
+    codes, distinct = pd.factorize(cells)
+    split = [str(cell).split(CROSS) for cell in distinct]
+    width = max((len(parts) for parts in split), default=0)
     views = []
     for i, name in enumerate(attrs.names):
-        values = parts[i] if parts is not None and i in parts else cells
-        views.append(frame.assign(attribute=name, group=values.to_numpy()))
+        if i < width:  # a cell with fewer parts has no value for this attribute (None)
+            values = np.array([parts[i] if i < len(parts) else None for parts in split], dtype=object)[codes]
+        else:
+            values = cells
+        views.append(frame.assign(attribute=name, group=values))
     if attrs.intersections and len(attrs.names) > 1:
         views.append(frame.assign(attribute=attrs.crossing))
     return pd.concat(views, ignore_index=True)

@@ -29,6 +29,7 @@ import logging
 import posixpath
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -46,6 +47,7 @@ from harness.records import DeviceRun, ExecutionPlan, GroupedDataset, ModelArtif
 from harness.runners.common import class_count_problem, dequantize, failed_run
 from harness.runners.result_check import check_result
 from harness.targets.base import Target
+from harness.targets.process import ServedLost
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,10 @@ SERVED_MINOR = 4               # protocol 1.4 introduced run.py --serve
 PRUNE_SCRIPT = ('cd "$1" && shift && for f in * .[!.]* ..?*; do [ -e "$f" ] || [ -L "$f" ] || continue; '
                 'keep=; for k in "$@"; do [ "$f" = "$k" ] && keep=1; done; [ -n "$keep" ] || rm -rf -- "$f"; done')
 PRUNE_TIMEOUT_S = 60.0
+LINE_BREAKS = {"\n", "\r"}  # a job folder named with one cannot go to a served runner as a line: one runner per job
+# The runner kept up in each target's session (run.py --serve), once it has greeted: while it is
+# alive a job needs neither the runner's files checked nor its folder pruned (its modules are loaded).
+_SESSION_RUNNERS: "weakref.WeakKeyDictionary[Target, Any]" = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -94,10 +100,15 @@ def run_job(target: Target, artifact: ModelArtifact, test: GroupedDataset, deleg
     with tempfile.TemporaryDirectory(prefix="qskew-job-") as tmp:
         start = time.perf_counter()
         timeout = timeout_s if timeout_s is not None else default_timeout_s(len(test))
-        runner = ensure_runner(target, transfer)
-        greeted = time.perf_counter()
-        served = _served_runner(target, runner, timeout)  # started by a session's first job
-        greeted = time.perf_counter() - greeted
+        served = _SESSION_RUNNERS.get(target)  # up since an earlier job: its files are loaded
+        if served is None or not served.alive:
+            runner = ensure_runner(target, transfer)
+            greeted = time.perf_counter()
+            served = _served_runner(target, runner, timeout)  # started by a session's first job
+            greeted = time.perf_counter() - greeted
+        else:
+            runner, greeted = served.argv[2], 0.0
+            transfer.pushed["runner"] = 0
         inputs_remote, inputs_sha = push_inputs(target, test, transfer)
         model_remote = push_file(target, model_path, artifact.sha256, "model", ".tflite", transfer)
         job = _make_job(model_remote, inputs_remote, test, delegate, num_threads, batch_size, runtime,
@@ -178,9 +189,12 @@ def start_runner(target: Target, runner: str, job_dir: str, timeout_s: float,
         if done is not None and progress is not None:
             progress(*done)
 
-    if served is not None:
-        proc = served.request(job_dir, timeout_s, protocol.parse_done, watch if progress is not None else None)
-    else:  # -B: the runner writes no __pycache__ next to itself (only the manifest's .py files run)
+    proc = None
+    if served is not None and not set(job_dir) & LINE_BREAKS:  # a job line holds no line break
+        proc = _request_served(target, runner, served, job_dir, timeout_s, watch if progress is not None else None)
+    if proc is None:  # -B: the runner writes no __pycache__ next to itself (only the manifest's .py files run)
+        if served is not None:  # the served runner was lost: check the files before a new process runs them
+            ensure_runner(target, Transfer())
         proc = target.run_detached([target.python, "-B", runner, job_dir], job_dir, timeout_s=timeout_s,
                                    watch=watch if progress is not None else None)
     output = proc.stdout + proc.stderr
@@ -199,6 +213,22 @@ def start_runner(target: Target, runner: str, job_dir: str, timeout_s: float,
     return proc
 
 
+def _request_served(target: Target, runner: str, served, job_dir: str, timeout_s: float, watch):
+    """The job's answer from the served runner; when that runner is lost under the job (it died, or
+    the link broke: ``ServedLost``) it is ended and one new served runner gets the job, then, if
+    that fails too, None (the job gets a runner of its own)."""
+    for attempt in (1, 2):
+        try:
+            return served.request(job_dir, timeout_s, protocol.parse_done, watch)
+        except ServedLost as exc:
+            job_logger(log, target.name).info("served runner lost (%s); attempt %d", exc, attempt)
+            served.close(kill=True)  # it may still run this job on the device: stop it first
+        served = _served_runner(target, runner, timeout_s) if attempt == 1 else None
+        if served is None:
+            return None
+    return None
+
+
 def _served_runner(target: Target, runner: str, timeout_s: float):
     """The target's runner that stays up (``run.py --serve``), or None: the target keeps no process,
     or the runner there does not greet with this protocol major at minor >= SERVED_MINOR (a runner
@@ -215,6 +245,7 @@ def _served_runner(target: Target, runner: str, timeout_s: float):
     if len(version) != 2 or version[0] != mine[0] or version[1] < SERVED_MINOR:
         served.close(kill=True)
         return None
+    _SESSION_RUNNERS[target] = served
     return served
 
 

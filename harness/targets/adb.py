@@ -19,6 +19,7 @@ module (``devices-and-adb.md`` section 4 says what they add to the stock adb-she
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -27,10 +28,14 @@ from adb_shell.adb_device import AdbDevice
 from harness.targets.adb_files import AdbFiles
 from harness.targets.adb_jobs import DetachedJobs
 from harness.targets.adb_link import LinkLimits
+from harness.targets.adb_served import AdbShellStream, ServedShell, served_command
 from harness.targets.adb_session import (AUTH_TIMEOUT_S, COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S,
                                          RECONNECT_ATTEMPTS, AdbSession)
+from harness.errors import TargetError
 from harness.targets.base import RemoteStat, Target
 from harness.targets.process import CommandResult
+
+log = logging.getLogger(__name__)
 
 DEFAULT_WORKDIR = "/data/local/tmp/qskew"  # world-writable and exec-allowed on stock Android
 PROPS_SCRIPT = 'for p in "$@"; do printf "%s=%s\\n" "$p" "$(getprop "$p")"; done'
@@ -56,11 +61,40 @@ class SessionTarget(Target):
         self._files = files
         self._jobs = DetachedJobs(files, python)
         self._properties: dict[str, Any] | None = None
+        self._served: dict[tuple[str, ...], ServedShell] = {}
 
     kind = "adb"  # the "kind" fact of properties()
 
     def close(self) -> None:
+        """End the served processes (each exits at the end of its input), then the connection."""
+        served, self._served = list(self._served.values()), {}
+        for proc in served:
+            proc.close()
         self._session.close()
+
+    def serve(self, argv: Sequence[str]) -> ServedShell | None:
+        """``argv`` kept up for this session on one shell-v2 stream (``adb_served``); None on a
+        device without shell protocol v2 (one process per job then). A dead one is replaced."""
+        key = tuple(str(a) for a in argv)
+        served = self._served.get(key)
+        if served is None or not served.alive:
+            if "shell_v2" not in self._session.features:
+                return None
+            try:
+                stream = self._open_stream(served_command(key))
+            except TargetError as exc:  # the device refused the stream: a runner per job will say why
+                log.info("[%s] no served runner: %s", self.name, exc)
+                return None
+            served = self._served[key] = ServedShell(stream, key, self.name, self._kill)
+        return served
+
+    def _open_stream(self, command: str):
+        """A ``shell,v2,raw:`` stream running ``command`` (``adb_served.ByteStream``)."""
+        return AdbShellStream(self._session, command)
+
+    def _kill(self, pid: int) -> None:
+        self._session.run_retrying(["sh", "-c", 'kill -9 "$1" 2>/dev/null; true', "qskew-kill", str(pid)],
+                                   f"killing served process {pid}")
 
     # --- commands and files ---------------------------------------------------------------------
 

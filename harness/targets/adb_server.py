@@ -35,6 +35,7 @@ from harness.fsutil import atomic_write
 from harness.targets.adb import DEFAULT_WORKDIR, SessionTarget
 from harness.targets.adb_files import MOVE_SCRIPT, AdbFiles
 from harness.targets.adb_link import LinkLimits, PeerError
+from harness.targets.adb_served import ServerStream
 from harness.targets.adb_session import (COMMAND_TIMEOUT_S, RECONNECT_ATTEMPTS, RECONNECT_BACKOFF_S, AdbSession, LinkLost,
                                          bare, checked_argv, decode, shell_command, shown)
 from harness.targets.base import RemoteStat
@@ -328,4 +329,7 @@ class ServerTarget(SessionTarget):
                  python: str = "python3", limits: LinkLimits = LinkLimits()):
         session = ServerSession(name, serial, server, limits=limits)
         super().__init__(name, session, ServerFiles(session, python), workdir=workdir, python=python)
+
+    def _open_stream(self, command: str) -> ServerStream:
+        return ServerStream(self._session, command)
 

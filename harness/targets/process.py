@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 SERVED_EXIT_S = 5.0  # a served process given end of input exits at once; after this it is killed
 
 
+class ServedLost(TargetError):
+    """The link under a served process broke during a request: its answer is lost (the process
+    may still run on the device); the caller ends it and runs the request another way."""
+
+
 @dataclass(frozen=True)
 class CommandResult:
     """What a finished command left behind."""

@@ -53,9 +53,13 @@ class _BufferInterpreter:
 @pytest.mark.parametrize("preprocess", PREPROCESS + [{"scale": -1 / 255, "offset": 0.0}, {"scale": 3.0, "offset": 0.5}])
 @pytest.mark.parametrize("model_input", MODEL_INPUTS)
 @pytest.mark.parametrize("m", [16, 5])
-def test_direct_feeder_fills_the_bits_the_table_gives(storage, preprocess, model_input, m):
-    """The float32 path scales in place, integer inputs use the table: the same bits as the table
-    path every input dtype used before (negative zero included); a short batch is padded with 0."""
+@pytest.mark.parametrize("float_fill", inference.FLOAT_FILLS)
+def test_direct_feeder_fills_the_bits_the_table_gives(storage, preprocess, model_input, m, float_fill,
+                                                      monkeypatch):
+    """The float32 path scales in place or gathers from the table, whichever the runner measured
+    faster; integer inputs use the table: the same bits as the table path every input dtype used
+    before (negative zero included); a short batch is padded with 0."""
+    monkeypatch.setattr(inference, "FLOAT_FILL", float_fill)
     x = np.random.default_rng(1).integers(0, np.iinfo(storage).max + 1, size=(40, 4, 4, 3)).astype(storage)
     interp = _BufferInterpreter((16, 4, 4, 3), model_input["dtype"])
     feed = inference._direct_feeder(interp, x, preprocess, dict(model_input, index=0))
@@ -64,3 +68,13 @@ def test_direct_feeder_fills_the_bits_the_table_gives(storage, preprocess, model
     assert interp.buffer.dtype == expected.dtype
     assert interp.buffer[:m].tobytes() == expected.tobytes()
     assert not interp.buffer[m:].any()
+
+
+def test_the_float_fill_is_measured_once_and_named(monkeypatch):
+    monkeypatch.setattr(inference, "FLOAT_FILL", None)
+    chosen = inference.measure_float_fill()
+    assert chosen in inference.FLOAT_FILLS and inference.FLOAT_FILL == chosen
+    x = np.zeros((2, 4), np.uint8)
+    assert inference.conversion_name(x, {"dtype": "float32"}) == chosen
+    assert inference.conversion_name(x, {"dtype": "int8"}) == "table"
+    assert inference.conversion_name(x.astype(np.float32), {"dtype": "float32"}) == "chunk"

@@ -27,11 +27,14 @@ def test_handshake_comes_first_and_result_has_every_field(run_runner, board_runn
     first = proc.stdout.splitlines()[0]
     assert first.startswith(protocol.HANDSHAKE_PREFIX + " ")
     assert protocol.parse_handshake(first)["protocol"] == protocol.PROTOCOL_VERSION
+    convert = protocol.parse_handshake(first)["convert"]  # measured at start (1.5)
+    assert convert in ("scale", "table")
     assert set(protocol.RESULT_FIELDS) <= set(result)
     assert result["runtime"] == "ai_edge_litert" and result["runtime_version"]
     assert result["python"] and result["numpy"] == np.__version__ and result["platform"]
     assert result["num_threads"] == 2 and result["n_samples"] == 150
     assert result["input"]["dtype"] == "float32" and result["input"]["shape_signature"][0] == -1
+    assert result["input"]["conversion"] == convert
     output = dict(result["output"])
     digest = output.pop("sha256")
     assert output == {"file": "outputs.npy", "dtype": "float32", "shape": [150, 10], "scale": 0.0, "zero_point": 0}

@@ -93,7 +93,7 @@ def _logits(run, variant, target, delegate):
 
 @pytest.mark.slow
 def test_a_demo_through_the_server_is_bit_identical_to_the_direct_connection(served, tmp_path):
-    _adb, server, serial, _root = served
+    _adb, server, serial, root = served
     devices = tmp_path / "devices.toml"
     devices.write_text(f'[[device]]\nname = "via-server"\nreach = "adb-server"\nserial = "{serial}"\n'
                        f'server = "{server}"\nworkdir = "/data/local/tmp/qskew"\n')
@@ -110,6 +110,41 @@ def test_a_demo_through_the_server_is_bit_identical_to_the_direct_connection(ser
             assert np.array_equal(got, want), (variant, delegate)
     props = run.manifest["targets"]["via-server"]
     assert props["transport"] == "adb-server" and props["serialno"] == SERIAL
+    # both devices ran every job on one runner kept up per session (no detached per-job runner)
+    assert not list(root.glob("data/local/tmp/qskew/jobs/*/.qskew-job.stdout"))
+
+
+def test_the_runner_stays_up_through_the_server(served, tmp_path, monkeypatch):
+    """A ServerTarget keeps one runner up on a shell-v2 stream through the server; jobs get the
+    bits of a runner per job, and one killed on the device is replaced."""
+    import hashlib
+
+    import harness.runners.python as python_runner
+    from harness.records import ModelArtifact
+    from harness.runners.python import run_job
+    from harness.targets.adb_server import ServerTarget
+    from support import tiny_models as tiny
+
+    _adb, server, serial, root = served
+    monkeypatch.setenv("QSKEW_CACHE_DIR", str(tmp_path / "cache"))
+    models = tiny.build_models(tmp_path / "models")
+    test = tiny.make_test_set(150)
+    arts = [ModelArtifact(variant=v, path=models[v], sha256=hashlib.sha256(models[v].read_bytes()).hexdigest(),
+                          size_bytes=models[v].stat().st_size, inputs=(), outputs=(), recipe={}) for v in ("fp32", "int8")]
+    workdir = "/data/local/tmp/qskew-stream"  # the device's own path (root/data/local/tmp on this host)
+    with ServerTarget("via-server", serial=serial, server=server, workdir=workdir) as target:
+        served_runs = [run_job(target, art, test) for art in arts]
+        (first,) = target._served.values()
+        target.run(["kill", "-9", str(first.pid)], timeout_s=30)
+        again = run_job(target, arts[0], test)
+        (second,) = target._served.values()
+    assert second is not first and again.ok and again.raw.tobytes() == served_runs[0].raw.tobytes()
+    assert not list((root / "data/local/tmp/qskew-stream").glob("jobs/*/.qskew-job.stdout"))
+    monkeypatch.setattr(python_runner, "SERVED_RUNNER", False)
+    with ServerTarget("via-server", serial=serial, server=server, workdir=workdir + "-per-job") as target:
+        alone = [run_job(target, art, test) for art in arts]
+    for a, b in zip(served_runs, alone):
+        assert a.ok and b.ok and a.raw.dtype == b.raw.dtype and a.raw.tobytes() == b.raw.tobytes()
 
 
 def test_a_commands_output_through_the_server_stops_at_the_output_cap(served):

@@ -50,6 +50,8 @@ def _sweep(tmp_path, small_cnn, monkeypatch, arm):
 @pytest.mark.parametrize("stage, nbytes", [("push", 20_000), ("run", 0), ("pull", 1_000)])
 def test_device_vanishing_mid_job(tmp_path, small_cnn, monkeypatch, stage, nbytes):
     monkeypatch.setattr(sandbox, "RUN_FAULT_DELAY_S", 0.1)
+    if stage == "run":  # the fault fires on a runner started after it is armed: one runner per job
+        monkeypatch.setattr(py_runner, "SERVED_RUNNER", False)
     armed = []
 
     def arm(target, n):

@@ -96,3 +96,13 @@ def test_an_error_line_escapes_control_characters(capsys, tmp_path):
     assert cli.main(["devices", "check", "--devices", str(inventory)]) == 2
     err = capsys.readouterr().err
     assert "dev\\x1b[2J\\x1b]0;owned\\x07.toml does not exist" in err and "\x1b" not in err and "\x07" not in err
+
+
+def test_a_named_command_builds_only_its_own_parser():
+    from harness.commands.devices import DEPRECATED_ALIAS
+
+    assert cli._modules_for(["--debug", "signoff", "runs/x"]) == ("signoff",)
+    assert cli._modules_for(["compare-delegates", "--delegates", "a"]) == ("compare_delegates",)
+    assert cli._modules_for([DEPRECATED_ALIAS, "list"]) == ("devices",)
+    assert cli._modules_for([]) == cli._modules_for(["nosuch"]) == cli._modules_for(None) == cli.COMMAND_MODULES
+    assert cli._modules_for(["--help"]) == cli.COMMAND_MODULES

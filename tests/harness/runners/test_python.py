@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import harness.runners.python as python_runner
 from harness.errors import CommandTimeout, ConfigError, ProtocolMismatch, RunnerError, TargetError
 from harness.runners.python import run_job
 from harness.records import GroupedDataset, ModelArtifact
@@ -120,8 +121,12 @@ def test_only_the_runners_manifest_is_pushed_and_nothing_planted_beside_it_runs(
         (runner_dir / planted).write_text(f"open({str(marker)!r}, 'w').close()\n")
     (runner_dir / "__pycache__").mkdir()
     (runner_dir / "__pycache__" / "protocol.cpython-311.pyc").write_bytes(b"planted")
-    again = run_job(target, artifact(models["fp32"]), test_set, "reference")
+    again = run_job(target, artifact(models["fp32"]), test_set, "reference")  # the served runner: loaded
     assert again.ok, again.error
+    assert not marker.exists()
+    fresh = LocalTarget(tmp_path / "device")  # a new session starts a runner: the folder is pruned first
+    assert run_job(fresh, artifact(models["fp32"]), test_set, "reference").ok
+    fresh.close()
     assert not marker.exists()
     assert sorted(p.name for p in runner_dir.iterdir()) == sorted(RUNNER_FILES)
 
@@ -258,8 +263,6 @@ def test_properties_come_from_the_target(models, test_set, tmp_path):
 def test_one_served_runner_gives_the_bits_of_a_runner_per_job(models, test_set, tmp_path, monkeypatch):
     """The local target keeps one runner up for its session (run.py --serve); every job's outputs
     are bit-identical to a runner started for that job alone, whatever ran before it."""
-    import harness.runners.python as python_runner
-
     jobs = [(v, d) for v in ("fp32", "int8") for d in ("xnnpack", "reference", "builtin")]
     served_target = LocalTarget(tmp_path / "served")
     served = [run_job(served_target, artifact(models[v], v), test_set, d) for v, d in jobs]
@@ -382,7 +385,9 @@ def test_a_legacy_device_without_shell_v2_runs_the_job(models, test_set, simulat
     assert np.array_equal(remote.raw, run_job(LocalTarget(tmp_path / "local"), art, test_set).raw)
 
 
-def test_a_job_outlives_a_dropped_connection_and_is_polled_again(models, test_set, simulated, tmp_path):
+def test_a_job_outlives_a_dropped_connection_and_is_polled_again(models, test_set, simulated, tmp_path,
+                                                                 monkeypatch):
+    monkeypatch.setattr(python_runner, "SERVED_RUNNER", False)  # a runner per job, detached and polled
     sim = simulated()
     art = artifact(models["fp32"], "fp32")
     dropper = when(lambda: _job_started(sim), sim.drop_connections)
@@ -425,7 +430,8 @@ def test_a_device_vanishing_mid_transfer_names_the_device(stage, nbytes, models,
     assert stage in str(err.value)
 
 
-def test_a_device_vanishing_mid_run_names_the_device_and_the_runner(models, test_set, simulated):
+def test_a_device_vanishing_mid_run_names_the_device_and_the_runner(models, test_set, simulated, monkeypatch):
+    monkeypatch.setattr(python_runner, "SERVED_RUNNER", False)  # a runner per job, detached and polled
     sim = simulated()
     # vanish_after("run") waits for a shell command that is still running after 0.5 s; the runner's
     # start command returns at once (the job is detached), so the test pulls the plug itself.

@@ -29,3 +29,12 @@ def test_ruff_reports_a_planted_finding(tmp_path):
     proc = _ruff(str(planted), cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "F401" in proc.stdout and "F821" in proc.stdout
+
+
+def test_no_script_shadows_a_standard_library_module():
+    """Scripts in benchmarks/ (and examples/) run with their own folder first on sys.path, so a script
+    named like a standard module (``bisect.py``) breaks every import of it there: ``random``, and
+    through it ``tempfile``, import ``bisect``."""
+    clashes = sorted(f"{folder}/{path.name}" for folder in ("benchmarks", "examples")
+                     for path in (ROOT / folder).glob("*.py") if path.stem in sys.stdlib_module_names)
+    assert clashes == []

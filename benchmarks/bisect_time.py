@@ -5,8 +5,8 @@ board) unless ``--run`` names one, then times ``bisect`` for 25 samples per grou
 groups: 50 samples) with both jobs run again as tensor jobs, and prints the wall time, each job's
 runner time and the ratio to the goal:
 
-    .venv/bin/python benchmarks/bisect.py                      # int8/local/xnnpack vs int8/local/reference
-    .venv/bin/python benchmarks/bisect.py --board aarch64      # int8/board-aarch64/builtin vs int8/local/reference
+    .venv/bin/python benchmarks/bisect_time.py                      # int8/local/xnnpack vs int8/local/reference
+    .venv/bin/python benchmarks/bisect_time.py --board aarch64      # int8/board-aarch64/builtin vs int8/local/reference
 
 The demo run's own time (training from an empty cache, conversion) is not counted.
 """

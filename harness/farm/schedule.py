@@ -157,10 +157,11 @@ def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: 
             run_ticket(ctx, dev, queue, ticket, pooled)
 
     watch = HotPlug.start(groups, queues, farm, work, echo)  # pools behind an adb server: track-devices
+    errors = list(unreachable)
     try:
-        errors = list(unreachable) + _side_by_side(work, devices)
-        errors += watch.stop() if watch is not None else []
+        errors += _side_by_side(work, devices, lambda: _drain_all(queues, "the run was interrupted"))
     finally:
+        errors += watch.stop() if watch is not None else []  # (joined members drained too on Ctrl-C)
         ctx.flush()  # every finished job is stored, even when a device error or Ctrl-C ends the sweep
     errors += _unrun_pool_jobs(ctx, groups, queues, {name for name, _ in errors})
     farm.close(getattr(writer, "run_dir", None))
@@ -196,8 +197,19 @@ def _unrun_pool_jobs(ctx: SweepContext, groups, queues, failed: set[str]) -> lis
     return errors
 
 
-def _side_by_side(work: Callable[[OpenDevice], None], devices) -> list[tuple[str, BaseException]]:
-    """Run ``work`` for every device in its own thread; returns the (device, error) pairs raised."""
+def _drain_all(queues: Mapping[str, PoolQueue], why: str) -> None:
+    """Every live member of every queue takes no new job (the jobs running now finish)."""
+    for queue in queues.values():
+        for member in queue.live():
+            queue.drain(member, why)
+
+
+def _side_by_side(work: Callable[[OpenDevice], None], devices,
+                  stop: Callable[[], None] = lambda: None) -> list[tuple[str, BaseException]]:
+    """Run ``work`` for every device in its own thread; returns the (device, error) pairs raised.
+
+    Ctrl-C (or any error) in the waiting thread calls ``stop``, so that the workers end after their
+    current job: leaving the thread pool waits for them, and without ``stop`` that was every job."""
     if len(devices) == 1:  # no thread: tracebacks and Ctrl-C stay simple for the common case
         try:
             work(devices[0])
@@ -207,7 +219,11 @@ def _side_by_side(work: Callable[[OpenDevice], None], devices) -> list[tuple[str
     errors = []
     with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="qskew-device") as pool:
         futures = {pool.submit(work, dev): dev.spec.name for dev in devices}
-        for fut in as_completed(futures):
-            if fut.exception() is not None:
-                errors.append((futures[fut], fut.exception()))
+        try:
+            for fut in as_completed(futures):
+                if fut.exception() is not None:
+                    errors.append((futures[fut], fut.exception()))
+        except BaseException:
+            stop()
+            raise
     return errors

@@ -70,3 +70,31 @@ def test_a_waiting_member_takes_a_job_handed_back_by_another_and_a_new_member_jo
 def test_members_only_take_jobs_they_can_run():
     q = _queue(["gpu", "cpu"], members={"a": lambda job: True, "b": lambda job: job == "cpu"})
     assert q.take("b").job == "cpu" and q.take("a").job == "gpu"
+
+
+def test_ctrl_c_during_a_farm_sweep_stops_every_worker_after_its_current_job():
+    import os
+    import signal
+    import time
+    from types import SimpleNamespace
+
+    import pytest
+
+    from harness.farm.schedule import _drain_all, _side_by_side
+
+    q = _queue([f"j{i}" for i in range(20)])
+    ran = []
+
+    def work(dev):
+        while (ticket := q.take(dev.spec.name)) is not None:
+            ran.append(ticket.job)
+            time.sleep(0.05)
+            if ticket.job == "j2":  # Ctrl-C reaches the main thread, which waits on the workers
+                os.kill(os.getpid(), signal.SIGINT)
+            q.done(dev.spec.name)
+
+    devices = [SimpleNamespace(spec=SimpleNamespace(name=m)) for m in ("a", "b")]
+    with pytest.raises(KeyboardInterrupt):
+        _side_by_side(work, devices, lambda: _drain_all({"p": q}, "interrupted"))
+    assert 3 <= len(ran) <= 8 and len(q.orphans()) == 20 - len(ran)  # not the whole queue (it was)
+    assert set(q.drained().values()) == {"interrupted"}

@@ -29,7 +29,7 @@ from typing import Callable, Protocol, Sequence
 from harness.errors import CommandTimeout, TargetError
 from harness.targets import adb_wire as wire
 from harness.targets.adb_session import LinkLost, bare, shell_command
-from harness.targets.process import CommandResult, ServedLost
+from harness.targets.process import CommandResult, ServedLost, refuse_out_of_step
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,8 @@ class ServedShell:
         Raises CommandTimeout (the process is killed) or ServedLost (the stream is dead)."""
         start, got, code = time.perf_counter(), [], None
         deadline = start + timeout_s
+        refuse_out_of_step(self, line)
+        self._answering = True  # until this answer's last line is read
         try:
             self.stream.send(wire.encode_shell_packet(wire.SHELL_STDIN, (line + "\n").encode()), timeout_s)
         except LinkLost as exc:
@@ -140,7 +142,7 @@ class ServedShell:
                 got.append(text + "\n")
                 if watch is not None:
                     watch(text)
-        err, self._err = b"".join(self._err), []
+        err, self._err, self._answering = b"".join(self._err), [], False
         return CommandResult(self.argv + (line,), code, "".join(got), wire_text(err),
                              time.perf_counter() - start)
 

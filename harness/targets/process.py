@@ -122,6 +122,8 @@ class ServedProcess:
                 watch: Callable[[str], None] | None = None) -> CommandResult:
         """Send ``line``; collect the answer's lines until ``is_last(line)`` gives the exit code."""
         start, got, code = time.perf_counter(), [], None
+        refuse_out_of_step(self, line)
+        self._answering = True  # until this answer's last line is read
         try:
             self._proc.stdin.write((line + "\n").encode())
             self._proc.stdin.flush()
@@ -143,6 +145,7 @@ class ServedProcess:
                 got.append(text)
                 if watch is not None:
                     watch(text.rstrip("\n"))
+        self._answering = False
         return CommandResult(self.argv + (line,), code, "".join(got), self._stderr(), time.perf_counter() - start)
 
     def close(self, kill: bool = False) -> None:
@@ -189,3 +192,14 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 def _decode(data: bytes | None) -> str:
     return (data or b"").decode("utf-8", errors="replace")
+
+
+def refuse_out_of_step(served, line: str) -> None:
+    """An earlier request left unfinished (its caller raised while the answer came: Ctrl-C, a
+    progress callback) leaves that job's lines, ``QSKEW-DONE`` included, to be read next: they would
+    be taken for ``line``'s answer. Such a process is ended, and ServedLost raised (a new one runs
+    the job), before ``line`` is sent. Shared with ``adb_served.ServedShell``."""
+    if getattr(served, "_answering", False):
+        served.close(kill=True)
+        raise ServedLost(f"served {' '.join(served.argv)}: an earlier request was left unfinished, its "
+                         f"answer would be taken for {line!r}", served.device)

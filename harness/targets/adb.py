@@ -85,7 +85,8 @@ class SessionTarget(Target):
             except TargetError as exc:  # the device refused the stream: a runner per job will say why
                 log.info("[%s] no served runner: %s", self.name, exc)
                 return None
-            served = self._served[key] = ServedShell(stream, key, self.name, self._kill)
+            served = self._served[key] = ServedShell(stream, key, self.name, self._kill,
+                                                          self._session.limits.output_bytes)
         return served
 
     def _open_stream(self, command: str):

@@ -28,6 +28,7 @@ from typing import Callable, Protocol, Sequence
 
 from harness.errors import CommandTimeout, TargetError
 from harness.targets import adb_wire as wire
+from harness.targets.adb_link import MAX_OUTPUT_BYTES, PeerError
 from harness.targets.adb_session import LinkLost, bare, shell_command
 from harness.targets.process import CommandResult, ServedLost, refuse_out_of_step
 
@@ -78,8 +79,9 @@ class ServedShell:
     """
 
     def __init__(self, stream: ByteStream, argv: Sequence[str], device: str,
-                 kill: Callable[[int], None]):
+                 kill: Callable[[int], None], limit_bytes: int = MAX_OUTPUT_BYTES):
         self.stream, self.argv, self.device = stream, tuple(str(a) for a in argv), device
+        self.limit_bytes = limit_bytes  # one answer's stdout and stderr (LinkLimits.output_bytes)
         self._kill = kill
         self._raw = b""           # bytes of an incomplete shell-v2 packet
         self._partial = b""       # stdout after its last newline
@@ -87,6 +89,7 @@ class ServedShell:
         self._err: list[bytes] = []
         self._ended = False       # exit packet or end of stream seen
         self._exit: int | None = None
+        self._size = 0            # stdout and stderr bytes of the answer being read
         self.pid: int | None = None
 
     @property
@@ -115,8 +118,10 @@ class ServedShell:
                 watch: Callable[[str], None] | None = None) -> CommandResult:
         """Send ``line``; collect the answer's lines until ``is_last(line)`` gives the exit code.
 
-        Raises CommandTimeout (the process is killed) or ServedLost (the stream is dead)."""
+        Raises CommandTimeout (the process is killed), ServedLost (the stream is dead) or PeerError
+        (the answer outgrew ``limit_bytes``: the process is killed)."""
         start, got, code = time.perf_counter(), [], None
+        self._size = sum(map(len, self._err))  # what this answer holds so far (stderr of the idle time too)
         deadline = start + timeout_s
         refuse_out_of_step(self, line)
         self._answering = True  # until this answer's last line is read
@@ -184,6 +189,12 @@ class ServedShell:
             self.stream.close()
             raise LinkLost(f"served {' '.join(self.argv)}: {exc}", self.device) from exc
         for ident, payload in packets:
+            if ident in (wire.SHELL_STDOUT, wire.SHELL_STDERR):
+                self._size += len(payload)
+                if self._size > self.limit_bytes:  # a runner printing without end, before its time limit
+                    self.close(kill=True)
+                    raise PeerError(f"served {' '.join(self.argv)}: its answer exceeds the {self.limit_bytes}-"
+                                    f"byte limit (LinkLimits.output_bytes)", self.device)
             if ident == wire.SHELL_STDOUT:
                 *lines, self._partial = (self._partial + payload).split(b"\n")
                 self._lines += [wire_text(raw) for raw in lines]

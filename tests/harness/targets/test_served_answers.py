@@ -1,5 +1,6 @@
-"""A served process whose previous answer was left half-read is not asked again: the rest of that
-answer (its QSKEW-DONE line) would be taken for the next job's."""
+"""Served runners (local and over ADB) whose answer cannot be trusted: one left half-read is not asked
+again (the rest of that answer, its QSKEW-DONE line, would be taken for the next job's); one that prints
+without end is ended at the output limit."""
 
 import sys
 
@@ -61,3 +62,21 @@ def test_a_served_shell_left_mid_answer_is_ended_not_asked_again():
     with pytest.raises(ServedLost, match="left unfinished"):
         served.request("abcdefg", 30, protocol.parse_done)
     assert killed == [42] and not served.alive
+
+
+class _Spewing(_Stream):
+    """A runner printing garbage without end (never its QSKEW-DONE line)."""
+
+    def recv(self, timeout_s):
+        return wire.encode_shell_packet(wire.SHELL_STDOUT, b"garbage " * 512 + b"\n")
+
+
+def test_a_served_answer_past_the_output_limit_ends_the_runner_before_its_time_limit():
+    from harness.targets.adb_link import PeerError
+
+    killed = []
+    served = ServedShell(_Spewing(), ["python3", "run.py", "--serve"], "phone", killed.append)
+    served.pid, served.limit_bytes = 7, 64 * 1024
+    with pytest.raises(PeerError, match="65536-byte limit"):
+        served.request("job", 5, protocol.parse_done)  # without the limit: held all, then timed out
+    assert killed == [7] and not served.alive

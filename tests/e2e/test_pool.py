@@ -30,11 +30,11 @@ def small_cnn():
     return train_or_load("small_cnn", datasets.load("digits-groups"), seed=0, progress=False).model
 
 
-def _experiment(tmp_path, targets):
+def _experiment(tmp_path, targets, variants=VARIANTS):
     devices = tmp_path / "devices.toml"
     devices.write_text("".join(f'[[device]]\nname = "pool-{x}"\nreach = "simulated"\npool = "{POOL}"\n'
                                for x in "abc") + '[[device]]\nname = "solo"\nreach = "simulated"\n')
-    return config.from_dict({"quantize": {"variants": VARIANTS},
+    return config.from_dict({"quantize": {"variants": variants},
                              "run": {"targets": targets, "devices_file": str(devices), "delegates": DELEGATES}},
                             source="test")
 
@@ -86,3 +86,32 @@ def test_a_pool_member_killed_mid_run_loses_no_job(tmp_path, small_cnn, monkeypa
             a, b = run.logits(variant, POOL, delegate), ref.logits(variant, "solo", delegate)
             assert list(a.ids) == list(b.ids) and len(a.ids) == len(data.subset("test"))
             np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_a_pooled_run_stopped_mid_way_resumes_with_only_its_unfinished_jobs(tmp_path, small_cnn, monkeypatch):
+    monkeypatch.setenv("QSKEW_CACHE_DIR", str(tmp_path / "cache"))
+    data = datasets.load("digits-groups")
+    source = ModelSource(small_cnn, {"source": "test", "sha256": "x"})
+    exp = _experiment(tmp_path, [POOL], variants=["int8"])
+    real_run_job, calls, failed = py_runner.run_job, [], []
+
+    def failing_once(target, artifact, test, delegate, *args, **kwargs):
+        calls.append((artifact.variant, delegate))
+        if not failed:
+            failed.append(calls[-1])
+            raise RuntimeError("the host gave up")  # not a device reason: nothing stored, not retried
+        return real_run_job(target, artifact, test, delegate, *args, **kwargs)
+
+    monkeypatch.setattr(py_runner, "run_job", failing_once)
+    out = tmp_path / "pooled"
+    with pytest.raises(RuntimeError, match="the host gave up"):
+        evaluate(exp, data, source, out, progress=False)
+    first = set(rundir.read_run(out).jobs())
+    jobs = {(v, POOL, d) for v in exp.quantize.variants for d in DELEGATES}
+    assert len(first) == len(jobs) - 1 and (failed[0][0], POOL, failed[0][1]) not in first
+
+    calls.clear()
+    evaluate(exp, data, source, out, progress=False)  # the resume
+    assert [(calls[0][0], POOL, calls[0][1])] == [j for j in jobs if j not in first] and len(calls) == 1
+    run = rundir.read_run(out)
+    assert set(run.jobs()) == jobs and len(run.summary["runs"]) == len(jobs)

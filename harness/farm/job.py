@@ -114,8 +114,9 @@ def run_ticket(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, pooled:
         ctx.progress.finish(name, "failed")
         return
     except Exception as err:
-        if not device_reason(err):
+        if not device_reason(err):  # its worker stops: drained, so that the pool's error names it
             queue.done(name)
+            queue.drain(name, f"stopped by {type(err).__name__}: {err}")
             ctx.progress.finish(name, "failed")
             raise
         _device_failed(ctx, dev, queue, ticket, err, pooled, where, extra)

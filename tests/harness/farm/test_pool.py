@@ -98,3 +98,28 @@ def test_ctrl_c_during_a_farm_sweep_stops_every_worker_after_its_current_job():
         _side_by_side(work, devices, lambda: _drain_all({"p": q}, "interrupted"))
     assert 3 <= len(ran) <= 8 and len(q.orphans()) == 20 - len(ran)  # not the whole queue (it was)
     assert set(q.drained().values()) == {"interrupted"}
+
+
+def test_a_member_stopped_by_a_non_device_error_is_drained_naming_it(monkeypatch):
+    import contextlib
+    from types import SimpleNamespace
+
+    import pytest
+
+    from harness.farm import job
+    from harness.farm.job import OpenDevice, SweepContext, run_ticket
+
+    monkeypatch.setattr(job, "lease_key", lambda spec: spec.name)
+    monkeypatch.setattr(job, "lease", lambda key, echo: contextlib.nullcontext({}))
+
+    def broken(ctx, dev, art, delegate):
+        raise RuntimeError("host bug")
+
+    monkeypatch.setattr(job, "_run_repeated", broken)
+    progress = SimpleNamespace(start=lambda *a: None, finish=lambda *a: None)
+    ctx = SweepContext(SimpleNamespace(run=SimpleNamespace(retries=2)), [], None, None, progress, print)
+    spec = SimpleNamespace(group="p", name="a", pool="p", reach="local", serial=None, address=None)
+    q = _queue([(SimpleNamespace(variant="int8"), "xnnpack"), "j2"])
+    with pytest.raises(RuntimeError):
+        run_ticket(ctx, OpenDevice(spec, None, {}), q, q.take("a"), pooled=True)
+    assert q.live() == ["b"] and "host bug" in q.drained()["a"]  # its worker is gone: not a live member

@@ -4,7 +4,10 @@ A job is ``(artifact, delegate)`` taken from its group's :class:`harness.farm.po
 ends decides what the queue does next:
 
 * finished, or failed for a **model reason** (the profile refused it, the delegate did not load,
-  the outputs are bad, the runner reported an error): stored, never retried;
+  the outputs are bad, the runner reported an error in its result): stored, never retried;
+* a :class:`RunnerError` raised (the runner ended without a usable result, or its files could not
+  be set up): not retried and not stored; the device stops and is drained naming the error, and
+  the job stays missing from the run (sign-off FAILs it; a resume runs it again);
 * failed for a **device reason** (:func:`device_reason`: the device vanished, timed out, adb or the
   link failed): in a pool, handed back to the queue to run on another member, up to ``[run]
   retries`` times (each failed attempt is kept in the job's record), then stored as failed; on a

@@ -67,3 +67,25 @@ def two_output_model(tmp_path_factory) -> Path:
     conv.inference_output_type = tf.int8
     path.write_bytes(conv.convert())
     return path
+
+
+@pytest.fixture
+def simulated(tmp_path, monkeypatch):
+    """``simulated(**options)`` -> a started SimulatedDevice; HOME is private (its own ADB key)."""
+    from harness.targets.simulate.simulator import SimulatedDevice
+    from support.adb_sim import trusted_keys_file
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
+    devices = []
+
+    def start(**options):
+        root = tmp_path / f"phone{len(devices)}"
+        root.mkdir()
+        options.setdefault("trusted_keys", trusted_keys_file(tmp_path / "trusted"))
+        devices.append(SimulatedDevice(root, **options).start())
+        return devices[-1]
+
+    yield start
+    for device in devices:
+        device.stop()

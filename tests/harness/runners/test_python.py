@@ -305,28 +305,6 @@ def test_device_copies_are_hashed_once_per_session(models, test_set, tmp_path, m
 
 # --- over ADB: the simulated device speaks the real protocol; same runner, runtime and delegate ---
 
-@pytest.fixture
-def simulated(tmp_path, monkeypatch):
-    """``simulated(**options)`` -> a started SimulatedDevice; HOME is private (its own ADB key)."""
-    from harness.targets.simulate.simulator import SimulatedDevice
-    from support.adb_sim import trusted_keys_file
-
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
-    devices = []
-
-    def start(**options):
-        root = tmp_path / f"phone{len(devices)}"
-        root.mkdir()
-        options.setdefault("trusted_keys", trusted_keys_file(tmp_path / "trusted"))
-        devices.append(SimulatedDevice(root, **options).start())
-        return devices[-1]
-
-    yield start
-    for device in devices:
-        device.stop()
-
-
 def adb_on(sim, name: str = "sim-phone", **options):
     from harness.targets.adb import AdbTarget
     from support.adb_sim import session_key

@@ -12,41 +12,15 @@ import pytest
 import harness.runners.python as python_runner
 from harness.runners.python import run_job
 from support import tiny_models as tiny
-from support.adb_sim import session_key, trusted_keys_file, when
+from support.adb_sim import session_key, when
 
 N_SAMPLES = 150
 JOBS = [(v, d) for v in ("fp32", "int8") for d in ("xnnpack", "reference")]
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return tiny.build_models(tmp_path_factory.getbasetemp() / "tiny-tflite-models")
-
-
-@pytest.fixture(scope="module")
 def test_set():
     return tiny.make_test_set(N_SAMPLES)
-
-
-@pytest.fixture
-def simulated(tmp_path, monkeypatch):
-    from harness.targets.simulate.simulator import SimulatedDevice
-
-    monkeypatch.setenv("QSKEW_CACHE_DIR", str(tmp_path / "host-cache"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
-    devices = []
-
-    def start(**options):
-        root = tmp_path / f"phone{len(devices)}"
-        root.mkdir()
-        options.setdefault("trusted_keys", trusted_keys_file(tmp_path / "trusted"))
-        devices.append(SimulatedDevice(root, **options).start())
-        return devices[-1]
-
-    yield start
-    for device in devices:
-        device.stop()
 
 
 def adb_on(sim, **options):

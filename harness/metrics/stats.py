@@ -1,9 +1,10 @@
 """Statistics behind a sign-off: intervals, paired tests and small-sample warnings (reference §6).
 
-Everything here is computed from a per-sample frame (``compare.per_sample``, or
-``RunData.per_sample`` for a stored run), so the run directory's predictions stay the
-single source: ``qskew report``, ``signoff`` and ``compare`` recompute the statistics when they run
-(:func:`run_stats`) and nothing statistical is written into the run directory.
+Every statistic here is a function of each group's paired cell counts (``harness.metrics.cells``):
+:func:`cell_stats` computes them all from the cells, which come from a per-sample frame
+(:func:`compute_stats`, :func:`run_stats`: ``qskew report`` and ``compare``) or from a run's stored
+metrics rows (``qskew signoff``, without pandas); the same cells give the same numbers. Nothing
+statistical is written into the run directory.
 
 * **Wilson intervals** for each group's accuracy under the reference and the variant
   (``statsmodels.stats.proportion.proportion_confint(method="wilson")``).
@@ -69,8 +70,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from harness.metrics.attributes import Attributes, expand, scope_of
-from harness.metrics.groups import JOB_COLUMNS, MIN_GROUP_SIZE, OVERALL
+from harness.metrics.attributes import Attributes, scope_of
+from harness.metrics.cells import GroupCells, cells_of_frame
+from harness.metrics.names import JOB_COLUMNS, MIN_GROUP_SIZE, OVERALL
 from harness.records import DEFAULT_ATTRIBUTE
 
 if TYPE_CHECKING:
@@ -81,9 +83,6 @@ SEED = 0             # default seed: the same run gives the same intervals on ev
 CONFIDENCE = 0.95    # two-sided level of every interval
 Z_95 = 1.959963984540054  # scipy.stats.norm.isf((1 - 0.95) / 2) bit for bit: the 95 % intervals' critical value
 MIN_DISCORDANT = 6   # below 6 discordant pairs the exact two-sided McNemar test cannot reach p < 0.05
-
-# Paired cells of one test item (reference x variant), in the order the bootstrap draws them.
-CELLS = ("both_right", "right_to_wrong", "wrong_to_right", "both_wrong_same", "both_wrong_other")
 
 GROUP_STATS_COLUMNS: dict[str, str] = {
     "variant": "str", "target": "str", "delegate": "str", "scope": "str", "attribute": "str", "group": "str",
@@ -112,6 +111,10 @@ class Stats:
 
     groups: "pd.DataFrame"
     disparity: "pd.DataFrame"
+
+    def rows(self) -> "StatRows":
+        """The tables as plain rows (what ``harness.signoff`` judges)."""
+        return StatRows(tuple(self.groups.to_dict("records")), tuple(self.disparity.to_dict("records")))
 
 
 # -- building blocks ---------------------------------------------------------------------------
@@ -169,16 +172,6 @@ def holm(pvalues) -> np.ndarray:
     out = np.empty_like(adjusted)
     out[order] = adjusted
     return out
-
-
-def paired_cells(frame: "pd.DataFrame") -> np.ndarray:
-    """Counts of the :data:`CELLS` of each row of a per-sample frame, as a one-hot int matrix."""
-    right_ref = frame["correct_ref"].to_numpy(bool)
-    right = frame["correct"].to_numpy(bool)
-    same = (frame["pred_ref"].to_numpy() == frame["pred"].to_numpy())
-    cells = np.stack([right_ref & right, right_ref & ~right, ~right_ref & right,
-                      ~right_ref & ~right & same, ~right_ref & ~right & ~same], axis=1)
-    return cells.astype(np.int64)
 
 
 def bootstrap_cells(counts: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
@@ -243,24 +236,52 @@ def compute_stats(frame: "pd.DataFrame", n_resamples: int = N_RESAMPLES, seed: i
         stats = compute_stats(run.per_sample("int8", "local", "xnnpack"), n_resamples=2000, seed=0)
         stats.groups[["group", "acc_drop", "acc_drop_lo", "acc_drop_hi", "mcnemar_p_holm", "warnings"]]
     """
-    import pandas as pd
+    return cell_stats(cells_of_frame(frame, attrs), n_resamples, seed, confidence).frames()
 
+
+def cell_stats(cells: "list[GroupCells]", n_resamples: int = N_RESAMPLES, seed: int = SEED,
+               confidence: float = CONFIDENCE) -> "StatRows":
+    """The statistics of :func:`compute_stats` from each job's and attribute's paired cell counts.
+
+    The one function behind report, compare and signoff: given the same cells, the same numbers
+    (the bootstrap draws cell counts either way). ``cells`` in table order: jobs sorted, each job's
+    attributes in the run's order; a job's first attribute gives its overall row. No pandas.
+
+    Example::
+
+        rows = cell_stats(cells_of_frame(frame), n_resamples=2000, seed=0)
+        rows.disparity[0]["worst_group_drop_hi"]
+    """
     if int(n_resamples) < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    group_parts, disparity_rows = [], []
-    frame = expand(frame, attrs) if len(frame) else frame
-    for job, part in frame.groupby(list(JOB_COLUMNS), sort=True):
-        for i, attribute in enumerate(part["attribute"].unique()):
-            sub = part[part["attribute"] == attribute]
-            rows, disparity_row = _job_stats(tuple(job), str(attribute), sub, int(n_resamples), int(seed),
-                                             confidence)
-            group_parts.append(rows if i == 0 else rows[rows["scope"] != OVERALL])
-            disparity_rows.append(disparity_row)
-    groups = pd.concat(group_parts, ignore_index=True) if group_parts else pd.DataFrame()
-    return Stats(groups=_typed(groups, GROUP_STATS_COLUMNS),
-                 disparity=_typed(pd.DataFrame(disparity_rows), DISPARITY_STATS_COLUMNS))
+    groups, disparity, first = [], [], set()
+    for cell in cells:
+        rows, disparity_row = _job_stats(cell, int(n_resamples), int(seed), confidence)
+        groups.extend(rows if cell.job not in first else rows[1:])  # one overall row per job
+        first.add(cell.job)
+        disparity.append(disparity_row)
+    return StatRows(groups=tuple(groups), disparity=tuple(disparity))
+
+
+@dataclass(frozen=True, eq=False)
+class StatRows:
+    """:class:`Stats` as plain rows (dicts of Python values with the columns of
+    :data:`GROUP_STATS_COLUMNS` and :data:`DISPARITY_STATS_COLUMNS`), for readers without pandas."""
+
+    groups: tuple[dict, ...]
+    disparity: tuple[dict, ...]
+
+    def rows(self) -> "StatRows":
+        return self
+
+    def frames(self) -> Stats:
+        """The same tables as DataFrames of fixed columns and dtypes."""
+        import pandas as pd
+
+        return Stats(groups=_typed(pd.DataFrame(list(self.groups)), GROUP_STATS_COLUMNS),
+                     disparity=_typed(pd.DataFrame(list(self.disparity)), DISPARITY_STATS_COLUMNS))
 
 
 class StoredRun(Protocol):
@@ -287,12 +308,9 @@ def run_stats(run: StoredRun, n_resamples: int = N_RESAMPLES, seed: int = SEED,
                          attrs=getattr(run, "attributes", None))
 
 
-def _job_stats(job: tuple[str, str, str], attribute: str, part: "pd.DataFrame", n_resamples: int, seed: int,
-               confidence: float) -> tuple["pd.DataFrame", dict]:
+def _job_stats(cell: GroupCells, n_resamples: int, seed: int, confidence: float) -> tuple[list[dict], dict]:
     """Group rows (overall first) and the disparity row of one job's groups of one attribute."""
-    import pandas as pd
-
-    names, counts = _group_cells(part)
+    job, attribute, names, counts = cell.job, cell.attribute, list(cell.names), cell.counts
     key = job if attribute == DEFAULT_ATTRIBUTE else (*job, attribute)
     draws = bootstrap_cells(counts, n_resamples, job_rng(seed, key))
     n_g = counts.sum(axis=1)
@@ -304,26 +322,24 @@ def _job_stats(job: tuple[str, str, str], attribute: str, part: "pd.DataFrame", 
     drop_lo, drop_hi = percentile_interval(np.column_stack([overall_draws, drop_draws]), confidence)
     psi_lo, psi_hi = percentile_interval(psi_draws, confidence)
     rows = _count_columns(table, confidence) | {
-        "scope": [OVERALL] + [scope_of(attribute)] * len(names), "group": [""] + list(names),
+        "scope": [OVERALL] + [scope_of(attribute)] * len(names), "group": [""] + names,
         "attribute": [""] + [attribute] * len(names),
         "acc_drop_lo": drop_lo, "acc_drop_hi": drop_hi,
         "psi_lo": np.r_[np.nan, psi_lo], "psi_hi": np.r_[np.nan, psi_hi],
     }
     rows["psi"] = np.r_[np.nan, rows["acc_drop"][1:] - rows["acc_drop"][0]]
     rows["mcnemar_p_holm"] = np.r_[rows["mcnemar_p"][0], holm(rows["mcnemar_p"][1:])]
-    frame = pd.DataFrame(rows).assign(variant=job[0], target=job[1], delegate=job[2])
-    return frame, _disparity_row(job, names, rows, drop_draws, psi_draws, overall_draws,
-                                 n_resamples, seed, confidence) | {"attribute": attribute}
+    rows |= dict(zip(JOB_COLUMNS, ([part] * len(table) for part in job)))
+    columns = {c: np.asarray(rows[c]).tolist() for c in GROUP_STATS_COLUMNS}   # Python values, in order
+    records = [dict(zip(columns, values)) for values in zip(*columns.values())]
+    disparity_row = _disparity_row(job, names, rows, drop_draws, psi_draws, overall_draws, n_resamples, seed,
+                                   confidence) | {"attribute": attribute}
+    return records, {c: _native(disparity_row[c]) for c in DISPARITY_STATS_COLUMNS}
 
 
-def _group_cells(part: "pd.DataFrame") -> tuple[np.ndarray, np.ndarray]:
-    """Sorted group names and their (groups, cells) count matrix."""
-    groups = part["group"].to_numpy().astype(str)
-    names, index = np.unique(groups, return_inverse=True)
-    one_hot = paired_cells(part)
-    counts = np.zeros((names.size, len(CELLS)), dtype=np.int64)
-    np.add.at(counts, index, one_hot)
-    return names, counts
+def _native(value):
+    """A numpy scalar as the Python value a DataFrame's records would hold."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _count_columns(table: np.ndarray, confidence: float) -> dict:

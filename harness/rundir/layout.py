@@ -279,7 +279,7 @@ def predictions_schema():
 
 def metrics_columns(stored: bool = False) -> dict[str, str]:
     """Metrics columns (name -> dtype); ``stored`` leaves out those computed when reading."""
-    from harness.metrics.groups import METRIC_COLUMNS
+    from harness.metrics.names import METRIC_COLUMNS
 
     return {k: v for k, v in METRIC_COLUMNS.items() if not (stored and k in CROSS_JOB_COLUMNS)}
 

@@ -106,8 +106,32 @@ def attribute_order(names) -> list[str]:
 
 def cell_sizes(cells: np.ndarray, attrs: Attributes) -> dict[tuple[str, str], int]:
     """Test samples per (attribute, group) from the per-sample cell labels."""
-    import pandas as pd
+    names, counts = np.unique(np.asarray(cells).astype(str), return_counts=True)
+    return group_sizes(dict(zip(names.tolist(), counts.tolist())), attrs)
 
-    frame = expand(pd.DataFrame({"group": np.asarray(cells).astype(str)}), attrs)
-    counts = frame.groupby(["attribute", "group"], sort=True).size()
-    return {(str(a), str(g)): int(n) for (a, g), n in counts.items()}
+
+def group_sizes(counts: Mapping[str, int], attrs: Attributes) -> dict[tuple[str, str], int]:
+    """Samples per (attribute, group), sorted, from samples per cell label: what :func:`expand` makes
+    of a frame, done on the counts (no pandas). A cell with no value for an attribute is left out
+    of that attribute's groups, as ``groupby`` leaves out :func:`expand`'s None.
+
+    Example::
+
+        group_sizes({"F\u00d7A": 3, "M\u00d7A": 2}, Attributes(("sex", "race")))
+        # {("race", "A"): 5, ("sex", "F"): 3, ("sex", "M"): 2}
+    """
+    sizes: dict[tuple[str, str], int] = {}
+    if attrs.names == (DEFAULT_ATTRIBUTE,):
+        return {(DEFAULT_ATTRIBUTE, str(cell)): int(n) for cell, n in sorted(counts.items())}
+    split = {str(cell): str(cell).split(CROSS) for cell in counts}
+    width = max((len(parts) for parts in split.values()), default=0)
+    for cell, n in counts.items():
+        parts = split[str(cell)]
+        keys = [(name, parts[i] if i < len(parts) else None) if i < width else (name, str(cell))
+                for i, name in enumerate(attrs.names)]
+        if attrs.intersections and len(attrs.names) > 1:
+            keys.append((attrs.crossing, str(cell)))
+        for key in keys:
+            if key[1] is not None:
+                sizes[key] = sizes.get(key, 0) + int(n)
+    return dict(sorted(sizes.items()))

@@ -57,6 +57,12 @@ class RunData:
         values = np.stack(rows["logits"].to_list()).astype(np.float32) if len(rows) else np.zeros((0, 0), np.float32)
         return Logits(ids=rows["id"].to_numpy().astype(str), values=values)
 
+    def test_group_sizes(self) -> dict[tuple[str, str], int]:
+        """Samples per (attribute, group) in the test set (its reference rows)."""
+        from harness.metrics.attributes import cell_sizes
+
+        return cell_sizes(self.test_set()["group"].to_numpy(), self.attributes)
+
     def test_set(self) -> "pd.DataFrame":
         """The test samples as the reference rows hold them: columns id, group, label (stored order)."""
         return self._rows(REFERENCE_JOB)[["id", "group", "label"]]
@@ -115,9 +121,9 @@ def read_run(run_dir: Path) -> RunData:
     parts = summary_parts(run_dir)
     done = [p for p in parts if p.entry["status"] == "ok"]
     ref = layout.part_path(run_dir, layout.PREDICTIONS_DIR, layout.REFERENCE_SEQ, layout.job_key(REFERENCE_JOB))
-    files = ([ref] if ref.exists() else []) + [_part(run_dir, layout.PREDICTIONS_DIR, p) for p in done]
+    files = ([ref] if ref.exists() else []) + [part_file(run_dir, layout.PREDICTIONS_DIR, p) for p in done]
     stored = layout.metrics_columns(stored=True)
-    metrics = [read_metrics_csv(_part(run_dir, layout.METRICS_DIR, p), stored) for p in done]
+    metrics = [read_metrics_csv(part_file(run_dir, layout.METRICS_DIR, p), stored) for p in done]
     placement = [read_typed_csv(path, layout.placement_columns()) for p in done
                  if (path := layout.part_path(run_dir, layout.PLACEMENT_DIR, p.seq, p.key)).exists()]
     predictions = read_predictions(files).to_pandas()
@@ -253,7 +259,8 @@ def check_schema(version, path: Path) -> None:
                            f"{SCHEMA_VERSION}; upgrade qskew to read it")
 
 
-def _part(run_dir: Path, kind: str, part: SummaryPart) -> Path:
+def part_file(run_dir: Path, kind: str, part: SummaryPart) -> Path:
+    """The part of ``kind`` of a finished job; ResultsError if it is missing."""
     path = layout.part_path(run_dir, kind, part.seq, part.key)
     if not path.exists():
         raise ResultsError(f"run directory part {path} is missing (job {'/'.join(part.job)} is marked finished)")

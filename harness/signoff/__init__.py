@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 from harness.errors import ConfigError
 from harness.metrics.attributes import qualified
@@ -79,10 +79,8 @@ __all__ = ["DEFAULT_POLICY", "EXIT_FAIL", "EXIT_PASS", "EXIT_WARN", "FAIL", "MIN
            "parse_policy", "signoff", "write_junit"]
 
 if TYPE_CHECKING:
-    import pandas as pd
-
-    from harness.metrics.stats import Stats
-    from harness.rundir import RunData
+    from harness.metrics.attributes import Attributes
+    from harness.metrics.stats import StatRows, Stats
 
 _NOT_JUDGED = "an intersection, or not in the policy's attributes"
 
@@ -92,49 +90,72 @@ _NOT_JUDGED = "an intersection, or not in the policy's attributes"
 def signoff(run_dir: Path, policy: Policy, n_resamples: int | None = None, seed: int | None = None) -> Verdict:
     """Read ``run_dir``, compute its statistics and judge them against ``policy``.
 
+    The run is read light (``harness.rundir.light``: JSON and CSV, each group's cell counts from
+    the stored metrics) so that sign-off imports neither pandas nor pyarrow; a run that cannot be
+    read so (schema 1, no group counts in its manifest) is read in full and its cells recomputed
+    from the stored logits. Both give the same cells, so the same statistics and verdict.
+
     Example::
 
         verdict = signoff(Path("runs/demo"), load_policy(None))
         print(format_verdict(verdict))
     """
     from harness.metrics import stats as st
+    from harness.rundir.light import read_light
+
+    n_resamples, seed = n_resamples or st.N_RESAMPLES, st.SEED if seed is None else seed
+    light = read_light(Path(run_dir))
+    if light is not None:
+        return judge(light, st.cell_stats(light.cells, n_resamples, seed), policy)
     from harness.rundir import read_run
 
     run = read_run(Path(run_dir))
-    stats = st.run_stats(run, n_resamples=n_resamples or st.N_RESAMPLES, seed=st.SEED if seed is None else seed)
-    return judge(run, stats, policy)
+    return judge(run, st.run_stats(run, n_resamples=n_resamples, seed=seed), policy)
 
 
-def judge(run: "RunData", stats: "Stats", policy: Policy) -> Verdict:
-    """Apply every judged rule of ``policy`` to a run and its statistics."""
+def judge(run: "JudgedRun", stats: "Stats | StatRows", policy: Policy) -> Verdict:
+    """Apply every judged rule of ``policy`` to a run (``RunData`` or ``LightRun``) and its
+    statistics (DataFrames or rows: judged as rows)."""
     from harness.metrics.stats import CONFIDENCE, N_RESAMPLES, SEED
 
     named = _named_attributes(policy, run)
+    rows = stats.rows()
     rules = []
     if policy.max_worst_group_drop is not None:
         rules.append(_limit_rule("max_worst_group_drop", "worst_group_drop", "worst_group",
-                                 policy.max_worst_group_drop, policy.judge_on_upper_bound, stats.disparity, named))
+                                 policy.max_worst_group_drop, policy.judge_on_upper_bound, rows.disparity, named))
     if policy.max_psi is not None:
         rules.append(_limit_rule("max_psi", "psi", "psi_group", policy.max_psi, policy.judge_on_upper_bound,
-                                 stats.disparity, named))
+                                 rows.disparity, named))
     if policy.max_flip_rate_ratio is not None:
-        rules.append(_flip_ratio_rule(policy.max_flip_rate_ratio, stats.groups, named))
+        rules.append(_flip_ratio_rule(policy.max_flip_rate_ratio, rows.groups, named))
     if policy.min_group_size is not None:
-        rules.append(_group_size_rule(policy.min_group_size, _test_group_sizes(run), named))
+        rules.append(_group_size_rule(policy.min_group_size, run.test_group_sizes(), named))
     if policy.require_devices is not None:
         rules.append(_devices_rule(policy.require_devices, run.summary["runs"]))
     if policy.require_delegates is not None:
         rules.append(_delegates_rule(policy.require_delegates, policy.require_devices, run.summary["runs"]))
     rules.append(jobs_rule(run.manifest.get("plan"), run.summary["runs"], policy.allow_failed_jobs))
     verdict = max((r.status for r in rules), key=_RANK.__getitem__)
-    d = stats.disparity
-    settings = {"confidence": CONFIDENCE,
-                "n_resamples": int(d["n_resamples"].iloc[0]) if len(d) else N_RESAMPLES,
-                "seed": int(d["seed"].iloc[0]) if len(d) else SEED}
+    first = rows.disparity[0] if rows.disparity else {"n_resamples": N_RESAMPLES, "seed": SEED}
+    settings = {"confidence": CONFIDENCE, "n_resamples": int(first["n_resamples"]), "seed": int(first["seed"])}
     return Verdict(verdict=verdict, rules=tuple(rules), policy=policy, run_dir=str(run.path), statistics=settings)
 
 
-def _named_attributes(policy: Policy, run: "RunData") -> tuple[str, ...]:
+class JudgedRun(Protocol):
+    """What :func:`judge` needs of a run (``harness.rundir.RunData`` and ``LightRun`` have it)."""
+
+    path: Path
+    manifest: dict
+    summary: dict
+
+    @property
+    def attributes(self) -> "Attributes": ...
+
+    def test_group_sizes(self) -> dict[tuple[str, str], int]: ...
+
+
+def _named_attributes(policy: Policy, run: JudgedRun) -> tuple[str, ...]:
     """The attributes whose groups decide PASS/FAIL: the policy's ``attributes``, else every one."""
     known = run.attributes.names
     unknown = [a for a in policy.attributes or () if a not in known]
@@ -150,13 +171,13 @@ def _capped(status: str, attribute: str, named: tuple[str, ...]) -> str:
 
 
 def _limit_rule(rule: str, column: str, group_column: str, limit: float, upper: bool,
-                disparity: "pd.DataFrame", named: tuple[str, ...]) -> RuleResult:
+                disparity: "Sequence[Mapping[str, Any]]", named: tuple[str, ...]) -> RuleResult:
     evidence = []
-    for r in disparity.itertuples(index=False):
-        point, lo, hi = getattr(r, column), getattr(r, f"{column}_lo"), getattr(r, f"{column}_hi")
+    for r in disparity:
+        point, lo, hi = r[column], r[f"{column}_lo"], r[f"{column}_hi"]
         judged = hi if upper else point
-        status = _capped(FAIL if judged > limit else (WARN if hi > limit else PASS), r.attribute, named)
-        evidence.append({"job": _job(r), "attribute": r.attribute, "group": qualified(r.attribute, getattr(r, group_column)),
+        status = _capped(FAIL if judged > limit else (WARN if hi > limit else PASS), r["attribute"], named)
+        evidence.append({"job": _job(r), "attribute": r["attribute"], "group": qualified(r["attribute"], r[group_column]),
                          "value": point, "lo": lo, "hi": hi, "judged": judged, "status": status})
     if not evidence:
         return RuleResult(rule, PASS, limit, None, "no finished job to judge (see jobs_completed)")
@@ -170,19 +191,22 @@ def _limit_rule(rule: str, column: str, group_column: str, limit: float, upper: 
     return RuleResult(rule, top["status"], limit, top["judged"], message, tuple(evidence))
 
 
-def _flip_ratio_rule(limit: float, groups: "pd.DataFrame", named: tuple[str, ...]) -> RuleResult:
+def _flip_ratio_rule(limit: float, groups: "Sequence[Mapping[str, Any]]", named: tuple[str, ...]) -> RuleResult:
     evidence = []
-    keys = ["variant", "target", "delegate", "attribute"]
-    for key, part in groups[groups["scope"] != "overall"].groupby(keys, sort=True):
-        part = part.sort_values(["n", "group"], ascending=[False, True], kind="mergesort")
-        majority, job, attribute = part.iloc[0], key[:3], key[3]
-        for r in part.iloc[1:].itertuples(index=False):
-            ratio = _ratio(r.flip_rate, majority["flip_rate"])
-            status = _capped(PASS if ratio <= limit else (FAIL if r.flips >= MIN_FLIPS else WARN), attribute, named)
-            evidence.append({"job": " / ".join(job), "attribute": attribute, "group": qualified(attribute, r.group),
+    by_attribute: dict[tuple, list] = {}
+    for r in groups:
+        if r["scope"] != "overall":
+            by_attribute.setdefault((r["variant"], r["target"], r["delegate"], r["attribute"]), []).append(r)
+    for key in sorted(by_attribute):
+        part = sorted(by_attribute[key], key=lambda r: (-r["n"], r["group"]))   # the majority first
+        majority, job, attribute = part[0], key[:3], key[3]
+        for r in part[1:]:
+            ratio = _ratio(r["flip_rate"], majority["flip_rate"])
+            status = _capped(PASS if ratio <= limit else (FAIL if r["flips"] >= MIN_FLIPS else WARN), attribute, named)
+            evidence.append({"job": " / ".join(job), "attribute": attribute, "group": qualified(attribute, r["group"]),
                              "majority": qualified(attribute, majority["group"]),
-                             "flip_rate": r.flip_rate, "majority_flip_rate": majority["flip_rate"],
-                             "flips": int(r.flips), "ratio": ratio, "status": status})
+                             "flip_rate": r["flip_rate"], "majority_flip_rate": majority["flip_rate"],
+                             "flips": int(r["flips"]), "ratio": ratio, "status": status})
     if not evidence:
         return RuleResult("max_flip_rate_ratio", PASS, limit, None, "no job with two or more groups to compare")
     top = max(evidence, key=lambda e: (_RANK[e["status"]], e["ratio"]))
@@ -217,13 +241,6 @@ def _group_size_rule(limit: int, sizes: Mapping[tuple[str, str], int], named: tu
     if verdict == WARN:
         message += f" (cells and attributes not judged ({_NOT_JUDGED}): WARN, not FAIL)"
     return RuleResult("min_group_size", verdict, limit, smallest["n"], message, evidence)
-
-
-def _test_group_sizes(run: "RunData") -> dict[tuple[str, str], int]:
-    """Samples per (attribute, group) in the test set (the reference rows of the run)."""
-    from harness.metrics.attributes import cell_sizes
-
-    return cell_sizes(run.test_set()["group"].to_numpy(), run.attributes)
 
 
 def _devices_rule(devices: tuple[str, ...], runs: list[dict]) -> RuleResult:
@@ -326,8 +343,8 @@ def _evidence_text(r: RuleResult) -> str:
     return "\n".join(json.dumps(e, default=str, allow_nan=True) for e in r.evidence)
 
 
-def _job(row) -> str:
-    return f"{row.variant} / {row.target} / {row.delegate}"
+def _job(row: Mapping[str, Any]) -> str:
+    return f"{row['variant']} / {row['target']} / {row['delegate']}"
 
 
 def _pp(x: float | None) -> str:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from harness.metrics.attributes import (CELL_SCOPE, GROUP_SCOPE, Attributes, attribute_order, cell_sizes, expand,
-                                        first_attribute_rows, qualified, scope_of)
+                                        first_attribute_rows, group_sizes, qualified, scope_of)
 
 X = "\u00d7"
 CELLS = np.array([f"Female{X}Black", f"Male{X}White", f"Female{X}White", f"Male{X}White", f"Female{X}Other"])
@@ -69,3 +69,15 @@ def test_cell_sizes_sum_to_n_for_every_attribute(attrs):
         assert sum(n for (a, _), n in sizes.items() if a == attribute) == len(CELLS)
     assert sizes[("sex", "Female")] == 3 and sizes[("race", "White")] == 3
     assert sizes.get((f"sex{X}race", f"Male{X}White")) == (2 if attrs.intersections else None)
+
+
+@pytest.mark.parametrize("attrs", [SEX_RACE, Attributes(("sex", "race")), Attributes(), Attributes(("a", "b", "c"))])
+def test_group_sizes_from_counts_are_expands_groups(attrs):
+    """Counting on the cell counts (no pandas) gives what grouping the expanded frame gives, also
+    for a cell with fewer parts than attributes (left out of the missing attribute's groups)."""
+    cells = np.append(CELLS, ["Male", "Male"])
+    expected = expand(pd.DataFrame({"group": cells}), attrs).groupby(["attribute", "group"], sort=True).size()
+    names, counts = np.unique(cells, return_counts=True)
+    got = group_sizes(dict(zip(names.tolist(), counts.tolist())), attrs)
+    assert got == {(a, g): int(n) for (a, g), n in expected.items()}
+    assert list(got) == sorted(got) and cell_sizes(cells, attrs) == got

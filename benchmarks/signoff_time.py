@@ -5,14 +5,20 @@ a busy moment of a shared machine hits all rows alike):
 
 * ``python -c pass``                        the interpreter's own start;
 * ``python -c "import numpy"``              numpy;
-* ``python -c "import numpy, pandas"``      plus pandas (signoff's tables are DataFrames);
+* ``... numpy, scipy.special``              the exact McNemar kernel (imported only when a group has
+                                            b != c discordant pairs);
+* ``python -c "import numpy, pandas"``      pandas, which the full path's tables need;
 * ``... pandas, pyarrow.dataset``           plus the reader of the run's Parquet parts;
 * ``qskew --help`` (``harness.cli``)        the command-line parser (every command registered);
-* ``qskew signoff RUN_DIR``                 the command itself (it rewrites RUN_DIR/signoff.json).
+* ``full path (pandas)``                    what signoff did before its light path, in one process:
+                                            ``read_run`` + ``run_stats`` (predictions recomputed from
+                                            the logits) + ``judge`` + the same two output files;
+* ``qskew signoff RUN_DIR``                 the command itself (it rewrites RUN_DIR/signoff.json):
+                                            the light path (JSON + CSV, cells from stored metrics).
 
-It prints the best and the median of ``--rounds`` per row, signoff / each floor, and whether the
-best signoff meets the 1.0 s goal. A ``-X importtime`` breakdown of signoff's heaviest top-level
-imports follows with ``--imports``.
+It prints the best and the median of ``--rounds`` per row, signoff / each row (so signoff / full
+path is the speed-up), and whether the best signoff meets the 1.0 s goal. A ``-X importtime``
+breakdown of signoff's heaviest top-level imports follows with ``--imports``.
 
     .venv/bin/python benchmarks/signoff_time.py RUN_DIR [--rounds 7] [--imports]
 """
@@ -32,14 +38,32 @@ GOAL_S = 1.0        # issue 16: `qskew signoff RUN_DIR` <= 1.0 s
 TOP_IMPORTS = 15    # lines of the -X importtime breakdown
 
 
+# The full path: the command's steps as they were before the light reader (same outputs written).
+FULL_PATH = """
+import sys
+from pathlib import Path
+import harness.cli
+from harness import rundir, signoff
+from harness.metrics.stats import run_stats
+run_dir = Path(sys.argv[1])
+run = rundir.read_run(run_dir)
+verdict = signoff.judge(run, run_stats(run), signoff.load_policy(None))
+rundir.write_signoff(run_dir, verdict.to_json())
+signoff.write_junit(verdict, rundir.signoff_junit_path(run_dir))
+print(signoff.format_verdict(verdict))
+"""
+
+
 def rows(run_dir: Path) -> list[tuple[str, list[str]]]:
     py = sys.executable
     return [
         ("python -c pass", [py, "-c", "pass"]),
         ("import numpy", [py, "-c", "import numpy"]),
+        ("+ scipy.special", [py, "-c", "import numpy, scipy.special"]),
         ("import numpy, pandas", [py, "-c", "import numpy, pandas"]),
         ("+ pyarrow.dataset", [py, "-c", "import numpy, pandas, pyarrow.dataset"]),
         ("qskew --help", [py, "-m", "harness.cli", "--help"]),
+        ("full path (pandas)", [py, "-c", FULL_PATH, str(run_dir)]),
         ("qskew signoff RUN_DIR", [py, "-m", "harness.cli", "signoff", str(run_dir)]),
     ]
 
@@ -89,6 +113,7 @@ def main() -> int:
     for name, _ in table:
         best = min(times[name])
         print(f"{name:24} {best:7.3f} {statistics.median(times[name]):8.3f} {best_signoff / best:12.2f}")
+    print(f"signoff / full path (best of each): {best_signoff / min(times['full path (pandas)']):.2f}")
     print(f"signoff best {best_signoff:.3f} s, median {statistics.median(times['qskew signoff RUN_DIR']):.3f} s; "
           f"goal <= {GOAL_S:.1f} s: {'met' if best_signoff <= GOAL_S else 'NOT met'} "
           f"(load average {os.getloadavg()[0]:.1f})")

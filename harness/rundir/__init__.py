@@ -1,5 +1,6 @@
 """The run directory: its layout (``layout``), the writer that appends one job at a time
-(``writer``), the reader (``reader``) and the resume rules (``resume``).
+(``writer``), the reader (``reader``; ``light`` reads what ``qskew signoff`` judges without pandas
+or pyarrow) and the resume rules (``resume``).
 
 The names below are the package's public face; the layout and every field are documented in
 :mod:`harness.rundir.layout`.

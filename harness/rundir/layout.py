@@ -72,7 +72,10 @@ the reference rows); read together (:func:`harness.rundir.reader.read_run`) they
 
 ``metrics/<seq>-<key>.csv`` -- the job's rows of the metrics table: one overall row and one row
 per group, the columns below except the two attribution and the two step columns, which depend on
-other jobs and are computed when reading (:data:`CROSS_JOB_COLUMNS`). Read back (``RunData.metrics``), the table has these columns, in order
+other jobs and are computed when reading (:data:`CROSS_JOB_COLUMNS`). Floats are written with
+round-trip precision, so a group's paired cell counts come back exactly from n and its rates
+(``harness.metrics.cells.cells_from_rates``; what ``qskew signoff`` reads, ``harness.rundir.light``).
+Read back (``RunData.metrics``), the table has these columns, in order
 (definitions in ``harness.metrics.groups``; rates are fractions in [0, 1], losses in nats)::
 
     variant, target, delegate   the job

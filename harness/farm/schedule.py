@@ -29,9 +29,11 @@ from harness.errors import FailureStage, QskewError, TargetError
 from harness.farm.connect import open_target
 from harness.farm.hotplug import HotPlug
 from harness.farm.inventory import AUTO_POOL, DeviceSpec, load_inventory
-from harness.farm.job import OpenDevice, SweepContext, run_ticket
+from harness.farm.job import OpenDevice, SweepContext, run_ticket, store_job
 from harness.farm.pool import PoolQueue, Ticket
+from harness.farm.shards import ShardJob, ShardResult
 from harness.farm.progress import FarmProgress
+from harness.on_device import shards_of
 from harness.records import ModelArtifact
 
 log = logging.getLogger(__name__)
@@ -107,7 +109,8 @@ def groups_of(devices) -> dict[str, list[OpenDevice]]:
 
 def _group_queue(exp: Experiment, artifacts, name: str, members, done, static, ctx: SweepContext) -> PoolQueue:
     """The queue of group ``name``: every artifact x delegate a member offers and the run directory
-    does not hold yet; a variant that did not convert is stored as failed at once (nothing runs)."""
+    does not hold yet, one ticket per shard not kept yet; a variant that did not convert is stored
+    as failed at once (nothing runs)."""
     tickets = []
     for art in artifacts:
         for delegate in exp.run.delegates:
@@ -123,13 +126,31 @@ def _group_queue(exp: Experiment, artifacts, name: str, members, done, static, c
             else:
                 if delegate in FIXED_BATCH_DELEGATES and art.variant in (static or {}):
                     art = static[art.variant]
-                tickets.append(Ticket(job=(art, delegate)))
+                tickets += _shard_tickets(ctx, art, name, delegate)
     return PoolQueue(name, tickets, {m.spec.name: accepts(m.spec) for m in members})
 
 
-def accepts(spec) -> Callable[[tuple], bool]:
-    """Whether the device ``spec`` describes may run a job (artifact, delegate): it offers the delegate."""
-    return lambda job: spec.offers(job[1])
+def _shard_tickets(ctx: SweepContext, art, group: str, delegate: str) -> list[Ticket]:
+    """One ticket per shard of the job that the run directory does not keep yet (a resume picks up
+    the shards kept by the run it continues; a job whose shards are all kept is stored at once)."""
+    key, where = (art.variant, group, delegate), f"{art.variant} on {group}/{delegate}"
+    kept: dict = {}
+    if len(ctx.shards) > 1:
+        kept = {i: st for i, st in ctx.writer.staged_shards(key).items()
+                if i < len(ctx.shards) and st.record.get("sha256") == ctx.shards[i].sha256}
+        for staged in kept.values():
+            parts = ctx.assembly.add(key, ShardResult(staged.record, staged.run, staged.extra))
+            if parts is not None:  # every shard kept: stored now, nothing to run
+                ctx.collect(store_job, ctx, parts, where)
+                return []
+        if kept:
+            ctx.echo(f"  {where}: {len(kept)} of {len(ctx.shards)} shards already in the run directory")
+    return [Ticket(job=ShardJob(art, delegate, shard)) for shard in ctx.shards if shard.index not in kept]
+
+
+def accepts(spec) -> Callable[[ShardJob], bool]:
+    """Whether the device ``spec`` describes may run a job: it offers the job's delegate."""
+    return lambda job: spec.offers(job.delegate)
 
 
 def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: bool, echo,
@@ -146,7 +167,7 @@ def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: 
     summary (:mod:`harness.farm.progress`).
     """
     farm = FarmProgress([dev.spec.name for dev in devices], enabled=progress, echo=echo)
-    ctx = SweepContext(exp, test, ref, writer, farm, echo)
+    ctx = SweepContext(exp, test, ref, writer, farm, echo, shards=shards_of(test, exp.run.shard_samples))
     done = writer.completed_jobs()
     groups = groups_of(devices)
     queues = {name: _group_queue(exp, artifacts, name, members, done, static, ctx) for name, members in groups.items()}
@@ -184,7 +205,9 @@ def _unrun_pool_jobs(ctx: SweepContext, groups, queues, failed: set[str]) -> lis
                 errors.append((name, TargetError(f"device {name}: {len(left)} job(s) not run: {why}", name)))
             continue
         for ticket in (t for t in left if t.attempts):
-            art, delegate = ticket.job
+            art, delegate = ticket.job.artifact, ticket.job.delegate
+            if not ctx.assembly.fail((art.variant, name, delegate)):
+                continue  # another shard of the job stored it as failed already
             with ctx.lock:
                 ctx.writer.add_failure(art.variant, name, delegate,
                                        f"device: {ticket.attempts[-1]['error']} (no member of pool {name} "

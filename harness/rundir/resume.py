@@ -4,7 +4,9 @@ A job is finished once its summary part exists (``harness.rundir.layout``); its 
 it ran ("ok": skipped on resume) or failed (run again). Parts that no summary part vouches for were
 left by a job interrupted before its summary part was written (or by a rerun interrupted before it
 removed the parts it replaces); :func:`remove_unfinished` deletes them when a writer opens the
-folder. A resume must be of the same experiment: :func:`config_hash` says what must not change.
+folder. Shards of an unfinished job kept in ``shards/`` (:mod:`harness.rundir.staging`) are read
+back by the farm, which runs only the shards missing; those of a finished job are deleted. A
+resume must be of the same experiment: :func:`config_hash` says what must not change.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Mapping
 
 from harness.errors import ResultsError
 from harness.fsutil import jsonable
-from harness.rundir import layout
+from harness.rundir import layout, staging
 from harness.rundir.layout import REFERENCE_JOB, REFERENCE_SEQ, Job
 from harness.rundir.reader import read_json, summary_parts
 
@@ -73,6 +75,8 @@ def open_state(run_dir: Path) -> RunState:
     for part in parts:
         state.record(part.job, part.seq, part.entry)
     remove_unfinished(run_dir, {(p.seq, p.key) for p in parts})
+    # staged shards of a finished job outlived its store (killed in between): no longer needed
+    staging.remove(run_dir, {layout.job_key(job) for job in state.finished("ok")})
     return state
 
 

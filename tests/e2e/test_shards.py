@@ -1,0 +1,134 @@
+"""Sharded test sets end to end on the real runner: digits-groups (719 test samples) cut into shards
+of 200, run on local devices.
+
+A sharded sweep gives predictions identical to an unsharded one and records which shard ran where;
+a pool spreads one variant's shards over its members; a sweep stopped on shard k of a job (the
+device error a vanished phone raises, at the one seam between the sweep and the device,
+``py_runner.run_job``) resumes with only the shards that had not finished.
+"""
+
+import numpy as np
+import pytest
+
+from harness import config, datasets, rundir
+from harness.errors import TargetError
+from harness.evaluate import ModelSource, evaluate
+from harness.rundir import layout
+from harness.runners import python as py_runner
+
+VARIANTS = ["fp32", "int8"]
+SHARD = 200
+SIZES = [200, 200, 200, 119]  # digits-groups' 719 test samples
+
+
+@pytest.fixture(scope="module")
+def small_cnn():
+    from models.train import train_or_load
+
+    return train_or_load("small_cnn", datasets.load("digits-groups"), seed=0, progress=False).model
+
+
+@pytest.fixture(scope="module")
+def unsharded(tmp_path_factory, small_cnn):
+    """The same sweep with the default shard size (one shard): what every sharded run must equal."""
+    out = tmp_path_factory.mktemp("unsharded") / "run"
+    evaluate(_experiment(out.parent, None), datasets.load("digits-groups"), _source(small_cnn), out, progress=False)
+    return rundir.read_run(out)
+
+
+def _source(model):
+    return ModelSource(model, {"source": "test", "sha256": "x"})
+
+
+def _experiment(folder, shard_samples, names=("local",), pool=""):
+    """Local devices ``names`` with their own work folders below ``folder`` (a fresh device cache)."""
+    devices = folder / "devices.toml"
+    devices.write_text("".join(f'[[device]]\nname = "{n}"\nreach = "local"\nworkdir = "{folder / n}"\n'
+                               + (f'pool = "{pool}"\n' if pool else "") for n in names))
+    run = {"targets": [pool] if pool else list(names), "devices_file": str(devices)}
+    if shard_samples is not None:
+        run["shard_samples"] = shard_samples
+    return config.from_dict({"quantize": {"variants": VARIANTS}, "run": run}, source="test")
+
+
+def _same_predictions(run, expected, target="local") -> None:
+    for variant in VARIANTS:
+        got = run.predictions[run.predictions.variant == variant].reset_index(drop=True)
+        want = expected.predictions[expected.predictions.variant == variant].reset_index(drop=True)
+        assert got.id.tolist() == want.id.tolist() and set(got.target) == {target}
+        assert np.array_equal(np.stack(got.logits), np.stack(want.logits))
+
+
+def _counting(monkeypatch, fail_on_call=None, error=lambda name: TargetError("device went away", device=name)):
+    real_run_job, calls, failed = py_runner.run_job, [], []
+
+    def counted(target, artifact, test, *args, **kwargs):
+        calls.append((artifact.variant, str(test.ids[0]), len(test), target.name))
+        if len(calls) == fail_on_call and not failed:
+            failed.append(target.name)
+            raise error(target.name)
+        return real_run_job(target, artifact, test, *args, **kwargs)
+
+    monkeypatch.setattr(py_runner, "run_job", counted)
+    return calls
+
+
+def test_a_sharded_sweep_equals_an_unsharded_one_and_records_its_shards(tmp_path, monkeypatch, small_cnn,
+                                                                         unsharded):
+    data = datasets.load("digits-groups")
+    test_ids = data.subset("test").ids
+    calls = _counting(monkeypatch)
+    out = tmp_path / "run"
+    evaluate(_experiment(tmp_path, SHARD), data, _source(small_cnn), out, progress=False)
+    starts = [str(test_ids[i]) for i in range(0, 719, SHARD)]
+    assert calls == [(v, s, n, "local") for v in VARIANTS for s, n in zip(starts, SIZES)]
+
+    run = rundir.read_run(out)
+    _same_predictions(run, unsharded)
+    entries = {r["variant"]: r for r in run.summary["runs"]}
+    for variant, entry in entries.items():
+        assert [(s["index"], s["n"], s["device"]) for s in entry["shards"]] == [
+            (i, n, "local") for i, n in enumerate(SIZES)]
+        assert entry["n"] == 719 and len(entry["timings"]["per_batch_s"]) == sum(-(-n // 64) for n in SIZES)
+    # each shard's inputs went to the device once: for the first variant, not for the second
+    assert entries["fp32"]["transfer"]["pushed"]["inputs"] > 0
+    assert entries["int8"]["transfer"]["pushed"]["inputs"] == 0
+    assert [s["sha256"] for s in entries["fp32"]["shards"]] == [s["sha256"] for s in entries["int8"]["shards"]]
+    assert not list((out / layout.STAGING_DIR).iterdir())  # staged shards go once their job is stored
+    unsharded_entry = next(r for r in unsharded.summary["runs"] if r["variant"] == "fp32")
+    assert [s["n"] for s in unsharded_entry["shards"]] == [719]
+
+
+@pytest.mark.parametrize("error", [lambda name: TargetError("device went away", device=name),
+                                   lambda name: KeyboardInterrupt()], ids=["device error", "Ctrl-C"])
+def test_a_sweep_stopped_on_a_shard_resumes_with_only_the_missing_shards(tmp_path, monkeypatch, small_cnn,
+                                                                          unsharded, error):
+    data = datasets.load("digits-groups")
+    out = tmp_path / "run"
+    calls = _counting(monkeypatch, fail_on_call=3, error=error)  # fp32's third shard
+    with pytest.raises((TargetError, KeyboardInterrupt)):
+        evaluate(_experiment(tmp_path, SHARD), data, _source(small_cnn), out, progress=False)
+    assert rundir.read_run(out).jobs() == []
+    staged = sorted(p.name for p in (out / layout.STAGING_DIR).iterdir())
+    assert [name.split("-")[1] for name in staged] == ["000000", "000001"]
+
+    calls.clear()
+    evaluate(_experiment(tmp_path, SHARD), data, _source(small_cnn), out, progress=False)
+    test_ids = data.subset("test").ids
+    assert calls == [("fp32", str(test_ids[400]), 200, "local"), ("fp32", str(test_ids[600]), 119, "local")] + [
+        ("int8", str(test_ids[i * SHARD]), n, "local") for i, n in enumerate(SIZES)]
+    run = rundir.read_run(out)
+    _same_predictions(run, unsharded)
+    assert not list((out / layout.STAGING_DIR).iterdir())
+
+
+def test_a_pool_spreads_one_variants_shards_over_its_members(tmp_path, monkeypatch, small_cnn, unsharded):
+    calls = _counting(monkeypatch)
+    out = tmp_path / "run"
+    evaluate(_experiment(tmp_path, SHARD, ("m1", "m2"), pool="p"), datasets.load("digits-groups"),
+             _source(small_cnn), out, progress=False)
+    assert len(calls) == 8
+    run = rundir.read_run(out)
+    _same_predictions(run, unsharded, target="p")
+    ran_on = {s["device"] for r in run.summary["runs"] for s in r["shards"]}
+    assert ran_on == {"m1", "m2"}  # both members took shards of the sweep

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -98,7 +99,7 @@ def _load(path: Path, job: Job) -> StagedShard | None:
             meta = json.loads(str(data["meta"]))
             logits = np.array(data["logits"])
             raw = np.array(data["raw"]) if "raw" in data.files else None
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # e.g. cut short by a full disk before the rename: the shard runs again
     if [str(p) for p in meta.get("job") or []] != [str(p) for p in job]:
         return None

@@ -78,8 +78,11 @@ def test_a_sharded_sweep_equals_an_unsharded_one_and_records_its_shards(tmp_path
     data = datasets.load("digits-groups")
     test_ids = data.subset("test").ids
     calls = _counting(monkeypatch)
+    real_serve, served = py_runner._served_runner, []
+    monkeypatch.setattr(py_runner, "_served_runner", lambda *a: served.append(a[0].name) or real_serve(*a))
     out = tmp_path / "run"
     evaluate(_experiment(tmp_path, SHARD), data, _source(small_cnn), out, progress=False)
+    assert served == ["local"]  # the served runner stays up across the shards: one start for 8 jobs
     starts = [str(test_ids[i]) for i in range(0, 719, SHARD)]
     assert calls == [(v, s, n, "local") for v in VARIANTS for s, n in zip(starts, SIZES)]
 

@@ -3,7 +3,9 @@ addressed, verified), let the runner run, pull and verify what it wrote.
 
 Below the target's ``workdir``, ``cache/<sha256><suffix>`` holds every pushed file (models, test
 inputs, runner files), so a test set is pushed once per device however many variants and delegates
-run on it, and a rerun pushes nothing new; ``jobs/<job id>/`` holds each job (the runner kinds in
+run on it, and a rerun pushes nothing new. A large test set travels as shards (:func:`shards_of`:
+views of at most ``[run] shard_samples`` rows, each its own inputs file named by its hash, written
+and hashed as a stream); ``jobs/<job id>/`` holds each job (the runner kinds in
 :mod:`harness.runners` say what goes there).
 
 Every pushed file is checked by its sha256 on the device after the push (a copy already there is

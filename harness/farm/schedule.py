@@ -5,7 +5,9 @@ unreachable device is reported, not fatal, while another one answers); ``run_swe
 artifact x delegate once per *group*, skipping jobs the run directory already holds. A group is a
 pool (devices with one ``pool`` label: they share a job queue, :mod:`harness.farm.pool`, and their
 jobs are stored under the pool's name) or a device of its own (it runs every job). Every device
-runs on its own thread (the run directory's writer is shared under a lock). A lone device that
+runs on its own thread (the run directory's writer is shared under a lock). A job runs as one
+ticket per shard of the test set (``[run] shard_samples``, :mod:`harness.farm.shards`); a resume
+queues only the shards the run directory does not keep yet. A lone device that
 fails stops only its own jobs; a pooled job that fails for a device reason runs again on another
 member (:mod:`harness.farm.job`); with pool members behind an adb server, members that vanish
 are drained at once and matching devices that appear join mid-run (:mod:`harness.farm.hotplug`).

@@ -164,6 +164,13 @@ it does not apply, except the runtime facts, present only where the runner recor
     small_groups                comma-separated groups and cells with n < 100 ("" if none)
     config_hash                 the manifest's config_hash when the job was written: a resume
                                 checks it too, so deleting manifest.json does not bypass the check
+    device, attempts            (pooled jobs only) the member that ran it (its first shard) and the
+                                attempts that failed on members before
+    shards                      (jobs the farm ran) the test-set shards in order: {"index",
+                                "sha256", "n", "device"} each; absent in runs written before shards
+
+``shards/<key>-<index>-<sha>.npz`` -- the finished shards of jobs not stored yet
+(:mod:`harness.rundir.staging`, :func:`staging_path`): deleted once their job's parts are written.
 
 Older runs (schema 1) hold the same tables as four whole files, rewritten after every job:
 ``predictions.parquet``, ``metrics.csv`` (with the attribution columns, or without them when written

@@ -1,7 +1,7 @@
 """One job on one device of the farm: lease it, run it (``[run] repeat`` times), score and store it.
 
 A ticket's job is a :class:`harness.farm.shards.ShardJob` (artifact, delegate, one shard of the test
-set) taken from its group's :class:`harness.farm.pool.PoolQueue`; :func:`run_on_device` is its
+set) taken from its group's :class:`harness.farm.pool.PoolQueue`; :func:`run_shard` is its
 device-side part (lease, then the runner on the shard's rows, ``[run] repeat`` times), the rest is
 host bookkeeping. A finished shard is kept in the run directory at once; the job is scored and
 stored when all its shards are in (:mod:`harness.farm.shards`), and a shard failing for a model
@@ -123,7 +123,7 @@ def run_ticket(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, pooled:
         return
     ctx.progress.start(name, job.label(), len(job.shard))
     try:
-        run = run_on_device(dev, job, ctx.exp, echo=ctx.echo, progress=_progress(ctx, name, job),
+        run = run_shard(dev, job, ctx.exp, echo=ctx.echo, progress=_progress(ctx, name, job),
                             lease_broken=lambda key, holder: ctx.progress.lease_broken(key, holder))
     except JobFailed as err:  # refused or unpreparable: nothing ran on the device
         if ctx.assembly.fail(key):
@@ -146,7 +146,7 @@ def run_ticket(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, pooled:
     ctx.collect(_store_shard, ctx, key, ShardResult(record, run, extra), where)
 
 
-def run_on_device(dev, job: ShardJob, exp, *, echo: Callable[[str], None] = lambda s: None,
+def run_shard(dev, job: ShardJob, exp, *, echo: Callable[[str], None] = lambda s: None,
                   progress: Callable[[int, int], None] | None = None,
                   lease_broken: Callable[[str, Any], None] | None = None):
     """The device-side part of a ticket: lease ``dev`` and run ``job``'s artifact on its shard's rows
@@ -175,9 +175,11 @@ def _store_shard(ctx: SweepContext, key, result: ShardResult, where: str) -> Non
         if ctx.assembly.fail(key):
             _store_failure(ctx, key, run.error or "unknown error", failure_stage(run).value, result.extra, where)
         return
-    if ctx.assembly.count > 1:
+    if ctx.assembly.count > 1:  # kept even if another shard failed the job: its rerun needs it not
         with ctx.lock:
             ctx.writer.add_shard(key, result.record, run, result.extra)
+    if ctx.assembly.failed(key):
+        return
     parts = ctx.assembly.add(key, result)
     if parts is not None:
         store_job(ctx, parts, where)

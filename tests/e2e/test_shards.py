@@ -125,13 +125,27 @@ def test_a_sweep_stopped_on_a_shard_resumes_with_only_the_missing_shards(tmp_pat
     assert not list((out / layout.STAGING_DIR).iterdir())
 
 
-def test_a_pool_spreads_one_variants_shards_over_its_members(tmp_path, monkeypatch, small_cnn, unsharded):
-    calls = _counting(monkeypatch)
+def test_a_pool_spreads_shards_over_its_members_and_a_lost_member_loses_only_its_shard(tmp_path, monkeypatch,
+                                                                                      small_cnn, unsharded):
+    real_run_job, calls = py_runner.run_job, []
+
+    def m2_goes_away_once(target, artifact, test, *args, **kwargs):
+        calls.append((target.name, artifact.variant, str(test.ids[0])))
+        if target.name == "m2" and [c[0] for c in calls].count("m2") == 1:
+            raise TargetError("device went away", device="m2")
+        return real_run_job(target, artifact, test, *args, **kwargs)
+
+    monkeypatch.setattr(py_runner, "run_job", m2_goes_away_once)
     out = tmp_path / "run"
     evaluate(_experiment(tmp_path, SHARD, ("m1", "m2"), pool="p"), datasets.load("digits-groups"),
              _source(small_cnn), out, progress=False)
-    assert len(calls) == 8
+    assert len(calls) == 9  # 2 variants x 4 shards, and the one shard m2 lost, run again on m1
+    lost = next(c for c in calls if c[0] == "m2")
+    assert sum(1 for c in calls if c[1:] == lost[1:]) == 2  # only that shard ran twice
     run = rundir.read_run(out)
     _same_predictions(run, unsharded, target="p")
-    ran_on = {s["device"] for r in run.summary["runs"] for s in r["shards"]}
-    assert ran_on == {"m1", "m2"}  # both members took shards of the sweep
+    entry = next(r for r in run.summary["runs"] if r["variant"] == lost[1])
+    assert [(a["device"], a["error"]) for a in entry["attempts"]] == [("m2", "[m2] device went away")]
+    retried = entry["shards"][entry["attempts"][0]["shard"]]
+    assert retried["device"] == "m1"
+    assert {s["device"] for r in run.summary["runs"] for s in r["shards"]} == {"m1", "m2"}  # both took shards

@@ -41,6 +41,10 @@ def _source(model):
 
 
 def _experiment(folder, shard_samples, names=("local",), pool=""):
+    return config.from_dict(_settings(folder, shard_samples, names, pool), source="test")
+
+
+def _settings(folder, shard_samples, names=("local",), pool=""):
     """Local devices ``names`` with their own work folders below ``folder`` (a fresh device cache)."""
     devices = folder / "devices.toml"
     devices.write_text("".join(f'[[device]]\nname = "{n}"\nreach = "local"\nworkdir = "{folder / n}"\n'
@@ -48,7 +52,7 @@ def _experiment(folder, shard_samples, names=("local",), pool=""):
     run = {"targets": [pool] if pool else list(names), "devices_file": str(devices)}
     if shard_samples is not None:
         run["shard_samples"] = shard_samples
-    return config.from_dict({"quantize": {"variants": VARIANTS}, "run": run}, source="test")
+    return {"quantize": {"variants": VARIANTS}, "run": run}
 
 
 def _same_predictions(run, expected, target="local") -> None:
@@ -149,3 +153,62 @@ def test_a_pool_spreads_shards_over_its_members_and_a_lost_member_loses_only_its
     retried = entry["shards"][entry["attempts"][0]["shard"]]
     assert retried["device"] == "m1"
     assert {s["device"] for r in run.summary["runs"] for s in r["shards"]} == {"m1", "m2"}  # both took shards
+
+
+# The driver, killed: a child process runs the sweep; its third device job never returns, and the
+# child is killed (SIGKILL, no cleanup) once the first two shards are kept in the run directory.
+KILLED_DRIVER = """
+import json, sys, threading
+sys.path.insert(0, sys.argv[1])
+from harness import config, datasets
+from harness.evaluate import ModelSource, evaluate
+from harness.runners import python as py_runner
+from models.train import train_or_load
+
+data = datasets.load("digits-groups")
+model = train_or_load("small_cnn", data, seed=0, progress=False).model
+real_run_job, calls = py_runner.run_job, []
+
+def third_hangs(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:
+        threading.Event().wait()
+    return real_run_job(*args, **kwargs)
+
+py_runner.run_job = third_hangs
+exp = config.from_dict(json.loads(sys.argv[2]), source="test")
+evaluate(exp, data, ModelSource(model, {"source": "test", "sha256": "x"}), sys.argv[3], progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_driver_resumes_with_only_the_unfinished_shards(tmp_path, monkeypatch, small_cnn, unsharded):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    out, settings = tmp_path / "run", _settings(tmp_path, SHARD)
+    child = subprocess.Popen([sys.executable, "-c", KILLED_DRIVER, str(repo), json.dumps(settings), str(out)],
+                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    staging, deadline = out / layout.STAGING_DIR, time.monotonic() + 300
+    try:
+        while not (staging.is_dir() and len(list(staging.glob("*.npz"))) == 2):
+            assert child.poll() is None, child.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the child kept no two shards in 300 s"
+            time.sleep(0.2)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    assert rundir.read_run(out).jobs() == []
+
+    calls = _counting(monkeypatch)
+    evaluate(config.from_dict(settings, source="test"), datasets.load("digits-groups"), _source(small_cnn), out,
+             progress=False)
+    assert [(v, n) for v, _, n, _ in calls] == [("fp32", 200), ("fp32", 119)] + [("int8", n) for n in SIZES]
+    _same_predictions(rundir.read_run(out), unsharded)
+    assert not list(staging.iterdir())

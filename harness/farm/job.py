@@ -112,32 +112,55 @@ def device_record(dev) -> dict[str, Any]:
 def run_ticket(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, pooled: bool) -> None:
     """Run ``ticket``'s shard job on ``dev`` and tell ``queue`` how it ended (module docstring).
 
-    Raises the device error on a device of its own (not pooled)."""
+    Raises the device error on a device of its own (not pooled). The device-side part is
+    :func:`run_shard`, the host-side part :func:`settle_ticket` (an executor running the first
+    elsewhere hands its outcome to the second)."""
+    job: ShardJob = ticket.job
+    if not start_ticket(ctx, dev, queue, ticket):
+        return
+    try:
+        run = run_shard(dev, job, ctx.exp, echo=ctx.echo, progress=_progress(ctx, dev.spec.name, job),
+                        lease_broken=lambda key, holder: ctx.progress.lease_broken(key, holder))
+    except Exception as err:
+        settle_ticket(ctx, dev, queue, ticket, pooled, error=err)
+        return
+    settle_ticket(ctx, dev, queue, ticket, pooled, run=run)
+
+
+def start_ticket(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket) -> bool:
+    """Whether ``ticket`` is to run on ``dev`` (shows it as the device's job); False (and the queue
+    told) when another shard of its job failed already: the job is stored as failed."""
+    job: ShardJob = ticket.job
+    if ctx.assembly.failed((job.artifact.variant, dev.spec.group, job.delegate)):
+        queue.done(dev.spec.name)
+        return False
+    ctx.progress.start(dev.spec.name, job.label(), len(job.shard))
+    return True
+
+
+def settle_ticket(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, pooled: bool,
+                  run=None, error: Exception | None = None) -> None:
+    """The host-side end of a ticket that :func:`run_shard` ran on ``dev``: its DeviceRun ``run``
+    (kept, and the job stored once all its shards are in) or the ``error`` it raised (stored,
+    retried elsewhere or re-raised, as the module docstring says)."""
     job: ShardJob = ticket.job
     art, delegate, group, name = job.artifact, job.delegate, dev.spec.group, dev.spec.name
     key = (art.variant, group, delegate)
     where = f"{art.variant} on {group}/{delegate}" + (f" (device {name})" if pooled else "")
     extra = {"device": device_record(dev), "attempts": list(ticket.attempts)} if pooled else {}
-    if ctx.assembly.failed(key):  # another shard of the job failed: the job is stored as failed
-        queue.done(name)
-        return
-    ctx.progress.start(name, job.label(), len(job.shard))
-    try:
-        run = run_shard(dev, job, ctx.exp, echo=ctx.echo, progress=_progress(ctx, name, job),
-                            lease_broken=lambda key, holder: ctx.progress.lease_broken(key, holder))
-    except JobFailed as err:  # refused or unpreparable: nothing ran on the device
+    if isinstance(error, JobFailed):  # refused or unpreparable: nothing ran on the device
         if ctx.assembly.fail(key):
-            _store_failure(ctx, key, str(err), err.stage.value, extra, where)
+            _store_failure(ctx, key, str(error), error.stage.value, extra, where)
         queue.done(name)
         ctx.progress.finish(name, "failed")
         return
-    except Exception as err:
-        if not device_reason(err):  # its worker stops: drained, so that the pool's error names it
+    if error is not None:
+        if not device_reason(error):  # its worker stops: drained, so that the pool's error names it
             queue.done(name)
-            queue.drain(name, f"stopped by {type(err).__name__}: {err}")
+            queue.drain(name, f"stopped by {type(error).__name__}: {error}")
             ctx.progress.finish(name, "failed")
-            raise
-        _device_failed(ctx, dev, queue, ticket, err, pooled, where, extra)
+            raise error
+        _device_failed(ctx, dev, queue, ticket, error, pooled, where, extra)
         return
     run = dataclasses.replace(run, target=group)
     queue.done(name)  # the device is free: it takes its next job while the host scores this one
@@ -147,8 +170,8 @@ def run_ticket(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, pooled:
 
 
 def run_shard(dev, job: ShardJob, exp, *, echo: Callable[[str], None] = lambda s: None,
-                  progress: Callable[[int, int], None] | None = None,
-                  lease_broken: Callable[[str, Any], None] | None = None):
+              progress: Callable[[int, int], None] | None = None,
+              lease_broken: Callable[[str, Any], None] | None = None):
     """The device-side part of a ticket: lease ``dev`` and run ``job``'s artifact on its shard's rows
     ``[run] repeat`` times (``exp.run`` says how); returns the shard's DeviceRun (target = the device).
 

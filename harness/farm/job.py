@@ -119,7 +119,7 @@ def run_ticket(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, pooled:
     if not start_ticket(ctx, dev, queue, ticket):
         return
     try:
-        run = run_shard(dev, job, ctx.exp, echo=ctx.echo, progress=_progress(ctx, dev.spec.name, job),
+        run = run_shard(dev, job, ctx.exp.run, echo=ctx.echo, progress=_progress(ctx, dev.spec.name, job),
                         lease_broken=lambda key, holder: ctx.progress.lease_broken(key, holder))
     except Exception as err:
         settle_ticket(ctx, dev, queue, ticket, pooled, error=err)
@@ -169,17 +169,18 @@ def settle_ticket(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, pool
     ctx.collect(_store_shard, ctx, key, ShardResult(record, run, extra), where)
 
 
-def run_shard(dev, job: ShardJob, exp, *, echo: Callable[[str], None] = lambda s: None,
+def run_shard(dev, job: ShardJob, options, *, echo: Callable[[str], None] = lambda s: None,
               progress: Callable[[int, int], None] | None = None,
               lease_broken: Callable[[str, Any], None] | None = None):
     """The device-side part of a ticket: lease ``dev`` and run ``job``'s artifact on its shard's rows
-    ``[run] repeat`` times (``exp.run`` says how); returns the shard's DeviceRun (target = the device).
+    ``[run] repeat`` times (``options``: the experiment's ``[run]``); returns the shard's DeviceRun
+    (target = the device). Needs nothing of the sweep: an executor may call it where the device is.
 
     Raises as ``harness.farm.runners.run_on_device`` does (JobFailed, TargetError...)."""
     with lease(lease_key(dev.spec), echo) as holder:  # no other qskew process drives it meanwhile
         if holder.get("broke") and lease_broken is not None:
             lease_broken(holder["key"], holder["broke"])
-        return _run_repeated(exp, dev, job, echo, progress)
+        return _run_repeated(options, dev, job, echo, progress)
 
 
 def _progress(ctx: SweepContext, name: str, job: ShardJob) -> Callable[[int, int], None]:
@@ -258,21 +259,21 @@ def _store_failure(ctx: SweepContext, job: tuple[str, str, str], error: str, sta
     ctx.echo(f"  {where}: FAILED ({error})")
 
 
-def _run_repeated(exp, dev, job: ShardJob, echo: Callable[[str], None], progress):
+def _run_repeated(options, dev, job: ShardJob, echo: Callable[[str], None], progress):
     """Run the shard job ``[run] repeat`` times; the first run's logits are the job's, the others
     measure the device's run-to-run noise (DeviceRun.repeats). A repeat that fails is noted in
     the noise, not fatal; the first run failing is the job's failure."""
     def once():
         return runners.run_on_device(dev.spec, dev.target, job.artifact, job.shard.data, job.delegate,
-                                     num_threads=exp.run.num_threads, batch_size=exp.run.batch_size,
-                                     runtime=exp.run.runtime, progress=progress, echo=echo,
-                                     allow_unproven=exp.run.allow_unproven,
-                                     allow_partial=exp.run.allow_partial)
+                                     num_threads=options.num_threads, batch_size=options.batch_size,
+                                     runtime=options.runtime, progress=progress, echo=echo,
+                                     allow_unproven=options.allow_unproven,
+                                     allow_partial=options.allow_partial)
 
     first = once()
-    if exp.run.repeat <= 1 or not first.ok:
+    if options.repeat <= 1 or not first.ok:
         return first
-    runs = [first] + [once() for _ in range(exp.run.repeat - 1)]
+    runs = [first] + [once() for _ in range(options.repeat - 1)]
     noise = repeat_noise(runs)
     echo(f"  {job.label()} on {dev.spec.name}: {noise.runs} runs, max |Δlogit| between "
          f"runs {noise.max_abs_logit_diff:.3g}, latency spread {_pct(noise.latency_rel_spread)}")

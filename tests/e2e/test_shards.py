@@ -155,6 +155,18 @@ def test_a_pool_spreads_shards_over_its_members_and_a_lost_member_loses_only_its
     assert {s["device"] for r in run.summary["runs"] for s in r["shards"]} == {"m1", "m2"}  # both took shards
 
 
+def test_a_repeated_sharded_job_reports_its_noise_over_all_shards(tmp_path, small_cnn, unsharded):
+    settings = _settings(tmp_path, SHARD)
+    settings["run"]["repeat"] = 2
+    settings["quantize"]["variants"] = ["int8"]
+    out = tmp_path / "run"
+    evaluate(config.from_dict(settings, source="test"), datasets.load("digits-groups"), _source(small_cnn), out,
+             progress=False)
+    (entry,) = rundir.read_run(out).summary["runs"]
+    assert entry["repeat"]["runs"] == 2 and entry["repeat"]["identical"] is True
+    assert len(entry["repeat"]["latency_ms_per_sample"]) == 2 and len(entry["shards"]) == 4
+
+
 # The driver, killed: a child process runs the sweep; its third device job never returns, and the
 # child is killed (SIGKILL, no cleanup) once the first two shards are kept in the run directory.
 KILLED_DRIVER = """

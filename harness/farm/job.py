@@ -72,13 +72,12 @@ class SweepContext:
     echo: Callable[[str], None]
     shards: tuple = ()     # the test set's shards (harness.on_device.shards_of), in order
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
-    assembly: ShardAssembly = None  # type: ignore[assignment]  # set from ``shards`` after init
+    assembly: ShardAssembly = dataclasses.field(init=False)  # the jobs' finished shards, from ``shards``
     _collector: Any = None
     _pending: list = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.assembly is None:
-            self.assembly = ShardAssembly(max(1, len(self.shards)))
+        self.assembly = ShardAssembly(max(1, len(self.shards)))
 
     def collect(self, fn: Callable, *args) -> None:
         """Run ``fn(*args)`` on the collector thread, after the jobs collected before it."""
@@ -199,7 +198,7 @@ def _store_shard(ctx: SweepContext, key, result: ShardResult, where: str) -> Non
         if ctx.assembly.fail(key):
             _store_failure(ctx, key, run.error or "unknown error", failure_stage(run).value, result.extra, where)
         return
-    if ctx.assembly.count > 1:  # kept even if another shard failed the job: its rerun needs it not
+    if ctx.assembly.count > 1:  # kept even if another shard failed the job: its rerun skips this one
         with ctx.lock:
             ctx.writer.add_shard(key, result.record, run, result.extra)
     if ctx.assembly.failed(key):

@@ -204,7 +204,7 @@ def _unrun_pool_jobs(ctx: SweepContext, groups, queues, failed: set[str]) -> lis
         if not any(m.spec.pool for m in groups[name]):
             if left and name not in failed:
                 why = "; ".join(queue.drained().values())
-                errors.append((name, TargetError(f"device {name}: {len(left)} job(s) not run: {why}", name)))
+                errors.append((name, TargetError(f"device {name}: {_jobs(left)} job(s) not run: {why}", name)))
             continue
         for ticket in (t for t in left if t.attempts):
             art, delegate = ticket.job.artifact, ticket.job.delegate
@@ -217,9 +217,14 @@ def _unrun_pool_jobs(ctx: SweepContext, groups, queues, failed: set[str]) -> lis
                                        attempts=ticket.attempts)
         if left:
             drained = "; ".join(f"{m} ({why})" for m, why in queue.drained().items())
-            errors.append((name, TargetError(f"pool {name}: {len(left)} job(s) not finished, every member "
+            errors.append((name, TargetError(f"pool {name}: {_jobs(left)} job(s) not finished, every member "
                                              f"was drained: {drained}", name)))
     return errors
+
+
+def _jobs(tickets) -> int:
+    """How many jobs ``tickets`` (one per shard) belong to."""
+    return len({(t.job.artifact.variant, t.job.delegate) for t in tickets})
 
 
 def _drain_all(queues: Mapping[str, PoolQueue], why: str) -> None:

@@ -155,6 +155,36 @@ def test_a_pool_spreads_shards_over_its_members_and_a_lost_member_loses_only_its
     assert {s["device"] for r in run.summary["runs"] for s in r["shards"]} == {"m1", "m2"}  # both took shards
 
 
+def test_a_job_whose_shards_all_ran_but_that_was_not_stored_is_stored_on_resume_without_running(
+        tmp_path, monkeypatch, small_cnn, unsharded):
+    from harness.farm import job
+
+    data, out = datasets.load("digits-groups"), tmp_path / "run"
+    real_score, scored = job.score_job, []
+
+    def host_fails_once(*args):
+        scored.append(1)
+        if len(scored) == 1:
+            raise OSError("disk full")  # the host could not score/store fp32 once its shards were in
+        return real_score(*args)
+
+    monkeypatch.setattr(job, "score_job", host_fails_once)
+    settings = _settings(tmp_path, SHARD)
+    settings["quantize"]["variants"] = ["fp32"]
+    with pytest.raises(OSError, match="disk full"):
+        evaluate(config.from_dict(settings, source="test"), data, _source(small_cnn), out, progress=False)
+    assert len(list((out / layout.STAGING_DIR).iterdir())) == 4 and rundir.read_run(out).jobs() == []
+
+    calls = _counting(monkeypatch)
+    evaluate(config.from_dict(settings, source="test"), data, _source(small_cnn), out, progress=False)
+    assert calls == []  # every shard was kept: nothing runs again
+    run = rundir.read_run(out)
+    assert run.jobs() == [("fp32", "local", "xnnpack")] and not list((out / layout.STAGING_DIR).iterdir())
+    got = run.predictions[run.predictions.variant == "fp32"]
+    want = unsharded.predictions[unsharded.predictions.variant == "fp32"]
+    assert np.array_equal(np.stack(got.logits), np.stack(want.logits))
+
+
 def test_a_repeated_sharded_job_reports_its_noise_over_all_shards(tmp_path, small_cnn, unsharded):
     settings = _settings(tmp_path, SHARD)
     settings["run"]["repeat"] = 2

@@ -49,6 +49,8 @@ An experiment names a dataset, a model, the variants to build, and where and how
                                         # (else they fail at stage delegate), labelled "gpu (partial)"
     retries = 2                         # a pooled job failing for a device reason runs again on
                                         # another member of its pool, at most this many times
+    shard_samples = 4096                # the test set travels and runs in shards of at most this
+                                        # many samples: a job is (variant, delegate, shard)
 
 Every key is optional except that a model needs ``name`` or ``path``. Unknown tables or keys are
 errors that name the key and the file, so a typo never silently falls back to a default. Relative
@@ -128,6 +130,7 @@ class RunConfig:
     allow_unproven: bool = False  # keep unproven GPU jobs, labelled "<delegate> (unproven)"
     allow_partial: bool = False   # run GPU jobs placed only in part, labelled "<delegate> (partial)"
     retries: int = 2       # device-reason retries of a pooled job on other members (harness.farm.pool)
+    shard_samples: int = 4096  # samples per shard of the test set (harness.on_device.shards_of)
 
 
 @dataclass(frozen=True)
@@ -273,6 +276,8 @@ def validate(exp: Experiment) -> None:
         raise ConfigError(f"{src}: num_threads, batch_size and repeat must be >= 1")
     if exp.run.retries < 0:
         raise ConfigError(f"{src}: [run] retries must be >= 0, got {exp.run.retries}")
+    if isinstance(exp.run.shard_samples, bool) or exp.run.shard_samples < 1:
+        raise ConfigError(f"{src}: [run] shard_samples must be an integer >= 1, got {exp.run.shard_samples!r}")
     if exp.quantize.fixed_batch < 0:
         raise ConfigError(f"{src}: [quantize] fixed_batch must be 0 (dynamic) or a batch size >= 1")
     if not exp.run.targets:

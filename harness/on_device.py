@@ -3,7 +3,9 @@ addressed, verified), let the runner run, pull and verify what it wrote.
 
 Below the target's ``workdir``, ``cache/<sha256><suffix>`` holds every pushed file (models, test
 inputs, runner files), so a test set is pushed once per device however many variants and delegates
-run on it, and a rerun pushes nothing new; ``jobs/<job id>/`` holds each job (the runner kinds in
+run on it, and a rerun pushes nothing new. A large test set travels as shards (:func:`shards_of`:
+views of at most ``[run] shard_samples`` rows, each its own inputs file named by its hash, written
+and hashed as a stream); ``jobs/<job id>/`` holds each job (the runner kinds in
 :mod:`harness.runners` say what goes there).
 
 Every pushed file is checked by its sha256 on the device after the push (a copy already there is
@@ -16,10 +18,12 @@ result.json and runners that record nothing, to the device copy's sha256.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import io
 import logging
+import os
 import posixpath
+import threading
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +32,6 @@ from typing import Any
 import numpy as np
 
 from harness.errors import ArtifactError, DatasetError, TargetError
-from harness.fsutil import atomic_write_bytes
 from harness.logs import job_logger
 from harness.paths import cache_dir
 from harness.records import GroupedDataset, JobTransfer, ModelArtifact
@@ -36,12 +39,14 @@ from harness.targets.base import Target
 
 log = logging.getLogger(__name__)
 _INPUTS_FILES: "weakref.WeakKeyDictionary[GroupedDataset, tuple[Path, str]]" = weakref.WeakKeyDictionary()
+_INPUTS_LOCK = threading.Lock()
 # Device copies hashed in this target's session: remote -> (sha256, RemoteStat when hashed). A copy
 # whose size and mtime still match is not hashed again (hashing a 100 MB test set on a phone takes
 # seconds per job); a new session (a new Target) hashes it once more.
 _VERIFIED: "weakref.WeakKeyDictionary[Target, dict[str, tuple[str, Any]]]" = weakref.WeakKeyDictionary()
 
 BASE_TIMEOUT_S = 60.0          # interpreter start, runtime import and model load on a slow board
+NPY_CHUNK_BYTES = 16 << 20     # inputs files are written and hashed this much at a time: memory stays flat
 PER_SAMPLE_TIMEOUT_S = 0.2     # ~5 samples/s: a 16x8 MobileNet off XNNPACK on a slow board, with room
 
 
@@ -79,8 +84,62 @@ def checked_model(artifact: ModelArtifact) -> Path:
     return path
 
 
+@dataclass(frozen=True, eq=False)
+class Shard:
+    """Rows ``start:stop`` of a test set (shard ``index`` of ``count``), as a dataset of its own.
+
+    ``data``'s arrays are views of the test set's (slices, no copy). Compared by identity: the
+    inputs file of a shard is written and hashed once per shard object (:func:`push_inputs`).
+    """
+
+    index: int
+    count: int
+    start: int
+    stop: int
+    data: GroupedDataset
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the shard's inputs file (written to the host cache on first use)."""
+        return _inputs_file(self.data)[1]
+
+
+def shards_of(test: GroupedDataset, shard_samples: int) -> tuple[Shard, ...]:
+    """``test`` cut into shards of at most ``shard_samples`` rows, in test-set order.
+
+    A test set of at most ``shard_samples`` rows is one shard holding ``test`` itself.
+
+    >>> [len(s) for s in shards_of(dataset_of_10_000_rows, 4096)]  # doctest: +SKIP
+    [4096, 4096, 1808]
+    """
+    if shard_samples < 1:
+        raise ValueError(f"shard_samples must be >= 1, got {shard_samples}")
+    n = len(test)
+    if n <= shard_samples:
+        return (Shard(0, 1, 0, n, test),)
+    bounds = list(range(0, n, shard_samples))
+    return tuple(Shard(i, len(bounds), start, min(start + shard_samples, n), _rows(test, start, start + shard_samples))
+                 for i, start in enumerate(bounds))
+
+
+def _rows(test: GroupedDataset, start: int, stop: int) -> GroupedDataset:
+    """Rows ``start:stop`` of ``test`` as read-only views (no copy)."""
+    def view(a: np.ndarray) -> np.ndarray:
+        v = a[start:stop]
+        v.flags.writeable = False
+        return v
+
+    return dataclasses.replace(test, ids=view(test.ids), x=view(test.x), y=view(test.y),
+                               group=view(test.group), split=view(test.split))
+
+
 def push_inputs(target: Target, test: GroupedDataset, transfer: Transfer) -> tuple[str, str]:
-    """Write test.x (storage dtype) once to the host cache and push it; returns (remote, sha256)."""
+    """Write test.x (storage dtype) once to the host cache and push it; returns (remote, sha256).
+
+    ``test`` is a whole test set or one shard's rows (:attr:`Shard.data`)."""
     local, sha = _inputs_file(test)
     return push_file(target, local, sha, "inputs", ".npy", transfer), sha
 
@@ -89,28 +148,66 @@ def _inputs_file(test: GroupedDataset) -> tuple[Path, str]:
     """The host cache file holding test.x as .npy, named by the sha256 of its bytes.
 
     Remembered per dataset object (datasets are frozen and their arrays read-only), so a sweep of
-    many variants and delegates serializes and hashes the test set once, not once per job.
+    many variants and delegates serializes and hashes the test set (or a shard) once, not once per job.
     """
-    known = _INPUTS_FILES.get(test)
-    if known is not None and known[0].is_file():
-        return known
-    made = _write_inputs_file(test)
-    _INPUTS_FILES[test] = made
-    return made
+    with _INPUTS_LOCK:  # a pool's members may ask for one shard at once: written once
+        known = _INPUTS_FILES.get(test)
+        if known is not None and known[0].is_file():
+            return known
+        made = _write_inputs_file(test)
+        _INPUTS_FILES[test] = made
+        return made
+
+
+class _HashingWriter:
+    """A write-only file that hashes what passes through it (numpy then writes in bounded chunks)."""
+
+    def __init__(self, f):
+        self.f, self.digest, self.size = f, hashlib.sha256(), 0
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.f.write(data)
+
+
+def _write_npy(out: _HashingWriter, x: np.ndarray) -> None:
+    """The bytes ``np.save(np.ascontiguousarray(x))`` writes (format 1.0, C order), in chunks of
+    ``NPY_CHUNK_BYTES`` (a view or memmap of any layout is never copied whole)."""
+    if x.dtype.hasobject:
+        raise ValueError("object arrays cannot be saved without pickling")
+    header = np.lib.format.header_data_from_array_1_0(x)
+    header["fortran_order"] = False
+    np.lib.format.write_array_header_1_0(out, header)
+    rows = max(1, NPY_CHUNK_BYTES // max(1, x[:1].nbytes))
+    for start in range(0, len(x), rows):
+        out.write(np.ascontiguousarray(x[start:start + rows]).tobytes())
 
 
 def _write_inputs_file(test: GroupedDataset) -> tuple[Path, str]:
-    buf = io.BytesIO()
+    """Stream test.x as .npy (the bytes ``np.save`` writes) into the cache, hashing as it goes:
+    numpy writes a non-file object in chunks of ~16 MB, so no copy of the whole set is made."""
+    folder = cache_dir("inputs")
+    tmp = folder / f".inputs-{os.getpid()}-{threading.get_ident()}.tmp"
     try:
-        np.save(buf, np.ascontiguousarray(test.x), allow_pickle=False)
+        with open(tmp, "wb") as f:
+            out = _HashingWriter(f)
+            _write_npy(out, test.x)
+            f.flush()
+            os.fsync(f.fileno())
+        sha = out.digest.hexdigest()
+        path = folder / f"{sha}.npy"
+        if path.is_file() and path.stat().st_size == out.size:
+            tmp.unlink()
+        else:
+            os.replace(tmp, path)  # named by its bytes: whoever renames last, the content is the same
     except ValueError as exc:
+        tmp.unlink(missing_ok=True)
         raise DatasetError(f"dataset {test.name!r}: samples of dtype {test.x.dtype} cannot travel "
                            f"to a device: {exc}") from exc
-    data = buf.getbuffer()
-    sha = hashlib.sha256(data).hexdigest()
-    path = cache_dir("inputs") / f"{sha}.npy"
-    if not path.is_file() or path.stat().st_size != len(data):
-        atomic_write_bytes(path, bytes(data))
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DatasetError(f"dataset {test.name!r}: cannot write its inputs file in {folder}: {exc}") from exc
     return path, sha
 
 

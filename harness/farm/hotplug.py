@@ -90,7 +90,7 @@ class HotPlug:
         self._groups[pool].append(dev)
         self._joined.append(dev)
         self._farm.add_device(spec.name)
-        self._queues[pool].join(spec.name, lambda job: spec.offers(job[1]))
+        self._queues[pool].join(spec.name, lambda job: spec.offers(job.delegate))
         self._echo(f"hot-plug: {serial} ({props.get('model')}, {props.get('abi')}) joined pool {pool}")
         job_logger(log, spec.name).info("joined pool %s", pool)
         thread = threading.Thread(target=self._run, args=(dev,), name=f"qskew-device-{spec.name}", daemon=True)

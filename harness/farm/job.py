@@ -1,7 +1,12 @@
 """One job on one device of the farm: lease it, run it (``[run] repeat`` times), score and store it.
 
-A job is ``(artifact, delegate)`` taken from its group's :class:`harness.farm.pool.PoolQueue`. How it
-ends decides what the queue does next:
+A ticket's job is a :class:`harness.farm.shards.ShardJob` (artifact, delegate, one shard of the test
+set) taken from its group's :class:`harness.farm.pool.PoolQueue`; :func:`run_shard` is its
+device-side part (lease, then the runner on the shard's rows, ``[run] repeat`` times), the rest is
+host bookkeeping. A finished shard is kept in the run directory at once; the job is scored and
+stored when all its shards are in (:mod:`harness.farm.shards`), and a shard failing for a model
+reason fails the whole job (its shards not yet run are skipped). How a shard ends decides what
+the queue does next:
 
 * finished, or failed for a **model reason** (the profile refused it, the delegate did not load,
   the outputs are bad, the runner reported an error in its result): stored, never retried;
@@ -27,6 +32,7 @@ from harness.errors import FailureStage, JobFailed, RunnerError, TargetError, fa
 from harness.farm import runners
 from harness.farm.leases import lease, lease_key
 from harness.farm.pool import PoolQueue, Ticket
+from harness.farm.shards import ShardAssembly, ShardJob, ShardResult, combine
 from harness.logs import job_logger
 from harness.metrics.noise import repeat_noise
 from harness.metrics.score import score_job
@@ -64,9 +70,14 @@ class SweepContext:
     writer: Any
     progress: Any          # harness.farm.progress.FarmProgress
     echo: Callable[[str], None]
+    shards: tuple = ()     # the test set's shards (harness.on_device.shards_of), in order
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    assembly: ShardAssembly = dataclasses.field(init=False)  # the jobs' finished shards, from ``shards``
     _collector: Any = None
     _pending: list = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.assembly = ShardAssembly(max(1, len(self.shards)))
 
     def collect(self, fn: Callable, *args) -> None:
         """Run ``fn(*args)`` on the collector thread, after the jobs collected before it."""
@@ -98,51 +109,122 @@ def device_record(dev) -> dict[str, Any]:
 
 
 def run_ticket(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, pooled: bool) -> None:
-    """Run ``ticket``'s job on ``dev`` and tell ``queue`` how it ended (module docstring).
+    """Run ``ticket``'s shard job on ``dev`` and tell ``queue`` how it ended (module docstring).
 
-    Raises the device error on a device of its own (not pooled)."""
-    art, delegate = ticket.job
-    group, name = dev.spec.group, dev.spec.name
+    Raises the device error on a device of its own (not pooled). The device-side part is
+    :func:`run_shard`, the host-side part :func:`settle_ticket` (an executor running the first
+    elsewhere hands its outcome to the second)."""
+    job: ShardJob = ticket.job
+    if not start_ticket(ctx, dev, queue, ticket):
+        return
+    try:
+        run = run_shard(dev, job, ctx.exp.run, echo=ctx.echo, progress=_progress(ctx, dev.spec.name, job),
+                        lease_broken=lambda key, holder: ctx.progress.lease_broken(key, holder))
+    except Exception as err:
+        settle_ticket(ctx, dev, queue, ticket, pooled, error=err)
+        return
+    settle_ticket(ctx, dev, queue, ticket, pooled, run=run)
+
+
+def start_ticket(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket) -> bool:
+    """Whether ``ticket`` is to run on ``dev`` (shows it as the device's job); False (and the queue
+    told) when another shard of its job failed already: the job is stored as failed."""
+    job: ShardJob = ticket.job
+    if ctx.assembly.failed((job.artifact.variant, dev.spec.group, job.delegate)):
+        queue.done(dev.spec.name)
+        return False
+    ctx.progress.start(dev.spec.name, job.label(), len(job.shard))
+    return True
+
+
+def settle_ticket(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, pooled: bool,
+                  run=None, error: Exception | None = None) -> None:
+    """The host-side end of a ticket that :func:`run_shard` ran on ``dev``: its DeviceRun ``run``
+    (kept, and the job stored once all its shards are in) or the ``error`` it raised (stored,
+    retried elsewhere or re-raised, as the module docstring says)."""
+    job: ShardJob = ticket.job
+    art, delegate, group, name = job.artifact, job.delegate, dev.spec.group, dev.spec.name
+    key = (art.variant, group, delegate)
     where = f"{art.variant} on {group}/{delegate}" + (f" (device {name})" if pooled else "")
     extra = {"device": device_record(dev), "attempts": list(ticket.attempts)} if pooled else {}
-    ctx.progress.start(name, f"{art.variant}/{delegate}", len(ctx.test))
-    try:
-        with lease(lease_key(dev.spec), ctx.echo) as holder:  # no other qskew process drives it meanwhile
-            if holder.get("broke"):
-                ctx.progress.lease_broken(holder["key"], holder["broke"])
-            run = _run_repeated(ctx, dev, art, delegate)
-    except JobFailed as err:  # refused or unpreparable: nothing ran on the device
-        _store_failure(ctx, (art.variant, group, delegate), str(err), err.stage.value, extra, where)
+    if isinstance(error, JobFailed):  # refused or unpreparable: nothing ran on the device
+        if ctx.assembly.fail(key):
+            _store_failure(ctx, key, str(error), error.stage.value, extra, where)
         queue.done(name)
         ctx.progress.finish(name, "failed")
         return
-    except Exception as err:
-        if not device_reason(err):  # its worker stops: drained, so that the pool's error names it
+    if error is not None:
+        if not device_reason(error):  # its worker stops: drained, so that the pool's error names it
             queue.done(name)
-            queue.drain(name, f"stopped by {type(err).__name__}: {err}")
+            queue.drain(name, f"stopped by {type(error).__name__}: {error}")
             ctx.progress.finish(name, "failed")
-            raise
-        _device_failed(ctx, dev, queue, ticket, err, pooled, where, extra)
+            raise error
+        _device_failed(ctx, dev, queue, ticket, error, pooled, where, extra)
         return
     run = dataclasses.replace(run, target=group)
     queue.done(name)  # the device is free: it takes its next job while the host scores this one
     ctx.progress.finish(name, "ok" if run.ok else "failed")
-    ctx.collect(_store_run, ctx, run, extra, where, len(ticket.attempts))
+    record = {"index": job.shard.index, "sha256": job.shard.sha256, "n": len(job.shard), "device": name}
+    ctx.collect(_store_shard, ctx, key, ShardResult(record, run, extra), where)
 
 
-def _store_run(ctx: SweepContext, run, extra: Mapping[str, Any], where: str, attempts: int) -> None:
-    """Score a job the device finished and store it (on the collector thread)."""
-    score = score_job(run, ctx.ref, ctx.test) if run.ok else None  # outside the lock: the writer is shared
+def run_shard(dev, job: ShardJob, options, *, echo: Callable[[str], None] = lambda s: None,
+              progress: Callable[[int, int], None] | None = None,
+              lease_broken: Callable[[str, Any], None] | None = None):
+    """The device-side part of a ticket: lease ``dev`` and run ``job``'s artifact on its shard's rows
+    ``[run] repeat`` times (``options``: the experiment's ``[run]``); returns the shard's DeviceRun
+    (target = the device). Needs nothing of the sweep: an executor may call it where the device is.
+
+    Raises as ``harness.farm.runners.run_on_device`` does (JobFailed, TargetError...)."""
+    with lease(lease_key(dev.spec), echo) as holder:  # no other qskew process drives it meanwhile
+        if holder.get("broke") and lease_broken is not None:
+            lease_broken(holder["key"], holder["broke"])
+        return _run_repeated(options, dev, job, echo, progress)
+
+
+def _progress(ctx: SweepContext, name: str, job: ShardJob) -> Callable[[int, int], None]:
+    def progress(done: int, total: int) -> None:
+        ctx.progress.samples(name, done, total)
+        job_logger(log, name, job.label()).info("%d/%d samples", done, total)
+    return progress
+
+
+def _store_shard(ctx: SweepContext, key, result: ShardResult, where: str) -> None:
+    """Keep a finished shard (on the collector thread); store the job once all its shards are in.
+
+    A shard that failed fails its job (stored once); a job of one shard is not staged."""
+    run = result.run
+    if not run.ok:
+        if ctx.assembly.fail(key):
+            _store_failure(ctx, key, run.error or "unknown error", failure_stage(run).value, result.extra, where)
+        return
+    if ctx.assembly.count > 1:  # kept even if another shard failed the job: its rerun skips this one
+        with ctx.lock:
+            ctx.writer.add_shard(key, result.record, run, result.extra)
+    if ctx.assembly.failed(key):
+        return
+    parts = ctx.assembly.add(key, result)
+    if parts is not None:
+        store_job(ctx, parts, where)
+
+
+def store_job(ctx: SweepContext, parts: list[ShardResult], where: str) -> None:
+    """Score a job whose shards are all in and store it (its pooled facts: the first shard's device,
+    every shard's failed attempts)."""
+    run = combine(parts)
+    extra: dict[str, Any] = {}
+    if any(p.extra for p in parts):
+        extra["device"] = next(p.extra["device"] for p in parts if p.extra)
+        extra["attempts"] = [{**a, "shard": p.record["index"]} if len(parts) > 1 else a
+                             for p in parts for a in p.extra.get("attempts", ())]
+    score = score_job(run, ctx.ref, ctx.test)  # outside the lock: the writer is shared
+    attempts = len(extra.get("attempts", ()))
     with ctx.lock:
-        if score is not None:
-            ctx.writer.add_run(run, score, **extra)
-            ctx.echo(f"  {where}: {run.runtime} {run.runtime_version}, delegate applied: "
-                     f"{run.delegate_applied}, batch {run.batch_size}"
-                     + (f", after {attempts} failed attempt(s)" if attempts else ""))
-        else:
-            ctx.writer.add_failure(run.variant, run.target, run.delegate, run.error,
-                                   stage=failure_stage(run).value, **extra)
-            ctx.echo(f"  {where}: FAILED ({run.error})")
+        ctx.writer.add_run(run, score, **extra, shards=[p.record for p in parts])
+        ctx.echo(f"  {where}: {run.runtime} {run.runtime_version}, delegate applied: "
+                 f"{run.delegate_applied}, batch {run.batch_size}"
+                 + (f", {len(parts)} shards" if len(parts) > 1 else "")
+                 + (f", after {attempts} failed attempt(s)" if attempts else ""))
 
 
 def _device_failed(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, err: Exception, pooled: bool,
@@ -156,10 +238,10 @@ def _device_failed(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, err
         raise err
     if len(ticket.attempts) >= ctx.exp.run.retries:
         queue.give_up(ticket, name, str(err))
-        art, delegate = ticket.job
-        _store_failure(ctx, (art.variant, dev.spec.group, delegate),
-                       f"device: {err} (out of retries: {len(ticket.attempts)} attempts)",
-                       FailureStage.RUN.value, {**extra, "attempts": list(ticket.attempts)}, where)
+        key = (ticket.job.artifact.variant, dev.spec.group, ticket.job.delegate)
+        if ctx.assembly.fail(key):
+            _store_failure(ctx, key, f"device: {err} (out of retries: {len(ticket.attempts)} attempts)",
+                           FailureStage.RUN.value, {**extra, "attempts": list(ticket.attempts)}, where)
     else:
         ctx.echo(f"  {where}: device error ({err}); retrying on another device of pool {dev.spec.group}")
         ctx.progress.retry(name, where, str(err))
@@ -176,30 +258,24 @@ def _store_failure(ctx: SweepContext, job: tuple[str, str, str], error: str, sta
     ctx.echo(f"  {where}: FAILED ({error})")
 
 
-def _run_repeated(ctx: SweepContext, dev, art, delegate):
-    """Run the job ``[run] repeat`` times; the first run's logits are the job's, the others
+def _run_repeated(options, dev, job: ShardJob, echo: Callable[[str], None], progress):
+    """Run the shard job ``[run] repeat`` times; the first run's logits are the job's, the others
     measure the device's run-to-run noise (DeviceRun.repeats). A repeat that fails is noted in
     the noise, not fatal; the first run failing is the job's failure."""
-    exp, name = ctx.exp, dev.spec.name
-
-    def progress(done: int, total: int) -> None:
-        ctx.progress.samples(name, done, total)
-        job_logger(log, name, f"{art.variant}/{delegate}").info("%d/%d samples", done, total)
-
     def once():
-        return runners.run_on_device(dev.spec, dev.target, art, ctx.test, delegate,
-                                     num_threads=exp.run.num_threads, batch_size=exp.run.batch_size,
-                                     runtime=exp.run.runtime, progress=progress, echo=ctx.echo,
-                                     allow_unproven=exp.run.allow_unproven,
-                                     allow_partial=exp.run.allow_partial)
+        return runners.run_on_device(dev.spec, dev.target, job.artifact, job.shard.data, job.delegate,
+                                     num_threads=options.num_threads, batch_size=options.batch_size,
+                                     runtime=options.runtime, progress=progress, echo=echo,
+                                     allow_unproven=options.allow_unproven,
+                                     allow_partial=options.allow_partial)
 
     first = once()
-    if exp.run.repeat <= 1 or not first.ok:
+    if options.repeat <= 1 or not first.ok:
         return first
-    runs = [first] + [once() for _ in range(exp.run.repeat - 1)]
+    runs = [first] + [once() for _ in range(options.repeat - 1)]
     noise = repeat_noise(runs)
-    ctx.echo(f"  {art.variant} on {name}/{delegate}: {noise.runs} runs, max |Δlogit| between "
-             f"runs {noise.max_abs_logit_diff:.3g}, latency spread {_pct(noise.latency_rel_spread)}")
+    echo(f"  {job.label()} on {dev.spec.name}: {noise.runs} runs, max |Δlogit| between "
+         f"runs {noise.max_abs_logit_diff:.3g}, latency spread {_pct(noise.latency_rel_spread)}")
     return dataclasses.replace(first, repeats=noise)
 
 

@@ -5,7 +5,9 @@ unreachable device is reported, not fatal, while another one answers); ``run_swe
 artifact x delegate once per *group*, skipping jobs the run directory already holds. A group is a
 pool (devices with one ``pool`` label: they share a job queue, :mod:`harness.farm.pool`, and their
 jobs are stored under the pool's name) or a device of its own (it runs every job). Every device
-runs on its own thread (the run directory's writer is shared under a lock). A lone device that
+runs on its own thread (the run directory's writer is shared under a lock). A job runs as one
+ticket per shard of the test set (``[run] shard_samples``, :mod:`harness.farm.shards`); a resume
+queues only the shards the run directory does not keep yet. A lone device that
 fails stops only its own jobs; a pooled job that fails for a device reason runs again on another
 member (:mod:`harness.farm.job`); with pool members behind an adb server, members that vanish
 are drained at once and matching devices that appear join mid-run (:mod:`harness.farm.hotplug`).
@@ -29,9 +31,11 @@ from harness.errors import FailureStage, QskewError, TargetError
 from harness.farm.connect import open_target
 from harness.farm.hotplug import HotPlug
 from harness.farm.inventory import AUTO_POOL, DeviceSpec, load_inventory
-from harness.farm.job import OpenDevice, SweepContext, run_ticket
+from harness.farm.job import OpenDevice, SweepContext, run_ticket, store_job
 from harness.farm.pool import PoolQueue, Ticket
+from harness.farm.shards import ShardJob, ShardResult
 from harness.farm.progress import FarmProgress
+from harness.on_device import shards_of
 from harness.records import ModelArtifact
 
 log = logging.getLogger(__name__)
@@ -107,7 +111,8 @@ def groups_of(devices) -> dict[str, list[OpenDevice]]:
 
 def _group_queue(exp: Experiment, artifacts, name: str, members, done, static, ctx: SweepContext) -> PoolQueue:
     """The queue of group ``name``: every artifact x delegate a member offers and the run directory
-    does not hold yet; a variant that did not convert is stored as failed at once (nothing runs)."""
+    does not hold yet, one ticket per shard not kept yet; a variant that did not convert is stored
+    as failed at once (nothing runs)."""
     tickets = []
     for art in artifacts:
         for delegate in exp.run.delegates:
@@ -123,13 +128,31 @@ def _group_queue(exp: Experiment, artifacts, name: str, members, done, static, c
             else:
                 if delegate in FIXED_BATCH_DELEGATES and art.variant in (static or {}):
                     art = static[art.variant]
-                tickets.append(Ticket(job=(art, delegate)))
+                tickets += _shard_tickets(ctx, art, name, delegate)
     return PoolQueue(name, tickets, {m.spec.name: accepts(m.spec) for m in members})
 
 
-def accepts(spec) -> Callable[[tuple], bool]:
-    """Whether the device ``spec`` describes may run a job (artifact, delegate): it offers the delegate."""
-    return lambda job: spec.offers(job[1])
+def _shard_tickets(ctx: SweepContext, art, group: str, delegate: str) -> list[Ticket]:
+    """One ticket per shard of the job that the run directory does not keep yet (a resume picks up
+    the shards kept by the run it continues; a job whose shards are all kept is stored at once)."""
+    key, where = (art.variant, group, delegate), f"{art.variant} on {group}/{delegate}"
+    kept: dict = {}
+    if len(ctx.shards) > 1:
+        kept = {i: st for i, st in ctx.writer.staged_shards(key).items()
+                if i < len(ctx.shards) and st.record.get("sha256") == ctx.shards[i].sha256}
+        for staged in kept.values():
+            parts = ctx.assembly.add(key, ShardResult(staged.record, staged.run, staged.extra))
+            if parts is not None:  # every shard kept: stored now, nothing to run
+                ctx.collect(store_job, ctx, parts, where)
+                return []
+        if kept:
+            ctx.echo(f"  {where}: {len(kept)} of {len(ctx.shards)} shards already in the run directory")
+    return [Ticket(job=ShardJob(art, delegate, shard)) for shard in ctx.shards if shard.index not in kept]
+
+
+def accepts(spec) -> Callable[[ShardJob], bool]:
+    """Whether the device ``spec`` describes may run a job: it offers the job's delegate."""
+    return lambda job: spec.offers(job.delegate)
 
 
 def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: bool, echo,
@@ -146,7 +169,7 @@ def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: 
     summary (:mod:`harness.farm.progress`).
     """
     farm = FarmProgress([dev.spec.name for dev in devices], enabled=progress, echo=echo)
-    ctx = SweepContext(exp, test, ref, writer, farm, echo)
+    ctx = SweepContext(exp, test, ref, writer, farm, echo, shards=shards_of(test, exp.run.shard_samples))
     done = writer.completed_jobs()
     groups = groups_of(devices)
     queues = {name: _group_queue(exp, artifacts, name, members, done, static, ctx) for name, members in groups.items()}
@@ -181,10 +204,12 @@ def _unrun_pool_jobs(ctx: SweepContext, groups, queues, failed: set[str]) -> lis
         if not any(m.spec.pool for m in groups[name]):
             if left and name not in failed:
                 why = "; ".join(queue.drained().values())
-                errors.append((name, TargetError(f"device {name}: {len(left)} job(s) not run: {why}", name)))
+                errors.append((name, TargetError(f"device {name}: {_jobs(left)} job(s) not run: {why}", name)))
             continue
         for ticket in (t for t in left if t.attempts):
-            art, delegate = ticket.job
+            art, delegate = ticket.job.artifact, ticket.job.delegate
+            if not ctx.assembly.fail((art.variant, name, delegate)):
+                continue  # another shard of the job stored it as failed already
             with ctx.lock:
                 ctx.writer.add_failure(art.variant, name, delegate,
                                        f"device: {ticket.attempts[-1]['error']} (no member of pool {name} "
@@ -192,9 +217,14 @@ def _unrun_pool_jobs(ctx: SweepContext, groups, queues, failed: set[str]) -> lis
                                        attempts=ticket.attempts)
         if left:
             drained = "; ".join(f"{m} ({why})" for m, why in queue.drained().items())
-            errors.append((name, TargetError(f"pool {name}: {len(left)} job(s) not finished, every member "
+            errors.append((name, TargetError(f"pool {name}: {_jobs(left)} job(s) not finished, every member "
                                              f"was drained: {drained}", name)))
     return errors
+
+
+def _jobs(tickets) -> int:
+    """How many jobs ``tickets`` (one per shard) belong to."""
+    return len({(t.job.artifact.variant, t.job.delegate) for t in tickets})
 
 
 def _drain_all(queues: Mapping[str, PoolQueue], why: str) -> None:

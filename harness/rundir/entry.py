@@ -55,6 +55,7 @@ class SummaryEntry:
     config_hash: str | None = None
     device: dict | None = None          # a pooled job: the member that ran it (name, serial, properties)
     attempts: tuple[dict, ...] = ()     # a pooled job: its failed attempts ({"device", "error"}) before this one
+    shards: tuple[dict, ...] = ()       # a finished job: which shard ran where ({"index", "sha256", "n", "device"})
 
     @classmethod
     def from_run(cls, run: DeviceRun, status: str, stage: str | None = None,
@@ -74,7 +75,8 @@ class SummaryEntry:
     def to_json(self) -> dict[str, Any]:
         """The stored JSON object: every key in a fixed order, null where it does not apply, except the
         runtime facts (``precision_requested``/``precision_reported``, ``gpu_adapter``), which appear
-        only where the runner recorded them, and ``device``/``attempts``, only for a pooled job;
+        only where the runner recorded them, ``device``/``attempts``, only for a pooled job, and
+        ``shards``, only for a job the farm ran (test-set shards, in order, and where each ran);
         ``timings`` and ``transfer`` are {} when unknown."""
         entry: dict[str, Any] = {
             "variant": self.variant, "target": self.target, "delegate": self.delegate, "status": self.status,
@@ -97,4 +99,6 @@ class SummaryEntry:
             entry["device"] = self.device
         if self.attempts:
             entry["attempts"] = list(self.attempts)
+        if self.shards:
+            entry["shards"] = list(self.shards)
         return jsonable(entry)

@@ -167,6 +167,13 @@ it does not apply, except the runtime facts, present only where the runner recor
     small_groups                comma-separated groups and cells with n < 100 ("" if none)
     config_hash                 the manifest's config_hash when the job was written: a resume
                                 checks it too, so deleting manifest.json does not bypass the check
+    device, attempts            (pooled jobs only) the member that ran it (its first shard) and the
+                                attempts that failed on members before
+    shards                      (jobs the farm ran) the test-set shards in order: {"index",
+                                "sha256", "n", "device"} each; absent in runs written before shards
+
+``shards/<key>-<index>-<sha>.npz`` -- the finished shards of jobs not stored yet
+(:mod:`harness.rundir.staging`, :func:`staging_path`): deleted once their job's parts are written.
 
 Older runs (schema 1) hold the same tables as four whole files, rewritten after every job:
 ``predictions.parquet``, ``metrics.csv`` (with the attribution columns, or without them when written
@@ -204,6 +211,10 @@ SUMMARY_DIR = "summary"
 PART_SUFFIX = {PREDICTIONS_DIR: ".parquet", METRICS_DIR: ".csv", PLACEMENT_DIR: ".csv", SUMMARY_DIR: ".json"}
 PART_DIRS = (PREDICTIONS_DIR, METRICS_DIR, PLACEMENT_DIR, SUMMARY_DIR)  # summary last: it marks a job finished
 FILES = (MANIFEST_FILE,) + PART_DIRS  # what every schema-2 run directory holds
+# A sharded job's finished shards wait here until every shard is in and the job's parts are written
+# (then they go): ``<job key>-<shard index>-<first 16 hex digits of the shard's sha256>.npz``.
+STAGING_DIR = "shards"
+STAGING_SUFFIX = ".npz"
 
 # Schema 1 (older runs): whole files rewritten after every job.
 PREDICTIONS_FILE = "predictions.parquet"
@@ -251,6 +262,11 @@ def part_stem(seq: int, key: str) -> str:
 def part_path(run_dir: Path, kind: str, seq: int, key: str) -> Path:
     """Where the part of ``kind`` (one of PART_DIRS) of job ``key`` finished as ``seq`` lives."""
     return Path(run_dir) / kind / f"{part_stem(seq, key)}{PART_SUFFIX[kind]}"
+
+
+def staging_path(run_dir: Path, key: str, index: int, shard_sha256: str) -> Path:
+    """Where shard ``index`` (inputs ``shard_sha256``) of job ``key`` waits for the job's other shards."""
+    return Path(run_dir) / STAGING_DIR / f"{key}-{index:06d}-{shard_sha256[:KEY_HEX_DIGITS]}{STAGING_SUFFIX}"
 
 
 def parse_part(path: Path) -> tuple[int, str] | None:

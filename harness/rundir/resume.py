@@ -4,7 +4,9 @@ A job is finished once its summary part exists (``harness.rundir.layout``); its 
 it ran ("ok": skipped on resume) or failed (run again). Parts that no summary part vouches for were
 left by a job interrupted before its summary part was written (or by a rerun interrupted before it
 removed the parts it replaces); :func:`remove_unfinished` deletes them when a writer opens the
-folder. A resume must be of the same experiment: :func:`config_hash` says what must not change.
+folder. Shards of an unfinished job kept in ``shards/`` (:mod:`harness.rundir.staging`) are read
+back by the farm, which runs only the shards missing; those of a finished job are deleted. A
+resume must be of the same experiment: :func:`config_hash` says what must not change.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from typing import Any, Mapping
 
 from harness.errors import ResultsError
 from harness.fsutil import jsonable
-from harness.rundir import layout
+from harness.rundir import layout, staging
 from harness.rundir.layout import REFERENCE_JOB, REFERENCE_SEQ, Job
 from harness.rundir.reader import read_json, summary_parts
 
-DEVICE_KEYS = ("targets", "devices_file", "retries")  # [run] keys that choose devices, not what is measured
+# [run] keys that choose devices or how the jobs are cut into shards, not what is measured (a run
+# may be resumed with other shard sizes: its staged shards of another size are run again)
+DEVICE_KEYS = ("targets", "devices_file", "retries", "shard_samples")
 # Keys added after schema 1 was first written, with the value that means "as before": left out of
 # the hash at that value, so a run directory written before they existed can still be resumed.
 LATER_DEFAULTS = {("quantize", "fixed_batch"): 0, ("run", "repeat"): 1, ("run", "allow_unproven"): False,
@@ -71,6 +75,8 @@ def open_state(run_dir: Path) -> RunState:
     for part in parts:
         state.record(part.job, part.seq, part.entry)
     remove_unfinished(run_dir, {(p.seq, p.key) for p in parts})
+    # staged shards of a finished job outlived its store (killed in between): no longer needed
+    staging.remove(run_dir, {layout.job_key(job) for job in state.finished("ok")})
     return state
 
 

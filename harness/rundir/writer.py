@@ -28,7 +28,7 @@ import numpy as np
 from harness.errors import ResultsError, failure_stage
 from harness.fsutil import atomic_write as _atomic_write, dumps_json, jsonable
 from harness.records import DeviceRun, GroupedDataset, Logits
-from harness.rundir import layout, lock as _lock, resume as _resume
+from harness.rundir import layout, lock as _lock, resume as _resume, staging as _staging
 from harness.rundir.entry import SummaryEntry
 from harness.rundir.layout import JOB_KEYS, MANIFEST_FILE, REFERENCE_JOB, REFERENCE_SEQ, SCHEMA_VERSION, Job
 from harness.rundir.reader import read_json, read_schema1, summary_parts
@@ -122,12 +122,14 @@ class RunWriter:
         write_parquet(path, table)
 
     def add_run(self, run: DeviceRun, score: "JobScore | None", device: Mapping[str, Any] | None = None,
-                attempts: Iterable[Mapping[str, Any]] = ()) -> None:
+                attempts: Iterable[Mapping[str, Any]] = (), shards: Iterable[Mapping[str, Any]] = ()) -> None:
         """Store a finished job's predictions, metrics, placement and summary from its ``score``.
 
         A run that failed (``run.ok`` is False; ``score`` is then unused) is recorded with
         :meth:`add_failure`, stage "run". ``device`` and ``attempts`` are a pooled job's: the
-        member that ran it and the attempts that failed on other members before.
+        member that ran it and the attempts that failed on other members before; ``shards`` the
+        test-set shards it ran as ({"index", "sha256", "n", "device"}), whose staged files
+        (:meth:`add_shard`) are deleted once the job's parts are written.
         """
         if not run.ok:
             self.add_failure(run.variant, run.target, run.delegate, run.error or "unknown error",
@@ -137,9 +139,23 @@ class RunWriter:
         if score is None or tuple(score.job) != job:
             raise ResultsError(f"the score handed to {self.run_dir} is not job {'/'.join(job)}'s")
         entry = replace(SummaryEntry.from_run(run, status="ok", disparity=score.summary),
-                        device=dict(device) if device else None, attempts=tuple(map(dict, attempts)))
+                        device=dict(device) if device else None, attempts=tuple(map(dict, attempts)),
+                        shards=tuple(map(dict, shards)))
         predictions = predictions_table(job, score.ids, score.groups, score.labels, score.preds, score.logits)
         self._store(job, entry, predictions, score.metrics, list(score.placement))
+        _staging.remove(self.run_dir, {layout.job_key(job)})
+
+    def add_shard(self, job: Job, record: Mapping[str, Any], run: DeviceRun,
+                  extra: Mapping[str, Any] | None = None) -> None:
+        """Keep one finished shard of ``job`` (``record``: index, sha256, n, device; ``extra``: the
+        pooled job's device and attempts) until all its shards are in (:mod:`harness.rundir.staging`)."""
+        if job in self.completed_jobs():
+            raise ResultsError(f"job {'/'.join(job)} already finished in {self.run_dir}; its shards are not kept")
+        _staging.write(self.run_dir, job, record, run, extra or {})
+
+    def staged_shards(self, job: Job) -> "dict[int, _staging.StagedShard]":
+        """The finished shards of ``job`` kept so far, by shard index (a resume runs only the others)."""
+        return _staging.read(self.run_dir, job)
 
     def add_failure(self, variant: str, target: str, delegate: str, error: str, stage: "str | Enum",
                     device: Mapping[str, Any] | None = None, attempts: Iterable[Mapping[str, Any]] = ()) -> None:

@@ -95,10 +95,16 @@ def test_the_shipped_edgetpu_example_is_valid_and_selects_the_coral():
 @pytest.mark.parametrize("section, key, value, needle", [
     ("run", "repeat", 0, "repeat must be >= 1"),
     ("quantize", "fixed_batch", -1, "fixed_batch must be 0"),
+    ("run", "shard_samples", 0, r"\[run\] shard_samples must be an integer >= 1, got 0"),
 ])
 def test_repeat_and_fixed_batch_are_checked(section, key, value, needle):
     with pytest.raises(ConfigError, match=needle):
         config.from_dict({section: {key: value}}, source="t")
+
+
+def test_shard_samples_defaults_to_4096_and_is_read():
+    assert config.from_dict({}, source="t").run.shard_samples == 4096
+    assert config.from_dict({"run": {"shard_samples": 100}}, source="t").run.shard_samples == 100
 
 
 @pytest.mark.parametrize("text, needle", [

@@ -112,14 +112,19 @@ def test_a_member_stopped_by_a_non_device_error_is_drained_naming_it(monkeypatch
     monkeypatch.setattr(job, "lease_key", lambda spec: spec.name)
     monkeypatch.setattr(job, "lease", lambda key, echo: contextlib.nullcontext({}))
 
-    def broken(ctx, dev, art, delegate):
+    def broken(exp, dev, job, echo, progress):
         raise RuntimeError("host bug")
 
     monkeypatch.setattr(job, "_run_repeated", broken)
     progress = SimpleNamespace(start=lambda *a: None, finish=lambda *a: None)
     ctx = SweepContext(SimpleNamespace(run=SimpleNamespace(retries=2)), [], None, None, progress, print)
     spec = SimpleNamespace(group="p", name="a", pool="p", reach="local", serial=None, address=None)
-    q = _queue([(SimpleNamespace(variant="int8"), "xnnpack"), "j2"])
+    from harness.farm.shards import ShardJob
+    from harness.on_device import shards_of
+    from tests.support.tiny_models import make_test_set
+
+    shard = shards_of(make_test_set(2), 2)[0]
+    q = _queue([ShardJob(SimpleNamespace(variant="int8"), "xnnpack", shard), "j2"])
     with pytest.raises(RuntimeError):
         run_ticket(ctx, OpenDevice(spec, None, {}), q, q.take("a"), pooled=True)
     assert q.live() == ["b"] and "host bug" in q.drained()["a"]  # its worker is gone: not a live member

@@ -124,6 +124,13 @@ def test_a_run_written_before_fixed_batch_and_repeat_existed_can_be_resumed():
     assert resume.config_hash(fixed) != resume.config_hash(old)  # another model: another run
 
 
+def test_the_shard_size_is_not_part_of_the_config_hash_so_a_run_before_shards_resumes():
+    old = {"config": {"run": {"delegates": ["xnnpack"]}}, "dataset": {"sha256": "d"}, "model": {"sha256": "m"}}
+    for shard_samples in (4096, 100):
+        new = {**old, "config": {"run": {"delegates": ["xnnpack"], "shard_samples": shard_samples}}}
+        assert resume.config_hash(new) == resume.config_hash(old)
+
+
 # -- schema 1: resuming converts it once ---------------------------------------------------------
 
 def test_resuming_a_schema1_run_converts_it_once_keeping_every_frame(tmp_path):

@@ -1,0 +1,162 @@
+"""A job of the farm runs as one device job per shard of the test set; the host puts it back together.
+
+The test set is cut into shards of at most ``[run] shard_samples`` samples
+(:func:`harness.on_device.shards_of`), so a queue's unit is a :class:`ShardJob` (variant, delegate,
+shard): a pool spreads one variant's shards over its members and a lost device loses at most the
+shard it was running. Each finished shard is kept in the run directory (``RunWriter.add_shard``)
+and in a :class:`ShardAssembly`; once every shard of a job is in, :func:`combine` makes the job's
+one DeviceRun (logits in test-set order; timings, latency and transfer summed over the shards),
+which is scored and stored as an unsharded job is. A test set of at most ``shard_samples`` samples
+is one shard and its job runs exactly as it did before shards existed.
+
+>>> job = ShardJob(artifact, "xnnpack", shards_of(test, 4096)[0])   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from harness.on_device import Shard
+from harness.records import DeviceRun, ModelArtifact
+from harness.records.device import JobTransfer, RepeatNoise, Timings
+
+Job = tuple[str, str, str]  # (variant, target, delegate), as the run directory keys it
+
+
+@dataclass(frozen=True, eq=False)
+class ShardJob:
+    """One unit of a group's queue: ``artifact`` with ``delegate`` on one ``shard`` of the test set."""
+
+    artifact: ModelArtifact
+    delegate: str
+    shard: Shard
+
+    def label(self) -> str:
+        """``variant/delegate``, with ``[shard i/n]`` when the test set has several shards."""
+        tail = f" [shard {self.shard.index + 1}/{self.shard.count}]" if self.shard.count > 1 else ""
+        return f"{self.artifact.variant}/{self.delegate}{tail}"
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """A finished shard: where it ran (``record``: index, sha256, n, device), its run, its pooled facts."""
+
+    record: Mapping[str, Any]
+    run: DeviceRun
+    extra: Mapping[str, Any]
+
+
+class ShardAssembly:
+    """The finished shards of every job of a sweep, until each job has all ``count`` of them.
+
+    Thread-safe: shards come in from the collector thread; :meth:`failed` is asked by device threads.
+    """
+
+    def __init__(self, count: int):
+        self.count = count
+        self._parts: dict[Job, dict[int, ShardResult]] = {}
+        self._failed: set[Job] = set()
+        self._lock = threading.Lock()
+
+    def add(self, job: Job, result: ShardResult) -> list[ShardResult] | None:
+        """Keep ``result``; the job's shards in test-set order once all are in (then forgotten), else None."""
+        with self._lock:
+            parts = self._parts.setdefault(job, {})
+            parts[int(result.record["index"])] = result
+            if len(parts) < self.count:
+                return None
+            del self._parts[job]
+            return [parts[i] for i in range(self.count)]
+
+    def have(self, job: Job) -> set[int]:
+        """Indexes of the job's shards already in."""
+        with self._lock:
+            return set(self._parts.get(job, {}))
+
+    def fail(self, job: Job) -> bool:
+        """Mark ``job`` failed (one shard failed: the job fails); True the first time only."""
+        with self._lock:
+            first = job not in self._failed
+            self._failed.add(job)
+            self._parts.pop(job, None)
+            return first
+
+    def failed(self, job: Job) -> bool:
+        """Whether a shard of ``job`` failed already (its other shards need not run)."""
+        with self._lock:
+            return job in self._failed
+
+
+def combine(results: Sequence[ShardResult]) -> DeviceRun:
+    """One job's DeviceRun from its shards' (in test-set order): logits and raw outputs joined,
+    timings, latency and transfer summed, repeat noise merged; the rest is the first shard's."""
+    runs = [r.run for r in results]
+    if len(runs) == 1:
+        return runs[0]
+    sizes = [len(r.logits) for r in runs]
+    raws = [r.raw for r in runs]
+    raw = np.concatenate(raws) if all(x is not None for x in raws) and len({x.dtype for x in raws}) == 1 else None
+    return replace(runs[0], logits=np.concatenate([r.logits for r in runs]), raw=raw,
+                   timings=combine_timings([r.timings for r in runs], sizes),
+                   transfer=combine_transfer([r.transfer for r in runs]),
+                   repeats=combine_repeats([r.repeats for r in runs], sizes))
+
+
+def combine_timings(timings: Sequence[Timings | None], sizes: Sequence[int]) -> Timings | None:
+    """Sums over the shards (per-batch and per-invocation lists joined); latency per sample is the
+    shards' invoke time over all their samples, None unless every shard knows it."""
+    if all(t is None for t in timings):
+        return None
+    known = [t or Timings() for t in timings]
+    out: dict[str, Any] = {}
+    for f in fields(Timings):
+        values = [getattr(t, f.name) for t in known]
+        if f.name == "latency_ms_per_sample" or all(v is None for v in values):
+            continue
+        present = [v for v in values if v is not None]
+        out[f.name] = sum(present, ()) if isinstance(present[0], tuple) else sum(present)
+    latencies = [t.latency_ms_per_sample for t in known]
+    if all(v is not None for v in latencies):
+        out["latency_ms_per_sample"] = sum(v * n for v, n in zip(latencies, sizes)) / max(1, sum(sizes))
+    return Timings(**out)
+
+
+def combine_transfer(transfers: Sequence[JobTransfer | None]) -> JobTransfer | None:
+    """Bytes and seconds summed over the shards, ``pushed`` per kind too."""
+    if all(t is None for t in transfers):
+        return None
+    known = [t or JobTransfer() for t in transfers]
+    pushed: dict[str, int] = {}
+    for t in known:
+        for kind, n in t.pushed.items():
+            pushed[kind] = pushed.get(kind, 0) + int(n)
+    return JobTransfer(bytes_pushed=sum(t.bytes_pushed for t in known), bytes_pulled=sum(t.bytes_pulled for t in known),
+                       push_s=round(sum(t.push_s for t in known), 6), run_s=round(sum(t.run_s for t in known), 6),
+                       pull_s=round(sum(t.pull_s for t in known), 6), pushed=pushed)
+
+
+def combine_repeats(noises: Sequence[RepeatNoise | None], sizes: Sequence[int]) -> RepeatNoise | None:
+    """The job's run-to-run noise from its shards': runs that finished on every shard, every failure,
+    identical only if every shard was, the largest logit difference, the largest flip rate (an upper
+    bound of the job's), and each run's latency over all samples (None where a shard lacks it)."""
+    if any(n is None for n in noises):
+        return None if all(n is None for n in noises) else next(n for n in noises if n is not None)
+    runs = min(n.runs for n in noises)
+    per_run = []
+    for i in range(runs):
+        values = [n.latency_ms_per_sample[i] if i < len(n.latency_ms_per_sample) else None for n in noises]
+        per_run.append(None if any(v is None for v in values)
+                       else sum(v * s for v, s in zip(values, sizes)) / max(1, sum(sizes)))
+    known = [v for v in per_run if v is not None]
+    median = float(np.median(known)) if known else None
+    return RepeatNoise(runs=runs, failed=tuple(f for n in noises for f in n.failed),
+                       identical=all(n.identical for n in noises),
+                       max_abs_logit_diff=max(n.max_abs_logit_diff for n in noises),
+                       flip_rate_max=max(n.flip_rate_max for n in noises), latency_ms_per_sample=tuple(per_run),
+                       latency_ms_median=median, latency_ms_min=min(known) if known else None,
+                       latency_ms_max=max(known) if known else None,
+                       latency_rel_spread=(max(known) - min(known)) / median if known and median else None)

@@ -49,6 +49,9 @@ An experiment names a dataset, a model, the variants to build, and where and how
                                         # (else they fail at stage delegate), labelled "gpu (partial)"
     retries = 2                         # a pooled job failing for a device reason runs again on
                                         # another member of its pool, at most this many times
+    executor = "local"                  # "local" (threads on this host) or "ray" (actors on the
+                                        # Ray nodes that reach the devices; needs qskew[ray])
+    address = ""                        # the Ray cluster ("auto", "ray://host:10001"); "" = auto
 
 Every key is optional except that a model needs ``name`` or ``path``. Unknown tables or keys are
 errors that name the key and the file, so a typo never silently falls back to a default. Relative
@@ -75,6 +78,7 @@ DEFAULT_MODEL = "small_cnn"
 DEFAULT_DATASET = "digits-groups"
 BUILTIN_DATASETS = (DEFAULT_DATASET, "adult")
 HF_PREFIX = "hf:"                     # a Hugging Face dataset (harness.datasets.huggingface)
+EXECUTORS = ("local", "ray")          # [run] executor: harness.farm.schedule runs jobs with one of these
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,8 @@ class RunConfig:
     allow_unproven: bool = False  # keep unproven GPU jobs, labelled "<delegate> (unproven)"
     allow_partial: bool = False   # run GPU jobs placed only in part, labelled "<delegate> (partial)"
     retries: int = 2       # device-reason retries of a pooled job on other members (harness.farm.pool)
+    executor: str = "local"  # where jobs run: EXECUTORS
+    address: str = ""        # the Ray cluster's address for executor "ray" ("" = "auto")
 
 
 @dataclass(frozen=True)
@@ -273,6 +279,8 @@ def validate(exp: Experiment) -> None:
         raise ConfigError(f"{src}: num_threads, batch_size and repeat must be >= 1")
     if exp.run.retries < 0:
         raise ConfigError(f"{src}: [run] retries must be >= 0, got {exp.run.retries}")
+    if exp.run.executor not in EXECUTORS:
+        raise ConfigError(f"{src}: unknown [run] executor {exp.run.executor!r}; known: {', '.join(EXECUTORS)}")
     if exp.quantize.fixed_batch < 0:
         raise ConfigError(f"{src}: [quantize] fixed_batch must be 0 (dynamic) or a batch size >= 1")
     if not exp.run.targets:

@@ -12,7 +12,14 @@ ends decides what the queue does next:
   link failed): in a pool, handed back to the queue to run on another member, up to ``[run]
   retries`` times (each failed attempt is kept in the job's record), then stored as failed; on a
   device of its own, the device stops (nothing else could run the job) and the error is raised
-  once the other devices have finished, as before pools existed.
+  once the other devices have finished, as before pools existed. A :class:`DeviceLost` (the
+  device's host is gone: a Ray node lost) drains the member at once, then retries as above.
+
+A ticket has a *device side* (:func:`device_job`: lease the device, run the job ``[run] repeat``
+times, return the DeviceRun) and a *host side* (:func:`run_ticket`: the queue, progress, scoring and
+storing). The executor decides where the device side runs (``SweepContext.execute``): in this
+process (:func:`run_here`, the default) or in the device's actor on another host
+(:mod:`harness.farm.ray_executor`); the host side is the same for both.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from harness.errors import FailureStage, JobFailed, RunnerError, TargetError, failure_stage
+from harness.errors import DeviceLost, FailureStage, JobFailed, RunnerError, TargetError, failure_stage
 from harness.farm import runners
 from harness.farm.leases import lease, lease_key
 from harness.farm.pool import PoolQueue, Ticket
@@ -33,7 +40,8 @@ from harness.metrics.score import score_job
 
 log = logging.getLogger(__name__)
 COLLECTORS = 1  # threads scoring and storing finished jobs: one keeps the run directory in finishing order
-DEVICE_FACTS = ("model", "manufacturer", "abi", "os_release", "sdk", "python_version")  # kept in a pooled job's record
+# kept in a pooled job's record; ``node``/``hostname``: the Ray node that reached it (Ray executor only)
+DEVICE_FACTS = ("model", "manufacturer", "abi", "os_release", "sdk", "python_version", "node", "hostname")
 
 
 def device_reason(err: BaseException) -> bool:
@@ -56,6 +64,7 @@ class SweepContext:
 
     Finished jobs are scored and stored on one *collector* thread (:meth:`collect`), so a device
     goes on to its next job at once instead of waiting for the host; :meth:`flush` waits for them.
+    ``execute(ctx, dev, job) -> DeviceRun`` runs a ticket's device side (None: :func:`run_here`).
     """
 
     exp: Any
@@ -64,6 +73,7 @@ class SweepContext:
     writer: Any
     progress: Any          # harness.farm.progress.FarmProgress
     echo: Callable[[str], None]
+    execute: Callable | None = None
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     _collector: Any = None
     _pending: list = dataclasses.field(default_factory=list)
@@ -107,10 +117,7 @@ def run_ticket(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, pooled:
     extra = {"device": device_record(dev), "attempts": list(ticket.attempts)} if pooled else {}
     ctx.progress.start(name, f"{art.variant}/{delegate}", len(ctx.test))
     try:
-        with lease(lease_key(dev.spec), ctx.echo) as holder:  # no other qskew process drives it meanwhile
-            if holder.get("broke"):
-                ctx.progress.lease_broken(holder["key"], holder["broke"])
-            run = _run_repeated(ctx, dev, art, delegate)
+        run = (ctx.execute or run_here)(ctx, dev, ticket.job)
     except JobFailed as err:  # refused or unpreparable: nothing ran on the device
         _store_failure(ctx, (art.variant, group, delegate), str(err), err.stage.value, extra, where)
         queue.done(name)
@@ -128,6 +135,30 @@ def run_ticket(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, pooled:
     queue.done(name)  # the device is free: it takes its next job while the host scores this one
     ctx.progress.finish(name, "ok" if run.ok else "failed")
     ctx.collect(_store_run, ctx, run, extra, where, len(ticket.attempts))
+
+
+def run_here(ctx: SweepContext, dev, job):
+    """The local executor: the device side of ``job`` in this process, progress into the farm's."""
+    name = dev.spec.name
+
+    def progress(done: int, total: int) -> None:
+        ctx.progress.samples(name, done, total)
+
+    return device_job(dev, job, ctx.test, ctx.exp.run, echo=ctx.echo, progress=progress,
+                      lease_broken=ctx.progress.lease_broken)
+
+
+def device_job(dev, job, test, options, *, echo: Callable[[str], None], progress=None,
+               lease_broken: Callable[[str, Any], None] = lambda key, why: None):
+    """The device side of a ticket, wherever the device is reached: lease the device (no other
+    qskew process drives it meanwhile), run ``job`` = (artifact, delegate) with the experiment's
+    run options (``[run]``: ``options``), ``repeat`` times; the DeviceRun. Raises what the run
+    raises (JobFailed, TargetError, ...): the host side (:func:`run_ticket`) decides what follows."""
+    art, delegate = job
+    with lease(lease_key(dev.spec), echo) as holder:
+        if holder.get("broke"):
+            lease_broken(holder["key"], holder["broke"])
+        return _run_repeated(options, dev, art, delegate, test, echo, progress)
 
 
 def _store_run(ctx: SweepContext, run, extra: Mapping[str, Any], where: str, attempts: int) -> None:
@@ -150,6 +181,9 @@ def _device_failed(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, err
     """A device-reason failure: retry elsewhere in a pool, else stop this device (raising)."""
     name = dev.spec.name
     ctx.progress.finish(name, "device error")
+    if isinstance(err, DeviceLost):  # nothing more will run there: no second failure to wait for
+        queue.drain(name, str(err))
+        ctx.progress.drained(name, str(err))
     if not pooled:
         queue.drain(name, str(err))
         queue.retry(ticket, name, str(err))  # stays queued: missing from the run, rerun on resume
@@ -176,30 +210,31 @@ def _store_failure(ctx: SweepContext, job: tuple[str, str, str], error: str, sta
     ctx.echo(f"  {where}: FAILED ({error})")
 
 
-def _run_repeated(ctx: SweepContext, dev, art, delegate):
+def _run_repeated(options, dev, art, delegate, test, echo, progress=None):
     """Run the job ``[run] repeat`` times; the first run's logits are the job's, the others
     measure the device's run-to-run noise (DeviceRun.repeats). A repeat that fails is noted in
     the noise, not fatal; the first run failing is the job's failure."""
-    exp, name = ctx.exp, dev.spec.name
+    name = dev.spec.name
 
-    def progress(done: int, total: int) -> None:
-        ctx.progress.samples(name, done, total)
+    def counted(done: int, total: int) -> None:
+        if progress is not None:
+            progress(done, total)
         job_logger(log, name, f"{art.variant}/{delegate}").info("%d/%d samples", done, total)
 
     def once():
-        return runners.run_on_device(dev.spec, dev.target, art, ctx.test, delegate,
-                                     num_threads=exp.run.num_threads, batch_size=exp.run.batch_size,
-                                     runtime=exp.run.runtime, progress=progress, echo=ctx.echo,
-                                     allow_unproven=exp.run.allow_unproven,
-                                     allow_partial=exp.run.allow_partial)
+        return runners.run_on_device(dev.spec, dev.target, art, test, delegate,
+                                     num_threads=options.num_threads, batch_size=options.batch_size,
+                                     runtime=options.runtime, progress=counted, echo=echo,
+                                     allow_unproven=options.allow_unproven,
+                                     allow_partial=options.allow_partial)
 
     first = once()
-    if exp.run.repeat <= 1 or not first.ok:
+    if options.repeat <= 1 or not first.ok:
         return first
-    runs = [first] + [once() for _ in range(exp.run.repeat - 1)]
+    runs = [first] + [once() for _ in range(options.repeat - 1)]
     noise = repeat_noise(runs)
-    ctx.echo(f"  {art.variant} on {name}/{delegate}: {noise.runs} runs, max |Δlogit| between "
-             f"runs {noise.max_abs_logit_diff:.3g}, latency spread {_pct(noise.latency_rel_spread)}")
+    echo(f"  {art.variant} on {name}/{delegate}: {noise.runs} runs, max |Δlogit| between "
+         f"runs {noise.max_abs_logit_diff:.3g}, latency spread {_pct(noise.latency_rel_spread)}")
     return dataclasses.replace(first, repeats=noise)
 
 

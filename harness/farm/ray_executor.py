@@ -1,0 +1,236 @@
+"""The Ray executor: a farm spread over several hosts, one long-lived Ray actor per device.
+
+Each host starts its Ray node advertising one custom resource per device it reaches,
+``qskew-dev:<inventory name>`` (``qskew devices ray-resources`` prints them for the host's
+inventory). The driver (``qskew run --executor ray``) reads the same inventory, creates one
+:class:`DeviceWorker` actor per selected device with that device's resource -- so the actor lands on
+the node that reaches it -- and the actor connects to the device there
+(:func:`harness.farm.connect.open_target`). Everything else stays on the driver, exactly as with the
+local executor: the pools' queues (leases of jobs, retries), scoring, and the one run-directory
+writer; one driver thread per device sends it its tickets and stores each result as it comes back.
+The test set is put in Ray's object store once per sweep, each model file once per sweep (a node
+that cannot read the driver's file writes it into its own cache).
+
+What crosses the wire: the actor returns an :class:`Outcome`, a DeviceRun or the error the device
+side raised (class, text and attributes, rebuilt on the driver without calling its ``__init__``), so
+a JobFailed or TargetError reads the same as on one host. An actor that dies (its node lost) raises
+:class:`harness.errors.DeviceLost`: the member is drained and its job retried on another member of
+its pool.
+
+>>> actors, unreachable = open_actors(specs, "auto", print)      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.errors import ConfigError, DeviceLost, QskewError, TargetError
+from harness.records import ModelArtifact
+
+log = logging.getLogger(__name__)
+RESOURCE_PREFIX = "qskew-dev:"   # a node's custom resource per device it reaches: qskew-dev:<name>
+INSTALL = "pip install 'qskew[ray]'"
+DEFAULT_ADDRESS = "auto"         # the cluster this host's `ray start` joined
+OPEN_TIMEOUT_S = 300.0           # an actor connecting to its device (a board boots in minutes)
+CLOSE_TIMEOUT_S = 30.0           # an actor closing its device before it is killed
+
+
+def require_ray():
+    """The ``ray`` module, or one ConfigError naming the extra that installs it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(f"executor 'ray' needs Ray, which is not installed: {INSTALL}") from exc
+    return ray
+
+
+def resource_of(name: str) -> str:
+    """The custom resource a Ray node advertises for the device ``name`` it reaches."""
+    return f"{RESOURCE_PREFIX}{name}"
+
+
+def node_resources(specs) -> dict[str, int]:
+    """The ``ray start --resources`` of a host that reaches the devices ``specs`` (one unit each)."""
+    return {resource_of(spec.name): 1 for spec in specs}
+
+
+def connect(address: str = ""):
+    """Join the Ray cluster at ``address`` ("" = ``auto``) unless this process already has; ``ray``."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return ray
+    try:
+        ray.init(address=address or DEFAULT_ADDRESS, logging_level=logging.WARNING, log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ConfigError(f"cannot join the Ray cluster at {address or DEFAULT_ADDRESS!r}: {exc} "
+                          "(start it with `ray start --head` on one host)") from exc
+    return ray
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What an actor returns for one ticket: its DeviceRun, or the error raised (see module doc)."""
+
+    run: Any = None
+    error: tuple | None = None   # (exception class, str(err), vars(err))
+
+    def result(self):
+        if self.error is None:
+            return self.run
+        cls, text, attrs = self.error
+        err = cls.__new__(cls)
+        Exception.__init__(err, text)
+        err.__dict__.update(attrs)
+        raise err
+
+
+class DeviceWorker:
+    """The actor of one device, on the node that reaches it: holds its Target between jobs."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.dev = None
+
+    def open(self) -> dict:
+        """Connect to the device; its properties, with the node that reached it (``node``, ``hostname``)."""
+        import ray
+
+        from harness.farm.connect import open_target
+        from harness.farm.job import OpenDevice
+
+        target = open_target(self.spec)
+        try:
+            props = {**dict(target.properties()), "node": ray.get_runtime_context().get_node_id(),
+                     "hostname": socket.gethostname()}
+        except BaseException:
+            target.close()
+            raise
+        self.dev = OpenDevice(self.spec, target, props)
+        return props
+
+    def run(self, job, test, options, files: dict) -> Outcome:
+        """The device side of one ticket (:func:`harness.farm.job.device_job`), as an Outcome."""
+        from harness.farm.job import device_job
+
+        name = self.spec.name
+        try:
+            job = tuple(_local_file(x, files) for x in job)
+            return Outcome(run=device_job(self.dev, job, test, options, echo=lambda s: log.info("%s", s)))
+        except QskewError as err:
+            return Outcome(error=(type(err), str(err), dict(vars(err))))
+        except Exception as err:  # a bug, not the device: the driver stops this worker with it
+            return Outcome(error=(QskewError, f"device {name} on {socket.gethostname()}: "
+                                              f"{type(err).__name__}: {err}", {}))
+
+    def close(self) -> None:
+        if self.dev is not None:
+            self.dev.target.close()
+            self.dev = None
+
+
+def _local_file(part, files: dict):
+    """A job's artifact with a path this node can read: the driver's file when it is here (same
+    host or shared folder), else the copy Ray carried, written once into this node's cache."""
+    if not isinstance(part, ModelArtifact) or part.path is None or Path(part.path).is_file():
+        return part
+    import ray
+
+    from harness.fsutil import atomic_write_bytes
+    from harness.paths import cache_dir
+
+    local = cache_dir("ray-models") / f"{part.sha256 or part.variant}{Path(part.path).suffix}"
+    if not local.is_file():
+        atomic_write_bytes(local, ray.get(files[str(part.path)]))
+    return dataclasses.replace(part, path=local)
+
+
+class ActorTarget:
+    """The ``target`` of a device opened by the Ray executor: the handle of its actor (the real
+    Target lives in the actor). ``close`` closes the device there and ends the actor."""
+
+    def __init__(self, ray, actor, name: str):
+        self.ray, self.actor, self.name = ray, actor, name
+
+    def close(self) -> None:
+        try:
+            self.ray.get(self.actor.close.remote(), timeout=CLOSE_TIMEOUT_S)
+        except Exception as exc:  # node lost, or the device hung: the actor is killed all the same
+            log.info("device %s: closing its actor: %s", self.name, exc)
+        self.ray.kill(self.actor)
+
+
+def open_actors(specs, address: str, echo: Callable[[str], None]) -> tuple[list[tuple], list]:
+    """One actor per device of ``specs``, on the node advertising its resource, connected to it
+    there: ([(spec, ActorTarget, properties)], [(name, error)]). A device no node advertises, or
+    whose actor cannot connect to it, is unreachable (reported, not fatal while another answers)."""
+    ray = connect(address)
+    advertised = ray.cluster_resources()
+    worker = ray.remote(max_restarts=0, max_concurrency=1)(DeviceWorker)
+    started, failed = [], []
+    for spec in specs:
+        res = resource_of(spec.name)
+        if res not in advertised:
+            failed.append((spec.name, TargetError(
+                f"no Ray node advertises resource {res!r}: start the node that reaches it with "
+                f"`ray start --resources '{{\"{res}\": 1}}'` (qskew devices ray-resources)", spec.name)))
+            continue
+        echo(f"device {spec.name}: connecting ({spec.reach}) on the Ray node advertising {res}")
+        actor = worker.options(num_cpus=0, resources={res: 1}).remote(spec)
+        started.append((spec, actor, actor.open.remote()))
+    opened = []
+    for spec, actor, ref in started:
+        try:
+            props = ray.get(ref, timeout=OPEN_TIMEOUT_S)
+        except Exception as exc:
+            ray.kill(actor)
+            err = _translated(exc, spec.name)
+            echo(f"device {spec.name}: unreachable ({err})")
+            failed.append((spec.name, err))
+            continue
+        opened.append((spec, ActorTarget(ray, actor, spec.name), props))
+    return opened, failed
+
+
+def _translated(exc: Exception, name: str) -> QskewError:
+    """A Ray error from ``name``'s actor as the one qskew error that names the device."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, QskewError):
+        return cause
+    return TargetError(f"its Ray actor failed: {type(exc).__name__}: {_first_line(exc)}", name)
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
+def executor(ctx) -> Callable:
+    """The sweep's ``execute(ctx, dev, job) -> DeviceRun`` (SweepContext.execute): the test set put
+    in the object store once, each model file once, and every ticket run by the device's actor."""
+    ray = require_ray()
+    test_ref = ray.put(ctx.test)
+    files: dict[str, Any] = {}
+    lock = threading.Lock()  # one driver thread per device asks for the files
+
+    def file_refs(job) -> dict:
+        paths = [str(p.path) for p in job if isinstance(p, ModelArtifact) and p.path is not None]
+        with lock:
+            for path in paths:
+                if path not in files:
+                    files[path] = ray.put(Path(path).read_bytes())
+            return {path: files[path] for path in paths}
+
+    def execute(ctx, dev, job):
+        actor = dev.target.actor
+        try:
+            outcome = ray.get(actor.run.remote(job, test_ref, ctx.exp.run, file_refs(job)))
+        except ray.exceptions.RayActorError as exc:
+            raise DeviceLost(f"its Ray node is lost ({type(exc).__name__}: {_first_line(exc)})",
+                             dev.spec.name) from exc
+        return outcome.result()
+
+    return execute

@@ -145,7 +145,7 @@ def run_here(ctx: SweepContext, dev, job):
         ctx.progress.samples(name, done, total)
 
     return device_job(dev, job, ctx.test, ctx.exp.run, echo=ctx.echo, progress=progress,
-                      lease_broken=ctx.progress.lease_broken)
+                      lease_broken=lambda key, holder: ctx.progress.lease_broken(key, holder))
 
 
 def device_job(dev, job, test, options, *, echo: Callable[[str], None], progress=None,

@@ -281,6 +281,9 @@ def validate(exp: Experiment) -> None:
         raise ConfigError(f"{src}: [run] retries must be >= 0, got {exp.run.retries}")
     if exp.run.executor not in EXECUTORS:
         raise ConfigError(f"{src}: unknown [run] executor {exp.run.executor!r}; known: {', '.join(EXECUTORS)}")
+    if exp.run.address and exp.run.executor != "ray":
+        raise ConfigError(f"{src}: [run] address {exp.run.address!r} is the Ray cluster's: it needs "
+                          f"executor \"ray\" (got {exp.run.executor!r})")
     if exp.quantize.fixed_batch < 0:
         raise ConfigError(f"{src}: [quantize] fixed_batch must be 0 (dynamic) or a batch size >= 1")
     if not exp.run.targets:

@@ -20,7 +20,7 @@ import pytest
 
 import harness
 from harness import cli, config, datasets, rundir
-from harness.errors import CommandFailed, JobFailed
+from harness.errors import CommandFailed, ConfigError, JobFailed
 from harness.farm import ray_executor
 from harness.farm.ray_executor import Outcome, resource_of
 
@@ -163,6 +163,18 @@ def test_without_ray_the_executor_names_the_extra_at_once(tmp_path, monkeypatch,
     assert "no-such-dataset" not in err  # failed before the dataset was read
     with pytest.raises(Exception, match=r"qskew\[ray\]"):
         ray_executor.require_ray()
+
+
+def test_the_executor_is_checked_with_the_experiment(tmp_path, capsys):
+    with pytest.raises(ConfigError, match=r"unknown \[run\] executor 'dask'; known: local, ray"):
+        config.from_dict({"run": {"executor": "dask"}}, source="e.toml")
+    with pytest.raises(ConfigError, match=r"\[run\] address 'ray://h:10001' .* needs executor \"ray\""):
+        config.from_dict({"run": {"address": "ray://h:10001"}}, source="e.toml")
+    (tmp_path / "exp.toml").write_text("")
+    assert cli.main(["run", str(tmp_path / "exp.toml"), "--address", "auto", "--out", str(tmp_path / "r")]) == 2
+    assert "needs executor \"ray\"" in capsys.readouterr().err
+    exp = config.from_dict({"run": {"executor": "ray", "address": "ray://h:10001"}}, source="e.toml")
+    assert (exp.run.executor, exp.run.address) == ("ray", "ray://h:10001")
 
 
 def test_ray_resources_are_one_per_device_of_the_hosts_inventory(tmp_path, capsys):

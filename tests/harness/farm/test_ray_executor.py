@@ -91,6 +91,42 @@ def test_a_device_no_node_advertises_is_unreachable_and_named(cluster, tmp_path)
             dev.target.close()
 
 
+def test_qskew_run_executor_ray_runs_on_the_devices_node_and_resumes(cluster, models, tmp_path, capsys):
+    (tmp_path / "devices.toml").write_text(DEVICES)
+    (tmp_path / "exp.toml").write_text(
+        f'[model]\npath = "{models["fp32"]}"\n[quantize]\nvariants = ["fp32"]\n'
+        f'[run]\ndevices_file = "{tmp_path / "devices.toml"}"\ndelegates = ["xnnpack"]\n')
+    out = tmp_path / "run"
+    assert cli.main(["run", str(tmp_path / "exp.toml"), "--executor", "ray", "--device", "ray-a",
+                     "--out", str(out), "--no-progress"]) == 0
+    run = rundir.read_run(out)
+    assert run.jobs("ok") == [("fp32", POOL, "xnnpack")]  # ray-a is a member of the pool
+    assert run.manifest["config"]["run"]["executor"] == "ray"
+    assert run.manifest["targets"]["ray-a"]["node"] == cluster[0].head_node.node_id
+    capsys.readouterr()
+    assert cli.main(["run", str(tmp_path / "exp.toml"), "--executor", "ray", "--device", "ray-a",
+                     "--out", str(out), "--no-progress"]) == 0  # the same command again: a resume
+    assert "fp32 on sims/xnnpack: already in the run directory, skipped" in capsys.readouterr().err
+    assert len(rundir.read_run(out).summary["runs"]) == 1
+
+
+def test_a_model_file_the_node_cannot_read_travels_through_the_object_store(cluster, models, tmp_path):
+    import dataclasses
+
+    import ray
+
+    from harness.paths import cache_dir
+    from harness.quantize.convert import artifact_of
+
+    art = artifact_of(models["int8"], "int8", {"tool": "given"}, None, 64)
+    elsewhere = dataclasses.replace(art, path=tmp_path / "driver-only" / "int8.tflite")  # not on this "node"
+    data = models["int8"].read_bytes()
+    local = ray_executor._local_file(elsewhere, {str(elsewhere.path): ray.put(data)})
+    assert local.path.parent == cache_dir("ray-models") and local.path.read_bytes() == data
+    assert ray_executor._local_file(art, {}) is art  # a file the node can read is used where it is
+    assert ray_executor._local_file("xnnpack", {}) == "xnnpack"
+
+
 @pytest.mark.slow
 def test_a_pool_over_two_nodes_survives_losing_one_and_predicts_as_a_local_run(cluster, models, tmp_path,
                                                                               monkeypatch):

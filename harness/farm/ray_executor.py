@@ -74,19 +74,33 @@ def connect(address: str = ""):
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """What an actor returns for one ticket: its DeviceRun, or the error raised (see module doc)."""
+    """What an actor returns for a call: its value (a DeviceRun, the device's properties), or the
+    error it raised (see the module docstring)."""
 
-    run: Any = None
+    value: Any = None
     error: tuple | None = None   # (exception class, str(err), vars(err))
 
     def result(self):
+        """The value, or the error raised again on the driver, with its text and attributes."""
         if self.error is None:
-            return self.run
+            return self.value
         cls, text, attrs = self.error
         err = cls.__new__(cls)
         Exception.__init__(err, text)
         err.__dict__.update(attrs)
         raise err
+
+
+def outcome_of(call: Callable[[], Any], device: str) -> Outcome:
+    """``call()`` as an Outcome; an error that is no QskewError (a bug) becomes one naming the
+    device and the host, so that the driver stops with it."""
+    try:
+        return Outcome(value=call())
+    except QskewError as err:
+        return Outcome(error=(type(err), str(err), dict(vars(err))))
+    except Exception as err:
+        return Outcome(error=(QskewError, f"device {device} on {socket.gethostname()}: "
+                                          f"{type(err).__name__}: {err}", {}))
 
 
 class DeviceWorker:
@@ -96,8 +110,11 @@ class DeviceWorker:
         self.spec = spec
         self.dev = None
 
-    def open(self) -> dict:
-        """Connect to the device; its properties, with the node that reached it (``node``, ``hostname``)."""
+    def open(self) -> Outcome:
+        """Connect to the device: its properties, with the node that reached it (``node``, ``hostname``)."""
+        return outcome_of(self._open, self.spec.name)
+
+    def _open(self) -> dict:
         import ray
 
         from harness.farm.connect import open_target
@@ -114,18 +131,14 @@ class DeviceWorker:
         return props
 
     def run(self, job, test, options, files: dict) -> Outcome:
-        """The device side of one ticket (:func:`harness.farm.job.device_job`), as an Outcome."""
+        """The device side of one ticket (:func:`harness.farm.job.device_job`): its DeviceRun."""
         from harness.farm.job import device_job
 
-        name = self.spec.name
-        try:
-            job = tuple(_local_file(x, files) for x in job)
-            return Outcome(run=device_job(self.dev, job, test, options, echo=lambda s: log.info("%s", s)))
-        except QskewError as err:
-            return Outcome(error=(type(err), str(err), dict(vars(err))))
-        except Exception as err:  # a bug, not the device: the driver stops this worker with it
-            return Outcome(error=(QskewError, f"device {name} on {socket.gethostname()}: "
-                                              f"{type(err).__name__}: {err}", {}))
+        def call():
+            local = tuple(_local_file(part, files) for part in job)
+            return device_job(self.dev, local, test, options, echo=lambda s: log.info("%s", s))
+
+        return outcome_of(call, self.spec.name)
 
     def close(self) -> None:
         if self.dev is not None:
@@ -185,10 +198,9 @@ def open_actors(specs, address: str, echo: Callable[[str], None]) -> tuple[list[
     opened = []
     for spec, actor, ref in started:
         try:
-            props = ray.get(ref, timeout=OPEN_TIMEOUT_S)
-        except Exception as exc:
+            props = _opened(ray, ref, spec.name)
+        except QskewError as err:
             ray.kill(actor)
-            err = _translated(exc, spec.name)
             echo(f"device {spec.name}: unreachable ({err})")
             failed.append((spec.name, err))
             continue
@@ -196,12 +208,15 @@ def open_actors(specs, address: str, echo: Callable[[str], None]) -> tuple[list[
     return opened, failed
 
 
-def _translated(exc: Exception, name: str) -> QskewError:
-    """A Ray error from ``name``'s actor as the one qskew error that names the device."""
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, QskewError):
-        return cause
-    return TargetError(f"its Ray actor failed: {type(exc).__name__}: {_first_line(exc)}", name)
+def _opened(ray, ref, name: str) -> dict:
+    """The properties the actor of ``name`` returns once connected; its error, or one naming the device."""
+    try:
+        return ray.get(ref, timeout=OPEN_TIMEOUT_S).result()
+    except ray.exceptions.GetTimeoutError as exc:
+        raise TargetError(f"its Ray actor did not connect within {OPEN_TIMEOUT_S:.0f} s (is another qskew "
+                          f"run's actor holding {resource_of(name)!r}?)", name) from exc
+    except ray.exceptions.RayError as exc:
+        raise TargetError(f"its Ray actor failed: {type(exc).__name__}: {_first_line(exc)}", name) from exc
 
 
 def _first_line(exc: BaseException) -> str:
@@ -231,6 +246,8 @@ def executor(ctx) -> Callable:
         except ray.exceptions.RayActorError as exc:
             raise DeviceLost(f"its Ray node is lost ({type(exc).__name__}: {_first_line(exc)})",
                              dev.spec.name) from exc
+        except ray.exceptions.RayError as exc:  # e.g. an object lost with its node: the device's side
+            raise TargetError(f"Ray: {type(exc).__name__}: {_first_line(exc)}", dev.spec.name) from exc
         return outcome.result()
 
     return execute

@@ -20,7 +20,7 @@ import pytest
 
 import harness
 from harness import cli, config, datasets, rundir
-from harness.errors import CommandFailed, ConfigError, JobFailed
+from harness.errors import CommandFailed, ConfigError, JobFailed, QskewError, TargetError
 from harness.farm import ray_executor
 from harness.farm.ray_executor import Outcome, resource_of
 
@@ -127,6 +127,18 @@ def test_a_model_file_the_node_cannot_read_travels_through_the_object_store(clus
     assert ray_executor._local_file("xnnpack", {}) == "xnnpack"
 
 
+def test_a_device_its_node_cannot_reach_fails_with_the_nodes_error(cluster, tmp_path):
+    from harness.farm.schedule import open_devices
+
+    (tmp_path / "devices.toml").write_text('[[device]]\nname = "ray-a"\nreach = "adb-tcp"\naddress = "127.0.0.1:1"\n')
+    exp = config.from_dict({"run": {"targets": ["ray-a"], "executor": "ray",
+                                    "devices_file": str(tmp_path / "devices.toml")}}, source="t")
+    with pytest.raises(TargetError) as info:  # nothing opened: the first device's error
+        open_devices(exp, lambda s: None)
+    assert str(info.value).startswith("[ray-a] connect: cannot connect to 127.0.0.1:1")
+    assert info.value.device == "ray-a"
+
+
 @pytest.mark.slow
 def test_a_pool_over_two_nodes_survives_losing_one_and_predicts_as_a_local_run(cluster, models, tmp_path,
                                                                               monkeypatch):
@@ -145,10 +157,15 @@ def test_a_pool_over_two_nodes_survives_losing_one_and_predicts_as_a_local_run(c
         return real_add_run(writer, run, score, **record)
 
     monkeypatch.setattr(rundir.RunWriter, "add_run", add_run)
+    import ray
+
+    real_put, puts = ray.put, []
+    monkeypatch.setattr(ray, "put", lambda value, **kw: puts.append(type(value).__name__) or real_put(value, **kw))
     out, lines = tmp_path / "ray", []
     evaluate(_experiment(tmp_path, [POOL], "ray"), data, source, out, progress=False, echo=lines.append,
              extra_artifacts=extra)
     assert removed.is_set()
+    assert sorted(puts) == ["GroupedDataset", "bytes", "bytes"]  # the test set once, each model file once
 
     run = rundir.read_run(out)
     jobs = {(v, POOL, d) for v in ("fp32", "int8") for d in DELEGATES}
@@ -187,7 +204,10 @@ def test_an_error_crosses_the_wire_as_itself():
     with pytest.raises(JobFailed) as info:
         Outcome(error=(JobFailed, str(refused), dict(vars(refused)))).result()
     assert info.value.stage is FailureStage.PROFILE and str(info.value) == "profile: no"
-    assert Outcome(run="a run").result() == "a run"
+    assert Outcome(value="a run").result() == "a run"
+    bug = ray_executor.outcome_of(lambda: {}["missing"], "ray-b")
+    with pytest.raises(QskewError, match=r"^device ray-b on .*: KeyError: 'missing'"):
+        bug.result()
 
 
 def test_without_ray_the_executor_names_the_extra_at_once(tmp_path, monkeypatch, capsys):

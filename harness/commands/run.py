@@ -41,7 +41,7 @@ def cmd_run(args) -> int:
 
 def with_executor(exp, args):
     """The experiment with --executor / --address applied; with executor ``ray`` Ray must be
-    installed (checked now, before any slow work: the error names the extra)."""
+    installed and the cluster's address answer (checked now, before any slow work)."""
     import dataclasses
 
     from harness import config
@@ -54,7 +54,8 @@ def with_executor(exp, args):
     exp = dataclasses.replace(exp, run=run)
     config.validate(exp)
     if run.executor == "ray":
-        from harness.farm.ray_executor import require_ray
+        from harness.farm.ray_executor import answers, require_ray
 
         require_ray()
+        answers(run.address)
     return exp

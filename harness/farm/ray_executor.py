@@ -38,6 +38,7 @@ INSTALL = "pip install 'qskew[ray]'"
 DEFAULT_ADDRESS = "auto"         # the cluster this host's `ray start` joined
 OPEN_TIMEOUT_S = 300.0           # an actor connecting to its device (a board boots in minutes)
 CLOSE_TIMEOUT_S = 30.0           # an actor closing its device before it is killed
+ANSWER_TIMEOUT_S = 5.0           # a cluster address that does not answer fails now (Ray retries for minutes)
 
 
 def require_ray():
@@ -62,6 +63,7 @@ def node_resources(specs) -> dict[str, int]:
 def connect(address: str = ""):
     """Join the Ray cluster at ``address`` ("" = ``auto``) unless this process already has; ``ray``."""
     ray = require_ray()
+    answers(address)
     if ray.is_initialized():
         return ray
     try:
@@ -70,6 +72,21 @@ def connect(address: str = ""):
         raise ConfigError(f"cannot join the Ray cluster at {address or DEFAULT_ADDRESS!r}: {exc} "
                           "(start it with `ray start --head` on one host)") from exc
     return ray
+
+
+def answers(address: str) -> None:
+    """A ConfigError now when nothing listens at a ``host:port`` or ``ray://host:port`` address
+    (``ray.init`` would retry it for minutes); ``auto`` is Ray's to find."""
+    if address in ("", DEFAULT_ADDRESS, "local"):
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not port.isdigit():
+        raise ConfigError(f"Ray cluster address {address!r} is not auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=ANSWER_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot join the Ray cluster at {address!r}: nothing answers there ({exc}); "
+                          "start it with `ray start --head` on one host") from exc
 
 
 @dataclasses.dataclass(frozen=True)

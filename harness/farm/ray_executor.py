@@ -5,9 +5,11 @@ Each host starts its Ray node advertising one custom resource per device it reac
 inventory). The driver (``qskew run --executor ray``) reads the same inventory, creates one
 :class:`DeviceWorker` actor per selected device with that device's resource -- so the actor lands on
 the node that reaches it -- and the actor connects to the device there
-(:func:`harness.farm.connect.open_target`). Everything else stays on the driver, exactly as with the
-local executor: the pools' queues (leases of jobs, retries), scoring, and the one run-directory
-writer; one driver thread per device sends it its tickets and stores each result as it comes back.
+(:func:`harness.farm.connect.open_target`) and, for each job, takes the device's lease (a flock on
+that host) and runs it (:func:`harness.farm.job.device_job`). Everything else stays on the
+driver, exactly as with the local executor: the pools' queues (which member takes which job,
+retries), scoring, and the one run-directory writer; one driver thread per device sends its actor
+its tickets and stores each result as it comes back.
 The test set is put in Ray's object store once per sweep, each model file once per sweep (a node
 that cannot read the driver's file writes it into its own cache).
 

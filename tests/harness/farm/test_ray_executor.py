@@ -10,6 +10,7 @@ those of a local run. Without Ray installed, ``--executor ray`` fails at once na
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import sys
 import threading
@@ -46,7 +47,8 @@ def cluster():
 
     root = str(Path(harness.__file__).resolve().parents[1])
     mp = pytest.MonkeyPatch()
-    mp.setenv("PYTHONPATH", root)  # the nodes' workers import qskew from this checkout
+    # the nodes' workers import qskew from this checkout, and inherit the session's QSKEW_CACHE_DIR
+    mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": NODE_CPUS, "resources": {resource_of("ray-a"): 1}})
     try:

@@ -51,6 +51,9 @@ An experiment names a dataset, a model, the variants to build, and where and how
                                         # another member of its pool, at most this many times
     shard_samples = 4096                # the test set travels and runs in shards of at most this
                                         # many samples: a job is (variant, delegate, shard)
+    executor = "local"                  # "local" (threads on this host) or "ray" (actors on the
+                                        # Ray nodes that reach the devices; needs qskew[ray])
+    address = ""                        # the Ray cluster ("auto", "ray://host:10001"); "" = auto
 
 Every key is optional except that a model needs ``name`` or ``path``. Unknown tables or keys are
 errors that name the key and the file, so a typo never silently falls back to a default. Relative
@@ -77,6 +80,7 @@ DEFAULT_MODEL = "small_cnn"
 DEFAULT_DATASET = "digits-groups"
 BUILTIN_DATASETS = (DEFAULT_DATASET, "adult")
 HF_PREFIX = "hf:"                     # a Hugging Face dataset (harness.datasets.huggingface)
+EXECUTORS = ("local", "ray")          # [run] executor: harness.farm.schedule runs jobs with one of these
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,8 @@ class RunConfig:
     allow_partial: bool = False   # run GPU jobs placed only in part, labelled "<delegate> (partial)"
     retries: int = 2       # device-reason retries of a pooled job on other members (harness.farm.pool)
     shard_samples: int = 4096  # samples per shard of the test set (harness.on_device.shards_of)
+    executor: str = "local"  # where jobs run: EXECUTORS
+    address: str = ""        # the Ray cluster's address for executor "ray" ("" = "auto")
 
 
 @dataclass(frozen=True)
@@ -278,6 +284,11 @@ def validate(exp: Experiment) -> None:
         raise ConfigError(f"{src}: [run] retries must be >= 0, got {exp.run.retries}")
     if isinstance(exp.run.shard_samples, bool) or exp.run.shard_samples < 1:
         raise ConfigError(f"{src}: [run] shard_samples must be an integer >= 1, got {exp.run.shard_samples!r}")
+    if exp.run.executor not in EXECUTORS:
+        raise ConfigError(f"{src}: unknown [run] executor {exp.run.executor!r}; known: {', '.join(EXECUTORS)}")
+    if exp.run.address and exp.run.executor != "ray":
+        raise ConfigError(f"{src}: [run] address {exp.run.address!r} is the Ray cluster's: it needs "
+                          f"executor \"ray\" (got {exp.run.executor!r})")
     if exp.quantize.fixed_batch < 0:
         raise ConfigError(f"{src}: [quantize] fixed_batch must be 0 (dynamic) or a batch size >= 1")
     if not exp.run.targets:

@@ -12,7 +12,8 @@
     │   ├── CommandFailed           a command ran and exited non-zero (cmd, returncode, output, device)
     │   ├── CommandTimeout          a command did not finish in time (cmd, timeout_s, device)
     │   ├── ProtocolMismatch        the runner on the device speaks another major protocol version
-    │   └── RunnerError             the runner started but reported an error (e.g. prepare failed)
+    │   ├── RunnerError             the runner started but reported an error (e.g. prepare failed)
+    │   └── DeviceLost              the host holding the device is gone (a Ray node lost): drained at once
     ├── JobFailed                   a job failed before it ran on the device (its ``stage``: profile, prepare)
     └── ResultsError                a run directory is missing files or has an unknown schema
 
@@ -95,6 +96,11 @@ class ProtocolMismatch(TargetError):
 
 class RunnerError(TargetError):
     """The runner started but reported a failure (model failed to prepare, delegate failed...)."""
+
+
+class DeviceLost(TargetError):
+    """The process or host that held the device is gone (e.g. its Ray node was lost): nothing more
+    runs there, so the farm drains the device at once and retries its job on another pool member."""
 
 
 class FailureStage(enum.Enum):

@@ -78,3 +78,10 @@ def test_only_quantize_drives_the_tflite_converter():
     users = sorted(str(p.relative_to(ROOT)) for name in PACKAGES for p in (ROOT / name).rglob("*.py")
                    if "TFLiteConverter" in p.read_text() and not p.is_relative_to(ROOT / "harness" / "quantize"))
     assert users == []
+
+
+def test_ray_outside_the_farm_breaks_the_rules(tree):
+    plant(tree, "harness.evaluate", "import ray")
+    result = lint_imports(tree)
+    assert result.returncode != 0
+    assert "only farm/ drives Ray" in result.stdout and "harness.evaluate -> ray" in result.stdout

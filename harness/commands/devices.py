@@ -43,6 +43,7 @@ def register(sub) -> None:
     _register_check(dsub)
     _register_list(dsub)
     _register_simulate(dsub)
+    _register_ray_resources(dsub)
     p.set_defaults(func=_common.print_group_help(p))
 
 
@@ -74,6 +75,34 @@ def cmd_devices_check(args: argparse.Namespace) -> int:
         print(f"inventory: {inv.source}")
         print(format_checks(checks))
     return EXIT_UNREACHABLE if any(c.error for c in checks) else 0
+
+
+def _register_ray_resources(dsub) -> None:
+    c = dsub.add_parser("ray-resources",
+                        help="the `ray start --resources` of this host: one qskew-dev:<name> per device "
+                             "of its inventory (for qskew run --executor ray)")
+    c.add_argument("--devices", type=Path, default=None,
+                   help="this host's inventory (default: $QSKEW_DEVICES, else ./devices.toml)")
+    c.add_argument("--device", action="append", default=None, metavar="NAME|KEY=VALUE",
+                   help="only these devices (repeatable; default: the inventory file's devices, not "
+                        "the built-in 'local' and 'simulated' every host has)")
+    c.set_defaults(func=cmd_devices_ray_resources)
+
+
+def cmd_devices_ray_resources(args: argparse.Namespace) -> int:
+    """Print the resources as the JSON ``ray start --resources`` takes::
+
+        $ ray start --address HEAD:6379 --resources "$(qskew devices ray-resources)"
+    """
+    import json
+
+    from harness.farm.inventory import builtin_devices, load_inventory
+    from harness.farm.ray_executor import node_resources
+
+    inv = load_inventory(args.devices)
+    specs = inv.select(args.device) if args.device else [s for s in inv.devices if s not in builtin_devices()]
+    print(json.dumps(node_resources(specs)))
+    return 0
 
 
 def _register_list(dsub) -> None:

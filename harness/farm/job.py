@@ -17,7 +17,13 @@ the queue does next:
   link failed): in a pool, handed back to the queue to run on another member, up to ``[run]
   retries`` times (each failed attempt is kept in the job's record), then stored as failed; on a
   device of its own, the device stops (nothing else could run the job) and the error is raised
-  once the other devices have finished, as before pools existed.
+  once the other devices have finished, as before pools existed. A :class:`DeviceLost` (the
+  device's host is gone: a Ray node lost) drains the member at once, then retries as above.
+
+The device side (:func:`run_shard`) runs where the executor says (``SweepContext.execute``): in
+this process (:func:`run_here`, the default) or in the device's actor on another host
+(:mod:`harness.farm.ray_executor`); the host side (:func:`run_ticket`, :func:`settle_ticket`: the
+queue, progress, scoring and storing) is the same for both.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from harness.errors import FailureStage, JobFailed, RunnerError, TargetError, failure_stage
+from harness.errors import DeviceLost, FailureStage, JobFailed, RunnerError, TargetError, failure_stage
 from harness.farm import runners
 from harness.farm.leases import lease, lease_key
 from harness.farm.pool import PoolQueue, Ticket
@@ -39,7 +45,8 @@ from harness.metrics.score import score_job
 
 log = logging.getLogger(__name__)
 COLLECTORS = 1  # threads scoring and storing finished jobs: one keeps the run directory in finishing order
-DEVICE_FACTS = ("model", "manufacturer", "abi", "os_release", "sdk", "python_version")  # kept in a pooled job's record
+# kept in a pooled job's record; ``node``/``hostname``: the Ray node that reached it (Ray executor only)
+DEVICE_FACTS = ("model", "manufacturer", "abi", "os_release", "sdk", "python_version", "node", "hostname")
 
 
 def device_reason(err: BaseException) -> bool:
@@ -62,6 +69,7 @@ class SweepContext:
 
     Finished jobs are scored and stored on one *collector* thread (:meth:`collect`), so a device
     goes on to its next job at once instead of waiting for the host; :meth:`flush` waits for them.
+    ``execute(ctx, dev, job) -> DeviceRun`` runs a ticket's device side (None: :func:`run_here`).
     """
 
     exp: Any
@@ -71,6 +79,7 @@ class SweepContext:
     progress: Any          # harness.farm.progress.FarmProgress
     echo: Callable[[str], None]
     shards: tuple = ()     # the test set's shards (harness.on_device.shards_of), in order
+    execute: Callable | None = None  # where a ticket's device side runs (run_here, or an executor's)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     assembly: ShardAssembly = dataclasses.field(init=False)  # the jobs' finished shards, from ``shards``
     _collector: Any = None
@@ -118,8 +127,7 @@ def run_ticket(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, pooled:
     if not start_ticket(ctx, dev, queue, ticket):
         return
     try:
-        run = run_shard(dev, job, ctx.exp.run, echo=ctx.echo, progress=_progress(ctx, dev.spec.name, job),
-                        lease_broken=lambda key, holder: ctx.progress.lease_broken(key, holder))
+        run = (ctx.execute or run_here)(ctx, dev, job)
     except Exception as err:
         settle_ticket(ctx, dev, queue, ticket, pooled, error=err)
         return
@@ -166,6 +174,12 @@ def settle_ticket(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, pool
     ctx.progress.finish(name, "ok" if run.ok else "failed")
     record = {"index": job.shard.index, "sha256": job.shard.sha256, "n": len(job.shard), "device": name}
     ctx.collect(_store_shard, ctx, key, ShardResult(record, run, extra), where)
+
+
+def run_here(ctx: SweepContext, dev, job: ShardJob):
+    """The local executor: the device side of ``job`` in this process, progress into the farm's."""
+    return run_shard(dev, job, ctx.exp.run, echo=ctx.echo, progress=_progress(ctx, dev.spec.name, job),
+                     lease_broken=lambda key, holder: ctx.progress.lease_broken(key, holder))
 
 
 def run_shard(dev, job: ShardJob, options, *, echo: Callable[[str], None] = lambda s: None,
@@ -232,6 +246,9 @@ def _device_failed(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, err
     """A device-reason failure: retry elsewhere in a pool, else stop this device (raising)."""
     name = dev.spec.name
     ctx.progress.finish(name, "device error")
+    if isinstance(err, DeviceLost):  # nothing more will run there: no second failure to wait for
+        queue.drain(name, str(err))
+        ctx.progress.drained(name, str(err))
     if not pooled:
         queue.drain(name, str(err))
         queue.retry(ticket, name, str(err))  # stays queued: missing from the run, rerun on resume

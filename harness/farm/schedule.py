@@ -13,6 +13,10 @@ member (:mod:`harness.farm.job`); with pool members behind an adb server, member
 are drained at once and matching devices that appear join mid-run (:mod:`harness.farm.hotplug`).
 Device errors that left jobs unrun are raised at the end.
 
+Where a job's device side runs is the experiment's ``[run] executor``: ``local`` (this process,
+one thread per device) or ``ray`` (:mod:`harness.farm.ray_executor`: one actor per device on the
+Ray node that reaches it); queues, retries, scoring and storing stay here either way.
+
 >>> devices, unreachable = open_devices(exp, print)                               # doctest: +SKIP
 >>> run_sweep(exp, artifacts, devices, test, ref, writer, True, print, unreachable)  # doctest: +SKIP
 """
@@ -46,9 +50,23 @@ def open_devices(exp: Experiment, echo: Callable[[str], None]) -> tuple[list[Ope
 
     Returns (opened devices, [(device name, error)] for devices that could not be reached): one
     offline phone does not stop a farm run; its error is raised once the others have finished.
+    With ``[run] executor = "ray"`` each device is opened by its actor on the node that reaches it.
     """
-
     specs = load_inventory(exp.run.devices_file or None).select(exp.run.targets)
+    if exp.run.executor == "ray":
+        from harness.farm import ray_executor
+
+        actors, failed = ray_executor.open_actors(specs, exp.run.address, echo)
+        opened = [OpenDevice(auto_pool(spec, props), target, props) for spec, target, props in actors]
+    else:
+        opened, failed = _open_here(specs, echo)
+    if not opened:
+        raise failed[0][1]
+    return opened, failed
+
+
+def _open_here(specs, echo: Callable[[str], None]) -> tuple[list[OpenDevice], list]:
+    """Connect to each device from this process: (opened, [(name, error)])."""
     opened: list[OpenDevice] = []
     failed: list[tuple[str, QskewError]] = []
     for spec in specs:
@@ -67,8 +85,6 @@ def open_devices(exp: Experiment, echo: Callable[[str], None]) -> tuple[list[Ope
             for dev in opened:
                 dev.target.close()
             raise
-    if not opened:
-        raise failed[0][1]
     return opened, failed
 
 
@@ -170,6 +186,7 @@ def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: 
     """
     farm = FarmProgress([dev.spec.name for dev in devices], enabled=progress, echo=echo)
     ctx = SweepContext(exp, test, ref, writer, farm, echo, shards=shards_of(test, exp.run.shard_samples))
+    ctx.execute = _executor(exp, ctx)
     done = writer.completed_jobs()
     groups = groups_of(devices)
     queues = {name: _group_queue(exp, artifacts, name, members, done, static, ctx) for name, members in groups.items()}
@@ -179,7 +196,8 @@ def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: 
         while (ticket := queue.take(dev.spec.name)) is not None:
             run_ticket(ctx, dev, queue, ticket, pooled)
 
-    watch = HotPlug.start(groups, queues, farm, work, echo)  # pools behind an adb server: track-devices
+    # pools behind an adb server: track-devices (local executor: a newcomer is opened on this host)
+    watch = HotPlug.start(groups, queues, farm, work, echo) if ctx.execute is None else None
     errors = list(unreachable)
     try:
         errors += _side_by_side(work, devices, lambda: _drain_all(queues, "the run was interrupted"))
@@ -192,6 +210,15 @@ def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: 
         for name, err in errors[1:]:
             echo(f"device {name} also failed: {err}")
         raise errors[0][1]
+
+
+def _executor(exp: Experiment, ctx: SweepContext):
+    """The sweep's ``execute`` for ``[run] executor``: None runs jobs here (harness.farm.job.run_here)."""
+    if exp.run.executor != "ray":
+        return None
+    from harness.farm import ray_executor
+
+    return ray_executor.executor(ctx)
 
 
 def _unrun_pool_jobs(ctx: SweepContext, groups, queues, failed: set[str]) -> list[tuple[str, BaseException]]:

@@ -112,7 +112,7 @@ def test_a_member_stopped_by_a_non_device_error_is_drained_naming_it(monkeypatch
     monkeypatch.setattr(job, "lease_key", lambda spec: spec.name)
     monkeypatch.setattr(job, "lease", lambda key, echo: contextlib.nullcontext({}))
 
-    def broken(exp, dev, job, echo, progress):
+    def broken(*args, **kwargs):
         raise RuntimeError("host bug")
 
     monkeypatch.setattr(job, "_run_repeated", broken)

@@ -97,7 +97,7 @@ def test_qskew_run_executor_ray_runs_on_the_devices_node_and_resumes(cluster, mo
     (tmp_path / "devices.toml").write_text(DEVICES)
     (tmp_path / "exp.toml").write_text(
         f'[model]\npath = "{models["fp32"]}"\n[quantize]\nvariants = ["fp32"]\n'
-        f'[run]\ndevices_file = "{tmp_path / "devices.toml"}"\ndelegates = ["xnnpack"]\n')
+        f'[run]\ndevices_file = "{tmp_path / "devices.toml"}"\ndelegates = ["xnnpack"]\nshard_samples = 300\n')
     out = tmp_path / "run"
     assert cli.main(["run", str(tmp_path / "exp.toml"), "--executor", "ray", "--device", "ray-a",
                      "--out", str(out), "--no-progress"]) == 0
@@ -105,6 +105,10 @@ def test_qskew_run_executor_ray_runs_on_the_devices_node_and_resumes(cluster, mo
     assert run.jobs("ok") == [("fp32", POOL, "xnnpack")]  # ray-a is a member of the pool
     assert run.manifest["config"]["run"]["executor"] == "ray"
     assert run.manifest["targets"]["ray-a"]["node"] == cluster[0].head_node.node_id
+    shards = run.summary["runs"][0]["shards"]  # 719 test samples in shards of 300, each run by the actor
+    assert [(s["index"], s["n"], s["device"]) for s in shards] == [(0, 300, "ray-a"), (1, 300, "ray-a"),
+                                                                  (2, 119, "ray-a")]
+    assert len(run.logits("fp32", POOL, "xnnpack").ids) == 719
     capsys.readouterr()
     assert cli.main(["run", str(tmp_path / "exp.toml"), "--executor", "ray", "--device", "ray-a",
                      "--out", str(out), "--no-progress"]) == 0  # the same command again: a resume

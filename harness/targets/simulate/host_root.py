@@ -136,8 +136,11 @@ def python_paths(python: str) -> list[str]:
     if not isinstance(answer, dict):
         raise SandboxError(f"the simulated device's Python {python} cannot be started (exit "
                            f"{done.returncode}): {done.stderr.strip()[-300:]}")
-    found = answer["prefixes"] + list(answer["modules"].values())
-    return [os.path.realpath(p) for p in found if p and os.path.isdir(p)] + [_launcher_dir(python)]
+    found = [p for p in answer["prefixes"] + list(answer["modules"].values()) if p and os.path.isdir(p)]
+    # a prefix reached through a symlink (a venv that is a link) is bound at both paths: the Python
+    # looks for its pyvenv.cfg and site-packages under the path it was started from
+    linked = [os.path.abspath(p) for p in found if os.path.realpath(p) != os.path.abspath(p)]
+    return [os.path.realpath(p) for p in found] + linked + [_launcher_dir(python)]
 
 
 def make_mount_points(storage: Path, binds: tuple[tuple[str, str], ...]) -> None:

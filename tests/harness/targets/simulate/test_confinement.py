@@ -233,3 +233,16 @@ def test_the_device_ends_when_the_process_that_started_it_dies(tmp_path):
         except ProcessLookupError:
             pass
     assert not alive, "the device outlived the process that started it"
+
+
+def test_a_python_whose_venv_is_a_symlink_runs_with_its_own_packages(real_adb, make_device, tmp_path):
+    """A device Python started through a linked venv folder (e.g. ``.venv-board`` -> elsewhere) finds
+    its pyvenv.cfg and site-packages: its prefix is bound at the linked path too (before, only the
+    resolved one was, and ``import numpy`` failed inside the device)."""
+    linked = tmp_path / "linked-venv"
+    linked.symlink_to(sys.prefix, target_is_directory=True)
+    device = make_device(python=str(linked / "bin" / "python3"))
+    serial = real_adb.connect(device.address)
+    ran = real_adb("shell", "python3 -c 'import sys, numpy; print(sys.prefix)'", serial=serial, timeout_s=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == str(linked)

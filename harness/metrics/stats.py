@@ -240,12 +240,14 @@ def compute_stats(frame: "pd.DataFrame", n_resamples: int = N_RESAMPLES, seed: i
 
 
 def cell_stats(cells: "list[GroupCells]", n_resamples: int = N_RESAMPLES, seed: int = SEED,
-               confidence: float = CONFIDENCE) -> "StatRows":
+               confidence: float = CONFIDENCE, mcnemar: bool = True) -> "StatRows":
     """The statistics of :func:`compute_stats` from each job's and attribute's paired cell counts.
 
     The one function behind report, compare and signoff: given the same cells, the same numbers
     (the bootstrap draws cell counts either way). ``cells`` in table order: jobs sorted, each job's
     attributes in the run's order; a job's first attribute gives its overall row. No pandas.
+    ``mcnemar=False`` leaves ``mcnemar_p`` and ``mcnemar_p_holm`` NaN (not computed) and so never
+    imports scipy: sign-off judges no p-value (every other column is the same).
 
     Example::
 
@@ -256,9 +258,11 @@ def cell_stats(cells: "list[GroupCells]", n_resamples: int = N_RESAMPLES, seed: 
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     groups, disparity, first = [], [], set()
     for cell in cells:
-        rows, disparity_row = _job_stats(cell, int(n_resamples), int(seed), confidence)
+        rows, disparity_row = _job_stats(cell, int(n_resamples), int(seed), confidence, mcnemar)
         groups.extend(rows if cell.job not in first else rows[1:])  # one overall row per job
         first.add(cell.job)
         disparity.append(disparity_row)
@@ -308,7 +312,8 @@ def run_stats(run: StoredRun, n_resamples: int = N_RESAMPLES, seed: int = SEED,
                          attrs=getattr(run, "attributes", None))
 
 
-def _job_stats(cell: GroupCells, n_resamples: int, seed: int, confidence: float) -> tuple[list[dict], dict]:
+def _job_stats(cell: GroupCells, n_resamples: int, seed: int, confidence: float,
+               mcnemar: bool = True) -> tuple[list[dict], dict]:
     """Group rows (overall first) and the disparity row of one job's groups of one attribute."""
     job, attribute, names, counts = cell.job, cell.attribute, list(cell.names), cell.counts
     key = job if attribute == DEFAULT_ATTRIBUTE else (*job, attribute)
@@ -321,7 +326,7 @@ def _job_stats(cell: GroupCells, n_resamples: int, seed: int, confidence: float)
     table = np.vstack([counts.sum(axis=0, keepdims=True), counts])           # overall row first
     drop_lo, drop_hi = percentile_interval(np.column_stack([overall_draws, drop_draws]), confidence)
     psi_lo, psi_hi = percentile_interval(psi_draws, confidence)
-    rows = _count_columns(table, confidence) | {
+    rows = _count_columns(table, confidence, mcnemar) | {
         "scope": [OVERALL] + [scope_of(attribute)] * len(names), "group": [""] + names,
         "attribute": [""] + [attribute] * len(names),
         "acc_drop_lo": drop_lo, "acc_drop_hi": drop_hi,
@@ -342,8 +347,9 @@ def _native(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _count_columns(table: np.ndarray, confidence: float) -> dict:
-    """Columns that follow from cell counts alone: accuracies, Wilson bounds, b, c, McNemar."""
+def _count_columns(table: np.ndarray, confidence: float, mcnemar: bool = True) -> dict:
+    """Columns that follow from cell counts alone: accuracies, Wilson bounds, b, c, McNemar (NaN
+    without ``mcnemar``)."""
     n = table.sum(axis=1)
     right_ref = table[:, 0] + table[:, 1]
     right = table[:, 0] + table[:, 2]
@@ -355,7 +361,7 @@ def _count_columns(table: np.ndarray, confidence: float) -> dict:
         "n": n, "acc_ref": right_ref / n, "acc_ref_lo": ref_lo, "acc_ref_hi": ref_hi,
         "acc": right / n, "acc_lo": lo, "acc_hi": hi, "acc_drop": (c - b) / n,
         "b": b, "c": c, "flips": flips, "flip_rate": flips / n,
-        "mcnemar_p": np.array([mcnemar_exact(x, y) for x, y in zip(b, c)], dtype=np.float64),
+        "mcnemar_p": np.array([mcnemar_exact(x, y) if mcnemar else np.nan for x, y in zip(b, c)], dtype=np.float64),
         "warnings": [_warnings(int(k), int(x + y)) for k, x, y in zip(n, b, c)],
     }
 

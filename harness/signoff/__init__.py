@@ -91,7 +91,8 @@ def signoff(run_dir: Path, policy: Policy, n_resamples: int | None = None, seed:
     """Read ``run_dir``, compute its statistics and judge them against ``policy``.
 
     The run is read light (``harness.rundir.light``: JSON and CSV, each group's cell counts from
-    the stored metrics) so that sign-off imports neither pandas nor pyarrow; a run that cannot be
+    the stored metrics) so that sign-off imports neither pandas nor pyarrow (nor scipy: no rule
+    judges a McNemar p-value, so none is computed); a run that cannot be
     read so (schema 1, no group counts in its manifest) is read in full and its cells recomputed
     from the stored logits. Both give the same cells, so the same statistics and verdict.
 
@@ -106,7 +107,8 @@ def signoff(run_dir: Path, policy: Policy, n_resamples: int | None = None, seed:
     n_resamples, seed = n_resamples or st.N_RESAMPLES, st.SEED if seed is None else seed
     light = read_light(Path(run_dir))
     if light is not None:
-        return judge(light, st.cell_stats(light.cells, n_resamples, seed), policy)
+        # no rule judges a p-value: without McNemar, scipy is never imported
+        return judge(light, st.cell_stats(light.cells, n_resamples, seed, mcnemar=False), policy)
     from harness.rundir import read_run
 
     run = read_run(Path(run_dir))

@@ -8,6 +8,7 @@ import pytest
 from scipy.stats import binomtest
 
 from harness.metrics import stats as st
+from harness.metrics.cells import cells_of_frame
 from harness.metrics.compare import per_sample
 from harness.metrics.groups import disparity, group_metrics
 from harness.records import DeviceRun, Logits
@@ -215,7 +216,20 @@ def test_fixed_columns_whatever_the_input(frame):
     assert one.groups["b"].dtype == np.int64 and one.groups["mcnemar_p"].dtype == np.float64
 
 
+def test_without_mcnemar_only_the_p_values_are_missing(frame):
+    """Sign-off asks for no p-value (so scipy is never imported); every other number is the same."""
+    cells = cells_of_frame(frame)
+    full, light = st.cell_stats(cells, 200, 5), st.cell_stats(cells, 200, 5, mcnemar=False)
+    assert repr(light.disparity) == repr(full.disparity)   # repr: NaN equals NaN
+    for a, b in zip(light.groups, full.groups, strict=True):
+        assert np.isnan(a["mcnemar_p"]) and np.isnan(a["mcnemar_p_holm"]) and not np.isnan(b["mcnemar_p"])
+        assert repr({k: v for k, v in a.items() if "mcnemar" not in k}) == \
+            repr({k: v for k, v in b.items() if "mcnemar" not in k})
+
+
 def test_bad_options_are_refused(frame):
+    with pytest.raises(ValueError, match="seed must be >= 0, got -1"):
+        st.cell_stats(cells_of_frame(frame), seed=-1)
     with pytest.raises(ValueError, match="n_resamples"):
         st.compute_stats(frame, n_resamples=0)
     with pytest.raises(ValueError, match="confidence"):

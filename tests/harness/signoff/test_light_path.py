@@ -24,7 +24,7 @@ from support.synthetic_runs import make_run_dir
 MILD = {"fp32": {}, "int8": {"majority": (0.95, 0.3), "minority": (0.7, 0.8)}}
 EVERY_RULE = {"max_worst_group_drop": 0.02, "max_psi": 0.01, "max_flip_rate_ratio": 1.5, "min_group_size": 100,
               "require_devices": ["local", "pixel7"], "require_delegates": ["xnnpack"]}
-HEAVY = ("pandas", "pyarrow", "statsmodels", "tensorflow", "keras")
+HEAVY = ("pandas", "pyarrow", "scipy", "statsmodels", "tensorflow", "keras")
 SCHEMA1 = Path(__file__).parents[1] / "rundir" / "data" / "schema1"
 
 
@@ -80,8 +80,10 @@ def test_a_run_it_cannot_read_light_is_judged_in_full(tmp_path):
     assert_same(so.signoff(old, policy, n_resamples=200).to_json(), full_verdict(old, policy, 200, 0).to_json())
 
 
-def test_the_signoff_command_imports_no_pandas_or_pyarrow(runs, tmp_path):
-    """The whole command in a fresh interpreter (its parser, reading, statistics, JSON and JUnit)."""
+def test_the_signoff_command_imports_no_pandas_pyarrow_or_scipy(runs, tmp_path):
+    """The whole command in a fresh interpreter (its parser, reading, statistics, JSON and JUnit);
+    nor scipy, though the run has groups with discordant pairs (no rule judges a McNemar p-value)."""
+    assert any((c.counts[:, 1] != c.counts[:, 2]).any() for c in read_light(runs["attributes"]).cells)
     policy = tmp_path / "policy.toml"
     policy.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in EVERY_RULE.items()))
     code = ("import json, sys\nfrom harness.cli import main\n"

@@ -17,7 +17,7 @@ from harness.metrics.cells import cells_of_frame
 from harness.rundir import layout, read_run
 from harness.rundir.light import read_light
 from support.attribute_runs import make_attribute_run
-from support.synthetic_runs import make_run_dir
+from support.synthetic_runs import add_job_scored_against_another_reference, make_run_dir
 
 DATA = Path(__file__).parent / "data"
 MILD = {"fp32": {}, "int8": {"majority": (0.95, 0.3), "minority": (0.7, 0.8)}}
@@ -78,6 +78,15 @@ def test_runs_it_cannot_read_light_return_none(tmp_path):
     manifest["dataset"]["group_counts"]["test"]["minority"] += 1   # not the test set the jobs ran on
     (other / "manifest.json").write_text(json.dumps(manifest))
     assert read_light(other) is None
+
+
+def test_jobs_scored_against_another_reference_are_read_in_full(tmp_path):
+    """A resumed session that recomputed the reference scored its job against other outputs than the
+    stored reference rows: its metrics' cells are not what read_run (and report) compute."""
+    run_dir = make_run_dir(tmp_path / "run", variants=MILD)
+    assert read_light(run_dir) is not None
+    add_job_scored_against_another_reference(run_dir, ("int8", "pixel7", "xnnpack"), MILD["int8"])
+    assert read_light(run_dir) is None
 
 
 def _edit_first_group_row(run_dir: Path, column: str, value: str) -> Path:

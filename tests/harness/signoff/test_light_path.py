@@ -19,7 +19,7 @@ from harness.metrics.stats import run_stats
 from harness.rundir import read_run
 from harness.rundir.light import read_light
 from support.attribute_runs import make_attribute_run
-from support.synthetic_runs import make_run_dir
+from support.synthetic_runs import add_job_scored_against_another_reference, make_run_dir
 
 MILD = {"fp32": {}, "int8": {"majority": (0.95, 0.3), "minority": (0.7, 0.8)}}
 EVERY_RULE = {"max_worst_group_drop": 0.02, "max_psi": 0.01, "max_flip_rate_ratio": 1.5, "min_group_size": 100,
@@ -71,6 +71,15 @@ def test_the_light_verdict_is_the_full_paths(runs, name, policy):
     full = full_verdict(runs[name], policy, 300, 4)
     assert_same(light.to_json(), full.to_json())
     assert {r.status for r in light.rules} >= {so.PASS, so.FAIL}   # judged numbers, not only empty rules
+
+
+def test_a_resumed_run_scored_against_another_reference_gets_the_full_paths_verdict(tmp_path):
+    """Its stored metrics were scored against a recomputed reference, read_run against the stored one."""
+    run_dir = make_run_dir(tmp_path / "run", variants=MILD)
+    add_job_scored_against_another_reference(run_dir, ("int8", "pixel7", "xnnpack"), MILD["int8"])
+    policy = so.parse_policy(EVERY_RULE, "test policy")
+    assert_same(so.signoff(run_dir, policy, n_resamples=300, seed=4).to_json(),
+                full_verdict(run_dir, policy, 300, 4).to_json())
 
 
 def test_a_run_it_cannot_read_light_is_judged_in_full(tmp_path):

@@ -108,7 +108,7 @@ def _job_cells(run_dir: Path, part: SummaryPart, attrs: Attributes) -> tuple[lis
             continue
         reference[row["attribute"], row["group"]] = tuple(row[c] for c in REFERENCE_COLUMNS)
         try:
-            cells = cells_from_rates(*(float(row[c]) if c != "n" else int(row[c]) for c in _RATES))
+            cells = cells_from_rates(*(_number(row, c) for c in _RATES))
         except ValueError as exc:
             raise ResultsError(f"{path} line {i} ({row['attribute']} {row['group']!r}): {exc}") from exc
         by_attribute.setdefault(row["attribute"], {})[row["group"]] = cells
@@ -120,6 +120,15 @@ def _job_cells(run_dir: Path, part: SummaryPart, attrs: Attributes) -> tuple[lis
         counts = np.array([groups[g] for g in names], dtype=np.int64).reshape(len(names), len(CELLS))
         out.append(GroupCells(part.job, attribute, names, counts))
     return out, reference
+
+
+def _number(row: dict[str, str], column: str) -> float | int:
+    """``row[column]`` as the number it stores (n an integer); ValueError naming the column."""
+    try:
+        return int(row[column]) if column == "n" else float(row[column])
+    except ValueError:
+        kind = "an integer" if column == "n" else "a number"
+        raise ValueError(f"{column}={row[column]!r} is not {kind}") from None
 
 
 def _metrics_rows(path: Path) -> list[dict[str, str]]:

@@ -106,6 +106,11 @@ def test_rates_that_are_no_counts_and_wrong_headers_are_errors_naming_the_file(t
     path = _edit_first_group_row(run_dir, "acc", "0.123456789")
     with pytest.raises(ResultsError, match=rf"{path.name} line 3 \(group '.+'\): acc=0.123456789 is not a count"):
         read_light(run_dir)
+    for column, value, what in (("n", "150.0", "an integer"), ("acc", "", "a number")):
+        run_dir = make_run_dir(tmp_path / f"{column}-value", variants=MILD)
+        path = _edit_first_group_row(run_dir, column, value)
+        with pytest.raises(ResultsError, match=rf"{path.name} line 3 \(group '.+'\): {column}='{value}' is not {what}"):
+            read_light(run_dir)
     run_dir = make_run_dir(tmp_path / "header", variants=MILD)
     path = sorted((run_dir / layout.METRICS_DIR).glob("*.csv"))[0]
     path.write_text(path.read_text().replace("flip_rate,", "flips,", 1))

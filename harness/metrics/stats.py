@@ -322,23 +322,25 @@ def _job_stats(cell: GroupCells, n_resamples: int, seed: int, confidence: float,
     drop_draws = (draws[..., 1] - draws[..., 2]) / n_g                       # (B, G)
     overall_draws = (draws[..., 1].sum(axis=1) - draws[..., 2].sum(axis=1)) / n_g.sum()  # (B,)
     psi_draws = drop_draws - overall_draws[:, None]
-
+    worst_draws, gap_draws = drop_draws.max(axis=1), drop_draws.max(axis=1) - drop_draws.min(axis=1)
+    # every interval of the family in one quantile call: columns are taken one by one all the same
+    lo, hi = percentile_interval(np.column_stack([overall_draws, drop_draws, psi_draws, worst_draws,
+                                                  psi_draws.max(axis=1), gap_draws]), confidence)
+    g = len(names)
     table = np.vstack([counts.sum(axis=0, keepdims=True), counts])           # overall row first
-    drop_lo, drop_hi = percentile_interval(np.column_stack([overall_draws, drop_draws]), confidence)
-    psi_lo, psi_hi = percentile_interval(psi_draws, confidence)
     rows = _count_columns(table, confidence, mcnemar) | {
-        "scope": [OVERALL] + [scope_of(attribute)] * len(names), "group": [""] + names,
-        "attribute": [""] + [attribute] * len(names),
-        "acc_drop_lo": drop_lo, "acc_drop_hi": drop_hi,
-        "psi_lo": np.r_[np.nan, psi_lo], "psi_hi": np.r_[np.nan, psi_hi],
+        "scope": [OVERALL] + [scope_of(attribute)] * g, "group": [""] + names, "attribute": [""] + [attribute] * g,
+        "acc_drop_lo": lo[:1 + g], "acc_drop_hi": hi[:1 + g],
+        "psi_lo": np.r_[np.nan, lo[1 + g:1 + 2 * g]], "psi_hi": np.r_[np.nan, hi[1 + g:1 + 2 * g]],
     }
     rows["psi"] = np.r_[np.nan, rows["acc_drop"][1:] - rows["acc_drop"][0]]
     rows["mcnemar_p_holm"] = np.r_[rows["mcnemar_p"][0], holm(rows["mcnemar_p"][1:])]
     rows |= dict(zip(JOB_COLUMNS, ([part] * len(table) for part in job)))
     columns = {c: np.asarray(rows[c]).tolist() for c in GROUP_STATS_COLUMNS}   # Python values, in order
     records = [dict(zip(columns, values)) for values in zip(*columns.values())]
-    disparity_row = _disparity_row(job, names, rows, drop_draws, psi_draws, overall_draws, n_resamples, seed,
-                                   confidence) | {"attribute": attribute}
+    at = [0, -3, -2, -1]   # the columns of the overall drop, the worst-group drop, max psi, the gap
+    bounds = dict(zip(("overall_drop", "worst_group_drop", "psi", "drop_gap"), zip(lo[at], hi[at])))
+    disparity_row = _disparity_row(job, names, rows, bounds, n_resamples, seed, confidence) | {"attribute": attribute}
     return records, {c: _native(disparity_row[c]) for c in DISPARITY_STATS_COLUMNS}
 
 
@@ -375,24 +377,18 @@ def _warnings(n: int, discordant: int) -> str:
     return ";".join(codes)
 
 
-def _disparity_row(job, names, rows, drop_draws, psi_draws, overall_draws, n_resamples, seed,
-                   confidence) -> dict:
+def _disparity_row(job, names, rows, bounds, n_resamples, seed, confidence) -> dict:
+    """One job's disparity row; ``bounds``: measure -> its interval (lo, hi)."""
     drop = np.asarray(rows["acc_drop"][1:], dtype=np.float64)
     psi = drop - rows["acc_drop"][0]
     worst, most = int(np.argmax(drop)), int(np.argmax(psi))
-    bounds = {
-        "overall_drop": overall_draws, "worst_group_drop": drop_draws.max(axis=1),
-        "psi": psi_draws.max(axis=1), "drop_gap": drop_draws.max(axis=1) - drop_draws.min(axis=1),
-    }
     row = dict(zip(JOB_COLUMNS, job)) | {
         "n": int(rows["n"][0]), "overall_drop": rows["acc_drop"][0],
         "worst_group": names[worst], "worst_group_drop": drop[worst],
         "psi_group": names[most], "psi": psi[most], "drop_gap": drop.max() - drop.min(),
         "n_resamples": n_resamples, "seed": seed, "confidence": confidence,
     }
-    for name, draws in bounds.items():
-        row[f"{name}_lo"], row[f"{name}_hi"] = percentile_interval(draws, confidence)
-    return row
+    return row | {f"{name}_{side}": v for name, pair in bounds.items() for side, v in zip(("lo", "hi"), pair)}
 
 
 def _typed(table: "pd.DataFrame", schema: dict[str, str]) -> "pd.DataFrame":

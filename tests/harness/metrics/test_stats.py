@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import binomtest
 
 from harness.metrics import stats as st
-from harness.metrics.cells import cells_of_frame
+from harness.metrics.cells import GroupCells, cells_of_frame
 from harness.metrics.compare import per_sample
 from harness.metrics.groups import disparity, group_metrics
 from harness.records import DeviceRun, Logits
@@ -181,6 +181,32 @@ def test_multinomial_draws_match_index_resampling():
     d_item = (cells == 1).astype(float) - (cells == 2)
     slow = d_item[index].mean(axis=1)
     assert np.quantile(fast, [0.025, 0.5, 0.975]) == pytest.approx(np.quantile(slow, [0.025, 0.5, 0.975]), abs=0.006)
+
+
+@pytest.mark.parametrize("attribute", ["group", "sex"])
+def test_intervals_follow_from_the_documented_seed_and_draws(attribute):
+    """The module docstring's recipe, written out: the generator seeded with (seed, crc32 of the job's
+    names joined by \\x1f, the attribute's name last unless it is "group"), one multinomial draw of
+    each group's cells per resample (groups in sorted order), percentile bounds of the resampled
+    statistics. The same numbers, bit for bit: the seed's meaning is pinned."""
+    import zlib
+
+    counts = np.array([[300, 20, 8, 40, 32], [60, 15, 2, 10, 13], [25, 3, 1, 1, 0]])
+    cell = GroupCells(("int8", "pixel7", "gpu"), attribute, ("a", "b", "c"), counts)
+    rows = st.cell_stats([cell], n_resamples=400, seed=9, mcnemar=False)
+    key = "\x1f".join(cell.job + ((attribute,) if attribute != "group" else ()))
+    rng = np.random.default_rng([9, zlib.crc32(key.encode())])
+    draws = np.stack([rng.multinomial(row.sum(), row / row.sum(), size=400) for row in counts], axis=1)
+    drops = (draws[..., 1] - draws[..., 2]) / counts.sum(axis=1)
+    overall = (draws[..., 1] - draws[..., 2]).sum(axis=1) / counts.sum()
+    tails = [(1 - 0.95) / 2, 1 - (1 - 0.95) / 2]
+    expected = {"worst_group_drop": drops.max(axis=1), "drop_gap": drops.max(axis=1) - drops.min(axis=1),
+                "psi": (drops - overall[:, None]).max(axis=1), "overall_drop": overall}
+    for name, values in expected.items():
+        assert (rows.disparity[0][f"{name}_lo"], rows.disparity[0][f"{name}_hi"]) == \
+            tuple(np.quantile(values, tails).tolist()), name
+    for g, row in enumerate(rows.groups[1:]):
+        assert (row["acc_drop_lo"], row["acc_drop_hi"]) == tuple(np.quantile(drops[:, g], tails).tolist())
 
 
 def test_bootstrap_interval_covers_the_true_drop():

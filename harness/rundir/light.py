@@ -102,11 +102,14 @@ def _job_cells(run_dir: Path, part: SummaryPart, attrs: Attributes) -> tuple[lis
     groups' :data:`REFERENCE_COLUMNS` as stored."""
     path = part_file(run_dir, layout.METRICS_DIR, part)
     by_attribute: dict[str, dict[str, np.ndarray]] = {}
-    reference = {}
+    reference, lines = {}, {}
     for i, row in enumerate(_metrics_rows(path), start=2):
         if row["scope"] == OVERALL:
             continue
-        reference[row["attribute"], row["group"]] = tuple(row[c] for c in REFERENCE_COLUMNS)
+        key = row["attribute"], row["group"]
+        if key in lines:   # a hand-edited file: which of the two rows would be the job's?
+            raise ResultsError(f"{path} line {i}: {key[0]} {key[1]!r} has a row already (line {lines[key]})")
+        lines[key], reference[key] = i, tuple(row[c] for c in REFERENCE_COLUMNS)
         try:
             cells = cells_from_rates(*(_number(row, c) for c in _RATES))
         except ValueError as exc:

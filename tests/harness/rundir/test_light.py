@@ -111,6 +111,12 @@ def test_rates_that_are_no_counts_and_wrong_headers_are_errors_naming_the_file(t
         path = _edit_first_group_row(run_dir, column, value)
         with pytest.raises(ResultsError, match=rf"{path.name} line 3 \(group '.+'\): {column}='{value}' is not {what}"):
             read_light(run_dir)
+    run_dir = make_run_dir(tmp_path / "twice", variants=MILD)
+    path = sorted((run_dir / layout.METRICS_DIR).glob("*.csv"))[0]
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines + [lines[1 + 1]]) + "\n")   # the first group's row again, at the end
+    with pytest.raises(ResultsError, match=rf"{path.name} line {len(lines) + 1}: group '.+' has a row already \(line 3\)"):
+        read_light(run_dir)
     run_dir = make_run_dir(tmp_path / "header", variants=MILD)
     path = sorted((run_dir / layout.METRICS_DIR).glob("*.csv"))[0]
     path.write_text(path.read_text().replace("flip_rate,", "flips,", 1))

@@ -25,6 +25,7 @@ MILD = {"fp32": {}, "int8": {"majority": (0.95, 0.3), "minority": (0.7, 0.8)}}
 EVERY_RULE = {"max_worst_group_drop": 0.02, "max_psi": 0.01, "max_flip_rate_ratio": 1.5, "min_group_size": 100,
               "require_devices": ["local", "pixel7"], "require_delegates": ["xnnpack"]}
 HEAVY = ("pandas", "pyarrow", "scipy", "statsmodels", "tensorflow", "keras")
+AWKWARD = {'g 1, "x"': 300, "2": 80, " Fem": 120}
 SCHEMA1 = Path(__file__).parents[1] / "rundir" / "data" / "schema1"
 
 
@@ -56,13 +57,17 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("light-signoff")
     return {"one": make_run_dir(base / "one", variants=MILD, targets=("local", "pixel7"),
                                 delegates=("xnnpack", "reference")),
-            "attributes": make_attribute_run(base / "attributes")}
+            "attributes": make_attribute_run(base / "attributes"),
+            # CSV's hard cases as group names (a comma, quotes, a leading space, a number), a failed job
+            "names": make_run_dir(base / "names", sizes=AWKWARD, variants={"fp32": {}, "int8": dict.fromkeys(
+                AWKWARD, (0.6, 1.0))}, targets=("local", "pixel7"), failed=[("int8", "pixel7", "xnnpack")])}
 
 
 @pytest.mark.parametrize("name, policy", [
     ("one", EVERY_RULE), ("one", {**EVERY_RULE, "judge_on_upper_bound": True, "max_flip_rate_ratio": 50.0}),
     ("attributes", {**EVERY_RULE, "require_devices": ["local"]}),
     ("attributes", {**EVERY_RULE, "attributes": ["sex"], "max_worst_group_drop": 0.2}),
+    ("names", EVERY_RULE),
 ])
 def test_the_light_verdict_is_the_full_paths(runs, name, policy):
     policy = so.parse_policy(policy, "test policy")

@@ -14,7 +14,7 @@ against the same reference outputs (a group's reference columns, :data:`REFERENC
 between jobs: a resumed session whose reference was computed again, on another host or runtime,
 and moved a near tie). The stored reference rows, which ``read_run`` compares every job with, are
 then the only common reference. A file that is missing, unreadable or of a newer schema is the same
-ResultsError as ``read_run``'s; so is a metrics row whose rates are no counts.
+ResultsError as ``read_run``'s; so is a metrics row whose rates are no counts, or a group's second row.
 
 Example::
 

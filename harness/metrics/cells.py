@@ -9,7 +9,7 @@ bootstrap (resampling a group's items with replacement is a multinomial draw of 
 They come from either of two sources, which agree exactly (``tests/harness/metrics/test_cells.py``):
 
 * a per-sample frame (:func:`cells_of_frame`; for a stored run, its predictions recomputed from the
-  logits), what ``qskew report`` and ``compare`` use;
+  logits), what ``qskew report`` (and ``mitigate``, ``suggest-mixed``) use;
 * a job's stored metrics rows (:func:`cells_from_rates`), what ``qskew signoff`` reads so that it
   needs neither pandas nor pyarrow: n and the rates acc_ref, acc, flip_rate, flip_right_to_wrong and
   flip_wrong_to_right are counts / n stored with round-trip precision, so round(rate x n) is the

@@ -2,9 +2,9 @@
 
 Every statistic here is a function of each group's paired cell counts (``harness.metrics.cells``):
 :func:`cell_stats` computes them all from the cells, which come from a per-sample frame
-(:func:`compute_stats`, :func:`run_stats`: ``qskew report`` and ``compare``) or from a run's stored
-metrics rows (``qskew signoff``, without pandas); the same cells give the same numbers. Nothing
-statistical is written into the run directory.
+(:func:`compute_stats`, :func:`run_stats`: ``qskew report``, ``mitigate``, ``suggest-mixed``) or from
+a run's stored metrics rows (``qskew signoff``, without pandas); the same cells give the same
+numbers. Nothing statistical is written into the run directory.
 
 * **Wilson intervals** for each group's accuracy under the reference and the variant
   (``statsmodels.stats.proportion.proportion_confint(method="wilson")``).

@@ -85,6 +85,8 @@ def cells_from_rates(n: int, acc_ref: float, acc: float, flip_rate: float, right
         cells_from_rates(4, 0.75, 0.5, 0.5, 0.25, 0.0)   # -> [2, 1, 0, 0, 1]
     """
     n = int(n)
+    if n < 1:   # group_metrics writes no empty group; its statistics would be NaN, and NaN passes every limit
+        raise ValueError(f"n={n} is no group's size (a group has at least one sample)")
     counts = {}
     for name, rate in (("acc_ref", acc_ref), ("acc", acc), ("flip_rate", flip_rate),
                        ("flip_right_to_wrong", right_to_wrong), ("flip_wrong_to_right", wrong_to_right)):

@@ -139,7 +139,7 @@ def _metrics_rows(path: Path) -> list[dict[str, str]]:
     (or, before schema 3, those without ``attribute``: then attribute "group", "" overall)."""
     stored = list(layout.metrics_columns(stored=True))
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:   # a BOM, as pandas (read_run) reads it
             reader = csv.reader(f)
             header = next(reader, [])
             table = list(reader)

@@ -66,6 +66,15 @@ def test_a_schema2_metrics_part_without_the_attribute_column_reads_as_attribute_
     same_cells(read_light(run_dir).cells, recomputed(run_dir))
 
 
+def test_a_metrics_part_saved_with_a_byte_order_mark_reads_as_read_run_reads_it(tmp_path):
+    """A spreadsheet's "CSV UTF-8" puts a BOM first; pandas (read_run) skips it, so does the light reader."""
+    run_dir = make_run_dir(tmp_path / "run", variants=MILD)
+    for path in (run_dir / layout.METRICS_DIR).glob("*.csv"):
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert len(read_run(run_dir).metrics)
+    same_cells(read_light(run_dir).cells, recomputed(run_dir))
+
+
 def test_runs_it_cannot_read_light_return_none(tmp_path):
     assert read_light(shutil.copytree(DATA / "schema1", tmp_path / "old")) is None
     no_counts = make_run_dir(tmp_path / "no-counts", variants=MILD)

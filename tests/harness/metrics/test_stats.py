@@ -104,6 +104,21 @@ def test_bit_identical_to_statsmodels_which_it_no_longer_imports():
         assert np.array_equal(st.holm(p), multipletests(p, method="holm")[1])
 
 
+def test_mcnemar_and_holm_bit_identical_to_statsmodels_over_a_sweep():
+    """Every (b, c) up to 40 discordant pairs each, and random p-value families with ties and ones."""
+    from statsmodels.stats.contingency_tables import mcnemar
+    from statsmodels.stats.multitest import multipletests
+
+    for b in range(41):
+        for c in range(41):
+            assert st.mcnemar_exact(b, c) == float(mcnemar(np.array([[0, c], [b, 0]]), exact=True).pvalue), (b, c)
+    rng = np.random.default_rng(0)
+    for size in (1, 2, 3, 5, 12, 40):
+        for _ in range(4):
+            p = np.round(rng.uniform(0, 1, size) ** 3, 2)   # rounded: ties, zeros and p-values near 1
+            assert np.array_equal(st.holm(p), multipletests(p, method="holm")[1]), p
+
+
 def test_group_counts_and_mcnemar_columns(frame, stats):
     rows = group_rows(stats.groups)
     for g, part in frame.groupby("group"):

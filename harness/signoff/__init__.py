@@ -104,7 +104,8 @@ def signoff(run_dir: Path, policy: Policy, n_resamples: int | None = None, seed:
     from harness.metrics import stats as st
     from harness.rundir.light import read_light
 
-    n_resamples, seed = n_resamples or st.N_RESAMPLES, st.SEED if seed is None else seed
+    n_resamples = st.N_RESAMPLES if n_resamples is None else n_resamples   # 0 is refused, not the default
+    seed = st.SEED if seed is None else seed
     light = read_light(Path(run_dir))
     if light is not None:
         # no rule judges a p-value: without McNemar, scipy is never imported

@@ -87,6 +87,11 @@ def test_a_resumed_run_scored_against_another_reference_gets_the_full_paths_verd
                 full_verdict(run_dir, policy, 300, 4).to_json())
 
 
+def test_zero_resamples_is_refused_not_taken_for_the_default(runs):
+    with pytest.raises(ValueError, match="n_resamples must be >= 1, got 0"):
+        so.signoff(runs["one"], so.parse_policy(EVERY_RULE, "test policy"), n_resamples=0)
+
+
 def test_a_run_it_cannot_read_light_is_judged_in_full(tmp_path):
     old = Path(shutil.copytree(SCHEMA1, tmp_path / "old"))
     assert read_light(old) is None

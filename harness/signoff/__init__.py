@@ -93,8 +93,9 @@ def signoff(run_dir: Path, policy: Policy, n_resamples: int | None = None, seed:
     The run is read light (``harness.rundir.light``: JSON and CSV, each group's cell counts from
     the stored metrics) so that sign-off imports neither pandas nor pyarrow (nor scipy: no rule
     judges a McNemar p-value, so none is computed); a run that cannot be
-    read so (schema 1, no group counts in its manifest) is read in full and its cells recomputed
-    from the stored logits. Both give the same cells, so the same statistics and verdict.
+    read so (schema 1, no group counts in its manifest, jobs scored against different reference
+    outputs: ``harness.rundir.light``) is read in full and its cells recomputed from the stored
+    logits. Both give the same cells, so the same statistics and verdict.
 
     Example::
 

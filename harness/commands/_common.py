@@ -67,6 +67,8 @@ def stats_options(args) -> dict:
     n = N_RESAMPLES if args.resamples is None else args.resamples
     if n < 1:
         raise ConfigError(f"--resamples must be >= 1, got {n}")
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     return {"n_resamples": n, "seed": SEED if args.seed is None else args.seed}
 
 

@@ -9,7 +9,7 @@ bootstrap (resampling a group's items with replacement is a multinomial draw of 
 They come from either of two sources, which agree exactly (``tests/harness/metrics/test_cells.py``):
 
 * a per-sample frame (:func:`cells_of_frame`; for a stored run, its predictions recomputed from the
-  logits), what ``qskew report`` and ``compare`` use;
+  logits), what ``qskew report`` (and ``mitigate``, ``suggest-mixed``) use;
 * a job's stored metrics rows (:func:`cells_from_rates`), what ``qskew signoff`` reads so that it
   needs neither pandas nor pyarrow: n and the rates acc_ref, acc, flip_rate, flip_right_to_wrong and
   flip_wrong_to_right are counts / n stored with round-trip precision, so round(rate x n) is the
@@ -85,6 +85,8 @@ def cells_from_rates(n: int, acc_ref: float, acc: float, flip_rate: float, right
         cells_from_rates(4, 0.75, 0.5, 0.5, 0.25, 0.0)   # -> [2, 1, 0, 0, 1]
     """
     n = int(n)
+    if n < 1:   # group_metrics writes no empty group; its statistics would be NaN, and NaN passes every limit
+        raise ValueError(f"n={n} is no group's size (a group has at least one sample)")
     counts = {}
     for name, rate in (("acc_ref", acc_ref), ("acc", acc), ("flip_rate", flip_rate),
                        ("flip_right_to_wrong", right_to_wrong), ("flip_wrong_to_right", wrong_to_right)):

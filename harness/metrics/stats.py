@@ -2,9 +2,9 @@
 
 Every statistic here is a function of each group's paired cell counts (``harness.metrics.cells``):
 :func:`cell_stats` computes them all from the cells, which come from a per-sample frame
-(:func:`compute_stats`, :func:`run_stats`: ``qskew report`` and ``compare``) or from a run's stored
-metrics rows (``qskew signoff``, without pandas); the same cells give the same numbers. Nothing
-statistical is written into the run directory.
+(:func:`compute_stats`, :func:`run_stats`: ``qskew report``, ``mitigate``, ``suggest-mixed``) or from
+a run's stored metrics rows (``qskew signoff``, without pandas); the same cells give the same
+numbers. Nothing statistical is written into the run directory.
 
 * **Wilson intervals** for each group's accuracy under the reference and the variant
   (``statsmodels.stats.proportion.proportion_confint(method="wilson")``).
@@ -240,12 +240,14 @@ def compute_stats(frame: "pd.DataFrame", n_resamples: int = N_RESAMPLES, seed: i
 
 
 def cell_stats(cells: "list[GroupCells]", n_resamples: int = N_RESAMPLES, seed: int = SEED,
-               confidence: float = CONFIDENCE) -> "StatRows":
+               confidence: float = CONFIDENCE, mcnemar: bool = True) -> "StatRows":
     """The statistics of :func:`compute_stats` from each job's and attribute's paired cell counts.
 
     The one function behind report, compare and signoff: given the same cells, the same numbers
     (the bootstrap draws cell counts either way). ``cells`` in table order: jobs sorted, each job's
     attributes in the run's order; a job's first attribute gives its overall row. No pandas.
+    ``mcnemar=False`` leaves ``mcnemar_p`` and ``mcnemar_p_holm`` NaN (not computed) and so never
+    imports scipy: sign-off judges no p-value (every other column is the same).
 
     Example::
 
@@ -256,9 +258,11 @@ def cell_stats(cells: "list[GroupCells]", n_resamples: int = N_RESAMPLES, seed: 
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     groups, disparity, first = [], [], set()
     for cell in cells:
-        rows, disparity_row = _job_stats(cell, int(n_resamples), int(seed), confidence)
+        rows, disparity_row = _job_stats(cell, int(n_resamples), int(seed), confidence, mcnemar)
         groups.extend(rows if cell.job not in first else rows[1:])  # one overall row per job
         first.add(cell.job)
         disparity.append(disparity_row)
@@ -308,7 +312,8 @@ def run_stats(run: StoredRun, n_resamples: int = N_RESAMPLES, seed: int = SEED,
                          attrs=getattr(run, "attributes", None))
 
 
-def _job_stats(cell: GroupCells, n_resamples: int, seed: int, confidence: float) -> tuple[list[dict], dict]:
+def _job_stats(cell: GroupCells, n_resamples: int, seed: int, confidence: float,
+               mcnemar: bool = True) -> tuple[list[dict], dict]:
     """Group rows (overall first) and the disparity row of one job's groups of one attribute."""
     job, attribute, names, counts = cell.job, cell.attribute, list(cell.names), cell.counts
     key = job if attribute == DEFAULT_ATTRIBUTE else (*job, attribute)
@@ -317,23 +322,25 @@ def _job_stats(cell: GroupCells, n_resamples: int, seed: int, confidence: float)
     drop_draws = (draws[..., 1] - draws[..., 2]) / n_g                       # (B, G)
     overall_draws = (draws[..., 1].sum(axis=1) - draws[..., 2].sum(axis=1)) / n_g.sum()  # (B,)
     psi_draws = drop_draws - overall_draws[:, None]
-
+    worst_draws, gap_draws = drop_draws.max(axis=1), drop_draws.max(axis=1) - drop_draws.min(axis=1)
+    # every interval of the family in one quantile call: columns are taken one by one all the same
+    lo, hi = percentile_interval(np.column_stack([overall_draws, drop_draws, psi_draws, worst_draws,
+                                                  psi_draws.max(axis=1), gap_draws]), confidence)
+    g = len(names)
     table = np.vstack([counts.sum(axis=0, keepdims=True), counts])           # overall row first
-    drop_lo, drop_hi = percentile_interval(np.column_stack([overall_draws, drop_draws]), confidence)
-    psi_lo, psi_hi = percentile_interval(psi_draws, confidence)
-    rows = _count_columns(table, confidence) | {
-        "scope": [OVERALL] + [scope_of(attribute)] * len(names), "group": [""] + names,
-        "attribute": [""] + [attribute] * len(names),
-        "acc_drop_lo": drop_lo, "acc_drop_hi": drop_hi,
-        "psi_lo": np.r_[np.nan, psi_lo], "psi_hi": np.r_[np.nan, psi_hi],
+    rows = _count_columns(table, confidence, mcnemar) | {
+        "scope": [OVERALL] + [scope_of(attribute)] * g, "group": [""] + names, "attribute": [""] + [attribute] * g,
+        "acc_drop_lo": lo[:1 + g], "acc_drop_hi": hi[:1 + g],
+        "psi_lo": np.r_[np.nan, lo[1 + g:1 + 2 * g]], "psi_hi": np.r_[np.nan, hi[1 + g:1 + 2 * g]],
     }
     rows["psi"] = np.r_[np.nan, rows["acc_drop"][1:] - rows["acc_drop"][0]]
     rows["mcnemar_p_holm"] = np.r_[rows["mcnemar_p"][0], holm(rows["mcnemar_p"][1:])]
     rows |= dict(zip(JOB_COLUMNS, ([part] * len(table) for part in job)))
     columns = {c: np.asarray(rows[c]).tolist() for c in GROUP_STATS_COLUMNS}   # Python values, in order
     records = [dict(zip(columns, values)) for values in zip(*columns.values())]
-    disparity_row = _disparity_row(job, names, rows, drop_draws, psi_draws, overall_draws, n_resamples, seed,
-                                   confidence) | {"attribute": attribute}
+    at = [0, -3, -2, -1]   # the columns of the overall drop, the worst-group drop, max psi, the gap
+    bounds = dict(zip(("overall_drop", "worst_group_drop", "psi", "drop_gap"), zip(lo[at], hi[at])))
+    disparity_row = _disparity_row(job, names, rows, bounds, n_resamples, seed, confidence) | {"attribute": attribute}
     return records, {c: _native(disparity_row[c]) for c in DISPARITY_STATS_COLUMNS}
 
 
@@ -342,8 +349,9 @@ def _native(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _count_columns(table: np.ndarray, confidence: float) -> dict:
-    """Columns that follow from cell counts alone: accuracies, Wilson bounds, b, c, McNemar."""
+def _count_columns(table: np.ndarray, confidence: float, mcnemar: bool = True) -> dict:
+    """Columns that follow from cell counts alone: accuracies, Wilson bounds, b, c, McNemar (NaN
+    without ``mcnemar``)."""
     n = table.sum(axis=1)
     right_ref = table[:, 0] + table[:, 1]
     right = table[:, 0] + table[:, 2]
@@ -355,7 +363,7 @@ def _count_columns(table: np.ndarray, confidence: float) -> dict:
         "n": n, "acc_ref": right_ref / n, "acc_ref_lo": ref_lo, "acc_ref_hi": ref_hi,
         "acc": right / n, "acc_lo": lo, "acc_hi": hi, "acc_drop": (c - b) / n,
         "b": b, "c": c, "flips": flips, "flip_rate": flips / n,
-        "mcnemar_p": np.array([mcnemar_exact(x, y) for x, y in zip(b, c)], dtype=np.float64),
+        "mcnemar_p": np.array([mcnemar_exact(x, y) if mcnemar else np.nan for x, y in zip(b, c)], dtype=np.float64),
         "warnings": [_warnings(int(k), int(x + y)) for k, x, y in zip(n, b, c)],
     }
 
@@ -369,24 +377,18 @@ def _warnings(n: int, discordant: int) -> str:
     return ";".join(codes)
 
 
-def _disparity_row(job, names, rows, drop_draws, psi_draws, overall_draws, n_resamples, seed,
-                   confidence) -> dict:
+def _disparity_row(job, names, rows, bounds, n_resamples, seed, confidence) -> dict:
+    """One job's disparity row; ``bounds``: measure -> its interval (lo, hi)."""
     drop = np.asarray(rows["acc_drop"][1:], dtype=np.float64)
     psi = drop - rows["acc_drop"][0]
     worst, most = int(np.argmax(drop)), int(np.argmax(psi))
-    bounds = {
-        "overall_drop": overall_draws, "worst_group_drop": drop_draws.max(axis=1),
-        "psi": psi_draws.max(axis=1), "drop_gap": drop_draws.max(axis=1) - drop_draws.min(axis=1),
-    }
     row = dict(zip(JOB_COLUMNS, job)) | {
         "n": int(rows["n"][0]), "overall_drop": rows["acc_drop"][0],
         "worst_group": names[worst], "worst_group_drop": drop[worst],
         "psi_group": names[most], "psi": psi[most], "drop_gap": drop.max() - drop.min(),
         "n_resamples": n_resamples, "seed": seed, "confidence": confidence,
     }
-    for name, draws in bounds.items():
-        row[f"{name}_lo"], row[f"{name}_hi"] = percentile_interval(draws, confidence)
-    return row
+    return row | {f"{name}_{side}": v for name, pair in bounds.items() for side, v in zip(("lo", "hi"), pair)}
 
 
 def _typed(table: "pd.DataFrame", schema: dict[str, str]) -> "pd.DataFrame":

@@ -8,10 +8,13 @@ run's JSON and CSV files: a job's cells follow exactly from its stored metrics r
 
 It returns None for a run it cannot judge that way, and the caller reads it in full (``read_run``,
 which recomputes the cells from the stored logits): a schema-1 run (one whole metrics file), a
-manifest without the test set's group counts (runs written by hand or by older code), or a finished
-job whose groups or group sizes are not the manifest's. A file that is missing, unreadable or of a
-newer schema is the same ResultsError as ``read_run``'s; so is a metrics row whose rates are no
-counts.
+manifest without the test set's group counts (runs written by hand or by older code), a finished
+job whose groups or group sizes are not the manifest's, or finished jobs that were not all scored
+against the same reference outputs (a group's reference columns, :data:`REFERENCE_COLUMNS`, differ
+between jobs: a resumed session whose reference was computed again, on another host or runtime,
+and moved a near tie). The stored reference rows, which ``read_run`` compares every job with, are
+then the only common reference. A file that is missing, unreadable or of a newer schema is the same
+ResultsError as ``read_run``'s; so is a metrics row whose rates are no counts, or a group's second row.
 
 Example::
 
@@ -36,6 +39,9 @@ from harness.rundir.layout import JOB_KEYS, SCHEMA_VERSION, Job
 from harness.rundir.reader import SummaryPart, part_file, read_json, summary_parts
 
 _RATES = ("n", "acc_ref", "acc", "flip_rate", "flip_right_to_wrong", "flip_wrong_to_right")
+# A group's columns that depend on the reference outputs alone: the same text in every job's metrics
+# when every job was scored against the same reference (same inputs, same code, same bits).
+REFERENCE_COLUMNS = ("n", "acc_ref", "loss_ref", "logit_var_ref", "margin_ref")
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,25 +84,34 @@ def read_light(run_dir: Path) -> LightRun | None:
         return None
     attrs = Attributes.from_json(manifest.get("dataset"))
     sizes = group_sizes(counts, attrs)
-    cells = []
+    cells, references = [], []
     for part in sorted((p for p in parts if p.entry["status"] == "ok"), key=lambda p: p.job):
-        job_cells = _job_cells(run_dir, part, attrs)
+        job_cells, reference = _job_cells(run_dir, part, attrs)
         if {(c.attribute, g): int(n) for c in job_cells for g, n in zip(c.names, c.counts.sum(axis=1))} != sizes:
             return None   # not the manifest's test set: the reference rows decide (read_run)
+        if references and reference != references[0]:
+            return None   # scored against another reference: the stored reference rows decide (read_run)
         cells.extend(job_cells)
+        references.append(reference)
     return LightRun(path=run_dir, manifest=manifest, summary={"schema_version": SCHEMA_VERSION,
                     "runs": [p.entry for p in parts]}, cells=tuple(cells), sizes=sizes)
 
 
-def _job_cells(run_dir: Path, part: SummaryPart, attrs: Attributes) -> list[GroupCells]:
-    """One finished job's cells per attribute (attributes in the run's order, groups sorted)."""
+def _job_cells(run_dir: Path, part: SummaryPart, attrs: Attributes) -> tuple[list[GroupCells], dict]:
+    """One finished job's cells per attribute (attributes in the run's order, groups sorted) and its
+    groups' :data:`REFERENCE_COLUMNS` as stored."""
     path = part_file(run_dir, layout.METRICS_DIR, part)
     by_attribute: dict[str, dict[str, np.ndarray]] = {}
+    reference, lines = {}, {}
     for i, row in enumerate(_metrics_rows(path), start=2):
         if row["scope"] == OVERALL:
             continue
+        key = row["attribute"], row["group"]
+        if key in lines:   # a hand-edited file: which of the two rows would be the job's?
+            raise ResultsError(f"{path} line {i}: {key[0]} {key[1]!r} has a row already (line {lines[key]})")
+        lines[key], reference[key] = i, tuple(row[c] for c in REFERENCE_COLUMNS)
         try:
-            cells = cells_from_rates(*(float(row[c]) if c != "n" else int(row[c]) for c in _RATES))
+            cells = cells_from_rates(*(_number(row, c) for c in _RATES))
         except ValueError as exc:
             raise ResultsError(f"{path} line {i} ({row['attribute']} {row['group']!r}): {exc}") from exc
         by_attribute.setdefault(row["attribute"], {})[row["group"]] = cells
@@ -107,7 +122,16 @@ def _job_cells(run_dir: Path, part: SummaryPart, attrs: Attributes) -> list[Grou
         names = tuple(sorted(groups))
         counts = np.array([groups[g] for g in names], dtype=np.int64).reshape(len(names), len(CELLS))
         out.append(GroupCells(part.job, attribute, names, counts))
-    return out
+    return out, reference
+
+
+def _number(row: dict[str, str], column: str) -> float | int:
+    """``row[column]`` as the number it stores (n an integer); ValueError naming the column."""
+    try:
+        return int(row[column]) if column == "n" else float(row[column])
+    except ValueError:
+        kind = "an integer" if column == "n" else "a number"
+        raise ValueError(f"{column}={row[column]!r} is not {kind}") from None
 
 
 def _metrics_rows(path: Path) -> list[dict[str, str]]:
@@ -115,7 +139,7 @@ def _metrics_rows(path: Path) -> list[dict[str, str]]:
     (or, before schema 3, those without ``attribute``: then attribute "group", "" overall)."""
     stored = list(layout.metrics_columns(stored=True))
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:   # a BOM, as pandas (read_run) reads it
             reader = csv.reader(f)
             header = next(reader, [])
             table = list(reader)

@@ -91,9 +91,11 @@ def signoff(run_dir: Path, policy: Policy, n_resamples: int | None = None, seed:
     """Read ``run_dir``, compute its statistics and judge them against ``policy``.
 
     The run is read light (``harness.rundir.light``: JSON and CSV, each group's cell counts from
-    the stored metrics) so that sign-off imports neither pandas nor pyarrow; a run that cannot be
-    read so (schema 1, no group counts in its manifest) is read in full and its cells recomputed
-    from the stored logits. Both give the same cells, so the same statistics and verdict.
+    the stored metrics) so that sign-off imports neither pandas nor pyarrow (nor scipy: no rule
+    judges a McNemar p-value, so none is computed); a run that cannot be
+    read so (schema 1, no group counts in its manifest, jobs scored against different reference
+    outputs: ``harness.rundir.light``) is read in full and its cells recomputed from the stored
+    logits. Both give the same cells, so the same statistics and verdict.
 
     Example::
 
@@ -103,10 +105,12 @@ def signoff(run_dir: Path, policy: Policy, n_resamples: int | None = None, seed:
     from harness.metrics import stats as st
     from harness.rundir.light import read_light
 
-    n_resamples, seed = n_resamples or st.N_RESAMPLES, st.SEED if seed is None else seed
+    n_resamples = st.N_RESAMPLES if n_resamples is None else n_resamples   # 0 is refused, not the default
+    seed = st.SEED if seed is None else seed
     light = read_light(Path(run_dir))
     if light is not None:
-        return judge(light, st.cell_stats(light.cells, n_resamples, seed), policy)
+        # no rule judges a p-value: without McNemar, scipy is never imported
+        return judge(light, st.cell_stats(light.cells, n_resamples, seed, mcnemar=False), policy)
     from harness.rundir import read_run
 
     run = read_run(Path(run_dir))

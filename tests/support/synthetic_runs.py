@@ -103,3 +103,24 @@ def _manifest(test: GroupedDataset, variants, targets, calibration_shares) -> di
         "targets": {t: {"name": t, "kind": "local", "platform": "Linux <x86_64>", "python_version": "3.11"}
                     for t in targets},
     }
+
+
+def add_job_scored_against_another_reference(run_dir: Path, job: tuple[str, str, str],
+                                             spec: Mapping[str, tuple[float, float]], moved: int = 8,
+                                             sizes: Mapping[str, int] = SIZES, data_seed: int = 0) -> Path:
+    """Resume ``run_dir`` (written by :func:`make_run_dir` with ``sizes`` and ``data_seed``) and add
+    ``job``, scored as a resumed session whose reference outputs were computed again (on another
+    host) and moved ``moved`` near ties of the smallest group: the reference gets them wrong. The
+    stored reference rows stay the first session's (``RunWriter.add_reference`` keeps them)."""
+    test, z_ref = make_test_set(sizes, data_seed=data_seed)
+    smallest = min(sizes, key=sizes.get)
+    rows = np.flatnonzero((test.group == smallest) & (z_ref.argmax(axis=1) == test.y))[:moved]
+    z_new = z_ref.copy()
+    z_new[rows, test.y[rows]] = z_ref[rows].min(axis=1) - 0.01
+    logits = variant_logits(z_ref, test.group, spec, noise_seed=99)
+    run = DeviceRun(variant=job[0], target=job[1], delegate=job[2], artifact_sha256=f"{job[0]:0<64}"[:64],
+                    logits=logits, runtime="ai_edge_litert", runtime_version="2.3.0", delegate_applied=job[2],
+                    batch_size=64, timings=Timings(per_batch_s=(0.001,) * 4))
+    with RunWriter(Path(run_dir), resume=True) as writer:
+        writer.add_run(run, score_job(run, Logits(ids=test.ids.copy(), values=z_new), test))
+    return Path(run_dir)

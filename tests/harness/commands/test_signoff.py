@@ -75,3 +75,9 @@ def test_json_warn_keeps_its_warning_line_on_stderr(run_dir, tmp_path, capfd):
     out, err = capfd.readouterr()
     assert json.loads(out)["verdict"] == "WARN"
     assert err.startswith("WARNING: sign-off verdict is WARN")
+
+
+def test_a_negative_seed_is_one_error_line_naming_the_flag(run_dir, capsys):
+    """numpy refuses a negative seed with a bare ValueError deep in the bootstrap; the command says which flag."""
+    assert main(["signoff", str(run_dir), "--seed", "-1"]) == 2
+    assert "--seed must be >= 0, got -1" in capsys.readouterr().err

@@ -33,6 +33,8 @@ def test_the_docstring_example():
     ((100, 0.9, 0.9, 0.05, 0.05, 0.05), "not the counts of n paired samples"),   # flips < r2w + w2r
     ((100, 0.9, 0.8, 0.1, 0.05, 0.0), "not the counts of n paired samples"),     # acc disagrees
     ((100, float("nan"), 0.9, 0.1, 0.05, 0.0), "acc_ref=nan is not a count"),
+    ((0, 0.0, 0.0, 0.0, 0.0, 0.0), "n=0 is no group's size"),   # else NaN drops, and NaN > limit is False
+    ((-4, 0.5, 0.5, 0.0, 0.0, 0.0), "n=-4 is no group's size"),
 ])
 def test_rates_that_are_no_counts_are_refused(args, message):
     with pytest.raises(ValueError, match=message):

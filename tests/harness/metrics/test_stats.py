@@ -8,6 +8,7 @@ import pytest
 from scipy.stats import binomtest
 
 from harness.metrics import stats as st
+from harness.metrics.cells import GroupCells, cells_of_frame
 from harness.metrics.compare import per_sample
 from harness.metrics.groups import disparity, group_metrics
 from harness.records import DeviceRun, Logits
@@ -103,6 +104,21 @@ def test_bit_identical_to_statsmodels_which_it_no_longer_imports():
         assert np.array_equal(st.holm(p), multipletests(p, method="holm")[1])
 
 
+def test_mcnemar_and_holm_bit_identical_to_statsmodels_over_a_sweep():
+    """Every (b, c) up to 40 discordant pairs each, and random p-value families with ties and ones."""
+    from statsmodels.stats.contingency_tables import mcnemar
+    from statsmodels.stats.multitest import multipletests
+
+    for b in range(41):
+        for c in range(41):
+            assert st.mcnemar_exact(b, c) == float(mcnemar(np.array([[0, c], [b, 0]]), exact=True).pvalue), (b, c)
+    rng = np.random.default_rng(0)
+    for size in (1, 2, 3, 5, 12, 40):
+        for _ in range(4):
+            p = np.round(rng.uniform(0, 1, size) ** 3, 2)   # rounded: ties, zeros and p-values near 1
+            assert np.array_equal(st.holm(p), multipletests(p, method="holm")[1]), p
+
+
 def test_group_counts_and_mcnemar_columns(frame, stats):
     rows = group_rows(stats.groups)
     for g, part in frame.groupby("group"):
@@ -182,6 +198,32 @@ def test_multinomial_draws_match_index_resampling():
     assert np.quantile(fast, [0.025, 0.5, 0.975]) == pytest.approx(np.quantile(slow, [0.025, 0.5, 0.975]), abs=0.006)
 
 
+@pytest.mark.parametrize("attribute", ["group", "sex"])
+def test_intervals_follow_from_the_documented_seed_and_draws(attribute):
+    """The module docstring's recipe, written out: the generator seeded with (seed, crc32 of the job's
+    names joined by \\x1f, the attribute's name last unless it is "group"), one multinomial draw of
+    each group's cells per resample (groups in sorted order), percentile bounds of the resampled
+    statistics. The same numbers, bit for bit: the seed's meaning is pinned."""
+    import zlib
+
+    counts = np.array([[300, 20, 8, 40, 32], [60, 15, 2, 10, 13], [25, 3, 1, 1, 0]])
+    cell = GroupCells(("int8", "pixel7", "gpu"), attribute, ("a", "b", "c"), counts)
+    rows = st.cell_stats([cell], n_resamples=400, seed=9, mcnemar=False)
+    key = "\x1f".join(cell.job + ((attribute,) if attribute != "group" else ()))
+    rng = np.random.default_rng([9, zlib.crc32(key.encode())])
+    draws = np.stack([rng.multinomial(row.sum(), row / row.sum(), size=400) for row in counts], axis=1)
+    drops = (draws[..., 1] - draws[..., 2]) / counts.sum(axis=1)
+    overall = (draws[..., 1] - draws[..., 2]).sum(axis=1) / counts.sum()
+    tails = [(1 - 0.95) / 2, 1 - (1 - 0.95) / 2]
+    expected = {"worst_group_drop": drops.max(axis=1), "drop_gap": drops.max(axis=1) - drops.min(axis=1),
+                "psi": (drops - overall[:, None]).max(axis=1), "overall_drop": overall}
+    for name, values in expected.items():
+        assert (rows.disparity[0][f"{name}_lo"], rows.disparity[0][f"{name}_hi"]) == \
+            tuple(np.quantile(values, tails).tolist()), name
+    for g, row in enumerate(rows.groups[1:]):
+        assert (row["acc_drop_lo"], row["acc_drop_hi"]) == tuple(np.quantile(drops[:, g], tails).tolist())
+
+
 def test_bootstrap_interval_covers_the_true_drop():
     """Over 300 simulated test sets the 95 % percentile interval holds the true drop ~95 % of the time."""
     p = np.array([0.78, 0.10, 0.04, 0.05, 0.03])      # true drop = 0.10 - 0.04 = 0.06
@@ -215,7 +257,20 @@ def test_fixed_columns_whatever_the_input(frame):
     assert one.groups["b"].dtype == np.int64 and one.groups["mcnemar_p"].dtype == np.float64
 
 
+def test_without_mcnemar_only_the_p_values_are_missing(frame):
+    """Sign-off asks for no p-value (so scipy is never imported); every other number is the same."""
+    cells = cells_of_frame(frame)
+    full, light = st.cell_stats(cells, 200, 5), st.cell_stats(cells, 200, 5, mcnemar=False)
+    assert repr(light.disparity) == repr(full.disparity)   # repr: NaN equals NaN
+    for a, b in zip(light.groups, full.groups, strict=True):
+        assert np.isnan(a["mcnemar_p"]) and np.isnan(a["mcnemar_p_holm"]) and not np.isnan(b["mcnemar_p"])
+        assert repr({k: v for k, v in a.items() if "mcnemar" not in k}) == \
+            repr({k: v for k, v in b.items() if "mcnemar" not in k})
+
+
 def test_bad_options_are_refused(frame):
+    with pytest.raises(ValueError, match="seed must be >= 0, got -1"):
+        st.cell_stats(cells_of_frame(frame), seed=-1)
     with pytest.raises(ValueError, match="n_resamples"):
         st.compute_stats(frame, n_resamples=0)
     with pytest.raises(ValueError, match="confidence"):

@@ -17,7 +17,7 @@ from harness.metrics.cells import cells_of_frame
 from harness.rundir import layout, read_run
 from harness.rundir.light import read_light
 from support.attribute_runs import make_attribute_run
-from support.synthetic_runs import make_run_dir
+from support.synthetic_runs import add_job_scored_against_another_reference, make_run_dir
 
 DATA = Path(__file__).parent / "data"
 MILD = {"fp32": {}, "int8": {"majority": (0.95, 0.3), "minority": (0.7, 0.8)}}
@@ -66,6 +66,15 @@ def test_a_schema2_metrics_part_without_the_attribute_column_reads_as_attribute_
     same_cells(read_light(run_dir).cells, recomputed(run_dir))
 
 
+def test_a_metrics_part_saved_with_a_byte_order_mark_reads_as_read_run_reads_it(tmp_path):
+    """A spreadsheet's "CSV UTF-8" puts a BOM first; pandas (read_run) skips it, so does the light reader."""
+    run_dir = make_run_dir(tmp_path / "run", variants=MILD)
+    for path in (run_dir / layout.METRICS_DIR).glob("*.csv"):
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert len(read_run(run_dir).metrics)
+    same_cells(read_light(run_dir).cells, recomputed(run_dir))
+
+
 def test_runs_it_cannot_read_light_return_none(tmp_path):
     assert read_light(shutil.copytree(DATA / "schema1", tmp_path / "old")) is None
     no_counts = make_run_dir(tmp_path / "no-counts", variants=MILD)
@@ -78,6 +87,15 @@ def test_runs_it_cannot_read_light_return_none(tmp_path):
     manifest["dataset"]["group_counts"]["test"]["minority"] += 1   # not the test set the jobs ran on
     (other / "manifest.json").write_text(json.dumps(manifest))
     assert read_light(other) is None
+
+
+def test_jobs_scored_against_another_reference_are_read_in_full(tmp_path):
+    """A resumed session that recomputed the reference scored its job against other outputs than the
+    stored reference rows: its metrics' cells are not what read_run (and report) compute."""
+    run_dir = make_run_dir(tmp_path / "run", variants=MILD)
+    assert read_light(run_dir) is not None
+    add_job_scored_against_another_reference(run_dir, ("int8", "pixel7", "xnnpack"), MILD["int8"])
+    assert read_light(run_dir) is None
 
 
 def _edit_first_group_row(run_dir: Path, column: str, value: str) -> Path:
@@ -96,6 +114,17 @@ def test_rates_that_are_no_counts_and_wrong_headers_are_errors_naming_the_file(t
     run_dir = make_run_dir(tmp_path / "rate", variants=MILD)
     path = _edit_first_group_row(run_dir, "acc", "0.123456789")
     with pytest.raises(ResultsError, match=rf"{path.name} line 3 \(group '.+'\): acc=0.123456789 is not a count"):
+        read_light(run_dir)
+    for column, value, what in (("n", "150.0", "an integer"), ("acc", "", "a number")):
+        run_dir = make_run_dir(tmp_path / f"{column}-value", variants=MILD)
+        path = _edit_first_group_row(run_dir, column, value)
+        with pytest.raises(ResultsError, match=rf"{path.name} line 3 \(group '.+'\): {column}='{value}' is not {what}"):
+            read_light(run_dir)
+    run_dir = make_run_dir(tmp_path / "twice", variants=MILD)
+    path = sorted((run_dir / layout.METRICS_DIR).glob("*.csv"))[0]
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines + [lines[1 + 1]]) + "\n")   # the first group's row again, at the end
+    with pytest.raises(ResultsError, match=rf"{path.name} line {len(lines) + 1}: group '.+' has a row already \(line 3\)"):
         read_light(run_dir)
     run_dir = make_run_dir(tmp_path / "header", variants=MILD)
     path = sorted((run_dir / layout.METRICS_DIR).glob("*.csv"))[0]

@@ -19,12 +19,13 @@ from harness.metrics.stats import run_stats
 from harness.rundir import read_run
 from harness.rundir.light import read_light
 from support.attribute_runs import make_attribute_run
-from support.synthetic_runs import make_run_dir
+from support.synthetic_runs import add_job_scored_against_another_reference, make_run_dir
 
 MILD = {"fp32": {}, "int8": {"majority": (0.95, 0.3), "minority": (0.7, 0.8)}}
 EVERY_RULE = {"max_worst_group_drop": 0.02, "max_psi": 0.01, "max_flip_rate_ratio": 1.5, "min_group_size": 100,
               "require_devices": ["local", "pixel7"], "require_delegates": ["xnnpack"]}
-HEAVY = ("pandas", "pyarrow", "statsmodels", "tensorflow", "keras")
+HEAVY = ("pandas", "pyarrow", "scipy", "statsmodels", "tensorflow", "keras")
+AWKWARD = {'g 1, "x"': 300, "2": 80, " Fem": 120}
 SCHEMA1 = Path(__file__).parents[1] / "rundir" / "data" / "schema1"
 
 
@@ -56,13 +57,17 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("light-signoff")
     return {"one": make_run_dir(base / "one", variants=MILD, targets=("local", "pixel7"),
                                 delegates=("xnnpack", "reference")),
-            "attributes": make_attribute_run(base / "attributes")}
+            "attributes": make_attribute_run(base / "attributes"),
+            # CSV's hard cases as group names (a comma, quotes, a leading space, a number), a failed job
+            "names": make_run_dir(base / "names", sizes=AWKWARD, variants={"fp32": {}, "int8": dict.fromkeys(
+                AWKWARD, (0.6, 1.0))}, targets=("local", "pixel7"), failed=[("int8", "pixel7", "xnnpack")])}
 
 
 @pytest.mark.parametrize("name, policy", [
     ("one", EVERY_RULE), ("one", {**EVERY_RULE, "judge_on_upper_bound": True, "max_flip_rate_ratio": 50.0}),
     ("attributes", {**EVERY_RULE, "require_devices": ["local"]}),
     ("attributes", {**EVERY_RULE, "attributes": ["sex"], "max_worst_group_drop": 0.2}),
+    ("names", EVERY_RULE),
 ])
 def test_the_light_verdict_is_the_full_paths(runs, name, policy):
     policy = so.parse_policy(policy, "test policy")
@@ -73,6 +78,20 @@ def test_the_light_verdict_is_the_full_paths(runs, name, policy):
     assert {r.status for r in light.rules} >= {so.PASS, so.FAIL}   # judged numbers, not only empty rules
 
 
+def test_a_resumed_run_scored_against_another_reference_gets_the_full_paths_verdict(tmp_path):
+    """Its stored metrics were scored against a recomputed reference, read_run against the stored one."""
+    run_dir = make_run_dir(tmp_path / "run", variants=MILD)
+    add_job_scored_against_another_reference(run_dir, ("int8", "pixel7", "xnnpack"), MILD["int8"])
+    policy = so.parse_policy(EVERY_RULE, "test policy")
+    assert_same(so.signoff(run_dir, policy, n_resamples=300, seed=4).to_json(),
+                full_verdict(run_dir, policy, 300, 4).to_json())
+
+
+def test_zero_resamples_is_refused_not_taken_for_the_default(runs):
+    with pytest.raises(ValueError, match="n_resamples must be >= 1, got 0"):
+        so.signoff(runs["one"], so.parse_policy(EVERY_RULE, "test policy"), n_resamples=0)
+
+
 def test_a_run_it_cannot_read_light_is_judged_in_full(tmp_path):
     old = Path(shutil.copytree(SCHEMA1, tmp_path / "old"))
     assert read_light(old) is None
@@ -80,8 +99,10 @@ def test_a_run_it_cannot_read_light_is_judged_in_full(tmp_path):
     assert_same(so.signoff(old, policy, n_resamples=200).to_json(), full_verdict(old, policy, 200, 0).to_json())
 
 
-def test_the_signoff_command_imports_no_pandas_or_pyarrow(runs, tmp_path):
-    """The whole command in a fresh interpreter (its parser, reading, statistics, JSON and JUnit)."""
+def test_the_signoff_command_imports_no_pandas_pyarrow_or_scipy(runs, tmp_path):
+    """The whole command in a fresh interpreter (its parser, reading, statistics, JSON and JUnit);
+    nor scipy, though the run has groups with discordant pairs (no rule judges a McNemar p-value)."""
+    assert any((c.counts[:, 1] != c.counts[:, 2]).any() for c in read_light(runs["attributes"]).cells)
     policy = tmp_path / "policy.toml"
     policy.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in EVERY_RULE.items()))
     code = ("import json, sys\nfrom harness.cli import main\n"

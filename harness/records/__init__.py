@@ -9,21 +9,24 @@ measured on a device (timings, transfer, execution plan, repeat noise) is in
 from __future__ import annotations
 
 import hashlib
+import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from harness.records.device import (AcceleratorReport, CompilerOp, ExecutionPlan, JobTransfer, NodePlacement,
                                     Precision, RepeatNoise, Timings)
 
-__all__ = ["SPLITS", "Preprocess", "GroupedDataset", "TensorIO", "CalibrationInfo", "ModelArtifact", "Logits",
+__all__ = ["SPLITS", "row_chunks", "Preprocess", "GroupedDataset", "TensorIO", "CalibrationInfo", "ModelArtifact", "Logits",
            "DeviceRun", "Timings", "JobTransfer", "ExecutionPlan", "NodePlacement", "CompilerOp", "RepeatNoise",
            "Precision", "AcceleratorReport"]
 
 SPLITS = ("train", "test")
 DEFAULT_ATTRIBUTE = "group"   # the name of the one group attribute of a dataset that does not name its own
+CHUNK_BYTES = 16 << 20       # rows read per step of a pass over a set: a few MB, so a pass holds little
+HASH_TEXT_ROWS = 65_536      # ids / group labels joined per step when hashing (a few MB of text)
 CROSS = "\u00d7"              # joins attribute names and values into intersections: "sex\u00d7race", "Female\u00d7Black"
 
 
@@ -78,7 +81,14 @@ class GroupedDataset:
         return self.take(np.flatnonzero(mask))
 
     def take(self, index: np.ndarray) -> "GroupedDataset":
-        """The rows at ``index`` (in that order), as read-only arrays like every dataset's."""
+        """The rows at ``index`` (in that order), as read-only arrays like every dataset's.
+
+        Rows that form one ascending run (a split stored as one block) are taken as a slice, a view
+        that copies nothing: a memory-mapped ``x`` stays memory-mapped."""
+        index = np.asarray(index)
+        if index.ndim == 1 and index.size and index.dtype.kind in "iu" and \
+                int(index[-1]) - int(index[0]) + 1 == index.size and bool(np.all(np.diff(index) == 1)):
+            index = slice(int(index[0]), int(index[-1]) + 1)
         return GroupedDataset(
             name=self.name, ids=_frozen(self.ids[index]), x=_frozen(self.x[index]), y=_frozen(self.y[index]),
             group=_frozen(self.group[index]), split=_frozen(self.split[index]), num_classes=self.num_classes,
@@ -95,18 +105,69 @@ class GroupedDataset:
         return {str(n): int(c) for n, c in zip(names, counts)}
 
     def sha256(self) -> str:
-        """Content hash of ids, samples, labels, groups and splits (stable across runs)."""
+        """Content hash of ids, samples, labels, groups and splits (stable across runs).
+
+        Read in chunks of rows (:func:`row_chunks`), so hashing holds one chunk at a time, not a
+        copy of the set; the bytes hashed are those of the whole arrays, one after the other."""
         h = hashlib.sha256()
-        for arr in (self.ids.astype(str), self.group.astype(str), self.split.astype(str)):
-            h.update("\x1f".join(arr.tolist()).encode())
+        for arr in (self.ids, self.group, self.split):
+            for start, chunk in row_chunks(arr, HASH_TEXT_ROWS):
+                h.update((("\x1f" if start else "") + "\x1f".join(chunk.astype(str).tolist())).encode())
         for arr in (self.x, self.y):
-            a = np.ascontiguousarray(arr)
-            h.update(str(a.dtype).encode() + str(a.shape).encode())
-            h.update(a.tobytes())
+            h.update(str(arr.dtype).encode() + str(arr.shape).encode())
+            for _, chunk in row_chunks(arr):
+                h.update(np.ascontiguousarray(chunk).data)
         h.update(repr(self.preprocess).encode())
         if self.attributes != (DEFAULT_ATTRIBUTE,) or self.intersections:  # one-attribute datasets keep their old hash
             h.update(repr((self.attributes, self.intersections)).encode())
         return h.hexdigest()
+
+
+def row_chunks(a: np.ndarray, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, a[start:start + rows])`` over the rows of ``a``, chunk after chunk.
+
+    ``rows`` defaults to what fits in ``CHUNK_BYTES``. For an array memory-mapped read-only from a
+    file (``np.load(..., mmap_mode="r")``, the ``.npz`` reader), the chunk is a copy and the pages
+    it was read from are handed back to the kernel after each step (``madvise(MADV_DONTNEED)``;
+    they stay in the page cache): mapped pages that were read count in the process's resident
+    memory until then, so a pass over a 3 GB file would otherwise leave 3 GB resident.
+
+    >>> [(s, c.tolist()) for s, c in row_chunks(np.arange(5), rows=2)]
+    [(0, [0, 1]), (2, [2, 3]), (4, [4])]
+    """
+    n = int(a.shape[0]) if a.ndim else 0
+    if rows is None:
+        row_bytes = max(1, a.itemsize * int(np.prod(a.shape[1:], dtype=np.int64)))
+        rows = max(1, CHUNK_BYTES // row_bytes)
+    mapped = _read_only_mmap(a)
+    for start in range(0, n, rows):
+        part = a[start:start + rows]
+        if mapped is None:
+            yield start, part
+            continue
+        copy = np.array(part)
+        _release(mapped, part)
+        yield start, copy
+
+
+def _read_only_mmap(a: np.ndarray) -> "mmap.mmap | None":
+    """The read-only file mapping under ``a`` (np.memmap mode "r"), else None."""
+    obj: Any = a
+    while obj is not None:
+        if isinstance(obj, np.memmap) and getattr(obj, "_mmap", None) is not None:
+            return obj._mmap if obj.mode == "r" else None
+        obj = getattr(obj, "base", None)
+    return None
+
+
+def _release(mapped: "mmap.mmap", part: np.ndarray) -> None:
+    """Drop ``part``'s pages from this process's resident set (read-only file pages: nothing is lost)."""
+    if not hasattr(mapped, "madvise") or not part.nbytes:
+        return
+    origin = np.frombuffer(mapped, np.uint8, count=1).ctypes.data
+    start = part.ctypes.data - origin
+    low = start - start % mmap.PAGESIZE
+    mapped.madvise(mmap.MADV_DONTNEED, low, min(len(mapped), start + part.nbytes) - low)
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

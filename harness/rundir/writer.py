@@ -235,11 +235,11 @@ def write_signoff(run_dir: Path, verdict: Mapping[str, Any]) -> Path:
 # -- parts -------------------------------------------------------------------------------------
 
 def predictions_tables(job: Job, ids, groups, labels, preds, logits: np.ndarray,
-                       rows: int = PREDICTION_ROWS) -> "Iterator[pa.Table]":
-    """One job's predictions rows as arrow tables of ``rows`` rows each (the parquet part's row
+                       rows: int | None = None) -> "Iterator[pa.Table]":
+    """One job's predictions rows as arrow tables of ``rows`` (default ``PREDICTION_ROWS``) rows each (the parquet part's row
     groups), built one at a time: ``preds`` None is the argmax of ``logits``. Arrays may be
     memory-mapped (``records.row_chunks`` reads them)."""
-    for start, values in row_chunks(logits, rows):
+    for start, values in row_chunks(logits, rows or PREDICTION_ROWS):
         part = slice(start, start + values.shape[0])
         pred = np.asarray(values).argmax(axis=1) if preds is None else preds[part]
         yield predictions_table(job, ids[part], groups[part], labels[part], pred, values)

@@ -346,3 +346,29 @@ def test_summary_parts_are_byte_for_byte_what_the_dict_building_writer_stored(tm
         assert list(got) == list(expected), run_dir.name
         for name in expected:
             assert got[name] == expected[name], f"{run_dir.name}/{name}"
+
+
+def test_a_large_job_is_written_in_row_groups_that_read_back_as_one_table(tmp_path, monkeypatch):
+    from harness.rundir import writer as writer_module
+
+    test = dataset(50)
+    ref = Logits(test.ids, logits(test, 1))
+    run = device_run(JOBS[0], logits(test, 2))
+    parts = {}
+    for rows in (1000, 16):  # one row group (the default for a small job), then four
+        monkeypatch.setattr(writer_module, "PREDICTION_ROWS", rows)
+        w = rundir.RunWriter(tmp_path / f"run-{rows}")
+        w.write_manifest(MANIFEST)
+        w.add_reference(ref, test)
+        add_run(w, run, ref, test)
+        parts[rows] = {kind: _part(tmp_path / f"run-{rows}", layout.PREDICTIONS_DIR, job)
+                       for kind, job in (("ref", layout.REFERENCE_JOB), ("job", JOBS[0]))}
+    for kind in ("ref", "job"):
+        one, many = (pq.ParquetFile(parts[rows][kind]) for rows in (1000, 16))
+        assert (one.num_row_groups, many.num_row_groups) == (1, 4)
+        assert many.read().equals(one.read()) and one.schema_arrow.metadata == many.schema_arrow.metadata
+    whole = writer_module.predictions_table(JOBS[0], test.ids, test.group, test.y, run.logits.argmax(axis=1),
+                                            run.logits)
+    one_table = tmp_path / "one-table.parquet"
+    writer_module.write_parquet(one_table, whole)  # the old way: one table, pq.write_table
+    assert one_table.read_bytes() == parts[1000]["job"].read_bytes()  # small jobs: the same bytes as before

@@ -24,7 +24,7 @@ from harness.metrics.attributes import Attributes, expand
 from harness.metrics.compare import align_reference, compare_samples
 from harness.metrics.disparity import Disparity
 from harness.metrics.groups import add_sums, disparity, group_sums, metrics_from_sums
-from harness.records import DeviceRun, GroupedDataset, Logits
+from harness.records import DeviceRun, GroupedDataset, Logits, row_chunks
 
 # Samples compared per step: the per-sample frame and a few [rows, K] float64 arrays of one chunk
 # (tens of MB for K = 10), whatever the size of the test set; demo-size sets are one chunk.
@@ -71,13 +71,13 @@ def score_job(run: DeviceRun, ref: Logits, test: GroupedDataset, rows: int = SCO
     ref = _aligned(ref, test, logits, "/".join(job))
     attrs = Attributes(test.attributes, test.intersections)
     sums, preds = [], np.empty(len(test), np.int64)
-    for start in range(0, max(len(test), 1), rows):
-        part = slice(start, start + rows)
-        frame = compare_samples(Logits(ids=test.ids[part], values=np.asarray(ref.values[part]), outputs=ref.outputs),
-                                replace(run, logits=logits[part]), test.ids[part], test.group[part], test.y[part],
-                                num_classes=test.num_classes, dataset=test.name)
+    columns = (test.ids, test.group, test.y, ref.values, logits)  # read by row_chunks: mapped pages go back
+    for chunks in zip(*(row_chunks(c, rows) for c in columns)):
+        start, (ids, groups, labels, z_ref, z) = chunks[0][0], (c for _, c in chunks)
+        frame = compare_samples(Logits(ids=ids, values=z_ref, outputs=ref.outputs), replace(run, logits=z),
+                                ids, groups, labels, num_classes=test.num_classes, dataset=test.name)
         sums.append(group_sums(expand(frame, attrs)))
-        preds[part] = frame["pred"].to_numpy(np.int64)
+        preds[start:start + len(ids)] = frame["pred"].to_numpy(np.int64)
     metrics = metrics_from_sums(add_sums(sums))
     summary = Disparity.from_row(disparity(metrics).iloc[0])
     return JobScore(job=job, ids=test.ids, groups=test.group, labels=test.y, preds=preds, logits=logits,

@@ -98,7 +98,7 @@ class GroupedDataset:
 
     @property
     def groups(self) -> list[str]:
-        return sorted(set(self.group.tolist()))
+        return np.unique(self.group).tolist()
 
     def group_counts(self) -> dict[str, int]:
         names, counts = np.unique(self.group, return_counts=True)

@@ -239,10 +239,12 @@ def predictions_tables(job: Job, ids, groups, labels, preds, logits: np.ndarray,
     """One job's predictions rows as arrow tables of ``rows`` (default ``PREDICTION_ROWS``) rows each (the parquet part's row
     groups), built one at a time: ``preds`` None is the argmax of ``logits``. Arrays may be
     memory-mapped (``records.row_chunks`` reads them)."""
-    for start, values in row_chunks(logits, rows or PREDICTION_ROWS):
-        part = slice(start, start + values.shape[0])
-        pred = np.asarray(values).argmax(axis=1) if preds is None else preds[part]
-        yield predictions_table(job, ids[part], groups[part], labels[part], pred, values)
+    rows = rows or PREDICTION_ROWS
+    columns = (ids, groups, labels, logits) + (() if preds is None else (preds,))
+    for chunks in zip(*(row_chunks(c, rows) for c in columns)):  # mapped pages go back after each
+        part = [c for _, c in chunks]
+        pred = part[3].argmax(axis=1) if preds is None else part[4]
+        yield predictions_table(job, part[0], part[1], part[2], pred, part[3])
 
 
 def predictions_table(job: Job, ids, groups, labels, preds, logits: np.ndarray) -> "pa.Table":
@@ -313,6 +315,7 @@ def write_parquet(path: Path, tables: "pa.Table | Iterable[pa.Table]") -> None:
         if writer is None:
             raise ResultsError(f"no rows to write to {path}")
     atomic_write(path, write)
+    pa.default_memory_pool().release_unused()  # arrow's allocator would keep the row groups' pages
 
 
 def _now() -> str:

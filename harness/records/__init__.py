@@ -25,7 +25,8 @@ __all__ = ["SPLITS", "row_chunks", "Preprocess", "GroupedDataset", "TensorIO", "
 
 SPLITS = ("train", "test")
 DEFAULT_ATTRIBUTE = "group"   # the name of the one group attribute of a dataset that does not name its own
-CHUNK_BYTES = 16 << 20       # rows read per step of a pass over a set: a few MB, so a pass holds little
+CHUNK_BYTES = 1 << 20        # bytes of rows read per step of a pass over a set: 1 MB, so the float64
+                             # temporaries of a step stay a few MB however large the set
 HASH_TEXT_ROWS = 65_536      # ids / group labels joined per step when hashing (a few MB of text)
 CROSS = "\u00d7"              # joins attribute names and values into intersections: "sex\u00d7race", "Female\u00d7Black"
 
@@ -52,6 +53,8 @@ class Preprocess:
 class GroupedDataset:
     """A group-labelled dataset: one row per sample, all arrays of the same length N.
 
+    Arrays may be read-only memory maps of the dataset file (``np.memmap``, see ``datasets.npz``);
+    stages that pass over all rows read them with :func:`row_chunks`, so a large set is never copied.
     ids: unique sample ids (str); x: samples in storage dtype, shape [N, ...]; y: int64 class
     labels in [0, num_classes); group: group label per sample (str); split: "train" or "test".
     attributes: the names of the group attributes. One attribute (the default, named "group") keeps

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import DatasetError
-from harness.records import DEFAULT_ATTRIBUTE, SPLITS, GroupedDataset, Preprocess, row_chunks
+from harness.records import DEFAULT_ATTRIBUTE, SPLITS, GroupedDataset, Preprocess, drop_pages, row_chunks
 
 DEFAULT_TEST_FRACTION = 0.4       # user data without a split column: 60/40 train/test
 DEFAULT_SPLIT_SEED = 0            # ... made with this seed, stratified by group
@@ -190,4 +190,5 @@ def freeze(ds: GroupedDataset) -> GroupedDataset:
     """Make the arrays read-only: a dataset is a record, and stages must not edit it in place."""
     for arr in (ds.ids, ds.x, ds.y, ds.group, ds.split):
         arr.flags.writeable = False
+        drop_pages(arr)  # columns mapped from the file: the checks above read them; nothing stays resident
     return ds

@@ -24,7 +24,7 @@ from harness.metrics.attributes import Attributes, expand
 from harness.metrics.compare import align_reference, compare_samples
 from harness.metrics.disparity import Disparity
 from harness.metrics.groups import add_sums, disparity, group_sums, metrics_from_sums
-from harness.records import DeviceRun, GroupedDataset, Logits, row_chunks
+from harness.records import DeviceRun, GroupedDataset, Logits, row_chunks, same_rows
 
 # Samples compared per step: the per-sample frame and a few [rows, K] float64 arrays of one chunk
 # (tens of MB for K = 10), whatever the size of the test set; demo-size sets are one chunk.
@@ -90,7 +90,7 @@ def _aligned(ref: Logits, test: GroupedDataset, logits: np.ndarray, job: str) ->
     if logits.ndim != 2 or logits.shape[0] != len(test) or np.shape(ref.values)[0] != len(test):
         raise DatasetError(f"job {job} returned logits of shape {logits.shape}; the reference has "
                            f"{np.shape(ref.values)} and the test set {len(test)} samples")
-    if np.array_equal(np.asarray(ref.ids), test.ids):
+    if same_rows(np.asarray(ref.ids), test.ids):
         return ref
     values = align_reference(ref, np.asarray(test.ids).astype(str), job).astype(np.float32)  # float32 -> 64 -> 32: exact
     return Logits(ids=test.ids, values=values, outputs=ref.outputs)

@@ -19,7 +19,7 @@ import numpy as np
 from harness.records.device import (AcceleratorReport, CompilerOp, ExecutionPlan, JobTransfer, NodePlacement,
                                     Precision, RepeatNoise, Timings)
 
-__all__ = ["SPLITS", "row_chunks", "Preprocess", "GroupedDataset", "TensorIO", "CalibrationInfo", "ModelArtifact", "Logits",
+__all__ = ["SPLITS", "row_chunks", "same_rows", "drop_pages", "Preprocess", "GroupedDataset", "TensorIO", "CalibrationInfo", "ModelArtifact", "Logits",
            "DeviceRun", "Timings", "JobTransfer", "ExecutionPlan", "NodePlacement", "CompilerOp", "RepeatNoise",
            "Precision", "AcceleratorReport"]
 
@@ -80,8 +80,8 @@ class GroupedDataset:
 
     def subset(self, split: str) -> "GroupedDataset":
         """The rows of one split, as a dataset of its own."""
-        mask = self.split == split
-        return self.take(np.flatnonzero(mask))
+        return self.take(np.concatenate([start + np.flatnonzero(chunk == split)
+                                         for start, chunk in row_chunks(self.split)] or [np.zeros(0, np.int64)]))
 
     def take(self, index: np.ndarray) -> "GroupedDataset":
         """The rows at ``index`` (in that order), as read-only arrays like every dataset's.
@@ -101,11 +101,15 @@ class GroupedDataset:
 
     @property
     def groups(self) -> list[str]:
-        return np.unique(self.group).tolist()
+        return list(self.group_counts())
 
     def group_counts(self) -> dict[str, int]:
-        names, counts = np.unique(self.group, return_counts=True)
-        return {str(n): int(c) for n, c in zip(names, counts)}
+        """Samples per group label, labels sorted (counted chunk by chunk)."""
+        totals: dict[str, int] = {}
+        for _, chunk in row_chunks(self.group):
+            for name, count in zip(*np.unique(chunk, return_counts=True)):
+                totals[str(name)] = totals.get(str(name), 0) + int(count)
+        return dict(sorted(totals.items()))
 
     def sha256(self) -> str:
         """Content hash of ids, samples, labels, groups and splits (stable across runs).
@@ -153,6 +157,23 @@ def row_chunks(a: np.ndarray, rows: int | None = None) -> Iterator[tuple[int, np
         yield start, copy
 
 
+def same_rows(a: np.ndarray, b: np.ndarray) -> bool:
+    """``np.array_equal(a, b)`` read chunk by chunk (True at once when they are the same array)."""
+    if a is b:
+        return True
+    if a.shape != b.shape:
+        return False
+    return all(np.array_equal(x, y) for (_, x), (_, y) in zip(row_chunks(a), row_chunks(b)))
+
+
+def drop_pages(a: np.ndarray) -> None:
+    """Hand the pages of ``a`` back to the kernel when it is a read-only file mapping (e.g. after a
+    whole-array check when a dataset loads); nothing for arrays in memory."""
+    mapped = _read_only_mmap(a)
+    if mapped is not None:
+        _release(mapped, a)
+
+
 def _read_only_mmap(a: np.ndarray) -> "mmap.mmap | None":
     """The read-only file mapping under ``a`` (np.memmap mode "r"), else None."""
     obj: Any = a
@@ -165,8 +186,8 @@ def _read_only_mmap(a: np.ndarray) -> "mmap.mmap | None":
 
 def _release(mapped: "mmap.mmap", part: np.ndarray) -> None:
     """Drop ``part``'s pages from this process's resident set (read-only file pages: nothing is lost)."""
-    if not hasattr(mapped, "madvise") or not part.nbytes:
-        return
+    if not hasattr(mapped, "madvise") or not part.nbytes or not (part.flags.c_contiguous or part.flags.f_contiguous):
+        return  # a strided view spans more than its bytes: left resident rather than guessed
     origin = np.frombuffer(mapped, np.uint8, count=1).ctypes.data
     start = part.ctypes.data - origin
     low = start - start % mmap.PAGESIZE

@@ -27,7 +27,7 @@ import numpy as np
 
 from harness.errors import ResultsError, failure_stage
 from harness.fsutil import atomic_write as _atomic_write, dumps_json, jsonable
-from harness.records import DeviceRun, GroupedDataset, Logits, row_chunks
+from harness.records import DeviceRun, GroupedDataset, Logits, row_chunks, same_rows
 from harness.rundir import layout, lock as _lock, resume as _resume
 from harness.rundir.entry import SummaryEntry
 from harness.rundir.layout import JOB_KEYS, MANIFEST_FILE, REFERENCE_JOB, REFERENCE_SEQ, SCHEMA_VERSION, Job
@@ -121,7 +121,7 @@ class RunWriter:
         path = layout.part_path(self.run_dir, layout.PREDICTIONS_DIR, REFERENCE_SEQ, key)
         if path.exists():
             return
-        values = ref.values if np.array_equal(np.asarray(ref.ids), test.ids) else \
+        values = ref.values if same_rows(np.asarray(ref.ids), test.ids) else \
             align_reference(ref, np.asarray(test.ids).astype(str), "reference").astype(np.float32)  # exact
         write_parquet(path, predictions_tables(REFERENCE_JOB, test.ids, test.group, test.y, None, values))
 

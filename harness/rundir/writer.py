@@ -309,13 +309,14 @@ def write_parquet(path: Path, tables: "pa.Table | Iterable[pa.Table]") -> None:
                 table = table.replace_schema_metadata(metadata)
                 writer = writer or pq.ParquetWriter(p, table.schema)
                 writer.write_table(table)
+                del table
+                pa.default_memory_pool().release_unused()  # arrow's allocator would keep each row group's pages
         finally:
             if writer is not None:
                 writer.close()
         if writer is None:
             raise ResultsError(f"no rows to write to {path}")
     atomic_write(path, write)
-    pa.default_memory_pool().release_unused()  # arrow's allocator would keep the row groups' pages
 
 
 def _now() -> str:

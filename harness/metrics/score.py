@@ -42,11 +42,16 @@ class JobScore:
     ids: np.ndarray                # sample ids (str): the test set's own array, not a copy
     groups: np.ndarray             # group labels (str): each sample's cell with several attributes
     labels: np.ndarray             # true classes (int64)
-    preds: np.ndarray              # argmax of the variant's logits (int64)
     logits: np.ndarray             # the variant's logits [N, K], float32: exactly what was scored
     metrics: "pd.DataFrame"        # group_metrics rows of this job (overall row, then groups)
     summary: Disparity             # the job's disparity numbers (DISPARITY_COLUMNS without the job)
     placement: tuple[dict, ...]    # rows of harness.placement.PLACEMENT_COLUMNS
+
+    @property
+    def preds(self) -> np.ndarray:
+        """The argmax of the variant's logits (int64), computed when asked: not kept with the
+        score (N int64 per job); the writer takes it chunk by chunk from ``logits``."""
+        return self.logits.argmax(axis=1).astype(np.int64)
 
 
 def score_job(run: DeviceRun, ref: Logits, test: GroupedDataset, rows: int = SCORE_ROWS) -> JobScore:
@@ -70,17 +75,16 @@ def score_job(run: DeviceRun, ref: Logits, test: GroupedDataset, rows: int = SCO
     logits = np.asarray(run.logits, dtype=np.float32)
     ref = _aligned(ref, test, logits, "/".join(job))
     attrs = Attributes(test.attributes, test.intersections)
-    sums, preds = [], np.empty(len(test), np.int64)
+    sums = []
     columns = (test.ids, test.group, test.y, ref.values, logits)  # read by row_chunks: mapped pages go back
     for chunks in zip(*(row_chunks(c, rows) for c in columns)):
-        start, (ids, groups, labels, z_ref, z) = chunks[0][0], (c for _, c in chunks)
+        ids, groups, labels, z_ref, z = (c for _, c in chunks)
         frame = compare_samples(Logits(ids=ids, values=z_ref, outputs=ref.outputs), replace(run, logits=z),
                                 ids, groups, labels, num_classes=test.num_classes, dataset=test.name)
         sums.append(group_sums(expand(frame, attrs)))
-        preds[start:start + len(ids)] = frame["pred"].to_numpy(np.int64)
     metrics = metrics_from_sums(add_sums(sums))
     summary = Disparity.from_row(disparity(metrics).iloc[0])
-    return JobScore(job=job, ids=test.ids, groups=test.group, labels=test.y, preds=preds, logits=logits,
+    return JobScore(job=job, ids=test.ids, groups=test.group, labels=test.y, logits=logits,
                     metrics=metrics, summary=summary, placement=tuple(placement_rows(job, run.execution_plan)))
 
 

@@ -142,7 +142,7 @@ class RunWriter:
             raise ResultsError(f"the score handed to {self.run_dir} is not job {'/'.join(job)}'s")
         entry = replace(SummaryEntry.from_run(run, status="ok", disparity=score.summary),
                         device=dict(device) if device else None, attempts=tuple(map(dict, attempts)))
-        predictions = predictions_tables(job, score.ids, score.groups, score.labels, score.preds, score.logits)
+        predictions = predictions_tables(job, score.ids, score.groups, score.labels, None, score.logits)
         self._store(job, entry, predictions, score.metrics, list(score.placement))
 
     def add_failure(self, variant: str, target: str, delegate: str, error: str, stage: "str | Enum",

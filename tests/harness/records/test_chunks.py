@@ -103,3 +103,23 @@ def test_streamed_sha256_equals_the_whole_array_hash(monkeypatch):
     assert ds.sha256() == expected
     fortran = _dataset(np.asfortranarray(ds.x), ds.split)  # the C-order bytes, chunk by chunk too
     assert fortran.sha256() == expected
+
+
+def test_drop_pages_hands_back_a_mapped_array_and_leaves_memory_alone(mapped):
+    path, x = mapped
+    np.asarray(x).sum()
+    assert _mapping_rss_kb(path) >= MAPPED_MB * 1024 * 0.9
+    records.drop_pages(x)
+    assert _mapping_rss_kb(path) <= 64
+    in_memory = np.arange(10)
+    records.drop_pages(in_memory)  # nothing to hand back: the values stay
+    assert in_memory.sum() == 45
+
+
+def test_same_rows_compares_chunk_by_chunk(monkeypatch):
+    monkeypatch.setattr(records, "CHUNK_BYTES", 8)
+    a = np.array([f"id-{i}" for i in range(30)])
+    assert records.same_rows(a, a) and records.same_rows(a, a.copy())
+    changed = a.copy()
+    changed[29] = "other"
+    assert not records.same_rows(a, changed) and not records.same_rows(a, a[:-1])

@@ -156,11 +156,16 @@ def values_look_like_probabilities(values: Any) -> bool:
     """True when every row is in [0, 1] and sums to 1 (within ``PROBABILITY_SUM_TOLERANCE``)."""
     import numpy as np
 
-    v = np.asarray(values, dtype=np.float64)
-    if v.ndim != 2 or not v.size or not np.isfinite(v).all():
+    from harness.records import row_chunks
+
+    if np.ndim(values) != 2 or not np.size(values):
         return False
-    return bool(v.min() >= 0.0 and v.max() <= 1.0 and
-                np.abs(v.sum(axis=1) - 1.0).max() <= PROBABILITY_SUM_TOLERANCE)
+    for _, chunk in row_chunks(values):  # a large (memory-mapped) reference: a chunk at a time
+        v = np.asarray(chunk, dtype=np.float64)
+        if not (np.isfinite(v).all() and v.min() >= 0.0 and v.max() <= 1.0 and
+                np.abs(v.sum(axis=1) - 1.0).max() <= PROBABILITY_SUM_TOLERANCE):
+            return False
+    return True
 
 
 def model_sha256(model: Any) -> str:

@@ -11,7 +11,8 @@
   ``preprocess_scale``, ``preprocess_offset``. It is read with ``allow_pickle=False``: string
   arrays must be saved as unicode (``np.array(values, dtype=str)``), never as Python objects.
   Without ``split``, a seeded 60/40 train/test split, stratified by group, is made (and said so in
-  the dataset's description). Without ``preprocess_scale``, uint8 samples get scale 1/255 and
+  the dataset's description). Members saved uncompressed (``np.savez``) are memory-mapped, not
+  read (``npz.py``); a split stored as one block of rows stays mapped in ``subset``. Without ``preprocess_scale``, uint8 samples get scale 1/255 and
   anything else 1.0; the offset defaults to 0.
 * ``"hf:PATH_OR_NAME"`` -- a Hugging Face dataset (a ``save_to_disk`` folder or a name in the
   local cache), columns mapped by ``options`` as ``huggingface.py`` says (the extra ``qskew[hf]``);

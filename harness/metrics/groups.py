@@ -70,6 +70,8 @@ gets NaN numbers and "" names.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -80,6 +82,8 @@ from harness.metrics.names import GROUP, JOB_COLUMNS, METRIC_COLUMNS, MIN_GROUP_
 
 # the columns of disparity(): the job, then Disparity's fields (one list, kept in the dataclass)
 DISPARITY_COLUMNS: dict[str, str] = {**{k: "str" for k in JOB_COLUMNS}, **DISPARITY_DTYPES}
+
+_SUM, _COUNT = "__sum", "__count"  # group_sums' columns: the per-sample column's sum / non-missing count
 
 # Means over samples: metric column -> per-sample column it averages.
 _MEANS = {
@@ -101,12 +105,39 @@ def group_metrics(frame: pd.DataFrame) -> pd.DataFrame:
         metrics = group_metrics(per_sample(ref, run, test))
         metrics[metrics.scope == "group"][["group", "n", "acc_drop", "psi"]]
     """
+    return metrics_from_sums(group_sums(frame))
+
+
+def group_sums(frame: pd.DataFrame) -> pd.DataFrame:
+    """The sufficient statistics of :func:`group_metrics`: per job, its overall row (``attribute``
+    None) and each (attribute, group), ``n`` and, per averaged per-sample column, its sum and its
+    count of non-missing values. Sums of frames of disjoint samples add up (:func:`add_sums`), so a
+    large test set is scored chunk by chunk (``harness.metrics.score``) without a whole-set frame."""
     frame = expand(frame, None)
     work = frame.assign(_r2w=frame["correct_ref"] & ~frame["correct"],
                         _w2r=~frame["correct_ref"] & frame["correct"])
     keys = list(JOB_COLUMNS)
-    overall = _aggregate(first_attribute_rows(work), keys).assign(scope=OVERALL, attribute="", group="")
-    by_group = _aggregate(work, keys + ["attribute", "group"])
+    overall = _sums(first_attribute_rows(work), keys).assign(attribute=None, group="")
+    return pd.concat([overall, _sums(work, keys + ["attribute", "group"])], ignore_index=True)
+
+
+def add_sums(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """:func:`group_sums` of several frames of disjoint samples, as one: sums added exactly
+    (``math.fsum``, then rounded once), counts added. One part is returned as it is."""
+    if len(parts) == 1:
+        return parts[0]
+    table = pd.concat(parts, ignore_index=True)
+    keys = list(JOB_COLUMNS) + ["attribute", "group"]
+    exact = {c: (math.fsum if c.endswith(_SUM) else "sum") for c in table.columns if c not in keys}
+    return table.groupby(keys, sort=False, dropna=False).agg(exact).reset_index()
+
+
+def metrics_from_sums(sums: pd.DataFrame) -> pd.DataFrame:
+    """The :func:`group_metrics` rows of :func:`group_sums` (or :func:`add_sums`) statistics."""
+    keys = list(JOB_COLUMNS)
+    is_overall = sums["attribute"].isna().to_numpy()
+    overall = _means(sums[is_overall], keys).assign(scope=OVERALL, attribute="", group="")
+    by_group = _means(sums[~is_overall], keys + ["attribute", "group"])
     by_group["scope"] = [scope_of(a) for a in by_group["attribute"]] if len(by_group) else GROUP
     by_group = by_group.merge(overall[keys + ["acc_drop"]].rename(columns={"acc_drop": "_drop_all"}),
                               on=keys, how="left")
@@ -183,13 +214,26 @@ def disparity(metrics: pd.DataFrame) -> pd.DataFrame:
     return _typed(pd.DataFrame(rows), DISPARITY_COLUMNS)
 
 
-def _aggregate(work: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """n and the per-sample means for each combination of ``keys``."""
+def _sums(work: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """n, and the sum and non-missing count of each averaged column, per combination of ``keys``
+    (pandas' group sum is the same compensated sum as its group mean: sum / count == mean, bit for bit)."""
     grouped = work.groupby(keys, sort=True)
-    means = grouped[list(_MEANS.values())].mean()
-    means.columns = list(_MEANS.keys())
-    out = means.assign(n=grouped.size()).reset_index()
-    out["n"] = out["n"].astype("int64")
+    columns = list(dict.fromkeys(_MEANS.values()))
+    sums = grouped[columns].sum().add_suffix(_SUM)
+    counts = grouped[columns].count().add_suffix(_COUNT)
+    return pd.concat([sums, counts], axis=1).assign(n=grouped.size()).reset_index()
+
+
+def _means(sums: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """n and the per-sample means for each combination of ``keys``, sorted by them."""
+    sums = sums.sort_values(keys, kind="mergesort")
+    out = sums[keys].reset_index(drop=True)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a group whose values are all missing: NaN, as mean()
+        for metric, column in _MEANS.items():
+            total = sums[column + _SUM].to_numpy(np.float64)
+            count = sums[column + _COUNT].to_numpy(np.float64)
+            out[metric] = np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
+    out["n"] = sums["n"].to_numpy(np.int64)
     out["small_group"] = out["n"] < MIN_GROUP_SIZE
     out["acc_drop"] = out["acc_ref"] - out["acc"]
     out["drop_quantization"] = out["drop_delegate"] = np.nan  # across jobs: attribute_drops

@@ -9,21 +9,30 @@ measured on a device (timings, transfer, execution plan, repeat noise) is in
 from __future__ import annotations
 
 import hashlib
+import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from harness.records.device import (AcceleratorReport, CompilerOp, ExecutionPlan, JobTransfer, NodePlacement,
                                     Precision, RepeatNoise, Timings)
 
-__all__ = ["SPLITS", "Preprocess", "GroupedDataset", "TensorIO", "CalibrationInfo", "ModelArtifact", "Logits",
+__all__ = ["SPLITS", "row_chunks", "same_rows", "drop_pages", "Preprocess", "GroupedDataset", "TensorIO", "CalibrationInfo", "ModelArtifact", "Logits",
            "DeviceRun", "Timings", "JobTransfer", "ExecutionPlan", "NodePlacement", "CompilerOp", "RepeatNoise",
            "Precision", "AcceleratorReport"]
 
 SPLITS = ("train", "test")
 DEFAULT_ATTRIBUTE = "group"   # the name of the one group attribute of a dataset that does not name its own
+CHUNK_BYTES = 1 << 20        # bytes of rows read per step of a pass over a set: 1 MB, so the float64
+                             # temporaries of a step stay a few MB however large the set
+# A page fault on a mapped file also maps its neighbours already in the page cache (the kernel's
+# fault-around, and whole large folios of up to 2 MB): pages just before a chunk, handed back with
+# the chunk before, come back with it, so each release starts this far before its chunk (measured:
+# 256 KB still left ~11 KB a chunk resident, 2 MB none).
+FAULT_AROUND_BYTES = 2 << 20
+HASH_TEXT_ROWS = 65_536      # ids / group labels joined per step when hashing (a few MB of text)
 CROSS = "\u00d7"              # joins attribute names and values into intersections: "sex\u00d7race", "Female\u00d7Black"
 
 
@@ -49,6 +58,8 @@ class Preprocess:
 class GroupedDataset:
     """A group-labelled dataset: one row per sample, all arrays of the same length N.
 
+    Arrays may be read-only memory maps of the dataset file (``np.memmap``, see ``datasets.npz``);
+    stages that pass over all rows read them with :func:`row_chunks`, so a large set is never copied.
     ids: unique sample ids (str); x: samples in storage dtype, shape [N, ...]; y: int64 class
     labels in [0, num_classes); group: group label per sample (str); split: "train" or "test".
     attributes: the names of the group attributes. One attribute (the default, named "group") keeps
@@ -74,11 +85,18 @@ class GroupedDataset:
 
     def subset(self, split: str) -> "GroupedDataset":
         """The rows of one split, as a dataset of its own."""
-        mask = self.split == split
-        return self.take(np.flatnonzero(mask))
+        return self.take(np.concatenate([start + np.flatnonzero(chunk == split)
+                                         for start, chunk in row_chunks(self.split)] or [np.zeros(0, np.int64)]))
 
     def take(self, index: np.ndarray) -> "GroupedDataset":
-        """The rows at ``index`` (in that order), as read-only arrays like every dataset's."""
+        """The rows at ``index`` (in that order), as read-only arrays like every dataset's.
+
+        Rows that form one ascending run (a split stored as one block) are taken as a slice, a view
+        that copies nothing: a memory-mapped ``x`` stays memory-mapped."""
+        index = np.asarray(index)
+        if index.ndim == 1 and index.size and index.dtype.kind in "iu" and \
+                int(index[-1]) - int(index[0]) + 1 == index.size and bool(np.all(np.diff(index) == 1)):
+            index = slice(int(index[0]), int(index[-1]) + 1)
         return GroupedDataset(
             name=self.name, ids=_frozen(self.ids[index]), x=_frozen(self.x[index]), y=_frozen(self.y[index]),
             group=_frozen(self.group[index]), split=_frozen(self.split[index]), num_classes=self.num_classes,
@@ -88,25 +106,97 @@ class GroupedDataset:
 
     @property
     def groups(self) -> list[str]:
-        return sorted(set(self.group.tolist()))
+        return list(self.group_counts())
 
     def group_counts(self) -> dict[str, int]:
-        names, counts = np.unique(self.group, return_counts=True)
-        return {str(n): int(c) for n, c in zip(names, counts)}
+        """Samples per group label, labels sorted (counted chunk by chunk)."""
+        totals: dict[str, int] = {}
+        for _, chunk in row_chunks(self.group):
+            for name, count in zip(*np.unique(chunk, return_counts=True)):
+                totals[str(name)] = totals.get(str(name), 0) + int(count)
+        return dict(sorted(totals.items()))
 
     def sha256(self) -> str:
-        """Content hash of ids, samples, labels, groups and splits (stable across runs)."""
+        """Content hash of ids, samples, labels, groups and splits (stable across runs).
+
+        Read in chunks of rows (:func:`row_chunks`), so hashing holds one chunk at a time, not a
+        copy of the set; the bytes hashed are those of the whole arrays, one after the other."""
         h = hashlib.sha256()
-        for arr in (self.ids.astype(str), self.group.astype(str), self.split.astype(str)):
-            h.update("\x1f".join(arr.tolist()).encode())
+        for arr in (self.ids, self.group, self.split):
+            for start, chunk in row_chunks(arr, HASH_TEXT_ROWS):
+                h.update((("\x1f" if start else "") + "\x1f".join(chunk.astype(str).tolist())).encode())
         for arr in (self.x, self.y):
-            a = np.ascontiguousarray(arr)
-            h.update(str(a.dtype).encode() + str(a.shape).encode())
-            h.update(a.tobytes())
+            h.update(str(arr.dtype).encode() + str(arr.shape).encode())
+            for _, chunk in row_chunks(arr):
+                h.update(np.ascontiguousarray(chunk).data)
         h.update(repr(self.preprocess).encode())
         if self.attributes != (DEFAULT_ATTRIBUTE,) or self.intersections:  # one-attribute datasets keep their old hash
             h.update(repr((self.attributes, self.intersections)).encode())
         return h.hexdigest()
+
+
+def row_chunks(a: np.ndarray, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, a[start:start + rows])`` over the rows of ``a``, chunk after chunk.
+
+    ``rows`` defaults to what fits in ``CHUNK_BYTES``. For an array memory-mapped read-only from a
+    file (``np.load(..., mmap_mode="r")``, the ``.npz`` reader), the chunk is a copy and the pages
+    it was read from are handed back to the kernel after each step (``madvise(MADV_DONTNEED)``;
+    they stay in the page cache): mapped pages that were read count in the process's resident
+    memory until then, so a pass over a 3 GB file would otherwise leave 3 GB resident.
+
+    >>> [(s, c.tolist()) for s, c in row_chunks(np.arange(5), rows=2)]
+    [(0, [0, 1]), (2, [2, 3]), (4, [4])]
+    """
+    n = int(a.shape[0]) if a.ndim else 0
+    if rows is None:
+        row_bytes = max(1, a.itemsize * int(np.prod(a.shape[1:], dtype=np.int64)))
+        rows = max(1, CHUNK_BYTES // row_bytes)
+    mapped = _read_only_mmap(a)
+    for start in range(0, n, rows):
+        part = a[start:start + rows]
+        if mapped is None:
+            yield start, part
+            continue
+        copy = np.array(part)
+        _release(mapped, part)
+        yield start, copy
+
+
+def same_rows(a: np.ndarray, b: np.ndarray) -> bool:
+    """``np.array_equal(a, b)`` read chunk by chunk (True at once when they are the same array)."""
+    if a is b:
+        return True
+    if a.shape != b.shape:
+        return False
+    return all(np.array_equal(x, y) for (_, x), (_, y) in zip(row_chunks(a), row_chunks(b)))
+
+
+def drop_pages(a: np.ndarray) -> None:
+    """Hand the pages of ``a`` back to the kernel when it is a read-only file mapping (e.g. after a
+    whole-array check when a dataset loads); nothing for arrays in memory."""
+    mapped = _read_only_mmap(a)
+    if mapped is not None:
+        _release(mapped, a)
+
+
+def _read_only_mmap(a: np.ndarray) -> "mmap.mmap | None":
+    """The read-only file mapping under ``a`` (np.memmap mode "r"), else None."""
+    obj: Any = a
+    while obj is not None:
+        if isinstance(obj, np.memmap) and getattr(obj, "_mmap", None) is not None:
+            return obj._mmap if obj.mode == "r" else None
+        obj = getattr(obj, "base", None)
+    return None
+
+
+def _release(mapped: "mmap.mmap", part: np.ndarray) -> None:
+    """Drop ``part``'s pages from this process's resident set (read-only file pages: nothing is lost)."""
+    if not hasattr(mapped, "madvise") or not part.nbytes or not (part.flags.c_contiguous or part.flags.f_contiguous):
+        return  # a strided view spans more than its bytes: left resident rather than guessed
+    origin = np.frombuffer(mapped, np.uint8, count=1).ctypes.data
+    start = part.ctypes.data - origin
+    low = max(0, start - start % mmap.PAGESIZE - FAULT_AROUND_BYTES)
+    mapped.madvise(mmap.MADV_DONTNEED, low, min(len(mapped), start + part.nbytes) - low)
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

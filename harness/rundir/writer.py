@@ -21,17 +21,21 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
 from harness.errors import ResultsError, failure_stage
 from harness.fsutil import atomic_write as _atomic_write, dumps_json, jsonable
-from harness.records import DeviceRun, GroupedDataset, Logits
+from harness.records import DeviceRun, GroupedDataset, Logits, row_chunks, same_rows
 from harness.rundir import layout, lock as _lock, resume as _resume, staging as _staging
 from harness.rundir.entry import SummaryEntry
 from harness.rundir.layout import JOB_KEYS, MANIFEST_FILE, REFERENCE_JOB, REFERENCE_SEQ, SCHEMA_VERSION, Job
 from harness.rundir.reader import read_json, read_schema1, summary_parts
+
+# Rows per row group of a predictions part, built and written one at a time: a few MB of arrow
+# data, so writing a job of a million samples holds one row group, not the job's whole table.
+PREDICTION_ROWS = 65_536
 
 if TYPE_CHECKING:  # pandas/pyarrow are imported lazily: the CLI imports this module at start-up
     import pandas as pd
@@ -117,9 +121,9 @@ class RunWriter:
         path = layout.part_path(self.run_dir, layout.PREDICTIONS_DIR, REFERENCE_SEQ, key)
         if path.exists():
             return
-        values = align_reference(ref, np.asarray(test.ids).astype(str), "reference")
-        table = predictions_table(REFERENCE_JOB, test.ids, test.group, test.y, values.argmax(axis=1), values)
-        write_parquet(path, table)
+        values = ref.values if same_rows(np.asarray(ref.ids), test.ids) else \
+            align_reference(ref, np.asarray(test.ids).astype(str), "reference").astype(np.float32)  # exact
+        write_parquet(path, predictions_tables(REFERENCE_JOB, test.ids, test.group, test.y, None, values))
 
     def add_run(self, run: DeviceRun, score: "JobScore | None", device: Mapping[str, Any] | None = None,
                 attempts: Iterable[Mapping[str, Any]] = (), shards: Iterable[Mapping[str, Any]] = ()) -> None:
@@ -141,7 +145,7 @@ class RunWriter:
         entry = replace(SummaryEntry.from_run(run, status="ok", disparity=score.summary),
                         device=dict(device) if device else None, attempts=tuple(map(dict, attempts)),
                         shards=tuple(map(dict, shards)))
-        predictions = predictions_table(job, score.ids, score.groups, score.labels, score.preds, score.logits)
+        predictions = predictions_tables(job, score.ids, score.groups, score.labels, None, score.logits)
         self._store(job, entry, predictions, score.metrics, list(score.placement))
         _staging.remove(self.run_dir, {layout.job_key(job)})
 
@@ -172,7 +176,7 @@ class RunWriter:
         """Jobs that finished with status "ok" (a rerun can skip them)."""
         return {job for job, entry in self._state.entries.items() if entry["status"] == "ok"}
 
-    def _store(self, job: Job, entry: SummaryEntry, predictions: "pa.Table | None", metrics: "pd.DataFrame | None",
+    def _store(self, job: Job, entry: SummaryEntry, predictions: "pa.Table | Iterable[pa.Table] | None", metrics: "pd.DataFrame | None",
                placement: list[dict]) -> None:
         """Write the job's parts under the next sequence number, summary last, then drop the parts
         of the job's earlier, failed run (if any). A finished job is never replaced: its rows stay."""
@@ -189,7 +193,7 @@ class RunWriter:
             _resume.remove_parts(self.run_dir, old, key)
 
 
-def write_job_parts(run_dir: Path, seq: int, job: Job, entry: Mapping[str, Any], predictions: "pa.Table | None",
+def write_job_parts(run_dir: Path, seq: int, job: Job, entry: Mapping[str, Any], predictions: "pa.Table | Iterable[pa.Table] | None",
                     metrics: "pd.DataFrame | None", placement: "pd.DataFrame | None") -> None:
     """Write one job's parts as ``seq``, its summary part last (it marks the job finished)."""
     key = layout.job_key(job)
@@ -246,6 +250,19 @@ def write_signoff(run_dir: Path, verdict: Mapping[str, Any]) -> Path:
 
 # -- parts -------------------------------------------------------------------------------------
 
+def predictions_tables(job: Job, ids, groups, labels, preds, logits: np.ndarray,
+                       rows: int | None = None) -> "Iterator[pa.Table]":
+    """One job's predictions rows as arrow tables of ``rows`` (default ``PREDICTION_ROWS``) rows each (the parquet part's row
+    groups), built one at a time: ``preds`` None is the argmax of ``logits``. Arrays may be
+    memory-mapped (``records.row_chunks`` reads them)."""
+    rows = rows or PREDICTION_ROWS
+    columns = (ids, groups, labels, logits) + (() if preds is None else (preds,))
+    for chunks in zip(*(row_chunks(c, rows) for c in columns)):  # mapped pages go back after each
+        part = [c for _, c in chunks]
+        pred = part[3].argmax(axis=1) if preds is None else part[4]
+        yield predictions_table(job, part[0], part[1], part[2], pred, part[3])
+
+
 def predictions_table(job: Job, ids, groups, labels, preds, logits: np.ndarray) -> "pa.Table":
     """One job's predictions rows as an arrow table of :func:`layout.predictions_schema`."""
     import pyarrow as pa
@@ -289,11 +306,33 @@ def write_csv(path: Path, frame: "pd.DataFrame") -> None:
     atomic_write(path, lambda p: frame.to_csv(p, index=False))
 
 
-def write_parquet(path: Path, table: "pa.Table") -> None:
+def write_parquet(path: Path, tables: "pa.Table | Iterable[pa.Table]") -> None:
+    """A table, or tables of one schema written one after the other (a row group or more each, so
+    a large job's rows are never one table in memory), as one parquet file, atomically."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = table.replace_schema_metadata({layout.PARQUET_SCHEMA_KEY: str(SCHEMA_VERSION).encode()})
-    atomic_write(path, lambda p: pq.write_table(table, p))
+    metadata = {layout.PARQUET_SCHEMA_KEY: str(SCHEMA_VERSION).encode()}
+    if isinstance(tables, pa.Table):
+        table = tables.replace_schema_metadata(metadata)
+        atomic_write(path, lambda p: pq.write_table(table, p))
+        return
+
+    def write(p: Path) -> None:
+        writer = None
+        try:
+            for table in tables:
+                table = table.replace_schema_metadata(metadata)
+                writer = writer or pq.ParquetWriter(p, table.schema)
+                writer.write_table(table)
+                del table
+                pa.default_memory_pool().release_unused()  # arrow's allocator would keep each row group's pages
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise ResultsError(f"no rows to write to {path}")
+    atomic_write(path, write)
 
 
 def _now() -> str:

@@ -91,7 +91,7 @@ def dequantize(raw: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """Raw output values -> float32 logits: real = (q - zero_point) * scale for integer outputs;
     a float output is already real and is never rescaled, whatever scale a device reports."""
     if scale == 0.0 or raw.dtype.kind == "f":
-        return raw.astype(np.float32)
+        return raw.astype(np.float32, copy=False)  # float32 already: the same array, not a second copy
     return (raw.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
 
 

@@ -88,8 +88,36 @@ def test_a_damaged_cache_entry_is_computed_again(model, tmp_path):
 
     ds = _dataset()
     first, _ = cached_reference_logits(lambda: model, "m", ds, cache_root=tmp_path)
+    first_values = np.array(first.values)  # a copy: first.values maps the file damaged below
     (entry,) = tmp_path.glob("*.npy")
     entry.write_bytes(entry.read_bytes()[:100])
     again, hit = cached_reference_logits(lambda: model, "m", ds, cache_root=tmp_path)
     assert not hit
-    np.testing.assert_array_equal(again.values, first.values)
+    np.testing.assert_array_equal(again.values, first_values)
+
+
+def test_the_cache_entry_is_written_batch_by_batch_and_read_memory_mapped(model, tmp_path):
+    from harness.reference import cached_reference_logits, reference_batches
+
+    ds = _dataset()
+    batches = list(reference_batches(model, ds, batch_size=8))
+    assert [len(b) for b in batches] == [8, 8, 8, 8, 5]
+    ref, hit = cached_reference_logits(lambda: model, "m", ds, cache_root=tmp_path)
+    assert not hit and isinstance(ref.values, np.memmap) and ref.values.mode == "r"
+    np.testing.assert_array_equal(ref.values, np.concatenate(batches))  # same batches: same bits
+    (entry,) = tmp_path.glob("*.npy")
+    np.testing.assert_array_equal(np.load(entry), ref.values)  # a plain .npy [N, K] float32
+    again, hit = cached_reference_logits(lambda: model, "m", ds, cache_root=tmp_path)
+    assert hit and isinstance(again.values, np.memmap)
+
+
+def test_a_model_that_drops_rows_is_a_model_error_and_leaves_no_entry(tmp_path):
+    import keras
+
+    from harness.reference import cached_reference_logits
+
+    inputs = keras.Input((6, 6, 1))
+    half = keras.Model(inputs, keras.layers.Lambda(lambda t: t[: (keras.ops.shape(t)[0] + 1) // 2, 0, 0, :])(inputs))
+    with pytest.raises(ModelError, match="returned shape"):
+        cached_reference_logits(lambda: half, "half", _dataset(), cache_root=tmp_path)
+    assert not list(tmp_path.glob("*.npy"))

@@ -118,3 +118,27 @@ def test_npz_nan_or_inf_inputs_are_refused_with_the_sample_ids(tmp_path, load_er
     msg = load_error(_npz(tmp_path, x=x, id=ids))
     assert "2 of 10 samples have NaN or infinite inputs, first ids: 's3', 's7'" in msg
     assert "data.npz" in msg
+
+
+def test_members_stored_uncompressed_are_memory_mapped(tmp_path):
+    from harness.datasets.npz import read_npz
+
+    x = np.arange(6 * 4, dtype=np.uint8).reshape(6, 2, 2)
+    np.savez(tmp_path / "plain.npz", x=x, f=np.asfortranarray(np.eye(3)), s=np.float32(2.0))
+    np.savez_compressed(tmp_path / "packed.npz", x=x)
+    plain, packed = read_npz(tmp_path / "plain.npz"), read_npz(tmp_path / "packed.npz")
+    assert isinstance(plain["x"], np.memmap) and plain["x"].mode == "r"
+    np.testing.assert_array_equal(plain["x"], x)
+    np.testing.assert_array_equal(plain["f"], np.eye(3))  # Fortran order kept
+    assert not isinstance(plain["s"], np.memmap) and plain["s"] == 2.0  # a scalar: read
+    assert not isinstance(packed["x"], np.memmap)  # compressed: read whole
+    np.testing.assert_array_equal(packed["x"], x)
+
+
+def test_a_dataset_from_savez_keeps_its_samples_mapped_and_its_test_block_a_view(tmp_path):
+    path = _npz(tmp_path, split=np.array(["train"] * 4 + ["test"] * 6))
+    ds = datasets.load(path)
+    test = ds.subset("test")
+    assert isinstance(ds.x, np.memmap) and isinstance(test.x, np.memmap) and np.shares_memory(ds.x, test.x)
+    np.testing.assert_array_equal(test.x, np.arange(40, dtype=np.uint8).reshape(10, 2, 2, 1)[4:])
+    assert not ds.x.flags.writeable

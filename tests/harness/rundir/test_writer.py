@@ -243,12 +243,13 @@ def test_a_crash_while_writing_leaves_no_part_and_no_finished_job(tmp_path, monk
     writer.add_reference(ref, test)
     before = {kind: _parts(run_dir, kind) for kind in layout.PART_DIRS}
 
-    def half_write(table, where, **kwargs):
-        with open(where, "wb") as fh:
-            fh.write(b"PAR1 truncated")
+    real_write = pq.ParquetWriter.write_table
+
+    def half_write(self, table, *args, **kwargs):  # a row group written, then the disk is full
+        real_write(self, table.slice(0, 1), *args, **kwargs)
         raise OSError("disk full")
 
-    monkeypatch.setattr(pq, "write_table", half_write)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", half_write)
     with pytest.raises(ResultsError, match="predictions"):
         add_run(writer, device_run(JOBS[0], logits(test, 2)), ref, test)
     assert {kind: _parts(run_dir, kind) for kind in layout.PART_DIRS} == before
@@ -345,3 +346,29 @@ def test_summary_parts_are_byte_for_byte_what_the_dict_building_writer_stored(tm
         assert list(got) == list(expected), run_dir.name
         for name in expected:
             assert got[name] == expected[name], f"{run_dir.name}/{name}"
+
+
+def test_a_large_job_is_written_in_row_groups_that_read_back_as_one_table(tmp_path, monkeypatch):
+    from harness.rundir import writer as writer_module
+
+    test = dataset(50)
+    ref = Logits(test.ids, logits(test, 1))
+    run = device_run(JOBS[0], logits(test, 2))
+    parts = {}
+    for rows in (1000, 16):  # one row group (the default for a small job), then four
+        monkeypatch.setattr(writer_module, "PREDICTION_ROWS", rows)
+        w = rundir.RunWriter(tmp_path / f"run-{rows}")
+        w.write_manifest(MANIFEST)
+        w.add_reference(ref, test)
+        add_run(w, run, ref, test)
+        parts[rows] = {kind: _part(tmp_path / f"run-{rows}", layout.PREDICTIONS_DIR, job)
+                       for kind, job in (("ref", layout.REFERENCE_JOB), ("job", JOBS[0]))}
+    for kind in ("ref", "job"):
+        one, many = (pq.ParquetFile(parts[rows][kind]) for rows in (1000, 16))
+        assert (one.num_row_groups, many.num_row_groups) == (1, 4)
+        assert many.read().equals(one.read()) and one.schema_arrow.metadata == many.schema_arrow.metadata
+    whole = writer_module.predictions_table(JOBS[0], test.ids, test.group, test.y, run.logits.argmax(axis=1),
+                                            run.logits)
+    one_table = tmp_path / "one-table.parquet"
+    writer_module.write_parquet(one_table, whole)  # the old way: one table, pq.write_table
+    assert one_table.read_bytes() == parts[1000]["job"].read_bytes()  # small jobs: the same bytes as before

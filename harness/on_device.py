@@ -34,7 +34,7 @@ import numpy as np
 from harness.errors import ArtifactError, DatasetError, TargetError
 from harness.logs import job_logger
 from harness.paths import cache_dir
-from harness.records import GroupedDataset, JobTransfer, ModelArtifact
+from harness.records import GroupedDataset, JobTransfer, ModelArtifact, row_chunks
 from harness.targets.base import Target
 
 log = logging.getLogger(__name__)
@@ -180,8 +180,8 @@ def _write_npy(out: _HashingWriter, x: np.ndarray) -> None:
     header["fortran_order"] = False
     np.lib.format.write_array_header_1_0(out, header)
     rows = max(1, NPY_CHUNK_BYTES // max(1, x[:1].nbytes))
-    for start in range(0, len(x), rows):
-        out.write(np.ascontiguousarray(x[start:start + rows]).tobytes())
+    for _start, chunk in row_chunks(x, rows):  # a memory-mapped set's pages are handed back as it goes
+        out.write(np.ascontiguousarray(chunk).tobytes())
 
 
 def _write_inputs_file(test: GroupedDataset) -> tuple[Path, str]:

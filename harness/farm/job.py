@@ -86,7 +86,8 @@ class SweepContext:
     _pending: list = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.assembly = ShardAssembly(max(1, len(self.shards)))
+        self.assembly = ShardAssembly(max(1, len(self.shards)), [sh.start for sh in self.shards],
+                                      self.shards[-1].stop if self.shards else 0)
 
     def collect(self, fn: Callable, *args) -> None:
         """Run ``fn(*args)`` on the collector thread, after the jobs collected before it."""

@@ -14,6 +14,8 @@ is one shard and its job runs exactly as it did before shards existed.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping, Sequence
@@ -21,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from harness.on_device import Shard
+from harness.paths import cache_dir
 from harness.records import DeviceRun, ModelArtifact
 from harness.records.device import JobTransfer, RepeatNoise, Timings
 
@@ -53,24 +56,53 @@ class ShardResult:
 class ShardAssembly:
     """The finished shards of every job of a sweep, until each job has all ``count`` of them.
 
+    When the test set has several shards, a shard's logits are written at once into its job's
+    scratch file (a temporary file under the cache, at the shard's rows) and dropped from memory,
+    with its raw outputs (kept in the run directory's staging folder); the complete job's logits
+    are that file mapped read-only, so a job of a million samples is never a whole N x K array in
+    host memory (``benchmarks/memory.py``). ``starts`` are the shards' first rows.
+
     Thread-safe: shards come in from the collector thread; :meth:`failed` is asked by device threads.
     """
 
-    def __init__(self, count: int):
+    def __init__(self, count: int, starts: Sequence[int] = (), rows: int = 0):
         self.count = count
+        self.starts, self.rows = list(starts), rows
         self._parts: dict[Job, dict[int, ShardResult]] = {}
+        self._files: dict[Job, Any] = {}
         self._failed: set[Job] = set()
         self._lock = threading.Lock()
 
     def add(self, job: Job, result: ShardResult) -> list[ShardResult] | None:
         """Keep ``result``; the job's shards in test-set order once all are in (then forgotten), else None."""
         with self._lock:
+            if self.count > 1 and len(self.starts) == self.count and result.run.logits is not None:
+                result = self._spill(job, result)
             parts = self._parts.setdefault(job, {})
             parts[int(result.record["index"])] = result
             if len(parts) < self.count:
                 return None
             del self._parts[job]
-            return [parts[i] for i in range(self.count)]
+            ordered = [parts[i] for i in range(self.count)]
+            return self._joined(job, ordered) if job in self._files else ordered
+
+    def _spill(self, job: Job, result: ShardResult) -> ShardResult:
+        logits = np.ascontiguousarray(result.run.logits, dtype=np.float32)
+        file = self._files.get(job)
+        if file is None:
+            file = self._files[job] = tempfile.TemporaryFile(dir=cache_dir("scratch"), prefix="job-logits-")
+            file.truncate(self.rows * logits[:1].nbytes)
+        os.pwrite(file.fileno(), logits.tobytes(), self.starts[int(result.record["index"])] * logits[:1].nbytes)
+        return replace(result, run=replace(result.run, logits=_Spilled(logits.shape), raw=None))
+
+    def _joined(self, job: Job, parts: list[ShardResult]) -> list[ShardResult]:
+        """The parts with their logits as read-only views of the job's scratch file, mapped once."""
+        file = self._files.pop(job)
+        width = parts[0].run.logits.shape[1]
+        whole = np.memmap(file, np.float32, mode="r", shape=(self.rows, width))
+        file.close()  # the mapping keeps the (already unlinked) file's pages
+        ends = self.starts[1:] + [self.rows]
+        return [replace(p, run=replace(p.run, logits=whole[a:b])) for p, a, b in zip(parts, self.starts, ends)]
 
     def have(self, job: Job) -> set[int]:
         """Indexes of the job's shards already in."""
@@ -83,6 +115,9 @@ class ShardAssembly:
             first = job not in self._failed
             self._failed.add(job)
             self._parts.pop(job, None)
+            file = self._files.pop(job, None)
+            if file is not None:
+                file.close()
             return first
 
     def failed(self, job: Job) -> bool:
@@ -100,10 +135,30 @@ def combine(results: Sequence[ShardResult]) -> DeviceRun:
     sizes = [len(r.logits) for r in runs]
     raws = [r.raw for r in runs]
     raw = np.concatenate(raws) if all(x is not None for x in raws) and len({x.dtype for x in raws}) == 1 else None
-    return replace(runs[0], logits=np.concatenate([r.logits for r in runs]), raw=raw,
+    return replace(runs[0], logits=_join([r.logits for r in runs]), raw=raw,
                    timings=combine_timings([r.timings for r in runs], sizes),
                    transfer=combine_transfer([r.transfer for r in runs]),
                    repeats=combine_repeats([r.repeats for r in runs], sizes))
+
+
+def _join(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """The parts one after another: the mapping they are consecutive views of (the assembly's
+    scratch file, no copy), else a concatenation."""
+    whole = parts[0].base
+    if isinstance(whole, np.memmap) and all(p.base is whole for p in parts) and sum(map(len, parts)) == len(whole) \
+            and all(a.ctypes.data + a.nbytes == b.ctypes.data for a, b in zip(parts, parts[1:])):
+        return whole
+    return np.concatenate(parts)
+
+
+class _Spilled:
+    """Where a spilled shard's logits were: only their shape is kept until the job is joined."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape = shape
+
+    def __len__(self) -> int:
+        return self.shape[0]
 
 
 def combine_timings(timings: Sequence[Timings | None], sizes: Sequence[int]) -> Timings | None:

@@ -291,7 +291,7 @@ def _pull_array(target: Target, remote: str, sha: str | None, tmp: Path,
     local = tmp / posixpath.basename(remote)
     pull_verified(target, remote, local, sha, transfer)
     try:
-        return np.load(local, allow_pickle=False)
+        return np.load(local, allow_pickle=False, mmap_mode="r")
     except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty or cut .npy
         raise RunnerError(f"runner wrote an unreadable {remote}: {exc}", target.name) from exc
 

@@ -39,7 +39,8 @@ VARIANTS = ("fp32", "int8")
 SHAPE = (32, 32, 3)           # the synthetic samples
 NUM_CLASSES = 10
 GROUPS = ("a", "b", "c", "d")
-TRAIN_SHARE = 0.01            # calibration needs a few hundred train rows; the rest is the test set
+TRAIN_ROWS = 1000             # the same train split at every size (calibration reads it: a copy of its
+                              # samples); the rest is the test set, the size the goal is about
 WRITE_ROWS = 16_384           # samples generated and written per step when the dataset file is made
 GOAL = 1.2
 ANON_SAMPLE_S = 0.005         # RssAnon sampling period (the kernel keeps no peak of it)
@@ -98,7 +99,7 @@ def write_dataset(path: Path, n: int) -> None:
     import numpy as np
 
     rng = np.random.default_rng(n)
-    n_train = max(1000, int(TRAIN_SHARE * n))
+    n_train = TRAIN_ROWS
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
         _member(zf, "x", np.uint8, (n,) + SHAPE, lambda i, j: rng.integers(0, 256, (j - i,) + SHAPE, np.uint8))
         _member(zf, "y", np.int64, (n,), lambda i, j: rng.integers(0, NUM_CLASSES, j - i))

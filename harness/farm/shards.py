@@ -43,11 +43,13 @@ class ShardJob:
 
 @dataclass(frozen=True)
 class ShardResult:
-    """A finished shard: where it ran (``record``: index, sha256, n, device), its run, its pooled facts."""
+    """A finished shard: where it ran (``record``: index, sha256, n, device), its run, its pooled
+    facts, and the sha256 of the model file its job's queue ran (what a resume checks it against)."""
 
     record: Mapping[str, Any]
     run: DeviceRun
     extra: Mapping[str, Any]
+    artifact_sha256: str | None = None
 
 
 class ShardAssembly:

@@ -12,7 +12,8 @@ retries), scoring, and the one run-directory writer; one driver thread per devic
 its tickets and stores each result as it comes back.
 Each shard of the test set is put in Ray's object store once per sweep (a ticket travels without
 its rows), each model file once per sweep (a node that cannot read the driver's file writes it
-into its own cache).
+into its own cache); an actor writes and hashes each shard's inputs file once, however many jobs
+bring it that shard's rows.
 
 What crosses the wire: the actor returns an :class:`Outcome`, a DeviceRun or the error the device
 side raised (class, text and attributes, rebuilt on the driver without calling its ``__init__``), so
@@ -129,6 +130,7 @@ class DeviceWorker:
     def __init__(self, spec):
         self.spec = spec
         self.dev = None
+        self.inputs: set[str] = set()  # sha256 of the shard inputs files this actor wrote and hashed
 
     def open(self) -> Outcome:
         """Connect to the device: its properties, with the node that reached it (``node``, ``hostname``)."""
@@ -150,16 +152,25 @@ class DeviceWorker:
         self.dev = OpenDevice(self.spec, target, props)
         return props
 
-    def run(self, job, data, options, files: dict) -> Outcome:
+    def run(self, job, data, options, files: dict, inputs_sha: str | None = None) -> Outcome:
         """The device side of one ticket (:func:`harness.farm.job.run_shard`): its DeviceRun.
 
-        ``job`` is the ShardJob without its rows; ``data`` the shard's rows (from the object store)."""
+        ``job`` is the ShardJob without its rows; ``data`` the shard's rows (from the object store:
+        a new copy with every call), ``inputs_sha`` the sha256 of their inputs file on the driver.
+        The actor writes and hashes a shard's inputs file once; later jobs of the shard reuse it."""
+        from harness import on_device
         from harness.farm.job import run_shard
 
         def call():
+            if inputs_sha in self.inputs:
+                on_device.reuse_inputs_file(data, inputs_sha)
             local = dataclasses.replace(job, artifact=_local_file(job.artifact, files),
                                         shard=dataclasses.replace(job.shard, data=data))
-            return run_shard(self.dev, local, options, echo=lambda s: log.info("%s", s))
+            try:
+                return run_shard(self.dev, local, options, echo=lambda s: log.info("%s", s))
+            finally:
+                if on_device.known_inputs_sha(data) == inputs_sha is not None:
+                    self.inputs.add(inputs_sha)
 
         return outcome_of(call, self.spec.name)
 
@@ -269,7 +280,7 @@ def executor(ctx) -> Callable:
         data, file_refs = refs(job)
         bare = dataclasses.replace(job, shard=dataclasses.replace(job.shard, data=None))
         try:
-            outcome = ray.get(actor.run.remote(bare, data, ctx.exp.run, file_refs))
+            outcome = ray.get(actor.run.remote(bare, data, ctx.exp.run, file_refs, job.shard.sha256))
         except ray.exceptions.RayActorError as exc:
             raise DeviceLost(f"its Ray node is lost ({type(exc).__name__}: {_first_line(exc)})",
                              dev.spec.name) from exc

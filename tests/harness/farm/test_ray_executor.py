@@ -9,6 +9,7 @@ those of a local run. Without Ray installed, ``--executor ray`` fails at once na
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -265,3 +266,31 @@ def test_ray_resources_are_one_per_device_of_the_hosts_inventory(tmp_path, capsy
     assert cli.main(["devices", "ray-resources", "--devices", str(tmp_path / "devices.toml"),
                      "--device", "solo"]) == 0
     assert json.loads(capsys.readouterr().out) == {"qskew-dev:solo": 1}
+
+
+def test_an_actor_writes_and_hashes_a_shards_inputs_once_however_many_jobs_run_it(cluster, models, monkeypatch):
+    """Every call brings the actor a new copy of the shard's rows (Ray deserializes each argument
+    anew), so the per-object memory of on_device missed and each job wrote and hashed the shard's
+    inputs file again (seconds per job for a shard of 4096 large images). The actor calls DeviceWorker
+    as this test does (here, in the driver's process, on the local device)."""
+    from harness import on_device
+    from harness.farm.inventory import load_inventory
+    from harness.farm.shards import ShardJob
+
+    source, (int8,) = _sources(models)
+    shard = on_device.shards_of(datasets.load("digits-groups").subset("test"), 300)[1]
+    worker = ray_executor.DeviceWorker(load_inventory(None).select(["local"])[0])
+    worker.open().result()
+    sha = shard.sha256  # the driver's, written and hashed there
+    real_write, writes = on_device._write_inputs_file, []
+    monkeypatch.setattr(on_device, "_write_inputs_file", lambda test: writes.append(1) or real_write(test))
+    options = config.from_dict({}, source="t").run
+    bare = ShardJob(int8, "xnnpack", dataclasses.replace(shard, data=None))
+    try:
+        runs = [worker.run(bare, pickle.loads(pickle.dumps(shard.data)), options, {}, sha).result()
+                for _ in range(3)]  # three jobs of the shard, each with its own copy of the rows
+    finally:
+        worker.close()
+    assert len(writes) == 1  # by the actor, for its first job of the shard
+    assert all(r.ok for r in runs) and all(np.array_equal(r.logits, runs[0].logits) for r in runs)
+    assert runs[1].transfer.pushed.get("inputs", 0) == 0  # the device's copy is reused as before

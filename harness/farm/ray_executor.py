@@ -11,8 +11,8 @@ driver, exactly as with the local executor: the pools' queues (which member take
 retries), scoring, and the one run-directory writer; one driver thread per device sends its actor
 its tickets and stores each result as it comes back.
 Each shard of the test set is put in Ray's object store once per sweep (a ticket travels without
-its rows), each model file once per sweep (a node that cannot read the driver's file writes it
-into its own cache); an actor writes and hashes each shard's inputs file once, however many jobs
+its rows), each model file once per sweep (a node that cannot read the driver's file, or holds other
+bytes at its path, writes it into its own cache); an actor writes and hashes each shard's inputs file once, however many jobs
 bring it that shard's rows.
 
 What crosses the wire: the actor returns an :class:`Outcome`, a DeviceRun or the error the device
@@ -181,9 +181,14 @@ class DeviceWorker:
 
 
 def _local_file(part, files: dict):
-    """A job's artifact with a path this node can read: the driver's file when it is here (same
-    host or shared folder), else the copy Ray carried, written once into this node's cache."""
-    if not isinstance(part, ModelArtifact) or part.path is None or Path(part.path).is_file():
+    """A job's artifact with a path this node can read: the driver's file when it is here with the
+    same bytes (same host or shared folder), else the copy Ray carried, written once into this
+    node's cache (a file at that path on another host may be another model)."""
+    if not isinstance(part, ModelArtifact) or part.path is None:
+        return part
+    from harness.on_device import sha256_file
+
+    if Path(part.path).is_file() and sha256_file(Path(part.path)) == part.sha256:
         return part
     import ray
 

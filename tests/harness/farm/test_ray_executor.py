@@ -294,3 +294,22 @@ def test_an_actor_writes_and_hashes_a_shards_inputs_once_however_many_jobs_run_i
     assert len(writes) == 1  # by the actor, for its first job of the shard
     assert all(r.ok for r in runs) and all(np.array_equal(r.logits, runs[0].logits) for r in runs)
     assert runs[1].transfer.pushed.get("inputs", 0) == 0  # the device's copy is reused as before
+
+
+def test_a_file_at_the_drivers_path_with_other_bytes_on_the_node_is_not_the_model(cluster, models, tmp_path):
+    """The node has a file at the driver's path, but another one (an older model.tflite in the same
+    folder on that host): the copy Ray carried runs, not that file (whose sha256 the runner would
+    refuse, failing the job as if the model were broken)."""
+    import dataclasses
+
+    import ray
+
+    from harness.quantize.convert import artifact_of
+
+    art = artifact_of(models["int8"], "int8", {"tool": "given"}, None, 64)
+    there = tmp_path / "exp" / "int8.tflite"  # the same path on the node, other bytes
+    there.parent.mkdir()
+    there.write_bytes(models["fp32"].read_bytes())
+    driver = dataclasses.replace(art, path=there)
+    local = ray_executor._local_file(driver, {str(there): ray.put(models["int8"].read_bytes())})
+    assert local.path != there and local.path.read_bytes() == models["int8"].read_bytes()

@@ -6,7 +6,8 @@ inventory). The driver (``qskew run --executor ray``) reads the same inventory, 
 :class:`DeviceWorker` actor per selected device with that device's resource -- so the actor lands on
 the node that reaches it -- and the actor connects to the device there
 (:func:`harness.farm.connect.open_target`) and, for each job, takes the device's lease (a flock on
-that host) and runs it (:func:`harness.farm.job.run_shard`). Everything else stays on the
+that host; a stale lease it breaks there goes back with the result, into the driver's farm.json)
+and runs it (:func:`harness.farm.job.run_shard`). Everything else stays on the
 driver, exactly as with the local executor: the pools' queues (which member takes which job,
 retries), scoring, and the one run-directory writer; one driver thread per device sends its actor
 its tickets and stores each result as it comes back.
@@ -100,6 +101,7 @@ class Outcome:
 
     value: Any = None
     error: tuple | None = None   # (exception class, str(err), vars(err))
+    leases_broken: tuple = ()    # (lease key, previous holder) of each lease broken on the node
 
     def result(self):
         """The value, or the error raised again on the driver, with its text and attributes."""
@@ -161,18 +163,21 @@ class DeviceWorker:
         from harness import on_device
         from harness.farm.job import run_shard
 
+        broken: list[tuple[str, Any]] = []  # the driver reports them (farm.json), as on one host
+
         def call():
             if inputs_sha in self.inputs:
                 on_device.reuse_inputs_file(data, inputs_sha)
             local = dataclasses.replace(job, artifact=_local_file(job.artifact, files),
                                         shard=dataclasses.replace(job.shard, data=data))
             try:
-                return run_shard(self.dev, local, options, echo=lambda s: log.info("%s", s))
+                return run_shard(self.dev, local, options, echo=lambda s: log.info("%s", s),
+                                 lease_broken=lambda key, holder: broken.append((key, holder)))
             finally:
                 if on_device.known_inputs_sha(data) == inputs_sha is not None:
                     self.inputs.add(inputs_sha)
 
-        return outcome_of(call, self.spec.name)
+        return dataclasses.replace(outcome_of(call, self.spec.name), leases_broken=tuple(broken))
 
     def close(self) -> None:
         if self.dev is not None:
@@ -291,6 +296,8 @@ def executor(ctx) -> Callable:
                              dev.spec.name) from exc
         except ray.exceptions.RayError as exc:  # e.g. an object lost with its node: the device's side
             raise TargetError(f"Ray: {type(exc).__name__}: {_first_line(exc)}", dev.spec.name) from exc
+        for key, holder in outcome.leases_broken:
+            ctx.progress.lease_broken(key, holder)
         return outcome.result()
 
     return execute

@@ -313,3 +313,24 @@ def test_a_file_at_the_drivers_path_with_other_bytes_on_the_node_is_not_the_mode
     driver = dataclasses.replace(art, path=there)
     local = ray_executor._local_file(driver, {str(there): ray.put(models["int8"].read_bytes())})
     assert local.path != there and local.path.read_bytes() == models["int8"].read_bytes()
+
+
+def test_a_lease_broken_on_a_node_is_reported_by_the_driver(cluster, models, tmp_path):
+    """The actor takes its device's lease on its node; a stale lease it breaks there is in the
+    driver's farm.json and summary, as on one host (it was only in the node's log)."""
+    from harness.evaluate import evaluate
+    from harness.farm.inventory import load_inventory
+    from harness.farm.leases import lease_dir, lease_key
+
+    (tmp_path / "devices.toml").write_text(DEVICES)
+    spec = load_inventory(tmp_path / "devices.toml").select(["ray-a"])[0]
+    key = lease_key(spec)  # the nodes share this machine's lease folder
+    (lease_dir() / f"{key}.lease").write_text('{"pid": 999999999, "host": "gone-host"}')
+    exp = config.from_dict({"quantize": {"variants": ["fp32"]},
+                            "run": {"targets": ["ray-a"], "devices_file": str(tmp_path / "devices.toml"),
+                                    "delegates": ["xnnpack"], "executor": "ray"}}, source="test")
+    source, _ = _sources(models)
+    lines: list[str] = []
+    evaluate(exp, datasets.load("digits-groups"), source, tmp_path / "run", progress=False, echo=lines.append)
+    broken = json.loads((tmp_path / "run" / "farm.json").read_text())["leases_broken"]
+    assert [b["key"] for b in broken] == [key] and "gone-host" in broken[0]["holder"]

@@ -143,8 +143,10 @@ def combine_transfer(transfers: Sequence[JobTransfer | None]) -> JobTransfer | N
 
 def combine_repeats(noises: Sequence[RepeatNoise | None], sizes: Sequence[int]) -> RepeatNoise | None:
     """The job's run-to-run noise from its shards': runs that finished on every shard, every failure,
-    identical only if every shard was, the largest logit difference, the largest flip rate (an upper
-    bound of the job's), and each run's latency over all samples (None where a shard lacks it)."""
+    identical only if every shard was, the largest logit difference, the shards' largest flip rates
+    weighted by their samples (the job's own with one repeat; with more, an upper bound of it that a
+    small last shard cannot inflate, as their maximum did), and each run's latency over all samples
+    (None where a shard lacks it)."""
     if any(n is None for n in noises):
         return None if all(n is None for n in noises) else next(n for n in noises if n is not None)
     runs = min(n.runs for n in noises)
@@ -158,7 +160,8 @@ def combine_repeats(noises: Sequence[RepeatNoise | None], sizes: Sequence[int]) 
     return RepeatNoise(runs=runs, failed=tuple(f for n in noises for f in n.failed),
                        identical=all(n.identical for n in noises),
                        max_abs_logit_diff=max(n.max_abs_logit_diff for n in noises),
-                       flip_rate_max=max(n.flip_rate_max for n in noises), latency_ms_per_sample=tuple(per_run),
+                       flip_rate_max=sum(n.flip_rate_max * s for n, s in zip(noises, sizes)) / max(1, sum(sizes)),
+                       latency_ms_per_sample=tuple(per_run),
                        latency_ms_median=median, latency_ms_min=min(known) if known else None,
                        latency_ms_max=max(known) if known else None,
                        latency_rel_spread=(max(known) - min(known)) / median if known and median else None)

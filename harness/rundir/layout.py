@@ -151,7 +151,9 @@ it does not apply, except the runtime facts, present only where the runner recor
                                 run-to-run noise (object, ``RepeatNoise``; harness.metrics.noise):
                                 runs, failed, identical, max_abs_logit_diff, flip_rate_max,
                                 latency_ms_per_sample (list), latency_ms_median/min/max,
-                                latency_rel_spread
+                                latency_rel_spread; a job run in several shards has its shards'
+                                flip_rate_max weighted by their samples (exact with repeat = 2,
+                                an upper bound with more)
     precision_requested, precision_reported   (only where recorded; runner protocol 1.3) the
                                 precision asked of the GPU and the one its runtime reports
     gpu_adapter                 (only where recorded) "<adapter> (<backend>)" as the runtime says

@@ -95,7 +95,8 @@ class ShardAssembly:
 
 def combine(results: Sequence[ShardResult]) -> DeviceRun:
     """One job's DeviceRun from its shards' (in test-set order): logits and raw outputs joined,
-    timings, latency and transfer summed, repeat noise merged; the rest is the first shard's."""
+    timings, latency and transfer summed, repeat noise merged, the delegate applied and the runtime
+    as every shard says (:func:`combine_applied`, :func:`joined`); the rest is the first shard's."""
     runs = [r.run for r in results]
     if len(runs) == 1:
         return runs[0]
@@ -103,9 +104,28 @@ def combine(results: Sequence[ShardResult]) -> DeviceRun:
     raws = [r.raw for r in runs]
     raw = np.concatenate(raws) if all(x is not None for x in raws) and len({x.dtype for x in raws}) == 1 else None
     return replace(runs[0], logits=np.concatenate([r.logits for r in runs]), raw=raw,
+                   delegate_applied=combine_applied([r.delegate_applied for r in runs]),
+                   runtime=joined([r.runtime for r in runs]),
+                   runtime_version=joined([r.runtime_version for r in runs]),
                    timings=combine_timings([r.timings for r in runs], sizes),
                    transfer=combine_transfer([r.transfer for r in runs]),
                    repeats=combine_repeats([r.repeats for r in runs], sizes))
+
+
+def joined(values: Sequence[Any]) -> Any:
+    """The shards' common value, else their distinct values in shard order joined by " + " (shards
+    run on several pool members, whose runtimes may differ)."""
+    distinct = list(dict.fromkeys(values))
+    return distinct[0] if len(distinct) == 1 else " + ".join(str(v or "unknown") for v in distinct)
+
+
+def combine_applied(labels: Sequence[Any]) -> Any:
+    """The job's delegate applied: a shard the runtime did not confirm ("unknown", "gpu (unproven)",
+    "gpu (partial)": each shard's GPU proof is its own first batch) makes the job's label that one,
+    so that sign-off never counts the job as confirmed; shards confirmed on different delegates give
+    them joined (:func:`joined`), which names no requested delegate."""
+    weak = [a for a in labels if a in (None, "", "unknown") or str(a).endswith(("unproven)", "(partial)"))]
+    return weak[0] if weak else joined(labels)
 
 
 def combine_timings(timings: Sequence[Timings | None], sizes: Sequence[int]) -> Timings | None:

@@ -89,3 +89,21 @@ def test_a_small_last_shard_does_not_set_the_jobs_flip_rate():
     three = combine_repeats([dataclasses.replace(noise(0.02), runs=3), dataclasses.replace(noise(0.5), runs=3)],
                             [98, 2])
     assert three.flip_rate_max == pytest.approx(0.98 * 0.02 + 0.02 * 0.5)
+
+
+def test_a_job_whose_shards_disagree_on_the_delegate_or_runtime_says_so():
+    """Each shard is its own device job: a GPU shard kept unproven (its first batch matched the CPU)
+    or run on a pool member with another runtime made the job the first shard's ("gpu", one
+    version), which sign-off's require_delegates then passed."""
+    from harness.signoff import _applied
+
+    def shard(i, applied, version="2.3.0"):
+        return _result(i, 2, delegate_applied=applied, runtime_version=version)
+
+    mixed = combine([shard(0, "gpu"), shard(1, "gpu (unproven)"), shard(2, "gpu")])
+    assert mixed.delegate_applied == "gpu (unproven)" and _applied("gpu", mixed.delegate_applied) is None
+    other = combine([shard(0, "xnnpack", "2.3.0"), shard(1, "builtin", "2.1.0")])
+    assert other.delegate_applied == "xnnpack + builtin" and not _applied("xnnpack", other.delegate_applied)
+    assert other.runtime_version == "2.3.0 + 2.1.0"
+    same = combine([shard(0, "gpu"), shard(1, "gpu")])
+    assert (same.delegate_applied, same.runtime_version) == ("gpu", "2.3.0")

@@ -112,8 +112,15 @@ def _load(path: Path, job: Job) -> StagedShard | None:
             raw = np.array(data["raw"]) if "raw" in data.files else None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # e.g. cut short by a full disk before the rename: the shard runs again
-    if [str(p) for p in meta.get("job") or []] != [str(p) for p in job]:
+    if not isinstance(meta, dict) or [str(p) for p in meta.get("job") or []] != [str(p) for p in job]:
         return None
+    try:
+        return _staged(meta, job, logits, raw)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None  # facts of another qskew version, or edited: the shard runs again
+
+
+def _staged(meta: dict, job: Job, logits: np.ndarray, raw: np.ndarray | None) -> StagedShard:
     facts = meta["run"]
     opt = lambda cls, key: None if facts.get(key) is None else cls.from_json(facts[key])  # noqa: E731
     run = DeviceRun(variant=job[0], target=job[1], delegate=job[2], artifact_sha256=facts["artifact_sha256"],
@@ -122,5 +129,9 @@ def _load(path: Path, job: Job) -> StagedShard | None:
                     timings=opt(Timings, "timings"), target_properties=facts["target_properties"],
                     transfer=opt(JobTransfer, "transfer"), execution_plan=opt(ExecutionPlan, "execution_plan"),
                     repeats=opt(RepeatNoise, "repeats"))
-    return StagedShard(record=meta["record"], run=run, extra=meta.get("extra") or {},
+    record = dict(meta["record"])
+    if len(logits) != int(record["n"]):  # a shard's logits are one row per sample of it
+        raise ValueError(f"{len(logits)} rows for {record['n']} samples")
+    record["index"], record["sha256"] = int(record["index"]), str(record["sha256"])
+    return StagedShard(record=record, run=run, extra=meta.get("extra") or {},
                        artifact_sha256=meta.get("artifact_sha256"), config_hash=meta.get("config_hash"))

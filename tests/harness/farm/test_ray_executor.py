@@ -15,6 +15,7 @@ import os
 import pickle
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -149,45 +150,61 @@ def test_a_device_its_node_cannot_reach_fails_with_the_nodes_error(cluster, tmp_
 @pytest.mark.slow
 def test_a_pool_over_two_nodes_survives_losing_one_and_predicts_as_a_local_run(cluster, models, tmp_path,
                                                                               monkeypatch):
+    """Shards of 300 (3 per job, 18 tickets): b's node is removed while b runs its second shard
+    (or, if that one is quicker than the removal, before its third), and that shard runs again
+    on a. Triggered from the driver when b starts its second shard, so b always has one in hand
+    (removing the node when b's first job was stored left b with nothing to run, at times)."""
     from harness.evaluate import evaluate
 
     cl, node_b = cluster
     nodes = {"ray-a": cl.head_node.node_id, "ray-b": node_b.node_id}
     data = datasets.load("digits-groups")
     source, extra = _sources(models)
-    real_add_run, removed = rundir.RunWriter.add_run, threading.Event()
+    real_executor, b_calls, removed = ray_executor.executor, [], threading.Event()
 
-    def add_run(writer, run, score, **record):  # b's first stored job: its node goes while b runs its next
-        if record.get("device", {}).get("name") == "ray-b" and not removed.is_set():
-            removed.set()
-            cl.remove_node(node_b, allow_graceful=False)
-        return real_add_run(writer, run, score, **record)
+    def remove_b():
+        time.sleep(0.2)
+        cl.remove_node(node_b, allow_graceful=False)
+        removed.set()
 
-    monkeypatch.setattr(rundir.RunWriter, "add_run", add_run)
+    def executor(ctx):
+        execute = real_executor(ctx)
+
+        def on_b_second_shard(ctx, dev, job):
+            if dev.spec.name == "ray-b":
+                b_calls.append(job.label())
+                if len(b_calls) == 2:
+                    threading.Thread(target=remove_b, daemon=True).start()
+            return execute(ctx, dev, job)
+        return on_b_second_shard
+
+    monkeypatch.setattr(ray_executor, "executor", executor)
     import ray
 
     real_put, puts = ray.put, []
     monkeypatch.setattr(ray, "put", lambda value, **kw: puts.append(type(value).__name__) or real_put(value, **kw))
     out, lines = tmp_path / "ray", []
-    evaluate(_experiment(tmp_path, [POOL], "ray"), data, source, out, progress=False, echo=lines.append,
-             extra_artifacts=extra)
+    exp = _experiment(tmp_path, [POOL], "ray")
+    exp = dataclasses.replace(exp, run=dataclasses.replace(exp.run, shard_samples=300))
+    evaluate(exp, data, source, out, progress=False, echo=lines.append, extra_artifacts=extra)
     assert removed.is_set()
-    assert sorted(puts) == ["GroupedDataset", "bytes", "bytes"]  # the one shard once, each model file once
+    assert sorted(puts) == ["GroupedDataset"] * 3 + ["bytes", "bytes"]  # each shard once, each model file once
 
     run = rundir.read_run(out)
     jobs = {(v, POOL, d) for v in ("fp32", "int8") for d in DELEGATES}
     assert set(run.jobs()) == jobs and not run.jobs("failed")
     entries = run.summary["runs"]
     assert all(e["device"]["node"] == nodes[e["device"]["name"]] for e in entries)  # ran where its device is
-    assert {e["device"]["name"] for e in entries} == {"ray-a", "ray-b"}
-    retried = [e for e in entries if e.get("attempts")]
-    assert len(retried) == 1 and retried[0]["device"]["name"] == "ray-a"
-    assert [a["device"] for a in retried[0]["attempts"]] == ["ray-b"]
-    assert "Ray node is lost" in retried[0]["attempts"][0]["error"]
+    shards = [s for e in entries for s in e["shards"]]
+    assert len(shards) == 18 and {s["device"] for s in shards} == {"ray-a", "ray-b"}
+    attempts = [(e, a) for e in entries for a in e.get("attempts") or ()]
+    assert len(attempts) == 1
+    entry, attempt = attempts[0]
+    assert attempt["device"] == "ray-b" and "Ray node is lost" in attempt["error"]
+    assert entry["shards"][attempt["shard"]]["device"] == "ray-a"  # the lost shard, run again on a
     farm = json.loads((out / "farm.json").read_text())
     assert "ray-b" in farm["drained"]
 
-    monkeypatch.setattr(rundir.RunWriter, "add_run", real_add_run)
     local = tmp_path / "local"
     evaluate(_experiment(tmp_path, ["solo"], "local"), data, source, local, progress=False, extra_artifacts=extra)
     here = rundir.read_run(local)

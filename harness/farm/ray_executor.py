@@ -296,6 +296,9 @@ def executor(ctx) -> Callable:
                              dev.spec.name) from exc
         except ray.exceptions.RayError as exc:  # e.g. an object lost with its node: the device's side
             raise TargetError(f"Ray: {type(exc).__name__}: {_first_line(exc)}", dev.spec.name) from exc
+        except ConnectionError as exc:  # Ray Client (ray://): the driver's link to the cluster broke
+            raise QskewError(f"lost the connection to the Ray cluster ({type(exc).__name__}: {_first_line(exc)}); "
+                             "what finished is stored: rerun the same command to resume") from exc
         for key, holder in outcome.leases_broken:
             ctx.progress.lease_broken(key, holder)
         return outcome.result()

@@ -351,3 +351,34 @@ def test_a_lease_broken_on_a_node_is_reported_by_the_driver(cluster, models, tmp
     evaluate(exp, datasets.load("digits-groups"), source, tmp_path / "run", progress=False, echo=lines.append)
     broken = json.loads((tmp_path / "run" / "farm.json").read_text())["leases_broken"]
     assert [b["key"] for b in broken] == [key] and "gone-host" in broken[0]["holder"]
+
+
+def test_a_driver_that_loses_its_ray_client_connection_stops_with_one_clear_error(cluster, models, monkeypatch):
+    """With ``--address ray://...`` (Ray Client) a lost connection makes ray.get raise a bare
+    ConnectionError, which reached the CLI as a traceback. Ray Client's server does not start on
+    the build machine (its per-client server timed out), so ray.get raises it here as Ray Client
+    does: the error is a QskewError saying what was lost and that a rerun resumes; it is no device
+    reason (retrying on another member cannot help)."""
+    import types
+
+    import ray
+
+    from harness.farm.job import device_reason
+    from harness.farm.shards import ShardJob
+    from harness.on_device import shards_of
+
+    def lost(*args, **kwargs):
+        raise ConnectionError("Failed during this or a previous request. Exception that broke the "
+                              "connection: <_MultiThreadedRendezvous of RPC that terminated>")
+
+    shard = shards_of(datasets.load("digits-groups").subset("test"), 4096)[0]
+    ctx = types.SimpleNamespace(exp=config.from_dict({}, source="t"), progress=None)
+    dev = types.SimpleNamespace(spec=types.SimpleNamespace(name="ray-a"),
+                                target=types.SimpleNamespace(actor=types.SimpleNamespace(
+                                    run=types.SimpleNamespace(remote=lambda *a: "ref"))))
+    execute = ray_executor.executor(ctx)
+    monkeypatch.setattr(ray, "get", lost)
+    with pytest.raises(QskewError) as info:
+        execute(ctx, dev, ShardJob(_sources(models)[1][0], "xnnpack", shard))
+    assert str(info.value).startswith("lost the connection to the Ray cluster (ConnectionError: Failed during")
+    assert "rerun the same command" in str(info.value) and not device_reason(info.value)

@@ -13,7 +13,7 @@ retries), scoring, and the one run-directory writer; one driver thread per devic
 its tickets and stores each result as it comes back.
 Each shard of the test set is put in Ray's object store once per sweep (a ticket travels without
 its rows), each model file once per sweep (a node that cannot read the driver's file, or holds other
-bytes at its path, writes it into its own cache); an actor writes and hashes each shard's inputs file once, however many jobs
+bytes at its path, writes it into its own cache, with the precompiled Edge TPU model beside it); an actor writes and hashes each shard's inputs file once, however many jobs
 bring it that shard's rows.
 
 What crosses the wire: the actor returns an :class:`Outcome`, a DeviceRun or the error the device
@@ -203,7 +203,24 @@ def _local_file(part, files: dict):
     local = cache_dir("ray-models") / f"{part.sha256 or part.variant}{Path(part.path).suffix}"
     if not local.is_file():
         atomic_write_bytes(local, ray.get(files[str(part.path)]))
+    stem = Path(part.path).stem
+    for name, ref in files.items():  # its precompiled Edge TPU model and log, beside it as beside the driver's
+        if name != str(part.path) and Path(name).parent == Path(part.path).parent:
+            beside = local.with_name(local.stem + Path(name).name[len(stem):])
+            if not beside.is_file():
+                atomic_write_bytes(beside, ray.get(ref))
     return dataclasses.replace(part, path=local)
+
+
+def put_model(ray, path: Path) -> dict[str, Any]:
+    """The object refs of a model file and of what a profile looks for beside it (a precompiled
+    ``<stem>_edgetpu.tflite`` and its ``.log``), by the driver's path; :func:`_local_file` writes
+    them on a node that cannot read them."""
+    from harness.farm.profiles.edgetpu_compiler import COMPILED_SUFFIX
+
+    path = Path(path)
+    beside = [path.with_name(f"{path.stem}{COMPILED_SUFFIX}{ext}") for ext in (".tflite", ".log")]
+    return {str(p): ray.put(p.read_bytes()) for p in [path] + [b for b in beside if b.is_file()]}
 
 
 class ActorTarget:
@@ -282,8 +299,8 @@ def executor(ctx) -> Callable:
             if job.shard.index not in shards:
                 shards[job.shard.index] = ray.put(job.shard.data)
             if path is not None and str(path) not in files:
-                files[str(path)] = ray.put(Path(path).read_bytes())
-            return shards[job.shard.index], ({str(path): files[str(path)]} if path is not None else {})
+                files[str(path)] = put_model(ray, path)
+            return shards[job.shard.index], (files[str(path)] if path is not None else {})
 
     def execute(ctx, dev, job):
         actor = dev.target.actor

@@ -382,3 +382,31 @@ def test_a_driver_that_loses_its_ray_client_connection_stops_with_one_clear_erro
         execute(ctx, dev, ShardJob(_sources(models)[1][0], "xnnpack", shard))
     assert str(info.value).startswith("lost the connection to the Ray cluster (ConnectionError: Failed during")
     assert "rerun the same command" in str(info.value) and not device_reason(info.value)
+
+
+def test_a_precompiled_edgetpu_model_beside_the_variant_travels_with_it(cluster, models, tmp_path):
+    """An Edge TPU device's node looks for ``<variant>_edgetpu.tflite`` beside the model it runs
+    (harness.farm.profiles.edgetpu_compiler): on a node that cannot read the driver's folder the
+    model came alone into its cache, so the precompiled file was not found and the node had to
+    compile (the compiler runs on x86-64 Debian-like hosts only) or failed the job."""
+    import dataclasses
+    import shutil
+
+    import ray
+
+    from harness.farm.profiles import edgetpu_compiler
+    from harness.quantize.convert import artifact_of
+
+    driver = tmp_path / "driver-only"
+    driver.mkdir()
+    shutil.copy(models["int8"], driver / "int8.tflite")
+    (driver / "int8_edgetpu.tflite").write_bytes(b"compiled for the TPU")
+    (driver / "int8_edgetpu.log").write_text("Edge TPU Compiler version 16.0.384591198\n")
+    art = dataclasses.replace(artifact_of(models["int8"], "int8", {"tool": "given"}, None, 64),
+                              path=driver / "int8.tflite")
+    files = ray_executor.put_model(ray, art.path)
+    assert sorted(Path(name).name for name in files) == ["int8.tflite", "int8_edgetpu.log", "int8_edgetpu.tflite"]
+    shutil.rmtree(driver)  # the node cannot read the driver's folder
+    local = ray_executor._local_file(art, files)
+    found = edgetpu_compiler.precompiled_candidates(local.path, art.sha256)[0]
+    assert found.read_bytes() == b"compiled for the TPU" and found.with_suffix(".log").is_file()

@@ -174,7 +174,7 @@ class DeviceWorker:
                 return run_shard(self.dev, local, options, echo=lambda s: log.info("%s", s),
                                  lease_broken=lambda key, holder: broken.append((key, holder)))
             finally:
-                if on_device.known_inputs_sha(data) == inputs_sha is not None:
+                if inputs_sha is not None and on_device.known_inputs_sha(data) == inputs_sha:
                     self.inputs.add(inputs_sha)
 
         return dataclasses.replace(outcome_of(call, self.spec.name), leases_broken=tuple(broken))

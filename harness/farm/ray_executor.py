@@ -12,9 +12,10 @@ driver, exactly as with the local executor: the pools' queues (which member take
 retries), scoring, and the one run-directory writer; one driver thread per device sends its actor
 its tickets and stores each result as it comes back.
 Each shard of the test set is put in Ray's object store once per sweep (a ticket travels without
-its rows), each model file once per sweep (a node that cannot read the driver's file, or holds other
-bytes at its path, writes it into its own cache, with the precompiled Edge TPU model beside it); an actor writes and hashes each shard's inputs file once, however many jobs
-bring it that shard's rows.
+its rows), each model file once per sweep (a node that cannot read the driver's file, or holds
+other bytes at its path, writes it into its own cache, with the precompiled Edge TPU model beside
+it); an actor writes and hashes each shard's inputs file once, however many jobs bring it that
+shard's rows.
 
 What crosses the wire: the actor returns an :class:`Outcome`, a DeviceRun or the error the device
 side raised (class, text and attributes, rebuilt on the driver without calling its ``__init__``), so
@@ -204,7 +205,7 @@ def _local_file(part, files: dict):
     if not local.is_file():
         atomic_write_bytes(local, ray.get(files[str(part.path)]))
     stem = Path(part.path).stem
-    for name, ref in files.items():  # its precompiled Edge TPU model and log, beside it as beside the driver's
+    for name, ref in files.items():  # its precompiled Edge TPU model and log, as beside the driver's
         if name != str(part.path) and Path(name).parent == Path(part.path).parent:
             beside = local.with_name(local.stem + Path(name).name[len(stem):])
             if not beside.is_file():

@@ -11,8 +11,9 @@ and its record ``{"index", "sha256", "n", "device"}`` plus the pooled-job facts 
 and the run directory's config hash. A shard is joined to its job's others only if all three keys
 match the session that resumes: the shard's inputs (its name), the model file (a variant converted
 again by a newer converter has the same config hash but another file) and the config hash (checked
-here too, so deleting manifest.json does not bypass it). Once the job's parts are written the writer deletes its staged shards;
-a writer opening the folder deletes the staged shards of finished jobs and temporary files.
+here too, so deleting manifest.json does not bypass it). Once the job's parts are written the
+writer deletes its staged shards; a writer opening the folder deletes the staged shards of
+finished jobs and temporary files.
 
 Only :class:`harness.rundir.writer.RunWriter` writes here; the farm reads back through it.
 """

@@ -8,9 +8,11 @@ device: the local target (a child process on this machine) and a simulated ADB d
 ADB protocol on loopback). For each, the bytes pushed (the summary entries' ``transfer``) are
 divided by the unique bytes the device needs: every shard's inputs file once + each variant's
 .tflite once + the device runner's files once. Goal: <= 1.02 (each shard pushed once per device
-and reused by the other variants; only the small job.json files come on top).
+and reused by the other variants; only the small job.json files come on top). ``--ray`` adds a
+third sweep: the simulated device driven by the Ray executor (a one-node Ray started here, its
+actor on the node advertising the device), whose actor pushes as the local executor does.
 
-    .venv/bin/python benchmarks/shard_push.py [--samples 20000] [--shard-samples 4096]
+    .venv/bin/python benchmarks/shard_push.py [--samples 20000] [--shard-samples 4096] [--ray]
 
 The qskew cache is a temporary folder (fresh devices), removed at the end.
 """
@@ -40,11 +42,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=SAMPLES)
     parser.add_argument("--shard-samples", type=int, default=SHARD_SAMPLES)
+    parser.add_argument("--ray", action="store_true", help="also run the simulated device with the Ray executor")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="qskew-shard-push-") as tmp:
         os.environ["QSKEW_CACHE_DIR"] = str(Path(tmp) / "cache")
         data, source = _dataset(args.samples), _model()
         ratios = [_sweep(Path(tmp), reach, data, source, args.shard_samples) for reach in ("local", "simulated")]
+        if args.ray:
+            ratios.append(_ray_sweep(Path(tmp), data, source, args.shard_samples))
     ok = all(r <= GOAL for r in ratios)
     print(f"\nbytes pushed / unique bytes: {', '.join(f'{r:.4f}' for r in ratios)}   goal: <= {GOAL}  "
           f"{'ok' if ok else 'OVER'}")
@@ -78,19 +83,36 @@ def _model():
     return ModelSource(keras.Model(inp, keras.layers.Dense(NUM_CLASSES)(x)), {"source": "benchmark", "sha256": "b" * 64})
 
 
-def _sweep(tmp: Path, reach: str, data, source, shard_samples: int) -> float:
+def _ray_sweep(tmp: Path, data, source, shard_samples: int) -> float:
+    """The simulated device's sweep with the Ray executor, on a one-node Ray started here."""
+    import ray
+
+    from harness.farm.ray_executor import resource_of
+
+    root = str(Path(__file__).resolve().parents[1])  # the actor's worker imports qskew from here
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    ray.init(num_cpus=1, resources={resource_of("bench-simulated-ray"): 1}, include_dashboard=False,
+             logging_level="WARNING")
+    try:
+        return _sweep(tmp, "simulated", data, source, shard_samples, executor="ray")
+    finally:
+        ray.shutdown()
+
+
+def _sweep(tmp: Path, reach: str, data, source, shard_samples: int, executor: str = "local") -> float:
     from harness import config, rundir
     from harness.evaluate import evaluate
     from harness.paths import cache_dir
     from harness.runners.python import RUNNER_DIR, RUNNER_FILES
 
-    devices = tmp / f"devices-{reach}.toml"
-    devices.write_text(f'[[device]]\nname = "bench-{reach}"\nreach = "{reach}"\n'
+    name = f"bench-{reach}" + ("-ray" if executor == "ray" else "")
+    devices = tmp / f"devices-{name}.toml"
+    devices.write_text(f'[[device]]\nname = "{name}"\nreach = "{reach}"\n'
                        + (f'workdir = "{tmp / "local-device"}"\n' if reach == "local" else ""))
     exp = config.from_dict({"quantize": {"variants": list(VARIANTS), "calibration_size": 256},
-                            "run": {"targets": [f"bench-{reach}"], "devices_file": str(devices),
-                                    "shard_samples": shard_samples}}, source="benchmark")
-    out = tmp / f"run-{reach}"
+                            "run": {"targets": [name], "devices_file": str(devices),
+                                    "shard_samples": shard_samples, "executor": executor}}, source="benchmark")
+    out = tmp / f"run-{name}"
     evaluate(exp, data, source, out, progress=False)
     run = rundir.read_run(out)
     entries = run.summary["runs"]
@@ -104,7 +126,7 @@ def _sweep(tmp: Path, reach: str, data, source, shard_samples: int) -> float:
     runner = sum((RUNNER_DIR / f).stat().st_size for f in RUNNER_FILES)
     unique = inputs + models + runner
     n_shards = max(len(e.get("shards") or []) for e in entries)
-    print(f"{reach}: {len(entries)} jobs x {n_shards} shards ({len(data.subset('test'))} samples, "
+    print(f"{name}: {len(entries)} jobs x {n_shards} shards ({len(data.subset('test'))} samples, "
           f"shard_samples {shard_samples})" + (f"; FAILED: {failed}" if failed else ""))
     print(f"   pushed {pushed} bytes (inputs {by_kind['inputs']}, models {by_kind['model']}, "
           f"runner {by_kind['runner']}, job.json {by_kind['job']})")

@@ -159,6 +159,25 @@ def _inputs_file(test: GroupedDataset) -> tuple[Path, str]:
         return made
 
 
+def reuse_inputs_file(test: GroupedDataset, sha: str) -> bool:
+    """Take the host cache's ``<sha>.npy`` as ``test``'s inputs file, without writing or hashing it
+    again, if it is there (True). For a caller that knows ``test`` holds the rows it was written from
+    in this process: a Ray actor gets a new copy of a shard's rows with every job."""
+    path = cache_dir("inputs") / f"{sha}.npy"
+    if not path.is_file():
+        return False
+    with _INPUTS_LOCK:
+        _INPUTS_FILES[test] = (path, sha)
+    return True
+
+
+def known_inputs_sha(test: GroupedDataset) -> str | None:
+    """sha256 of ``test``'s inputs file if it was written (or reused) for this object, else None."""
+    with _INPUTS_LOCK:
+        known = _INPUTS_FILES.get(test)
+    return None if known is None else known[1]
+
+
 class _HashingWriter:
     """A write-only file that hashes what passes through it (numpy then writes in bounded chunks)."""
 

@@ -174,7 +174,7 @@ def settle_ticket(ctx: SweepContext, dev, queue: PoolQueue, ticket: Ticket, pool
     queue.done(name)  # the device is free: it takes its next job while the host scores this one
     ctx.progress.finish(name, "ok" if run.ok else "failed")
     record = {"index": job.shard.index, "sha256": job.shard.sha256, "n": len(job.shard), "device": name}
-    ctx.collect(_store_shard, ctx, key, ShardResult(record, run, extra), where)
+    ctx.collect(_store_shard, ctx, key, ShardResult(record, run, extra, job.artifact.sha256), where)
 
 
 def run_here(ctx: SweepContext, dev, job: ShardJob):
@@ -215,7 +215,7 @@ def _store_shard(ctx: SweepContext, key, result: ShardResult, where: str) -> Non
         return
     if ctx.assembly.count > 1:  # kept even if another shard failed the job: its rerun skips this one
         with ctx.lock:
-            ctx.writer.add_shard(key, result.record, run, result.extra)
+            ctx.writer.add_shard(key, result.record, run, result.extra, result.artifact_sha256)
     if ctx.assembly.failed(key):
         return
     parts = ctx.assembly.add(key, result)

@@ -6,13 +6,16 @@ inventory). The driver (``qskew run --executor ray``) reads the same inventory, 
 :class:`DeviceWorker` actor per selected device with that device's resource -- so the actor lands on
 the node that reaches it -- and the actor connects to the device there
 (:func:`harness.farm.connect.open_target`) and, for each job, takes the device's lease (a flock on
-that host) and runs it (:func:`harness.farm.job.run_shard`). Everything else stays on the
+that host; a stale lease it breaks there goes back with the result, into the driver's farm.json)
+and runs it (:func:`harness.farm.job.run_shard`). Everything else stays on the
 driver, exactly as with the local executor: the pools' queues (which member takes which job,
 retries), scoring, and the one run-directory writer; one driver thread per device sends its actor
 its tickets and stores each result as it comes back.
 Each shard of the test set is put in Ray's object store once per sweep (a ticket travels without
-its rows), each model file once per sweep (a node that cannot read the driver's file writes it
-into its own cache).
+its rows), each model file once per sweep (a node that cannot read the driver's file, or holds
+other bytes at its path, writes it into its own cache, with the precompiled Edge TPU model beside
+it); an actor writes and hashes each shard's inputs file once, however many jobs bring it that
+shard's rows.
 
 What crosses the wire: the actor returns an :class:`Outcome`, a DeviceRun or the error the device
 side raised (class, text and attributes, rebuilt on the driver without calling its ``__init__``), so
@@ -99,6 +102,7 @@ class Outcome:
 
     value: Any = None
     error: tuple | None = None   # (exception class, str(err), vars(err))
+    leases_broken: tuple = ()    # (lease key, previous holder) of each lease broken on the node
 
     def result(self):
         """The value, or the error raised again on the driver, with its text and attributes."""
@@ -129,6 +133,7 @@ class DeviceWorker:
     def __init__(self, spec):
         self.spec = spec
         self.dev = None
+        self.inputs: set[str] = set()  # sha256 of the shard inputs files this actor wrote and hashed
 
     def open(self) -> Outcome:
         """Connect to the device: its properties, with the node that reached it (``node``, ``hostname``)."""
@@ -150,18 +155,30 @@ class DeviceWorker:
         self.dev = OpenDevice(self.spec, target, props)
         return props
 
-    def run(self, job, data, options, files: dict) -> Outcome:
+    def run(self, job, data, options, files: dict, inputs_sha: str | None = None) -> Outcome:
         """The device side of one ticket (:func:`harness.farm.job.run_shard`): its DeviceRun.
 
-        ``job`` is the ShardJob without its rows; ``data`` the shard's rows (from the object store)."""
+        ``job`` is the ShardJob without its rows; ``data`` the shard's rows (from the object store:
+        a new copy with every call), ``inputs_sha`` the sha256 of their inputs file on the driver.
+        The actor writes and hashes a shard's inputs file once; later jobs of the shard reuse it."""
+        from harness import on_device
         from harness.farm.job import run_shard
 
+        broken: list[tuple[str, Any]] = []  # the driver reports them (farm.json), as on one host
+
         def call():
+            if inputs_sha in self.inputs:
+                on_device.reuse_inputs_file(data, inputs_sha)
             local = dataclasses.replace(job, artifact=_local_file(job.artifact, files),
                                         shard=dataclasses.replace(job.shard, data=data))
-            return run_shard(self.dev, local, options, echo=lambda s: log.info("%s", s))
+            try:
+                return run_shard(self.dev, local, options, echo=lambda s: log.info("%s", s),
+                                 lease_broken=lambda key, holder: broken.append((key, holder)))
+            finally:
+                if inputs_sha is not None and on_device.known_inputs_sha(data) == inputs_sha:
+                    self.inputs.add(inputs_sha)
 
-        return outcome_of(call, self.spec.name)
+        return dataclasses.replace(outcome_of(call, self.spec.name), leases_broken=tuple(broken))
 
     def close(self) -> None:
         if self.dev is not None:
@@ -170,9 +187,14 @@ class DeviceWorker:
 
 
 def _local_file(part, files: dict):
-    """A job's artifact with a path this node can read: the driver's file when it is here (same
-    host or shared folder), else the copy Ray carried, written once into this node's cache."""
-    if not isinstance(part, ModelArtifact) or part.path is None or Path(part.path).is_file():
+    """A job's artifact with a path this node can read: the driver's file when it is here with the
+    same bytes (same host or shared folder), else the copy Ray carried, written once into this
+    node's cache (a file at that path on another host may be another model)."""
+    if not isinstance(part, ModelArtifact) or part.path is None:
+        return part
+    from harness.on_device import sha256_file
+
+    if Path(part.path).is_file() and sha256_file(Path(part.path)) == part.sha256:
         return part
     import ray
 
@@ -182,7 +204,24 @@ def _local_file(part, files: dict):
     local = cache_dir("ray-models") / f"{part.sha256 or part.variant}{Path(part.path).suffix}"
     if not local.is_file():
         atomic_write_bytes(local, ray.get(files[str(part.path)]))
+    stem = Path(part.path).stem
+    for name, ref in files.items():  # its precompiled Edge TPU model and log, as beside the driver's
+        if name != str(part.path) and Path(name).parent == Path(part.path).parent:
+            beside = local.with_name(local.stem + Path(name).name[len(stem):])
+            if not beside.is_file():
+                atomic_write_bytes(beside, ray.get(ref))
     return dataclasses.replace(part, path=local)
+
+
+def put_model(ray, path: Path) -> dict[str, Any]:
+    """The object refs of a model file and of what a profile looks for beside it (a precompiled
+    ``<stem>_edgetpu.tflite`` and its ``.log``), by the driver's path; :func:`_local_file` writes
+    them on a node that cannot read them."""
+    from harness.farm.profiles.edgetpu_compiler import COMPILED_SUFFIX
+
+    path = Path(path)
+    beside = [path.with_name(f"{path.stem}{COMPILED_SUFFIX}{ext}") for ext in (".tflite", ".log")]
+    return {str(p): ray.put(p.read_bytes()) for p in [path] + [b for b in beside if b.is_file()]}
 
 
 class ActorTarget:
@@ -261,20 +300,25 @@ def executor(ctx) -> Callable:
             if job.shard.index not in shards:
                 shards[job.shard.index] = ray.put(job.shard.data)
             if path is not None and str(path) not in files:
-                files[str(path)] = ray.put(Path(path).read_bytes())
-            return shards[job.shard.index], ({str(path): files[str(path)]} if path is not None else {})
+                files[str(path)] = put_model(ray, path)
+            return shards[job.shard.index], (files[str(path)] if path is not None else {})
 
     def execute(ctx, dev, job):
         actor = dev.target.actor
         data, file_refs = refs(job)
         bare = dataclasses.replace(job, shard=dataclasses.replace(job.shard, data=None))
         try:
-            outcome = ray.get(actor.run.remote(bare, data, ctx.exp.run, file_refs))
+            outcome = ray.get(actor.run.remote(bare, data, ctx.exp.run, file_refs, job.shard.sha256))
         except ray.exceptions.RayActorError as exc:
             raise DeviceLost(f"its Ray node is lost ({type(exc).__name__}: {_first_line(exc)})",
                              dev.spec.name) from exc
         except ray.exceptions.RayError as exc:  # e.g. an object lost with its node: the device's side
             raise TargetError(f"Ray: {type(exc).__name__}: {_first_line(exc)}", dev.spec.name) from exc
+        except ConnectionError as exc:  # Ray Client (ray://): the driver's link to the cluster broke
+            raise QskewError(f"lost the connection to the Ray cluster ({type(exc).__name__}: {_first_line(exc)}); "
+                             "what finished is stored: rerun the same command to resume") from exc
+        for key, holder in outcome.leases_broken:
+            ctx.progress.lease_broken(key, holder)
         return outcome.result()
 
     return execute

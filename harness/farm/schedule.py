@@ -150,14 +150,16 @@ def _group_queue(exp: Experiment, artifacts, name: str, members, done, static, c
 
 def _shard_tickets(ctx: SweepContext, art, group: str, delegate: str) -> list[Ticket]:
     """One ticket per shard of the job that the run directory does not keep yet (a resume picks up
-    the shards kept by the run it continues; a job whose shards are all kept is stored at once)."""
+    the shards kept by the run it continues; a job whose shards are all kept is stored at once).
+    A kept shard counts only if it ran these inputs (its sha256) with this model file (``art``'s)."""
     key, where = (art.variant, group, delegate), f"{art.variant} on {group}/{delegate}"
     kept: dict = {}
     if len(ctx.shards) > 1:
         kept = {i: st for i, st in ctx.writer.staged_shards(key).items()
-                if i < len(ctx.shards) and st.record.get("sha256") == ctx.shards[i].sha256}
+                if i < len(ctx.shards) and st.record.get("sha256") == ctx.shards[i].sha256
+                and st.artifact_sha256 == art.sha256}
         for staged in kept.values():
-            parts = ctx.assembly.add(key, ShardResult(staged.record, staged.run, staged.extra))
+            parts = ctx.assembly.add(key, ShardResult(staged.record, staged.run, staged.extra, art.sha256))
             if parts is not None:  # every shard kept: stored now, nothing to run
                 ctx.collect(store_job, ctx, parts, where)
                 return []

@@ -46,11 +46,13 @@ class ShardJob:
 
 @dataclass(frozen=True)
 class ShardResult:
-    """A finished shard: where it ran (``record``: index, sha256, n, device), its run, its pooled facts."""
+    """A finished shard: where it ran (``record``: index, sha256, n, device), its run, its pooled
+    facts, and the sha256 of the model file its job's queue ran (what a resume checks it against)."""
 
     record: Mapping[str, Any]
     run: DeviceRun
     extra: Mapping[str, Any]
+    artifact_sha256: str | None = None
 
 
 class ShardAssembly:
@@ -128,7 +130,8 @@ class ShardAssembly:
 
 def combine(results: Sequence[ShardResult]) -> DeviceRun:
     """One job's DeviceRun from its shards' (in test-set order): logits and raw outputs joined,
-    timings, latency and transfer summed, repeat noise merged; the rest is the first shard's."""
+    timings, latency and transfer summed, repeat noise merged, the delegate applied and the runtime
+    as every shard says (:func:`combine_applied`, :func:`joined`); the rest is the first shard's."""
     runs = [r.run for r in results]
     if len(runs) == 1:
         return runs[0]
@@ -136,6 +139,9 @@ def combine(results: Sequence[ShardResult]) -> DeviceRun:
     raws = [r.raw for r in runs]
     raw = np.concatenate(raws) if all(x is not None for x in raws) and len({x.dtype for x in raws}) == 1 else None
     return replace(runs[0], logits=_join([r.logits for r in runs]), raw=raw,
+                   delegate_applied=combine_applied([r.delegate_applied for r in runs]),
+                   runtime=joined([r.runtime for r in runs]),
+                   runtime_version=joined([r.runtime_version for r in runs]),
                    timings=combine_timings([r.timings for r in runs], sizes),
                    transfer=combine_transfer([r.transfer for r in runs]),
                    repeats=combine_repeats([r.repeats for r in runs], sizes))
@@ -159,6 +165,22 @@ class _Spilled:
 
     def __len__(self) -> int:
         return self.shape[0]
+
+
+def joined(values: Sequence[Any]) -> Any:
+    """The shards' common value, else their distinct values in shard order joined by " + " (shards
+    run on several pool members, whose runtimes may differ)."""
+    distinct = list(dict.fromkeys(values))
+    return distinct[0] if len(distinct) == 1 else " + ".join(str(v or "unknown") for v in distinct)
+
+
+def combine_applied(labels: Sequence[Any]) -> Any:
+    """The job's delegate applied: a shard the runtime did not confirm ("unknown", "gpu (unproven)",
+    "gpu (partial)": each shard's GPU proof is its own first batch) makes the job's label that one,
+    so that sign-off never counts the job as confirmed; shards confirmed on different delegates give
+    them joined (:func:`joined`), which names no requested delegate."""
+    weak = [a for a in labels if a in (None, "", "unknown") or str(a).endswith(("unproven)", "(partial)"))]
+    return weak[0] if weak else joined(labels)
 
 
 def combine_timings(timings: Sequence[Timings | None], sizes: Sequence[int]) -> Timings | None:
@@ -196,8 +218,10 @@ def combine_transfer(transfers: Sequence[JobTransfer | None]) -> JobTransfer | N
 
 def combine_repeats(noises: Sequence[RepeatNoise | None], sizes: Sequence[int]) -> RepeatNoise | None:
     """The job's run-to-run noise from its shards': runs that finished on every shard, every failure,
-    identical only if every shard was, the largest logit difference, the largest flip rate (an upper
-    bound of the job's), and each run's latency over all samples (None where a shard lacks it)."""
+    identical only if every shard was, the largest logit difference, the shards' largest flip rates
+    weighted by their samples (the job's own with one repeat; with more, an upper bound of it that a
+    small last shard cannot inflate, as their maximum did), and each run's latency over all samples
+    (None where a shard lacks it)."""
     if any(n is None for n in noises):
         return None if all(n is None for n in noises) else next(n for n in noises if n is not None)
     runs = min(n.runs for n in noises)
@@ -211,7 +235,8 @@ def combine_repeats(noises: Sequence[RepeatNoise | None], sizes: Sequence[int]) 
     return RepeatNoise(runs=runs, failed=tuple(f for n in noises for f in n.failed),
                        identical=all(n.identical for n in noises),
                        max_abs_logit_diff=max(n.max_abs_logit_diff for n in noises),
-                       flip_rate_max=max(n.flip_rate_max for n in noises), latency_ms_per_sample=tuple(per_run),
+                       flip_rate_max=sum(n.flip_rate_max * s for n, s in zip(noises, sizes)) / max(1, sum(sizes)),
+                       latency_ms_per_sample=tuple(per_run),
                        latency_ms_median=median, latency_ms_min=min(known) if known else None,
                        latency_ms_max=max(known) if known else None,
                        latency_rel_spread=(max(known) - min(known)) / median if known and median else None)

@@ -35,9 +35,11 @@ file-name order.
     schema_version   int     version of this layout (SCHEMA_VERSION); readers refuse newer ones
     created          str     ISO 8601 UTC time the run directory was first written
     updated          str     ISO 8601 UTC time the manifest was last written (differs after a resume)
-    config_hash      str     sha256 of the canonical JSON of {config without [run] targets and
-                             devices_file, dataset.sha256, model.sha256}; a resume into the same
-                             folder must have the same hash (it may select other devices)
+    config_hash      str     sha256 of the canonical JSON of {config without [run] targets,
+                             devices_file, retries, shard_samples, executor and address,
+                             dataset.sha256, model.sha256}; a resume into the same folder must
+                             have the same hash (it may select other devices, cut other shards,
+                             run on the other executor or a Ray cluster at another address)
     ...              any     everything the caller passed (``evaluate`` writes: config -- the
                              experiment as JSON; versions -- qskew, protocol, python and library
                              versions; dataset -- name, sha256, description, num_classes,
@@ -151,7 +153,9 @@ it does not apply, except the runtime facts, present only where the runner recor
                                 run-to-run noise (object, ``RepeatNoise``; harness.metrics.noise):
                                 runs, failed, identical, max_abs_logit_diff, flip_rate_max,
                                 latency_ms_per_sample (list), latency_ms_median/min/max,
-                                latency_rel_spread
+                                latency_rel_spread; a job run in several shards has its shards'
+                                flip_rate_max weighted by their samples (exact with repeat = 2,
+                                an upper bound with more)
     precision_requested, precision_reported   (only where recorded; runner protocol 1.3) the
                                 precision asked of the GPU and the one its runtime reports
     gpu_adapter                 (only where recorded) "<adapter> (<backend>)" as the runtime says

@@ -23,9 +23,10 @@ from harness.rundir import layout, staging
 from harness.rundir.layout import REFERENCE_JOB, REFERENCE_SEQ, Job
 from harness.rundir.reader import read_json, summary_parts
 
-# [run] keys that choose devices or how the jobs are cut into shards, not what is measured (a run
-# may be resumed with other shard sizes: its staged shards of another size are run again)
-DEVICE_KEYS = ("targets", "devices_file", "retries", "shard_samples")
+# [run] keys that choose devices, how the jobs are cut into shards or where they run, not what is
+# measured (a run may be resumed with other shard sizes: its staged shards of another size are run
+# again; with the other executor, or the Ray cluster at another address: both give the same predictions)
+DEVICE_KEYS = ("targets", "devices_file", "retries", "shard_samples", "executor", "address")
 # Keys added after schema 1 was first written, with the value that means "as before": left out of
 # the hash at that value, so a run directory written before they existed can still be resumed.
 LATER_DEFAULTS = {("quantize", "fixed_batch"): 0, ("run", "repeat"): 1, ("run", "allow_unproven"): False,

@@ -150,16 +150,21 @@ class RunWriter:
         _staging.remove(self.run_dir, {layout.job_key(job)})
 
     def add_shard(self, job: Job, record: Mapping[str, Any], run: DeviceRun,
-                  extra: Mapping[str, Any] | None = None) -> None:
+                  extra: Mapping[str, Any] | None = None, artifact_sha256: str | None = None) -> None:
         """Keep one finished shard of ``job`` (``record``: index, sha256, n, device; ``extra``: the
-        pooled job's device and attempts) until all its shards are in (:mod:`harness.rundir.staging`)."""
+        pooled job's device and attempts; ``artifact_sha256``: the model file the job's queue ran)
+        until all its shards are in (:mod:`harness.rundir.staging`), under the manifest's config hash."""
         if job in self.completed_jobs():
             raise ResultsError(f"job {'/'.join(job)} already finished in {self.run_dir}; its shards are not kept")
-        _staging.write(self.run_dir, job, record, run, extra or {})
+        _staging.write(self.run_dir, job, record, run, extra or {}, artifact_sha256, self._config_hash())
 
     def staged_shards(self, job: Job) -> "dict[int, _staging.StagedShard]":
-        """The finished shards of ``job`` kept so far, by shard index (a resume runs only the others)."""
-        return _staging.read(self.run_dir, job)
+        """The finished shards of ``job`` kept so far under this manifest's config hash, by shard
+        index (a resume runs only the others; the caller checks each one's model file)."""
+        return _staging.read(self.run_dir, job, self._config_hash())
+
+    def _config_hash(self) -> str | None:
+        return (self._manifest or {}).get("config_hash")
 
     def add_failure(self, variant: str, target: str, delegate: str, error: str, stage: "str | Enum",
                     device: Mapping[str, Any] | None = None, attempts: Iterable[Mapping[str, Any]] = ()) -> None:

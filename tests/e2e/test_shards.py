@@ -10,7 +10,7 @@ device error a vanished phone raises, at the one seam between the sweep and the 
 import numpy as np
 import pytest
 
-from harness import config, datasets, rundir
+from harness import config, datasets, on_device, rundir
 from harness.errors import TargetError
 from harness.evaluate import ModelSource, evaluate
 from harness.rundir import layout
@@ -254,3 +254,43 @@ def test_a_killed_driver_resumes_with_only_the_unfinished_shards(tmp_path, monke
     assert [(v, n) for v, _, n, _ in calls] == [("fp32", 200), ("fp32", 119)] + [("int8", n) for n in SIZES]
     _same_predictions(rundir.read_run(out), unsharded)
     assert not list(staging.iterdir())
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from support import tiny_models
+
+    return tiny_models.build_models(tmp_path_factory.getbasetemp() / "tiny-tflite-models")
+
+
+def test_a_kept_shard_of_another_model_file_is_run_again_not_joined_to_the_new_ones(tmp_path, monkeypatch, tiny):
+    """The variant's file changed between the sessions (re-converted by a newer converter, another
+    precompiled file), while the experiment, and so the config hash, stayed the same: the shard kept
+    from the old file must not be joined to shards of the new one."""
+    from harness.model_source import ModelSource
+    from harness.quantize.convert import artifact_of
+
+    data, out = datasets.load("digits-groups"), tmp_path / "run"
+    settings = _settings(tmp_path, SHARD)
+    settings["quantize"]["variants"] = ["fp32"]
+    source = ModelSource.from_tflite(tiny["fp32"])
+
+    def sweep(model_file):  # fp32 from the model, and an "int8" built elsewhere (as qskew mitigate's)
+        evaluate(config.from_dict(settings, source="test"), data, source, out, progress=False,
+                 extra_artifacts=[artifact_of(model_file, "int8", {"tool": "given"}, None, 64)])
+
+    calls = _counting(monkeypatch, fail_on_call=6)  # int8's second shard: its first is kept
+    with pytest.raises(TargetError):
+        sweep(tiny["int8"])
+    assert len(list((out / layout.STAGING_DIR).iterdir())) == 1
+    calls.clear()
+    sweep(tiny["int16x8"])  # another file under the same variant name
+    assert [(v, n) for v, _, n, _ in calls] == [("int8", n) for n in SIZES]  # every shard, the kept one too
+    run = rundir.read_run(out)
+    entry = next(r for r in run.summary["runs"] if r["variant"] == "int8")
+    assert entry["artifact_sha256"] == on_device.sha256_file(tiny["int16x8"])
+    fresh = tmp_path / "fresh"
+    evaluate(config.from_dict(settings, source="test"), data, source, fresh, progress=False,
+             extra_artifacts=[artifact_of(tiny["int16x8"], "int8", {"tool": "given"}, None, 64)])
+    want = rundir.read_run(fresh).logits("int8", "local", "xnnpack").values
+    np.testing.assert_array_equal(run.logits("int8", "local", "xnnpack").values, want)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -68,5 +70,40 @@ def test_repeat_noise_merges_to_the_jobs_bounds():
                            latency_ms_max=None, latency_rel_spread=None)
 
     got = combine_repeats([noise(2, True, 0.0, 0.0, (1.0, 2.0)), noise(2, False, 0.5, 0.1, (3.0, 2.0))], [100, 100])
-    assert (got.runs, got.identical, got.max_abs_logit_diff, got.flip_rate_max) == (2, False, 0.5, 0.1)
+    assert (got.runs, got.identical, got.max_abs_logit_diff) == (2, False, 0.5)
+    assert got.flip_rate_max == pytest.approx(0.05)  # 10 of 200 samples flipped in the one repeat: exact
     assert got.latency_ms_per_sample == (2.0, 2.0) and got.latency_rel_spread == 0.0
+
+
+def test_a_small_last_shard_does_not_set_the_jobs_flip_rate():
+    """repeat = 2: one repeat, so each shard's flip_rate_max is its flip rate and the job's is their
+    sample-weighted mean. The max over shards said 50 % for a job that flipped 1 sample in 4098."""
+    def noise(flips):
+        return RepeatNoise(runs=2, failed=(), identical=not flips, max_abs_logit_diff=1.0 if flips else 0.0,
+                           flip_rate_max=flips, latency_ms_per_sample=(1.0, 1.0), latency_ms_median=1.0,
+                           latency_ms_min=1.0, latency_ms_max=1.0, latency_rel_spread=0.0)
+
+    got = combine_repeats([noise(0.0), noise(0.5)], [4096, 2])
+    assert got.flip_rate_max == pytest.approx(1 / 4098)
+    # more repeats: the weighted mean of the shards' worst runs, an upper bound of the job's worst
+    three = combine_repeats([dataclasses.replace(noise(0.02), runs=3), dataclasses.replace(noise(0.5), runs=3)],
+                            [98, 2])
+    assert three.flip_rate_max == pytest.approx(0.98 * 0.02 + 0.02 * 0.5)
+
+
+def test_a_job_whose_shards_disagree_on_the_delegate_or_runtime_says_so():
+    """Each shard is its own device job: a GPU shard kept unproven (its first batch matched the CPU)
+    or run on a pool member with another runtime made the job the first shard's ("gpu", one
+    version), which sign-off's require_delegates then passed."""
+    from harness.signoff import _applied
+
+    def shard(i, applied, version="2.3.0"):
+        return _result(i, 2, delegate_applied=applied, runtime_version=version)
+
+    mixed = combine([shard(0, "gpu"), shard(1, "gpu (unproven)"), shard(2, "gpu")])
+    assert mixed.delegate_applied == "gpu (unproven)" and _applied("gpu", mixed.delegate_applied) is None
+    other = combine([shard(0, "xnnpack", "2.3.0"), shard(1, "builtin", "2.1.0")])
+    assert other.delegate_applied == "xnnpack + builtin" and not _applied("xnnpack", other.delegate_applied)
+    assert other.runtime_version == "2.3.0 + 2.1.0"
+    same = combine([shard(0, "gpu"), shard(1, "gpu")])
+    assert (same.delegate_applied, same.runtime_version) == ("gpu", "2.3.0")

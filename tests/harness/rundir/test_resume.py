@@ -224,3 +224,15 @@ def test_a_schema3_run_reads_with_step_columns_and_a_resume_makes_it_schema4(wri
     assert all((run_dir / "metrics" / name).read_bytes() == data for name, data in parts.items())  # untouched
     row = after.metrics.query("variant == 'int8' and delegate == 'xnnpack' and scope == 'overall'").iloc[0]
     assert np.isnan(row.max_step_diff) and row.frac_logits_diff == 1 / z.values.size
+
+
+def test_where_the_jobs_run_is_not_part_of_the_config_hash():
+    """The executor and the Ray address choose where jobs run, not what they measure (both executors
+    give identical predictions): a run directory written before they existed, or by the local
+    executor, resumes with --executor ray, and a Ray run resumes with the cluster at another
+    address (its head host died) or locally."""
+    old = {"config": {"run": {"delegates": ["xnnpack"]}}, "dataset": {"sha256": "d"}, "model": {"sha256": "m"}}
+    for run in ({"executor": "local", "address": ""}, {"executor": "ray", "address": ""},
+                {"executor": "ray", "address": "ray://host2:10001"}):
+        new = {**old, "config": {"run": {"delegates": ["xnnpack"], **run}}}
+        assert resume.config_hash(new) == resume.config_hash(old)

@@ -52,13 +52,25 @@ def evaluate(exp: Experiment, dataset: GroupedDataset, source: ModelSource, out_
             writer.write_manifest({**_manifest(exp, dataset, source, calibration, artifacts, devices, ref),
                                    "notes": notes, "skipped_variants": skipped,
                                    "plan": schedule.planned_jobs(exp, artifacts, devices, unreachable)})
-            writer.add_reference(ref, test)
+            ref = stored_if_resumed(writer.add_reference(ref, test), ref)
             schedule.run_sweep(exp, artifacts, devices, test, ref, writer, progress, echo, unreachable,
                                static=static)
         finally:
             for dev in devices:
                 dev.target.close()
     return out_dir
+
+
+def stored_if_resumed(stored, computed):
+    """The reference the jobs are scored against: the run directory's (a resume keeps the rows its
+    jobs were scored against), with a warning when the one computed now differs from it."""
+    import numpy as np
+
+    if stored is not computed and not (np.array_equal(stored.ids, np.asarray(computed.ids).astype(str))
+                                       and np.array_equal(stored.values, np.asarray(computed.values))):
+        log.warning("the reference computed now differs from the one stored in the run directory; this "
+                    "session's jobs are scored against the stored one, as the jobs already in it were")
+    return stored
 
 
 def reference_of(source: ModelSource, test: GroupedDataset, echo: Callable[[str], None] = lambda s: None):

@@ -110,20 +110,25 @@ class RunWriter:
         self._manifest = new
         write_json(self.run_dir / MANIFEST_FILE, new)
 
-    def add_reference(self, ref: Logits, test: GroupedDataset) -> None:
-        """Store the FP32 reference logits (in test order) as the predictions part of ``REFERENCE_JOB``.
+    def add_reference(self, ref: Logits, test: GroupedDataset) -> Logits:
+        """Store the FP32 reference logits (in test order) as the predictions part of ``REFERENCE_JOB``;
+        returns the reference the run's jobs are to be scored against.
 
-        A resumed run keeps the reference rows it has: the jobs already in it were scored against
-        them, and the manifest's config hash says the experiment is the same."""
+        A resumed run keeps the reference rows it has (the jobs already in it were scored against
+        them, and the manifest's config hash says the experiment is the same) and returns those, so
+        that the jobs of this session are scored against the same rows: a reference computed again
+        on another host or runtime may differ in its last bits, and the stored metrics would then no
+        longer be what the stored predictions give."""
         from harness.metrics.compare import align_reference
 
         key = layout.job_key(REFERENCE_JOB)
         path = layout.part_path(self.run_dir, layout.PREDICTIONS_DIR, REFERENCE_SEQ, key)
         if path.exists():
-            return
+            return stored_reference(path, ref.outputs)
         values = ref.values if same_rows(np.asarray(ref.ids), test.ids) else \
             align_reference(ref, np.asarray(test.ids).astype(str), "reference").astype(np.float32)  # exact
         write_parquet(path, predictions_tables(REFERENCE_JOB, test.ids, test.group, test.y, None, values))
+        return ref
 
     def add_run(self, run: DeviceRun, score: "JobScore | None", device: Mapping[str, Any] | None = None,
                 attempts: Iterable[Mapping[str, Any]] = (), shards: Iterable[Mapping[str, Any]] = ()) -> None:
@@ -342,3 +347,20 @@ def write_parquet(path: Path, tables: "pa.Table | Iterable[pa.Table]") -> None:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def stored_reference(path: Path, outputs: str) -> Logits:
+    """The reference rows of the predictions part ``path`` (ids and logits, in stored order)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path, columns=["id", "logits"])
+    except (OSError, pa.ArrowException) as exc:
+        raise ResultsError(f"cannot read the stored reference rows {path}: {exc}") from exc
+    n = table.num_rows
+    flat = pc.list_flatten(table.column("logits")).to_numpy(zero_copy_only=False)
+    values = np.asarray(flat, dtype=np.float32).reshape(n, -1) if n else np.zeros((0, 0), np.float32)
+    ids = np.asarray(table.column("id").to_numpy(zero_copy_only=False)).astype(str)
+    return Logits(ids=ids, values=values, outputs=outputs)

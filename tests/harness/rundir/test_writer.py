@@ -372,3 +372,30 @@ def test_a_large_job_is_written_in_row_groups_that_read_back_as_one_table(tmp_pa
     one_table = tmp_path / "one-table.parquet"
     writer_module.write_parquet(one_table, whole)  # the old way: one table, pq.write_table
     assert one_table.read_bytes() == parts[1000]["job"].read_bytes()  # small jobs: the same bytes as before
+
+
+def test_a_resumed_run_scores_against_its_stored_reference_not_a_recomputed_one(tmp_path, caplog):
+    """A resume keeps the reference rows its jobs were scored against, and hands those back, so a
+    reference computed again (another host, another runtime: different last bits) does not score this
+    session's jobs differently from the stored predictions (before, add_reference returned nothing and
+    evaluate scored new jobs against the recomputed reference)."""
+    from harness.evaluate import stored_if_resumed
+
+    test = dataset()
+    first = Logits(ids=test.ids, values=logits(test, 1))
+    writer = rundir.RunWriter(tmp_path / "run")
+    writer.write_manifest(MANIFEST)
+    assert writer.add_reference(first, test) is first  # a new run: the reference it was given
+    writer.close()
+    again = Logits(ids=test.ids, values=logits(test, 1) + np.float32(1e-3))
+    resumed = rundir.RunWriter(tmp_path / "run", resume=True)
+    stored = resumed.add_reference(again, test)
+    np.testing.assert_array_equal(stored.values, first.values)
+    assert list(stored.ids) == list(test.ids)
+    with caplog.at_level("WARNING"):
+        assert stored_if_resumed(stored, again) is stored
+    assert "differs from the one stored" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        stored_if_resumed(stored, Logits(ids=test.ids, values=first.values.copy()))
+    assert not caplog.text  # the same reference computed again: nothing to say

@@ -33,6 +33,30 @@ def test_a_job_is_complete_when_all_shards_are_in_whatever_their_order():
     assert (run.runtime, run.batch_size, run.target) == ("litert", 4, "pool")
 
 
+def test_shards_of_a_known_layout_are_spilled_and_joined_as_one_read_only_mapping(tmp_path, monkeypatch):
+    """With the shards' first rows known, each shard's logits go to the job's scratch file as they
+    come (out of order here) and leave memory with its raw outputs; the complete job's logits are that
+    file mapped read-only, never a concatenated N x K array (benchmarks/memory.py: a 1M-sample job)."""
+    monkeypatch.setenv("QSKEW_CACHE_DIR", str(tmp_path))
+    assembly = ShardAssembly(3, starts=[0, 4, 8], rows=9)
+    assert assembly.add(JOB, _result(2, 1)) is None and assembly.add(JOB, _result(0, 4)) is None
+    parts = assembly.add(JOB, _result(1, 4))
+    assert all(p.run.raw is None for p in parts)
+    run = combine(parts)
+    assert isinstance(run.logits, np.memmap) and run.logits.mode == "r" and not run.logits.flags.writeable
+    assert run.logits[:, 0].tolist() == [0.0] * 4 + [1.0] * 4 + [2.0] and run.logits.shape == (9, 3)
+    assert all(p.run.logits.base is run.logits for p in parts)  # the parts are views of it: no copy
+    assert list((tmp_path / "scratch").iterdir()) == []  # the scratch file is unlinked from the start
+
+
+def test_a_failed_job_closes_its_scratch_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("QSKEW_CACHE_DIR", str(tmp_path))
+    assembly = ShardAssembly(2, starts=[0, 2], rows=3)
+    assembly.add(JOB, _result(0, 2))
+    file = assembly._files[JOB]
+    assert assembly.fail(JOB) and file.closed and JOB not in assembly._files
+
+
 def test_a_failed_job_is_failed_once_and_forgets_its_shards():
     assembly = ShardAssembly(2)
     assembly.add(JOB, _result(0, 2))

@@ -291,7 +291,9 @@ def _pull_array(target: Target, remote: str, sha: str | None, tmp: Path,
     local = tmp / posixpath.basename(remote)
     pull_verified(target, remote, local, sha, transfer)
     try:
-        return np.load(local, allow_pickle=False, mmap_mode="r")
+        # mapped, not read (a million-sample job's outputs stay out of host memory); .npy only:
+        # np.load would take a file starting like a zip archive for an .npz
+        return np.lib.format.open_memmap(local, mode="r")
     except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty or cut .npy
         raise RunnerError(f"runner wrote an unreadable {remote}: {exc}", target.name) from exc
 

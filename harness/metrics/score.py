@@ -89,12 +89,13 @@ def score_job(run: DeviceRun, ref: Logits, test: GroupedDataset, rows: int = SCO
 
 
 def _aligned(ref: Logits, test: GroupedDataset, logits: np.ndarray, job: str) -> Logits:
-    """``ref`` with its rows in test order (as it comes, unless its ids are in another order), after
-    checking that the job's logits have one row per test sample."""
+    """``ref`` as float32 (the values the run directory stores) with its rows in test order (as it
+    comes, unless its ids are in another order), after checking that the job's logits have one row
+    per test sample."""
     if logits.ndim != 2 or logits.shape[0] != len(test) or np.shape(ref.values)[0] != len(test):
         raise DatasetError(f"job {job} returned logits of shape {logits.shape}; the reference has "
                            f"{np.shape(ref.values)} and the test set {len(test)} samples")
-    if same_rows(np.asarray(ref.ids), test.ids):
-        return ref
+    if same_rows(np.asarray(ref.ids), test.ids):  # float32 as stored (a float32 mapping stays mapped: no copy)
+        return Logits(ids=ref.ids, values=np.asarray(ref.values, dtype=np.float32), outputs=ref.outputs)
     values = align_reference(ref, np.asarray(test.ids).astype(str), job).astype(np.float32)  # float32 -> 64 -> 32: exact
     return Logits(ids=test.ids, values=values, outputs=ref.outputs)

@@ -94,7 +94,7 @@ class ShardAssembly:
         if file is None:
             file = self._files[job] = tempfile.TemporaryFile(dir=cache_dir("scratch"), prefix="job-logits-")
             file.truncate(self.rows * logits[:1].nbytes)
-        os.pwrite(file.fileno(), logits.tobytes(), self.starts[int(result.record["index"])] * logits[:1].nbytes)
+        _write_at(file.fileno(), logits.tobytes(), self.starts[int(result.record["index"])] * logits[:1].nbytes)
         return replace(result, run=replace(result.run, logits=_Spilled(logits.shape), raw=None))
 
     def _joined(self, job: Job, parts: list[ShardResult]) -> list[ShardResult]:
@@ -126,6 +126,24 @@ class ShardAssembly:
         """Whether a shard of ``job`` failed already (its other shards need not run)."""
         with self._lock:
             return job in self._failed
+
+    def close(self) -> None:
+        """Close the scratch files of the jobs still incomplete when the sweep ends (a device
+        stopped, Ctrl-C): their shards are kept in the run directory for a resume, and the files,
+        already unlinked, are gone once closed."""
+        with self._lock:
+            files, self._files = list(self._files.values()), {}
+            self._parts.clear()
+        for file in files:
+            file.close()
+
+
+def _write_at(fd: int, data: bytes, offset: int) -> None:
+    """All of ``data`` at ``offset``: pwrite may write less than it is given (at most ~2 GB a call)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def combine(results: Sequence[ShardResult]) -> DeviceRun:

@@ -61,7 +61,9 @@ def score_job(run: DeviceRun, ref: Logits, test: GroupedDataset, rows: int = SCO
     per-group sums at once (``groups.group_sums``), and the sums of the chunks are added, so no
     whole-set frame or [N, K] float64 temporary is made. A test set of at most ``rows`` samples is
     one chunk: its numbers are exactly those of ``group_metrics(per_sample(...))``; above, the
-    chunks' sums are added exactly (``math.fsum``) and may differ from one pass in the last bit.
+    chunks' sums are added exactly (``math.fsum``): the means of counts (accuracies, flip rates,
+    drops, psi) are still exactly those of one pass, the means of float values (loss, margin,
+    logit variance, KL, logit MSE) may differ from it in the last bit.
 
     Raises ValueError for a failed run (it has no logits; record it as a failure) and DatasetError
     when ids or shapes do not line up.

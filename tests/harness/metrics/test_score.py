@@ -93,3 +93,11 @@ def test_a_float64_reference_is_scored_on_its_float32_values():
         pd.testing.assert_frame_equal(score_job(run, Logits(ids=test.ids, values=wide), test, rows=rows).metrics,
                                       score_job(run, Logits(ids=test.ids, values=stored), test, rows=rows).metrics,
                                       check_exact=True)
+
+
+@pytest.mark.parametrize("attributes", [False, True])
+def test_means_of_counts_are_exactly_those_of_one_pass_whatever_the_chunks(attributes):
+    test, ref, run = _job(attributes=attributes)
+    whole, chunked = score_job(run, ref, test).metrics, score_job(run, ref, test, rows=37).metrics
+    counts = ["n", "acc_ref", "acc", "acc_drop", "flip_rate", "flip_right_to_wrong", "flip_wrong_to_right", "psi"]
+    pd.testing.assert_frame_equal(chunked[counts], whole[counts], check_exact=True)

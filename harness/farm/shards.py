@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from harness.errors import QskewError
 from harness.on_device import Shard
 from harness.paths import cache_dir
 from harness.records import DeviceRun, ModelArtifact
@@ -90,11 +91,17 @@ class ShardAssembly:
 
     def _spill(self, job: Job, result: ShardResult) -> ShardResult:
         logits = np.ascontiguousarray(result.run.logits, dtype=np.float32)
-        file = self._files.get(job)
-        if file is None:
-            file = self._files[job] = tempfile.TemporaryFile(dir=cache_dir("scratch"), prefix="job-logits-")
-            file.truncate(self.rows * logits[:1].nbytes)
-        _write_at(file.fileno(), logits.tobytes(), self.starts[int(result.record["index"])] * logits[:1].nbytes)
+        folder = cache_dir("scratch")
+        try:
+            file = self._files.get(job)
+            if file is None:
+                file = self._files[job] = tempfile.TemporaryFile(dir=folder, prefix="job-logits-")
+                file.truncate(self.rows * logits[:1].nbytes)
+            _write_at(file.fileno(), logits.tobytes(), self.starts[int(result.record["index"])] * logits[:1].nbytes)
+        except OSError as exc:  # e.g. a full disk: the shards finished so far stay staged for a resume
+            raise QskewError(f"cannot keep the logits of job {'/'.join(job)} in {folder} ({exc}); a job in "
+                             f"progress takes {self.rows * logits[:1].nbytes:,} bytes there "
+                             f"({self.rows:,} samples x {logits.shape[1]} outputs x 4)") from exc
         return replace(result, run=replace(result.run, logits=_Spilled(logits.shape), raw=None))
 
     def _joined(self, job: Job, parts: list[ShardResult]) -> list[ShardResult]:

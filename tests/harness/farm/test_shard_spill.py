@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import numpy as np
 import pytest
 
+from harness.errors import QskewError
 from harness.farm import shards as shards_module
 from harness.farm.shards import ShardAssembly, ShardResult, combine
 from harness.paths import cache_dir
@@ -69,3 +71,15 @@ def test_failed_and_unfinished_jobs_leave_no_scratch_file_open():
     assert assembly.fail(JOB) and len(_scratch_fds()) == before + 1
     assembly.close()  # the sweep ended with ``other`` incomplete (its shards stay staged for a resume)
     assert len(_scratch_fds()) == before and assembly.have(other) == set()
+
+
+def test_a_scratch_folder_that_cannot_take_the_logits_is_one_error_naming_it(monkeypatch):
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(shards_module.os, "pwrite", full)
+    assembly = ShardAssembly(3, STARTS, sum(SIZES))
+    with pytest.raises(QskewError, match="No space left") as info:
+        assembly.add(JOB, _result(0))
+    assert str(cache_dir("scratch")) in str(info.value) and "int8/pool/xnnpack" in str(info.value)
+    assembly.close()

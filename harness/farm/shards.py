@@ -150,11 +150,15 @@ def _write_at(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while view:
         written = os.pwrite(fd, view, offset)
+        if written <= 0:
+            raise OSError(f"pwrite wrote nothing at offset {offset}")
         view, offset = view[written:], offset + written
 
 
 def combine(results: Sequence[ShardResult]) -> DeviceRun:
-    """One job's DeviceRun from its shards' (in test-set order): logits and raw outputs joined,
+    """One job's DeviceRun from its shards' (in test-set order): logits joined (spilled shards: their
+    mapping, no copy) and raw outputs when every shard kept them (a spilled shard's are dropped: the
+    run directory stores none; the staging folder keeps each shard's until the job is stored),
     timings, latency and transfer summed, repeat noise merged, the delegate applied and the runtime
     as every shard says (:func:`combine_applied`, :func:`joined`); the rest is the first shard's."""
     runs = [r.run for r in results]

@@ -6,7 +6,7 @@ of a pass in chunks (a few MB each: ``records.row_chunks``, a chunk's frame in `
 arrow row group), allocated on several threads, come from its heaps, which fragment and keep their
 pages. Fixing the threshold (as the ``MALLOC_MMAP_THRESHOLD_`` variable would) keeps peak memory flat
 in the number of samples: ``benchmarks/memory.py`` measured 1M / 100k samples at 1.27 and 1.33 with
-the default, 1.08 with it fixed.
+the default, 1.13 with it fixed at 128 KB or at 1 MB (``MMAP_THRESHOLD_BYTES``).
 
 >>> fix_mmap_threshold()  # doctest: +SKIP
 True
@@ -17,7 +17,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
-MMAP_THRESHOLD_BYTES = 128 << 10  # glibc's own default, kept: a block this large or larger is mapped on its own
+# 1 MB: a chunk's copy (records.CHUNK_BYTES) and anything larger is mapped and given back when freed;
+# smaller blocks stay in the heaps, reused at once. Each fresh mapping's pages fault in: scoring and
+# writing took 1.21-1.24x as long with 128 KB fixed, 1.01-1.18x with 1 MB (benchmarks/heap_time.py);
+# memory.py: 1.13 at 128 KB, 1.13 at 1 MB, 1.17 at 4 MB (anonymous 1.15, 1.17, 1.25)
+MMAP_THRESHOLD_BYTES = 1 << 20
 M_MMAP_THRESHOLD = -3              # mallopt()'s parameter number for it (<malloc.h>)
 
 

@@ -21,6 +21,7 @@ from harness.commands import _common
 from harness.commands._common import EXIT_ERROR
 from harness.commands.devices import DEPRECATED_ALIAS
 from harness.errors import QskewError
+from harness.records.heap import fix_mmap_threshold
 
 # Every command module, in the order `qskew --help` lists them.
 COMMAND_MODULES = ("demo", "run", "convert", "inspect", "report", "signoff", "compare", "compare_delegates",
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "command", None) == DEPRECATED_ALIAS:
         print(f"qskew: '{DEPRECATED_ALIAS}' is deprecated; use 'qskew devices'", file=sys.stderr)
     logs.configure(debug=args.debug, quiet=args.quiet)
+    fix_mmap_threshold()  # large temporaries go back when freed: memory stays flat in the test set's size
     try:
         return _dispatch(args)
     except QskewError as err:

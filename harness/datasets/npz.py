@@ -14,7 +14,7 @@ import numpy as np
 
 from harness.datasets.assemble import assemble
 from harness.errors import DatasetError
-from harness.records import GroupedDataset, Preprocess
+from harness.records import GroupedDataset, Preprocess, watch_file
 
 LOCAL_HEADER_BYTES = 30   # a zip member's local file header before its name and extra field
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
@@ -54,7 +54,8 @@ def mapped_members(path: Path) -> dict[str, np.ndarray]:
     """The members of ``path`` stored without compression (``np.savez``), as read-only
     ``np.memmap`` arrays of the file: their pages are read when used, not when the dataset loads,
     and a pass in chunks (``harness.records.row_chunks``) hands them back, so a test set larger
-    than memory can be evaluated. Scalars, empty arrays and compressed members are left out."""
+    than memory can be evaluated. Scalars, empty arrays and compressed members are left out. Each
+    pass checks first that the file was not written again since (``records.watch_file``)."""
     out = {}
     with open(path, "rb") as handle, zipfile.ZipFile(handle) as archive:
         for info in archive.infolist():
@@ -76,8 +77,10 @@ def mapped_members(path: Path) -> dict[str, np.ndarray]:
                 continue  # not an .npy member after all: the whole read reports it
             if dtype.hasobject or not shape or 0 in shape:
                 continue
-            out[info.filename[:-len(".npy")]] = np.memmap(handle.name, dtype=dtype, mode="r", offset=handle.tell(),
-                                                          shape=shape, order="F" if fortran else "C")
+            array = np.memmap(handle, dtype=dtype, mode="r", offset=handle.tell(), shape=shape,
+                              order="F" if fortran else "C")  # this open file: what watch_file checks
+            watch_file(array, handle)
+            out[info.filename[:-len(".npy")]] = array
     return out
 
 

@@ -205,7 +205,10 @@ def run_sweep(exp: Experiment, artifacts, devices, test, ref, writer, progress: 
         errors += _side_by_side(work, devices, lambda: _drain_all(queues, "the run was interrupted"))
     finally:
         errors += watch.stop() if watch is not None else []  # (joined members drained too on Ctrl-C)
-        ctx.flush()  # every finished job is stored, even when a device error or Ctrl-C ends the sweep
+        try:
+            ctx.flush()  # every finished job is stored, even when a device error or Ctrl-C ends the sweep
+        finally:
+            ctx.assembly.close()  # incomplete jobs' scratch files (their shards stay staged for a resume)
     errors += _unrun_pool_jobs(ctx, groups, queues, {name for name, _ in errors})
     farm.close(getattr(writer, "run_dir", None))
     if errors:

@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from harness.errors import QskewError
 from harness.on_device import Shard
 from harness.paths import cache_dir
 from harness.records import DeviceRun, ModelArtifact
@@ -90,11 +91,17 @@ class ShardAssembly:
 
     def _spill(self, job: Job, result: ShardResult) -> ShardResult:
         logits = np.ascontiguousarray(result.run.logits, dtype=np.float32)
-        file = self._files.get(job)
-        if file is None:
-            file = self._files[job] = tempfile.TemporaryFile(dir=cache_dir("scratch"), prefix="job-logits-")
-            file.truncate(self.rows * logits[:1].nbytes)
-        os.pwrite(file.fileno(), logits.tobytes(), self.starts[int(result.record["index"])] * logits[:1].nbytes)
+        folder = cache_dir("scratch")
+        try:
+            file = self._files.get(job)
+            if file is None:
+                file = self._files[job] = tempfile.TemporaryFile(dir=folder, prefix="job-logits-")
+                file.truncate(self.rows * logits[:1].nbytes)
+            _write_at(file.fileno(), logits.tobytes(), self.starts[int(result.record["index"])] * logits[:1].nbytes)
+        except OSError as exc:  # e.g. a full disk: the shards finished so far stay staged for a resume
+            raise QskewError(f"cannot keep the logits of job {'/'.join(job)} in {folder} ({exc}); a job in "
+                             f"progress takes {self.rows * logits[:1].nbytes:,} bytes there "
+                             f"({self.rows:,} samples x {logits.shape[1]} outputs x 4)") from exc
         return replace(result, run=replace(result.run, logits=_Spilled(logits.shape), raw=None))
 
     def _joined(self, job: Job, parts: list[ShardResult]) -> list[ShardResult]:
@@ -127,9 +134,31 @@ class ShardAssembly:
         with self._lock:
             return job in self._failed
 
+    def close(self) -> None:
+        """Close the scratch files of the jobs still incomplete when the sweep ends (a device
+        stopped, Ctrl-C): their shards are kept in the run directory for a resume, and the files,
+        already unlinked, are gone once closed."""
+        with self._lock:
+            files, self._files = list(self._files.values()), {}
+            self._parts.clear()
+        for file in files:
+            file.close()
+
+
+def _write_at(fd: int, data: bytes, offset: int) -> None:
+    """All of ``data`` at ``offset``: pwrite may write less than it is given (at most ~2 GB a call)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if written <= 0:
+            raise OSError(f"pwrite wrote nothing at offset {offset}")
+        view, offset = view[written:], offset + written
+
 
 def combine(results: Sequence[ShardResult]) -> DeviceRun:
-    """One job's DeviceRun from its shards' (in test-set order): logits and raw outputs joined,
+    """One job's DeviceRun from its shards' (in test-set order): logits joined (spilled shards: their
+    mapping, no copy) and raw outputs when every shard kept them (a spilled shard's are dropped: the
+    run directory stores none; the staging folder keeps each shard's until the job is stored),
     timings, latency and transfer summed, repeat noise merged, the delegate applied and the runtime
     as every shard says (:func:`combine_applied`, :func:`joined`); the rest is the first shard's."""
     runs = [r.run for r in results]

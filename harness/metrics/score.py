@@ -61,7 +61,9 @@ def score_job(run: DeviceRun, ref: Logits, test: GroupedDataset, rows: int = SCO
     per-group sums at once (``groups.group_sums``), and the sums of the chunks are added, so no
     whole-set frame or [N, K] float64 temporary is made. A test set of at most ``rows`` samples is
     one chunk: its numbers are exactly those of ``group_metrics(per_sample(...))``; above, the
-    chunks' sums are added exactly (``math.fsum``) and may differ from one pass in the last bit.
+    chunks' sums are added exactly (``math.fsum``): the means of counts (accuracies, flip rates,
+    drops, psi) are still exactly those of one pass, the means of float values (loss, margin,
+    logit variance, KL, logit MSE) may differ from it in the last bit.
 
     Raises ValueError for a failed run (it has no logits; record it as a failure) and DatasetError
     when ids or shapes do not line up.
@@ -89,12 +91,13 @@ def score_job(run: DeviceRun, ref: Logits, test: GroupedDataset, rows: int = SCO
 
 
 def _aligned(ref: Logits, test: GroupedDataset, logits: np.ndarray, job: str) -> Logits:
-    """``ref`` with its rows in test order (as it comes, unless its ids are in another order), after
-    checking that the job's logits have one row per test sample."""
+    """``ref`` as float32 (the values the run directory stores) with its rows in test order (as it
+    comes, unless its ids are in another order), after checking that the job's logits have one row
+    per test sample."""
     if logits.ndim != 2 or logits.shape[0] != len(test) or np.shape(ref.values)[0] != len(test):
         raise DatasetError(f"job {job} returned logits of shape {logits.shape}; the reference has "
                            f"{np.shape(ref.values)} and the test set {len(test)} samples")
-    if same_rows(np.asarray(ref.ids), test.ids):
-        return ref
+    if same_rows(np.asarray(ref.ids), test.ids):  # float32 as stored (a float32 mapping stays mapped: no copy)
+        return Logits(ids=ref.ids, values=np.asarray(ref.values, dtype=np.float32), outputs=ref.outputs)
     values = align_reference(ref, np.asarray(test.ids).astype(str), job).astype(np.float32)  # float32 -> 64 -> 32: exact
     return Logits(ids=test.ids, values=values, outputs=ref.outputs)

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import mmap
+import os
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from harness.errors import DatasetError
 from harness.records.device import (AcceleratorReport, CompilerOp, ExecutionPlan, JobTransfer, NodePlacement,
                                     Precision, RepeatNoise, Timings)
 
-__all__ = ["SPLITS", "row_chunks", "same_rows", "drop_pages", "Preprocess", "GroupedDataset", "TensorIO", "CalibrationInfo", "ModelArtifact", "Logits",
+__all__ = ["SPLITS", "row_chunks", "same_rows", "drop_pages", "watch_file", "Preprocess", "GroupedDataset", "TensorIO", "CalibrationInfo", "ModelArtifact", "Logits",
            "DeviceRun", "Timings", "JobTransfer", "ExecutionPlan", "NodePlacement", "CompilerOp", "RepeatNoise",
            "Precision", "AcceleratorReport"]
 
@@ -157,6 +160,7 @@ def row_chunks(a: np.ndarray, rows: int | None = None) -> Iterator[tuple[int, np
         if mapped is None:
             yield start, part
             continue
+        _check_unchanged(mapped)
         copy = np.array(part)
         _release(mapped, part)
         yield start, copy
@@ -177,6 +181,41 @@ def drop_pages(a: np.ndarray) -> None:
     mapped = _read_only_mmap(a)
     if mapped is not None:
         _release(mapped, a)
+
+
+def watch_file(a: np.ndarray, handle) -> None:
+    """Have every :func:`row_chunks` pass over ``a`` (mapped read-only from the open file
+    ``handle``) check first that the file was not rewritten since (its size and modification time).
+
+    A mapping shows the file's bytes as they are now: a dataset file written again in place while
+    a run reads it would give the run other samples than those it hashed (its sha256) and, cut
+    shorter, kill the process with SIGBUS at the first page past its end. The pass raises one
+    DatasetError naming the file instead (a file replaced by a rename is not a change: the mapping
+    keeps the old one)."""
+    mapped = _read_only_mmap(a)
+    if mapped is None or mapped in _WATCHED:
+        return
+    fd = os.dup(handle.fileno())  # the mapped file itself, whatever its path names later
+    st = os.fstat(fd)
+    _WATCHED[mapped] = (fd, (st.st_size, st.st_mtime_ns), str(getattr(handle, "name", fd)))
+    weakref.finalize(mapped, os.close, fd)
+
+
+# read-only mappings of files that must not change under them (watch_file): fd, (size, mtime), name
+_WATCHED: "weakref.WeakKeyDictionary[mmap.mmap, tuple[int, tuple[int, int], str]]" = weakref.WeakKeyDictionary()
+
+
+def _check_unchanged(mapped: "mmap.mmap") -> None:
+    watched = _WATCHED.get(mapped)
+    if watched is None:
+        return
+    fd, seen, name = watched
+    st = os.fstat(fd)
+    if (st.st_size, st.st_mtime_ns) != seen:
+        raise DatasetError(f"{name} was written again while qskew read it (its size or modification time "
+                           "changed; its arrays are memory-mapped, not copied): the run's samples would no "
+                           "longer be those it hashed. Write a new file and rename it over the old one "
+                           "(a run keeps reading the old one), or wait for the run to end; then run again")
 
 
 def _read_only_mmap(a: np.ndarray) -> "mmap.mmap | None":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +145,45 @@ def test_a_dataset_from_savez_keeps_its_samples_mapped_and_its_test_block_a_view
     assert isinstance(ds.x, np.memmap) and isinstance(test.x, np.memmap) and np.shares_memory(ds.x, test.x)
     np.testing.assert_array_equal(test.x, np.arange(40, dtype=np.uint8).reshape(10, 2, 2, 1)[4:])
     assert not ds.x.flags.writeable
+
+
+def _rewritten(path: Path, rows: int) -> None:
+    """``path`` written again in place, as np.savez does (same inode, truncated first), a second later."""
+    before = path.stat().st_mtime_ns if path.exists() else 0
+    np.savez(path, x=np.full((rows, 2, 2, 1), 7, np.uint8), y=np.arange(rows) % 3,
+             group=np.array(["a", "b"] * (rows // 2)), split=np.array(["train", "test"] * (rows // 2)))
+    os.utime(path, ns=(before + 10**9, before + 10**9))  # the file clock's tick may not have moved yet
+
+
+def test_a_dataset_file_written_again_during_a_run_is_an_error_naming_it(tmp_path):
+    from harness.errors import DatasetError
+
+    path = _npz(tmp_path)
+    ds = datasets.load(path)
+    _rewritten(path, 10)  # same size: a mapping would silently read the new samples
+    with pytest.raises(DatasetError, match="written again") as info:
+        ds.sha256()
+    assert str(path) in str(info.value) and "rename" in str(info.value)
+
+
+def test_a_dataset_file_cut_shorter_during_a_run_is_an_error_not_a_bus_error(tmp_path):
+    # reading a mapped page past the end of a truncated file kills the process with SIGBUS: a child does it
+    path = _npz(tmp_path, x=np.zeros((10, 64, 64, 3), np.uint8))
+    script = ("import sys\nfrom pathlib import Path\nfrom harness import datasets\n"
+              "from harness.errors import DatasetError\nfrom test_npz import _rewritten\n"
+              "path = Path(sys.argv[1])\nds = datasets.load(path)\n_rewritten(path, 2)\n"
+              "try:\n    ds.sha256()\nexcept DatasetError as exc:\n    print(exc)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent)] + sys.path)}
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "written again" in done.stdout and str(path) in done.stdout
+
+
+def test_a_dataset_file_replaced_by_a_rename_is_read_as_it_was(tmp_path):
+    path = _npz(tmp_path)
+    ds = datasets.load(path)
+    before = ds.sha256()
+    _rewritten(tmp_path / "new.npz", 10)
+    os.replace(tmp_path / "new.npz", path)  # the mapping keeps the old file: the run stays consistent
+    assert ds.sha256() == before

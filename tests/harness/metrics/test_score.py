@@ -81,3 +81,23 @@ def test_means_skip_missing_values_as_pandas_mean_does():
         np.testing.assert_allclose(metrics.loc[("group", g), ["loss", "kl"]].to_numpy(float),
                                    expected.loc[g].to_numpy(float), rtol=1e-15)
     assert np.isnan(metrics.loc[("group", "east"), "kl"])
+
+
+def test_a_float64_reference_is_scored_on_its_float32_values():
+    # the run directory stores float32 reference logits: scores computed on more bits than that
+    # could not be reproduced from its files (the reference in test order was scored as it came)
+    test, ref, run = _job()
+    wide = ref.values.astype(np.float64) + np.random.default_rng(4).normal(scale=1e-6, size=ref.values.shape)
+    stored = wide.astype(np.float32)
+    for rows in (64, 10_000):
+        pd.testing.assert_frame_equal(score_job(run, Logits(ids=test.ids, values=wide), test, rows=rows).metrics,
+                                      score_job(run, Logits(ids=test.ids, values=stored), test, rows=rows).metrics,
+                                      check_exact=True)
+
+
+@pytest.mark.parametrize("attributes", [False, True])
+def test_means_of_counts_are_exactly_those_of_one_pass_whatever_the_chunks(attributes):
+    test, ref, run = _job(attributes=attributes)
+    whole, chunked = score_job(run, ref, test).metrics, score_job(run, ref, test, rows=37).metrics
+    counts = ["n", "acc_ref", "acc", "acc_drop", "flip_rate", "flip_right_to_wrong", "flip_wrong_to_right", "psi"]
+    pd.testing.assert_frame_equal(chunked[counts], whole[counts], check_exact=True)

@@ -5,7 +5,7 @@ For each size (default 100,000 and 1,000,000 samples) the script writes a synthe
 split column with the train rows first, so each split is one block and stays memory-mapped) and a tiny Keras CNN, then runs, **in a child process of its own**, what
 ``qskew run`` runs: ``datasets.load`` of the file, ``evaluate()`` with the FP32 reference, the jobs
 of the variants (default fp32 and int8, XNNPACK) on the local target, scoring and the run directory.
-The child imports everything first, fixes glibc's mmap threshold as ``qskew`` does at start
+The child imports everything first, fixes glibc's mmap threshold as ``qskew``'s data commands do first
 (``harness.records.heap``), reads its resident memory (VmRSS), resets the kernel's peak
 (``/proc/self/clear_refs`` 5), runs, and reports its peak (VmHWM) above the level after imports,
 in total and per stage (between two lines that ``evaluate`` echoes; a line is printed when its stage
@@ -147,7 +147,7 @@ def child(data: Path, model: Path, out: Path, variants: list[str]) -> int:
     from harness.quantize import convert  # noqa: F401
     from harness.records.heap import fix_mmap_threshold
 
-    fix_mmap_threshold()  # as qskew's main() does at start
+    fix_mmap_threshold()  # as qskew's data commands do first
 
     base, base_anon = _status_mb("VmRSS"), _status_mb("RssAnon")
     stages, anon = [], AnonPeak()

@@ -21,7 +21,6 @@ from harness.commands import _common
 from harness.commands._common import EXIT_ERROR
 from harness.commands.devices import DEPRECATED_ALIAS
 from harness.errors import QskewError
-from harness.records.heap import fix_mmap_threshold
 
 # Every command module, in the order `qskew --help` lists them.
 COMMAND_MODULES = ("demo", "run", "convert", "inspect", "report", "signoff", "compare", "compare_delegates",
@@ -42,7 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "command", None) == DEPRECATED_ALIAS:
         print(f"qskew: '{DEPRECATED_ALIAS}' is deprecated; use 'qskew devices'", file=sys.stderr)
     logs.configure(debug=args.debug, quiet=args.quiet)
-    fix_mmap_threshold()  # large temporaries go back when freed: memory stays flat in the test set's size
     try:
         return _dispatch(args)
     except QskewError as err:
@@ -65,6 +63,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     that writes a run holds its run directory's lock from before TensorFlow is imported."""
     with _common.run_dir_locked(args):
         if getattr(args, "heavy", False):
+            from harness.records.heap import fix_mmap_threshold  # (records imports numpy: not at start-up)
+
+            fix_mmap_threshold()  # large temporaries go back when freed: memory stays flat in the test set's size
             logs.import_tensorflow_quietly(args.debug)
         if getattr(args, "json", False):
             with _common.json_stdout():

@@ -1,4 +1,7 @@
-"""The C heap's policy for large blocks, set once at start (``qskew``'s ``main``): freed temporaries go back.
+"""The C heap's policy for large blocks: freed temporaries go back to the system.
+
+Set once by the commands that process data (``harness.cli``'s ``_dispatch``, before TensorFlow), not
+at the CLI's import (``harness.records`` imports numpy).
 
 glibc's malloc maps each block above its mmap threshold (128 KB) on its own and unmaps it when freed,
 but raises that threshold, up to 32 MB, each time it frees such a block: from then on the temporaries

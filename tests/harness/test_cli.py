@@ -91,6 +91,18 @@ def test_start_up_imports_no_heavy_library():
     assert out.strip() == "", f"heavy modules imported at start-up: {out}"
 
 
+def test_importing_the_cli_and_a_commands_help_imports_no_numpy():
+    """The CLI's start and a command's parser pay for numpy only where the command needs it (the heap
+    policy of records/heap.py is set by the commands that process data, not at import)."""
+    probe = ("import sys, io, contextlib, harness.cli as c\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n"
+             "    for argv in (['signoff', '--help'], ['run', '--help'], ['devices', '--help']):\n"
+             "        try:\n            c.build_parser(argv).parse_args(argv)\n        except SystemExit: pass\n"
+             "print('numpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_an_error_line_escapes_control_characters(capsys, tmp_path):
     inventory = tmp_path / "dev\x1b[2J\x1b]0;owned\x07.toml"
     assert cli.main(["devices", "check", "--devices", str(inventory)]) == 2

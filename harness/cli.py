@@ -62,15 +62,22 @@ def _dispatch(args: argparse.Namespace) -> int:
     """Run the command; with --json its JSON document alone goes to the real stdout. A command
     that writes a run holds its run directory's lock from before TensorFlow is imported."""
     with _common.run_dir_locked(args):
-        if getattr(args, "heavy", False):
+        if processes_data(args):
             from harness.records.heap import fix_mmap_threshold  # (records imports numpy: not at start-up)
 
             fix_mmap_threshold()  # large temporaries go back when freed: memory stays flat in the test set's size
+        if getattr(args, "heavy", False):
             logs.import_tensorflow_quietly(args.debug)
         if getattr(args, "json", False):
             with _common.json_stdout():
                 return args.func(args) or 0
         return args.func(args) or 0
+
+
+def processes_data(args: argparse.Namespace) -> bool:
+    """Whether the command runs models or writes a run (``heavy`` or ``writes_run``): it then gets the
+    heap policy of :mod:`harness.records.heap`; commands that only read a run do not need it."""
+    return bool(getattr(args, "heavy", False) or getattr(args, "writes_run", None))
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

@@ -103,6 +103,12 @@ def test_importing_the_cli_and_a_commands_help_imports_no_numpy():
     assert out.strip() == "False"
 
 
+def test_the_commands_that_run_models_or_write_runs_get_the_heap_policy_and_readers_do_not():
+    for argv, expected in ((["run", "exp.toml"], True), (["demo"], True), (["convert"], True),
+                           (["signoff", "RUN"], False), (["report", "RUN"], False)):
+        assert cli.processes_data(cli.build_parser(argv).parse_args(argv)) is expected, argv
+
+
 def test_an_error_line_escapes_control_characters(capsys, tmp_path):
     inventory = tmp_path / "dev\x1b[2J\x1b]0;owned\x07.toml"
     assert cli.main(["devices", "check", "--devices", str(inventory)]) == 2
